@@ -1,0 +1,229 @@
+//! Compact, versioned, checksummed encoding of a batch of keys of one party.
+//!
+//! Layout (all integers little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | magic `ARFS` |
+//! | 2 | format version (currently 1) |
+//! | 1 | scheme: 1 = DPF, 2 = DCF |
+//! | 1 | payload group tag: 1 = `Z_2`, 32 = `Z_2^32`, 64 = `Z_2^64`, 128 = `(Z_2^64)^2` |
+//! | 1 | `n`, input width in bits (1..=64) |
+//! | 1 | `nu`, early-termination depth (0..=min(n, 12)) |
+//! | 1 | party (0 or 1) |
+//! | 1 | reserved, must be 0 |
+//! | 8 | key count |
+//! | count x [`TreeParams::key_bytes`] | the keys, one after the other |
+//! | 32 | SHA-256 of everything above |
+//!
+//! One key, with `L = n - nu` levels:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 16 | root seed |
+//! | 16 L | seed correction word of each level; bit 0 holds `t_CW^L`, and for a one-bit DCF bit 1 holds `V_CW` |
+//! | ceil(L / 8) | `t_CW^R` of each level, one bit each, LSB first; padding bits zero |
+//! | L x BITS/8 | `V_CW` of each level (DCF with payload wider than one bit only) |
+//! | ceil(2^nu x BITS / 8) | leaf correction vector, elements packed LSB first; padding bits zero |
+//!
+//! Decoding checks the header, then that the input length is exactly what the
+//! header announces (before allocating anything), then the checksum, then the
+//! canonical form of every padding bit.
+
+use crate::error::DecodeError;
+use crate::keys::{Kind, Party, TreeKeys, TreeParams};
+use crate::payload::Payload;
+use sha2::{Digest, Sha256};
+
+/// Magic bytes of a key encoding.
+pub const MAGIC: [u8; 4] = *b"ARFS";
+/// Current format version.
+pub const VERSION: u16 = 1;
+/// Bytes of the fixed header.
+pub const HEADER_LEN: usize = 20;
+/// Bytes of the trailing checksum.
+pub const CHECKSUM_LEN: usize = 32;
+
+pub(crate) fn encoded_len<P: Payload>(kind: Kind, params: TreeParams, count: usize) -> usize {
+    HEADER_LEN + count * params.key_bytes::<P>(kind) + CHECKSUM_LEN
+}
+
+pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
+    let kind = keys.kind;
+    let params = keys.params;
+    let len = keys.len();
+    let l = params.levels();
+    let lb = params.leaf_blocks::<P>();
+    let one_bit_dcf = kind == Kind::Dcf && P::BITS == 1;
+    let leaf_bytes = (params.leaf_len() * P::BITS as usize).div_ceil(8);
+    let elem_bytes = P::BITS as usize / 8;
+
+    let mut out = Vec::with_capacity(encoded_len::<P>(kind, params, len));
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.push(kind.tag());
+    out.push(P::TAG);
+    out.push(params.n() as u8);
+    out.push(params.nu() as u8);
+    out.push(keys.party.index());
+    out.push(0);
+    out.extend_from_slice(&(len as u64).to_le_bytes());
+    let mut leaf_tmp = Vec::with_capacity(16 * lb);
+    for i in 0..len {
+        out.extend_from_slice(&keys.seeds[i].to_le_bytes());
+        let cws = &keys.cw_seed[i * l..(i + 1) * l];
+        let cwt = &keys.cw_t[i * l..(i + 1) * l];
+        for lvl in 0..l {
+            let mut w = cws[lvl] | u128::from(cwt[lvl] & 1);
+            if one_bit_dcf {
+                let mut vb = 0u128;
+                keys.cw_v[i * l + lvl].put_in_block(&mut vb, 0);
+                w |= (vb & 1) << 1;
+            }
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        for byte in cwt.chunks(8) {
+            let mut b = 0u8;
+            for (j, t) in byte.iter().enumerate() {
+                b |= ((t >> 1) & 1) << j;
+            }
+            out.push(b);
+        }
+        if kind == Kind::Dcf && P::BITS > 1 {
+            for v in &keys.cw_v[i * l..(i + 1) * l] {
+                let mut blk = 0u128;
+                v.put_in_block(&mut blk, 0);
+                out.extend_from_slice(&blk.to_le_bytes()[..elem_bytes]);
+            }
+        }
+        leaf_tmp.clear();
+        for blk in &keys.leaf[i * lb..(i + 1) * lb] {
+            leaf_tmp.extend_from_slice(&blk.to_le_bytes());
+        }
+        out.extend_from_slice(&leaf_tmp[..leaf_bytes]);
+    }
+    let digest = Sha256::digest(&out);
+    out.extend_from_slice(digest.as_slice());
+    out
+}
+
+fn u128_at(bytes: &[u8], at: usize) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&bytes[at..at + 16]);
+    u128::from_le_bytes(b)
+}
+
+pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>, DecodeError> {
+    if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
+        return Err(DecodeError::TooShort {
+            need: HEADER_LEN + CHECKSUM_LEN,
+            got: bytes.len(),
+        });
+    }
+    if bytes[0..4] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
+    }
+    if bytes[6] != kind.tag() {
+        return Err(DecodeError::WrongKind {
+            expected: kind.name(),
+            found: bytes[6],
+        });
+    }
+    if bytes[7] != P::TAG {
+        return Err(DecodeError::WrongPayload {
+            expected: P::NAME,
+            expected_tag: P::TAG,
+            found: bytes[7],
+        });
+    }
+    let params = TreeParams::from_raw(bytes[8], bytes[9]).ok_or_else(|| {
+        DecodeError::InvalidHeader(format!(
+            "n = {} and nu = {} (need 1 <= n <= 64, nu <= min(n, 12))",
+            bytes[8], bytes[9]
+        ))
+    })?;
+    let party = Party::from_index(bytes[10])
+        .ok_or_else(|| DecodeError::InvalidHeader(format!("party {} is not 0 or 1", bytes[10])))?;
+    if bytes[11] != 0 {
+        return Err(DecodeError::InvalidHeader(format!(
+            "reserved byte is {}, must be 0",
+            bytes[11]
+        )));
+    }
+    let mut cnt = [0u8; 8];
+    cnt.copy_from_slice(&bytes[12..20]);
+    let count = u64::from_le_bytes(cnt);
+    let kb = params.key_bytes::<P>(kind);
+    let expected = HEADER_LEN as u128 + u128::from(count) * kb as u128 + CHECKSUM_LEN as u128;
+    if expected != bytes.len() as u128 {
+        return Err(DecodeError::LengthMismatch {
+            expected,
+            got: bytes.len(),
+        });
+    }
+    // From here on, count * kb < bytes.len(), so allocations are bounded by the input.
+    let count = count as usize;
+    let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    if Sha256::digest(body).as_slice() != sum {
+        return Err(DecodeError::ChecksumMismatch);
+    }
+
+    let l = params.levels();
+    let lb = params.leaf_blocks::<P>();
+    let one_bit_dcf = kind == Kind::Dcf && P::BITS == 1;
+    let mask = TreeParams::seed_mask::<P>(kind);
+    let elem_bytes = P::BITS as usize / 8;
+    let leaf_bits = params.leaf_len() * P::BITS as usize;
+    let leaf_bytes = leaf_bits.div_ceil(8);
+    let mut keys = TreeKeys::<P>::empty(kind, party, params, count);
+    let mut at = HEADER_LEN;
+    for i in 0..count {
+        keys.seeds[i] = u128_at(body, at);
+        at += 16;
+        for lvl in 0..l {
+            let w = u128_at(body, at);
+            at += 16;
+            let idx = i * l + lvl;
+            keys.cw_seed[idx] = w & mask;
+            keys.cw_t[idx] = (w & 1) as u8;
+            if one_bit_dcf {
+                keys.cw_v[idx] = P::from_block(w >> 1, 0);
+            }
+        }
+        let tr = &body[at..at + l.div_ceil(8)];
+        at += l.div_ceil(8);
+        for lvl in 0..l {
+            keys.cw_t[i * l + lvl] |= ((tr[lvl / 8] >> (lvl % 8)) & 1) << 1;
+        }
+        if l % 8 != 0 && tr[l / 8] >> (l % 8) != 0 {
+            return Err(DecodeError::NonCanonical("padding bits of t_CW^R are not zero"));
+        }
+        if kind == Kind::Dcf && P::BITS > 1 {
+            for lvl in 0..l {
+                let mut b = [0u8; 16];
+                b[..elem_bytes].copy_from_slice(&body[at..at + elem_bytes]);
+                at += elem_bytes;
+                keys.cw_v[i * l + lvl] = P::from_block(u128::from_le_bytes(b), 0);
+            }
+        }
+        let lf = &body[at..at + leaf_bytes];
+        at += leaf_bytes;
+        if leaf_bits % 8 != 0 && lf[leaf_bytes - 1] >> (leaf_bits % 8) != 0 {
+            return Err(DecodeError::NonCanonical("padding bits of the leaf are not zero"));
+        }
+        for (j, chunk) in lf.chunks(16).enumerate() {
+            let mut b = [0u8; 16];
+            b[..chunk.len()].copy_from_slice(chunk);
+            keys.leaf[i * lb + j] = u128::from_le_bytes(b);
+        }
+    }
+    debug_assert_eq!(at, body.len());
+    Ok(keys)
+}

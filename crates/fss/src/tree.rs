@@ -1,0 +1,384 @@
+//! The fast batched paths shared by DPF and DCF: many independent keys, one
+//! point each.
+//!
+//! Keys are processed in groups of [`EVAL_WIDTH`] (evaluation) or
+//! [`GEN_WIDTH`] (generation), level by level: the seed blocks of every key in
+//! the group go to AES in one call, so the AES pipeline has that many
+//! independent blocks in flight instead of waiting on one key's latency chain.
+//! Rayon splits a batch into chunks of [`CHUNK`] keys. Nothing in the
+//! per-level loops allocates. The algorithm is exactly that of
+//! [`crate::reference`]; tests check bit-identical keys and outputs.
+
+use crate::error::FssError;
+use crate::keys::{Kind, Party, TreeKeys, TreeParams};
+use crate::payload::{Payload, per_block};
+use crate::prg::{MAX_BATCH, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, prg, sigma};
+use rand::{CryptoRng, Rng};
+use rayon::prelude::*;
+
+/// Keys interleaved per AES call during evaluation.
+pub(crate) const EVAL_WIDTH: usize = 32;
+/// Keys interleaved per AES call during generation (4 or 8 blocks per key per level).
+pub(crate) const GEN_WIDTH: usize = 16;
+/// Keys per rayon task.
+pub(crate) const CHUNK: usize = 2048;
+
+#[inline(always)]
+fn dcf<P: Payload>(kind: Kind) -> bool {
+    kind == Kind::Dcf
+}
+
+/// Whether the per-level payload needs its own AES block (DCF, payload wider than 1 bit).
+#[inline(always)]
+fn v_blocks<P: Payload>(kind: Kind) -> bool {
+    kind == Kind::Dcf && P::BITS > 1
+}
+
+/// Splits `v` into `nchunks` consecutive pieces of `per` elements (the last
+/// one shorter); works when `per == 0` or `v` is empty.
+fn chunks_of<T>(v: &mut [T], per: usize, nchunks: usize) -> Vec<&mut [T]> {
+    let mut out = Vec::with_capacity(nchunks);
+    let mut rest = v;
+    for _ in 0..nchunks {
+        let take = per.min(rest.len());
+        let (a, b) = rest.split_at_mut(take);
+        out.push(a);
+        rest = b;
+    }
+    out
+}
+
+/// Draws two root seeds per key from `rng`.
+pub(crate) fn draw_roots<R: Rng + CryptoRng + ?Sized>(len: usize, rng: &mut R) -> Vec<[u128; 2]> {
+    (0..len).map(|_| [rng.random(), rng.random()]).collect()
+}
+
+/// Checks a batch of special points and payloads.
+pub(crate) fn check_gen_inputs<P>(
+    params: TreeParams,
+    alphas: &[u64],
+    betas: &[P],
+) -> Result<(), FssError> {
+    if alphas.len() != betas.len() {
+        return Err(FssError::LengthMismatch {
+            what: "betas (one per alpha)",
+            expected: alphas.len(),
+            got: betas.len(),
+        });
+    }
+    let m = params.domain_mask();
+    if let Some(index) = alphas.iter().position(|a| a & !m != 0) {
+        return Err(FssError::OutOfDomain {
+            what: "alpha",
+            index,
+            n: params.n(),
+        });
+    }
+    Ok(())
+}
+
+/// Generates both parties' keys from the given root seeds (deterministic).
+pub(crate) fn gen_from_roots<P: Payload>(
+    kind: Kind,
+    params: TreeParams,
+    alphas: &[u64],
+    betas: &[P],
+    roots: &[[u128; 2]],
+) -> Result<(TreeKeys<P>, TreeKeys<P>), FssError> {
+    check_gen_inputs(params, alphas, betas)?;
+    if roots.len() != alphas.len() {
+        return Err(FssError::LengthMismatch {
+            what: "root seeds (one pair per alpha)",
+            expected: alphas.len(),
+            got: roots.len(),
+        });
+    }
+    let len = alphas.len();
+    let mut k0 = TreeKeys::<P>::empty(kind, Party::P0, params, len);
+    let l = params.levels();
+    let lb = params.leaf_blocks::<P>();
+    let nchunks = len.div_ceil(CHUNK);
+    let vl = if dcf::<P>(kind) { l } else { 0 };
+    let cs = chunks_of(&mut k0.cw_seed, CHUNK * l, nchunks);
+    let ct = chunks_of(&mut k0.cw_t, CHUNK * l, nchunks);
+    let cv = chunks_of(&mut k0.cw_v, CHUNK * vl, nchunks);
+    let cl = chunks_of(&mut k0.leaf, CHUNK * lb, nchunks);
+    cs.into_par_iter()
+        .zip(ct)
+        .zip(cv)
+        .zip(cl)
+        .enumerate()
+        .for_each(|(c, (((cs, ct), cv), cl))| {
+            let lo = c * CHUNK;
+            let hi = (lo + CHUNK).min(len);
+            gen_chunk(
+                kind,
+                params,
+                &alphas[lo..hi],
+                &betas[lo..hi],
+                &roots[lo..hi],
+                cs,
+                ct,
+                cv,
+                cl,
+            );
+        });
+    for (s, r) in k0.seeds.iter_mut().zip(roots) {
+        *s = r[0];
+    }
+    let mut k1 = k0.clone();
+    k1.party = Party::P1;
+    for (s, r) in k1.seeds.iter_mut().zip(roots) {
+        *s = r[1];
+    }
+    Ok((k0, k1))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gen_chunk<P: Payload>(
+    kind: Kind,
+    params: TreeParams,
+    alphas: &[u64],
+    betas: &[P],
+    roots: &[[u128; 2]],
+    cw_seed: &mut [u128],
+    cw_t: &mut [u8],
+    cw_v: &mut [P],
+    leaf: &mut [u128],
+) {
+    let prg = prg();
+    let n = params.n() as usize;
+    let l = params.levels();
+    let lb = params.leaf_blocks::<P>();
+    let pb = per_block::<P>();
+    let mask = TreeParams::seed_mask::<P>(kind);
+    let is_dcf = dcf::<P>(kind);
+    let vb = v_blocks::<P>(kind);
+    let nu_mask = (1u64 << params.nu()) - 1;
+    // Leaf blocks of both parties for a group, hashed in pieces of MAX_BATCH.
+    let mut leaf_buf = vec![0u128; 2 * GEN_WIDTH * lb];
+
+    for (g, alpha_g) in alphas.chunks(GEN_WIDTH).enumerate() {
+        let base = g * GEN_WIDTH;
+        let c = alpha_g.len();
+        let mut s = [[0u128; GEN_WIDTH]; 2];
+        let mut t = [[false; GEN_WIDTH]; 2];
+        let mut v_alpha = [P::default(); GEN_WIDTH];
+        for k in 0..c {
+            s[0][k] = roots[base + k][0];
+            s[1][k] = roots[base + k][1];
+            t[1][k] = true;
+        }
+        let mut buf = [0u128; 8 * GEN_WIDTH];
+        for i in 0..l {
+            let shift = n - 1 - i;
+            // Layout: seed blocks at 4k + 2b + side, payload blocks at 4c + 4k + 2b + side.
+            for k in 0..c {
+                for b in 0..2 {
+                    let sg = sigma(s[b][k]);
+                    for side in 0..2 {
+                        buf[4 * k + 2 * b + side] = sg ^ TWEAK_SEED[side];
+                        if vb {
+                            buf[4 * c + 4 * k + 2 * b + side] = sg ^ TWEAK_V[side];
+                        }
+                    }
+                }
+            }
+            let nblocks = if vb { 8 * c } else { 4 * c };
+            for piece in buf[..nblocks].chunks_mut(MAX_BATCH) {
+                prg.hash_prepared(piece);
+            }
+            for k in 0..c {
+                let a = ((alpha_g[k] >> shift) & 1) as usize;
+                let (keep, lose) = (a, 1 - a);
+                let blk = |b: usize, side: usize| buf[4 * k + 2 * b + side];
+                let conv = |b: usize, side: usize| -> P {
+                    if vb {
+                        P::from_block(buf[4 * c + 4 * k + 2 * b + side], 0)
+                    } else {
+                        P::from_block(blk(b, side) >> 1, 0)
+                    }
+                };
+                let s_cw = (blk(0, lose) ^ blk(1, lose)) & mask;
+                let tl = (blk(0, 0) ^ blk(1, 0)) & 1 == 1;
+                let tr = (blk(0, 1) ^ blk(1, 1)) & 1 == 1;
+                let t_cw = [tl ^ (a == 1) ^ true, tr ^ (a == 1)];
+                let idx = (base + k) * l + i;
+                if is_dcf {
+                    let t1 = t[1][k];
+                    let mut v_cw = conv(1, lose).sub(conv(0, lose)).sub(v_alpha[k]).cond_neg(t1);
+                    if lose == 0 {
+                        v_cw = v_cw.add(betas[base + k].cond_neg(t1));
+                    }
+                    v_alpha[k] = v_alpha[k]
+                        .sub(conv(1, keep))
+                        .add(conv(0, keep))
+                        .add(v_cw.cond_neg(t1));
+                    cw_v[idx] = v_cw;
+                }
+                cw_seed[idx] = s_cw;
+                cw_t[idx] = u8::from(t_cw[0]) | (u8::from(t_cw[1]) << 1);
+                for b in 0..2 {
+                    let kb = blk(b, keep);
+                    let tb = t[b][k];
+                    s[b][k] = (kb & mask) ^ if tb { s_cw } else { 0 };
+                    t[b][k] = (kb & 1 == 1) ^ (tb && t_cw[keep]);
+                }
+            }
+        }
+        // Leaf: both parties' full leaf vectors.
+        for k in 0..c {
+            for b in 0..2 {
+                let sg = sigma(s[b][k]);
+                for j in 0..lb {
+                    leaf_buf[(2 * k + b) * lb + j] = sg ^ (TWEAK_LEAF + j as u128);
+                }
+            }
+        }
+        for piece in leaf_buf[..2 * c * lb].chunks_mut(MAX_BATCH) {
+            prg.hash_prepared(piece);
+        }
+        for k in 0..c {
+            let low = (alpha_g[k] & nu_mask) as usize;
+            let beta = betas[base + k];
+            let t1 = t[1][k];
+            let out = &mut leaf[(base + k) * lb..(base + k + 1) * lb];
+            for j in 0..params.leaf_len() {
+                let c0 = P::from_block(leaf_buf[2 * k * lb + j / pb], j % pb);
+                let c1 = P::from_block(leaf_buf[(2 * k + 1) * lb + j / pb], j % pb);
+                let val = if is_dcf {
+                    c1.sub(c0)
+                        .sub(v_alpha[k])
+                        .add(beta.select(j < low))
+                        .cond_neg(t1)
+                } else {
+                    beta.select(j == low).sub(c0).add(c1).cond_neg(t1)
+                };
+                val.put_in_block(&mut out[j / pb], j % pb);
+            }
+        }
+    }
+}
+
+/// Checks evaluation inputs.
+pub(crate) fn check_eval_inputs<P: Payload>(
+    keys: &TreeKeys<P>,
+    xs: &[u64],
+    out: &[P],
+) -> Result<(), FssError> {
+    if xs.len() != keys.len() {
+        return Err(FssError::LengthMismatch {
+            what: "evaluation points (one per key)",
+            expected: keys.len(),
+            got: xs.len(),
+        });
+    }
+    if out.len() != keys.len() {
+        return Err(FssError::LengthMismatch {
+            what: "output slice (one per key)",
+            expected: keys.len(),
+            got: out.len(),
+        });
+    }
+    let m = keys.params.domain_mask();
+    if let Some(index) = xs.iter().position(|x| x & !m != 0) {
+        return Err(FssError::OutOfDomain {
+            what: "x",
+            index,
+            n: keys.params.n(),
+        });
+    }
+    Ok(())
+}
+
+/// Evaluates key `i` at `xs[i]` for every key, on the rayon pool.
+pub(crate) fn eval_par<P: Payload>(
+    keys: &TreeKeys<P>,
+    xs: &[u64],
+    out: &mut [P],
+) -> Result<(), FssError> {
+    check_eval_inputs(keys, xs, out)?;
+    out.par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(c, (o, x))| eval_chunk(keys, c * CHUNK, x, o));
+    Ok(())
+}
+
+/// Evaluates key `i` at `xs[i]` for every key, on the calling thread.
+pub(crate) fn eval_seq<P: Payload>(
+    keys: &TreeKeys<P>,
+    xs: &[u64],
+    out: &mut [P],
+) -> Result<(), FssError> {
+    check_eval_inputs(keys, xs, out)?;
+    eval_chunk(keys, 0, xs, out);
+    Ok(())
+}
+
+fn eval_chunk<P: Payload>(keys: &TreeKeys<P>, start: usize, xs: &[u64], out: &mut [P]) {
+    let prg = prg();
+    let kind = keys.kind;
+    let params = keys.params;
+    let n = params.n() as usize;
+    let l = params.levels();
+    let lb = params.leaf_blocks::<P>();
+    let pb = per_block::<P>();
+    let mask = TreeParams::seed_mask::<P>(kind);
+    let is_dcf = dcf::<P>(kind);
+    let vb = v_blocks::<P>(kind);
+    let neg = keys.party.is_one();
+    let nu_mask = (1u64 << params.nu()) - 1;
+    let mut buf = [0u128; 2 * EVAL_WIDTH];
+
+    for (g, (xg, og)) in xs.chunks(EVAL_WIDTH).zip(out.chunks_mut(EVAL_WIDTH)).enumerate() {
+        let base = start + g * EVAL_WIDTH;
+        let c = xg.len();
+        let mut s = [0u128; EVAL_WIDTH];
+        let mut t = [neg; EVAL_WIDTH];
+        let mut acc = [P::default(); EVAL_WIDTH];
+        s[..c].copy_from_slice(&keys.seeds[base..base + c]);
+        for i in 0..l {
+            let shift = n - 1 - i;
+            for k in 0..c {
+                let side = ((xg[k] >> shift) & 1) as usize;
+                let sg = sigma(s[k]);
+                buf[k] = sg ^ TWEAK_SEED[side];
+                if vb {
+                    buf[c + k] = sg ^ TWEAK_V[side];
+                }
+            }
+            prg.hash_prepared(&mut buf[..if vb { 2 * c } else { c }]);
+            for k in 0..c {
+                let side = (xg[k] >> shift) & 1;
+                let idx = (base + k) * l + i;
+                let blk = buf[k];
+                let tk = t[k];
+                if is_dcf {
+                    let v = if vb {
+                        P::from_block(buf[c + k], 0)
+                    } else {
+                        P::from_block(blk >> 1, 0)
+                    };
+                    acc[k] = acc[k].add(v.add(keys.cw_v[idx].select(tk)).cond_neg(neg));
+                }
+                let cs = if tk { keys.cw_seed[idx] } else { 0 };
+                let ct = tk && (keys.cw_t[idx] >> side) & 1 == 1;
+                s[k] = (blk & mask) ^ cs;
+                t[k] = (blk & 1 == 1) ^ ct;
+            }
+        }
+        for k in 0..c {
+            let j = (xg[k] & nu_mask) as usize;
+            buf[k] = sigma(s[k]) ^ (TWEAK_LEAF + (j / pb) as u128);
+        }
+        prg.hash_prepared(&mut buf[..c]);
+        for k in 0..c {
+            let j = (xg[k] & nu_mask) as usize;
+            let conv = P::from_block(buf[k], j % pb);
+            let cw = P::from_block(keys.leaf[(base + k) * lb + j / pb], j % pb);
+            let y = conv.add(cw.select(t[k])).cond_neg(neg);
+            og[k] = acc[k].add(y);
+        }
+    }
+}
