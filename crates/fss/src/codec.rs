@@ -31,7 +31,7 @@
 //! canonical form of every padding bit.
 
 use crate::error::DecodeError;
-use crate::keys::{Kind, Party, TreeKeys, TreeParams};
+use crate::keys::{Kind, Party, TreeKeys, TreeParams, cw_index};
 use crate::payload::Payload;
 use sha2::{Digest, Sha256};
 
@@ -71,28 +71,27 @@ pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
     let mut leaf_tmp = Vec::with_capacity(16 * lb);
     for i in 0..len {
         out.extend_from_slice(&keys.seeds[i].to_le_bytes());
-        let cws = &keys.cw_seed[i * l..(i + 1) * l];
-        let cwt = &keys.cw_t[i * l..(i + 1) * l];
+        let at = |lvl: usize| cw_index(i, lvl, len, l);
         for lvl in 0..l {
-            let mut w = cws[lvl] | u128::from(cwt[lvl] & 1);
+            let mut w = keys.cw_seed[at(lvl)] | u128::from(keys.cw_t[at(lvl)] & 1);
             if one_bit_dcf {
                 let mut vb = 0u128;
-                keys.cw_v[i * l + lvl].put_in_block(&mut vb, 0);
+                keys.cw_v[at(lvl)].put_in_block(&mut vb, 0);
                 w |= (vb & 1) << 1;
             }
             out.extend_from_slice(&w.to_le_bytes());
         }
-        for byte in cwt.chunks(8) {
+        for lvl0 in (0..l).step_by(8) {
             let mut b = 0u8;
-            for (j, t) in byte.iter().enumerate() {
-                b |= ((t >> 1) & 1) << j;
+            for j in 0..8.min(l - lvl0) {
+                b |= ((keys.cw_t[at(lvl0 + j)] >> 1) & 1) << j;
             }
             out.push(b);
         }
         if kind == Kind::Dcf && P::BITS > 1 {
-            for v in &keys.cw_v[i * l..(i + 1) * l] {
+            for lvl in 0..l {
                 let mut blk = 0u128;
-                v.put_in_block(&mut blk, 0);
+                keys.cw_v[at(lvl)].put_in_block(&mut blk, 0);
                 out.extend_from_slice(&blk.to_le_bytes()[..elem_bytes]);
             }
         }
@@ -190,7 +189,7 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
         for lvl in 0..l {
             let w = u128_at(body, at);
             at += 16;
-            let idx = i * l + lvl;
+            let idx = cw_index(i, lvl, count, l);
             keys.cw_seed[idx] = w & mask;
             keys.cw_t[idx] = (w & 1) as u8;
             if one_bit_dcf {
@@ -200,7 +199,7 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
         let tr = &body[at..at + l.div_ceil(8)];
         at += l.div_ceil(8);
         for lvl in 0..l {
-            keys.cw_t[i * l + lvl] |= ((tr[lvl / 8] >> (lvl % 8)) & 1) << 1;
+            keys.cw_t[cw_index(i, lvl, count, l)] |= ((tr[lvl / 8] >> (lvl % 8)) & 1) << 1;
         }
         if l % 8 != 0 && tr[l / 8] >> (l % 8) != 0 {
             return Err(DecodeError::NonCanonical("padding bits of t_CW^R are not zero"));
@@ -210,7 +209,7 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
                 let mut b = [0u8; 16];
                 b[..elem_bytes].copy_from_slice(&body[at..at + elem_bytes]);
                 at += elem_bytes;
-                keys.cw_v[i * l + lvl] = P::from_block(u128::from_le_bytes(b), 0);
+                keys.cw_v[cw_index(i, lvl, count, l)] = P::from_block(u128::from_le_bytes(b), 0);
             }
         }
         let lf = &body[at..at + leaf_bytes];

@@ -180,7 +180,23 @@ impl TreeParams {
     }
 }
 
-/// A batch of keys of one party, stored struct-of-arrays (key-major).
+/// Keys per layout group of [`TreeKeys`]: within a group the per-level
+/// correction words are stored level-major, so the fast evaluator, which walks
+/// a group of keys level by level, reads memory sequentially.
+pub(crate) const GROUP: usize = 64;
+
+/// Position of the level-`level` correction word of key `key` in a batch of
+/// `len` keys with `levels` levels: groups of [`GROUP`] keys one after the
+/// other; inside a group of `c` keys, entry `level * c + (key - group start)`.
+#[inline(always)]
+pub(crate) fn cw_index(key: usize, level: usize, len: usize, levels: usize) -> usize {
+    let base = key - key % GROUP;
+    let c = GROUP.min(len - base);
+    base * levels + level * c + (key - base)
+}
+
+/// A batch of keys of one party, stored struct-of-arrays; per-level
+/// correction words in the grouped layout of [`cw_index`].
 ///
 /// Secret material: no `Debug` that prints it; zeroized on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -193,7 +209,7 @@ pub(crate) struct TreeKeys<P: Payload> {
     pub(crate) params: TreeParams,
     /// Root seed of each key.
     pub(crate) seeds: Vec<u128>,
-    /// `len * levels` seed correction words (metadata bits cleared).
+    /// `len * levels` seed correction words (metadata bits cleared), at [`cw_index`].
     pub(crate) cw_seed: Vec<u128>,
     /// `len * levels` control-bit corrections: bit 0 left, bit 1 right.
     pub(crate) cw_t: Vec<u8>,
@@ -234,9 +250,13 @@ impl<P: Payload> TreeKeys<P> {
         let l = self.params.levels();
         let lb = self.params.leaf_blocks::<P>();
         let pb = per_block::<P>();
-        let cw_t = self.cw_t[i * l..(i + 1) * l]
-            .iter()
-            .map(|b| [b & 1 == 1, b & 2 == 2])
+        let len = self.len();
+        let at = |lvl: usize| cw_index(i, lvl, len, l);
+        let cw_t = (0..l)
+            .map(|lvl| {
+                let b = self.cw_t[at(lvl)];
+                [b & 1 == 1, b & 2 == 2]
+            })
             .collect();
         let leaf_blocks = &self.leaf[i * lb..(i + 1) * lb];
         Some(Key {
@@ -244,10 +264,10 @@ impl<P: Payload> TreeKeys<P> {
             party: self.party,
             params: self.params,
             seed: self.seeds[i],
-            cw_seed: self.cw_seed[i * l..(i + 1) * l].to_vec(),
+            cw_seed: (0..l).map(|lvl| self.cw_seed[at(lvl)]).collect(),
             cw_t,
             cw_v: if self.kind == Kind::Dcf {
-                self.cw_v[i * l..(i + 1) * l].to_vec()
+                (0..l).map(|lvl| self.cw_v[at(lvl)]).collect()
             } else {
                 Vec::new()
             },
@@ -280,12 +300,13 @@ impl<P: Payload> TreeKeys<P> {
                 return Err(FssError::IncompatibleKey { index: i });
             }
             out.seeds[i] = k.seed;
-            out.cw_seed[i * l..(i + 1) * l].copy_from_slice(&k.cw_seed);
-            for (d, t) in out.cw_t[i * l..(i + 1) * l].iter_mut().zip(&k.cw_t) {
-                *d = u8::from(t[0]) | (u8::from(t[1]) << 1);
-            }
-            if kind == Kind::Dcf {
-                out.cw_v[i * l..(i + 1) * l].copy_from_slice(&k.cw_v);
+            for lvl in 0..l {
+                let at = cw_index(i, lvl, keys.len(), l);
+                out.cw_seed[at] = k.cw_seed[lvl];
+                out.cw_t[at] = u8::from(k.cw_t[lvl][0]) | (u8::from(k.cw_t[lvl][1]) << 1);
+                if kind == Kind::Dcf {
+                    out.cw_v[at] = k.cw_v[lvl];
+                }
             }
             for (j, v) in k.leaf.iter().enumerate() {
                 v.put_in_block(&mut out.leaf[i * lb + j / pb], j % pb);

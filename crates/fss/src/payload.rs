@@ -54,15 +54,10 @@ pub trait Payload:
     /// Writes `self` at slot `index` of `block` (inverse of [`Payload::from_block`]).
     fn put_in_block(self, block: &mut u128, index: usize);
     /// `-self` if `negate`, else `self` (the `(-1)^b` factor of the schemes).
-    #[inline(always)]
-    fn cond_neg(self, negate: bool) -> Self {
-        if negate { self.neg() } else { self }
-    }
-    /// `self` if `bit`, else zero.
-    #[inline(always)]
-    fn select(self, bit: bool) -> Self {
-        if bit { self } else { Self::default() }
-    }
+    /// Branch-free: the control bits are secret and unpredictable.
+    fn cond_neg(self, negate: bool) -> Self;
+    /// `self` if `bit`, else zero. Branch-free.
+    fn select(self, bit: bool) -> Self;
 }
 
 /// Number of group elements that fit in one 128-bit block.
@@ -85,6 +80,14 @@ impl Payload for Z2 {
     #[inline(always)]
     fn neg(self) -> Self {
         self
+    }
+    #[inline(always)]
+    fn cond_neg(self, _negate: bool) -> Self {
+        self
+    }
+    #[inline(always)]
+    fn select(self, bit: bool) -> Self {
+        Z2(self.0 & bit)
     }
     #[inline(always)]
     fn from_block(block: u128, index: usize) -> Self {
@@ -114,6 +117,15 @@ impl Payload for u32 {
         self.wrapping_neg()
     }
     #[inline(always)]
+    fn cond_neg(self, negate: bool) -> Self {
+        let m = u32::from(negate).wrapping_neg();
+        (self ^ m).wrapping_sub(m)
+    }
+    #[inline(always)]
+    fn select(self, bit: bool) -> Self {
+        self & u32::from(bit).wrapping_neg()
+    }
+    #[inline(always)]
     fn from_block(block: u128, index: usize) -> Self {
         (block >> (32 * (index % 4))) as u32
     }
@@ -141,6 +153,15 @@ impl Payload for u64 {
         self.wrapping_neg()
     }
     #[inline(always)]
+    fn cond_neg(self, negate: bool) -> Self {
+        let m = u64::from(negate).wrapping_neg();
+        (self ^ m).wrapping_sub(m)
+    }
+    #[inline(always)]
+    fn select(self, bit: bool) -> Self {
+        self & u64::from(bit).wrapping_neg()
+    }
+    #[inline(always)]
     fn from_block(block: u128, index: usize) -> Self {
         (block >> (64 * (index % 2))) as u64
     }
@@ -166,6 +187,14 @@ impl Payload for [u64; 2] {
     #[inline(always)]
     fn neg(self) -> Self {
         [self[0].wrapping_neg(), self[1].wrapping_neg()]
+    }
+    #[inline(always)]
+    fn cond_neg(self, negate: bool) -> Self {
+        [self[0].cond_neg(negate), self[1].cond_neg(negate)]
+    }
+    #[inline(always)]
+    fn select(self, bit: bool) -> Self {
+        [self[0].select(bit), self[1].select(bit)]
     }
     #[inline(always)]
     fn from_block(block: u128, _index: usize) -> Self {
@@ -208,5 +237,11 @@ mod tests {
         assert_eq!(5u32.cond_neg(true), 5u32.wrapping_neg());
         assert_eq!(Z2(true).add(Z2(true)), Z2(false));
         assert_eq!(7u64.select(false), 0);
+        assert_eq!(7u64.select(true), 7);
+        assert_eq!(7u32.select(true), 7);
+        assert_eq!(7u64.cond_neg(true), 7u64.wrapping_neg());
+        assert_eq!(7u64.cond_neg(false), 7);
+        assert_eq!([1u64, 2].cond_neg(true), [u64::MAX, u64::MAX - 1]);
+        assert_eq!(Z2(true).select(false), Z2(false));
     }
 }

@@ -22,7 +22,12 @@
 //! hidden only when several independent blocks are in flight).
 
 use aes::Aes128;
-use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+use aes::cipher::consts::U16;
+use aes::cipher::typenum::Unsigned;
+use aes::cipher::{
+    Array, Block, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt,
+    BlockSizeUser, KeyInit, ParBlocksSizeUser,
+};
 use std::sync::OnceLock;
 
 /// The public fixed AES key: the first 128 bits of the fractional part of pi
@@ -36,17 +41,100 @@ pub(crate) const TWEAK_V: [u128; 2] = [2, 3];
 /// Tweak of leaf block `i` is `TWEAK_LEAF + i`.
 pub(crate) const TWEAK_LEAF: u128 = 4;
 
-/// Largest number of blocks hashed in one call of the fast paths.
-pub(crate) const MAX_BATCH: usize = 128;
+/// Largest number of blocks hashed in one call of [`Hasher::hash`].
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// Fixed-key AES and the hash `H` built on it.
 pub struct Prg {
     cipher: Aes128,
 }
 
-impl core::fmt::Debug for Prg {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("Prg(fixed-key AES-128, sigma-MMO)")
+/// Something that hashes batches of prepared blocks: on entry `inputs[i]`
+/// holds `sigma(seed_i) ^ tweak_i`, on exit `H(seed_i, tweak_i)`.
+pub(crate) trait Hasher {
+    /// Hashes `inputs` in place (any length).
+    fn hash(&mut self, inputs: &mut [u128]);
+}
+
+/// A computation that needs many batched hashes. [`Prg::run`] hands it a
+/// [`Hasher`] bound to the AES backend the CPU supports, set up once for the
+/// whole job (the backend's key schedule broadcast is not redone per batch).
+pub(crate) trait HashJob {
+    /// Result of the job.
+    type Output;
+    /// Runs the job with the given hasher.
+    fn run<H: Hasher>(self, hasher: &mut H) -> Self::Output;
+}
+
+/// [`Hasher`] over one AES backend `B`. The backend encrypts `ParBlocksSize`
+/// blocks at a time in a pipelined way and a shorter tail one block at a time
+/// (latency-bound), so a tail longer than 2 blocks is padded to a full batch.
+struct BackendHasher<'a, B: BlockCipherEncBackend<BlockSize = U16>> {
+    backend: &'a B,
+    bytes: Vec<Block<B>>,
+}
+
+impl<B: BlockCipherEncBackend<BlockSize = U16>> Hasher for BackendHasher<'_, B> {
+    #[inline]
+    fn hash(&mut self, inputs: &mut [u128]) {
+        let par = B::ParBlocksSize::USIZE;
+        for piece in inputs.chunks_mut(MAX_BATCH) {
+            let n = piece.len();
+            let rem = n % par;
+            let padded = if par > 1 && rem > 2 { n - rem + par } else { n };
+            if self.bytes.len() < padded {
+                self.bytes.resize(padded, Array::default());
+            }
+            let buf = &mut self.bytes[..padded];
+            for (b, x) in buf.iter_mut().zip(piece.iter()) {
+                *b = Array::from(x.to_le_bytes());
+            }
+            if par > 1 {
+                let (chunks, tail) = Array::slice_as_chunks_mut(buf);
+                for c in chunks {
+                    self.backend.encrypt_par_blocks_inplace(c);
+                }
+                for b in tail {
+                    self.backend.encrypt_block_inplace(b);
+                }
+            } else {
+                for b in buf.iter_mut() {
+                    self.backend.encrypt_block_inplace(b);
+                }
+            }
+            for (x, b) in piece.iter_mut().zip(self.bytes.iter()) {
+                *x ^= u128::from_le_bytes(b.0);
+            }
+        }
+    }
+}
+
+impl<B: BlockCipherEncBackend<BlockSize = U16>> Drop for BackendHasher<'_, B> {
+    fn drop(&mut self) {
+        for b in self.bytes.iter_mut() {
+            zeroize::Zeroize::zeroize(&mut b.0);
+        }
+    }
+}
+
+/// Adapter from a [`HashJob`] to the cipher crate's rank-2 backend closure.
+struct JobClosure<'a, J: HashJob> {
+    job: J,
+    out: &'a mut Option<J::Output>,
+}
+
+impl<J: HashJob> BlockSizeUser for JobClosure<'_, J> {
+    type BlockSize = U16;
+}
+
+impl<J: HashJob> BlockCipherEncClosure for JobClosure<'_, J> {
+    #[inline(always)]
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        let mut h = BackendHasher {
+            backend,
+            bytes: vec![Array::default(); MAX_BATCH + B::ParBlocksSize::USIZE],
+        };
+        *self.out = Some(self.job.run(&mut h));
     }
 }
 
@@ -82,21 +170,27 @@ impl Prg {
         u128::from_le_bytes(block.0)
     }
 
-    /// Batched `H`: on entry `inputs[i]` holds `sigma(seed_i) ^ tweak_i`, on exit
-    /// it holds `H(seed_i, tweak_i)`. At most [`MAX_BATCH`] blocks per call.
-    #[inline]
+    /// Runs `job` with a [`Hasher`] on the best AES backend of this CPU.
+    pub(crate) fn run<J: HashJob>(&self, job: J) -> J::Output {
+        let mut out = None;
+        self.cipher.encrypt_with_backend(JobClosure {
+            job,
+            out: &mut out,
+        });
+        // `encrypt_with_backend` always calls the closure exactly once.
+        out.unwrap_or_else(|| unreachable!("cipher backend did not run the job"))
+    }
+
+    /// Batched `H` over prepared blocks (see [`Hasher`]), as one job.
     pub(crate) fn hash_prepared(&self, inputs: &mut [u128]) {
-        debug_assert!(inputs.len() <= MAX_BATCH);
-        let mut buf = [[0u8; 16]; MAX_BATCH];
-        let n = inputs.len().min(MAX_BATCH);
-        for (b, x) in buf[..n].iter_mut().zip(inputs.iter()) {
-            *b = x.to_le_bytes();
+        struct One<'a>(&'a mut [u128]);
+        impl HashJob for One<'_> {
+            type Output = ();
+            fn run<H: Hasher>(self, h: &mut H) {
+                h.hash(self.0);
+            }
         }
-        self.cipher
-            .encrypt_blocks(Array::cast_slice_from_core_mut(&mut buf[..n]));
-        for (x, b) in inputs[..n].iter_mut().zip(buf.iter()) {
-            *x ^= u128::from_le_bytes(*b);
-        }
+        self.run(One(inputs));
     }
 }
 

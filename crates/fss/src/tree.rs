@@ -10,18 +10,19 @@
 //! [`crate::reference`]; tests check bit-identical keys and outputs.
 
 use crate::error::FssError;
-use crate::keys::{Kind, Party, TreeKeys, TreeParams};
+use crate::keys::{GROUP, Kind, Party, TreeKeys, TreeParams, cw_index};
 use crate::payload::{Payload, per_block};
-use crate::prg::{MAX_BATCH, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, prg, sigma};
+use crate::prg::{HashJob, Hasher, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, prg, sigma};
 use rand::{CryptoRng, Rng};
 use rayon::prelude::*;
 
-/// Keys interleaved per AES call during evaluation.
-pub(crate) const EVAL_WIDTH: usize = 32;
+/// Keys interleaved per AES call during evaluation (one layout group).
+pub(crate) const EVAL_WIDTH: usize = GROUP;
 /// Keys interleaved per AES call during generation (4 or 8 blocks per key per level).
 pub(crate) const GEN_WIDTH: usize = 16;
 /// Keys per rayon task.
 pub(crate) const CHUNK: usize = 2048;
+const _: () = assert!(CHUNK % GROUP == 0, "chunks must hold whole layout groups");
 
 #[inline(always)]
 fn dcf<P: Payload>(kind: Kind) -> bool {
@@ -111,17 +112,17 @@ pub(crate) fn gen_from_roots<P: Payload>(
         .for_each(|(c, (((cs, ct), cv), cl))| {
             let lo = c * CHUNK;
             let hi = (lo + CHUNK).min(len);
-            gen_chunk(
+            prg().run(GenJob {
                 kind,
                 params,
-                &alphas[lo..hi],
-                &betas[lo..hi],
-                &roots[lo..hi],
-                cs,
-                ct,
-                cv,
-                cl,
-            );
+                alphas: &alphas[lo..hi],
+                betas: &betas[lo..hi],
+                roots: &roots[lo..hi],
+                cw_seed: cs,
+                cw_t: ct,
+                cw_v: cv,
+                leaf: cl,
+            });
         });
     for (s, r) in k0.seeds.iter_mut().zip(roots) {
         *s = r[0];
@@ -134,19 +135,38 @@ pub(crate) fn gen_from_roots<P: Payload>(
     Ok((k0, k1))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn gen_chunk<P: Payload>(
+/// Key generation for one chunk of keys (chunk-local slices of the outputs).
+struct GenJob<'a, P: Payload> {
     kind: Kind,
     params: TreeParams,
-    alphas: &[u64],
-    betas: &[P],
-    roots: &[[u128; 2]],
-    cw_seed: &mut [u128],
-    cw_t: &mut [u8],
-    cw_v: &mut [P],
-    leaf: &mut [u128],
-) {
-    let prg = prg();
+    alphas: &'a [u64],
+    betas: &'a [P],
+    roots: &'a [[u128; 2]],
+    cw_seed: &'a mut [u128],
+    cw_t: &'a mut [u8],
+    cw_v: &'a mut [P],
+    leaf: &'a mut [u128],
+}
+
+impl<P: Payload> HashJob for GenJob<'_, P> {
+    type Output = ();
+    fn run<H: Hasher>(self, h: &mut H) {
+        gen_chunk(self, h);
+    }
+}
+
+fn gen_chunk<P: Payload, H: Hasher>(job: GenJob<'_, P>, h: &mut H) {
+    let GenJob {
+        kind,
+        params,
+        alphas,
+        betas,
+        roots,
+        cw_seed,
+        cw_t,
+        cw_v,
+        leaf,
+    } = job;
     let n = params.n() as usize;
     let l = params.levels();
     let lb = params.leaf_blocks::<P>();
@@ -185,9 +205,7 @@ fn gen_chunk<P: Payload>(
                 }
             }
             let nblocks = if vb { 8 * c } else { 4 * c };
-            for piece in buf[..nblocks].chunks_mut(MAX_BATCH) {
-                prg.hash_prepared(piece);
-            }
+            h.hash(&mut buf[..nblocks]);
             for k in 0..c {
                 let a = ((alpha_g[k] >> shift) & 1) as usize;
                 let (keep, lose) = (a, 1 - a);
@@ -203,7 +221,7 @@ fn gen_chunk<P: Payload>(
                 let tl = (blk(0, 0) ^ blk(1, 0)) & 1 == 1;
                 let tr = (blk(0, 1) ^ blk(1, 1)) & 1 == 1;
                 let t_cw = [tl ^ (a == 1) ^ true, tr ^ (a == 1)];
-                let idx = (base + k) * l + i;
+                let idx = cw_index(base + k, i, alphas.len(), l);
                 if is_dcf {
                     let t1 = t[1][k];
                     let mut v_cw = conv(1, lose).sub(conv(0, lose)).sub(v_alpha[k]).cond_neg(t1);
@@ -221,8 +239,8 @@ fn gen_chunk<P: Payload>(
                 for b in 0..2 {
                     let kb = blk(b, keep);
                     let tb = t[b][k];
-                    s[b][k] = (kb & mask) ^ if tb { s_cw } else { 0 };
-                    t[b][k] = (kb & 1 == 1) ^ (tb && t_cw[keep]);
+                    s[b][k] = (kb & mask) ^ (s_cw & u128::from(tb).wrapping_neg());
+                    t[b][k] = (kb & 1 == 1) ^ (tb & t_cw[keep]);
                 }
             }
         }
@@ -235,9 +253,7 @@ fn gen_chunk<P: Payload>(
                 }
             }
         }
-        for piece in leaf_buf[..2 * c * lb].chunks_mut(MAX_BATCH) {
-            prg.hash_prepared(piece);
-        }
+        h.hash(&mut leaf_buf[..2 * c * lb]);
         for k in 0..c {
             let low = (alpha_g[k] & nu_mask) as usize;
             let beta = betas[base + k];
@@ -301,7 +317,14 @@ pub(crate) fn eval_par<P: Payload>(
     out.par_chunks_mut(CHUNK)
         .zip(xs.par_chunks(CHUNK))
         .enumerate()
-        .for_each(|(c, (o, x))| eval_chunk(keys, c * CHUNK, x, o));
+        .for_each(|(c, (out, xs))| {
+            prg().run(EvalJob {
+                keys,
+                start: c * CHUNK,
+                xs,
+                out,
+            })
+        });
     Ok(())
 }
 
@@ -312,21 +335,48 @@ pub(crate) fn eval_seq<P: Payload>(
     out: &mut [P],
 ) -> Result<(), FssError> {
     check_eval_inputs(keys, xs, out)?;
-    eval_chunk(keys, 0, xs, out);
+    prg().run(EvalJob {
+        keys,
+        start: 0,
+        xs,
+        out,
+    });
     Ok(())
 }
 
-fn eval_chunk<P: Payload>(keys: &TreeKeys<P>, start: usize, xs: &[u64], out: &mut [P]) {
-    let prg = prg();
-    let kind = keys.kind;
+/// Evaluation of keys `start..start + xs.len()` (`start` a multiple of [`GROUP`]).
+struct EvalJob<'a, P: Payload> {
+    keys: &'a TreeKeys<P>,
+    start: usize,
+    xs: &'a [u64],
+    out: &'a mut [P],
+}
+
+impl<P: Payload> HashJob for EvalJob<'_, P> {
+    type Output = ();
+    fn run<H: Hasher>(self, h: &mut H) {
+        match self.keys.kind {
+            Kind::Dcf => eval_chunk::<P, H, true>(self, h),
+            Kind::Dpf => eval_chunk::<P, H, false>(self, h),
+        }
+    }
+}
+
+fn eval_chunk<P: Payload, H: Hasher, const DCF: bool>(job: EvalJob<'_, P>, h: &mut H) {
+    let EvalJob {
+        keys,
+        start,
+        xs,
+        out,
+    } = job;
+    let kind = if DCF { Kind::Dcf } else { Kind::Dpf };
     let params = keys.params;
     let n = params.n() as usize;
     let l = params.levels();
     let lb = params.leaf_blocks::<P>();
     let pb = per_block::<P>();
     let mask = TreeParams::seed_mask::<P>(kind);
-    let is_dcf = dcf::<P>(kind);
-    let vb = v_blocks::<P>(kind);
+    let vb = DCF && P::BITS > 1;
     let neg = keys.party.is_one();
     let nu_mask = (1u64 << params.nu()) - 1;
     let mut buf = [0u128; 2 * EVAL_WIDTH];
@@ -337,42 +387,49 @@ fn eval_chunk<P: Payload>(keys: &TreeKeys<P>, start: usize, xs: &[u64], out: &mu
         let mut s = [0u128; EVAL_WIDTH];
         let mut t = [neg; EVAL_WIDTH];
         let mut acc = [P::default(); EVAL_WIDTH];
-        s[..c].copy_from_slice(&keys.seeds[base..base + c]);
+        let s = &mut s[..c];
+        let t = &mut t[..c];
+        let acc = &mut acc[..c];
+        s.copy_from_slice(&keys.seeds[base..base + c]);
         for i in 0..l {
             let shift = n - 1 - i;
-            for k in 0..c {
-                let side = ((xg[k] >> shift) & 1) as usize;
-                let sg = sigma(s[k]);
-                buf[k] = sg ^ TWEAK_SEED[side];
-                if vb {
-                    buf[c + k] = sg ^ TWEAK_V[side];
+            let (bs, bv) = buf.split_at_mut(c);
+            for ((b, sk), x) in bs.iter_mut().zip(s.iter()).zip(xg) {
+                *b = sigma(*sk) ^ TWEAK_SEED[((x >> shift) & 1) as usize];
+            }
+            if vb {
+                for ((b, sk), x) in bv[..c].iter_mut().zip(s.iter()).zip(xg) {
+                    *b = sigma(*sk) ^ TWEAK_V[((x >> shift) & 1) as usize];
                 }
             }
-            prg.hash_prepared(&mut buf[..if vb { 2 * c } else { c }]);
+            h.hash(&mut buf[..if vb { 2 * c } else { c }]);
+            let row = base * l + i * c;
+            let cs_row = &keys.cw_seed[row..row + c];
+            let ct_row = &keys.cw_t[row..row + c];
             for k in 0..c {
                 let side = (xg[k] >> shift) & 1;
-                let idx = (base + k) * l + i;
                 let blk = buf[k];
                 let tk = t[k];
-                if is_dcf {
+                if DCF {
                     let v = if vb {
                         P::from_block(buf[c + k], 0)
                     } else {
                         P::from_block(blk >> 1, 0)
                     };
-                    acc[k] = acc[k].add(v.add(keys.cw_v[idx].select(tk)).cond_neg(neg));
+                    acc[k] = acc[k].add(v.add(keys.cw_v[row + k].select(tk)).cond_neg(neg));
                 }
-                let cs = if tk { keys.cw_seed[idx] } else { 0 };
-                let ct = tk && (keys.cw_t[idx] >> side) & 1 == 1;
+                // Branch-free corrections: t is secret and unpredictable.
+                let cs = cs_row[k] & u128::from(tk).wrapping_neg();
+                let ct = (ct_row[k] >> side) & u8::from(tk) & 1;
                 s[k] = (blk & mask) ^ cs;
-                t[k] = (blk & 1 == 1) ^ ct;
+                t[k] = ((blk as u8) ^ ct) & 1 == 1;
             }
         }
-        for k in 0..c {
-            let j = (xg[k] & nu_mask) as usize;
-            buf[k] = sigma(s[k]) ^ (TWEAK_LEAF + (j / pb) as u128);
+        for (b, (sk, x)) in buf.iter_mut().zip(s.iter().zip(xg)) {
+            let j = (x & nu_mask) as usize;
+            *b = sigma(*sk) ^ (TWEAK_LEAF + (j / pb) as u128);
         }
-        prg.hash_prepared(&mut buf[..c]);
+        h.hash(&mut buf[..c]);
         for k in 0..c {
             let j = (xg[k] & nu_mask) as usize;
             let conv = P::from_block(buf[k], j % pb);
