@@ -31,7 +31,8 @@
 //! canonical form of every padding bit.
 
 use crate::error::DecodeError;
-use crate::keys::{Kind, Party, TreeKeys, TreeParams, cw_index};
+use crate::keys::{Corrections, Kind, Party, TreeKeys, TreeParams, cw_index};
+use std::sync::Arc;
 use crate::payload::Payload;
 use sha2::{Digest, Sha256};
 
@@ -73,10 +74,10 @@ pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
         out.extend_from_slice(&keys.seeds[i].to_le_bytes());
         let at = |lvl: usize| cw_index(i, lvl, len, l);
         for lvl in 0..l {
-            let mut w = keys.cw_seed[at(lvl)] | u128::from(keys.cw_t[at(lvl)] & 1);
+            let mut w = keys.cw.cw_seed[at(lvl)] | u128::from(keys.cw.cw_t[at(lvl)] & 1);
             if one_bit_dcf {
                 let mut vb = 0u128;
-                keys.cw_v[at(lvl)].put_in_block(&mut vb, 0);
+                keys.cw.cw_v[at(lvl)].put_in_block(&mut vb, 0);
                 w |= (vb & 1) << 1;
             }
             out.extend_from_slice(&w.to_le_bytes());
@@ -84,19 +85,19 @@ pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
         for lvl0 in (0..l).step_by(8) {
             let mut b = 0u8;
             for j in 0..8.min(l - lvl0) {
-                b |= ((keys.cw_t[at(lvl0 + j)] >> 1) & 1) << j;
+                b |= ((keys.cw.cw_t[at(lvl0 + j)] >> 1) & 1) << j;
             }
             out.push(b);
         }
         if kind == Kind::Dcf && P::BITS > 1 {
             for lvl in 0..l {
                 let mut blk = 0u128;
-                keys.cw_v[at(lvl)].put_in_block(&mut blk, 0);
+                keys.cw.cw_v[at(lvl)].put_in_block(&mut blk, 0);
                 out.extend_from_slice(&blk.to_le_bytes()[..elem_bytes]);
             }
         }
         leaf_tmp.clear();
-        for blk in &keys.leaf[i * lb..(i + 1) * lb] {
+        for blk in &keys.cw.leaf[i * lb..(i + 1) * lb] {
             leaf_tmp.extend_from_slice(&blk.to_le_bytes());
         }
         out.extend_from_slice(&leaf_tmp[..leaf_bytes]);
@@ -181,25 +182,26 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
     let elem_bytes = P::BITS as usize / 8;
     let leaf_bits = params.leaf_len() * P::BITS as usize;
     let leaf_bytes = leaf_bits.div_ceil(8);
-    let mut keys = TreeKeys::<P>::empty(kind, party, params, count);
+    let mut seeds = vec![0u128; count];
+    let mut cw = Corrections::<P>::empty(kind, params, count);
     let mut at = HEADER_LEN;
     for i in 0..count {
-        keys.seeds[i] = u128_at(body, at);
+        seeds[i] = u128_at(body, at);
         at += 16;
         for lvl in 0..l {
             let w = u128_at(body, at);
             at += 16;
             let idx = cw_index(i, lvl, count, l);
-            keys.cw_seed[idx] = w & mask;
-            keys.cw_t[idx] = (w & 1) as u8;
+            cw.cw_seed[idx] = w & mask;
+            cw.cw_t[idx] = (w & 1) as u8;
             if one_bit_dcf {
-                keys.cw_v[idx] = P::from_block(w >> 1, 0);
+                cw.cw_v[idx] = P::from_block(w >> 1, 0);
             }
         }
         let tr = &body[at..at + l.div_ceil(8)];
         at += l.div_ceil(8);
         for lvl in 0..l {
-            keys.cw_t[cw_index(i, lvl, count, l)] |= ((tr[lvl / 8] >> (lvl % 8)) & 1) << 1;
+            cw.cw_t[cw_index(i, lvl, count, l)] |= ((tr[lvl / 8] >> (lvl % 8)) & 1) << 1;
         }
         if l % 8 != 0 && tr[l / 8] >> (l % 8) != 0 {
             return Err(DecodeError::NonCanonical("padding bits of t_CW^R are not zero"));
@@ -209,7 +211,7 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
                 let mut b = [0u8; 16];
                 b[..elem_bytes].copy_from_slice(&body[at..at + elem_bytes]);
                 at += elem_bytes;
-                keys.cw_v[cw_index(i, lvl, count, l)] = P::from_block(u128::from_le_bytes(b), 0);
+                cw.cw_v[cw_index(i, lvl, count, l)] = P::from_block(u128::from_le_bytes(b), 0);
             }
         }
         let lf = &body[at..at + leaf_bytes];
@@ -220,9 +222,15 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
         for (j, chunk) in lf.chunks(16).enumerate() {
             let mut b = [0u8; 16];
             b[..chunk.len()].copy_from_slice(chunk);
-            keys.leaf[i * lb + j] = u128::from_le_bytes(b);
+            cw.leaf[i * lb + j] = u128::from_le_bytes(b);
         }
     }
     debug_assert_eq!(at, body.len());
-    Ok(keys)
+    Ok(TreeKeys {
+        kind,
+        party,
+        params,
+        seeds,
+        cw: Arc::new(cw),
+    })
 }

@@ -2,6 +2,7 @@
 
 use crate::error::FssError;
 use crate::payload::{Payload, per_block};
+use std::sync::Arc;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Which of the two evaluating parties holds a key.
@@ -195,8 +196,38 @@ pub(crate) fn cw_index(key: usize, level: usize, len: usize, levels: usize) -> u
     base * levels + level * c + (key - base)
 }
 
-/// A batch of keys of one party, stored struct-of-arrays; per-level
-/// correction words in the grouped layout of [`cw_index`].
+/// The correction words of a batch of keys, shared by both parties' batches
+/// (they are identical; only the root seeds differ). Struct-of-arrays; the
+/// per-level words in the grouped layout of [`cw_index`]. Zeroized on drop.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub(crate) struct Corrections<P: Payload> {
+    /// `len * levels` seed correction words (metadata bits cleared).
+    pub(crate) cw_seed: Vec<u128>,
+    /// `len * levels` control-bit corrections: bit 0 left, bit 1 right.
+    pub(crate) cw_t: Vec<u8>,
+    /// `len * levels` payload corrections (DCF only, else empty).
+    pub(crate) cw_v: Vec<P>,
+    /// `len * leaf_blocks` leaf correction blocks (key-major).
+    pub(crate) leaf: Vec<u128>,
+}
+
+impl<P: Payload> Corrections<P> {
+    pub(crate) fn empty(kind: Kind, params: TreeParams, len: usize) -> Self {
+        let l = params.levels();
+        Self {
+            cw_seed: vec![0; len * l],
+            cw_t: vec![0; len * l],
+            cw_v: if kind == Kind::Dcf {
+                vec![P::default(); len * l]
+            } else {
+                Vec::new()
+            },
+            leaf: vec![0; len * params.leaf_blocks::<P>()],
+        }
+    }
+}
+
+/// A batch of keys of one party: root seeds plus the (shared) corrections.
 ///
 /// Secret material: no `Debug` that prints it; zeroized on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -209,37 +240,14 @@ pub(crate) struct TreeKeys<P: Payload> {
     pub(crate) params: TreeParams,
     /// Root seed of each key.
     pub(crate) seeds: Vec<u128>,
-    /// `len * levels` seed correction words (metadata bits cleared), at [`cw_index`].
-    pub(crate) cw_seed: Vec<u128>,
-    /// `len * levels` control-bit corrections: bit 0 left, bit 1 right.
-    pub(crate) cw_t: Vec<u8>,
-    /// `len * levels` payload corrections (DCF only, else empty).
-    pub(crate) cw_v: Vec<P>,
-    /// `len * leaf_blocks` leaf correction blocks.
-    pub(crate) leaf: Vec<u128>,
+    /// Correction words (zeroized when the last batch sharing them drops).
+    #[zeroize(skip)]
+    pub(crate) cw: Arc<Corrections<P>>,
 }
 
 impl<P: Payload> TreeKeys<P> {
     pub(crate) fn len(&self) -> usize {
         self.seeds.len()
-    }
-
-    pub(crate) fn empty(kind: Kind, party: Party, params: TreeParams, len: usize) -> Self {
-        let l = params.levels();
-        Self {
-            kind,
-            party,
-            params,
-            seeds: vec![0; len],
-            cw_seed: vec![0; len * l],
-            cw_t: vec![0; len * l],
-            cw_v: if kind == Kind::Dcf {
-                vec![P::default(); len * l]
-            } else {
-                Vec::new()
-            },
-            leaf: vec![0; len * params.leaf_blocks::<P>()],
-        }
     }
 
     /// The key at position `i` as a standalone [`Key`].
@@ -254,20 +262,20 @@ impl<P: Payload> TreeKeys<P> {
         let at = |lvl: usize| cw_index(i, lvl, len, l);
         let cw_t = (0..l)
             .map(|lvl| {
-                let b = self.cw_t[at(lvl)];
+                let b = self.cw.cw_t[at(lvl)];
                 [b & 1 == 1, b & 2 == 2]
             })
             .collect();
-        let leaf_blocks = &self.leaf[i * lb..(i + 1) * lb];
+        let leaf_blocks = &self.cw.leaf[i * lb..(i + 1) * lb];
         Some(Key {
             kind: self.kind,
             party: self.party,
             params: self.params,
             seed: self.seeds[i],
-            cw_seed: (0..l).map(|lvl| self.cw_seed[at(lvl)]).collect(),
+            cw_seed: (0..l).map(|lvl| self.cw.cw_seed[at(lvl)]).collect(),
             cw_t,
             cw_v: if self.kind == Kind::Dcf {
-                (0..l).map(|lvl| self.cw_v[at(lvl)]).collect()
+                (0..l).map(|lvl| self.cw.cw_v[at(lvl)]).collect()
             } else {
                 Vec::new()
             },
@@ -284,7 +292,8 @@ impl<P: Payload> TreeKeys<P> {
         params: TreeParams,
         keys: &[Key<P>],
     ) -> Result<Self, FssError> {
-        let mut out = Self::empty(kind, party, params, keys.len());
+        let mut cw = Corrections::<P>::empty(kind, params, keys.len());
+        let mut seeds = vec![0u128; keys.len()];
         let l = params.levels();
         let lb = params.leaf_blocks::<P>();
         let pb = per_block::<P>();
@@ -299,20 +308,26 @@ impl<P: Payload> TreeKeys<P> {
             {
                 return Err(FssError::IncompatibleKey { index: i });
             }
-            out.seeds[i] = k.seed;
+            seeds[i] = k.seed;
             for lvl in 0..l {
                 let at = cw_index(i, lvl, keys.len(), l);
-                out.cw_seed[at] = k.cw_seed[lvl];
-                out.cw_t[at] = u8::from(k.cw_t[lvl][0]) | (u8::from(k.cw_t[lvl][1]) << 1);
+                cw.cw_seed[at] = k.cw_seed[lvl];
+                cw.cw_t[at] = u8::from(k.cw_t[lvl][0]) | (u8::from(k.cw_t[lvl][1]) << 1);
                 if kind == Kind::Dcf {
-                    out.cw_v[at] = k.cw_v[lvl];
+                    cw.cw_v[at] = k.cw_v[lvl];
                 }
             }
             for (j, v) in k.leaf.iter().enumerate() {
-                v.put_in_block(&mut out.leaf[i * lb + j / pb], j % pb);
+                v.put_in_block(&mut cw.leaf[i * lb + j / pb], j % pb);
             }
         }
-        Ok(out)
+        Ok(Self {
+            kind,
+            party,
+            params,
+            seeds,
+            cw: Arc::new(cw),
+        })
     }
 }
 

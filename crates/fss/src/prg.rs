@@ -26,8 +26,9 @@ use aes::cipher::consts::U16;
 use aes::cipher::typenum::Unsigned;
 use aes::cipher::{
     Array, Block, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt,
-    BlockSizeUser, KeyInit, ParBlocksSizeUser,
+    BlockSizeUser, KeyInit,
 };
+use crate::aes_fast::FastAes;
 use std::sync::OnceLock;
 
 /// The public fixed AES key: the first 128 bits of the fractional part of pi
@@ -47,6 +48,18 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// Fixed-key AES and the hash `H` built on it.
 pub struct Prg {
     cipher: Aes128,
+    /// The intrinsic batch path, when the CPU supports it.
+    fast: Option<FastAes>,
+}
+
+/// [`Hasher`] over the intrinsic path of [`crate::aes_fast`].
+struct FastHasher<'a>(&'a FastAes);
+
+impl Hasher for FastHasher<'_> {
+    #[inline(always)]
+    fn hash(&mut self, inputs: &mut [u128]) {
+        self.0.mmo(inputs);
+    }
 }
 
 /// Something that hashes batches of prepared blocks: on entry `inputs[i]`
@@ -143,6 +156,7 @@ pub fn prg() -> &'static Prg {
     static PRG: OnceLock<Prg> = OnceLock::new();
     PRG.get_or_init(|| Prg {
         cipher: Aes128::new(&Array::from(FIXED_KEY)),
+        fast: FastAes::new(FIXED_KEY),
     })
 }
 
@@ -172,6 +186,26 @@ impl Prg {
 
     /// Runs `job` with a [`Hasher`] on the best AES backend of this CPU.
     pub(crate) fn run<J: HashJob>(&self, job: J) -> J::Output {
+        match &self.fast {
+            Some(f) => job.run(&mut FastHasher(f)),
+            None => self.run_portable(job),
+        }
+    }
+
+    /// Name of the batch AES path in use (for reports).
+    pub fn backend_name(&self) -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = &self.fast {
+            return match f.isa() {
+                crate::aes_fast::Isa::Vaes512 => "VAES-512 intrinsics",
+                crate::aes_fast::Isa::AesNi => "AES-NI intrinsics",
+            };
+        }
+        "RustCrypto aes crate (portable dispatch)"
+    }
+
+    /// Runs `job` on the `aes` crate's backend (the portable path).
+    pub(crate) fn run_portable<J: HashJob>(&self, job: J) -> J::Output {
         let mut out = None;
         self.cipher.encrypt_with_backend(JobClosure {
             job,
@@ -182,6 +216,7 @@ impl Prg {
     }
 
     /// Batched `H` over prepared blocks (see [`Hasher`]), as one job.
+    #[cfg(test)]
     pub(crate) fn hash_prepared(&self, inputs: &mut [u128]) {
         struct One<'a>(&'a mut [u128]);
         impl HashJob for One<'_> {
@@ -231,6 +266,41 @@ mod tests {
         p.hash_prepared(&mut buf);
         for (i, s) in seeds.iter().enumerate() {
             assert_eq!(buf[i], p.hash(*s, i as u128 % 7));
+        }
+    }
+
+    /// The intrinsic paths (VAES-512 and AES-NI, where present) and the
+    /// portable `aes`-crate path agree on every batch length up to 300.
+    #[test]
+    fn fast_and_portable_paths_agree() {
+        struct Job<'a>(&'a mut [u128]);
+        impl HashJob for Job<'_> {
+            type Output = ();
+            fn run<H: Hasher>(self, h: &mut H) {
+                h.hash(self.0);
+            }
+        }
+        let p = prg();
+        for len in 0..300usize {
+            let input: Vec<u128> = (0..len as u128)
+                .map(|i| (i + 1).wrapping_mul(0xD1B5_4A32_D192_ED03_AEF0_0E2C_4D8F_1B67))
+                .collect();
+            let mut a = input.clone();
+            p.run_portable(Job(&mut a));
+            for (x, y) in input.iter().zip(&a) {
+                assert_eq!(*y, p.permute(*x) ^ x);
+            }
+            if let Some(f) = &p.fast {
+                let mut b = input.clone();
+                f.mmo(&mut b);
+                assert_eq!(a, b, "len {len}");
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let mut c = input.clone();
+                    f.clone().aesni_only().mmo(&mut c);
+                    assert_eq!(a, c, "aesni len {len}");
+                }
+            }
         }
     }
 

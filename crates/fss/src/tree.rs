@@ -10,7 +10,8 @@
 //! [`crate::reference`]; tests check bit-identical keys and outputs.
 
 use crate::error::FssError;
-use crate::keys::{GROUP, Kind, Party, TreeKeys, TreeParams, cw_index};
+use crate::keys::{Corrections, GROUP, Kind, Party, TreeKeys, TreeParams, cw_index};
+use std::sync::Arc;
 use crate::payload::{Payload, per_block};
 use crate::prg::{HashJob, Hasher, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, prg, sigma};
 use rand::{CryptoRng, Rng};
@@ -23,17 +24,6 @@ pub(crate) const GEN_WIDTH: usize = 16;
 /// Keys per rayon task.
 pub(crate) const CHUNK: usize = 2048;
 const _: () = assert!(CHUNK % GROUP == 0, "chunks must hold whole layout groups");
-
-#[inline(always)]
-fn dcf<P: Payload>(kind: Kind) -> bool {
-    kind == Kind::Dcf
-}
-
-/// Whether the per-level payload needs its own AES block (DCF, payload wider than 1 bit).
-#[inline(always)]
-fn v_blocks<P: Payload>(kind: Kind) -> bool {
-    kind == Kind::Dcf && P::BITS > 1
-}
 
 /// Splits `v` into `nchunks` consecutive pieces of `per` elements (the last
 /// one shorter); works when `per == 0` or `v` is empty.
@@ -95,15 +85,15 @@ pub(crate) fn gen_from_roots<P: Payload>(
         });
     }
     let len = alphas.len();
-    let mut k0 = TreeKeys::<P>::empty(kind, Party::P0, params, len);
+    let mut cw = Corrections::<P>::empty(kind, params, len);
     let l = params.levels();
     let lb = params.leaf_blocks::<P>();
     let nchunks = len.div_ceil(CHUNK);
-    let vl = if dcf::<P>(kind) { l } else { 0 };
-    let cs = chunks_of(&mut k0.cw_seed, CHUNK * l, nchunks);
-    let ct = chunks_of(&mut k0.cw_t, CHUNK * l, nchunks);
-    let cv = chunks_of(&mut k0.cw_v, CHUNK * vl, nchunks);
-    let cl = chunks_of(&mut k0.leaf, CHUNK * lb, nchunks);
+    let vl = if kind == Kind::Dcf { l } else { 0 };
+    let cs = chunks_of(&mut cw.cw_seed, CHUNK * l, nchunks);
+    let ct = chunks_of(&mut cw.cw_t, CHUNK * l, nchunks);
+    let cv = chunks_of(&mut cw.cw_v, CHUNK * vl, nchunks);
+    let cl = chunks_of(&mut cw.leaf, CHUNK * lb, nchunks);
     cs.into_par_iter()
         .zip(ct)
         .zip(cv)
@@ -124,15 +114,15 @@ pub(crate) fn gen_from_roots<P: Payload>(
                 leaf: cl,
             });
         });
-    for (s, r) in k0.seeds.iter_mut().zip(roots) {
-        *s = r[0];
-    }
-    let mut k1 = k0.clone();
-    k1.party = Party::P1;
-    for (s, r) in k1.seeds.iter_mut().zip(roots) {
-        *s = r[1];
-    }
-    Ok((k0, k1))
+    let cw = Arc::new(cw);
+    let keys = |party: Party| TreeKeys {
+        kind,
+        party,
+        params,
+        seeds: roots.iter().map(|r| r[usize::from(party.index())]).collect(),
+        cw: Arc::clone(&cw),
+    };
+    Ok((keys(Party::P0), keys(Party::P1)))
 }
 
 /// Key generation for one chunk of keys (chunk-local slices of the outputs).
@@ -151,11 +141,14 @@ struct GenJob<'a, P: Payload> {
 impl<P: Payload> HashJob for GenJob<'_, P> {
     type Output = ();
     fn run<H: Hasher>(self, h: &mut H) {
-        gen_chunk(self, h);
+        match self.kind {
+            Kind::Dcf => gen_chunk::<P, H, true>(self, h),
+            Kind::Dpf => gen_chunk::<P, H, false>(self, h),
+        }
     }
 }
 
-fn gen_chunk<P: Payload, H: Hasher>(job: GenJob<'_, P>, h: &mut H) {
+fn gen_chunk<P: Payload, H: Hasher, const DCF: bool>(job: GenJob<'_, P>, h: &mut H) {
     let GenJob {
         kind,
         params,
@@ -170,42 +163,47 @@ fn gen_chunk<P: Payload, H: Hasher>(job: GenJob<'_, P>, h: &mut H) {
     let n = params.n() as usize;
     let l = params.levels();
     let lb = params.leaf_blocks::<P>();
-    let pb = per_block::<P>();
     let mask = TreeParams::seed_mask::<P>(kind);
-    let is_dcf = dcf::<P>(kind);
-    let vb = v_blocks::<P>(kind);
+    let vb = DCF && P::BITS > 1;
     let nu_mask = (1u64 << params.nu()) - 1;
-    // Leaf blocks of both parties for a group, hashed in pieces of MAX_BATCH.
+    // Both parties' leaf blocks for a group: block j of party b of key k at (2k + b) lb + j.
     let mut leaf_buf = vec![0u128; 2 * GEN_WIDTH * lb];
+    // Level blocks: seed block of (key k, party b, side) at 4k + 2b + side,
+    // payload block (wide DCF) at 4c + 4k + 2b + side.
+    let mut buf = [0u128; 8 * GEN_WIDTH];
+    // Writes the inputs of H below seed `s` of party `b` of key `k`: both
+    // children at a level, or the whole leaf after the last level.
+    let prep = |buf: &mut [u128], leaf_buf: &mut [u128], k: usize, c: usize, b: usize, s: u128, last: bool| {
+        let sg = sigma(s);
+        if last {
+            for j in 0..lb {
+                leaf_buf[(2 * k + b) * lb + j] = sg ^ (TWEAK_LEAF + j as u128);
+            }
+        } else {
+            for side in 0..2 {
+                buf[4 * k + 2 * b + side] = sg ^ TWEAK_SEED[side];
+                if vb {
+                    buf[4 * c + 4 * k + 2 * b + side] = sg ^ TWEAK_V[side];
+                }
+            }
+        }
+    };
 
     for (g, alpha_g) in alphas.chunks(GEN_WIDTH).enumerate() {
         let base = g * GEN_WIDTH;
         let c = alpha_g.len();
-        let mut s = [[0u128; GEN_WIDTH]; 2];
         let mut t = [[false; GEN_WIDTH]; 2];
         let mut v_alpha = [P::default(); GEN_WIDTH];
         for k in 0..c {
-            s[0][k] = roots[base + k][0];
-            s[1][k] = roots[base + k][1];
+            for b in 0..2 {
+                prep(&mut buf, &mut leaf_buf, k, c, b, roots[base + k][b], l == 0);
+            }
             t[1][k] = true;
         }
-        let mut buf = [0u128; 8 * GEN_WIDTH];
         for i in 0..l {
             let shift = n - 1 - i;
-            // Layout: seed blocks at 4k + 2b + side, payload blocks at 4c + 4k + 2b + side.
-            for k in 0..c {
-                for b in 0..2 {
-                    let sg = sigma(s[b][k]);
-                    for side in 0..2 {
-                        buf[4 * k + 2 * b + side] = sg ^ TWEAK_SEED[side];
-                        if vb {
-                            buf[4 * c + 4 * k + 2 * b + side] = sg ^ TWEAK_V[side];
-                        }
-                    }
-                }
-            }
-            let nblocks = if vb { 8 * c } else { 4 * c };
-            h.hash(&mut buf[..nblocks]);
+            let last = i + 1 == l;
+            h.hash(&mut buf[..if vb { 8 * c } else { 4 * c }]);
             for k in 0..c {
                 let a = ((alpha_g[k] >> shift) & 1) as usize;
                 let (keep, lose) = (a, 1 - a);
@@ -222,12 +220,14 @@ fn gen_chunk<P: Payload, H: Hasher>(job: GenJob<'_, P>, h: &mut H) {
                 let tr = (blk(0, 1) ^ blk(1, 1)) & 1 == 1;
                 let t_cw = [tl ^ (a == 1) ^ true, tr ^ (a == 1)];
                 let idx = cw_index(base + k, i, alphas.len(), l);
-                if is_dcf {
+                if DCF {
                     let t1 = t[1][k];
-                    let mut v_cw = conv(1, lose).sub(conv(0, lose)).sub(v_alpha[k]).cond_neg(t1);
-                    if lose == 0 {
-                        v_cw = v_cw.add(betas[base + k].cond_neg(t1));
-                    }
+                    // V_CW = (-1)^t1 [v1^Lose - v0^Lose - V_alpha] (+ (-1)^t1 beta if Lose = L)
+                    let v_cw = conv(1, lose)
+                        .sub(conv(0, lose))
+                        .sub(v_alpha[k])
+                        .add(betas[base + k].select(lose == 0))
+                        .cond_neg(t1);
                     v_alpha[k] = v_alpha[k]
                         .sub(conv(1, keep))
                         .add(conv(0, keep))
@@ -236,43 +236,90 @@ fn gen_chunk<P: Payload, H: Hasher>(job: GenJob<'_, P>, h: &mut H) {
                 }
                 cw_seed[idx] = s_cw;
                 cw_t[idx] = u8::from(t_cw[0]) | (u8::from(t_cw[1]) << 1);
+                let kb = [blk(0, keep), blk(1, keep)];
                 for b in 0..2 {
-                    let kb = blk(b, keep);
                     let tb = t[b][k];
-                    s[b][k] = (kb & mask) ^ (s_cw & u128::from(tb).wrapping_neg());
-                    t[b][k] = (kb & 1 == 1) ^ (tb & t_cw[keep]);
+                    let next = (kb[b] & mask) ^ (s_cw & u128::from(tb).wrapping_neg());
+                    t[b][k] = (kb[b] & 1 == 1) ^ (tb & t_cw[keep]);
+                    prep(&mut buf, &mut leaf_buf, k, c, b, next, last);
                 }
             }
         }
         // Leaf: both parties' full leaf vectors.
-        for k in 0..c {
-            for b in 0..2 {
-                let sg = sigma(s[b][k]);
-                for j in 0..lb {
-                    leaf_buf[(2 * k + b) * lb + j] = sg ^ (TWEAK_LEAF + j as u128);
-                }
-            }
-        }
         h.hash(&mut leaf_buf[..2 * c * lb]);
         for k in 0..c {
-            let low = (alpha_g[k] & nu_mask) as usize;
-            let beta = betas[base + k];
-            let t1 = t[1][k];
             let out = &mut leaf[(base + k) * lb..(base + k + 1) * lb];
-            for j in 0..params.leaf_len() {
-                let c0 = P::from_block(leaf_buf[2 * k * lb + j / pb], j % pb);
-                let c1 = P::from_block(leaf_buf[(2 * k + 1) * lb + j / pb], j % pb);
-                let val = if is_dcf {
-                    c1.sub(c0)
-                        .sub(v_alpha[k])
-                        .add(beta.select(j < low))
-                        .cond_neg(t1)
-                } else {
-                    beta.select(j == low).sub(c0).add(c1).cond_neg(t1)
-                };
-                val.put_in_block(&mut out[j / pb], j % pb);
-            }
+            let c0 = &leaf_buf[2 * k * lb..(2 * k + 1) * lb];
+            let c1 = &leaf_buf[(2 * k + 1) * lb..(2 * k + 2) * lb];
+            leaf_correction::<P, DCF>(
+                params,
+                out,
+                c0,
+                c1,
+                (alpha_g[k] & nu_mask) as usize,
+                betas[base + k],
+                v_alpha[k],
+                t[1][k],
+            );
         }
+    }
+}
+
+/// The leaf correction vector, element `j` of `2^nu`:
+/// DPF `(-1)^t1 [beta [j == low] - c0_j + c1_j]`,
+/// DCF `(-1)^t1 [c1_j - c0_j - V_alpha + beta [j < low]]`,
+/// where `c0`, `c1` are the parties' leaf expansions. For `Z_2` whole blocks
+/// are computed at once (128 elements per block).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn leaf_correction<P: Payload, const DCF: bool>(
+    params: TreeParams,
+    out: &mut [u128],
+    c0: &[u128],
+    c1: &[u128],
+    low: usize,
+    beta: P,
+    v_alpha: P,
+    t1: bool,
+) {
+    let len = params.leaf_len();
+    if P::BITS == 1 {
+        let bit = |p: P| {
+            let mut b = 0u128;
+            p.put_in_block(&mut b, 0);
+            (b & 1).wrapping_neg()
+        };
+        let ones_below = |cnt: usize| -> u128 {
+            if cnt >= 128 { u128::MAX } else { (1u128 << cnt) - 1 }
+        };
+        let (beta_m, va_m) = (bit(beta), bit(v_alpha));
+        for (bi, o) in out.iter_mut().enumerate() {
+            let first = 128 * bi;
+            let valid = ones_below(len - first);
+            let fixed = if DCF {
+                (va_m & valid) ^ (beta_m & ones_below(low.saturating_sub(first)))
+            } else if low / 128 == bi {
+                beta_m & (1u128 << (low % 128))
+            } else {
+                0
+            };
+            *o = (c0[bi] ^ c1[bi] ^ fixed) & valid;
+        }
+        return;
+    }
+    let pb = per_block::<P>();
+    for j in 0..len {
+        let e0 = P::from_block(c0[j / pb], j % pb);
+        let e1 = P::from_block(c1[j / pb], j % pb);
+        let val = if DCF {
+            e1.sub(e0)
+                .sub(v_alpha)
+                .add(beta.select(j < low))
+                .cond_neg(t1)
+        } else {
+            beta.select(j == low).sub(e0).add(e1).cond_neg(t1)
+        };
+        val.put_in_block(&mut out[j / pb], j % pb);
     }
 }
 
@@ -380,34 +427,42 @@ fn eval_chunk<P: Payload, H: Hasher, const DCF: bool>(job: EvalJob<'_, P>, h: &m
     let neg = keys.party.is_one();
     let nu_mask = (1u64 << params.nu()) - 1;
     let mut buf = [0u128; 2 * EVAL_WIDTH];
+    // Input of H for the node below seed `s` on the path of `x` at level `i`
+    // (or of its leaf block when `i == l`): written as soon as `s` is known, so
+    // each level is one pass over the group after one batched hash.
+    let prep = |buf: &mut [u128], k: usize, c: usize, s: u128, x: u64, i: usize| {
+        let sg = sigma(s);
+        if i < l {
+            let side = ((x >> (n - 1 - i)) & 1) as usize;
+            buf[k] = sg ^ TWEAK_SEED[side];
+            if vb {
+                buf[c + k] = sg ^ TWEAK_V[side];
+            }
+        } else {
+            let j = (x & nu_mask) as usize;
+            buf[k] = sg ^ (TWEAK_LEAF + (j / pb) as u128);
+        }
+    };
 
     for (g, (xg, og)) in xs.chunks(EVAL_WIDTH).zip(out.chunks_mut(EVAL_WIDTH)).enumerate() {
         let base = start + g * EVAL_WIDTH;
         let c = xg.len();
-        let mut s = [0u128; EVAL_WIDTH];
         let mut t = [neg; EVAL_WIDTH];
         let mut acc = [P::default(); EVAL_WIDTH];
-        let s = &mut s[..c];
         let t = &mut t[..c];
         let acc = &mut acc[..c];
-        s.copy_from_slice(&keys.seeds[base..base + c]);
+        for (k, (seed, x)) in keys.seeds[base..base + c].iter().zip(xg).enumerate() {
+            prep(&mut buf, k, c, *seed, *x, 0);
+        }
         for i in 0..l {
             let shift = n - 1 - i;
-            let (bs, bv) = buf.split_at_mut(c);
-            for ((b, sk), x) in bs.iter_mut().zip(s.iter()).zip(xg) {
-                *b = sigma(*sk) ^ TWEAK_SEED[((x >> shift) & 1) as usize];
-            }
-            if vb {
-                for ((b, sk), x) in bv[..c].iter_mut().zip(s.iter()).zip(xg) {
-                    *b = sigma(*sk) ^ TWEAK_V[((x >> shift) & 1) as usize];
-                }
-            }
             h.hash(&mut buf[..if vb { 2 * c } else { c }]);
             let row = base * l + i * c;
-            let cs_row = &keys.cw_seed[row..row + c];
-            let ct_row = &keys.cw_t[row..row + c];
+            let cs_row = &keys.cw.cw_seed[row..row + c];
+            let ct_row = &keys.cw.cw_t[row..row + c];
             for k in 0..c {
-                let side = (xg[k] >> shift) & 1;
+                let x = xg[k];
+                let side = (x >> shift) & 1;
                 let blk = buf[k];
                 let tk = t[k];
                 if DCF {
@@ -416,24 +471,20 @@ fn eval_chunk<P: Payload, H: Hasher, const DCF: bool>(job: EvalJob<'_, P>, h: &m
                     } else {
                         P::from_block(blk >> 1, 0)
                     };
-                    acc[k] = acc[k].add(v.add(keys.cw_v[row + k].select(tk)).cond_neg(neg));
+                    acc[k] = acc[k].add(v.add(keys.cw.cw_v[row + k].select(tk)).cond_neg(neg));
                 }
                 // Branch-free corrections: t is secret and unpredictable.
                 let cs = cs_row[k] & u128::from(tk).wrapping_neg();
                 let ct = (ct_row[k] >> side) & u8::from(tk) & 1;
-                s[k] = (blk & mask) ^ cs;
                 t[k] = ((blk as u8) ^ ct) & 1 == 1;
+                prep(&mut buf, k, c, (blk & mask) ^ cs, x, i + 1);
             }
-        }
-        for (b, (sk, x)) in buf.iter_mut().zip(s.iter().zip(xg)) {
-            let j = (x & nu_mask) as usize;
-            *b = sigma(*sk) ^ (TWEAK_LEAF + (j / pb) as u128);
         }
         h.hash(&mut buf[..c]);
         for k in 0..c {
             let j = (xg[k] & nu_mask) as usize;
             let conv = P::from_block(buf[k], j % pb);
-            let cw = P::from_block(keys.leaf[(base + k) * lb + j / pb], j % pb);
+            let cw = P::from_block(keys.cw.leaf[(base + k) * lb + j / pb], j % pb);
             let y = conv.add(cw.select(t[k])).cond_neg(neg);
             og[k] = acc[k].add(y);
         }

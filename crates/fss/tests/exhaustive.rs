@@ -26,51 +26,53 @@ fn all_pairs<S: Scheme, P: Payload>(params: TreeParams, rng: &mut ChaCha8Rng) {
     check::<S, P, _>(params, &alphas, &betas, &xs, rng);
 }
 
-fn run<S: Scheme, P: Payload>(max_all_nu: u32, max_n: u32) {
+/// n <= 5: every early-termination depth; n <= 8: none, default and largest;
+/// up to `max_n`: the default depth.
+fn run<S: Scheme, P: Payload>(max_n: u32) {
     let mut rng = ChaCha8Rng::seed_from_u64(0xE4A0 + u64::from(P::BITS));
     for n in 1..=max_n {
-        if n <= max_all_nu {
-            for nu in 0..=n.min(ariann_fss::MAX_NU) {
-                let p = TreeParams::with_early_termination::<P>(n, nu).unwrap();
-                all_pairs::<S, P>(p, &mut rng);
-            }
-        } else {
-            for p in nus::<P>(n) {
-                all_pairs::<S, P>(p, &mut rng);
-            }
+        let params: Vec<TreeParams> = match n {
+            1..=5 => (0..=n)
+                .map(|nu| TreeParams::with_early_termination::<P>(n, nu).unwrap())
+                .collect(),
+            6..=8 => nus::<P>(n),
+            _ => vec![TreeParams::new::<P>(n).unwrap()],
+        };
+        for p in params {
+            all_pairs::<S, P>(p, &mut rng);
         }
     }
 }
 
 #[test]
 fn dpf_z2_exhaustive() {
-    run::<Dpf, Z2>(6, 10);
+    run::<Dpf, Z2>(10);
 }
 #[test]
 fn dpf_u32_exhaustive() {
-    run::<Dpf, u32>(6, 10);
+    run::<Dpf, u32>(10);
 }
 #[test]
 fn dpf_u64_exhaustive() {
-    run::<Dpf, u64>(6, 10);
+    run::<Dpf, u64>(10);
 }
 #[test]
 fn dpf_pair_exhaustive() {
-    run::<Dpf, [u64; 2]>(6, 9);
+    run::<Dpf, [u64; 2]>(10);
 }
 #[test]
 fn dcf_z2_exhaustive() {
-    run::<Dcf, Z2>(6, 10);
+    run::<Dcf, Z2>(10);
 }
 #[test]
 fn dcf_u32_exhaustive() {
-    run::<Dcf, u32>(6, 10);
+    run::<Dcf, u32>(10);
 }
 #[test]
 fn dcf_u64_exhaustive() {
-    run::<Dcf, u64>(6, 10);
+    run::<Dcf, u64>(10);
 }
 #[test]
 fn dcf_pair_exhaustive() {
-    run::<Dcf, [u64; 2]>(6, 9);
+    run::<Dcf, [u64; 2]>(10);
 }
