@@ -11,8 +11,8 @@
 //! random keys (one evaluation point per key). "1t" runs on a one-thread rayon
 //! pool, "all" on the global pool (every core).
 
-use ariann::fss::{FssKeys, Payload, Scheme, TreeParams, Z2};
 use ariann::fss::{Dcf, Dpf};
+use ariann::fss::{FssKeys, Payload, Scheme, TreeParams, Z2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use serde_json::json;
@@ -178,7 +178,12 @@ fn main() {
                 "eval_per_s_1t": r.eval_1t.round(), "eval_per_s_all": r.eval_all.round(),
             })
         };
-        let pick = |s: &str| rows.iter().filter(|r| r.scheme == s).map(obj).collect::<Vec<_>>();
+        let pick = |s: &str| {
+            rows.iter()
+                .filter(|r| r.scheme == s)
+                .map(obj)
+                .collect::<Vec<_>>()
+        };
         let v = json!({
             "keys_per_batch": args.keys,
             "threads_all": rayon::current_num_threads(),
@@ -195,7 +200,15 @@ fn main() {
         );
         println!(
             "{:<6} {:>3} {:>8} {:>3} {:>10} {:>12} {:>12} {:>12} {:>12}",
-            "scheme", "n", "payload", "nu", "key bytes", "gen/s 1t", "gen/s all", "eval/s 1t", "eval/s all"
+            "scheme",
+            "n",
+            "payload",
+            "nu",
+            "key bytes",
+            "gen/s 1t",
+            "gen/s all",
+            "eval/s 1t",
+            "eval/s all"
         );
         for r in &rows {
             println!(

@@ -32,9 +32,9 @@
 
 use crate::error::DecodeError;
 use crate::keys::{Corrections, Kind, Party, TreeKeys, TreeParams, cw_index};
-use std::sync::Arc;
 use crate::payload::Payload;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Magic bytes of a key encoding.
 pub const MAGIC: [u8; 4] = *b"ARFS";
@@ -185,8 +185,8 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
     let mut seeds = vec![0u128; count];
     let mut cw = Corrections::<P>::empty(kind, params, count);
     let mut at = HEADER_LEN;
-    for i in 0..count {
-        seeds[i] = u128_at(body, at);
+    for (i, seed) in seeds.iter_mut().enumerate() {
+        *seed = u128_at(body, at);
         at += 16;
         for lvl in 0..l {
             let w = u128_at(body, at);
@@ -203,8 +203,10 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
         for lvl in 0..l {
             cw.cw_t[cw_index(i, lvl, count, l)] |= ((tr[lvl / 8] >> (lvl % 8)) & 1) << 1;
         }
-        if l % 8 != 0 && tr[l / 8] >> (l % 8) != 0 {
-            return Err(DecodeError::NonCanonical("padding bits of t_CW^R are not zero"));
+        if !l.is_multiple_of(8) && tr[l / 8] >> (l % 8) != 0 {
+            return Err(DecodeError::NonCanonical(
+                "padding bits of t_CW^R are not zero",
+            ));
         }
         if kind == Kind::Dcf && P::BITS > 1 {
             for lvl in 0..l {
@@ -216,8 +218,10 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
         }
         let lf = &body[at..at + leaf_bytes];
         at += leaf_bytes;
-        if leaf_bits % 8 != 0 && lf[leaf_bytes - 1] >> (leaf_bits % 8) != 0 {
-            return Err(DecodeError::NonCanonical("padding bits of the leaf are not zero"));
+        if !leaf_bits.is_multiple_of(8) && lf[leaf_bytes - 1] >> (leaf_bits % 8) != 0 {
+            return Err(DecodeError::NonCanonical(
+                "padding bits of the leaf are not zero",
+            ));
         }
         for (j, chunk) in lf.chunks(16).enumerate() {
             let mut b = [0u8; 16];

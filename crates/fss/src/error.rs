@@ -32,7 +32,9 @@ pub enum FssError {
         got: usize,
     },
     /// A key handed to `from_keys` has another scheme, party or shape than the batch.
-    #[error("key {index} does not match the batch (scheme, party, tree shape or correction-word count)")]
+    #[error(
+        "key {index} does not match the batch (scheme, party, tree shape or correction-word count)"
+    )]
     IncompatibleKey {
         /// Position of the offending key.
         index: usize,

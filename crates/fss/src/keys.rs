@@ -94,11 +94,7 @@ impl TreeParams {
     pub fn with_early_termination<P: Payload>(n: u32, nu: u32) -> Result<Self, FssError> {
         Self::check_n(n)?;
         if nu > n || nu > MAX_NU {
-            return Err(FssError::InvalidEarlyTermination {
-                nu,
-                n,
-                max: MAX_NU,
-            });
+            return Err(FssError::InvalidEarlyTermination { nu, n, max: MAX_NU });
         }
         Ok(Self {
             n: n as u8,

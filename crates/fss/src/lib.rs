@@ -53,6 +53,7 @@
 // `unsafe` is denied everywhere except the one module of AES intrinsics.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(clippy::unwrap_used)]
 
 mod aes_fast;
 mod batch;

@@ -21,14 +21,14 @@
 //! `encrypt_blocks` in one call so the backend pipelines them (AES latency is
 //! hidden only when several independent blocks are in flight).
 
+use crate::aes_fast::FastAes;
 use aes::Aes128;
 use aes::cipher::consts::U16;
 use aes::cipher::typenum::Unsigned;
 use aes::cipher::{
-    Array, Block, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt,
-    BlockSizeUser, KeyInit,
+    Array, Block, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser,
+    KeyInit,
 };
-use crate::aes_fast::FastAes;
 use std::sync::OnceLock;
 
 /// The public fixed AES key: the first 128 bits of the fractional part of pi
@@ -207,10 +207,8 @@ impl Prg {
     /// Runs `job` on the `aes` crate's backend (the portable path).
     pub(crate) fn run_portable<J: HashJob>(&self, job: J) -> J::Output {
         let mut out = None;
-        self.cipher.encrypt_with_backend(JobClosure {
-            job,
-            out: &mut out,
-        });
+        self.cipher
+            .encrypt_with_backend(JobClosure { job, out: &mut out });
         // `encrypt_with_backend` always calls the closure exactly once.
         out.unwrap_or_else(|| unreachable!("cipher backend did not run the job"))
     }
@@ -307,7 +305,12 @@ mod tests {
     #[test]
     fn sigma_is_a_bijection_on_samples() {
         // sigma^{-1}(a || b) = b || (a ^ b)
-        for x in [0u128, 1, u128::MAX, 0x1234_5678_9abc_def0_0fed_cba9_8765_4321] {
+        for x in [
+            0u128,
+            1,
+            u128::MAX,
+            0x1234_5678_9abc_def0_0fed_cba9_8765_4321,
+        ] {
             let y = sigma(x);
             let (a, b) = (y >> 64, y & u128::from(u64::MAX));
             assert_eq!((b << 64) | (a ^ b), x);

@@ -11,11 +11,11 @@
 
 use crate::error::FssError;
 use crate::keys::{Corrections, GROUP, Kind, Party, TreeKeys, TreeParams, cw_index};
-use std::sync::Arc;
 use crate::payload::{Payload, per_block};
 use crate::prg::{HashJob, Hasher, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, prg, sigma};
 use rand::{CryptoRng, Rng};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Keys interleaved per AES call during evaluation (one layout group).
 pub(crate) const EVAL_WIDTH: usize = GROUP;
@@ -23,7 +23,10 @@ pub(crate) const EVAL_WIDTH: usize = GROUP;
 pub(crate) const GEN_WIDTH: usize = 16;
 /// Keys per rayon task.
 pub(crate) const CHUNK: usize = 2048;
-const _: () = assert!(CHUNK % GROUP == 0, "chunks must hold whole layout groups");
+const _: () = assert!(
+    CHUNK.is_multiple_of(GROUP),
+    "chunks must hold whole layout groups"
+);
 
 /// Splits `v` into `nchunks` consecutive pieces of `per` elements (the last
 /// one shorter); works when `per == 0` or `v` is empty.
@@ -119,7 +122,10 @@ pub(crate) fn gen_from_roots<P: Payload>(
         kind,
         party,
         params,
-        seeds: roots.iter().map(|r| r[usize::from(party.index())]).collect(),
+        seeds: roots
+            .iter()
+            .map(|r| r[usize::from(party.index())])
+            .collect(),
         cw: Arc::clone(&cw),
     };
     Ok((keys(Party::P0), keys(Party::P1)))
@@ -173,7 +179,13 @@ fn gen_chunk<P: Payload, H: Hasher, const DCF: bool>(job: GenJob<'_, P>, h: &mut
     let mut buf = [0u128; 8 * GEN_WIDTH];
     // Writes the inputs of H below seed `s` of party `b` of key `k`: both
     // children at a level, or the whole leaf after the last level.
-    let prep = |buf: &mut [u128], leaf_buf: &mut [u128], k: usize, c: usize, b: usize, s: u128, last: bool| {
+    let prep = |buf: &mut [u128],
+                leaf_buf: &mut [u128],
+                k: usize,
+                c: usize,
+                b: usize,
+                s: u128,
+                last: bool| {
         let sg = sigma(s);
         if last {
             for j in 0..lb {
@@ -195,8 +207,8 @@ fn gen_chunk<P: Payload, H: Hasher, const DCF: bool>(job: GenJob<'_, P>, h: &mut
         let mut t = [[false; GEN_WIDTH]; 2];
         let mut v_alpha = [P::default(); GEN_WIDTH];
         for k in 0..c {
-            for b in 0..2 {
-                prep(&mut buf, &mut leaf_buf, k, c, b, roots[base + k][b], l == 0);
+            for (b, root) in roots[base + k].iter().enumerate() {
+                prep(&mut buf, &mut leaf_buf, k, c, b, *root, l == 0);
             }
             t[1][k] = true;
         }
@@ -290,7 +302,11 @@ fn leaf_correction<P: Payload, const DCF: bool>(
             (b & 1).wrapping_neg()
         };
         let ones_below = |cnt: usize| -> u128 {
-            if cnt >= 128 { u128::MAX } else { (1u128 << cnt) - 1 }
+            if cnt >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << cnt) - 1
+            }
         };
         let (beta_m, va_m) = (bit(beta), bit(v_alpha));
         for (bi, o) in out.iter_mut().enumerate() {
@@ -444,7 +460,11 @@ fn eval_chunk<P: Payload, H: Hasher, const DCF: bool>(job: EvalJob<'_, P>, h: &m
         }
     };
 
-    for (g, (xg, og)) in xs.chunks(EVAL_WIDTH).zip(out.chunks_mut(EVAL_WIDTH)).enumerate() {
+    for (g, (xg, og)) in xs
+        .chunks(EVAL_WIDTH)
+        .zip(out.chunks_mut(EVAL_WIDTH))
+        .enumerate()
+    {
         let base = start + g * EVAL_WIDTH;
         let c = xg.len();
         let mut t = [neg; EVAL_WIDTH];
