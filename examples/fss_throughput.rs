@@ -28,8 +28,8 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         json: false,
-        keys: 1 << 18,
-        reps: 3,
+        keys: 1 << 16,
+        reps: 7,
         ns: vec![16, 32, 64],
     };
     let mut it = std::env::args().skip(1);
