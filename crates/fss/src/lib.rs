@@ -16,7 +16,7 @@
 //! - A batched API ([`FssKeys`]): many independent keys, one point each, which
 //!   is what MPC gates need. Keys are interleaved level by level so AES latency
 //!   is hidden, and batches are split over rayon.
-//! - [`reference`]: a plain scalar implementation the fast path is tested against.
+//! - [`mod@reference`]: a plain scalar implementation the fast path is tested against.
 //! - [`codec`]: a compact, versioned, checksummed key encoding.
 //!
 //! ```

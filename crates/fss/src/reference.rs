@@ -1,8 +1,7 @@
 //! Plain scalar reference implementation of DPF and DCF key generation and
 //! evaluation: one key, one point, one AES block at a time, written to follow
-//! the papers line by line. The fast batched paths ([`crate::dpf`],
-//! [`crate::dcf`]) must produce bit-identical keys and outputs; the tests
-//! check that.
+//! the papers line by line. The fast batched path ([`crate::FssKeys`]) must
+//! produce bit-identical keys and outputs; the tests check that.
 //!
 //! - DPF: Boyle, Gilboa, Ishai, "Function Secret Sharing: Improvements and
 //!   Extensions", CCS 2016, Figure 1 (ARIANN Algorithms 1-2), with early
@@ -12,7 +11,7 @@
 //!   Eurocrypt 2021, Figure 3, with the same early termination applied to the
 //!   last `nu` levels (the leaf vector holds `beta * [j < alpha_low]`).
 //!
-//! Seeds carry metadata in their low bits ([`TreeParams::seed_mask`]): bit 0 is
+//! Seeds carry metadata in their low bits: bit 0 is
 //! the control bit `t` and, for a one-bit DCF, bit 1 is the payload bit `v`.
 //! Inputs are read most significant bit first.
 

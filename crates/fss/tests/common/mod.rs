@@ -79,3 +79,33 @@ pub fn kind_name(k: Kind) -> &'static str {
         Kind::Dcf => "dcf",
     }
 }
+
+/// Short lowercase name of a payload group, as used in test names and the KAT file.
+pub fn payload_name<P: Payload>() -> &'static str {
+    match P::BITS {
+        1 => "z2",
+        32 => "u32",
+        64 => "u64",
+        128 => "pair",
+        _ => unreachable!("unknown payload width {}", P::BITS),
+    }
+}
+
+/// Little-endian bytes of a group element: one byte 0/1 for `Z_2`, else `BITS / 8` bytes.
+pub fn payload_le_bytes<P: Payload>(p: P) -> Vec<u8> {
+    let mut block = 0u128;
+    p.put_in_block(&mut block, 0);
+    let len = (P::BITS as usize / 8).max(1);
+    block.to_le_bytes()[..len].to_vec()
+}
+
+/// `len` pairs of root seeds `[party 0, party 1]` drawn from `rng`.
+pub fn rand_roots<R: Rng>(rng: &mut R, len: usize) -> Vec<[u128; 2]> {
+    (0..len).map(|_| [rng.random(), rng.random()]).collect()
+}
+
+/// Adds both parties' shares element by element.
+pub fn add_shares<P: Payload>(y0: &[P], y1: &[P]) -> Vec<P> {
+    assert_eq!(y0.len(), y1.len());
+    y0.iter().zip(y1).map(|(a, b)| a.add(*b)).collect()
+}
