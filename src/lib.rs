@@ -6,7 +6,14 @@
 //!
 //! - [`fss`]: fixed-key AES PRG, DPF (equality) and DCF (comparison) keys,
 //!   batched and parallel.
+//! - [`ring`]: `Z_2^64` / `Z_2^32` ring elements, fixed-point encoding, ring
+//!   tensors, im2col/col2im and additive sharing.
+//! - [`mpc`]: the two-party gates over a sans-IO transport (masked openings,
+//!   one-round comparison, ReLU, truncation, Beaver/matrix/convolution
+//!   triples, max-pool, argmax).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub use ariann_fss as fss;
+pub use ariann_mpc as mpc;
+pub use ariann_ring as ring;

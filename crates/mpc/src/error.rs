@@ -1,0 +1,51 @@
+//! Typed errors of the two-party protocols.
+
+use ariann_fss::FssError;
+use ariann_ring::RingError;
+use thiserror::Error;
+
+/// Errors of gate generation and evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MpcError {
+    /// The peer did not answer within the transport's deadline.
+    #[error("peer did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The peer is gone (its end of the transport was dropped or closed).
+    #[error("peer disconnected")]
+    PeerGone,
+    /// The peer sent a message of the wrong length for this opening.
+    #[error("peer sent {got} bytes where {expected} were expected")]
+    WrongLength {
+        /// Bytes expected.
+        expected: usize,
+        /// Bytes received.
+        got: usize,
+    },
+    /// An input or key has the wrong number of elements.
+    #[error("size mismatch for {what}: expected {expected}, got {got}")]
+    SizeMismatch {
+        /// What was compared.
+        what: &'static str,
+        /// Expected count.
+        expected: usize,
+        /// Actual count.
+        got: usize,
+    },
+    /// A key belongs to the other party.
+    #[error("key of party {key} used by party {me}")]
+    WrongParty {
+        /// Party of the key.
+        key: u8,
+        /// Party evaluating.
+        me: u8,
+    },
+    /// A gate parameter is out of range.
+    #[error("invalid gate parameter: {0}")]
+    InvalidParameter(String),
+    /// An error of the FSS layer.
+    #[error(transparent)]
+    Fss(#[from] FssError),
+    /// An error of the ring layer.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+}

@@ -1,0 +1,197 @@
+//! Bilinear gates from dealer triples, each in ONE round: elementwise
+//! products (Beaver triples), matrix products (matrix triples) and 2-D
+//! convolutions (convolution triples, after the two-party SPDZ CNN-training
+//! paper, section 3.4).
+//!
+//! For a bilinear map `*` and secret `x`, `y`, the dealer hands out shares of
+//! random `a`, `b` and of `c = a * b`. The parties open `e = x - a` and
+//! `f = y - b` (one exchange, both in the same message) and each computes
+//! `z_b = c_b + e * b_b + a_b * f (+ e * f for party 0)`, so that
+//! `z_0 + z_1 = x * y`. For convolutions `e` has the input's shape and `f` the
+//! weight's, so the opening costs input size + weight size elements, not the
+//! unrolled im2col matrix.
+//!
+//! Outputs carry the sum of the inputs' fractional bits; fixed-point
+//! truncation is a separate step.
+
+use crate::error::MpcError;
+use crate::open::open;
+use crate::transport::Transport;
+use ariann_fss::Party;
+use ariann_ring::{Conv2dShape, Ring, RingTensor, conv2d, reconstruct, share};
+use rand::{CryptoRng, Rng};
+
+/// The bilinear map a triple is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bilinear {
+    /// Elementwise product of two tensors of `shape`.
+    Mul {
+        /// Number of elements.
+        len: usize,
+    },
+    /// `(m x k) . (k x n)`.
+    MatMul {
+        /// Rows of the left operand.
+        m: usize,
+        /// Inner dimension.
+        k: usize,
+        /// Columns of the right operand.
+        n: usize,
+    },
+    /// 2-D convolution (NCHW input, OIHW weight, no bias).
+    Conv2d(Conv2dShape),
+}
+
+/// Shapes of the left operand, the right operand and the output of a map.
+pub type OperandShapes = (Vec<usize>, Vec<usize>, Vec<usize>);
+
+impl Bilinear {
+    /// Shapes of the left operand, right operand and output.
+    pub fn shapes(&self) -> Result<OperandShapes, MpcError> {
+        Ok(match *self {
+            Bilinear::Mul { len } => (vec![len], vec![len], vec![len]),
+            Bilinear::MatMul { m, k, n } => (vec![m, k], vec![k, n], vec![m, n]),
+            Bilinear::Conv2d(s) => (
+                s.input_shape().to_vec(),
+                s.weight_shape().to_vec(),
+                s.output_shape()?.to_vec(),
+            ),
+        })
+    }
+
+    /// The map on cleartext (or on one share and a public value).
+    pub fn apply<R: Ring>(
+        &self,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        Ok(match self {
+            Bilinear::Mul { .. } => x.mul_elem(y)?,
+            Bilinear::MatMul { .. } => x.matmul(y)?,
+            Bilinear::Conv2d(s) => conv2d(x, y, s)?,
+        })
+    }
+}
+
+/// One party's share of a triple for a [`Bilinear`] map.
+#[derive(Clone)]
+pub struct TripleKey<R: Ring> {
+    party: Party,
+    map: Bilinear,
+    a: RingTensor<R>,
+    b: RingTensor<R>,
+    c: RingTensor<R>,
+}
+
+impl<R: Ring> core::fmt::Debug for TripleKey<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TripleKey")
+            .field("party", &self.party)
+            .field("map", &self.map)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Ring> TripleKey<R> {
+    /// Dealer: a fresh triple for `map`.
+    pub fn generate<G: Rng + CryptoRng + ?Sized>(
+        map: Bilinear,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let (sa, sb, _) = map.shapes()?;
+        let a = RingTensor::<R>::random(&sa, rng);
+        let b = RingTensor::<R>::random(&sb, rng);
+        let c = map.apply(&a, &b)?;
+        let (a0, a1) = share(&a, rng);
+        let (b0, b1) = share(&b, rng);
+        let (c0, c1) = share(&c, rng);
+        Ok((
+            Self {
+                party: Party::P0,
+                map,
+                a: a0,
+                b: b0,
+                c: c0,
+            },
+            Self {
+                party: Party::P1,
+                map,
+                a: a1,
+                b: b1,
+                c: c1,
+            },
+        ))
+    }
+
+    /// The map this triple serves.
+    pub fn map(&self) -> Bilinear {
+        self.map
+    }
+
+    /// Key bytes held by this party.
+    pub fn key_bytes(&self) -> usize {
+        (self.a.len() + self.b.len() + self.c.len()) * (R::BITS as usize / 8)
+    }
+
+    /// Local step 1: this party's shares of `e = x - a` and `f = y - b`,
+    /// concatenated (the message to open).
+    /// For [`Bilinear::Mul`] the inputs may have any shape with `len` elements.
+    pub fn mask(&self, x: &RingTensor<R>, y: &RingTensor<R>) -> Result<Vec<R>, MpcError> {
+        let (e, f) = if let Bilinear::Mul { len } = self.map {
+            (
+                x.reshape(&[len])?.sub(&self.a)?,
+                y.reshape(&[len])?.sub(&self.b)?,
+            )
+        } else {
+            (x.sub(&self.a)?, y.sub(&self.b)?)
+        };
+        let mut msg = e.to_vec();
+        msg.extend_from_slice(f.as_slice());
+        Ok(msg)
+    }
+
+    /// Local step 2: from the opened `e || f`, this party's share of `x * y`.
+    pub fn finish(&self, opened: &[R]) -> Result<RingTensor<R>, MpcError> {
+        let na = self.a.len();
+        if opened.len() != na + self.b.len() {
+            return Err(MpcError::SizeMismatch {
+                what: "opened e || f",
+                expected: na + self.b.len(),
+                got: opened.len(),
+            });
+        }
+        let e = RingTensor::from_vec(self.a.shape(), opened[..na].to_vec())?;
+        let f = RingTensor::from_vec(self.b.shape(), opened[na..].to_vec())?;
+        let mut z = self.c.add(&self.map.apply(&e, &self.b)?)?;
+        z.add_assign(&self.map.apply(&self.a, &f)?)?;
+        if self.party == Party::P0 {
+            z.add_assign(&self.map.apply(&e, &f)?)?;
+        }
+        Ok(z)
+    }
+
+    /// The whole gate: one round, `|x| + |y|` ring elements per party.
+    pub fn eval<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        if t.party() != self.party {
+            return Err(MpcError::WrongParty {
+                key: self.party.index(),
+                me: t.party().index(),
+            });
+        }
+        let opened = open(t, &self.mask(x, y)?, R::BITS)?;
+        self.finish(&opened)
+    }
+}
+
+/// Reconstructs a triple from both shares and checks `c == a * b` (tests, audits).
+pub fn check_triple<R: Ring>(k0: &TripleKey<R>, k1: &TripleKey<R>) -> Result<bool, MpcError> {
+    let a = reconstruct(&k0.a, &k1.a)?;
+    let b = reconstruct(&k0.b, &k1.b)?;
+    let c = reconstruct(&k0.c, &k1.c)?;
+    Ok(k0.map.apply(&a, &b)? == c)
+}

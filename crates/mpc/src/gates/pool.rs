@@ -1,0 +1,339 @@
+//! Max-pooling and argmax from the one-round ReLU and equality gates.
+//!
+//! **Max-pool** (k x k window, stride, zero or more padding): a tree of
+//! pairwise maxima, `max(a, b) = b + ReLU(a - b)`. All the pairs of one tree
+//! level, over every window, go through one batched ReLU gate, so a `k x k`
+//! pool takes `ceil(log2 k^2)` rounds (2 for 2x2, 4 for 3x3) and `k^2 - 1`
+//! comparisons per window (ARIANN: 3 rounds but about `k^4` comparisons).
+//! Padded positions are left out of their windows (max-pool pads with
+//! `-inf`, so they can never win). The DReLU share of every comparison is
+//! kept: it says which side won, i.e. the arg-max selection that the
+//! backward pass routes the gradient through (to the arg-max, not to a
+//! window corner: the bug of the secure quantized training note).
+//!
+//! **Argmax** over the last axis of a `(rows, n)` tensor in 2 rounds (after
+//! ARIANN): round 1 computes `c_ij = [x_i >= x_j]` for all `i < j` with DReLU
+//! gates; then `score_i = sum_{j>i} c_ij + sum_{j<i} (1 - c_ji)` counts the
+//! elements `i` beats under the strict order "larger, or equal and earlier",
+//! so exactly one element has `score = n - 1`; round 2 is an equality gate on
+//! `score_i - (n - 1)`, giving a one-hot share vector (ties go to the first).
+
+use crate::error::MpcError;
+use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
+use crate::transport::Transport;
+use ariann_fss::Party;
+use ariann_ring::Ring;
+use rand::{CryptoRng, Rng};
+
+/// Geometry of a 2-D max-pool over an `(n, c, h, w)` tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolShape {
+    /// Batch.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Window side.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on each side (padded positions never win).
+    pub pad: usize,
+}
+
+impl PoolShape {
+    /// Output `(height, width)`.
+    pub fn out_hw(&self) -> Result<(usize, usize), MpcError> {
+        let bad = || MpcError::InvalidParameter(format!("invalid max-pool geometry {self:?}"));
+        if self.k == 0 || self.stride == 0 || self.pad >= self.k {
+            return Err(bad());
+        }
+        let (hp, wp) = (self.h + 2 * self.pad, self.w + 2 * self.pad);
+        if hp < self.k || wp < self.k {
+            return Err(bad());
+        }
+        Ok((
+            (hp - self.k) / self.stride + 1,
+            (wp - self.k) / self.stride + 1,
+        ))
+    }
+
+    /// Number of input elements.
+    pub fn input_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+
+    /// For every output position (row-major `n, c, oh, ow`), the flat indices
+    /// of the input elements in its window (padding left out).
+    pub fn windows(&self) -> Result<Vec<Vec<usize>>, MpcError> {
+        let (oh, ow) = self.out_hw()?;
+        let mut out = Vec::with_capacity(self.n * self.c * oh * ow);
+        for plane in 0..self.n * self.c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut win = Vec::with_capacity(self.k * self.k);
+                    for di in 0..self.k {
+                        for dj in 0..self.k {
+                            let (y, x) = (i * self.stride + di, j * self.stride + dj);
+                            if y >= self.pad
+                                && x >= self.pad
+                                && y - self.pad < self.h
+                                && x - self.pad < self.w
+                            {
+                                win.push(
+                                    plane * self.h * self.w
+                                        + (y - self.pad) * self.w
+                                        + (x - self.pad),
+                                );
+                            }
+                        }
+                    }
+                    if win.is_empty() {
+                        return Err(MpcError::InvalidParameter(format!(
+                            "max-pool window with no input element in {self:?}"
+                        )));
+                    }
+                    out.push(win);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Number of pairwise comparisons at each level of the max tree.
+fn level_sizes(mut lens: Vec<usize>) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    while lens.iter().any(|l| *l > 1) {
+        sizes.push(lens.iter().map(|l| l / 2).sum());
+        for l in lens.iter_mut() {
+            *l = l.div_ceil(2);
+        }
+    }
+    sizes
+}
+
+/// One party's keys for a max-pool: one batched ReLU key per tree level.
+#[derive(Debug, Clone)]
+pub struct MaxPoolKey<R: Ring> {
+    party: Party,
+    shape: PoolShape,
+    levels: Vec<ReluKey<R>>,
+}
+
+/// Output of a max-pool: shares of the pooled tensor (row-major
+/// `n, c, oh, ow`) and, per tree level, the DReLU shares of each comparison
+/// (`1` where the left operand won), in the order the pairs were formed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPoolOutput<R: Ring> {
+    /// Shares of the maxima.
+    pub max: Vec<R>,
+    /// Shares of the selection bits, level by level.
+    pub selections: Vec<Vec<R>>,
+}
+
+impl<R: Ring> MaxPoolKey<R> {
+    /// Dealer: keys for a max-pool of `shape` on values in a `k`-bit window
+    /// (differences of two inputs must fit it too).
+    pub fn generate<G: Rng + CryptoRng + ?Sized>(
+        shape: PoolShape,
+        k: u32,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let lens = shape.windows()?.iter().map(Vec::len).collect();
+        let mut l0 = Vec::new();
+        let mut l1 = Vec::new();
+        for m in level_sizes(lens) {
+            let (a, b) = ReluKey::generate(k, m, rng)?;
+            l0.push(a);
+            l1.push(b);
+        }
+        Ok((
+            Self {
+                party: Party::P0,
+                shape,
+                levels: l0,
+            },
+            Self {
+                party: Party::P1,
+                shape,
+                levels: l1,
+            },
+        ))
+    }
+
+    /// Online rounds of this pool.
+    pub fn rounds(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Key bytes held by this party.
+    pub fn key_bytes(&self) -> usize {
+        self.levels.iter().map(ReluKey::key_bytes).sum()
+    }
+
+    /// Evaluates the pool on this party's share of the `(n, c, h, w)` input (flat, row-major).
+    pub fn eval<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x_share: &[R],
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        if t.party() != self.party {
+            return Err(MpcError::WrongParty {
+                key: self.party.index(),
+                me: t.party().index(),
+            });
+        }
+        if x_share.len() != self.shape.input_len() {
+            return Err(MpcError::SizeMismatch {
+                what: "max-pool input",
+                expected: self.shape.input_len(),
+                got: x_share.len(),
+            });
+        }
+        let mut cur: Vec<Vec<R>> = self
+            .shape
+            .windows()?
+            .iter()
+            .map(|w| w.iter().map(|i| x_share[*i]).collect())
+            .collect();
+        let mut selections = Vec::with_capacity(self.levels.len());
+        for key in &self.levels {
+            let mut diffs = Vec::with_capacity(key.len());
+            for win in &cur {
+                for pair in win.chunks_exact(2) {
+                    diffs.push(pair[0].wsub(pair[1]));
+                }
+            }
+            let out = key.eval(t, &diffs)?;
+            let mut it = out.relu.iter();
+            for win in cur.iter_mut() {
+                let mut next = Vec::with_capacity(win.len().div_ceil(2));
+                for pair in win.chunks(2) {
+                    match pair {
+                        [_, b] => {
+                            // Same count as the key, by construction of `level_sizes`.
+                            let r = it.next().ok_or(MpcError::SizeMismatch {
+                                what: "max-pool level",
+                                expected: key.len(),
+                                got: key.len() + 1,
+                            })?;
+                            next.push(b.wadd(*r));
+                        }
+                        [a] => next.push(*a),
+                        _ => {}
+                    }
+                }
+                *win = next;
+            }
+            selections.push(out.drelu);
+        }
+        Ok(MaxPoolOutput {
+            max: cur.into_iter().map(|w| w[0]).collect(),
+            selections,
+        })
+    }
+}
+
+/// One party's keys for argmax over the last axis of a `(rows, n)` tensor.
+#[derive(Debug, Clone)]
+pub struct ArgmaxKey<R: Ring> {
+    party: Party,
+    rows: usize,
+    n: usize,
+    cmp: DreluKey<R>,
+    eq: EqZeroKey<R>,
+}
+
+impl<R: Ring> ArgmaxKey<R> {
+    /// Dealer: keys for `rows` argmaxes over `n >= 1` values each, in a
+    /// `k`-bit window (pairwise differences must fit it).
+    pub fn generate<G: Rng + CryptoRng + ?Sized>(
+        rows: usize,
+        n: usize,
+        k: u32,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        if n == 0 {
+            return Err(MpcError::InvalidParameter("argmax over 0 values".into()));
+        }
+        let pairs = rows * n * (n - 1) / 2;
+        let (c0, c1) = DreluKey::generate(k, pairs, rng)?;
+        // Scores lie in [0, n - 1]; score - (n - 1) in [-(n-1), 0].
+        let eq_bits = (usize::BITS - n.leading_zeros() + 1).min(R::BITS);
+        let (e0, e1) = EqZeroKey::generate(eq_bits, rows * n, rng)?;
+        Ok((
+            Self {
+                party: Party::P0,
+                rows,
+                n,
+                cmp: c0,
+                eq: e0,
+            },
+            Self {
+                party: Party::P1,
+                rows,
+                n,
+                cmp: c1,
+                eq: e1,
+            },
+        ))
+    }
+
+    /// Key bytes held by this party.
+    pub fn key_bytes(&self) -> usize {
+        self.cmp.key_bytes() + self.eq.key_bytes()
+    }
+
+    /// Shares of the one-hot argmax of each row (ties to the first index), in 2 rounds.
+    pub fn eval<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x_share: &[R],
+    ) -> Result<Vec<R>, MpcError> {
+        let n = self.n;
+        if x_share.len() != self.rows * n {
+            return Err(MpcError::SizeMismatch {
+                what: "argmax input",
+                expected: self.rows * n,
+                got: x_share.len(),
+            });
+        }
+        let mut diffs = Vec::with_capacity(self.cmp.len());
+        for row in x_share.chunks_exact(n) {
+            for i in 0..n {
+                for j in i + 1..n {
+                    diffs.push(row[i].wsub(row[j]));
+                }
+            }
+        }
+        let c = self.cmp.eval(t, &diffs)?;
+        let one = if self.party == Party::P0 {
+            R::ONE
+        } else {
+            R::ZERO
+        };
+        let target = R::from_u64((n - 1) as u64);
+        let mut shifted = vec![R::ZERO; self.rows * n];
+        let mut idx = 0;
+        for r in 0..self.rows {
+            let score = &mut shifted[r * n..(r + 1) * n];
+            for i in 0..n {
+                for j in i + 1..n {
+                    score[i] = score[i].wadd(c[idx]);
+                    score[j] = score[j].wadd(one.wsub(c[idx]));
+                    idx += 1;
+                }
+            }
+            if self.party == Party::P0 {
+                for s in score.iter_mut() {
+                    *s = s.wsub(target);
+                }
+            }
+        }
+        self.eq.eval(t, &shifted)
+    }
+}

@@ -1,0 +1,79 @@
+//! Masked openings: both parties publish their share of a *masked* value and
+//! add them up. Only values masked by dealer randomness may be opened.
+//!
+//! Values are sent modulo `2^bits` in `ceil(bits / 8)` little-endian bytes
+//! each, so an opening on a `k`-bit comparison window costs `k` bits per
+//! element, not a full ring element.
+
+use crate::error::MpcError;
+use crate::transport::Transport;
+use ariann_ring::Ring;
+
+/// `2^bits - 1` as a `u64` (all ones for 64).
+#[inline]
+pub(crate) fn low_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+/// Bytes per element of an opening of `bits`-bit values.
+pub fn bytes_per_element(bits: u32) -> usize {
+    bits.div_ceil(8) as usize
+}
+
+/// Serializes `vals` modulo `2^bits`.
+pub(crate) fn pack<R: Ring>(vals: &[R], bits: u32) -> Vec<u8> {
+    let w = bytes_per_element(bits);
+    let m = low_mask(bits);
+    let mut out = Vec::with_capacity(vals.len() * w);
+    for v in vals {
+        out.extend_from_slice(&(v.to_u64() & m).to_le_bytes()[..w]);
+    }
+    out
+}
+
+/// Parses `count` values of `bits` bits.
+pub(crate) fn unpack<R: Ring>(bytes: &[u8], count: usize, bits: u32) -> Result<Vec<R>, MpcError> {
+    let w = bytes_per_element(bits);
+    if bytes.len() != count * w {
+        return Err(MpcError::WrongLength {
+            expected: count * w,
+            got: bytes.len(),
+        });
+    }
+    let m = low_mask(bits);
+    Ok(bytes
+        .chunks_exact(w)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b[..w].copy_from_slice(c);
+            R::from_u64(u64::from_le_bytes(b) & m)
+        })
+        .collect())
+}
+
+/// Opens `masked_share` (this party's share of a masked value) in one round:
+/// returns `(share_0 + share_1) mod 2^bits` for every element.
+pub fn open<R: Ring, T: Transport + ?Sized>(
+    t: &mut T,
+    masked_share: &[R],
+    bits: u32,
+) -> Result<Vec<R>, MpcError> {
+    if bits == 0 || bits > R::BITS {
+        return Err(MpcError::InvalidParameter(format!(
+            "opening width {bits} bits for a {}-bit ring",
+            R::BITS
+        )));
+    }
+    let theirs = t.exchange(&pack(masked_share, bits))?;
+    let theirs: Vec<R> = unpack(&theirs, masked_share.len(), bits)?;
+    let m = R::from_u64(low_mask(bits));
+    Ok(masked_share
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| R::from_u64(a.wadd(*b).to_u64() & m.to_u64()))
+        .collect())
+}

@@ -1,0 +1,315 @@
+//! Online cost of every gate, measured: each gate runs with both parties on
+//! threads over the in-memory transport, and its rounds and bytes come from
+//! the transport's counters (not from formulas). Next to them: ARIANN's
+//! Table 1 (rounds and number of values, which ARIANN sends as 4-byte values)
+//! and Falcon's where ARIANN gives it.
+//!
+//! ```text
+//! cargo run --release --example op_costs            # table
+//! cargo run --release --example op_costs -- --json  # JSON array
+//! ```
+
+use ariann::mpc::gates::beaver::{Bilinear, TripleKey};
+use ariann::mpc::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
+use ariann::mpc::gates::pool::{ArgmaxKey, MaxPoolKey, PoolShape};
+use ariann::mpc::gates::trunc::TruncKey;
+use ariann::mpc::{CommStats, MpcError, Transport, run_two_party};
+use ariann::ring::{Conv2dShape, RingTensor, share};
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+use serde_json::json;
+
+/// Comparison window used for every comparison-based gate.
+const K: u32 = 32;
+
+struct Row {
+    gate: &'static str,
+    shape: String,
+    rounds: u64,
+    bytes: u64,
+    key_bytes: usize,
+    ariann_rounds: Option<u64>,
+    ariann_values: Option<u64>,
+    falcon_rounds: Option<String>,
+    falcon_values: Option<String>,
+}
+
+/// Runs `f0`/`f1` as the two parties and returns party 0's counters (the
+/// protocol is symmetric; both parties send the same amount).
+fn measure<F0, F1>(f0: F0, f1: F1) -> Result<CommStats, MpcError>
+where
+    F0: FnOnce(&mut ariann::mpc::MemTransport) -> Result<(), MpcError> + Send,
+    F1: FnOnce(&mut ariann::mpc::MemTransport) -> Result<(), MpcError> + Send,
+{
+    let ((r0, s0), (r1, s1)) = run_two_party(
+        |t| {
+            let r = f0(t);
+            (r, t.stats())
+        },
+        |t| {
+            let r = f1(t);
+            (r, t.stats())
+        },
+    );
+    r0?;
+    r1?;
+    assert_eq!(s0.bytes_sent, s1.bytes_sent, "asymmetric protocol");
+    Ok(s0)
+}
+
+fn zeros(m: usize) -> Vec<u64> {
+    vec![0; m]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let json_out = std::env::args().any(|a| a == "--json");
+    let mut rng = ChaCha12Rng::seed_from_u64(1);
+    let mut rows = Vec::new();
+    let m = 10_000usize;
+
+    // Equality.
+    let (k0, k1) = EqZeroKey::<u64>::generate(K, m, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(m)).map(|_| ()),
+        |t| k1.eval(t, &zeros(m)).map(|_| ()),
+    )?;
+    rows.push(Row {
+        gate: "equality",
+        shape: format!("m={m}, k={K}"),
+        rounds: s.rounds,
+        bytes: s.bytes_sent,
+        key_bytes: k0.key_bytes(),
+        ariann_rounds: Some(1),
+        ariann_values: Some(m as u64),
+        falcon_rounds: None,
+        falcon_values: None,
+    });
+
+    // Comparison (DReLU).
+    let (k0, k1) = DreluKey::<u64>::generate(K, m, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(m)).map(|_| ()),
+        |t| k1.eval(t, &zeros(m)).map(|_| ()),
+    )?;
+    rows.push(Row {
+        gate: "comparison",
+        shape: format!("m={m}, k={K}"),
+        rounds: s.rounds,
+        bytes: s.bytes_sent,
+        key_bytes: k0.key_bytes(),
+        ariann_rounds: Some(1),
+        ariann_values: Some(m as u64),
+        falcon_rounds: Some("7".into()),
+        falcon_values: Some(format!("{}", 2 * m)),
+    });
+
+    // ReLU.
+    let (k0, k1) = ReluKey::<u64>::generate(K, m, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(m)).map(|_| ()),
+        |t| k1.eval(t, &zeros(m)).map(|_| ()),
+    )?;
+    rows.push(Row {
+        gate: "relu",
+        shape: format!("m={m}, k={K}"),
+        rounds: s.rounds,
+        bytes: s.bytes_sent,
+        key_bytes: k0.key_bytes(),
+        ariann_rounds: Some(2),
+        ariann_values: Some(3 * m as u64),
+        falcon_rounds: Some("10".into()),
+        falcon_values: Some(format!("{}", 4 * m)),
+    });
+
+    // Truncation (ARIANN truncates locally, with errors; no Table-1 row).
+    let (k0, k1) = TruncKey::<u64>::generate(16, 48, m, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(m)).map(|_| ()),
+        |t| k1.eval(t, &zeros(m)).map(|_| ()),
+    )?;
+    rows.push(Row {
+        gate: "truncation (exact)",
+        shape: format!("m={m}, f=16, k=48"),
+        rounds: s.rounds,
+        bytes: s.bytes_sent,
+        key_bytes: k0.key_bytes(),
+        ariann_rounds: Some(0),
+        ariann_values: Some(0),
+        falcon_rounds: None,
+        falcon_values: None,
+    });
+
+    // MatMul.
+    let (m1, m2, m3) = (128usize, 784usize, 128usize);
+    let map = Bilinear::MatMul {
+        m: m1,
+        k: m2,
+        n: m3,
+    };
+    let (k0, k1) = TripleKey::<u64>::generate(map, &mut rng)?;
+    let x = RingTensor::<u64>::zeros(&[m1, m2]);
+    let y = RingTensor::<u64>::zeros(&[m2, m3]);
+    let ((x0, x1), (y0, y1)) = (share(&x, &mut rng), share(&y, &mut rng));
+    let s = measure(
+        |t| k0.eval(t, &x0, &y0).map(|_| ()),
+        |t| k1.eval(t, &x1, &y1).map(|_| ()),
+    )?;
+    rows.push(Row {
+        gate: "matmul",
+        shape: format!("{m1}x{m2} . {m2}x{m3}"),
+        rounds: s.rounds,
+        bytes: s.bytes_sent,
+        key_bytes: k0.key_bytes(),
+        ariann_rounds: Some(1),
+        ariann_values: Some((m1 * m2 + m2 * m3) as u64),
+        falcon_rounds: Some("1".into()),
+        falcon_values: Some(format!("{}", m1 * m3)),
+    });
+
+    // Convolutions: ARIANN's single-channel m x m with {k, s}, and a real layer.
+    for (n, c, hw, oc, kk, st, pad) in [
+        (1usize, 1usize, 28usize, 1usize, 5usize, 1usize, 0usize),
+        (1, 1, 32, 1, 3, 2, 0),
+        (1, 64, 32, 64, 3, 1, 1),
+    ] {
+        let cs = Conv2dShape {
+            n,
+            c,
+            h: hw,
+            w: hw,
+            oc,
+            kh: kk,
+            kw: kk,
+            stride: st,
+            pad,
+        };
+        let map = Bilinear::Conv2d(cs);
+        let (k0, k1) = TripleKey::<u64>::generate(map, &mut rng)?;
+        let x = RingTensor::<u64>::zeros(&cs.input_shape());
+        let w = RingTensor::<u64>::zeros(&cs.weight_shape());
+        let ((x0, x1), (w0, w1)) = (share(&x, &mut rng), share(&w, &mut rng));
+        let s = measure(
+            |t| k0.eval(t, &x0, &w0).map(|_| ()),
+            |t| k1.eval(t, &x1, &w1).map(|_| ()),
+        )?;
+        let (oh, ow) = cs.out_hw()?;
+        // ARIANN unrolls the input: (OH * OW) * C k^2 values, plus the weights.
+        let ariann = (n * oh * ow * c * kk * kk + oc * c * kk * kk) as u64;
+        rows.push(Row {
+            gate: "conv2d",
+            shape: format!("{n}x{c}x{hw}x{hw}, {oc} filters {kk}x{kk}, s={st}, p={pad}"),
+            rounds: s.rounds,
+            bytes: s.bytes_sent,
+            key_bytes: k0.key_bytes(),
+            ariann_rounds: Some(1),
+            ariann_values: Some(ariann),
+            falcon_rounds: Some("1".into()),
+            falcon_values: Some(format!("~{}", n * c * hw * hw * kk * kk)),
+        });
+    }
+
+    // Argmax over m = 10 values.
+    let am = 10usize;
+    let (k0, k1) = ArgmaxKey::<u64>::generate(1, am, K, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(am)).map(|_| ()),
+        |t| k1.eval(t, &zeros(am)).map(|_| ()),
+    )?;
+    rows.push(Row {
+        gate: "argmax",
+        shape: format!("m={am}"),
+        rounds: s.rounds,
+        bytes: s.bytes_sent,
+        key_bytes: k0.key_bytes(),
+        ariann_rounds: Some(2),
+        ariann_values: Some((am * am) as u64),
+        falcon_rounds: None,
+        falcon_values: None,
+    });
+
+    // Max-pool m x m, {k, s}.
+    for (mm, kk, st) in [(24usize, 2usize, 2usize), (24, 3, 1), (32, 3, 2)] {
+        let ps = PoolShape {
+            n: 1,
+            c: 1,
+            h: mm,
+            w: mm,
+            k: kk,
+            stride: st,
+            pad: 0,
+        };
+        let (k0, k1) = MaxPoolKey::<u64>::generate(ps, K, &mut rng)?;
+        let len = ps.input_len();
+        let s = measure(
+            |t| k0.eval(t, &zeros(len)).map(|_| ()),
+            |t| k1.eval(t, &zeros(len)).map(|_| ()),
+        )?;
+        let o = ((mm - kk) / st + 1) as u64;
+        rows.push(Row {
+            gate: "maxpool",
+            shape: format!("{mm}x{mm}, k={kk}, s={st}"),
+            rounds: s.rounds,
+            bytes: s.bytes_sent,
+            key_bytes: k0.key_bytes(),
+            ariann_rounds: Some(3),
+            ariann_values: Some(o * o * ((kk * kk * kk * kk) as u64 + 2)),
+            falcon_rounds: Some(format!("{}", 12 * (kk * kk - 1))),
+            falcon_values: Some(format!("~{}", 5 * mm * mm)),
+        });
+    }
+
+    if json_out {
+        let arr: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "gate": r.gate, "shape": r.shape, "rounds": r.rounds,
+                    "bytes_per_party": r.bytes, "key_bytes_per_party": r.key_bytes,
+                    "values_per_party": r.bytes.div_ceil(8),
+                    "ariann_rounds": r.ariann_rounds, "ariann_values": r.ariann_values,
+                    "ariann_bytes": r.ariann_values.map(|v| 4 * v),
+                    "falcon_rounds": r.falcon_rounds, "falcon_values": r.falcon_values,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(arr));
+    } else {
+        println!(
+            "Online cost per party, measured over the in-memory transport (Z_2^64, k = {K}-bit comparison window)."
+        );
+        println!(
+            "'values' = bytes / 8 (64-bit ring elements); ARIANN's Table 1 counts values, which it sends as 4 bytes ('ARIANN B').\n"
+        );
+        println!(
+            "{:<19} {:<40} {:>6} {:>10} {:>10} {:>12} {:>6} {:>10} {:>10} {:>6} {:>10}",
+            "gate",
+            "shape",
+            "rounds",
+            "bytes",
+            "values",
+            "key bytes",
+            "ARIANN",
+            "values",
+            "ARIANN B",
+            "Falcon",
+            "values"
+        );
+        for r in &rows {
+            println!(
+                "{:<19} {:<40} {:>6} {:>10} {:>10} {:>12} {:>6} {:>10} {:>10} {:>6} {:>10}",
+                r.gate,
+                r.shape,
+                r.rounds,
+                r.bytes,
+                r.bytes.div_ceil(8),
+                r.key_bytes,
+                r.ariann_rounds.map_or("-".into(), |v| v.to_string()),
+                r.ariann_values.map_or("-".into(), |v| v.to_string()),
+                r.ariann_values.map_or("-".into(), |v| (4 * v).to_string()),
+                r.falcon_rounds.clone().unwrap_or_else(|| "-".into()),
+                r.falcon_values.clone().unwrap_or_else(|| "-".into()),
+            );
+        }
+    }
+    Ok(())
+}
