@@ -75,5 +75,5 @@ fn mismatched_inputs_are_errors() {
     let x = RingTensor::<u64>::zeros(&[3, 2]);
     let y = RingTensor::<u64>::zeros(&[3, 4]);
     assert!(k0.mask(&x, &y).is_err());
-    assert!(k0.finish(&[0u64; 5]).is_err());
+    assert!(k0.finish(&[0u64; 5], &y).is_err());
 }

@@ -6,8 +6,9 @@
 //! For a bilinear map `*` and secret `x`, `y`, the dealer hands out shares of
 //! random `a`, `b` and of `c = a * b`. The parties open `e = x - a` and
 //! `f = y - b` (one exchange, both in the same message) and each computes
-//! `z_b = c_b + e * b_b + a_b * f (+ e * f for party 0)`, so that
-//! `z_0 + z_1 = x * y`. For convolutions `e` has the input's shape and `f` the
+//! `z_b = c_b + e * y_b + a_b * f`, so that
+//! `z_0 + z_1 = ab + (x - a) y + a (y - b) = x * y`: two products per party
+//! (the textbook `c + e b + a f + e f` costs party 0 three). For convolutions `e` has the input's shape and `f` the
 //! weight's, so the opening costs input size + weight size elements, not the
 //! unrolled im2col matrix.
 //!
@@ -150,8 +151,9 @@ impl<R: Ring> TripleKey<R> {
         Ok(msg)
     }
 
-    /// Local step 2: from the opened `e || f`, this party's share of `x * y`.
-    pub fn finish(&self, opened: &[R]) -> Result<RingTensor<R>, MpcError> {
+    /// Local step 2: from the opened `e || f` and this party's share of `y`,
+    /// this party's share of `x * y`.
+    pub fn finish(&self, opened: &[R], y: &RingTensor<R>) -> Result<RingTensor<R>, MpcError> {
         let na = self.a.len();
         if opened.len() != na + self.b.len() {
             return Err(MpcError::SizeMismatch {
@@ -162,11 +164,13 @@ impl<R: Ring> TripleKey<R> {
         }
         let e = RingTensor::from_vec(self.a.shape(), opened[..na].to_vec())?;
         let f = RingTensor::from_vec(self.b.shape(), opened[na..].to_vec())?;
-        let mut z = self.c.add(&self.map.apply(&e, &self.b)?)?;
+        let y = if let Bilinear::Mul { len } = self.map {
+            y.reshape(&[len])?
+        } else {
+            y.clone()
+        };
+        let mut z = self.c.add(&self.map.apply(&e, &y)?)?;
         z.add_assign(&self.map.apply(&self.a, &f)?)?;
-        if self.party == Party::P0 {
-            z.add_assign(&self.map.apply(&e, &f)?)?;
-        }
         Ok(z)
     }
 
@@ -184,7 +188,7 @@ impl<R: Ring> TripleKey<R> {
             });
         }
         let opened = open(t, &self.mask(x, y)?, R::BITS)?;
-        self.finish(&opened)
+        self.finish(&opened, y)
     }
 }
 
