@@ -70,7 +70,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     if !relu_only {
         for (name, map) in [
-            ("matmul_128x784x128", Bilinear::MatMul { m: 128, k: 784, n: 128 }),
+            (
+                "matmul_128x784x128",
+                Bilinear::MatMul {
+                    m: 128,
+                    k: 784,
+                    n: 128,
+                },
+            ),
             (
                 "conv3x3_64to64_32x32_b32",
                 Bilinear::Conv2d(Conv2dShape {

@@ -39,6 +39,20 @@ pub enum MpcError {
         /// Party evaluating.
         me: u8,
     },
+    /// The next key bundle is not the one the gate about to run needs.
+    #[error("key bundle mismatch: the gate needs {expected}, the next bundle is {got}")]
+    BundleMismatch {
+        /// The gate about to run.
+        expected: String,
+        /// The bundle found.
+        got: String,
+    },
+    /// No key bundle is left for the gate about to run.
+    #[error("keys exhausted at plan index {index}")]
+    KeysExhausted {
+        /// Plan index of the gate that found no key.
+        index: u64,
+    },
     /// A gate parameter is out of range.
     #[error("invalid gate parameter: {0}")]
     InvalidParameter(String),

@@ -9,18 +9,28 @@
 //! share of the dealer's mask to its input share, both open the masked value
 //! in ONE exchange ([`open`]), and each finishes locally.
 //!
-//! Gates so far ([`gates::cmp`]): equality with zero (one DPF per element),
-//! DReLU and ReLU in one round (one DCF per element on a declared `k`-bit
-//! window, exact inside it).
+//! Gates ([`gates`]): equality with zero, DReLU and ReLU in one round (one
+//! DPF/DCF key per element on a declared `k`-bit window, exact inside it),
+//! exact truncation in one round, elementwise / matrix / convolution products
+//! from triples in one round, max-pool in `ceil(log2 k^2)` rounds, argmax in 2.
+//!
+//! Key material is consumed strictly in order through a
+//! [`PreprocessingSource`]; a [`Session`] runs the gates of a plan one after
+//! the other and refuses a bundle of another gate, shape, index or party
+//! before anything is opened.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
+pub mod bundle;
 mod error;
 pub mod gates;
 pub mod open;
+pub mod session;
 pub mod transport;
 
+pub use bundle::{BundleTag, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource};
 pub use error::MpcError;
 pub use open::open;
+pub use session::Session;
 pub use transport::{CommStats, MemTransport, Transport, run_two_party};

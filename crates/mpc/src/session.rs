@@ -1,0 +1,133 @@
+//! A party's view of a running job: its transport, its source of key bundles
+//! and the position in the plan. Each call runs one gate of the plan: it
+//! fetches the gate's bundle (checking kind, shape, index and party before
+//! anything is opened), then masks, opens and finishes.
+
+use crate::bundle::{BundleTag, GateDesc, GateKey, PreprocessingSource};
+use crate::error::MpcError;
+use crate::gates::beaver::Bilinear;
+use crate::gates::cmp::ReluOutput;
+use crate::gates::pool::{MaxPoolOutput, PoolShape};
+use crate::transport::Transport;
+use ariann_ring::{Ring, RingTensor};
+
+/// One party's side of a job in progress.
+#[derive(Debug)]
+pub struct Session<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> {
+    transport: &'a mut T,
+    source: &'a mut S,
+    next: u64,
+    _ring: core::marker::PhantomData<R>,
+}
+
+impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Session<'a, T, S, R> {
+    /// A session at the start of a plan.
+    pub fn new(transport: &'a mut T, source: &'a mut S) -> Self {
+        Self {
+            transport,
+            source,
+            next: 0,
+            _ring: core::marker::PhantomData,
+        }
+    }
+
+    /// Index of the next gate of the plan.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The transport (for its counters).
+    pub fn transport(&self) -> &T {
+        self.transport
+    }
+
+    fn key(&mut self, gate: GateDesc) -> Result<GateKey<R>, MpcError> {
+        let tag = BundleTag {
+            index: self.next,
+            gate,
+        };
+        let key = self.source.next_bundle(self.transport.party(), &tag)?;
+        self.next += 1;
+        Ok(key)
+    }
+
+    fn wrong(gate: GateDesc) -> MpcError {
+        MpcError::BundleMismatch {
+            expected: format!("{gate:?}"),
+            got: "a bundle of another kind under the same tag".into(),
+        }
+    }
+
+    /// ReLU (and its DReLU bits) of `x` on a `k`-bit window.
+    pub fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
+        let gate = GateDesc::Relu { m: x.len(), k };
+        match self.key(gate)? {
+            GateKey::Relu(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// `[x >= 0]` on a `k`-bit window.
+    pub fn drelu(&mut self, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::Drelu { m: x.len(), k };
+        match self.key(gate)? {
+            GateKey::Drelu(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// `[x == 0]` on a `k`-bit window.
+    pub fn eq_zero(&mut self, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::EqZero { m: x.len(), k };
+        match self.key(gate)? {
+            GateKey::EqZero(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// Exact `x >> f` for `x` in a `k`-bit window.
+    pub fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::Trunc { m: x.len(), f, k };
+        match self.key(gate)? {
+            GateKey::Trunc(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// `x * y` for a bilinear map (elementwise, matmul, conv2d).
+    pub fn bilinear(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        let gate = GateDesc::Triple(map);
+        match self.key(gate)? {
+            GateKey::Triple(key) => key.eval(self.transport, x, y),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// Max-pool of `x` (flat `n, c, h, w`) on a `k`-bit window.
+    pub fn max_pool(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        let gate = GateDesc::MaxPool { shape, k };
+        match self.key(gate)? {
+            GateKey::MaxPool(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// One-hot argmax of each row of `x` (`rows x n`, flat) on a `k`-bit window.
+    pub fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::Argmax { rows, n, k };
+        match self.key(gate)? {
+            GateKey::Argmax(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+}
