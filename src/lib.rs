@@ -10,10 +10,12 @@
 //!   tensors, im2col/col2im and additive sharing.
 //! - [`mpc`]: the two-party gates over a sans-IO transport (masked openings,
 //!   one-round comparison, ReLU, truncation, Beaver/matrix/convolution
-//!   triples, max-pool, argmax).
+//!   triples, max-pool, argmax), tagged key bundles and sessions.
+//! - [`dealer`]: plans of gates, their stable hash, streaming key generation.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub use ariann_dealer as dealer;
 pub use ariann_fss as fss;
 pub use ariann_mpc as mpc;
 pub use ariann_ring as ring;
