@@ -31,6 +31,6 @@ pub mod transport;
 
 pub use bundle::{BundleTag, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource};
 pub use error::MpcError;
-pub use open::open;
+pub use open::{open, open_batch};
 pub use session::Session;
 pub use transport::{CommStats, MemTransport, Transport, run_two_party};

@@ -77,3 +77,50 @@ pub fn open<R: Ring, T: Transport + ?Sized>(
         .map(|(a, b)| R::from_u64(a.wadd(*b).to_u64() & m.to_u64()))
         .collect())
 }
+
+/// Opens several masked vectors, each at its own width, in ONE exchange: the
+/// runner's way to batch the openings of independent gates into one round
+/// (call each gate's `mask`, open them together, then each gate's `finish`).
+pub fn open_batch<R: Ring, T: Transport + ?Sized>(
+    t: &mut T,
+    parts: &[(&[R], u32)],
+) -> Result<Vec<Vec<R>>, MpcError> {
+    for (_, bits) in parts {
+        if *bits == 0 || *bits > R::BITS {
+            return Err(MpcError::InvalidParameter(format!(
+                "opening width {bits} bits for a {}-bit ring",
+                R::BITS
+            )));
+        }
+    }
+    let mut msg = Vec::new();
+    for (vals, bits) in parts {
+        msg.extend_from_slice(&pack(vals, *bits));
+    }
+    let theirs = t.exchange(&msg)?;
+    let expected: usize = parts
+        .iter()
+        .map(|(v, b)| v.len() * bytes_per_element(*b))
+        .sum();
+    if theirs.len() != expected {
+        return Err(MpcError::WrongLength {
+            expected,
+            got: theirs.len(),
+        });
+    }
+    let mut at = 0;
+    let mut out = Vec::with_capacity(parts.len());
+    for (vals, bits) in parts {
+        let n = vals.len() * bytes_per_element(*bits);
+        let other: Vec<R> = unpack(&theirs[at..at + n], vals.len(), *bits)?;
+        at += n;
+        let m = low_mask(*bits);
+        out.push(
+            vals.iter()
+                .zip(&other)
+                .map(|(a, b)| R::from_u64(a.wadd(*b).to_u64() & m))
+                .collect(),
+        );
+    }
+    Ok(out)
+}

@@ -124,3 +124,38 @@ fn argmax_rows_with_ties() {
         }
     }
 }
+
+/// Average pooling: local window sums, times the public fixed-point 1/k^2,
+/// then one exact truncation.
+#[test]
+fn average_pool_is_local_sums_then_one_truncation() {
+    use ariann_mpc::gates::linear::{mul_public, window_sums};
+    use ariann_mpc::gates::trunc::TruncKey;
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let s = PoolShape {
+        n: 1,
+        c: 2,
+        h: 6,
+        w: 6,
+        k: 2,
+        stride: 2,
+        pad: 0,
+    };
+    let f = 12u32;
+    let xs: Vec<i64> = (0..s.input_len())
+        .map(|_| rng.random_range(-(1 << 14)..(1 << 14)))
+        .collect();
+    let (x0, x1) = shares::<u64>(&xs, &mut rng);
+    let quarter = 1u64 << (f - 2); // 0.25 in fixed point with f fractional bits
+    let outs = s.windows().expect("valid").len();
+    let (t0, t1) = TruncKey::<u64>::generate(f, 40, outs, &mut rng).expect("valid");
+    let (o0, o1) = run_two_party(
+        |t| t0.eval(t, &mul_public(&window_sums(&x0, &s).expect("len"), quarter)),
+        |t| t1.eval(t, &mul_public(&window_sums(&x1, &s).expect("len"), quarter)),
+    );
+    let got = add(&o0.expect("p0"), &o1.expect("p1"));
+    for (w, g) in s.windows().expect("valid").iter().zip(&got) {
+        let sum: i64 = w.iter().map(|i| xs[*i]).sum();
+        assert_eq!(*g, ((sum * quarter as i64) >> f) as u64);
+    }
+}

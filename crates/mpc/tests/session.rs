@@ -165,3 +165,61 @@ fn mismatched_bundles_are_refused_before_opening() {
     assert!(sess.drelu(&[0u64; 4], 32).is_err());
     assert_eq!(ariann_mpc::Transport::stats(sess.transport()).rounds, 0);
 }
+
+/// Independent gates batched into one round: two ReLUs and a truncation.
+#[test]
+fn independent_gates_share_one_round() {
+    use ariann_mpc::gates::cmp::ReluKey;
+    use ariann_mpc::gates::trunc::TruncKey;
+    use ariann_mpc::{Transport, open_batch};
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let xs: Vec<i64> = (0..50).map(|_| rng.random_range(-1000..1000)).collect();
+    let ys: Vec<i64> = (0..30).map(|_| rng.random_range(-1000..1000)).collect();
+    let zs: Vec<i64> = (0..20)
+        .map(|_| rng.random_range(-(1 << 30)..(1 << 30)))
+        .collect();
+    let sh = |v: &[i64], rng: &mut ChaCha8Rng| {
+        let a: Vec<u64> = v.iter().map(|_| rng.random()).collect();
+        let b: Vec<u64> = v
+            .iter()
+            .zip(&a)
+            .map(|(x, a)| (*x as u64).wrapping_sub(*a))
+            .collect();
+        (a, b)
+    };
+    let ((x0, x1), (y0, y1), (z0, z1)) = (sh(&xs, &mut rng), sh(&ys, &mut rng), sh(&zs, &mut rng));
+    let (a0, a1) = ReluKey::<u64>::generate(32, 50, &mut rng).expect("valid");
+    let (b0, b1) = ReluKey::<u64>::generate(32, 30, &mut rng).expect("valid");
+    let (c0, c1) = TruncKey::<u64>::generate(8, 40, 20, &mut rng).expect("valid");
+    let run = |t: &mut ariann_mpc::MemTransport,
+               a: &ReluKey<u64>,
+               b: &ReluKey<u64>,
+               c: &TruncKey<u64>,
+               x: &[u64],
+               y: &[u64],
+               z: &[u64]| {
+        let (ma, mb, mc) = (a.mask(x)?, b.mask(y)?, c.mask(z)?);
+        let opened = open_batch(t, &[(&ma, 64), (&mb, 64), (&mc, 64)])?;
+        let out = (
+            a.finish(&opened[0])?.relu,
+            b.finish(&opened[1])?.relu,
+            c.finish(&opened[2])?,
+        );
+        Ok::<_, MpcError>((out, t.stats().rounds))
+    };
+    let (r0, r1) = run_two_party(
+        |t| run(t, &a0, &b0, &c0, &x0, &y0, &z0),
+        |t| run(t, &a1, &b1, &c1, &x1, &y1, &z1),
+    );
+    let (((p, q, r), rounds), ((p1, q1, r1), _)) = (r0.expect("p0"), r1.expect("p1"));
+    assert_eq!(rounds, 1);
+    for i in 0..50 {
+        assert_eq!(p[i].wrapping_add(p1[i]), xs[i].max(0) as u64);
+    }
+    for i in 0..30 {
+        assert_eq!(q[i].wrapping_add(q1[i]), ys[i].max(0) as u64);
+    }
+    for i in 0..20 {
+        assert_eq!(r[i].wrapping_add(r1[i]), (zs[i] >> 8) as u64);
+    }
+}

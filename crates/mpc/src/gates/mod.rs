@@ -3,5 +3,6 @@
 
 pub mod beaver;
 pub mod cmp;
+pub mod linear;
 pub mod pool;
 pub mod trunc;
