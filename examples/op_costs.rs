@@ -11,7 +11,7 @@
 
 use ariann::mpc::gates::beaver::{Bilinear, TripleKey};
 use ariann::mpc::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
-use ariann::mpc::gates::pool::{ArgmaxKey, MaxPoolKey, PoolShape};
+use ariann::mpc::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
 use ariann::mpc::gates::trunc::TruncKey;
 use ariann::mpc::{CommStats, MpcError, Transport, run_two_party};
 use ariann::ring::{Conv2dShape, RingTensor, share};
@@ -245,8 +245,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             |t| k1.eval(t, &zeros(len)).map(|_| ()),
         )?;
         let o = ((mm - kk) / st + 1) as u64;
+        if kk > 2 {
+            let (q0, q1) = MaxPoolOneHotKey::<u64>::generate(ps, K, &mut rng)?;
+            let s3 = measure(
+                |t| q0.eval(t, &zeros(len)).map(|_| ()),
+                |t| q1.eval(t, &zeros(len)).map(|_| ()),
+            )?;
+            rows.push(Row {
+                gate: "maxpool (3-round)",
+                shape: format!("{mm}x{mm}, k={kk}, s={st}"),
+                rounds: s3.rounds,
+                bytes: s3.bytes_sent,
+                key_bytes: q0.key_bytes(),
+                ariann_rounds: Some(3),
+                ariann_values: Some(o * o * ((kk * kk * kk * kk) as u64 + 2)),
+                falcon_rounds: Some(format!("{}", 12 * (kk * kk - 1))),
+                falcon_values: Some(format!("~{}", 5 * mm * mm)),
+            });
+        }
         rows.push(Row {
-            gate: "maxpool",
+            gate: "maxpool (tree)",
             shape: format!("{mm}x{mm}, k={kk}, s={st}"),
             rounds: s.rounds,
             bytes: s.bytes_sent,

@@ -115,6 +115,13 @@ fn encode_gate(out: &mut Vec<u8>, g: &GateDesc) {
             }
             put(out, u64::from(k));
         }
+        GateDesc::MaxPoolOneHot { shape: s, k } => {
+            out.push(8);
+            for v in [s.n, s.c, s.h, s.w, s.k, s.stride, s.pad] {
+                put(out, v as u64);
+            }
+            put(out, u64::from(k));
+        }
         GateDesc::Argmax { rows, n, k } => {
             out.push(7);
             put(out, rows as u64);

@@ -10,7 +10,7 @@
 use crate::error::MpcError;
 use crate::gates::beaver::{Bilinear, TripleKey};
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
-use crate::gates::pool::{ArgmaxKey, MaxPoolKey, PoolShape};
+use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
 use crate::gates::trunc::TruncKey;
 use ariann_fss::Party;
 use ariann_ring::Ring;
@@ -59,6 +59,13 @@ pub enum GateDesc {
         /// Window bits.
         k: u32,
     },
+    /// A max-pool in 3 rounds (all-pairs comparisons, one-hot selection).
+    MaxPoolOneHot {
+        /// Geometry.
+        shape: PoolShape,
+        /// Window bits.
+        k: u32,
+    },
     /// Argmax over `rows` rows of `n` values on a `k`-bit window.
     Argmax {
         /// Rows.
@@ -94,6 +101,8 @@ pub enum GateKey<R: Ring> {
     Triple(Box<TripleKey<R>>),
     /// See [`MaxPoolKey`].
     MaxPool(MaxPoolKey<R>),
+    /// See [`MaxPoolOneHotKey`] (boxed: large).
+    MaxPoolOneHot(Box<MaxPoolOneHotKey<R>>),
     /// See [`ArgmaxKey`].
     Argmax(ArgmaxKey<R>),
 }
@@ -139,6 +148,13 @@ impl GateDesc {
             GateDesc::MaxPool { shape, k } => {
                 let (a, b) = MaxPoolKey::generate(shape, k, rng)?;
                 (GateKey::MaxPool(a), GateKey::MaxPool(b))
+            }
+            GateDesc::MaxPoolOneHot { shape, k } => {
+                let (a, b) = MaxPoolOneHotKey::generate(shape, k, rng)?;
+                (
+                    GateKey::MaxPoolOneHot(Box::new(a)),
+                    GateKey::MaxPoolOneHot(Box::new(b)),
+                )
             }
             GateDesc::Argmax { rows, n, k } => {
                 let (a, b) = ArgmaxKey::generate(rows, n, k, rng)?;

@@ -122,6 +122,20 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         }
     }
 
+    /// Max-pool of `x` in 3 rounds (one-hot arg-max selection kept).
+    pub fn max_pool_one_hot(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        let gate = GateDesc::MaxPoolOneHot { shape, k };
+        match self.key(gate)? {
+            GateKey::MaxPoolOneHot(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
     /// One-hot argmax of each row of `x` (`rows x n`, flat) on a `k`-bit window.
     pub fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
         let gate = GateDesc::Argmax { rows, n, k };

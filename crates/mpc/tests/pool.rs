@@ -159,3 +159,53 @@ fn average_pool_is_local_sums_then_one_truncation() {
         assert_eq!(*g, ((sum * quarter as i64) >> f) as u64);
     }
 }
+
+fn check_pool3<R: Ring>(s: PoolShape, seed: u64) {
+    use ariann_mpc::gates::pool::MaxPoolOneHotKey;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut xs: Vec<i64> = (0..s.input_len())
+        .map(|_| rng.random_range(-(1i64 << 20)..(1i64 << 20)))
+        .collect();
+    xs[0] = 7;
+    xs[1] = 7;
+    let (x0, x1) = shares::<R>(&xs, &mut rng);
+    let (k0, k1) = MaxPoolOneHotKey::<R>::generate(s, 24, &mut rng).expect("valid");
+    let ((o0, st), (o1, _)) = run_two_party(
+        |t| (k0.eval(t, &x0), t.stats()),
+        |t| (k1.eval(t, &x1), t.stats()),
+    );
+    let (o0, o1) = (o0.expect("p0"), o1.expect("p1"));
+    assert_eq!(st.rounds, 3);
+    let got = add(&o0.max, &o1.max);
+    for (g, w) in got.iter().zip(plain_maxpool(&xs, &s)) {
+        assert_eq!(*g, R::from_i64(w));
+    }
+    // The one-hot selection marks the first maximum of each window.
+    let sel = add(&o0.selections[0], &o1.selections[0]);
+    let mut at = 0;
+    for w in s.windows().expect("valid") {
+        let v: Vec<i64> = w.iter().map(|i| xs[*i]).collect();
+        let best = *v.iter().max().expect("non-empty");
+        let first = v.iter().position(|x| *x == best).expect("present");
+        for j in 0..v.len() {
+            assert_eq!(sel[at + j].to_u64(), u64::from(j == first));
+        }
+        at += v.len();
+    }
+}
+
+#[test]
+fn maxpool_in_three_rounds() {
+    let sh = |n, c, h, w, k, stride, pad| PoolShape {
+        n,
+        c,
+        h,
+        w,
+        k,
+        stride,
+        pad,
+    };
+    check_pool3::<u64>(sh(1, 2, 7, 7, 3, 2, 1), 41);
+    check_pool3::<u64>(sh(2, 1, 6, 6, 3, 1, 0), 42);
+    check_pool3::<u32>(sh(1, 1, 8, 8, 2, 2, 0), 43);
+}

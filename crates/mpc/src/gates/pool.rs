@@ -11,6 +11,14 @@
 //! backward pass routes the gradient through (to the arg-max, not to a
 //! window corner: the bug of the secure quantized training note).
 //!
+//! **Max-pool in 3 rounds** ([`MaxPoolOneHotKey`], for windows larger than
+//! 2x2 where the tree needs 4+ rounds): round 1 compares all pairs of each
+//! window (DReLU), round 2 turns each element's win count into a one-hot
+//! arg-max (equality gate, as for argmax below), round 3 multiplies the
+//! one-hot vector with the window values (Beaver) and sums locally. More
+//! comparisons (`k^2 (k^2 - 1) / 2` per window, about half of ARIANN's) but
+//! ARIANN's 3 rounds, and the one-hot arg-max comes out for the backward pass.
+//!
 //! **Argmax** over the last axis of a `(rows, n)` tensor in 2 rounds (after
 //! ARIANN): round 1 computes `c_ij = [x_i >= x_j]` for all `i < j` with DReLU
 //! gates; then `score_i = sum_{j>i} c_ij + sum_{j<i} (1 - c_ji)` counts the
@@ -22,7 +30,7 @@ use crate::error::MpcError;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::transport::Transport;
 use ariann_fss::Party;
-use ariann_ring::Ring;
+use ariann_ring::{Ring, RingTensor};
 use rand::{CryptoRng, Rng};
 
 /// Geometry of a 2-D max-pool over an `(n, c, h, w)` tensor.
@@ -234,6 +242,141 @@ impl<R: Ring> MaxPoolKey<R> {
         Ok(MaxPoolOutput {
             max: cur.into_iter().map(|w| w[0]).collect(),
             selections,
+        })
+    }
+}
+
+/// One party's keys for a 3-round max-pool (see the module docs).
+#[derive(Debug, Clone)]
+pub struct MaxPoolOneHotKey<R: Ring> {
+    party: Party,
+    shape: PoolShape,
+    cmp: DreluKey<R>,
+    eq: EqZeroKey<R>,
+    mul: crate::gates::beaver::TripleKey<R>,
+}
+
+impl<R: Ring> MaxPoolOneHotKey<R> {
+    /// Dealer: keys for a 3-round max-pool of `shape` on a `k`-bit window.
+    pub fn generate<G: Rng + CryptoRng + ?Sized>(
+        shape: PoolShape,
+        k: u32,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let wins = shape.windows()?;
+        let pairs: usize = wins.iter().map(|w| w.len() * (w.len() - 1) / 2).sum();
+        let total: usize = wins.iter().map(Vec::len).sum();
+        let maxw = wins.iter().map(Vec::len).max().unwrap_or(1);
+        let eq_bits = (usize::BITS - maxw.leading_zeros() + 1).min(R::BITS);
+        let (c0, c1) = DreluKey::generate(k, pairs, rng)?;
+        let (e0, e1) = EqZeroKey::generate(eq_bits, total, rng)?;
+        let map = crate::gates::beaver::Bilinear::Mul { len: total };
+        let (m0, m1) = crate::gates::beaver::TripleKey::generate(map, rng)?;
+        Ok((
+            Self {
+                party: Party::P0,
+                shape,
+                cmp: c0,
+                eq: e0,
+                mul: m0,
+            },
+            Self {
+                party: Party::P1,
+                shape,
+                cmp: c1,
+                eq: e1,
+                mul: m1,
+            },
+        ))
+    }
+
+    /// Key bytes held by this party.
+    pub fn key_bytes(&self) -> usize {
+        self.cmp.key_bytes() + self.eq.key_bytes() + self.mul.key_bytes()
+    }
+
+    /// Evaluates the pool in 3 rounds; `selections` holds one vector: the
+    /// one-hot arg-max of every window, windows one after the other.
+    pub fn eval<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x_share: &[R],
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        if t.party() != self.party {
+            return Err(MpcError::WrongParty {
+                key: self.party.index(),
+                me: t.party().index(),
+            });
+        }
+        if x_share.len() != self.shape.input_len() {
+            return Err(MpcError::SizeMismatch {
+                what: "max-pool input",
+                expected: self.shape.input_len(),
+                got: x_share.len(),
+            });
+        }
+        let wins = self.shape.windows()?;
+        let vals: Vec<R> = wins.iter().flatten().map(|i| x_share[*i]).collect();
+        // Round 1: all pairwise comparisons inside each window.
+        let mut diffs = Vec::with_capacity(self.cmp.len());
+        let mut at = 0;
+        for w in &wins {
+            let v = &vals[at..at + w.len()];
+            for i in 0..v.len() {
+                for j in i + 1..v.len() {
+                    diffs.push(v[i].wsub(v[j]));
+                }
+            }
+            at += w.len();
+        }
+        let c = self.cmp.eval(t, &diffs)?;
+        // Local: win counts minus (window size - 1); round 2: equality with zero.
+        let one = if self.party == Party::P0 {
+            R::ONE
+        } else {
+            R::ZERO
+        };
+        let mut scores = vec![R::ZERO; vals.len()];
+        let (mut at, mut ci) = (0, 0);
+        for w in &wins {
+            let n = w.len();
+            let sc = &mut scores[at..at + n];
+            for i in 0..n {
+                for j in i + 1..n {
+                    sc[i] = sc[i].wadd(c[ci]);
+                    sc[j] = sc[j].wadd(one.wsub(c[ci]));
+                    ci += 1;
+                }
+            }
+            if self.party == Party::P0 {
+                for s in sc.iter_mut() {
+                    *s = s.wsub(R::from_u64((n - 1) as u64));
+                }
+            }
+            at += n;
+        }
+        let onehot = self.eq.eval(t, &scores)?;
+        // Round 3: select the maxima.
+        let len = vals.len();
+        let prod = self.mul.eval(
+            t,
+            &RingTensor::from_vec(&[len], onehot.clone())?,
+            &RingTensor::from_vec(&[len], vals)?,
+        )?;
+        let prod = prod.as_slice();
+        let mut max = Vec::with_capacity(wins.len());
+        let mut at = 0;
+        for w in &wins {
+            max.push(
+                prod[at..at + w.len()]
+                    .iter()
+                    .fold(R::ZERO, |a, b| a.wadd(*b)),
+            );
+            at += w.len();
+        }
+        Ok(MaxPoolOutput {
+            max,
+            selections: vec![onehot],
         })
     }
 }
