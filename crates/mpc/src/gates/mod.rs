@@ -5,4 +5,5 @@ pub mod beaver;
 pub mod cmp;
 pub mod linear;
 pub mod pool;
+pub mod spline;
 pub mod trunc;
