@@ -276,6 +276,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
+    // Batch-norm (training forward) on a 32x32 map, 16 channels, batch 8.
+    let bs = ariann::mpc::gates::batchnorm::BatchNormShape {
+        n: 8,
+        c: 16,
+        h: 32,
+        w: 32,
+    };
+    let (k0, k1) = ariann::mpc::gates::batchnorm::BatchNormKey::<u64>::generate(bs, &mut rng)?;
+    let (len, c) = (bs.len(), bs.c);
+    let s = measure(
+        |t| {
+            k0.eval(t, &zeros(len), &zeros(c), &zeros(c), 1e-5)
+                .map(|_| ())
+        },
+        |t| {
+            k1.eval(t, &zeros(len), &zeros(c), &zeros(c), 1e-5)
+                .map(|_| ())
+        },
+    )?;
+    rows.push(Row {
+        gate: "batchnorm (train)",
+        shape: format!("{}x{}x{}x{}", bs.n, bs.c, bs.h, bs.w),
+        rounds: s.rounds,
+        bytes: s.bytes_sent,
+        key_bytes: k0.key_bytes(),
+        ariann_rounds: Some(9),
+        // ARIANN: 18 m^2 values for an m x m input; here per (image, channel) map.
+        ariann_values: Some(18 * len as u64),
+        falcon_rounds: Some("335".into()),
+        falcon_values: Some(format!("~{}", 56 * len)),
+    });
+
     if json_out {
         let arr: Vec<_> = rows
             .iter()

@@ -122,6 +122,12 @@ fn encode_gate(out: &mut Vec<u8>, g: &GateDesc) {
             }
             put(out, u64::from(k));
         }
+        GateDesc::BatchNorm(s) => {
+            out.push(9);
+            for v in [s.n, s.c, s.h, s.w] {
+                put(out, v as u64);
+            }
+        }
         GateDesc::Argmax { rows, n, k } => {
             out.push(7);
             put(out, rows as u64);

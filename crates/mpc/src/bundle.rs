@@ -8,6 +8,7 @@
 //! error *before* anything is masked or opened, never a wrong answer.
 
 use crate::error::MpcError;
+use crate::gates::batchnorm::{BatchNormKey, BatchNormShape};
 use crate::gates::beaver::{Bilinear, TripleKey};
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
@@ -66,6 +67,8 @@ pub enum GateDesc {
         /// Window bits.
         k: u32,
     },
+    /// Batch normalisation (training forward, 9 rounds, 64-bit ring only).
+    BatchNorm(BatchNormShape),
     /// Argmax over `rows` rows of `n` values on a `k`-bit window.
     Argmax {
         /// Rows.
@@ -103,6 +106,8 @@ pub enum GateKey<R: Ring> {
     MaxPool(MaxPoolKey<R>),
     /// See [`MaxPoolOneHotKey`] (boxed: large).
     MaxPoolOneHot(Box<MaxPoolOneHotKey<R>>),
+    /// See [`BatchNormKey`] (boxed: large).
+    BatchNorm(Box<BatchNormKey<R>>),
     /// See [`ArgmaxKey`].
     Argmax(ArgmaxKey<R>),
 }
@@ -154,6 +159,13 @@ impl GateDesc {
                 (
                     GateKey::MaxPoolOneHot(Box::new(a)),
                     GateKey::MaxPoolOneHot(Box::new(b)),
+                )
+            }
+            GateDesc::BatchNorm(shape) => {
+                let (a, b) = BatchNormKey::generate(shape, rng)?;
+                (
+                    GateKey::BatchNorm(Box::new(a)),
+                    GateKey::BatchNorm(Box::new(b)),
                 )
             }
             GateDesc::Argmax { rows, n, k } => {

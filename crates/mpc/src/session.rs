@@ -136,6 +136,23 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         }
     }
 
+    /// Batch normalisation (training forward) of `x` with shares of the
+    /// per-channel `gamma`, `beta`; 9 rounds.
+    pub fn batch_norm(
+        &mut self,
+        x: &[R],
+        shape: crate::gates::batchnorm::BatchNormShape,
+        gamma: &[R],
+        beta: &[R],
+        eps: f64,
+    ) -> Result<crate::gates::batchnorm::BatchNormOutput<R>, MpcError> {
+        let gate = GateDesc::BatchNorm(shape);
+        match self.key(gate)? {
+            GateKey::BatchNorm(key) => key.eval(self.transport, x, gamma, beta, eps),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
     /// One-hot argmax of each row of `x` (`rows x n`, flat) on a `k`-bit window.
     pub fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
         let gate = GateDesc::Argmax { rows, n, k };

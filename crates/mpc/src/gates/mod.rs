@@ -1,6 +1,7 @@
 //! The gates. Each module holds a gate's key generation (dealer side) next to
 //! its evaluation (`mask` -> opened message, `finish` -> output share).
 
+pub mod batchnorm;
 pub mod beaver;
 pub mod cmp;
 pub mod linear;
