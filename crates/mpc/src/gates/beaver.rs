@@ -16,6 +16,7 @@
 //! truncation is a separate step.
 
 use crate::error::MpcError;
+use crate::gates::util::check_party;
 use crate::open::open;
 use crate::transport::Transport;
 use ariann_fss::Party;
@@ -181,12 +182,7 @@ impl<R: Ring> TripleKey<R> {
         x: &RingTensor<R>,
         y: &RingTensor<R>,
     ) -> Result<RingTensor<R>, MpcError> {
-        if t.party() != self.party {
-            return Err(MpcError::WrongParty {
-                key: self.party.index(),
-                me: t.party().index(),
-            });
-        }
+        check_party(self.party, t.party())?;
         let opened = open(t, &self.mask(x, y)?, R::BITS)?;
         self.finish(&opened, y)
     }

@@ -19,6 +19,7 @@
 //! `z r`, and `ReLU(x) = x^ * DReLU(x) - r * DReLU(x)` is local.
 
 use crate::error::MpcError;
+use crate::gates::util::{check_len, check_party, public_share, split};
 use crate::open::{low_mask, open};
 use crate::transport::Transport;
 use ariann_fss::{DcfKeys, DpfKeys, Party, TreeParams};
@@ -35,31 +36,6 @@ fn check_window<R: Ring>(k: u32) -> Result<(), MpcError> {
             R::BITS
         )))
     }
-}
-
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MpcError> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(MpcError::SizeMismatch {
-            what,
-            expected,
-            got,
-        })
-    }
-}
-
-/// Additive sharing of plain values: `(random, v - random)`.
-fn split<R: Ring, G: Rng + CryptoRng + ?Sized>(vals: &[R], rng: &mut G) -> (Vec<R>, Vec<R>) {
-    let a: Vec<R> = vals.iter().map(|_| R::random(rng)).collect();
-    let b = vals.iter().zip(&a).map(|(v, a)| v.wsub(*a)).collect();
-    (a, b)
-}
-
-/// `1` for party 0, `0` for party 1: the share of a public constant.
-#[inline]
-fn one_if_p0<R: Ring>(p: Party) -> R {
-    if p == Party::P0 { R::ONE } else { R::ZERO }
 }
 
 /// One party's key for `m` DReLU gates on a `k`-bit window.
@@ -171,7 +147,7 @@ impl<R: Ring> DreluKey<R> {
             .map(|((y_msb, u), m)| {
                 let z = m.wadd(R::from_u64(*u));
                 if *y_msb == 0 {
-                    one_if_p0::<R>(p).wsub(z)
+                    public_share(p, R::ONE).wsub(z)
                 } else {
                     z
                 }
@@ -202,17 +178,6 @@ fn split_window<R: Ring>(opened: &[R], k: u32) -> (Vec<u64>, Vec<u64>) {
             (y >> (k - 1), y & ml)
         })
         .unzip()
-}
-
-fn check_party(key: Party, me: Party) -> Result<(), MpcError> {
-    if key == me {
-        Ok(())
-    } else {
-        Err(MpcError::WrongParty {
-            key: key.index(),
-            me: me.index(),
-        })
-    }
 }
 
 /// One party's key for `m` one-round ReLU gates on a `k`-bit window.
@@ -341,7 +306,7 @@ impl<R: Ring> ReluKey<R> {
             let zr = self.r_msb[i].wadd(R::from_u64(uv[i][1]));
             // d = 1 - (y_msb XOR z);  d r = r - z r  (y_msb = 0)  or  z r  (y_msb = 1)
             let (d, dr) = if msbs[i] == 0 {
-                (one_if_p0::<R>(p).wsub(z), self.r[i].wsub(zr))
+                (public_share(p, R::ONE).wsub(z), self.r[i].wsub(zr))
             } else {
                 (z, zr)
             };

@@ -28,6 +28,7 @@
 
 use crate::error::MpcError;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
+use crate::gates::util::{check_len, check_party, public_share};
 use crate::transport::Transport;
 use ariann_fss::Party;
 use ariann_ring::{Ring, RingTensor};
@@ -112,6 +113,49 @@ impl PoolShape {
     }
 }
 
+/// `v_i - v_j` for `i < j` inside each group of consecutive values (group
+/// sizes `lens`), groups one after the other.
+fn pairwise_diffs<R: Ring>(vals: &[R], lens: &[usize]) -> Vec<R> {
+    let mut diffs = Vec::with_capacity(lens.iter().map(|n| n * n.saturating_sub(1) / 2).sum());
+    let mut at = 0;
+    for n in lens {
+        let v = &vals[at..at + n];
+        for i in 0..*n {
+            for j in i + 1..*n {
+                diffs.push(v[i].wsub(v[j]));
+            }
+        }
+        at += n;
+    }
+    diffs
+}
+
+/// From shares of `c_ij = [v_i >= v_j]` (`i < j`, in [`pairwise_diffs`]
+/// order), each element's number of wins under "larger, or equal and
+/// earlier", minus `(group size - 1)`: zero exactly at the group's first
+/// maximum.
+fn shifted_scores<R: Ring>(c: &[R], lens: &[usize], party: Party) -> Vec<R> {
+    let one = public_share(party, R::ONE);
+    let mut scores = vec![R::ZERO; lens.iter().sum()];
+    let (mut at, mut ci) = (0, 0);
+    for n in lens {
+        let sc = &mut scores[at..at + n];
+        for i in 0..*n {
+            for j in i + 1..*n {
+                sc[i] = sc[i].wadd(c[ci]);
+                sc[j] = sc[j].wadd(one.wsub(c[ci]));
+                ci += 1;
+            }
+        }
+        let target = public_share(party, R::from_u64(n.saturating_sub(1) as u64));
+        for s in sc.iter_mut() {
+            *s = s.wsub(target);
+        }
+        at += n;
+    }
+    scores
+}
+
 /// Number of pairwise comparisons at each level of the max tree.
 fn level_sizes(mut lens: Vec<usize>) -> Vec<usize> {
     let mut sizes = Vec::new();
@@ -189,19 +233,8 @@ impl<R: Ring> MaxPoolKey<R> {
         t: &mut T,
         x_share: &[R],
     ) -> Result<MaxPoolOutput<R>, MpcError> {
-        if t.party() != self.party {
-            return Err(MpcError::WrongParty {
-                key: self.party.index(),
-                me: t.party().index(),
-            });
-        }
-        if x_share.len() != self.shape.input_len() {
-            return Err(MpcError::SizeMismatch {
-                what: "max-pool input",
-                expected: self.shape.input_len(),
-                got: x_share.len(),
-            });
-        }
+        check_party(self.party, t.party())?;
+        check_len("max-pool input", self.shape.input_len(), x_share.len())?;
         let mut cur: Vec<Vec<R>> = self
             .shape
             .windows()?
@@ -302,59 +335,15 @@ impl<R: Ring> MaxPoolOneHotKey<R> {
         t: &mut T,
         x_share: &[R],
     ) -> Result<MaxPoolOutput<R>, MpcError> {
-        if t.party() != self.party {
-            return Err(MpcError::WrongParty {
-                key: self.party.index(),
-                me: t.party().index(),
-            });
-        }
-        if x_share.len() != self.shape.input_len() {
-            return Err(MpcError::SizeMismatch {
-                what: "max-pool input",
-                expected: self.shape.input_len(),
-                got: x_share.len(),
-            });
-        }
+        check_party(self.party, t.party())?;
+        check_len("max-pool input", self.shape.input_len(), x_share.len())?;
         let wins = self.shape.windows()?;
         let vals: Vec<R> = wins.iter().flatten().map(|i| x_share[*i]).collect();
+        let lens: Vec<usize> = wins.iter().map(Vec::len).collect();
         // Round 1: all pairwise comparisons inside each window.
-        let mut diffs = Vec::with_capacity(self.cmp.len());
-        let mut at = 0;
-        for w in &wins {
-            let v = &vals[at..at + w.len()];
-            for i in 0..v.len() {
-                for j in i + 1..v.len() {
-                    diffs.push(v[i].wsub(v[j]));
-                }
-            }
-            at += w.len();
-        }
-        let c = self.cmp.eval(t, &diffs)?;
+        let c = self.cmp.eval(t, &pairwise_diffs(&vals, &lens))?;
         // Local: win counts minus (window size - 1); round 2: equality with zero.
-        let one = if self.party == Party::P0 {
-            R::ONE
-        } else {
-            R::ZERO
-        };
-        let mut scores = vec![R::ZERO; vals.len()];
-        let (mut at, mut ci) = (0, 0);
-        for w in &wins {
-            let n = w.len();
-            let sc = &mut scores[at..at + n];
-            for i in 0..n {
-                for j in i + 1..n {
-                    sc[i] = sc[i].wadd(c[ci]);
-                    sc[j] = sc[j].wadd(one.wsub(c[ci]));
-                    ci += 1;
-                }
-            }
-            if self.party == Party::P0 {
-                for s in sc.iter_mut() {
-                    *s = s.wsub(R::from_u64((n - 1) as u64));
-                }
-            }
-            at += n;
-        }
+        let scores = shifted_scores(&c, &lens, self.party);
         let onehot = self.eq.eval(t, &scores)?;
         // Round 3: select the maxima.
         let len = vals.len();
@@ -438,45 +427,11 @@ impl<R: Ring> ArgmaxKey<R> {
         x_share: &[R],
     ) -> Result<Vec<R>, MpcError> {
         let n = self.n;
-        if x_share.len() != self.rows * n {
-            return Err(MpcError::SizeMismatch {
-                what: "argmax input",
-                expected: self.rows * n,
-                got: x_share.len(),
-            });
-        }
-        let mut diffs = Vec::with_capacity(self.cmp.len());
-        for row in x_share.chunks_exact(n) {
-            for i in 0..n {
-                for j in i + 1..n {
-                    diffs.push(row[i].wsub(row[j]));
-                }
-            }
-        }
-        let c = self.cmp.eval(t, &diffs)?;
-        let one = if self.party == Party::P0 {
-            R::ONE
-        } else {
-            R::ZERO
-        };
-        let target = R::from_u64((n - 1) as u64);
-        let mut shifted = vec![R::ZERO; self.rows * n];
-        let mut idx = 0;
-        for r in 0..self.rows {
-            let score = &mut shifted[r * n..(r + 1) * n];
-            for i in 0..n {
-                for j in i + 1..n {
-                    score[i] = score[i].wadd(c[idx]);
-                    score[j] = score[j].wadd(one.wsub(c[idx]));
-                    idx += 1;
-                }
-            }
-            if self.party == Party::P0 {
-                for s in score.iter_mut() {
-                    *s = s.wsub(target);
-                }
-            }
-        }
+        check_party(self.party, t.party())?;
+        check_len("argmax input", self.rows * n, x_share.len())?;
+        let lens = vec![n; self.rows];
+        let c = self.cmp.eval(t, &pairwise_diffs(x_share, &lens))?;
+        let shifted = shifted_scores(&c, &lens, self.party);
         self.eq.eval(t, &shifted)
     }
 }

@@ -13,6 +13,7 @@
 //! afterwards). Exact for `|v|, |p_j| < 2^(k-2)`.
 
 use crate::error::MpcError;
+use crate::gates::util::{check_len, check_party, split};
 use crate::open::{low_mask, open};
 use crate::transport::Transport;
 use ariann_fss::{DcfKeys, Party, TreeParams};
@@ -128,8 +129,7 @@ impl<R: Ring> SplineKey<R> {
         }
         let params = TreeParams::new::<[u64; 2]>(k - 1)?;
         let (d0, d1) = DcfKeys::<[u64; 2]>::generate(params, &alphas, &betas, rng)?;
-        let r0: Vec<R> = r.iter().map(|_| R::random(rng)).collect();
-        let r1: Vec<R> = r.iter().zip(&r0).map(|(a, b)| a.wsub(*b)).collect();
+        let (r0, r1) = split(&r, rng);
         let c0: Vec<[R; 2]> = c.iter().map(|_| [R::random(rng), R::random(rng)]).collect();
         let c1: Vec<[R; 2]> = c
             .iter()
@@ -163,13 +163,7 @@ impl<R: Ring> SplineKey<R> {
 
     /// Local step 1: the share to open, `v_b + r_b`.
     pub fn mask(&self, v_share: &[R]) -> Result<Vec<R>, MpcError> {
-        if v_share.len() != self.len() {
-            return Err(MpcError::SizeMismatch {
-                what: "spline input",
-                expected: self.len(),
-                got: v_share.len(),
-            });
-        }
+        check_len("spline input", self.len(), v_share.len())?;
         Ok(v_share
             .iter()
             .zip(&self.r)
@@ -179,13 +173,7 @@ impl<R: Ring> SplineKey<R> {
 
     /// Local step 2: from the opened `v + r`, shares of `s(v)`.
     pub fn finish(&self, opened: &[R]) -> Result<Vec<R>, MpcError> {
-        if opened.len() != self.len() {
-            return Err(MpcError::SizeMismatch {
-                what: "spline opened values",
-                expected: self.len(),
-                got: opened.len(),
-            });
-        }
+        check_len("spline opened values", self.len(), opened.len())?;
         let j = self.spline.knots.len();
         let k = self.k;
         let mut lows = Vec::with_capacity(self.len() * j);
@@ -234,12 +222,7 @@ impl<R: Ring> SplineKey<R> {
         t: &mut T,
         v_share: &[R],
     ) -> Result<Vec<R>, MpcError> {
-        if t.party() != self.party {
-            return Err(MpcError::WrongParty {
-                key: self.party.index(),
-                me: t.party().index(),
-            });
-        }
+        check_party(self.party, t.party())?;
         let opened = open(t, &self.mask(v_share)?, R::BITS)?;
         self.finish(&opened)
     }

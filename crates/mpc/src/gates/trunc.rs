@@ -16,6 +16,7 @@
 //! comparison. Finally `x >> f = (y >> f) - 2^(k-1-f)`.
 
 use crate::error::MpcError;
+use crate::gates::util::{check_len, check_party, split};
 use crate::open::{low_mask, open};
 use crate::transport::Transport;
 use ariann_fss::{DcfKeys, Party, TreeParams};
@@ -52,12 +53,6 @@ impl<R: Ring> core::fmt::Debug for TruncKey<R> {
             .field("len", &self.r.len())
             .finish_non_exhaustive()
     }
-}
-
-fn split<R: Ring, G: Rng + CryptoRng + ?Sized>(vals: &[R], rng: &mut G) -> (Vec<R>, Vec<R>) {
-    let a: Vec<R> = vals.iter().map(|_| R::random(rng)).collect();
-    let b = vals.iter().zip(&a).map(|(v, a)| v.wsub(*a)).collect();
-    (a, b)
 }
 
 impl<R: Ring> TruncKey<R> {
@@ -114,13 +109,7 @@ impl<R: Ring> TruncKey<R> {
 
     /// Local step 1: the share to open, `x_b + r_b (+ 2^(k-1) for party 0)`.
     pub fn mask(&self, x_share: &[R]) -> Result<Vec<R>, MpcError> {
-        if x_share.len() != self.len() {
-            return Err(MpcError::SizeMismatch {
-                what: "truncation input",
-                expected: self.len(),
-                got: x_share.len(),
-            });
-        }
+        check_len("truncation input", self.len(), x_share.len())?;
         let offset = if self.party == Party::P0 {
             R::from_u64(1u64 << (self.k - 1))
         } else {
@@ -135,13 +124,7 @@ impl<R: Ring> TruncKey<R> {
 
     /// Local step 2: from the opened `y + r`, this party's share of `x >> f`.
     pub fn finish(&self, opened: &[R]) -> Result<Vec<R>, MpcError> {
-        if opened.len() != self.len() {
-            return Err(MpcError::SizeMismatch {
-                what: "truncation opened values",
-                expected: self.len(),
-                got: opened.len(),
-            });
-        }
+        check_len("truncation opened values", self.len(), opened.len())?;
         let lows: Vec<u64> = opened
             .iter()
             .map(|v| v.to_u64() & low_mask(self.f))
@@ -180,12 +163,7 @@ impl<R: Ring> TruncKey<R> {
         t: &mut T,
         x_share: &[R],
     ) -> Result<Vec<R>, MpcError> {
-        if t.party() != self.party {
-            return Err(MpcError::WrongParty {
-                key: self.party.index(),
-                me: t.party().index(),
-            });
-        }
+        check_party(self.party, t.party())?;
         let opened = open(t, &self.mask(x_share)?, R::BITS)?;
         self.finish(&opened)
     }
