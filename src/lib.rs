@@ -12,10 +12,13 @@
 //!   one-round comparison, ReLU, truncation, Beaver/matrix/convolution
 //!   triples, max-pool, argmax), tagged key bundles and sessions.
 //! - [`dealer`]: plans of gates, their stable hash, streaming key generation.
+//! - [`nn`]: layers and models run in float, in fixed point and privately;
+//!   safetensors weights by PyTorch names.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub use ariann_dealer as dealer;
 pub use ariann_fss as fss;
 pub use ariann_mpc as mpc;
+pub use ariann_nn as nn;
 pub use ariann_ring as ring;

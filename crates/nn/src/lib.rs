@@ -1,0 +1,839 @@
+//! # ariann-nn: one model definition, run three ways
+//!
+//! A [`Model`] is a public architecture (a sequence of [`Layer`]s over an
+//! input shape); [`Weights`] are its parameters by PyTorch state-dict names
+//! (`fc1.weight`, `conv1.bias`, ...), loaded from and saved to safetensors.
+//! The same model runs
+//!
+//! - in float ([`forward_float`], f64 arithmetic: the cleartext reference),
+//! - in cleartext fixed point ([`forward_fixed`]: exactly the arithmetic of
+//!   the private run, for debugging; the private output equals it bit for bit),
+//! - privately ([`forward_private`]: both parties, keys from the dealer's
+//!   [`plan`] consumed in order by a [`Session`]).
+//!
+//! Fixed point: `Z_2^64`, `f` fractional bits ([`Config`]); weights at `f`
+//! bits, biases at `2f` (added to products before the exact truncation back
+//! to `f`). Max-pool pads with `-inf` (padded positions never win), average
+//! pooling divides by `k^2`.
+//!
+//! What this crate does not know: transports, files, threads. Training (the
+//! backward pass) is a later issue; the private forward already keeps what a
+//! backward pass needs in the gate outputs (DReLU bits, max-pool selections).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used)]
+
+use ariann_dealer::{GateDesc, Plan};
+use ariann_mpc::gates::beaver::Bilinear;
+use ariann_mpc::gates::linear::{mul_public, window_sums};
+use ariann_mpc::gates::pool::PoolShape;
+use ariann_mpc::{MpcError, PreprocessingSource, Session, Transport};
+use ariann_ring::{Conv2dShape, FixedPoint, RingError, RingTensor, conv2d, share};
+use rand::{CryptoRng, Rng};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Errors of model definition, weights and evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NnError {
+    /// A parameter tensor is absent from the weights.
+    #[error("missing parameter tensor `{0}`")]
+    MissingTensor(String),
+    /// A parameter tensor has another shape than the model needs.
+    #[error("tensor `{name}` has shape {got:?}, the model needs {expected:?}")]
+    TensorShape {
+        /// Tensor name.
+        name: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+        /// Shape found.
+        got: Vec<usize>,
+    },
+    /// A layer does not fit the activation it receives.
+    #[error("layer {index} ({layer}) cannot take an input of shape {shape:?}")]
+    LayerShape {
+        /// Layer index.
+        index: usize,
+        /// Layer description.
+        layer: String,
+        /// Incoming activation shape (without batch).
+        shape: Vec<usize>,
+    },
+    /// The input does not have the model's size.
+    #[error("input has {got} values, the model needs {expected} for this batch")]
+    InputSize {
+        /// Values needed.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// A safetensors file could not be read or written.
+    #[error("safetensors: {0}")]
+    Safetensors(String),
+    /// A value does not fit the fixed-point encoding.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    /// A two-party protocol failed.
+    #[error(transparent)]
+    Mpc(#[from] MpcError),
+}
+
+/// One layer of a sequential model. Parameterised layers carry the prefix of
+/// their PyTorch parameter names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Layer {
+    /// `y = x W^T + b`; parameters `{name}.weight` `[out, inp]`, `{name}.bias` `[out]`.
+    Linear {
+        /// Parameter prefix.
+        name: String,
+        /// Input features.
+        inp: usize,
+        /// Output features.
+        out: usize,
+    },
+    /// NCHW cross-correlation; parameters `{name}.weight` `[oc, c, k, k]`, `{name}.bias` `[oc]`.
+    Conv2d {
+        /// Parameter prefix.
+        name: String,
+        /// Input channels.
+        c: usize,
+        /// Output channels.
+        oc: usize,
+        /// Kernel side.
+        k: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero padding.
+        pad: usize,
+    },
+    /// `max(x, 0)`.
+    Relu,
+    /// Max-pooling (padding never wins).
+    MaxPool2d {
+        /// Window side.
+        k: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding.
+        pad: usize,
+    },
+    /// Average pooling over `k x k` windows (no padding).
+    AvgPool2d {
+        /// Window side.
+        k: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// Flattens `[c, h, w]` to `[c h w]` (NCHW order, as `torch.flatten(x, 1)`).
+    Flatten,
+}
+
+/// A public model architecture.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Model {
+    /// Name for reports.
+    pub name: String,
+    /// Shape of one input (without the batch): `[features]` or `[c, h, w]`.
+    pub input: Vec<usize>,
+    /// Layers in order.
+    pub layers: Vec<Layer>,
+}
+
+/// Fixed-point and window parameters of the private run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Fractional bits.
+    pub frac_bits: u32,
+    /// Comparison window of ReLU and max-pool (activations satisfy `|v| < 2^(k-1-f)`).
+    pub k_cmp: u32,
+    /// Window of the truncations after products (`|x W| < 2^(k-1-2f)`).
+    pub k_trunc: u32,
+}
+
+impl Default for Config {
+    /// `f = 16`, comparisons on 32 bits (activations below 2^15), truncations on 56 bits.
+    fn default() -> Self {
+        Config {
+            frac_bits: 16,
+            k_cmp: 32,
+            k_trunc: 56,
+        }
+    }
+}
+
+fn pool_shape(n: usize, s: &[usize], k: usize, stride: usize, pad: usize) -> PoolShape {
+    PoolShape {
+        n,
+        c: s[0],
+        h: s[1],
+        w: s[2],
+        k,
+        stride,
+        pad,
+    }
+}
+
+fn conv_shape(n: usize, s: &[usize], l: &Layer) -> Option<Conv2dShape> {
+    match *l {
+        Layer::Conv2d {
+            c,
+            oc,
+            k,
+            stride,
+            pad,
+            ..
+        } => Some(Conv2dShape {
+            n,
+            c,
+            h: s[1],
+            w: s[2],
+            oc,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        }),
+        _ => None,
+    }
+}
+
+impl Model {
+    /// The activation shape (without batch) after each layer; checks that
+    /// every layer fits its input.
+    pub fn shapes(&self) -> Result<Vec<Vec<usize>>, NnError> {
+        let mut cur = self.input.clone();
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (index, l) in self.layers.iter().enumerate() {
+            let bad = || NnError::LayerShape {
+                index,
+                layer: format!("{l:?}"),
+                shape: cur.clone(),
+            };
+            cur = match *l {
+                Layer::Linear { inp, out, .. } => {
+                    if cur != [inp] {
+                        return Err(bad());
+                    }
+                    vec![out]
+                }
+                Layer::Conv2d { c, oc, .. } => {
+                    if cur.len() != 3 || cur[0] != c {
+                        return Err(bad());
+                    }
+                    let s = conv_shape(1, &cur, l).ok_or_else(bad)?;
+                    let (h, w) = s.out_hw().map_err(|_| bad())?;
+                    vec![oc, h, w]
+                }
+                Layer::Relu => cur.clone(),
+                Layer::MaxPool2d { k, stride, pad } => {
+                    if cur.len() != 3 {
+                        return Err(bad());
+                    }
+                    let (h, w) = pool_shape(1, &cur, k, stride, pad)
+                        .out_hw()
+                        .map_err(|_| bad())?;
+                    vec![cur[0], h, w]
+                }
+                Layer::AvgPool2d { k, stride } => {
+                    if cur.len() != 3 {
+                        return Err(bad());
+                    }
+                    let (h, w) = pool_shape(1, &cur, k, stride, 0)
+                        .out_hw()
+                        .map_err(|_| bad())?;
+                    vec![cur[0], h, w]
+                }
+                Layer::Flatten => vec![cur.iter().product()],
+            };
+            out.push(cur.clone());
+        }
+        Ok(out)
+    }
+
+    /// `(name, shape)` of every parameter tensor, in layer order.
+    pub fn parameters(&self) -> Vec<(String, Vec<usize>)> {
+        let mut p = Vec::new();
+        for l in &self.layers {
+            match l {
+                Layer::Linear { name, inp, out } => {
+                    p.push((format!("{name}.weight"), vec![*out, *inp]));
+                    p.push((format!("{name}.bias"), vec![*out]));
+                }
+                Layer::Conv2d { name, c, oc, k, .. } => {
+                    p.push((format!("{name}.weight"), vec![*oc, *c, *k, *k]));
+                    p.push((format!("{name}.bias"), vec![*oc]));
+                }
+                _ => {}
+            }
+        }
+        p
+    }
+
+    /// Values in one input.
+    pub fn input_len(&self) -> usize {
+        self.input.iter().product()
+    }
+}
+
+/// Float parameters by PyTorch state-dict name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Weights {
+    tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Weights {
+    /// Empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a tensor.
+    pub fn insert(&mut self, name: &str, shape: Vec<usize>, data: Vec<f32>) -> Result<(), NnError> {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(NnError::TensorShape {
+                name: name.into(),
+                expected: shape,
+                got: vec![data.len()],
+            });
+        }
+        self.tensors.insert(name.to_string(), (shape, data));
+        Ok(())
+    }
+
+    /// A tensor by name.
+    pub fn get(&self, name: &str) -> Option<(&[usize], &[f32])> {
+        self.tensors
+            .get(name)
+            .map(|(s, d)| (s.as_slice(), d.as_slice()))
+    }
+
+    /// Kaiming-uniform-like random parameters for `model` (benchmarks, tests).
+    pub fn random<G: Rng + ?Sized>(model: &Model, rng: &mut G) -> Self {
+        let mut w = Weights::new();
+        for (name, shape) in model.parameters() {
+            let fan_in: usize = if shape.len() > 1 {
+                shape[1..].iter().product()
+            } else {
+                1
+            };
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            let data = (0..shape.iter().product())
+                .map(|_| rng.random_range(-bound..bound))
+                .collect();
+            w.tensors.insert(name, (shape, data));
+        }
+        w
+    }
+
+    /// Checks that every parameter of `model` is present with its shape.
+    pub fn check(&self, model: &Model) -> Result<(), NnError> {
+        for (name, shape) in model.parameters() {
+            let (s, _) = self
+                .get(&name)
+                .ok_or_else(|| NnError::MissingTensor(name.clone()))?;
+            if s != shape.as_slice() {
+                return Err(NnError::TensorShape {
+                    name,
+                    expected: shape,
+                    got: s.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a safetensors file (F32 tensors only).
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Self, NnError> {
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| NnError::Safetensors(e.to_string()))?;
+        let mut w = Weights::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != safetensors::Dtype::F32 {
+                return Err(NnError::Safetensors(format!(
+                    "tensor `{name}` is {:?}, only F32 is supported",
+                    view.dtype()
+                )));
+            }
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            w.tensors.insert(name, (view.shape().to_vec(), data));
+        }
+        Ok(w)
+    }
+
+    /// Serializes to safetensors (F32, little-endian).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, NnError> {
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(n, (s, d))| {
+                (
+                    n.clone(),
+                    s.clone(),
+                    d.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, s, d)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .map(|v| (n.clone(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| NnError::Safetensors(e.to_string()))?;
+        safetensors::serialize(views, None).map_err(|e| NnError::Safetensors(e.to_string()))
+    }
+}
+
+fn param<'a>(w: &'a Weights, name: &str) -> Result<(&'a [usize], &'a [f32]), NnError> {
+    w.get(name)
+        .ok_or_else(|| NnError::MissingTensor(name.to_string()))
+}
+
+/// Cleartext float forward pass of a batch (row-major, `batch x input_len`).
+pub fn forward_float(
+    model: &Model,
+    w: &Weights,
+    x: &[f32],
+    batch: usize,
+) -> Result<Vec<f64>, NnError> {
+    w.check(model)?;
+    let shapes = model.shapes()?;
+    if x.len() != batch * model.input_len() {
+        return Err(NnError::InputSize {
+            expected: batch * model.input_len(),
+            got: x.len(),
+        });
+    }
+    let mut cur: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
+    let mut shape = model.input.clone();
+    for (l, next) in model.layers.iter().zip(&shapes) {
+        cur = match l {
+            Layer::Linear { name, inp, out } => {
+                let (_, wt) = param(w, &format!("{name}.weight"))?;
+                let (_, b) = param(w, &format!("{name}.bias"))?;
+                let mut y = vec![0f64; batch * out];
+                for n in 0..batch {
+                    for o in 0..*out {
+                        let row = &wt[o * inp..(o + 1) * inp];
+                        let xs = &cur[n * inp..(n + 1) * inp];
+                        y[n * out + o] = f64::from(b[o])
+                            + row
+                                .iter()
+                                .zip(xs)
+                                .map(|(a, v)| f64::from(*a) * v)
+                                .sum::<f64>();
+                    }
+                }
+                y
+            }
+            Layer::Conv2d { name, .. } => {
+                let s = conv_shape(batch, &shape, l)
+                    .ok_or_else(|| NnError::MissingTensor(name.clone()))?;
+                let (_, wt) = param(w, &format!("{name}.weight"))?;
+                let (_, b) = param(w, &format!("{name}.bias"))?;
+                let (oh, ow) = s.out_hw()?;
+                let mut y = vec![0f64; batch * s.oc * oh * ow];
+                for n in 0..batch {
+                    for o in 0..s.oc {
+                        for i in 0..oh {
+                            for j in 0..ow {
+                                let mut acc = f64::from(b[o]);
+                                for c in 0..s.c {
+                                    for di in 0..s.kh {
+                                        for dj in 0..s.kw {
+                                            let (yy, xx) = (i * s.stride + di, j * s.stride + dj);
+                                            if yy < s.pad
+                                                || xx < s.pad
+                                                || yy - s.pad >= s.h
+                                                || xx - s.pad >= s.w
+                                            {
+                                                continue;
+                                            }
+                                            let xv = cur[((n * s.c + c) * s.h + yy - s.pad) * s.w
+                                                + xx
+                                                - s.pad];
+                                            acc += f64::from(
+                                                wt[((o * s.c + c) * s.kh + di) * s.kw + dj],
+                                            ) * xv;
+                                        }
+                                    }
+                                }
+                                y[((n * s.oc + o) * oh + i) * ow + j] = acc;
+                            }
+                        }
+                    }
+                }
+                y
+            }
+            Layer::Relu => cur.iter().map(|v| v.max(0.0)).collect(),
+            Layer::MaxPool2d { k, stride, pad } => pool_shape(batch, &shape, *k, *stride, *pad)
+                .windows()?
+                .iter()
+                .map(|w| w.iter().map(|i| cur[*i]).fold(f64::NEG_INFINITY, f64::max))
+                .collect(),
+            Layer::AvgPool2d { k, stride } => pool_shape(batch, &shape, *k, *stride, 0)
+                .windows()?
+                .iter()
+                .map(|w| w.iter().map(|i| cur[*i]).sum::<f64>() / (k * k) as f64)
+                .collect(),
+            Layer::Flatten => cur,
+        };
+        shape = next.clone();
+    }
+    Ok(cur)
+}
+
+/// Fixed-point parameters, prepared for the private run: linear weights
+/// transposed to `[inp, out]`, weights at `f` bits, biases at `2f`.
+fn fixed_params(model: &Model, w: &Weights, cfg: &Config) -> Result<Vec<RingTensor<u64>>, NnError> {
+    w.check(model)?;
+    let fp = FixedPoint::new(cfg.frac_bits);
+    let fp2 = FixedPoint::new(2 * cfg.frac_bits);
+    let enc = |fp: FixedPoint, shape: &[usize], v: &[f32]| -> Result<RingTensor<u64>, NnError> {
+        let vals = v
+            .iter()
+            .map(|x| fp.encode::<u64>(f64::from(*x)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RingTensor::from_vec(shape, vals)?)
+    };
+    let mut out = Vec::new();
+    for l in &model.layers {
+        match l {
+            Layer::Linear { name, inp, out: o } => {
+                let (_, wt) = param(w, &format!("{name}.weight"))?;
+                let mut t = vec![0f32; wt.len()];
+                for r in 0..*o {
+                    for c in 0..*inp {
+                        t[c * o + r] = wt[r * inp + c];
+                    }
+                }
+                out.push(enc(fp, &[*inp, *o], &t)?);
+                let (bs, b) = param(w, &format!("{name}.bias"))?;
+                out.push(enc(fp2, bs, b)?);
+            }
+            Layer::Conv2d { name, .. } => {
+                let (ws, wt) = param(w, &format!("{name}.weight"))?;
+                out.push(enc(fp, ws, wt)?);
+                let (bs, b) = param(w, &format!("{name}.bias"))?;
+                out.push(enc(fp2, bs, b)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// One party's shares of a model's fixed-point parameters.
+#[derive(Debug, Clone)]
+pub struct WeightShares(Vec<RingTensor<u64>>);
+
+/// The model owner secret-shares its weights: `(party 0's, party 1's)`.
+pub fn share_weights<G: Rng + CryptoRng + ?Sized>(
+    model: &Model,
+    w: &Weights,
+    cfg: &Config,
+    rng: &mut G,
+) -> Result<(WeightShares, WeightShares), NnError> {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for t in fixed_params(model, w, cfg)? {
+        let (x, y) = share(&t, rng);
+        a.push(x);
+        b.push(y);
+    }
+    Ok((WeightShares(a), WeightShares(b)))
+}
+
+/// Encodes a float input batch at `f` bits.
+pub fn encode_input(x: &[f32], cfg: &Config) -> Result<Vec<u64>, NnError> {
+    let fp = FixedPoint::new(cfg.frac_bits);
+    Ok(x.iter()
+        .map(|v| fp.encode::<u64>(f64::from(*v)))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Decodes fixed-point outputs.
+pub fn decode_output(y: &[u64], cfg: &Config) -> Vec<f64> {
+    let fp = FixedPoint::new(cfg.frac_bits);
+    y.iter().map(|v| fp.decode::<u64>(*v)).collect()
+}
+
+/// The dealer's plan for a private forward pass of `model` on `batch` inputs.
+pub fn plan(model: &Model, batch: usize, cfg: &Config) -> Result<Plan, NnError> {
+    let shapes = model.shapes()?;
+    let mut gates = Vec::new();
+    let mut shape = model.input.clone();
+    for (l, next) in model.layers.iter().zip(&shapes) {
+        let len = batch * next.iter().product::<usize>();
+        match l {
+            Layer::Linear { inp, out, .. } => {
+                gates.push(GateDesc::Triple(Bilinear::MatMul {
+                    m: batch,
+                    k: *inp,
+                    n: *out,
+                }));
+                gates.push(GateDesc::Trunc {
+                    m: len,
+                    f: cfg.frac_bits,
+                    k: cfg.k_trunc,
+                });
+            }
+            Layer::Conv2d { .. } => {
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| NnError::LayerShape {
+                    index: 0,
+                    layer: format!("{l:?}"),
+                    shape: shape.clone(),
+                })?;
+                gates.push(GateDesc::Triple(Bilinear::Conv2d(s)));
+                gates.push(GateDesc::Trunc {
+                    m: len,
+                    f: cfg.frac_bits,
+                    k: cfg.k_trunc,
+                });
+            }
+            Layer::Relu => gates.push(GateDesc::Relu {
+                m: len,
+                k: cfg.k_cmp,
+            }),
+            Layer::MaxPool2d { k, stride, pad } => gates.push(GateDesc::MaxPool {
+                shape: pool_shape(batch, &shape, *k, *stride, *pad),
+                k: cfg.k_cmp,
+            }),
+            Layer::AvgPool2d { .. } => gates.push(GateDesc::Trunc {
+                m: len,
+                f: cfg.frac_bits,
+                k: cfg.k_trunc,
+            }),
+            Layer::Flatten => {}
+        }
+        shape = next.clone();
+    }
+    Ok(Plan::new(64, gates))
+}
+
+/// `1/k^2` at `f` bits (average pooling).
+fn inv_area(k: usize, f: u32) -> u64 {
+    ((1u64 << f) as f64 / (k * k) as f64).round() as u64
+}
+
+/// The cleartext fixed-point forward pass: the private run's arithmetic
+/// (wrapping products, floor truncation), on plain values.
+pub fn forward_fixed(
+    model: &Model,
+    w: &Weights,
+    x: &[u64],
+    batch: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
+    let params = fixed_params(model, w, cfg)?;
+    let shapes = model.shapes()?;
+    if x.len() != batch * model.input_len() {
+        return Err(NnError::InputSize {
+            expected: batch * model.input_len(),
+            got: x.len(),
+        });
+    }
+    let f = cfg.frac_bits;
+    let mut cur = x.to_vec();
+    let mut shape = model.input.clone();
+    let mut p = params.iter();
+    let mut next_param = || {
+        p.next()
+            .ok_or_else(|| NnError::MissingTensor("parameter".into()))
+    };
+    for (l, next) in model.layers.iter().zip(&shapes) {
+        cur = match l {
+            Layer::Linear { inp, out, .. } => {
+                let (wt, b) = (next_param()?, next_param()?);
+                let z = RingTensor::from_vec(&[batch, *inp], cur)?.matmul(wt)?;
+                z.as_slice()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| ((v.wrapping_add(b.as_slice()[i % out]) as i64) >> f) as u64)
+                    .collect()
+            }
+            Layer::Conv2d { .. } => {
+                let (wt, b) = (next_param()?, next_param()?);
+                let s = conv_shape(batch, &shape, l)
+                    .ok_or_else(|| NnError::MissingTensor("conv".into()))?;
+                let z = conv2d(&RingTensor::from_vec(&s.input_shape(), cur)?, wt, &s)?;
+                let plane = next[1] * next[2];
+                z.as_slice()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        ((v.wrapping_add(b.as_slice()[(i / plane) % next[0]]) as i64) >> f) as u64
+                    })
+                    .collect()
+            }
+            Layer::Relu => cur
+                .iter()
+                .map(|v| if (*v as i64) < 0 { 0 } else { *v })
+                .collect(),
+            Layer::MaxPool2d { k, stride, pad } => pool_shape(batch, &shape, *k, *stride, *pad)
+                .windows()?
+                .iter()
+                .map(|win| win.iter().map(|i| cur[*i] as i64).max().unwrap_or(0) as u64)
+                .collect(),
+            Layer::AvgPool2d { k, stride } => {
+                let s = pool_shape(batch, &shape, *k, *stride, 0);
+                mul_public(&window_sums(&cur, &s)?, inv_area(*k, f))
+                    .iter()
+                    .map(|v| ((*v as i64) >> f) as u64)
+                    .collect()
+            }
+            Layer::Flatten => cur,
+        };
+        shape = next.clone();
+    }
+    Ok(cur)
+}
+
+/// One party's private forward pass: `x` is its share of the encoded input
+/// batch, `params` its share of the weights; keys come from `session`'s
+/// source, generated from [`plan`]. Returns its share of the output.
+pub fn forward_private<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
+    session: &mut Session<'_, T, S, u64>,
+    model: &Model,
+    params: &WeightShares,
+    x: &[u64],
+    batch: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
+    let shapes = model.shapes()?;
+    if x.len() != batch * model.input_len() {
+        return Err(NnError::InputSize {
+            expected: batch * model.input_len(),
+            got: x.len(),
+        });
+    }
+    let (f, kt, kc) = (cfg.frac_bits, cfg.k_trunc, cfg.k_cmp);
+    let mut cur = x.to_vec();
+    let mut shape = model.input.clone();
+    let mut p = params.0.iter();
+    let mut next_param = || {
+        p.next()
+            .ok_or_else(|| NnError::MissingTensor("parameter share".into()))
+    };
+    for (l, next) in model.layers.iter().zip(&shapes) {
+        cur = match l {
+            Layer::Linear { inp, out, .. } => {
+                let (wt, b) = (next_param()?, next_param()?);
+                let map = Bilinear::MatMul {
+                    m: batch,
+                    k: *inp,
+                    n: *out,
+                };
+                let mut z =
+                    session.bilinear(map, &RingTensor::from_vec(&[batch, *inp], cur)?, wt)?;
+                for (i, v) in z.as_mut_slice().iter_mut().enumerate() {
+                    *v = v.wrapping_add(b.as_slice()[i % out]);
+                }
+                session.truncate(z.as_slice(), f, kt)?
+            }
+            Layer::Conv2d { .. } => {
+                let (wt, b) = (next_param()?, next_param()?);
+                let s = conv_shape(batch, &shape, l)
+                    .ok_or_else(|| NnError::MissingTensor("conv".into()))?;
+                let mut z = session.bilinear(
+                    Bilinear::Conv2d(s),
+                    &RingTensor::from_vec(&s.input_shape(), cur)?,
+                    wt,
+                )?;
+                let plane = next[1] * next[2];
+                for (i, v) in z.as_mut_slice().iter_mut().enumerate() {
+                    *v = v.wrapping_add(b.as_slice()[(i / plane) % next[0]]);
+                }
+                session.truncate(z.as_slice(), f, kt)?
+            }
+            Layer::Relu => session.relu(&cur, kc)?.relu,
+            Layer::MaxPool2d { k, stride, pad } => {
+                session
+                    .max_pool(&cur, pool_shape(batch, &shape, *k, *stride, *pad), kc)?
+                    .max
+            }
+            Layer::AvgPool2d { k, stride } => {
+                let s = pool_shape(batch, &shape, *k, *stride, 0);
+                let sums = mul_public(&window_sums(&cur, &s)?, inv_area(*k, f));
+                session.truncate(&sums, f, kt)?
+            }
+            Layer::Flatten => cur,
+        };
+        shape = next.clone();
+    }
+    Ok(cur)
+}
+
+/// The models of ARIANN's zoo that this crate defines so far.
+pub mod zoo {
+    use super::{Layer, Model};
+
+    fn linear(name: &str, inp: usize, out: usize) -> Layer {
+        Layer::Linear {
+            name: name.into(),
+            inp,
+            out,
+        }
+    }
+
+    fn conv(name: &str, c: usize, oc: usize, k: usize, stride: usize, pad: usize) -> Layer {
+        Layer::Conv2d {
+            name: name.into(),
+            c,
+            oc,
+            k,
+            stride,
+            pad,
+        }
+    }
+
+    /// Network-1 (SecureML): 784-128-128-10 with ReLUs.
+    pub fn network1() -> Model {
+        Model {
+            name: "Network-1".into(),
+            input: vec![784],
+            layers: vec![
+                linear("fc1", 784, 128),
+                Layer::Relu,
+                linear("fc2", 128, 128),
+                Layer::Relu,
+                linear("fc3", 128, 10),
+            ],
+        }
+    }
+
+    /// Network-2 (MiniONN): two 5x5 convolutions with max-pools, two linear
+    /// layers, as in Falcon's MNIST MiniONN (final ReLU included).
+    pub fn network2() -> Model {
+        Model {
+            name: "Network-2".into(),
+            input: vec![1, 28, 28],
+            layers: vec![
+                conv("conv1", 1, 16, 5, 1, 0),
+                Layer::Relu,
+                Layer::MaxPool2d {
+                    k: 2,
+                    stride: 2,
+                    pad: 0,
+                },
+                conv("conv2", 16, 16, 5, 1, 0),
+                Layer::Relu,
+                Layer::MaxPool2d {
+                    k: 2,
+                    stride: 2,
+                    pad: 0,
+                },
+                Layer::Flatten,
+                linear("fc1", 256, 100),
+                Layer::Relu,
+                linear("fc2", 100, 10),
+                Layer::Relu,
+            ],
+        }
+    }
+}

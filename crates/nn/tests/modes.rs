@@ -1,0 +1,140 @@
+//! One model, three ways: the private run equals the fixed-point cleartext
+//! run bit for bit, and the fixed-point run is close to float.
+
+use ariann_mpc::{MemTransport, Session, VecSource, run_two_party};
+use ariann_nn::{
+    Config, Layer, Model, NnError, Weights, decode_output, encode_input, forward_fixed,
+    forward_float, forward_private, plan, share_weights, zoo,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Every layer kind: conv with padding, ReLU, padded max-pool, average pool,
+/// flatten, linear.
+fn small_model() -> Model {
+    Model {
+        name: "small".into(),
+        input: vec![2, 8, 8],
+        layers: vec![
+            Layer::Conv2d {
+                name: "conv1".into(),
+                c: 2,
+                oc: 4,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            Layer::Relu,
+            Layer::MaxPool2d {
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+            Layer::AvgPool2d { k: 2, stride: 2 },
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                inp: 16,
+                out: 5,
+            },
+        ],
+    }
+}
+
+fn run_all(model: &Model, w: &Weights, batch: usize, seed: u64) -> (Vec<f64>, Vec<u64>, Vec<u64>) {
+    let cfg = Config::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x: Vec<f32> = (0..batch * model.input_len())
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let float = forward_float(model, w, &x, batch).expect("float");
+    let xe = encode_input(&x, &cfg).expect("encode");
+    let fixed = forward_fixed(model, w, &xe, batch, &cfg).expect("fixed");
+    let (w0, w1) = share_weights(model, w, &cfg, &mut rng).expect("share");
+    let x0: Vec<u64> = xe.iter().map(|_| rng.random()).collect();
+    let x1: Vec<u64> = xe
+        .iter()
+        .zip(&x0)
+        .map(|(x, a)| x.wrapping_sub(*a))
+        .collect();
+    let p = plan(model, batch, &cfg).expect("plan");
+    let (mut b0, mut b1) = (Vec::new(), Vec::new());
+    for pair in p.bundles_from_seed::<u64>([seed as u8; 32]).expect("ring") {
+        let (a, b) = pair.expect("gate");
+        b0.push(a);
+        b1.push(b);
+    }
+    let (mut s0, mut s1) = (VecSource::new(b0), VecSource::new(b1));
+    let run = |t: &mut MemTransport, src: &mut VecSource<u64>, ws, xs: &[u64]| {
+        let mut s = Session::new(t, src);
+        forward_private(&mut s, model, ws, xs, batch, &cfg)
+    };
+    let (o0, o1) = run_two_party(|t| run(t, &mut s0, &w0, &x0), |t| run(t, &mut s1, &w1, &x1));
+    let private = o0
+        .expect("p0")
+        .iter()
+        .zip(o1.expect("p1"))
+        .map(|(a, b)| a.wrapping_add(b))
+        .collect();
+    (float, fixed, private)
+}
+
+#[test]
+fn private_equals_fixed_point_and_is_close_to_float() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (model, batch) in [
+        (small_model(), 3),
+        (zoo::network1(), 2),
+        (zoo::network2(), 2),
+    ] {
+        let w = Weights::random(&model, &mut rng);
+        let (float, fixed, private) = run_all(&model, &w, batch, 7);
+        assert_eq!(private, fixed, "{}: private != fixed point", model.name);
+        let err = decode_output(&fixed, &Config::default())
+            .iter()
+            .zip(&float)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-3, "{}: fixed vs float error {err}", model.name);
+    }
+}
+
+#[test]
+fn safetensors_round_trip_and_clear_errors() {
+    let model = small_model();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let w = Weights::random(&model, &mut rng);
+    let bytes = w.to_safetensors().expect("serialize");
+    let back = Weights::from_safetensors(&bytes).expect("parse");
+    assert_eq!(back, w);
+    assert!(Weights::from_safetensors(&bytes[..bytes.len() - 3]).is_err());
+
+    let mut missing = Weights::new();
+    missing
+        .insert("conv1.weight", vec![4, 2, 3, 3], vec![0.0; 72])
+        .expect("shape ok");
+    assert_eq!(
+        missing.check(&model),
+        Err(NnError::MissingTensor("conv1.bias".into()))
+    );
+    let mut wrong = w.clone();
+    wrong
+        .insert("fc.weight", vec![5, 15], vec![0.0; 75])
+        .expect("consistent");
+    assert!(
+        matches!(wrong.check(&model), Err(NnError::TensorShape { name, .. }) if name == "fc.weight")
+    );
+
+    let bad = Model {
+        layers: vec![Layer::Linear {
+            name: "fc".into(),
+            inp: 3,
+            out: 2,
+        }],
+        ..small_model()
+    };
+    assert!(matches!(
+        bad.shapes(),
+        Err(NnError::LayerShape { index: 0, .. })
+    ));
+}
