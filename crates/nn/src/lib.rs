@@ -807,6 +807,36 @@ pub mod zoo {
         }
     }
 
+    /// LeNet5 as trained by advertorch (`mnist_lenet5_clntrained`): 3x3
+    /// convolutions with 32 and 64 channels (padding 1), 2x2 max-pools, a
+    /// 3136-200-10 head; parameter names `conv1`, `conv2`, `linear1`, `linear2`.
+    pub fn lenet5_advertorch() -> Model {
+        Model {
+            name: "LeNet5 (advertorch)".into(),
+            input: vec![1, 28, 28],
+            layers: vec![
+                conv("conv1", 1, 32, 3, 1, 1),
+                Layer::Relu,
+                Layer::MaxPool2d {
+                    k: 2,
+                    stride: 2,
+                    pad: 0,
+                },
+                conv("conv2", 32, 64, 3, 1, 1),
+                Layer::Relu,
+                Layer::MaxPool2d {
+                    k: 2,
+                    stride: 2,
+                    pad: 0,
+                },
+                Layer::Flatten,
+                linear("linear1", 3136, 200),
+                Layer::Relu,
+                linear("linear2", 200, 10),
+            ],
+        }
+    }
+
     /// Network-2 (MiniONN): two 5x5 convolutions with max-pools, two linear
     /// layers, as in Falcon's MNIST MiniONN (final ReLU included).
     pub fn network2() -> Model {
