@@ -17,6 +17,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod local;
+
 pub use ariann_dealer as dealer;
 pub use ariann_fss as fss;
 pub use ariann_mpc as mpc;

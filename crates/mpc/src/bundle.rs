@@ -123,6 +123,23 @@ pub struct KeyBundle<R: Ring> {
     pub key: GateKey<R>,
 }
 
+impl<R: Ring> GateKey<R> {
+    /// Key bytes held by this party for this gate.
+    pub fn key_bytes(&self) -> usize {
+        match self {
+            GateKey::Drelu(k) => k.key_bytes(),
+            GateKey::Relu(k) => k.key_bytes(),
+            GateKey::EqZero(k) => k.key_bytes(),
+            GateKey::Trunc(k) => k.key_bytes(),
+            GateKey::Triple(k) => k.key_bytes(),
+            GateKey::MaxPool(k) => k.key_bytes(),
+            GateKey::MaxPoolOneHot(k) => k.key_bytes(),
+            GateKey::BatchNorm(k) => k.key_bytes(),
+            GateKey::Argmax(k) => k.key_bytes(),
+        }
+    }
+}
+
 impl GateDesc {
     /// Dealer: both parties' keys for this gate.
     pub fn generate<R: Ring, G: Rng + CryptoRng + ?Sized>(
@@ -258,5 +275,35 @@ impl<R: Ring> PreprocessingSource<R> for VecSource<R> {
             .ok_or(MpcError::KeysExhausted {
                 index: expected.index,
             })
+    }
+}
+
+/// A source fed by a dealer running concurrently (another thread, or a
+/// network stream): bundles arrive over a bounded channel, so a party holds
+/// at most the channel's capacity of bundles beyond the gate it is running,
+/// never a whole job's keys.
+#[derive(Debug)]
+pub struct ChannelSource<R: Ring> {
+    rx: std::sync::mpsc::Receiver<KeyBundle<R>>,
+    timeout: std::time::Duration,
+}
+
+impl<R: Ring> ChannelSource<R> {
+    /// A source reading from `rx`, waiting at most `timeout` for each bundle.
+    pub fn new(rx: std::sync::mpsc::Receiver<KeyBundle<R>>, timeout: std::time::Duration) -> Self {
+        Self { rx, timeout }
+    }
+}
+
+impl<R: Ring> PreprocessingSource<R> for ChannelSource<R> {
+    fn next_bundle(&mut self, party: Party, expected: &BundleTag) -> Result<GateKey<R>, MpcError> {
+        let b = self.rx.recv_timeout(self.timeout).map_err(|e| match e {
+            std::sync::mpsc::RecvTimeoutError::Timeout => MpcError::Timeout(self.timeout),
+            std::sync::mpsc::RecvTimeoutError::Disconnected => MpcError::KeysExhausted {
+                index: expected.index,
+            },
+        })?;
+        check_bundle(&b, party, expected)?;
+        Ok(b.key)
     }
 }

@@ -29,8 +29,10 @@ pub mod open;
 pub mod session;
 pub mod transport;
 
-pub use bundle::{BundleTag, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource};
+pub use bundle::{
+    BundleTag, ChannelSource, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource,
+};
 pub use error::MpcError;
 pub use open::{open, open_batch};
 pub use session::Session;
-pub use transport::{CommStats, MemTransport, Transport, run_two_party};
+pub use transport::{CommStats, MemTransport, ShapedTransport, Transport, run_two_party};

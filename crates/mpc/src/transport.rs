@@ -159,3 +159,59 @@ mod tests {
         assert!(matches!(t0.exchange(b"x"), Err(MpcError::Timeout(_))));
     }
 }
+
+/// Wraps a transport to emulate a wide-area link: every exchange waits one
+/// round-trip time, plus the time to push the larger of the two messages
+/// through `bytes_per_sec` (this machine has no netem; the shaping lives in
+/// the transport). Counters are those of the inner transport.
+#[derive(Debug)]
+pub struct ShapedTransport<T: Transport> {
+    inner: T,
+    rtt: Duration,
+    bytes_per_sec: f64,
+}
+
+impl<T: Transport> ShapedTransport<T> {
+    /// `rtt` per exchange, bandwidth `bytes_per_sec` per direction.
+    pub fn new(inner: T, rtt: Duration, bytes_per_sec: f64) -> Self {
+        Self {
+            inner,
+            rtt,
+            bytes_per_sec,
+        }
+    }
+}
+
+impl<T: Transport> Transport for ShapedTransport<T> {
+    fn party(&self) -> Party {
+        self.inner.party()
+    }
+
+    fn exchange(&mut self, msg: &[u8]) -> Result<Vec<u8>, MpcError> {
+        let start = std::time::Instant::now();
+        let got = self.inner.exchange(msg)?;
+        let bytes = msg.len().max(got.len()) as f64;
+        let wire = Duration::from_secs_f64(bytes / self.bytes_per_sec.max(1.0));
+        let target = self.rtt + wire;
+        if let Some(rest) = target.checked_sub(start.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        Ok(got)
+    }
+
+    fn stats(&self) -> CommStats {
+        self.inner.stats()
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn party(&self) -> Party {
+        (**self).party()
+    }
+    fn exchange(&mut self, msg: &[u8]) -> Result<Vec<u8>, MpcError> {
+        (**self).exchange(msg)
+    }
+    fn stats(&self) -> CommStats {
+        (**self).stats()
+    }
+}

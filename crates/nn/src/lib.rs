@@ -269,6 +269,29 @@ impl Model {
         p
     }
 
+    /// The same network with every `ReLU, MaxPool2d` pair swapped to
+    /// `MaxPool2d, ReLU`: exact (`max` is monotone, so
+    /// `ReLU(max(S)) = max(ReLU(S))`, padding included since padded positions
+    /// never win), and the ReLU then runs on the pooled, smaller tensor. This
+    /// is the permutation ARIANN and Falcon apply.
+    pub fn permute_relu_maxpool(&self) -> Model {
+        let mut layers = self.layers.clone();
+        let mut i = 0;
+        while i + 1 < layers.len() {
+            if layers[i] == Layer::Relu && matches!(layers[i + 1], Layer::MaxPool2d { .. }) {
+                layers.swap(i, i + 1);
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        Model {
+            name: self.name.clone(),
+            input: self.input.clone(),
+            layers,
+        }
+    }
+
     /// Values in one input.
     pub fn input_len(&self) -> usize {
         self.input.iter().product()

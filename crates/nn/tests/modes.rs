@@ -138,3 +138,28 @@ fn safetensors_round_trip_and_clear_errors() {
         Err(NnError::LayerShape { index: 0, .. })
     ));
 }
+
+#[test]
+fn relu_maxpool_permutation_is_exact() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for model in [small_model(), zoo::network2(), zoo::lenet5_advertorch()] {
+        let permuted = model.permute_relu_maxpool();
+        assert_ne!(
+            permuted.layers, model.layers,
+            "{}: nothing to permute",
+            model.name
+        );
+        let w = Weights::random(&model, &mut rng);
+        let x: Vec<f32> = (0..2 * model.input_len())
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect();
+        let cfg = Config::default();
+        let xe = encode_input(&x, &cfg).expect("encode");
+        assert_eq!(
+            forward_fixed(&model, &w, &xe, 2, &cfg).expect("fixed"),
+            forward_fixed(&permuted, &w, &xe, 2, &cfg).expect("fixed"),
+            "{}",
+            model.name
+        );
+    }
+}
