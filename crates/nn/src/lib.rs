@@ -126,7 +126,28 @@ pub enum Layer {
     },
     /// Flattens `[c, h, w]` to `[c h w]` (NCHW order, as `torch.flatten(x, 1)`).
     Flatten,
+    /// Inference batch-norm; parameters `{name}.weight`, `.bias`,
+    /// `.running_mean`, `.running_var` (`[c]`, eps = 1e-5). The float pass
+    /// applies it; the fixed-point and private passes need it folded into the
+    /// convolution before it ([`Model::fold_batchnorm`]): exact, no
+    /// approximation (ARIANN's approximation broke pre-trained models).
+    BatchNorm2d {
+        /// Parameter prefix.
+        name: String,
+        /// Channels.
+        c: usize,
+    },
+    /// Residual block: `body(x) + shortcut(x)` (an empty shortcut is the identity).
+    Residual {
+        /// Main branch.
+        body: Vec<Layer>,
+        /// Shortcut branch (e.g. a strided 1x1 convolution and its batch-norm).
+        shortcut: Vec<Layer>,
+    },
 }
+
+/// Epsilon of [`Layer::BatchNorm2d`] (PyTorch's default).
+pub const BN_EPS: f64 = 1e-5;
 
 /// A public model architecture.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -197,75 +218,108 @@ fn conv_shape(n: usize, s: &[usize], l: &Layer) -> Option<Conv2dShape> {
     }
 }
 
+/// The shape after one layer (without batch), or `None` if it does not fit.
+fn layer_out_shape(l: &Layer, cur: &[usize]) -> Option<Vec<usize>> {
+    Some(match *l {
+        Layer::Linear { inp, out, .. } => {
+            if cur != [inp] {
+                return None;
+            }
+            vec![out]
+        }
+        Layer::Conv2d { c, oc, .. } => {
+            if cur.len() != 3 || cur[0] != c {
+                return None;
+            }
+            let (h, w) = conv_shape(1, cur, l)?.out_hw().ok()?;
+            vec![oc, h, w]
+        }
+        Layer::Relu => cur.to_vec(),
+        Layer::MaxPool2d { k, stride, pad } => {
+            if cur.len() != 3 {
+                return None;
+            }
+            let (h, w) = pool_shape(1, cur, k, stride, pad).out_hw().ok()?;
+            vec![cur[0], h, w]
+        }
+        Layer::AvgPool2d { k, stride } => {
+            if cur.len() != 3 {
+                return None;
+            }
+            let (h, w) = pool_shape(1, cur, k, stride, 0).out_hw().ok()?;
+            vec![cur[0], h, w]
+        }
+        Layer::Flatten => vec![cur.iter().product()],
+        Layer::BatchNorm2d { c, .. } => {
+            if cur.len() != 3 || cur[0] != c {
+                return None;
+            }
+            cur.to_vec()
+        }
+        Layer::Residual {
+            ref body,
+            ref shortcut,
+        } => {
+            let run = |ls: &[Layer]| {
+                ls.iter()
+                    .try_fold(cur.to_vec(), |c, l| layer_out_shape(l, &c))
+            };
+            let (a, b) = (run(body)?, run(shortcut)?);
+            if a != b {
+                return None;
+            }
+            a
+        }
+    })
+}
+
+fn collect_params(layers: &[Layer], p: &mut Vec<(String, Vec<usize>)>) {
+    for l in layers {
+        match l {
+            Layer::Linear { name, inp, out } => {
+                p.push((format!("{name}.weight"), vec![*out, *inp]));
+                p.push((format!("{name}.bias"), vec![*out]));
+            }
+            Layer::Conv2d { name, c, oc, k, .. } => {
+                p.push((format!("{name}.weight"), vec![*oc, *c, *k, *k]));
+                p.push((format!("{name}.bias"), vec![*oc]));
+            }
+            Layer::BatchNorm2d { name, c } => {
+                for t in ["weight", "bias", "running_mean", "running_var"] {
+                    p.push((format!("{name}.{t}"), vec![*c]));
+                }
+            }
+            Layer::Residual { body, shortcut } => {
+                collect_params(body, p);
+                collect_params(shortcut, p);
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Model {
-    /// The activation shape (without batch) after each layer; checks that
-    /// every layer fits its input.
+    /// The activation shape (without batch) after each top-level layer;
+    /// checks that every layer fits its input.
     pub fn shapes(&self) -> Result<Vec<Vec<usize>>, NnError> {
         let mut cur = self.input.clone();
         let mut out = Vec::with_capacity(self.layers.len());
         for (index, l) in self.layers.iter().enumerate() {
-            let bad = || NnError::LayerShape {
+            cur = layer_out_shape(l, &cur).ok_or_else(|| NnError::LayerShape {
                 index,
                 layer: format!("{l:?}"),
                 shape: cur.clone(),
-            };
-            cur = match *l {
-                Layer::Linear { inp, out, .. } => {
-                    if cur != [inp] {
-                        return Err(bad());
-                    }
-                    vec![out]
-                }
-                Layer::Conv2d { c, oc, .. } => {
-                    if cur.len() != 3 || cur[0] != c {
-                        return Err(bad());
-                    }
-                    let s = conv_shape(1, &cur, l).ok_or_else(bad)?;
-                    let (h, w) = s.out_hw().map_err(|_| bad())?;
-                    vec![oc, h, w]
-                }
-                Layer::Relu => cur.clone(),
-                Layer::MaxPool2d { k, stride, pad } => {
-                    if cur.len() != 3 {
-                        return Err(bad());
-                    }
-                    let (h, w) = pool_shape(1, &cur, k, stride, pad)
-                        .out_hw()
-                        .map_err(|_| bad())?;
-                    vec![cur[0], h, w]
-                }
-                Layer::AvgPool2d { k, stride } => {
-                    if cur.len() != 3 {
-                        return Err(bad());
-                    }
-                    let (h, w) = pool_shape(1, &cur, k, stride, 0)
-                        .out_hw()
-                        .map_err(|_| bad())?;
-                    vec![cur[0], h, w]
-                }
-                Layer::Flatten => vec![cur.iter().product()],
-            };
+            })?;
             out.push(cur.clone());
         }
         Ok(out)
     }
 
-    /// `(name, shape)` of every parameter tensor, in layer order.
+    /// `(name, shape)` of every parameter tensor, in layer order (residual
+    /// blocks: body, then shortcut).
     pub fn parameters(&self) -> Vec<(String, Vec<usize>)> {
         let mut p = Vec::new();
-        for l in &self.layers {
-            match l {
-                Layer::Linear { name, inp, out } => {
-                    p.push((format!("{name}.weight"), vec![*out, *inp]));
-                    p.push((format!("{name}.bias"), vec![*out]));
-                }
-                Layer::Conv2d { name, c, oc, k, .. } => {
-                    p.push((format!("{name}.weight"), vec![*oc, *c, *k, *k]));
-                    p.push((format!("{name}.bias"), vec![*oc]));
-                }
-                _ => {}
-            }
-        }
+        collect_params(&self.layers, &mut p);
         p
     }
 
@@ -292,10 +346,74 @@ impl Model {
         }
     }
 
+    /// Folds every batch-norm that follows a convolution into that
+    /// convolution's weight and bias (exact affine algebra in float:
+    /// `W' = W g / sqrt(v + eps)`, `b' = (b - m) g / sqrt(v + eps) + beta`).
+    /// A convolution without a bias tensor (PyTorch `bias=False`) gets one.
+    /// A batch-norm not preceded by a convolution is an error.
+    pub fn fold_batchnorm(&self, w: &Weights) -> Result<(Model, Weights), NnError> {
+        let mut out = w.clone();
+        let layers = fold_layers(&self.layers, w, &mut out)?;
+        Ok((
+            Model {
+                name: self.name.clone(),
+                input: self.input.clone(),
+                layers,
+            },
+            out,
+        ))
+    }
+
     /// Values in one input.
     pub fn input_len(&self) -> usize {
         self.input.iter().product()
     }
+}
+
+fn fold_layers(layers: &[Layer], w: &Weights, out: &mut Weights) -> Result<Vec<Layer>, NnError> {
+    let mut res: Vec<Layer> = Vec::with_capacity(layers.len());
+    for l in layers {
+        match l {
+            Layer::BatchNorm2d { name, c } => {
+                let Some(Layer::Conv2d { name: conv, oc, .. }) = res.last() else {
+                    return Err(NnError::LayerShape {
+                        index: res.len(),
+                        layer: format!("{l:?} (only a batch-norm right after a convolution can be folded)"),
+                        shape: vec![*c],
+                    });
+                };
+                let conv = conv.clone();
+                let oc = *oc;
+                let get = |t: &str| -> Result<Vec<f32>, NnError> {
+                    let n = format!("{name}.{t}");
+                    let (_, d) = w.get(&n).ok_or(NnError::MissingTensor(n))?;
+                    Ok(d.to_vec())
+                };
+                let (g, beta, mean, var) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+                let wn = format!("{conv}.weight");
+                let (ws, wd) = w.get(&wn).ok_or_else(|| NnError::MissingTensor(wn.clone()))?;
+                let (ws, mut wd) = (ws.to_vec(), wd.to_vec());
+                let bn = format!("{conv}.bias");
+                let mut bias = w.get(&bn).map(|(_, d)| d.to_vec()).unwrap_or_else(|| vec![0.0; oc]);
+                let per = wd.len() / oc;
+                for o in 0..oc {
+                    let scale = f64::from(g[o]) / (f64::from(var[o]) + BN_EPS).sqrt();
+                    for v in wd[o * per..(o + 1) * per].iter_mut() {
+                        *v = (f64::from(*v) * scale) as f32;
+                    }
+                    bias[o] = ((f64::from(bias[o]) - f64::from(mean[o])) * scale + f64::from(beta[o])) as f32;
+                }
+                out.insert(&wn, ws, wd)?;
+                out.insert(&bn, vec![oc], bias)?;
+            }
+            Layer::Residual { body, shortcut } => res.push(Layer::Residual {
+                body: fold_layers(body, w, out)?,
+                shortcut: fold_layers(shortcut, w, out)?,
+            }),
+            other => res.push(other.clone()),
+        }
+    }
+    Ok(res)
 }
 
 /// Float parameters by PyTorch state-dict name.
@@ -417,24 +535,38 @@ fn param<'a>(w: &'a Weights, name: &str) -> Result<(&'a [usize], &'a [f32]), NnE
         .ok_or_else(|| NnError::MissingTensor(name.to_string()))
 }
 
+fn unfolded(l: &Layer) -> NnError {
+    NnError::LayerShape {
+        index: 0,
+        layer: format!("{l:?}: fold batch-norms into their convolutions first (Model::fold_batchnorm)"),
+        shape: vec![],
+    }
+}
+
 /// Cleartext float forward pass of a batch (row-major, `batch x input_len`).
-pub fn forward_float(
-    model: &Model,
-    w: &Weights,
-    x: &[f32],
-    batch: usize,
-) -> Result<Vec<f64>, NnError> {
+pub fn forward_float(model: &Model, w: &Weights, x: &[f32], batch: usize) -> Result<Vec<f64>, NnError> {
     w.check(model)?;
-    let shapes = model.shapes()?;
+    model.shapes()?;
     if x.len() != batch * model.input_len() {
         return Err(NnError::InputSize {
             expected: batch * model.input_len(),
             got: x.len(),
         });
     }
-    let mut cur: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
-    let mut shape = model.input.clone();
-    for (l, next) in model.layers.iter().zip(&shapes) {
+    let cur: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
+    float_layers(&model.layers, w, cur, &model.input, batch).map(|(v, _)| v)
+}
+
+fn float_layers(
+    layers: &[Layer],
+    w: &Weights,
+    mut cur: Vec<f64>,
+    shape: &[usize],
+    batch: usize,
+) -> Result<(Vec<f64>, Vec<usize>), NnError> {
+    let mut shape = shape.to_vec();
+    for l in layers {
+        let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
         cur = match l {
             Layer::Linear { name, inp, out } => {
                 let (_, wt) = param(w, &format!("{name}.weight"))?;
@@ -444,49 +576,44 @@ pub fn forward_float(
                     for o in 0..*out {
                         let row = &wt[o * inp..(o + 1) * inp];
                         let xs = &cur[n * inp..(n + 1) * inp];
-                        y[n * out + o] = f64::from(b[o])
-                            + row
-                                .iter()
-                                .zip(xs)
-                                .map(|(a, v)| f64::from(*a) * v)
-                                .sum::<f64>();
+                        y[n * out + o] =
+                            f64::from(b[o]) + row.iter().zip(xs).map(|(a, v)| f64::from(*a) * v).sum::<f64>();
                     }
                 }
                 y
             }
             Layer::Conv2d { name, .. } => {
-                let s = conv_shape(batch, &shape, l)
-                    .ok_or_else(|| NnError::MissingTensor(name.clone()))?;
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
                 let (_, wt) = param(w, &format!("{name}.weight"))?;
                 let (_, b) = param(w, &format!("{name}.bias"))?;
                 let (oh, ow) = s.out_hw()?;
+                // im2col in f64 then a plain product (fast enough for references).
+                let kk = s.c * s.kh * s.kw;
                 let mut y = vec![0f64; batch * s.oc * oh * ow];
+                let mut col = vec![0f64; kk];
                 for n in 0..batch {
-                    for o in 0..s.oc {
-                        for i in 0..oh {
-                            for j in 0..ow {
-                                let mut acc = f64::from(b[o]);
-                                for c in 0..s.c {
-                                    for di in 0..s.kh {
-                                        for dj in 0..s.kw {
-                                            let (yy, xx) = (i * s.stride + di, j * s.stride + dj);
-                                            if yy < s.pad
-                                                || xx < s.pad
-                                                || yy - s.pad >= s.h
-                                                || xx - s.pad >= s.w
-                                            {
-                                                continue;
-                                            }
-                                            let xv = cur[((n * s.c + c) * s.h + yy - s.pad) * s.w
-                                                + xx
-                                                - s.pad];
-                                            acc += f64::from(
-                                                wt[((o * s.c + c) * s.kh + di) * s.kw + dj],
-                                            ) * xv;
-                                        }
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            for c in 0..s.c {
+                                for di in 0..s.kh {
+                                    for dj in 0..s.kw {
+                                        let (yy, xx) = (i * s.stride + di, j * s.stride + dj);
+                                        col[(c * s.kh + di) * s.kw + dj] = if yy < s.pad
+                                            || xx < s.pad
+                                            || yy - s.pad >= s.h
+                                            || xx - s.pad >= s.w
+                                        {
+                                            0.0
+                                        } else {
+                                            cur[((n * s.c + c) * s.h + yy - s.pad) * s.w + xx - s.pad]
+                                        };
                                     }
                                 }
-                                y[((n * s.oc + o) * oh + i) * ow + j] = acc;
+                            }
+                            for o in 0..s.oc {
+                                let wr = &wt[o * kk..(o + 1) * kk];
+                                y[((n * s.oc + o) * oh + i) * ow + j] = f64::from(b[o])
+                                    + wr.iter().zip(&col).map(|(a, v)| f64::from(*a) * v).sum::<f64>();
                             }
                         }
                     }
@@ -505,16 +632,45 @@ pub fn forward_float(
                 .map(|w| w.iter().map(|i| cur[*i]).sum::<f64>() / (k * k) as f64)
                 .collect(),
             Layer::Flatten => cur,
+            Layer::BatchNorm2d { name, c } => {
+                let get = |t: &str| param(w, &format!("{name}.{t}")).map(|(_, d)| d);
+                let (g, b, m, v) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+                let plane = shape[1] * shape[2];
+                cur.iter()
+                    .enumerate()
+                    .map(|(i, x)| {
+                        let ch = (i / plane) % c;
+                        (x - f64::from(m[ch])) / (f64::from(v[ch]) + BN_EPS).sqrt() * f64::from(g[ch])
+                            + f64::from(b[ch])
+                    })
+                    .collect()
+            }
+            Layer::Residual { body, shortcut } => {
+                let (a, _) = float_layers(body, w, cur.clone(), &shape, batch)?;
+                let (b, _) = float_layers(shortcut, w, cur, &shape, batch)?;
+                a.iter().zip(&b).map(|(x, y)| x + y).collect()
+            }
         };
-        shape = next.clone();
+        shape = next;
     }
-    Ok(cur)
+    Ok((cur, shape))
 }
 
 /// Fixed-point parameters, prepared for the private run: linear weights
 /// transposed to `[inp, out]`, weights at `f` bits, biases at `2f`.
 fn fixed_params(model: &Model, w: &Weights, cfg: &Config) -> Result<Vec<RingTensor<u64>>, NnError> {
     w.check(model)?;
+    let mut out = Vec::new();
+    fixed_params_rec(&model.layers, w, cfg, &mut out)?;
+    Ok(out)
+}
+
+fn fixed_params_rec(
+    layers: &[Layer],
+    w: &Weights,
+    cfg: &Config,
+    out: &mut Vec<RingTensor<u64>>,
+) -> Result<(), NnError> {
     let fp = FixedPoint::new(cfg.frac_bits);
     let fp2 = FixedPoint::new(2 * cfg.frac_bits);
     let enc = |fp: FixedPoint, shape: &[usize], v: &[f32]| -> Result<RingTensor<u64>, NnError> {
@@ -524,8 +680,7 @@ fn fixed_params(model: &Model, w: &Weights, cfg: &Config) -> Result<Vec<RingTens
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RingTensor::from_vec(shape, vals)?)
     };
-    let mut out = Vec::new();
-    for l in &model.layers {
+    for l in layers {
         match l {
             Layer::Linear { name, inp, out: o } => {
                 let (_, wt) = param(w, &format!("{name}.weight"))?;
@@ -545,10 +700,15 @@ fn fixed_params(model: &Model, w: &Weights, cfg: &Config) -> Result<Vec<RingTens
                 let (bs, b) = param(w, &format!("{name}.bias"))?;
                 out.push(enc(fp2, bs, b)?);
             }
+            Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
+            Layer::Residual { body, shortcut } => {
+                fixed_params_rec(body, w, cfg, out)?;
+                fixed_params_rec(shortcut, w, cfg, out)?;
+            }
             _ => {}
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One party's shares of a model's fixed-point parameters.
@@ -588,11 +748,28 @@ pub fn decode_output(y: &[u64], cfg: &Config) -> Vec<f64> {
 
 /// The dealer's plan for a private forward pass of `model` on `batch` inputs.
 pub fn plan(model: &Model, batch: usize, cfg: &Config) -> Result<Plan, NnError> {
-    let shapes = model.shapes()?;
+    model.shapes()?;
     let mut gates = Vec::new();
-    let mut shape = model.input.clone();
-    for (l, next) in model.layers.iter().zip(&shapes) {
+    plan_rec(&model.layers, &model.input, batch, cfg, &mut gates)?;
+    Ok(Plan::new(64, gates))
+}
+
+fn plan_rec(
+    layers: &[Layer],
+    shape: &[usize],
+    batch: usize,
+    cfg: &Config,
+    gates: &mut Vec<GateDesc>,
+) -> Result<Vec<usize>, NnError> {
+    let mut shape = shape.to_vec();
+    for l in layers {
+        let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
         let len = batch * next.iter().product::<usize>();
+        let trunc = GateDesc::Trunc {
+            m: len,
+            f: cfg.frac_bits,
+            k: cfg.k_trunc,
+        };
         match l {
             Layer::Linear { inp, out, .. } => {
                 gates.push(GateDesc::Triple(Bilinear::MatMul {
@@ -600,43 +777,29 @@ pub fn plan(model: &Model, batch: usize, cfg: &Config) -> Result<Plan, NnError> 
                     k: *inp,
                     n: *out,
                 }));
-                gates.push(GateDesc::Trunc {
-                    m: len,
-                    f: cfg.frac_bits,
-                    k: cfg.k_trunc,
-                });
+                gates.push(trunc);
             }
             Layer::Conv2d { .. } => {
-                let s = conv_shape(batch, &shape, l).ok_or_else(|| NnError::LayerShape {
-                    index: 0,
-                    layer: format!("{l:?}"),
-                    shape: shape.clone(),
-                })?;
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
                 gates.push(GateDesc::Triple(Bilinear::Conv2d(s)));
-                gates.push(GateDesc::Trunc {
-                    m: len,
-                    f: cfg.frac_bits,
-                    k: cfg.k_trunc,
-                });
+                gates.push(trunc);
             }
-            Layer::Relu => gates.push(GateDesc::Relu {
-                m: len,
-                k: cfg.k_cmp,
-            }),
+            Layer::Relu => gates.push(GateDesc::Relu { m: len, k: cfg.k_cmp }),
             Layer::MaxPool2d { k, stride, pad } => gates.push(GateDesc::MaxPool {
                 shape: pool_shape(batch, &shape, *k, *stride, *pad),
                 k: cfg.k_cmp,
             }),
-            Layer::AvgPool2d { .. } => gates.push(GateDesc::Trunc {
-                m: len,
-                f: cfg.frac_bits,
-                k: cfg.k_trunc,
-            }),
+            Layer::AvgPool2d { .. } => gates.push(trunc),
             Layer::Flatten => {}
+            Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
+            Layer::Residual { body, shortcut } => {
+                plan_rec(body, &shape, batch, cfg, gates)?;
+                plan_rec(shortcut, &shape, batch, cfg, gates)?;
+            }
         }
-        shape = next.clone();
+        shape = next;
     }
-    Ok(Plan::new(64, gates))
+    Ok(shape)
 }
 
 /// `1/k^2` at `f` bits (average pooling).
@@ -644,60 +807,65 @@ fn inv_area(k: usize, f: u32) -> u64 {
     ((1u64 << f) as f64 / (k * k) as f64).round() as u64
 }
 
+/// Adds a per-output bias (`i % out` for linear, per channel for conv).
+fn add_bias(z: &mut [u64], b: &[u64], next: &[usize]) {
+    if next.len() == 1 {
+        let out = next[0];
+        for (i, v) in z.iter_mut().enumerate() {
+            *v = v.wrapping_add(b[i % out]);
+        }
+    } else {
+        let plane = next[1] * next[2];
+        for (i, v) in z.iter_mut().enumerate() {
+            *v = v.wrapping_add(b[(i / plane) % next[0]]);
+        }
+    }
+}
+
 /// The cleartext fixed-point forward pass: the private run's arithmetic
 /// (wrapping products, floor truncation), on plain values.
-pub fn forward_fixed(
-    model: &Model,
-    w: &Weights,
-    x: &[u64],
-    batch: usize,
-    cfg: &Config,
-) -> Result<Vec<u64>, NnError> {
+pub fn forward_fixed(model: &Model, w: &Weights, x: &[u64], batch: usize, cfg: &Config) -> Result<Vec<u64>, NnError> {
     let params = fixed_params(model, w, cfg)?;
-    let shapes = model.shapes()?;
+    model.shapes()?;
     if x.len() != batch * model.input_len() {
         return Err(NnError::InputSize {
             expected: batch * model.input_len(),
             got: x.len(),
         });
     }
-    let f = cfg.frac_bits;
-    let mut cur = x.to_vec();
-    let mut shape = model.input.clone();
     let mut p = params.iter();
-    let mut next_param = || {
-        p.next()
-            .ok_or_else(|| NnError::MissingTensor("parameter".into()))
-    };
-    for (l, next) in model.layers.iter().zip(&shapes) {
+    fixed_rec(&model.layers, &mut p, x.to_vec(), &model.input, batch, cfg)
+}
+
+fn fixed_rec<'a>(
+    layers: &[Layer],
+    p: &mut impl Iterator<Item = &'a RingTensor<u64>>,
+    mut cur: Vec<u64>,
+    shape: &[usize],
+    batch: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
+    let f = cfg.frac_bits;
+    let mut shape = shape.to_vec();
+    let sar = |v: &u64| ((*v as i64) >> f) as u64;
+    for l in layers {
+        let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
+        let mut take = || p.next().ok_or_else(|| NnError::MissingTensor("parameter".into()));
         cur = match l {
-            Layer::Linear { inp, out, .. } => {
-                let (wt, b) = (next_param()?, next_param()?);
-                let z = RingTensor::from_vec(&[batch, *inp], cur)?.matmul(wt)?;
-                z.as_slice()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| ((v.wrapping_add(b.as_slice()[i % out]) as i64) >> f) as u64)
-                    .collect()
+            Layer::Linear { inp, .. } => {
+                let (wt, b) = (take()?, take()?);
+                let mut z = RingTensor::from_vec(&[batch, *inp], cur)?.matmul(wt)?.to_vec();
+                add_bias(&mut z, b.as_slice(), &next);
+                z.iter().map(sar).collect()
             }
             Layer::Conv2d { .. } => {
-                let (wt, b) = (next_param()?, next_param()?);
-                let s = conv_shape(batch, &shape, l)
-                    .ok_or_else(|| NnError::MissingTensor("conv".into()))?;
-                let z = conv2d(&RingTensor::from_vec(&s.input_shape(), cur)?, wt, &s)?;
-                let plane = next[1] * next[2];
-                z.as_slice()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        ((v.wrapping_add(b.as_slice()[(i / plane) % next[0]]) as i64) >> f) as u64
-                    })
-                    .collect()
+                let (wt, b) = (take()?, take()?);
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
+                let mut z = conv2d(&RingTensor::from_vec(&s.input_shape(), cur)?, wt, &s)?.to_vec();
+                add_bias(&mut z, b.as_slice(), &next);
+                z.iter().map(sar).collect()
             }
-            Layer::Relu => cur
-                .iter()
-                .map(|v| if (*v as i64) < 0 { 0 } else { *v })
-                .collect(),
+            Layer::Relu => cur.iter().map(|v| if (*v as i64) < 0 { 0 } else { *v }).collect(),
             Layer::MaxPool2d { k, stride, pad } => pool_shape(batch, &shape, *k, *stride, *pad)
                 .windows()?
                 .iter()
@@ -705,14 +873,17 @@ pub fn forward_fixed(
                 .collect(),
             Layer::AvgPool2d { k, stride } => {
                 let s = pool_shape(batch, &shape, *k, *stride, 0);
-                mul_public(&window_sums(&cur, &s)?, inv_area(*k, f))
-                    .iter()
-                    .map(|v| ((*v as i64) >> f) as u64)
-                    .collect()
+                mul_public(&window_sums(&cur, &s)?, inv_area(*k, f)).iter().map(sar).collect()
             }
             Layer::Flatten => cur,
+            Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
+            Layer::Residual { body, shortcut } => {
+                let a = fixed_rec(body, p, cur.clone(), &shape, batch, cfg)?;
+                let b = fixed_rec(shortcut, p, cur, &shape, batch, cfg)?;
+                a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect()
+            }
         };
-        shape = next.clone();
+        shape = next;
     }
     Ok(cur)
 }
@@ -728,57 +899,57 @@ pub fn forward_private<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Siz
     batch: usize,
     cfg: &Config,
 ) -> Result<Vec<u64>, NnError> {
-    let shapes = model.shapes()?;
+    model.shapes()?;
     if x.len() != batch * model.input_len() {
         return Err(NnError::InputSize {
             expected: batch * model.input_len(),
             got: x.len(),
         });
     }
-    let (f, kt, kc) = (cfg.frac_bits, cfg.k_trunc, cfg.k_cmp);
-    let mut cur = x.to_vec();
-    let mut shape = model.input.clone();
     let mut p = params.0.iter();
-    let mut next_param = || {
-        p.next()
-            .ok_or_else(|| NnError::MissingTensor("parameter share".into()))
-    };
-    for (l, next) in model.layers.iter().zip(&shapes) {
+    private_rec(session, &model.layers, &mut p, x.to_vec(), &model.input, batch, cfg)
+}
+
+fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
+    session: &mut Session<'_, T, S, u64>,
+    layers: &[Layer],
+    p: &mut impl Iterator<Item = &'a RingTensor<u64>>,
+    mut cur: Vec<u64>,
+    shape: &[usize],
+    batch: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
+    let (f, kt, kc) = (cfg.frac_bits, cfg.k_trunc, cfg.k_cmp);
+    let mut shape = shape.to_vec();
+    for l in layers {
+        let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
+        let mut take = || p.next().ok_or_else(|| NnError::MissingTensor("parameter share".into()));
         cur = match l {
             Layer::Linear { inp, out, .. } => {
-                let (wt, b) = (next_param()?, next_param()?);
+                let (wt, b) = (take()?, take()?);
                 let map = Bilinear::MatMul {
                     m: batch,
                     k: *inp,
                     n: *out,
                 };
-                let mut z =
-                    session.bilinear(map, &RingTensor::from_vec(&[batch, *inp], cur)?, wt)?;
-                for (i, v) in z.as_mut_slice().iter_mut().enumerate() {
-                    *v = v.wrapping_add(b.as_slice()[i % out]);
-                }
-                session.truncate(z.as_slice(), f, kt)?
+                let mut z = session
+                    .bilinear(map, &RingTensor::from_vec(&[batch, *inp], cur)?, wt)?
+                    .to_vec();
+                add_bias(&mut z, b.as_slice(), &next);
+                session.truncate(&z, f, kt)?
             }
             Layer::Conv2d { .. } => {
-                let (wt, b) = (next_param()?, next_param()?);
-                let s = conv_shape(batch, &shape, l)
-                    .ok_or_else(|| NnError::MissingTensor("conv".into()))?;
-                let mut z = session.bilinear(
-                    Bilinear::Conv2d(s),
-                    &RingTensor::from_vec(&s.input_shape(), cur)?,
-                    wt,
-                )?;
-                let plane = next[1] * next[2];
-                for (i, v) in z.as_mut_slice().iter_mut().enumerate() {
-                    *v = v.wrapping_add(b.as_slice()[(i / plane) % next[0]]);
-                }
-                session.truncate(z.as_slice(), f, kt)?
+                let (wt, b) = (take()?, take()?);
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
+                let mut z = session
+                    .bilinear(Bilinear::Conv2d(s), &RingTensor::from_vec(&s.input_shape(), cur)?, wt)?
+                    .to_vec();
+                add_bias(&mut z, b.as_slice(), &next);
+                session.truncate(&z, f, kt)?
             }
             Layer::Relu => session.relu(&cur, kc)?.relu,
             Layer::MaxPool2d { k, stride, pad } => {
-                session
-                    .max_pool(&cur, pool_shape(batch, &shape, *k, *stride, *pad), kc)?
-                    .max
+                session.max_pool(&cur, pool_shape(batch, &shape, *k, *stride, *pad), kc)?.max
             }
             Layer::AvgPool2d { k, stride } => {
                 let s = pool_shape(batch, &shape, *k, *stride, 0);
@@ -786,8 +957,14 @@ pub fn forward_private<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Siz
                 session.truncate(&sums, f, kt)?
             }
             Layer::Flatten => cur,
+            Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
+            Layer::Residual { body, shortcut } => {
+                let a = private_rec(session, body, p, cur.clone(), &shape, batch, cfg)?;
+                let b = private_rec(session, shortcut, p, cur, &shape, batch, cfg)?;
+                a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect()
+            }
         };
-        shape = next.clone();
+        shape = next;
     }
     Ok(cur)
 }
