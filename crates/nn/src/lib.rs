@@ -378,7 +378,9 @@ fn fold_layers(layers: &[Layer], w: &Weights, out: &mut Weights) -> Result<Vec<L
                 let Some(Layer::Conv2d { name: conv, oc, .. }) = res.last() else {
                     return Err(NnError::LayerShape {
                         index: res.len(),
-                        layer: format!("{l:?} (only a batch-norm right after a convolution can be folded)"),
+                        layer: format!(
+                            "{l:?} (only a batch-norm right after a convolution can be folded)"
+                        ),
                         shape: vec![*c],
                     });
                 };
@@ -389,19 +391,30 @@ fn fold_layers(layers: &[Layer], w: &Weights, out: &mut Weights) -> Result<Vec<L
                     let (_, d) = w.get(&n).ok_or(NnError::MissingTensor(n))?;
                     Ok(d.to_vec())
                 };
-                let (g, beta, mean, var) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+                let (g, beta, mean, var) = (
+                    get("weight")?,
+                    get("bias")?,
+                    get("running_mean")?,
+                    get("running_var")?,
+                );
                 let wn = format!("{conv}.weight");
-                let (ws, wd) = w.get(&wn).ok_or_else(|| NnError::MissingTensor(wn.clone()))?;
+                let (ws, wd) = w
+                    .get(&wn)
+                    .ok_or_else(|| NnError::MissingTensor(wn.clone()))?;
                 let (ws, mut wd) = (ws.to_vec(), wd.to_vec());
                 let bn = format!("{conv}.bias");
-                let mut bias = w.get(&bn).map(|(_, d)| d.to_vec()).unwrap_or_else(|| vec![0.0; oc]);
+                let mut bias = w
+                    .get(&bn)
+                    .map(|(_, d)| d.to_vec())
+                    .unwrap_or_else(|| vec![0.0; oc]);
                 let per = wd.len() / oc;
                 for o in 0..oc {
                     let scale = f64::from(g[o]) / (f64::from(var[o]) + BN_EPS).sqrt();
                     for v in wd[o * per..(o + 1) * per].iter_mut() {
                         *v = (f64::from(*v) * scale) as f32;
                     }
-                    bias[o] = ((f64::from(bias[o]) - f64::from(mean[o])) * scale + f64::from(beta[o])) as f32;
+                    bias[o] = ((f64::from(bias[o]) - f64::from(mean[o])) * scale
+                        + f64::from(beta[o])) as f32;
                 }
                 out.insert(&wn, ws, wd)?;
                 out.insert(&bn, vec![oc], bias)?;
@@ -458,8 +471,16 @@ impl Weights {
                 1
             };
             let bound = 1.0 / (fan_in as f32).sqrt();
+            // Batch-norm scales and variances stay positive and near 1.
+            let bn_positive =
+                name.ends_with(".running_var") || (name.ends_with(".weight") && shape.len() == 1);
+            let (lo, hi) = if bn_positive {
+                (0.5, 1.5)
+            } else {
+                (-bound, bound)
+            };
             let data = (0..shape.iter().product())
-                .map(|_| rng.random_range(-bound..bound))
+                .map(|_| rng.random_range(lo..hi))
                 .collect();
             w.tensors.insert(name, (shape, data));
         }
@@ -538,13 +559,20 @@ fn param<'a>(w: &'a Weights, name: &str) -> Result<(&'a [usize], &'a [f32]), NnE
 fn unfolded(l: &Layer) -> NnError {
     NnError::LayerShape {
         index: 0,
-        layer: format!("{l:?}: fold batch-norms into their convolutions first (Model::fold_batchnorm)"),
+        layer: format!(
+            "{l:?}: fold batch-norms into their convolutions first (Model::fold_batchnorm)"
+        ),
         shape: vec![],
     }
 }
 
 /// Cleartext float forward pass of a batch (row-major, `batch x input_len`).
-pub fn forward_float(model: &Model, w: &Weights, x: &[f32], batch: usize) -> Result<Vec<f64>, NnError> {
+pub fn forward_float(
+    model: &Model,
+    w: &Weights,
+    x: &[f32],
+    batch: usize,
+) -> Result<Vec<f64>, NnError> {
     w.check(model)?;
     model.shapes()?;
     if x.len() != batch * model.input_len() {
@@ -576,8 +604,12 @@ fn float_layers(
                     for o in 0..*out {
                         let row = &wt[o * inp..(o + 1) * inp];
                         let xs = &cur[n * inp..(n + 1) * inp];
-                        y[n * out + o] =
-                            f64::from(b[o]) + row.iter().zip(xs).map(|(a, v)| f64::from(*a) * v).sum::<f64>();
+                        y[n * out + o] = f64::from(b[o])
+                            + row
+                                .iter()
+                                .zip(xs)
+                                .map(|(a, v)| f64::from(*a) * v)
+                                .sum::<f64>();
                     }
                 }
                 y
@@ -605,7 +637,8 @@ fn float_layers(
                                         {
                                             0.0
                                         } else {
-                                            cur[((n * s.c + c) * s.h + yy - s.pad) * s.w + xx - s.pad]
+                                            cur[((n * s.c + c) * s.h + yy - s.pad) * s.w + xx
+                                                - s.pad]
                                         };
                                     }
                                 }
@@ -613,7 +646,10 @@ fn float_layers(
                             for o in 0..s.oc {
                                 let wr = &wt[o * kk..(o + 1) * kk];
                                 y[((n * s.oc + o) * oh + i) * ow + j] = f64::from(b[o])
-                                    + wr.iter().zip(&col).map(|(a, v)| f64::from(*a) * v).sum::<f64>();
+                                    + wr.iter()
+                                        .zip(&col)
+                                        .map(|(a, v)| f64::from(*a) * v)
+                                        .sum::<f64>();
                             }
                         }
                     }
@@ -634,13 +670,19 @@ fn float_layers(
             Layer::Flatten => cur,
             Layer::BatchNorm2d { name, c } => {
                 let get = |t: &str| param(w, &format!("{name}.{t}")).map(|(_, d)| d);
-                let (g, b, m, v) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+                let (g, b, m, v) = (
+                    get("weight")?,
+                    get("bias")?,
+                    get("running_mean")?,
+                    get("running_var")?,
+                );
                 let plane = shape[1] * shape[2];
                 cur.iter()
                     .enumerate()
                     .map(|(i, x)| {
                         let ch = (i / plane) % c;
-                        (x - f64::from(m[ch])) / (f64::from(v[ch]) + BN_EPS).sqrt() * f64::from(g[ch])
+                        (x - f64::from(m[ch])) / (f64::from(v[ch]) + BN_EPS).sqrt()
+                            * f64::from(g[ch])
                             + f64::from(b[ch])
                     })
                     .collect()
@@ -784,7 +826,10 @@ fn plan_rec(
                 gates.push(GateDesc::Triple(Bilinear::Conv2d(s)));
                 gates.push(trunc);
             }
-            Layer::Relu => gates.push(GateDesc::Relu { m: len, k: cfg.k_cmp }),
+            Layer::Relu => gates.push(GateDesc::Relu {
+                m: len,
+                k: cfg.k_cmp,
+            }),
             Layer::MaxPool2d { k, stride, pad } => gates.push(GateDesc::MaxPool {
                 shape: pool_shape(batch, &shape, *k, *stride, *pad),
                 k: cfg.k_cmp,
@@ -824,7 +869,13 @@ fn add_bias(z: &mut [u64], b: &[u64], next: &[usize]) {
 
 /// The cleartext fixed-point forward pass: the private run's arithmetic
 /// (wrapping products, floor truncation), on plain values.
-pub fn forward_fixed(model: &Model, w: &Weights, x: &[u64], batch: usize, cfg: &Config) -> Result<Vec<u64>, NnError> {
+pub fn forward_fixed(
+    model: &Model,
+    w: &Weights,
+    x: &[u64],
+    batch: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
     let params = fixed_params(model, w, cfg)?;
     model.shapes()?;
     if x.len() != batch * model.input_len() {
@@ -850,11 +901,16 @@ fn fixed_rec<'a>(
     let sar = |v: &u64| ((*v as i64) >> f) as u64;
     for l in layers {
         let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
-        let mut take = || p.next().ok_or_else(|| NnError::MissingTensor("parameter".into()));
+        let mut take = || {
+            p.next()
+                .ok_or_else(|| NnError::MissingTensor("parameter".into()))
+        };
         cur = match l {
             Layer::Linear { inp, .. } => {
                 let (wt, b) = (take()?, take()?);
-                let mut z = RingTensor::from_vec(&[batch, *inp], cur)?.matmul(wt)?.to_vec();
+                let mut z = RingTensor::from_vec(&[batch, *inp], cur)?
+                    .matmul(wt)?
+                    .to_vec();
                 add_bias(&mut z, b.as_slice(), &next);
                 z.iter().map(sar).collect()
             }
@@ -865,7 +921,10 @@ fn fixed_rec<'a>(
                 add_bias(&mut z, b.as_slice(), &next);
                 z.iter().map(sar).collect()
             }
-            Layer::Relu => cur.iter().map(|v| if (*v as i64) < 0 { 0 } else { *v }).collect(),
+            Layer::Relu => cur
+                .iter()
+                .map(|v| if (*v as i64) < 0 { 0 } else { *v })
+                .collect(),
             Layer::MaxPool2d { k, stride, pad } => pool_shape(batch, &shape, *k, *stride, *pad)
                 .windows()?
                 .iter()
@@ -873,7 +932,10 @@ fn fixed_rec<'a>(
                 .collect(),
             Layer::AvgPool2d { k, stride } => {
                 let s = pool_shape(batch, &shape, *k, *stride, 0);
-                mul_public(&window_sums(&cur, &s)?, inv_area(*k, f)).iter().map(sar).collect()
+                mul_public(&window_sums(&cur, &s)?, inv_area(*k, f))
+                    .iter()
+                    .map(sar)
+                    .collect()
             }
             Layer::Flatten => cur,
             Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
@@ -907,7 +969,15 @@ pub fn forward_private<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Siz
         });
     }
     let mut p = params.0.iter();
-    private_rec(session, &model.layers, &mut p, x.to_vec(), &model.input, batch, cfg)
+    private_rec(
+        session,
+        &model.layers,
+        &mut p,
+        x.to_vec(),
+        &model.input,
+        batch,
+        cfg,
+    )
 }
 
 fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
@@ -923,7 +993,10 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
     let mut shape = shape.to_vec();
     for l in layers {
         let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
-        let mut take = || p.next().ok_or_else(|| NnError::MissingTensor("parameter share".into()));
+        let mut take = || {
+            p.next()
+                .ok_or_else(|| NnError::MissingTensor("parameter share".into()))
+        };
         cur = match l {
             Layer::Linear { inp, out, .. } => {
                 let (wt, b) = (take()?, take()?);
@@ -942,14 +1015,20 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
                 let (wt, b) = (take()?, take()?);
                 let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
                 let mut z = session
-                    .bilinear(Bilinear::Conv2d(s), &RingTensor::from_vec(&s.input_shape(), cur)?, wt)?
+                    .bilinear(
+                        Bilinear::Conv2d(s),
+                        &RingTensor::from_vec(&s.input_shape(), cur)?,
+                        wt,
+                    )?
                     .to_vec();
                 add_bias(&mut z, b.as_slice(), &next);
                 session.truncate(&z, f, kt)?
             }
             Layer::Relu => session.relu(&cur, kc)?.relu,
             Layer::MaxPool2d { k, stride, pad } => {
-                session.max_pool(&cur, pool_shape(batch, &shape, *k, *stride, *pad), kc)?.max
+                session
+                    .max_pool(&cur, pool_shape(batch, &shape, *k, *stride, *pad), kc)?
+                    .max
             }
             Layer::AvgPool2d { k, stride } => {
                 let s = pool_shape(batch, &shape, *k, *stride, 0);
@@ -989,6 +1068,70 @@ pub mod zoo {
             k,
             stride,
             pad,
+        }
+    }
+
+    fn bn(name: &str, c: usize) -> Layer {
+        Layer::BatchNorm2d {
+            name: name.into(),
+            c,
+        }
+    }
+
+    /// torchvision's ResNet18 (state-dict names `conv1`, `bn1`,
+    /// `layer{1..4}.{0,1}.{conv1,bn1,conv2,bn2,downsample.0,downsample.1}`,
+    /// `fc`) on `hw x hw` RGB inputs (`hw` a multiple of 32; 224 for
+    /// ImageNet), `classes` outputs. The adaptive average pool is the
+    /// `(hw/32) x (hw/32)` average pool it amounts to. Convolutions have bias
+    /// tensors here (zero in torchvision, which has `bias=False`): fold the
+    /// batch-norms ([`Model::fold_batchnorm`]) to run it in fixed point or
+    /// privately.
+    pub fn resnet18(hw: usize, classes: usize) -> Model {
+        let mut layers = vec![
+            conv("conv1", 3, 64, 7, 2, 3),
+            bn("bn1", 64),
+            Layer::Relu,
+            Layer::MaxPool2d {
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+        ];
+        let mut c = 64;
+        for (i, oc) in [64usize, 128, 256, 512].into_iter().enumerate() {
+            for b in 0..2 {
+                let stride = if i > 0 && b == 0 { 2 } else { 1 };
+                let p = format!("layer{}.{b}", i + 1);
+                let body = vec![
+                    conv(&format!("{p}.conv1"), c, oc, 3, stride, 1),
+                    bn(&format!("{p}.bn1"), oc),
+                    Layer::Relu,
+                    conv(&format!("{p}.conv2"), oc, oc, 3, 1, 1),
+                    bn(&format!("{p}.bn2"), oc),
+                ];
+                let shortcut = if stride != 1 || c != oc {
+                    vec![
+                        conv(&format!("{p}.downsample.0"), c, oc, 1, stride, 0),
+                        bn(&format!("{p}.downsample.1"), oc),
+                    ]
+                } else {
+                    vec![]
+                };
+                layers.push(Layer::Residual { body, shortcut });
+                layers.push(Layer::Relu);
+                c = oc;
+            }
+        }
+        layers.push(Layer::AvgPool2d {
+            k: hw / 32,
+            stride: 1,
+        });
+        layers.push(Layer::Flatten);
+        layers.push(linear("fc", 512, classes));
+        Model {
+            name: format!("ResNet18 {hw}x{hw}"),
+            input: vec![3, hw, hw],
+            layers,
         }
     }
 

@@ -163,3 +163,120 @@ fn relu_maxpool_permutation_is_exact() {
         );
     }
 }
+
+/// Residual blocks and batch-norm: folding is exact in float, and the folded
+/// network runs privately, bit-exact with fixed point.
+#[test]
+fn residual_and_batchnorm_fold() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let model = zoo::resnet18(32, 10);
+    assert_eq!(
+        model.parameters().len(),
+        2 * 21 + 4 * 20,
+        "ResNet18 tensors"
+    );
+    let w = Weights::random(&model, &mut rng);
+    let (folded, fw) = model.fold_batchnorm(&w).expect("every bn follows a conv");
+    let x: Vec<f32> = (0..model.input_len())
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let a = forward_float(&model, &w, &x, 1).expect("float");
+    let b = forward_float(&folded, &fw, &x, 1).expect("float folded");
+    assert!(
+        a.iter().chain(&b).all(|v| v.is_finite()),
+        "non-finite outputs"
+    );
+    let err = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(err < 1e-4, "folding changed the float output by {err}");
+    assert!(
+        forward_fixed(
+            &model,
+            &w,
+            &encode_input(&x, &Config::default()).expect("enc"),
+            1,
+            &Config::default()
+        )
+        .is_err()
+    );
+
+    // A small residual network privately (the full ResNet18 is run by the zoo example).
+    let small = Model {
+        name: "residual".into(),
+        input: vec![2, 6, 6],
+        layers: vec![
+            Layer::Conv2d {
+                name: "c0".into(),
+                c: 2,
+                oc: 4,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            Layer::BatchNorm2d {
+                name: "b0".into(),
+                c: 4,
+            },
+            Layer::Relu,
+            Layer::Residual {
+                body: vec![
+                    Layer::Conv2d {
+                        name: "c1".into(),
+                        c: 4,
+                        oc: 8,
+                        k: 3,
+                        stride: 2,
+                        pad: 1,
+                    },
+                    Layer::BatchNorm2d {
+                        name: "b1".into(),
+                        c: 8,
+                    },
+                    Layer::Relu,
+                ],
+                shortcut: vec![
+                    Layer::Conv2d {
+                        name: "d".into(),
+                        c: 4,
+                        oc: 8,
+                        k: 1,
+                        stride: 2,
+                        pad: 0,
+                    },
+                    Layer::BatchNorm2d {
+                        name: "db".into(),
+                        c: 8,
+                    },
+                ],
+            },
+            Layer::Relu,
+            Layer::AvgPool2d { k: 3, stride: 1 },
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                inp: 8,
+                out: 3,
+            },
+        ],
+    };
+    let w = Weights::random(&small, &mut rng);
+    let (folded, fw) = small.fold_batchnorm(&w).expect("fold");
+    let (float, fixed, private) = run_all(&folded, &fw, 3, 11);
+    assert_eq!(private, fixed);
+    let unfolded_float = {
+        let mut r = ChaCha8Rng::seed_from_u64(11);
+        let x: Vec<f32> = (0..3 * small.input_len())
+            .map(|_| r.random_range(0.0..1.0))
+            .collect();
+        forward_float(&small, &w, &x, 3).expect("float")
+    };
+    let err = float
+        .iter()
+        .zip(&unfolded_float)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(err < 1e-4, "folded vs unfolded float {err}");
+}
