@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("network1", zoo::network1(), "MNIST", 128),
         ("network2", zoo::network2(), "MNIST", 128),
         ("lenet5", zoo::lenet5_advertorch(), "MNIST", 32),
+        ("resnet18_64", zoo::resnet18(64, 200), "64x64 (Tiny ImageNet shape)", 1),
     ];
     let wan = Wan {
         rtt: Duration::from_millis(70),
@@ -61,8 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if wanted.as_ref().is_some_and(|w| !w.iter().any(|m| m == key)) {
             continue;
         }
-        let model = model.permute_relu_maxpool();
         let w = Weights::random(&model, &mut rng);
+        // Batch-norms are folded into their convolutions (exact).
+        let (model, w) = model.fold_batchnorm(&w)?;
+        let model = model.permute_relu_maxpool();
         let x: Vec<f32> = (0..batch * model.input_len())
             .map(|_| rng.random_range(0.0..1.0))
             .collect();
