@@ -73,11 +73,11 @@ pub fn private_inference(
             let mut bytes = 0u64;
             let mut stream = p
                 .bundles_from_os::<u64>()
-                .map_err(|e| NnError::Safetensors(e.to_string()))?;
+                .map_err(|e| NnError::Dealer(e.to_string()))?;
             loop {
                 let t = Instant::now();
                 let Some(pair) = stream.next() else { break };
-                let (a, b) = pair.map_err(|e| NnError::Safetensors(e.to_string()))?;
+                let (a, b) = pair.map_err(|e| NnError::Dealer(e.to_string()))?;
                 busy += t.elapsed().as_secs_f64();
                 bytes += a.key.key_bytes() as u64;
                 // A party that stopped early drops its receiver; stop then too.

@@ -70,6 +70,9 @@ pub enum NnError {
     /// A safetensors file could not be read or written.
     #[error("safetensors: {0}")]
     Safetensors(String),
+    /// The dealer could not produce the keys of a plan.
+    #[error("dealer: {0}")]
+    Dealer(String),
     /// A value does not fit the fixed-point encoding.
     #[error(transparent)]
     Ring(#[from] RingError),
