@@ -46,7 +46,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("network1", zoo::network1(), "MNIST", 128),
         ("network2", zoo::network2(), "MNIST", 128),
         ("lenet5", zoo::lenet5_advertorch(), "MNIST", 32),
-        ("resnet18_64", zoo::resnet18(64, 200), "64x64 (Tiny ImageNet shape)", 1),
+        (
+            "resnet18_64",
+            zoo::resnet18(64, 200),
+            "64x64 (Tiny ImageNet shape)",
+            1,
+        ),
     ];
     let wan = Wan {
         rtt: Duration::from_millis(70),
