@@ -172,17 +172,48 @@ pub struct Config {
     pub k_cmp: u32,
     /// Window of the truncations after products (`|x W| < 2^(k-1-2f)`).
     pub k_trunc: u32,
+    /// Largest number of elements one ReLU, truncation or max-pool key
+    /// bundle covers. Bigger layers are split into several bundles (one
+    /// round each), which bounds the key memory a party holds at a time
+    /// (about 0.75-1 KB per ReLU element).
+    pub max_gate_elems: usize,
 }
 
 impl Default for Config {
-    /// `f = 16`, comparisons on 32 bits (activations below 2^15), truncations on 56 bits.
+    /// `f = 16`, comparisons on 32 bits (activations below 2^15), truncations
+    /// on 56 bits, at most 2^18 elements per key bundle.
     fn default() -> Self {
         Config {
             frac_bits: 16,
             k_cmp: 32,
             k_trunc: 56,
+            max_gate_elems: 1 << 18,
         }
     }
+}
+
+/// `0..len` in consecutive ranges of at most `max` (at least one element each).
+fn chunks(len: usize, max: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let max = max.max(1);
+    (0..len.div_ceil(max)).map(move |i| i * max..((i + 1) * max).min(len))
+}
+
+/// Max-pool geometries over groups of whole planes (windows never cross
+/// planes), each with at most `max` input elements (or one plane): the
+/// ranges of planes and their one-image pool shapes.
+fn pool_chunks(p: &PoolShape, max: usize) -> Vec<(std::ops::Range<usize>, PoolShape)> {
+    let plane = p.h * p.w;
+    let per = (max / plane.max(1)).max(1);
+    chunks(p.n * p.c, per)
+        .map(|r| {
+            let s = PoolShape {
+                n: 1,
+                c: r.len(),
+                ..*p
+            };
+            (r, s)
+        })
+        .collect()
 }
 
 fn pool_shape(n: usize, s: &[usize], k: usize, stride: usize, pad: usize) -> PoolShape {
@@ -810,10 +841,14 @@ fn plan_rec(
     for l in layers {
         let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
         let len = batch * next.iter().product::<usize>();
-        let trunc = GateDesc::Trunc {
-            m: len,
-            f: cfg.frac_bits,
-            k: cfg.k_trunc,
+        let push_trunc = |gates: &mut Vec<GateDesc>| {
+            for r in chunks(len, cfg.max_gate_elems) {
+                gates.push(GateDesc::Trunc {
+                    m: r.len(),
+                    f: cfg.frac_bits,
+                    k: cfg.k_trunc,
+                });
+            }
         };
         match l {
             Layer::Linear { inp, out, .. } => {
@@ -822,22 +857,31 @@ fn plan_rec(
                     k: *inp,
                     n: *out,
                 }));
-                gates.push(trunc);
+                push_trunc(gates);
             }
             Layer::Conv2d { .. } => {
                 let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
                 gates.push(GateDesc::Triple(Bilinear::Conv2d(s)));
-                gates.push(trunc);
+                push_trunc(gates);
             }
-            Layer::Relu => gates.push(GateDesc::Relu {
-                m: len,
-                k: cfg.k_cmp,
-            }),
-            Layer::MaxPool2d { k, stride, pad } => gates.push(GateDesc::MaxPool {
-                shape: pool_shape(batch, &shape, *k, *stride, *pad),
-                k: cfg.k_cmp,
-            }),
-            Layer::AvgPool2d { .. } => gates.push(trunc),
+            Layer::Relu => {
+                for r in chunks(len, cfg.max_gate_elems) {
+                    gates.push(GateDesc::Relu {
+                        m: r.len(),
+                        k: cfg.k_cmp,
+                    });
+                }
+            }
+            Layer::MaxPool2d { k, stride, pad } => {
+                let p = pool_shape(batch, &shape, *k, *stride, *pad);
+                for (_, shape) in pool_chunks(&p, cfg.max_gate_elems) {
+                    gates.push(GateDesc::MaxPool {
+                        shape,
+                        k: cfg.k_cmp,
+                    });
+                }
+            }
+            Layer::AvgPool2d { .. } => push_trunc(gates),
             Layer::Flatten => {}
             Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
             Layer::Residual { body, shortcut } => {
@@ -993,6 +1037,15 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
     cfg: &Config,
 ) -> Result<Vec<u64>, NnError> {
     let (f, kt, kc) = (cfg.frac_bits, cfg.k_trunc, cfg.k_cmp);
+    let max = cfg.max_gate_elems;
+    // Truncations of large tensors in bundles of at most `max` elements.
+    let truncate = |session: &mut Session<'_, T, S, u64>, z: &[u64]| -> Result<Vec<u64>, NnError> {
+        let mut out = Vec::with_capacity(z.len());
+        for r in chunks(z.len(), max) {
+            out.extend(session.truncate(&z[r], f, kt)?);
+        }
+        Ok(out)
+    };
     let mut shape = shape.to_vec();
     for l in layers {
         let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
@@ -1012,7 +1065,7 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
                     .bilinear(map, &RingTensor::from_vec(&[batch, *inp], cur)?, wt)?
                     .to_vec();
                 add_bias(&mut z, b.as_slice(), &next);
-                session.truncate(&z, f, kt)?
+                truncate(session, &z)?
             }
             Layer::Conv2d { .. } => {
                 let (wt, b) = (take()?, take()?);
@@ -1025,18 +1078,32 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
                     )?
                     .to_vec();
                 add_bias(&mut z, b.as_slice(), &next);
-                session.truncate(&z, f, kt)?
+                truncate(session, &z)?
             }
-            Layer::Relu => session.relu(&cur, kc)?.relu,
+            Layer::Relu => {
+                let mut out = Vec::with_capacity(cur.len());
+                for r in chunks(cur.len(), max) {
+                    out.extend(session.relu(&cur[r], kc)?.relu);
+                }
+                out
+            }
             Layer::MaxPool2d { k, stride, pad } => {
-                session
-                    .max_pool(&cur, pool_shape(batch, &shape, *k, *stride, *pad), kc)?
-                    .max
+                let p = pool_shape(batch, &shape, *k, *stride, *pad);
+                let plane = p.h * p.w;
+                let mut out = Vec::new();
+                for (r, s) in pool_chunks(&p, max) {
+                    out.extend(
+                        session
+                            .max_pool(&cur[r.start * plane..r.end * plane], s, kc)?
+                            .max,
+                    );
+                }
+                out
             }
             Layer::AvgPool2d { k, stride } => {
                 let s = pool_shape(batch, &shape, *k, *stride, 0);
                 let sums = mul_public(&window_sums(&cur, &s)?, inv_area(*k, f));
-                session.truncate(&sums, f, kt)?
+                truncate(session, &sums)?
             }
             Layer::Flatten => cur,
             Layer::BatchNorm2d { .. } => return Err(unfolded(l)),

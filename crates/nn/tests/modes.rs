@@ -42,7 +42,16 @@ fn small_model() -> Model {
 }
 
 fn run_all(model: &Model, w: &Weights, batch: usize, seed: u64) -> (Vec<f64>, Vec<u64>, Vec<u64>) {
-    let cfg = Config::default();
+    run_cfg(model, w, batch, seed, Config::default())
+}
+
+fn run_cfg(
+    model: &Model,
+    w: &Weights,
+    batch: usize,
+    seed: u64,
+    cfg: Config,
+) -> (Vec<f64>, Vec<u64>, Vec<u64>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x: Vec<f32> = (0..batch * model.input_len())
         .map(|_| rng.random_range(0.0..1.0))
@@ -279,4 +288,40 @@ fn residual_and_batchnorm_fold() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max);
     assert!(err < 1e-4, "folded vs unfolded float {err}");
+}
+
+/// Layers larger than `max_gate_elems` run as several key bundles (bounded
+/// key memory), with the same result.
+#[test]
+fn chunked_gates_give_the_same_result() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let model = small_model();
+    let w = Weights::random(&model, &mut rng);
+    let (_, fixed, private) = run_cfg(
+        &model,
+        &w,
+        3,
+        13,
+        Config {
+            max_gate_elems: 37,
+            ..Config::default()
+        },
+    );
+    assert_eq!(private, fixed);
+    let whole = ariann_nn::plan(&model, 3, &Config::default())
+        .expect("plan")
+        .gates
+        .len();
+    let split = ariann_nn::plan(
+        &model,
+        3,
+        &Config {
+            max_gate_elems: 37,
+            ..Config::default()
+        },
+    )
+    .expect("plan")
+    .gates
+    .len();
+    assert!(split > whole, "{split} bundles vs {whole}");
 }
