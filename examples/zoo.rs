@@ -7,6 +7,7 @@
 //! cargo run --release --example zoo                        # table
 //! cargo run --release --example zoo -- --json              # JSON array
 //! cargo run --release --example zoo -- --models network1,lenet5 --no-wan
+//! cargo run --release --example zoo -- --models resnet18 --batch 4   # 224x224
 //! ```
 //!
 //! Times are for the whole batch and include the dealer generating keys
@@ -47,12 +48,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("network2", zoo::network2(), "MNIST", 128),
         ("lenet5", zoo::lenet5_advertorch(), "MNIST", 32),
         (
+            "resnet18",
+            zoo::resnet18(224, 1000),
+            "224x224 (ImageNet shape)",
+            1,
+        ),
+        (
             "resnet18_64",
             zoo::resnet18(64, 200),
             "64x64 (Tiny ImageNet shape)",
             1,
         ),
     ];
+    let batch_override: Option<usize> = args
+        .iter()
+        .position(|a| a == "--batch")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
     let wan = Wan {
         rtt: Duration::from_millis(70),
         bytes_per_sec: 40e6,
@@ -67,6 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if wanted.as_ref().is_some_and(|w| !w.iter().any(|m| m == key)) {
             continue;
         }
+        let batch = batch_override.unwrap_or(batch);
         let w = Weights::random(&model, &mut rng);
         // Batch-norms are folded into their convolutions (exact).
         let (model, w) = model.fold_batchnorm(&w)?;
