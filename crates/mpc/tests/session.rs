@@ -223,3 +223,52 @@ fn independent_gates_share_one_round() {
         assert_eq!(r[i].wrapping_add(r1[i]), (zs[i] >> 8) as u64);
     }
 }
+
+/// A dealer streaming over a bounded channel: bundles arrive in order, a
+/// wrong one is refused, and a dealer that stops early means exhausted keys.
+#[test]
+fn channel_source_streams_and_checks() {
+    use ariann_mpc::ChannelSource;
+    use std::sync::mpsc::sync_channel;
+    use std::time::Duration;
+    let mut rng = ChaCha8Rng::seed_from_u64(24);
+    let plan = [
+        GateDesc::Relu { m: 4, k: 32 },
+        GateDesc::Drelu { m: 4, k: 32 },
+    ];
+    let (tx, rx) = sync_channel(1);
+    let mut p1 = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for (i, g) in plan.iter().enumerate() {
+                let (a, b) = generate_bundles::<u64, _>(i as u64, *g, &mut rng).expect("valid");
+                p1.push(b);
+                tx.send(a).expect("party listening");
+            }
+            drop(tx);
+        });
+        let mut src = ChannelSource::new(rx, Duration::from_secs(30));
+        let t0 = BundleTag {
+            index: 0,
+            gate: plan[0],
+        };
+        assert!(src.next_bundle(Party::P0, &t0).is_ok());
+        let wrong = BundleTag {
+            index: 1,
+            gate: GateDesc::Relu { m: 4, k: 32 },
+        };
+        assert!(matches!(
+            src.next_bundle(Party::P0, &wrong),
+            Err(MpcError::BundleMismatch { .. })
+        ));
+        let t2 = BundleTag {
+            index: 2,
+            gate: plan[1],
+        };
+        assert!(matches!(
+            src.next_bundle(Party::P0, &t2),
+            Err(MpcError::KeysExhausted { index: 2 })
+        ));
+    });
+    assert_eq!(p1.len(), 2);
+}
