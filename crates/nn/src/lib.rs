@@ -70,6 +70,9 @@ pub enum NnError {
     /// A safetensors file could not be read or written.
     #[error("safetensors: {0}")]
     Safetensors(String),
+    /// A model description could not be parsed.
+    #[error("model description: {0}")]
+    Description(String),
     /// The dealer could not produce the keys of a plan.
     #[error("dealer: {0}")]
     Dealer(String),
@@ -82,8 +85,10 @@ pub enum NnError {
 }
 
 /// One layer of a sequential model. Parameterised layers carry the prefix of
-/// their PyTorch parameter names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// their PyTorch parameter names. Serialized as JSON with the layer kind in
+/// `"type"` (see [`Model::from_json`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
 pub enum Layer {
     /// `y = x W^T + b`; parameters `{name}.weight` `[out, inp]`, `{name}.bias` `[out]`.
     Linear {
@@ -153,7 +158,8 @@ pub enum Layer {
 pub const BN_EPS: f64 = 1e-5;
 
 /// A public model architecture.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Model {
     /// Name for reports.
     pub name: String,
@@ -396,6 +402,22 @@ impl Model {
             },
             out,
         ))
+    }
+
+    /// Parses a model description in JSON, e.g.
+    /// `{"name": "mlp", "input": [784], "layers": [{"type": "Linear", "name": "fc1", "inp": 784, "out": 10}]}`,
+    /// and checks that its layers fit together.
+    pub fn from_json(text: &str) -> Result<Model, NnError> {
+        let m: Model =
+            serde_json::from_str(text).map_err(|e| NnError::Description(e.to_string()))?;
+        m.shapes()?;
+        Ok(m)
+    }
+
+    /// The JSON description of the model (the inverse of [`Model::from_json`]).
+    pub fn to_json(&self) -> String {
+        // Serializing plain enums and structs of strings and integers cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
     /// Values in one input.

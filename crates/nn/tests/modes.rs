@@ -325,3 +325,30 @@ fn chunked_gates_give_the_same_result() {
     .len();
     assert!(split > whole, "{split} bundles vs {whole}");
 }
+
+#[test]
+fn models_round_trip_through_json_descriptions() {
+    for m in [small_model(), zoo::network2(), zoo::resnet18(64, 10)] {
+        let text = m.to_json();
+        assert_eq!(Model::from_json(&text).expect("parses"), m);
+    }
+    let text = r#"{"name": "mlp", "input": [784], "layers": [
+        {"type": "Linear", "name": "fc1", "inp": 784, "out": 32},
+        {"type": "Relu"},
+        {"type": "Linear", "name": "fc2", "inp": 32, "out": 10}]}"#;
+    let m = Model::from_json(text).expect("valid description");
+    assert_eq!(m.parameters().len(), 4);
+    // Unknown layer kinds, unknown fields and layers that do not fit are errors.
+    assert!(matches!(
+        Model::from_json(&text.replace("Relu", "Gelu")),
+        Err(NnError::Description(_))
+    ));
+    assert!(matches!(
+        Model::from_json(&text.replace("\"inp\": 32", "\"inp\": 32, \"x\": 1")),
+        Err(NnError::Description(_))
+    ));
+    assert!(matches!(
+        Model::from_json(&text.replace("\"inp\": 32", "\"inp\": 31")),
+        Err(NnError::LayerShape { .. })
+    ));
+}
