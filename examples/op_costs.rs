@@ -34,6 +34,37 @@ struct Row {
     falcon_values: Option<String>,
 }
 
+impl Row {
+    /// A measured row with ARIANN's Table-1 figures and no Falcon figures.
+    fn new(
+        gate: &'static str,
+        shape: String,
+        s: CommStats,
+        key_bytes: usize,
+        ariann_rounds: u64,
+        ariann_values: u64,
+    ) -> Row {
+        Row {
+            gate,
+            shape,
+            rounds: s.rounds,
+            bytes: s.bytes_sent,
+            key_bytes,
+            ariann_rounds: Some(ariann_rounds),
+            ariann_values: Some(ariann_values),
+            falcon_rounds: None,
+            falcon_values: None,
+        }
+    }
+
+    /// Adds Falcon's figures (as the paper states them).
+    fn falcon(mut self, rounds: String, values: String) -> Row {
+        self.falcon_rounds = Some(rounds);
+        self.falcon_values = Some(values);
+        self
+    }
+}
+
 /// Runs `f0`/`f1` as the two parties and returns party 0's counters (the
 /// protocol is symmetric; both parties send the same amount).
 fn measure<F0, F1>(f0: F0, f1: F1) -> Result<CommStats, MpcError>
@@ -73,17 +104,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |t| k0.eval(t, &zeros(m)).map(|_| ()),
         |t| k1.eval(t, &zeros(m)).map(|_| ()),
     )?;
-    rows.push(Row {
-        gate: "equality",
-        shape: format!("m={m}, k={K}"),
-        rounds: s.rounds,
-        bytes: s.bytes_sent,
-        key_bytes: k0.key_bytes(),
-        ariann_rounds: Some(1),
-        ariann_values: Some(m as u64),
-        falcon_rounds: None,
-        falcon_values: None,
-    });
+    rows.push(Row::new(
+        "equality",
+        format!("m={m}, k={K}"),
+        s,
+        k0.key_bytes(),
+        1,
+        m as u64,
+    ));
 
     // Comparison (DReLU).
     let (k0, k1) = DreluKey::<u64>::generate(K, m, &mut rng)?;
@@ -91,17 +119,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |t| k0.eval(t, &zeros(m)).map(|_| ()),
         |t| k1.eval(t, &zeros(m)).map(|_| ()),
     )?;
-    rows.push(Row {
-        gate: "comparison",
-        shape: format!("m={m}, k={K}"),
-        rounds: s.rounds,
-        bytes: s.bytes_sent,
-        key_bytes: k0.key_bytes(),
-        ariann_rounds: Some(1),
-        ariann_values: Some(m as u64),
-        falcon_rounds: Some("7".into()),
-        falcon_values: Some(format!("{}", 2 * m)),
-    });
+    rows.push(
+        Row::new(
+            "comparison",
+            format!("m={m}, k={K}"),
+            s,
+            k0.key_bytes(),
+            1,
+            m as u64,
+        )
+        .falcon("7".into(), format!("{}", 2 * m)),
+    );
 
     // ReLU.
     let (k0, k1) = ReluKey::<u64>::generate(K, m, &mut rng)?;
@@ -109,17 +137,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |t| k0.eval(t, &zeros(m)).map(|_| ()),
         |t| k1.eval(t, &zeros(m)).map(|_| ()),
     )?;
-    rows.push(Row {
-        gate: "relu",
-        shape: format!("m={m}, k={K}"),
-        rounds: s.rounds,
-        bytes: s.bytes_sent,
-        key_bytes: k0.key_bytes(),
-        ariann_rounds: Some(2),
-        ariann_values: Some(3 * m as u64),
-        falcon_rounds: Some("10".into()),
-        falcon_values: Some(format!("{}", 4 * m)),
-    });
+    rows.push(
+        Row::new(
+            "relu",
+            format!("m={m}, k={K}"),
+            s,
+            k0.key_bytes(),
+            2,
+            3 * m as u64,
+        )
+        .falcon("10".into(), format!("{}", 4 * m)),
+    );
 
     // Truncation (ARIANN truncates locally, with errors; no Table-1 row).
     let (k0, k1) = TruncKey::<u64>::generate(16, 48, m, &mut rng)?;
@@ -127,17 +155,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |t| k0.eval(t, &zeros(m)).map(|_| ()),
         |t| k1.eval(t, &zeros(m)).map(|_| ()),
     )?;
-    rows.push(Row {
-        gate: "truncation (exact)",
-        shape: format!("m={m}, f=16, k=48"),
-        rounds: s.rounds,
-        bytes: s.bytes_sent,
-        key_bytes: k0.key_bytes(),
-        ariann_rounds: Some(0),
-        ariann_values: Some(0),
-        falcon_rounds: None,
-        falcon_values: None,
-    });
+    rows.push(Row::new(
+        "truncation (exact)",
+        format!("m={m}, f=16, k=48"),
+        s,
+        k0.key_bytes(),
+        0,
+        0,
+    ));
 
     // MatMul.
     let (m1, m2, m3) = (128usize, 784usize, 128usize);
@@ -154,17 +179,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |t| k0.eval(t, &x0, &y0).map(|_| ()),
         |t| k1.eval(t, &x1, &y1).map(|_| ()),
     )?;
-    rows.push(Row {
-        gate: "matmul",
-        shape: format!("{m1}x{m2} . {m2}x{m3}"),
-        rounds: s.rounds,
-        bytes: s.bytes_sent,
-        key_bytes: k0.key_bytes(),
-        ariann_rounds: Some(1),
-        ariann_values: Some((m1 * m2 + m2 * m3) as u64),
-        falcon_rounds: Some("1".into()),
-        falcon_values: Some(format!("{}", m1 * m3)),
-    });
+    rows.push(
+        Row::new(
+            "matmul",
+            format!("{m1}x{m2} . {m2}x{m3}"),
+            s,
+            k0.key_bytes(),
+            1,
+            (m1 * m2 + m2 * m3) as u64,
+        )
+        .falcon("1".into(), format!("{}", m1 * m3)),
+    );
 
     // Convolutions: ARIANN's single-channel m x m with {k, s}, and a real layer.
     for (n, c, hw, oc, kk, st, pad) in [
@@ -195,17 +220,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (oh, ow) = cs.out_hw()?;
         // ARIANN unrolls the input: (OH * OW) * C k^2 values, plus the weights.
         let ariann = (n * oh * ow * c * kk * kk + oc * c * kk * kk) as u64;
-        rows.push(Row {
-            gate: "conv2d",
-            shape: format!("{n}x{c}x{hw}x{hw}, {oc} filters {kk}x{kk}, s={st}, p={pad}"),
-            rounds: s.rounds,
-            bytes: s.bytes_sent,
-            key_bytes: k0.key_bytes(),
-            ariann_rounds: Some(1),
-            ariann_values: Some(ariann),
-            falcon_rounds: Some("1".into()),
-            falcon_values: Some(format!("~{}", n * c * hw * hw * kk * kk)),
-        });
+        rows.push(
+            Row::new(
+                "conv2d",
+                format!("{n}x{c}x{hw}x{hw}, {oc} filters {kk}x{kk}, s={st}, p={pad}"),
+                s,
+                k0.key_bytes(),
+                1,
+                ariann,
+            )
+            .falcon("1".into(), format!("~{}", n * c * hw * hw * kk * kk)),
+        );
     }
 
     // Argmax over m = 10 values.
@@ -215,17 +240,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |t| k0.eval(t, &zeros(am)).map(|_| ()),
         |t| k1.eval(t, &zeros(am)).map(|_| ()),
     )?;
-    rows.push(Row {
-        gate: "argmax",
-        shape: format!("m={am}"),
-        rounds: s.rounds,
-        bytes: s.bytes_sent,
-        key_bytes: k0.key_bytes(),
-        ariann_rounds: Some(2),
-        ariann_values: Some((am * am) as u64),
-        falcon_rounds: None,
-        falcon_values: None,
-    });
+    rows.push(Row::new(
+        "argmax",
+        format!("m={am}"),
+        s,
+        k0.key_bytes(),
+        2,
+        (am * am) as u64,
+    ));
 
     // Max-pool m x m, {k, s}.
     for (mm, kk, st) in [(24usize, 2usize, 2usize), (24, 3, 1), (32, 3, 2)] {
@@ -251,29 +273,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 |t| q0.eval(t, &zeros(len)).map(|_| ()),
                 |t| q1.eval(t, &zeros(len)).map(|_| ()),
             )?;
-            rows.push(Row {
-                gate: "maxpool (3-round)",
-                shape: format!("{mm}x{mm}, k={kk}, s={st}"),
-                rounds: s3.rounds,
-                bytes: s3.bytes_sent,
-                key_bytes: q0.key_bytes(),
-                ariann_rounds: Some(3),
-                ariann_values: Some(o * o * ((kk * kk * kk * kk) as u64 + 2)),
-                falcon_rounds: Some(format!("{}", 12 * (kk * kk - 1))),
-                falcon_values: Some(format!("~{}", 5 * mm * mm)),
-            });
+            rows.push(
+                Row::new(
+                    "maxpool (3-round)",
+                    format!("{mm}x{mm}, k={kk}, s={st}"),
+                    s3,
+                    q0.key_bytes(),
+                    3,
+                    o * o * ((kk * kk * kk * kk) as u64 + 2),
+                )
+                .falcon(
+                    format!("{}", 12 * (kk * kk - 1)),
+                    format!("~{}", 5 * mm * mm),
+                ),
+            );
         }
-        rows.push(Row {
-            gate: "maxpool (tree)",
-            shape: format!("{mm}x{mm}, k={kk}, s={st}"),
-            rounds: s.rounds,
-            bytes: s.bytes_sent,
-            key_bytes: k0.key_bytes(),
-            ariann_rounds: Some(3),
-            ariann_values: Some(o * o * ((kk * kk * kk * kk) as u64 + 2)),
-            falcon_rounds: Some(format!("{}", 12 * (kk * kk - 1))),
-            falcon_values: Some(format!("~{}", 5 * mm * mm)),
-        });
+        rows.push(
+            Row::new(
+                "maxpool (tree)",
+                format!("{mm}x{mm}, k={kk}, s={st}"),
+                s,
+                k0.key_bytes(),
+                3,
+                o * o * ((kk * kk * kk * kk) as u64 + 2),
+            )
+            .falcon(
+                format!("{}", 12 * (kk * kk - 1)),
+                format!("~{}", 5 * mm * mm),
+            ),
+        );
     }
 
     // Batch-norm (training forward) on a 32x32 map, 16 channels, batch 8.
@@ -295,18 +323,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|_| ())
         },
     )?;
-    rows.push(Row {
-        gate: "batchnorm (train)",
-        shape: format!("{}x{}x{}x{}", bs.n, bs.c, bs.h, bs.w),
-        rounds: s.rounds,
-        bytes: s.bytes_sent,
-        key_bytes: k0.key_bytes(),
-        ariann_rounds: Some(9),
-        // ARIANN: 18 m^2 values for an m x m input; here per (image, channel) map.
-        ariann_values: Some(18 * len as u64),
-        falcon_rounds: Some("335".into()),
-        falcon_values: Some(format!("~{}", 56 * len)),
-    });
+    rows.push(
+        Row::new(
+            "batchnorm (train)",
+            format!("{}x{}x{}x{}", bs.n, bs.c, bs.h, bs.w),
+            s,
+            k0.key_bytes(),
+            9,
+            18 * len as u64,
+        )
+        .falcon("335".into(), format!("~{}", 56 * len)),
+    );
 
     if json_out {
         let arr: Vec<_> = rows
