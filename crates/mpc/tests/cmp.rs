@@ -1,9 +1,11 @@
 //! Comparison gates against the cleartext functions, both parties on threads
 //! over the in-memory transport, for both ring widths.
 
+mod common;
 use ariann_mpc::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use ariann_mpc::{MpcError, Transport, run_two_party};
 use ariann_ring::Ring;
+use common::{add, shares};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -25,24 +27,10 @@ fn window_inputs(k: u32, m: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
     v
 }
 
-fn share_of<R: Ring>(xs: &[i64], rng: &mut ChaCha8Rng) -> (Vec<R>, Vec<R>) {
-    let a: Vec<R> = xs.iter().map(|_| R::random(rng)).collect();
-    let b = xs
-        .iter()
-        .zip(&a)
-        .map(|(x, a)| R::from_i64(*x).wsub(*a))
-        .collect();
-    (a, b)
-}
-
-fn add<R: Ring>(a: &[R], b: &[R]) -> Vec<R> {
-    a.iter().zip(b).map(|(x, y)| x.wadd(*y)).collect()
-}
-
 fn check_drelu_relu<R: Ring>(k: u32, m: usize, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let xs = window_inputs(k, m, &mut rng);
-    let (x0, x1) = share_of::<R>(&xs, &mut rng);
+    let (x0, x1) = shares::<R>(&xs, &mut rng);
 
     let (d0, d1) = DreluKey::<R>::generate(k, xs.len(), &mut rng).expect("valid k");
     let (o0, o1) = run_two_party(|t| d0.eval(t, &x0), |t| d1.eval(t, &x1));
@@ -94,7 +82,7 @@ fn drelu_exhaustive_small_window() {
     for k in 2..=8u32 {
         let half = 1i64 << (k - 1);
         let xs: Vec<i64> = (0..8).flat_map(|_| -half..half).collect();
-        let (x0, x1) = share_of::<u64>(&xs, &mut rng);
+        let (x0, x1) = shares::<u64>(&xs, &mut rng);
         let (d0, d1) = DreluKey::<u64>::generate(k, xs.len(), &mut rng).expect("valid k");
         let (o0, o1) = run_two_party(|t| d0.eval(t, &x0), |t| d1.eval(t, &x1));
         let d = add(&o0.expect("p0"), &o1.expect("p1"));
@@ -110,7 +98,7 @@ fn equality_with_zero() {
     for k in [1u32, 8, 32, 64] {
         let mut xs = window_inputs(k.max(2), 200, &mut rng);
         xs.extend([0, 0, 0]);
-        let (x0, x1) = share_of::<u64>(&xs, &mut rng);
+        let (x0, x1) = shares::<u64>(&xs, &mut rng);
         let (e0, e1) = EqZeroKey::<u64>::generate(k, xs.len(), &mut rng).expect("valid k");
         let (o0, o1) = run_two_party(|t| e0.eval(t, &x0), |t| e1.eval(t, &x1));
         let e = add(&o0.expect("p0"), &o1.expect("p1"));
@@ -129,7 +117,7 @@ fn opened_values_are_uniform_and_independent_of_the_secret() {
     let n = 16_000usize;
     for secret in [0i64, 12345] {
         let xs = vec![secret; n];
-        let (x0, x1) = share_of::<u64>(&xs, &mut rng);
+        let (x0, x1) = shares::<u64>(&xs, &mut rng);
         let (k0, k1) = ReluKey::<u64>::generate(32, n, &mut rng).expect("valid k");
         let opened = add(&k0.mask(&x0).expect("len"), &k1.mask(&x1).expect("len"));
         let mut counts = [0usize; 16];
@@ -178,7 +166,7 @@ fn check_trunc<R: Ring>(f: u32, k: u32, m: usize, seed: u64) {
     use ariann_mpc::gates::trunc::TruncKey;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let xs = window_inputs(k, m, &mut rng);
-    let (x0, x1) = share_of::<R>(&xs, &mut rng);
+    let (x0, x1) = shares::<R>(&xs, &mut rng);
     let (t0, t1) = TruncKey::<R>::generate(f, k, xs.len(), &mut rng).expect("valid params");
     let (o0, o1) = run_two_party(|t| t0.eval(t, &x0), |t| t1.eval(t, &x1));
     let y = add(&o0.expect("p0"), &o1.expect("p1"));

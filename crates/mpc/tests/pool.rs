@@ -1,24 +1,12 @@
 //! Max-pool and argmax against cleartext, both parties on threads.
 
+mod common;
 use ariann_mpc::gates::pool::{ArgmaxKey, MaxPoolKey, PoolShape};
 use ariann_mpc::{Transport, run_two_party};
 use ariann_ring::Ring;
+use common::{add, shares};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn shares<R: Ring>(xs: &[i64], rng: &mut ChaCha8Rng) -> (Vec<R>, Vec<R>) {
-    let a: Vec<R> = xs.iter().map(|_| R::random(rng)).collect();
-    let b = xs
-        .iter()
-        .zip(&a)
-        .map(|(x, a)| R::from_i64(*x).wsub(*a))
-        .collect();
-    (a, b)
-}
-
-fn add<R: Ring>(a: &[R], b: &[R]) -> Vec<R> {
-    a.iter().zip(b).map(|(x, y)| x.wadd(*y)).collect()
-}
 
 /// Cleartext max-pool with padding left out.
 fn plain_maxpool(x: &[i64], s: &PoolShape) -> Vec<i64> {
