@@ -390,7 +390,10 @@ impl Model {
     /// convolution's weight and bias (exact affine algebra in float:
     /// `W' = W g / sqrt(v + eps)`, `b' = (b - m) g / sqrt(v + eps) + beta`).
     /// A convolution without a bias tensor (PyTorch `bias=False`) gets one.
-    /// A batch-norm not preceded by a convolution is an error.
+    /// A batch-norm not preceded by a convolution stays: the fixed-point and
+    /// private passes run it as the exact per-channel affine map
+    /// `x * g / sqrt(v + eps) + (beta - m g / sqrt(v + eps))` (one Beaver
+    /// product with the model owner's shared scale and one truncation).
     pub fn fold_batchnorm(&self, w: &Weights) -> Result<(Model, Weights), NnError> {
         let mut out = w.clone();
         let layers = fold_layers(&self.layers, w, &mut out)?;
@@ -430,15 +433,13 @@ fn fold_layers(layers: &[Layer], w: &Weights, out: &mut Weights) -> Result<Vec<L
     let mut res: Vec<Layer> = Vec::with_capacity(layers.len());
     for l in layers {
         match l {
-            Layer::BatchNorm2d { name, c } => {
+            Layer::BatchNorm2d { name, .. } => {
                 let Some(Layer::Conv2d { name: conv, oc, .. }) = res.last() else {
-                    return Err(NnError::LayerShape {
-                        index: res.len(),
-                        layer: format!(
-                            "{l:?} (only a batch-norm right after a convolution can be folded)"
-                        ),
-                        shape: vec![*c],
-                    });
+                    // Not right after a convolution (e.g. after a ReLU or a
+                    // max-pool, as in Falcon's AlexNet): it stays a layer and
+                    // runs as a private per-channel affine map.
+                    res.push(l.clone());
+                    continue;
                 };
                 let conv = conv.clone();
                 let oc = *oc;
@@ -612,12 +613,11 @@ fn param<'a>(w: &'a Weights, name: &str) -> Result<(&'a [usize], &'a [f32]), NnE
         .ok_or_else(|| NnError::MissingTensor(name.to_string()))
 }
 
-fn unfolded(l: &Layer) -> NnError {
+/// A layer that does not fit its input (normally caught by [`Model::shapes`]).
+fn misfit(l: &Layer) -> NnError {
     NnError::LayerShape {
         index: 0,
-        layer: format!(
-            "{l:?}: fold batch-norms into their convolutions first (Model::fold_batchnorm)"
-        ),
+        layer: format!("{l:?}: does not fit its input shape"),
         shape: vec![],
     }
 }
@@ -650,7 +650,7 @@ fn float_layers(
 ) -> Result<(Vec<f64>, Vec<usize>), NnError> {
     let mut shape = shape.to_vec();
     for l in layers {
-        let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
+        let next = layer_out_shape(l, &shape).ok_or_else(|| misfit(l))?;
         cur = match l {
             Layer::Linear { name, inp, out } => {
                 let (_, wt) = param(w, &format!("{name}.weight"))?;
@@ -671,7 +671,7 @@ fn float_layers(
                 y
             }
             Layer::Conv2d { name, .. } => {
-                let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| misfit(l))?;
                 let (_, wt) = param(w, &format!("{name}.weight"))?;
                 let (_, b) = param(w, &format!("{name}.bias"))?;
                 let (oh, ow) = s.out_hw()?;
@@ -798,7 +798,11 @@ fn fixed_params_rec(
                 let (bs, b) = param(w, &format!("{name}.bias"))?;
                 out.push(enc(fp2, bs, b)?);
             }
-            Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
+            Layer::BatchNorm2d { name, c } => {
+                let (scale, shift) = bn_affine(w, name, *c)?;
+                out.push(enc(fp, &[*c], &scale)?);
+                out.push(enc(fp2, &[*c], &shift)?);
+            }
             Layer::Residual { body, shortcut } => {
                 fixed_params_rec(body, w, cfg, out)?;
                 fixed_params_rec(shortcut, w, cfg, out)?;
@@ -861,7 +865,7 @@ fn plan_rec(
 ) -> Result<Vec<usize>, NnError> {
     let mut shape = shape.to_vec();
     for l in layers {
-        let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
+        let next = layer_out_shape(l, &shape).ok_or_else(|| misfit(l))?;
         let len = batch * next.iter().product::<usize>();
         let push_trunc = |gates: &mut Vec<GateDesc>| {
             for r in chunks(len, cfg.max_gate_elems) {
@@ -882,7 +886,7 @@ fn plan_rec(
                 push_trunc(gates);
             }
             Layer::Conv2d { .. } => {
-                let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| misfit(l))?;
                 gates.push(GateDesc::Triple(Bilinear::Conv2d(s)));
                 push_trunc(gates);
             }
@@ -905,7 +909,10 @@ fn plan_rec(
             }
             Layer::AvgPool2d { .. } => push_trunc(gates),
             Layer::Flatten => {}
-            Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
+            Layer::BatchNorm2d { .. } => {
+                gates.push(GateDesc::Triple(Bilinear::Mul { len }));
+                push_trunc(gates);
+            }
             Layer::Residual { body, shortcut } => {
                 plan_rec(body, &shape, batch, cfg, gates)?;
                 plan_rec(shortcut, &shape, batch, cfg, gates)?;
@@ -914,6 +921,37 @@ fn plan_rec(
         shape = next;
     }
     Ok(shape)
+}
+
+/// The per-channel affine map of an inference batch-norm:
+/// `scale = g / sqrt(v + eps)`, `shift = beta - m * scale`.
+fn bn_affine(w: &Weights, name: &str, c: usize) -> Result<(Vec<f32>, Vec<f32>), NnError> {
+    let get = |t: &str| param(w, &format!("{name}.{t}")).map(|(_, d)| d);
+    let (g, beta, m, v) = (
+        get("weight")?,
+        get("bias")?,
+        get("running_mean")?,
+        get("running_var")?,
+    );
+    let scale: Vec<f64> = (0..c)
+        .map(|i| f64::from(g[i]) / (f64::from(v[i]) + BN_EPS).sqrt())
+        .collect();
+    let shift = (0..c)
+        .map(|i| (f64::from(beta[i]) - f64::from(m[i]) * scale[i]) as f32)
+        .collect();
+    Ok((scale.iter().map(|s| *s as f32).collect(), shift))
+}
+
+/// A per-channel vector broadcast over `len` values of NCHW activations of
+/// `shape` (`[c, h, w]`).
+fn per_channel<'a>(
+    v: &'a [u64],
+    shape: &[usize],
+    c: usize,
+    len: usize,
+) -> impl Iterator<Item = u64> + 'a {
+    let plane = shape.iter().skip(1).product::<usize>().max(1);
+    (0..len).map(move |i| v[(i / plane) % c])
 }
 
 /// `1/k^2` at `f` bits (average pooling).
@@ -969,7 +1007,7 @@ fn fixed_rec<'a>(
     let mut shape = shape.to_vec();
     let sar = |v: &u64| ((*v as i64) >> f) as u64;
     for l in layers {
-        let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
+        let next = layer_out_shape(l, &shape).ok_or_else(|| misfit(l))?;
         let mut take = || {
             p.next()
                 .ok_or_else(|| NnError::MissingTensor("parameter".into()))
@@ -985,7 +1023,7 @@ fn fixed_rec<'a>(
             }
             Layer::Conv2d { .. } => {
                 let (wt, b) = (take()?, take()?);
-                let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| misfit(l))?;
                 let mut z = conv2d(&RingTensor::from_vec(&s.input_shape(), cur)?, wt, &s)?.to_vec();
                 add_bias(&mut z, b.as_slice(), &next);
                 z.iter().map(sar).collect()
@@ -1007,7 +1045,16 @@ fn fixed_rec<'a>(
                     .collect()
             }
             Layer::Flatten => cur,
-            Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
+            Layer::BatchNorm2d { c, .. } => {
+                let (a, b) = (take()?, take()?);
+                let mut z: Vec<u64> = cur
+                    .iter()
+                    .zip(per_channel(a.as_slice(), &shape, *c, cur.len()))
+                    .map(|(x, s)| x.wrapping_mul(s))
+                    .collect();
+                add_bias(&mut z, b.as_slice(), &next);
+                z.iter().map(sar).collect()
+            }
             Layer::Residual { body, shortcut } => {
                 let a = fixed_rec(body, p, cur.clone(), &shape, batch, cfg)?;
                 let b = fixed_rec(shortcut, p, cur, &shape, batch, cfg)?;
@@ -1070,7 +1117,7 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
     };
     let mut shape = shape.to_vec();
     for l in layers {
-        let next = layer_out_shape(l, &shape).ok_or_else(|| unfolded(l))?;
+        let next = layer_out_shape(l, &shape).ok_or_else(|| misfit(l))?;
         let mut take = || {
             p.next()
                 .ok_or_else(|| NnError::MissingTensor("parameter share".into()))
@@ -1091,7 +1138,7 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
             }
             Layer::Conv2d { .. } => {
                 let (wt, b) = (take()?, take()?);
-                let s = conv_shape(batch, &shape, l).ok_or_else(|| unfolded(l))?;
+                let s = conv_shape(batch, &shape, l).ok_or_else(|| misfit(l))?;
                 let mut z = session
                     .bilinear(
                         Bilinear::Conv2d(s),
@@ -1128,7 +1175,20 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
                 truncate(session, &sums)?
             }
             Layer::Flatten => cur,
-            Layer::BatchNorm2d { .. } => return Err(unfolded(l)),
+            Layer::BatchNorm2d { c, .. } => {
+                let (a, b) = (take()?, take()?);
+                let len = cur.len();
+                let scale: Vec<u64> = per_channel(a.as_slice(), &shape, *c, len).collect();
+                let mut z = session
+                    .bilinear(
+                        Bilinear::Mul { len },
+                        &RingTensor::from_vec(&[len], cur)?,
+                        &RingTensor::from_vec(&[len], scale)?,
+                    )?
+                    .to_vec();
+                add_bias(&mut z, b.as_slice(), &next);
+                truncate(session, &z)?
+            }
             Layer::Residual { body, shortcut } => {
                 let a = private_rec(session, body, p, cur.clone(), &shape, batch, cfg)?;
                 let b = private_rec(session, shortcut, p, cur, &shape, batch, cfg)?;
@@ -1301,4 +1361,223 @@ pub mod zoo {
             ],
         }
     }
+
+    fn pool(k: usize, stride: usize) -> Layer {
+        Layer::MaxPool2d { k, stride, pad: 0 }
+    }
+
+    /// Falcon's "Sarda" (Chameleon) MNIST network: a 2x2 stride-2
+    /// convolution with 5 channels, then 980-100-10.
+    pub fn sarda() -> Model {
+        Model {
+            name: "Sarda".into(),
+            input: vec![1, 28, 28],
+            layers: vec![
+                conv("conv1", 1, 5, 2, 2, 0),
+                Layer::Relu,
+                Layer::Flatten,
+                linear("fc1", 980, 100),
+                Layer::Relu,
+                linear("fc2", 100, 10),
+            ],
+        }
+    }
+
+    /// LeNet as in Falcon/ARIANN: 5x5 convolutions with 20 and 50 channels,
+    /// 2x2 max-pools, 800-500-10 and a final ReLU (Falcon's trained model
+    /// and C++ configuration have it). Names `conv1`, `conv2`, `fc1`, `fc2`.
+    pub fn lenet() -> Model {
+        Model {
+            name: "LeNet".into(),
+            input: vec![1, 28, 28],
+            layers: vec![
+                conv("conv1", 1, 20, 5, 1, 0),
+                Layer::Relu,
+                pool(2, 2),
+                conv("conv2", 20, 50, 5, 1, 0),
+                Layer::Relu,
+                pool(2, 2),
+                Layer::Flatten,
+                linear("fc1", 800, 500),
+                Layer::Relu,
+                linear("fc2", 500, 10),
+                Layer::Relu,
+            ],
+        }
+    }
+
+    /// Falcon's AlexNet for CIFAR-10 (the version with batch-norms, which
+    /// ARIANN kept): images zero-padded to 33x33 as in Falcon,
+    /// conv 11x11/4 (pad 9) 96 ch, max-pool 3/2, ReLU, BN, conv 5x5 (pad 1)
+    /// 256 ch, max-pool 3/2, ReLU, BN, three 3x3 convs (384, 384, 256),
+    /// 256-256-10 and a final ReLU. Written in PyTorch order (ReLU before
+    /// max-pool); [`Model::permute_relu_maxpool`] gives Falcon's order. The
+    /// batch-norms follow a ReLU, so they cannot be folded into a
+    /// convolution: they run as a private per-channel affine map.
+    /// State-dict names `features.N`, `classifier.N`.
+    pub fn alexnet_cifar10() -> Model {
+        Model {
+            name: "AlexNet".into(),
+            input: vec![3, 33, 33],
+            layers: vec![
+                conv("features.0", 3, 96, 11, 4, 9),
+                Layer::Relu,
+                pool(3, 2),
+                bn("features.3", 96),
+                conv("features.4", 96, 256, 5, 1, 1),
+                Layer::Relu,
+                pool(3, 2),
+                bn("features.7", 256),
+                conv("features.8", 256, 384, 3, 1, 1),
+                Layer::Relu,
+                conv("features.10", 384, 384, 3, 1, 1),
+                Layer::Relu,
+                conv("features.12", 384, 256, 3, 1, 1),
+                Layer::Relu,
+                Layer::Flatten,
+                linear("classifier.0", 256, 256),
+                Layer::Relu,
+                linear("classifier.2", 256, 256),
+                Layer::Relu,
+                linear("classifier.4", 256, 10),
+                Layer::Relu,
+            ],
+        }
+    }
+
+    /// AlexNet for 64x64 Tiny ImageNet (ARIANN Figure 5): torchvision's
+    /// AlexNet features, no batch-norm, classifier 256-4096-4096-200.
+    pub fn alexnet_tiny() -> Model {
+        Model {
+            name: "AlexNet".into(),
+            input: vec![3, 64, 64],
+            layers: vec![
+                conv("features.0", 3, 64, 11, 4, 2),
+                Layer::Relu,
+                pool(3, 2),
+                conv("features.3", 64, 192, 5, 1, 2),
+                Layer::Relu,
+                pool(3, 2),
+                conv("features.6", 192, 384, 3, 1, 1),
+                Layer::Relu,
+                conv("features.8", 384, 256, 3, 1, 1),
+                Layer::Relu,
+                conv("features.10", 256, 256, 3, 1, 1),
+                Layer::Relu,
+                pool(3, 2),
+                Layer::Flatten,
+                linear("classifier.0", 256, 4096),
+                Layer::Relu,
+                linear("classifier.2", 4096, 4096),
+                Layer::Relu,
+                linear("classifier.4", 4096, 200),
+            ],
+        }
+    }
+
+    /// VGG16 as Falcon/ARIANN adapt it: the 13 3x3 convolutions of VGG16
+    /// (torchvision names `features.N`) on `hw x hw` inputs, then
+    /// `fc, fc, classes` with a ReLU after each (Falcon's configuration).
+    /// CIFAR-10: `vgg16(32, 4096, 10)` (Falcon's code has 1000 outputs; 10
+    /// is the number of classes); 64x64 Tiny ImageNet: `vgg16(64, 2048, 200)`.
+    /// Classifier names follow torchvision (`classifier.0/3/6`).
+    pub fn vgg16(hw: usize, fc: usize, classes: usize) -> Model {
+        let mut layers = Vec::new();
+        let mut c = 3;
+        let mut i = 0;
+        for (n, oc) in [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)] {
+            for _ in 0..n {
+                layers.push(conv(&format!("features.{i}"), c, oc, 3, 1, 1));
+                layers.push(Layer::Relu);
+                c = oc;
+                i += 2;
+            }
+            layers.push(pool(2, 2));
+            i += 1;
+        }
+        let flat = 512 * (hw / 32) * (hw / 32);
+        layers.extend([
+            Layer::Flatten,
+            linear("classifier.0", flat, fc),
+            Layer::Relu,
+            linear("classifier.3", fc, fc),
+            Layer::Relu,
+            linear("classifier.6", fc, classes),
+            Layer::Relu,
+        ]);
+        Model {
+            name: "VGG16".into(),
+            input: vec![3, hw, hw],
+            layers,
+        }
+    }
+
+    /// The AlexNet-like CIFAR-10 network of the max-pool note (Figure 3):
+    /// five 3x3 convolutions (64, 96, 96, 64, 64 ch), max-pools 2, 2 and 3/2,
+    /// 1024-128-256-10. Names are the `nn.Sequential` indices (`0`, `3`, ...).
+    pub fn alexnet_note() -> Model {
+        Model {
+            name: "AlexNet-like (note)".into(),
+            input: vec![3, 32, 32],
+            layers: vec![
+                conv("0", 3, 64, 3, 1, 2),
+                Layer::Relu,
+                pool(2, 2),
+                conv("3", 64, 96, 3, 1, 2),
+                Layer::Relu,
+                pool(2, 2),
+                conv("6", 96, 96, 3, 1, 1),
+                Layer::Relu,
+                conv("8", 96, 64, 3, 1, 1),
+                Layer::Relu,
+                conv("10", 64, 64, 3, 1, 1),
+                Layer::Relu,
+                pool(3, 2),
+                Layer::Flatten,
+                linear("14", 1024, 128),
+                Layer::Relu,
+                linear("16", 128, 256),
+                Layer::Relu,
+                linear("18", 256, 10),
+            ],
+        }
+    }
+
+    /// A zoo model by its short name, with its dataset and ARIANN Table 2's
+    /// batch size: `network1`, `network2`, `sarda`, `lenet`, `lenet5`
+    /// (advertorch), `alexnet` (CIFAR-10), `alexnet_64`, `alexnet_note`,
+    /// `vgg16` (CIFAR-10), `vgg16_64`, `resnet18` (224x224), `resnet18_64`.
+    pub fn by_name(name: &str) -> Option<(Model, &'static str, usize)> {
+        Some(match name {
+            "network1" => (network1(), "MNIST", 128),
+            "network2" => (network2(), "MNIST", 128),
+            "sarda" => (sarda(), "MNIST", 128),
+            "lenet" => (lenet(), "MNIST", 128),
+            "lenet5" => (lenet5_advertorch(), "MNIST", 128),
+            "alexnet" => (alexnet_cifar10(), "CIFAR-10", 128),
+            "alexnet_64" => (alexnet_tiny(), "64x64 Tiny ImageNet", 128),
+            "alexnet_note" => (alexnet_note(), "CIFAR-10", 128),
+            "vgg16" => (vgg16(32, 4096, 10), "CIFAR-10", 32),
+            "vgg16_64" => (vgg16(64, 2048, 200), "64x64 Tiny ImageNet", 16),
+            "resnet18" => (resnet18(224, 1000), "224x224 ImageNet", 4),
+            "resnet18_64" => (resnet18(64, 200), "64x64 Tiny ImageNet", 16),
+            _ => return None,
+        })
+    }
+
+    /// The names [`by_name`] knows, in ARIANN Table 2's order.
+    pub const NAMES: [&str; 12] = [
+        "network1",
+        "network2",
+        "sarda",
+        "lenet",
+        "lenet5",
+        "alexnet",
+        "alexnet_64",
+        "alexnet_note",
+        "vgg16",
+        "vgg16_64",
+        "resnet18",
+        "resnet18_64",
+    ];
 }

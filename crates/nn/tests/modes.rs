@@ -201,16 +201,22 @@ fn residual_and_batchnorm_fold() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max);
     assert!(err < 1e-4, "folding changed the float output by {err}");
-    assert!(
-        forward_fixed(
-            &model,
-            &w,
-            &encode_input(&x, &Config::default()).expect("enc"),
-            1,
-            &Config::default()
-        )
-        .is_err()
-    );
+    // Unfolded, the batch-norms run as per-channel affine maps in fixed
+    // point: close to float too (folding only saves their gates).
+    let unfolded_fixed = forward_fixed(
+        &model,
+        &w,
+        &encode_input(&x, &Config::default()).expect("enc"),
+        1,
+        &Config::default(),
+    )
+    .expect("unfolded batch-norms run as affine maps");
+    let err = decode_output(&unfolded_fixed, &Config::default())
+        .iter()
+        .zip(&a)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(err < 5e-2, "unfolded fixed point vs float {err}");
 
     // A small residual network privately (the full ResNet18 is run by the zoo example).
     let small = Model {
@@ -351,4 +357,111 @@ fn models_round_trip_through_json_descriptions() {
         Model::from_json(&text.replace("\"inp\": 32", "\"inp\": 31")),
         Err(NnError::LayerShape { .. })
     ));
+}
+
+/// A batch-norm after a ReLU and a max-pool (Falcon's AlexNet) cannot be
+/// folded into a convolution: it stays and runs privately as a per-channel
+/// affine map, bit-identical to the fixed-point run and close to float.
+#[test]
+fn batchnorm_after_relu_runs_privately() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let model = Model {
+        name: "bn-after-relu".into(),
+        input: vec![3, 9, 9],
+        layers: vec![
+            Layer::Conv2d {
+                name: "c0".into(),
+                c: 3,
+                oc: 4,
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+            Layer::Relu,
+            Layer::MaxPool2d {
+                k: 3,
+                stride: 2,
+                pad: 0,
+            },
+            Layer::BatchNorm2d {
+                name: "bn".into(),
+                c: 4,
+            },
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                inp: 16,
+                out: 3,
+            },
+        ],
+    };
+    let w = Weights::random(&model, &mut rng);
+    let (folded, fw) = model.fold_batchnorm(&w).expect("fold keeps the layer");
+    assert_eq!(folded.layers, model.layers, "nothing to fold here");
+    let (float, fixed, private) = run_all(&folded, &fw, 4, 22);
+    assert_eq!(private, fixed, "private != fixed point");
+    let err = decode_output(&fixed, &Config::default())
+        .iter()
+        .zip(&float)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(err < 1e-2, "fixed vs float {err}");
+    let gates = plan(&model, 4, &Config::default()).expect("plan").gates;
+    assert!(
+        gates.iter().any(|g| matches!(
+            g,
+            ariann_mpc::GateDesc::Triple(ariann_mpc::gates::beaver::Bilinear::Mul { len: 64 })
+        )),
+        "the batch-norm's product is in the plan: {gates:?}"
+    );
+}
+
+/// Every model of the zoo is well formed, has the advertised output size,
+/// and its parameters have unique names.
+#[test]
+fn zoo_models_are_well_formed() {
+    let expect = [
+        ("network1", 10),
+        ("network2", 10),
+        ("sarda", 10),
+        ("lenet", 10),
+        ("lenet5", 10),
+        ("alexnet", 10),
+        ("alexnet_64", 200),
+        ("alexnet_note", 10),
+        ("vgg16", 10),
+        ("vgg16_64", 200),
+        ("resnet18", 1000),
+        ("resnet18_64", 200),
+    ];
+    assert_eq!(expect.len(), zoo::NAMES.len());
+    for (name, classes) in expect {
+        let (m, _, batch) = zoo::by_name(name).expect("known model");
+        assert!(batch > 0);
+        let shapes = m.shapes().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(shapes.last(), Some(&vec![classes]), "{name}");
+        let mut names: Vec<String> = m.parameters().into_iter().map(|(n, _)| n).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "{name}: duplicate parameter names");
+        plan(&m, 1, &Config::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(zoo::by_name("nope").is_none());
+    // Parameter counts that pin the architectures (torchvision / Falcon).
+    let count = |m: &Model| -> usize {
+        m.parameters()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    };
+    assert_eq!(count(&zoo::lenet()), 431_080);
+    assert_eq!(
+        count(&zoo::alexnet_tiny()),
+        2_469_696 + 1_052_672 + 16_781_312 + 819_400
+    );
+    assert_eq!(
+        count(&zoo::vgg16(32, 4096, 10)),
+        14_714_688 + 2_101_248 + 16_781_312 + 40_970
+    );
 }
