@@ -4,21 +4,29 @@
 //! 40 MB/s per direction).
 //!
 //! ```text
-//! cargo run --release --example zoo                        # table
+//! cargo run --release --example zoo                        # every model, table
 //! cargo run --release --example zoo -- --json              # JSON array
-//! cargo run --release --example zoo -- --models network1,lenet5 --no-wan
-//! cargo run --release --example zoo -- --models resnet18 --batch 4   # 224x224
+//! cargo run --release --example zoo -- --models network1,lenet --no-wan
+//! cargo run --release --example zoo -- --models resnet18 --batch 4
+//! cargo run --release --example zoo -- --keys streamed     # or ahead, auto (default)
 //! ```
 //!
-//! Times are for the whole batch and include the dealer generating keys
-//! concurrently on the same two cores (keys are streamed, never all in RAM);
-//! `keygen_s` is the dealer's share of that. MB are per party for the batch.
+//! Models (`ariann::nn::zoo::by_name`): network1, network2, sarda, lenet,
+//! lenet5, alexnet, alexnet_64, alexnet_note, vgg16, vgg16_64, resnet18,
+//! resnet18_64. Batches default to ARIANN Table 2's.
+//!
+//! Keys: `ahead` generates the whole job's keys first and times the online
+//! phase alone (ARIANN's figures are online times); `streamed` runs the
+//! dealer concurrently on the same two cores with bounded memory, so `lan_s`
+//! then includes key generation. `auto` streams when the job's keys would
+//! not fit comfortably in RAM (more than 3 GB per party, estimated from a
+//! one-image plan). MB are per party; `*_per_image` divide by the batch.
 //! `argmax_agreement` compares the private predictions with the cleartext
 //! float predictions of the same weights. ReLU and max-pool are permuted
 //! where they are adjacent (exact; ARIANN and Falcon do the same).
 
-use ariann::local::{Wan, private_inference};
-use ariann::nn::{Config, Model, Weights, forward_float, zoo};
+use ariann::local::{Preprocess, RunOptions, Wan, private_inference_with};
+use ariann::nn::{Config, Weights, forward_float, plan, zoo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use serde_json::json;
@@ -34,37 +42,45 @@ fn argmax(row: &[f64]) -> usize {
     b
 }
 
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+}
+
+/// Key bytes per party of a one-image job, from its generated keys (the
+/// dealer is fast enough for one image; the result scales with the batch).
+fn key_bytes_one_image(model: &ariann::nn::Model, cfg: &Config) -> Result<u64, String> {
+    let p = plan(model, 1, cfg).map_err(|e| e.to_string())?;
+    let mut bytes = 0u64;
+    for pair in p
+        .bundles_from_seed::<u64>([7; 32])
+        .map_err(|e| e.to_string())?
+    {
+        bytes += pair.map_err(|e| e.to_string())?.0.key.key_bytes() as u64;
+    }
+    Ok(bytes)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let json_out = args.iter().any(|a| a == "--json");
     let no_wan = args.iter().any(|a| a == "--no-wan");
-    let wanted: Option<Vec<String>> = args
-        .iter()
-        .position(|a| a == "--models")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.split(',').map(str::to_string).collect());
-    let all: Vec<(&str, Model, &str, usize)> = vec![
-        ("network1", zoo::network1(), "MNIST", 128),
-        ("network2", zoo::network2(), "MNIST", 128),
-        ("lenet5", zoo::lenet5_advertorch(), "MNIST", 32),
-        (
-            "resnet18",
-            zoo::resnet18(224, 1000),
-            "224x224 (ImageNet shape)",
-            1,
+    let wanted: Vec<String> = arg(&args, "--models").map_or_else(
+        || zoo::NAMES.iter().map(|s| s.to_string()).collect(),
+        |v| v.split(',').map(str::to_string).collect(),
+    );
+    let batch_override: Option<usize> = match arg(&args, "--batch") {
+        None => None,
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| format!("--batch {v}: not a number"))?,
         ),
-        (
-            "resnet18_64",
-            zoo::resnet18(64, 200),
-            "64x64 (Tiny ImageNet shape)",
-            1,
-        ),
-    ];
-    let batch_override: Option<usize> = args
-        .iter()
-        .position(|a| a == "--batch")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok());
+    };
+    let keys = arg(&args, "--keys").map_or("auto", String::as_str);
+    if !["auto", "ahead", "streamed"].contains(&keys) {
+        return Err(format!("--keys {keys}: expected auto, ahead or streamed").into());
+    }
     let wan = Wan {
         rtt: Duration::from_millis(70),
         bytes_per_sec: 40e6,
@@ -75,24 +91,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut rng = ChaCha12Rng::seed_from_u64(2026);
     let mut rows = Vec::new();
-    for (key, model, dataset, batch) in all {
-        if wanted.as_ref().is_some_and(|w| !w.iter().any(|m| m == key)) {
-            continue;
-        }
+    for key in &wanted {
+        let Some((model, dataset, batch)) = zoo::by_name(key) else {
+            return Err(format!("unknown model {key:?}; known: {}", zoo::NAMES.join(", ")).into());
+        };
         let batch = batch_override.unwrap_or(batch);
         let w = Weights::random(&model, &mut rng);
-        // Batch-norms are folded into their convolutions (exact).
+        // Batch-norms right after a convolution are folded into it (exact);
+        // the others run as private affine maps.
         let (model, w) = model.fold_batchnorm(&w)?;
         let model = model.permute_relu_maxpool();
+        let preprocess = match keys {
+            "ahead" => Preprocess::Ahead,
+            "streamed" => Preprocess::Streamed,
+            _ => {
+                let est = key_bytes_one_image(&model, &cfg)? * batch as u64;
+                if est <= 3_000_000_000 {
+                    Preprocess::Ahead
+                } else {
+                    Preprocess::Streamed
+                }
+            }
+        };
         let x: Vec<f32> = (0..batch * model.input_len())
             .map(|_| rng.random_range(0.0..1.0))
             .collect();
         let float = forward_float(&model, &w, &x, batch)?;
-        let lan = private_inference(&model, &w, &x, batch, &cfg, None)?;
+        let opts = RunOptions {
+            wan: None,
+            preprocess,
+        };
+        let lan = private_inference_with(&model, &w, &x, batch, &cfg, &opts)?;
         let wan_s = if no_wan {
             None
         } else {
-            Some(private_inference(&model, &w, &x, batch, &cfg, Some(wan))?.seconds)
+            let opts = RunOptions {
+                wan: Some(wan),
+                preprocess,
+            };
+            Some(private_inference_with(&model, &w, &x, batch, &cfg, &opts)?.seconds)
         };
         let classes = lan.output.len() / batch;
         let agree = (0..batch)
@@ -102,27 +139,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .count();
         let mb = lan.stats.bytes_sent as f64 / 1e6;
+        let keys_name = match preprocess {
+            Preprocess::Ahead => "ahead",
+            Preprocess::Streamed => "streamed",
+        };
+        let b = batch as f64;
         let row = json!({
-            "model": model.name, "dataset": dataset, "batch": batch,
-            "lan_s": lan.seconds, "wan_s": wan_s, "keygen_s": lan.keygen_seconds,
+            "model": model.name, "key": key, "dataset": dataset, "batch": batch,
+            "lan_s": lan.seconds, "wan_s": wan_s,
             "online_mb": mb, "rounds": lan.stats.rounds,
             "key_mb_per_party": lan.key_bytes_per_party as f64 / 1e6,
-            "argmax_agreement": agree as f64 / batch as f64,
-            "lan_s_per_image": lan.seconds / batch as f64,
-            "online_mb_per_image": mb / batch as f64,
+            "argmax_agreement": agree as f64 / b,
+            "keys": keys_name, "keygen_s": lan.keygen_seconds,
+            "online_s": lan.online_seconds, "key_wait_s": lan.key_wait_seconds,
+            "lan_s_per_image": lan.seconds / b,
+            "wan_s_per_image": wan_s.map(|s| s / b),
+            "online_mb_per_image": mb / b,
         });
         if !json_out {
             println!(
-                "{:<22} {:<8} batch {:>4}  LAN {:>7.2} s ({:.4} s/img, keygen {:.2} s)  WAN {:>8}  {:>8.2} MB ({:.3} MB/img)  {:>3} rounds  keys {:>8.1} MB/party  agreement {}/{}",
+                "{:<20} {:<20} batch {:>4}  LAN {:>7.2} s ({:.4} s/img, keys {}, keygen {:.2} s)  WAN {:>9}  {:>8.2} MB ({:.3} MB/img)  {:>3} rounds  keys {:>8.1} MB/party  agreement {}/{}",
                 model.name,
                 dataset,
                 batch,
                 lan.seconds,
-                lan.seconds / batch as f64,
+                lan.seconds / b,
+                keys_name,
                 lan.keygen_seconds,
                 wan_s.map_or("-".to_string(), |s| format!("{s:.2} s")),
                 mb,
-                mb / batch as f64,
+                mb / b,
                 lan.stats.rounds,
                 lan.key_bytes_per_party as f64 / 1e6,
                 agree,

@@ -2,9 +2,17 @@
 //! dealer streams key bundles to the two parties over bounded channels (so
 //! at most a few gates' keys exist at a time), the parties run on threads
 //! over the in-memory transport, optionally shaped like a WAN link.
+//!
+//! Two ways to time it ([`Preprocess`]): keys streamed while the parties run
+//! (memory stays bounded: what production with a dealer stream looks like),
+//! or all keys generated first and then the online phase timed alone (what
+//! ARIANN's online figures mean; needs the whole job's keys in RAM).
 
+use crate::fss::Party;
+use crate::mpc::bundle::BundleTag;
 use crate::mpc::{
-    ChannelSource, CommStats, MemTransport, Session, ShapedTransport, Transport, run_two_party,
+    ChannelSource, CommStats, GateKey, KeyBundle, MemTransport, MpcError, PreprocessingSource,
+    Session, ShapedTransport, Transport, VecSource, run_two_party,
 };
 use crate::nn::{
     Config, Model, NnError, Weights, decode_output, encode_input, forward_private, plan,
@@ -24,6 +32,27 @@ pub struct Wan {
     pub bytes_per_sec: f64,
 }
 
+/// When the dealer's keys are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preprocess {
+    /// Streamed over bounded channels while the parties run (bounded memory;
+    /// keygen shares the cores with the online phase).
+    #[default]
+    Streamed,
+    /// All keys generated before the parties start; the online phase is then
+    /// timed alone. The whole job's keys are in RAM: small models only.
+    Ahead,
+}
+
+/// How to run [`private_inference_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RunOptions {
+    /// Emulated WAN link, or `None` for the bare in-memory transport.
+    pub wan: Option<Wan>,
+    /// When keys are made.
+    pub preprocess: Preprocess,
+}
+
 /// What a private inference cost and produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -31,9 +60,15 @@ pub struct Report {
     pub output: Vec<f64>,
     /// Reconstructed outputs in the ring (for bit-exact checks).
     pub raw: Vec<u64>,
-    /// Wall time of the two-party run, including the dealer generating keys
-    /// concurrently on the same cores.
+    /// Wall time of the two-party run. With [`Preprocess::Streamed`] it
+    /// includes the dealer generating keys concurrently on the same cores;
+    /// with [`Preprocess::Ahead`] it is the online phase alone.
     pub seconds: f64,
+    /// The online phase alone (with [`Preprocess::Ahead`]), else `None`.
+    pub online_seconds: Option<f64>,
+    /// Time party 0 spent blocked waiting for its next key bundle
+    /// ([`Preprocess::Streamed`]; 0 with keys ahead).
+    pub key_wait_seconds: f64,
     /// Time the dealer spent generating keys (in its own thread).
     pub keygen_seconds: f64,
     /// Party 0's transport counters (the protocol is symmetric).
@@ -44,7 +79,7 @@ pub struct Report {
 
 /// Runs `model` with `weights` (model owner, party 0's side) on the input
 /// batch `x` (data owner, party 1's side) privately, both parties in this
-/// process. Randomness comes from the operating system.
+/// process, keys streamed. Randomness comes from the operating system.
 pub fn private_inference(
     model: &Model,
     weights: &Weights,
@@ -52,6 +87,41 @@ pub fn private_inference(
     batch: usize,
     cfg: &Config,
     wan: Option<Wan>,
+) -> Result<Report, NnError> {
+    let opts = RunOptions {
+        wan,
+        preprocess: Preprocess::Streamed,
+    };
+    private_inference_with(model, weights, x, batch, cfg, &opts)
+}
+
+/// A source that counts the time spent waiting for bundles.
+struct Timed<'a, S: ?Sized> {
+    inner: &'a mut S,
+    waited: Duration,
+}
+
+impl<S: PreprocessingSource<u64> + ?Sized> PreprocessingSource<u64> for Timed<'_, S> {
+    fn next_bundle(
+        &mut self,
+        party: Party,
+        expected: &BundleTag,
+    ) -> Result<GateKey<u64>, MpcError> {
+        let t = Instant::now();
+        let r = self.inner.next_bundle(party, expected);
+        self.waited += t.elapsed();
+        r
+    }
+}
+
+/// [`private_inference`] with options (WAN shaping, keys ahead or streamed).
+pub fn private_inference_with(
+    model: &Model,
+    weights: &Weights,
+    x: &[f32],
+    batch: usize,
+    cfg: &Config,
+    opts: &RunOptions,
 ) -> Result<Report, NnError> {
     let mut rng = ChaCha20Rng::from_os_rng();
     let (w0, w1) = share_weights(model, weights, cfg, &mut rng)?;
@@ -63,60 +133,88 @@ pub fn private_inference(
         .map(|(v, a)| v.wrapping_sub(*a))
         .collect();
     let p = plan(model, batch, cfg)?;
-    let (tx0, rx0) = sync_channel(2);
-    let (tx1, rx1) = sync_channel(2);
+    let dealer_err = |e: &dyn std::fmt::Display| NnError::Dealer(e.to_string());
+    let wan = opts.wan;
     let timeout = Duration::from_secs(600);
-    let start = Instant::now();
-    let (dealer, (o0, o1)) = std::thread::scope(|s| {
-        let dealer = s.spawn(move || -> Result<(f64, u64), NnError> {
-            let mut busy = 0.0;
-            let mut bytes = 0u64;
-            let mut stream = p
-                .bundles_from_os::<u64>()
-                .map_err(|e| NnError::Dealer(e.to_string()))?;
-            loop {
-                let t = Instant::now();
-                let Some(pair) = stream.next() else { break };
-                let (a, b) = pair.map_err(|e| NnError::Dealer(e.to_string()))?;
-                busy += t.elapsed().as_secs_f64();
-                bytes += a.key.key_bytes() as u64;
-                // A party that stopped early drops its receiver; stop then too.
-                if tx0.send(a).is_err() || tx1.send(b).is_err() {
-                    break;
-                }
+    // One party's run over its end of the transport and its key source.
+    let run = |t: &mut MemTransport,
+               src: &mut dyn PreprocessingSource<u64>,
+               ws,
+               xs: &[u64]|
+     -> Result<(Vec<u64>, CommStats, Duration), NnError> {
+        let mut src = Timed {
+            inner: src,
+            waited: Duration::ZERO,
+        };
+        let out = match wan {
+            None => forward_private(&mut Session::new(t, &mut src), model, ws, xs, batch, cfg)?,
+            Some(w) => {
+                // Shape a fresh view of this end: same channel, delays added.
+                let mut shaped = ShapedTransport::new(&mut *t, w.rtt, w.bytes_per_sec);
+                forward_private(
+                    &mut Session::new(&mut shaped, &mut src),
+                    model,
+                    ws,
+                    xs,
+                    batch,
+                    cfg,
+                )?
             }
-            Ok((busy, bytes))
-        });
-        let run =
-            |t: &mut MemTransport, rx, ws, xs: &[u64]| -> Result<(Vec<u64>, CommStats), NnError> {
-                let mut src = ChannelSource::new(rx, timeout);
-                let out = match wan {
-                    None => {
-                        forward_private(&mut Session::new(t, &mut src), model, ws, xs, batch, cfg)?
+        };
+        Ok((out, t.stats(), src.waited))
+    };
+    let (seconds, keygen_seconds, key_bytes_per_party, o0, o1) = match opts.preprocess {
+        Preprocess::Ahead => {
+            let t = Instant::now();
+            let (mut b0, mut b1): (Vec<KeyBundle<u64>>, Vec<KeyBundle<u64>>) = (vec![], vec![]);
+            let mut bytes = 0u64;
+            for pair in p.bundles_from_os::<u64>().map_err(|e| dealer_err(&e))? {
+                let (a, b) = pair.map_err(|e| dealer_err(&e))?;
+                bytes += a.key.key_bytes() as u64;
+                b0.push(a);
+                b1.push(b);
+            }
+            let keygen = t.elapsed().as_secs_f64();
+            let (mut s0, mut s1) = (VecSource::new(b0), VecSource::new(b1));
+            let start = Instant::now();
+            let (o0, o1) =
+                run_two_party(|t| run(t, &mut s0, &w0, &x0), |t| run(t, &mut s1, &w1, &x1));
+            (start.elapsed().as_secs_f64(), keygen, bytes, o0, o1)
+        }
+        Preprocess::Streamed => {
+            let (tx0, rx0) = sync_channel(2);
+            let (tx1, rx1) = sync_channel(2);
+            let start = Instant::now();
+            let (dealer, (o0, o1)) = std::thread::scope(|s| {
+                let dealer = s.spawn(move || -> Result<(f64, u64), NnError> {
+                    let mut busy = 0.0;
+                    let mut bytes = 0u64;
+                    let mut stream = p.bundles_from_os::<u64>().map_err(|e| dealer_err(&e))?;
+                    loop {
+                        let t = Instant::now();
+                        let Some(pair) = stream.next() else { break };
+                        let (a, b) = pair.map_err(|e| dealer_err(&e))?;
+                        busy += t.elapsed().as_secs_f64();
+                        bytes += a.key.key_bytes() as u64;
+                        // A party that stopped early drops its receiver; stop then too.
+                        if tx0.send(a).is_err() || tx1.send(b).is_err() {
+                            break;
+                        }
                     }
-                    Some(w) => {
-                        let (rtt, bw) = (w.rtt, w.bytes_per_sec);
-                        // Shape a fresh view of this end: same channel, delays added.
-                        let mut shaped = ShapedTransport::new(&mut *t, rtt, bw);
-                        forward_private(
-                            &mut Session::new(&mut shaped, &mut src),
-                            model,
-                            ws,
-                            xs,
-                            batch,
-                            cfg,
-                        )?
-                    }
-                };
-                Ok((out, t.stats()))
-            };
-        let outs = run_two_party(|t| run(t, rx0, &w0, &x0), |t| run(t, rx1, &w1, &x1));
-        (dealer.join(), outs)
-    });
-    let seconds = start.elapsed().as_secs_f64();
-    let (keygen_seconds, key_bytes_per_party) =
-        dealer.unwrap_or_else(|e| std::panic::resume_unwind(e))?;
-    let ((y0, stats), (y1, _)) = (o0?, o1?);
+                    Ok((busy, bytes))
+                });
+                let outs = run_two_party(
+                    |t| run(t, &mut ChannelSource::new(rx0, timeout), &w0, &x0),
+                    |t| run(t, &mut ChannelSource::new(rx1, timeout), &w1, &x1),
+                );
+                (dealer.join(), outs)
+            });
+            let seconds = start.elapsed().as_secs_f64();
+            let (keygen, bytes) = dealer.unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+            (seconds, keygen, bytes, o0, o1)
+        }
+    };
+    let ((y0, stats, waited), (y1, _, _)) = (o0?, o1?);
     let raw: Vec<u64> = y0
         .iter()
         .zip(&y1)
@@ -126,6 +224,8 @@ pub fn private_inference(
         output: decode_output(&raw, cfg),
         raw,
         seconds,
+        online_seconds: (opts.preprocess == Preprocess::Ahead).then_some(seconds),
+        key_wait_seconds: waited.as_secs_f64(),
         keygen_seconds,
         stats,
         key_bytes_per_party,
