@@ -25,22 +25,14 @@
 //! float predictions of the same weights. ReLU and max-pool are permuted
 //! where they are adjacent (exact; ARIANN and Falcon do the same).
 
-use ariann::local::{Preprocess, RunOptions, Wan, private_inference_with};
-use ariann::nn::{Config, Weights, forward_float, plan, zoo};
+use ariann::local::{
+    Preprocess, RunOptions, Wan, private_inference_checked, private_inference_with,
+};
+use ariann::nn::{Config, Weights, plan, zoo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use serde_json::json;
 use std::time::Duration;
-
-fn argmax(row: &[f64]) -> usize {
-    let mut b = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[b] {
-            b = i;
-        }
-    }
-    b
-}
 
 fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a String> {
     args.iter()
@@ -116,12 +108,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let x: Vec<f32> = (0..batch * model.input_len())
             .map(|_| rng.random_range(0.0..1.0))
             .collect();
-        let float = forward_float(&model, &w, &x, batch)?;
         let opts = RunOptions {
             wan: None,
             preprocess,
         };
-        let lan = private_inference_with(&model, &w, &x, batch, &cfg, &opts)?;
+        let checked = private_inference_checked(&model, &w, &x, batch, &cfg, &opts)?;
+        let (lan, agree) = (checked.report, checked.agree);
         let wan_s = if no_wan {
             None
         } else {
@@ -131,13 +123,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             Some(private_inference_with(&model, &w, &x, batch, &cfg, &opts)?.seconds)
         };
-        let classes = lan.output.len() / batch;
-        let agree = (0..batch)
-            .filter(|i| {
-                argmax(&lan.output[i * classes..(i + 1) * classes])
-                    == argmax(&float[i * classes..(i + 1) * classes])
-            })
-            .count();
         let mb = lan.stats.bytes_sent as f64 / 1e6;
         let keys_name = match preprocess {
             Preprocess::Ahead => "ahead",

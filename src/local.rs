@@ -231,3 +231,74 @@ pub fn private_inference_with(
         key_bytes_per_party,
     })
 }
+
+/// A private run next to its cleartext float reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The private run.
+    pub report: Report,
+    /// The float cleartext outputs of the same weights and inputs.
+    pub float: Vec<f64>,
+    /// Rows whose private argmax equals the float argmax.
+    pub agree: usize,
+}
+
+fn argmax(row: &[f64]) -> usize {
+    (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b })
+}
+
+/// [`private_inference_with`], plus the float cleartext run of the same
+/// model and the number of rows where both predict the same class.
+pub fn private_inference_checked(
+    model: &Model,
+    weights: &Weights,
+    x: &[f32],
+    batch: usize,
+    cfg: &Config,
+    opts: &RunOptions,
+) -> Result<Checked, NnError> {
+    let float = crate::nn::forward_float(model, weights, x, batch)?;
+    let report = private_inference_with(model, weights, x, batch, cfg, opts)?;
+    let classes = report.output.len() / batch.max(1);
+    let agree = (0..batch)
+        .filter(|i| {
+            let r = i * classes..(i + 1) * classes;
+            argmax(&report.output[r.clone()]) == argmax(&float[r])
+        })
+        .count();
+    Ok(Checked {
+        report,
+        float,
+        agree,
+    })
+}
+
+impl Checked {
+    /// Two human-readable lines: time, traffic, rounds, keys, agreement.
+    pub fn summary(&self, batch: usize) -> String {
+        let r = &self.report;
+        let mb = r.stats.bytes_sent as f64 / 1e6;
+        let b = batch.max(1) as f64;
+        let time = match r.online_seconds {
+            Some(s) => format!(
+                "online {s:.2} s ({:.3} s/image; keys made ahead in {:.2} s)",
+                s / b,
+                r.keygen_seconds
+            ),
+            None => format!(
+                "{:.2} s ({:.3} s/image) with keys streamed: dealer busy {:.2} s, party 0 waited {:.2} s for keys",
+                r.seconds,
+                r.seconds / b,
+                r.keygen_seconds,
+                r.key_wait_seconds
+            ),
+        };
+        format!(
+            "{time}\n{mb:.1} MB per party online ({:.2} MB/image), {} rounds, keys {:.2} GB per party; predictions agree with float on {}/{batch}",
+            mb / b,
+            r.stats.rounds,
+            r.key_bytes_per_party as f64 / 1e9,
+            self.agree
+        )
+    }
+}
