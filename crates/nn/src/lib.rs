@@ -817,6 +817,86 @@ fn fixed_params_rec(
 #[derive(Debug, Clone)]
 pub struct WeightShares(Vec<RingTensor<u64>>);
 
+/// Shapes of the fixed-point parameter tensors, in [`WeightShares`] order.
+fn fixed_param_shapes(layers: &[Layer], out: &mut Vec<Vec<usize>>) {
+    for l in layers {
+        match l {
+            Layer::Linear { inp, out: o, .. } => {
+                out.push(vec![*inp, *o]);
+                out.push(vec![*o]);
+            }
+            Layer::Conv2d { c, oc, k, .. } => {
+                out.push(vec![*oc, *c, *k, *k]);
+                out.push(vec![*oc]);
+            }
+            Layer::BatchNorm2d { c, .. } => {
+                out.push(vec![*c]);
+                out.push(vec![*c]);
+            }
+            Layer::Residual { body, shortcut } => {
+                fixed_param_shapes(body, out);
+                fixed_param_shapes(shortcut, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl WeightShares {
+    /// Number of ring elements (all tensors).
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|t| t.as_slice().len()).sum()
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements a share of `model`'s parameters has (what
+    /// [`WeightShares::from_bytes`] expects: 8 bytes each).
+    pub fn expected_len(model: &Model) -> usize {
+        let mut shapes = Vec::new();
+        fixed_param_shapes(&model.layers, &mut shapes);
+        shapes.iter().map(|s| s.iter().product::<usize>()).sum()
+    }
+
+    /// Little-endian bytes of every element, tensor after tensor (to send a
+    /// share to the other party).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len() * 8);
+        for t in &self.0 {
+            for v in t.as_slice() {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`WeightShares::to_bytes`] for `model`; a length that
+    /// does not fit the model is an error.
+    pub fn from_bytes(model: &Model, bytes: &[u8]) -> Result<Self, NnError> {
+        let mut shapes = Vec::new();
+        fixed_param_shapes(&model.layers, &mut shapes);
+        let total: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+        if bytes.len() != total * 8 {
+            return Err(NnError::InputSize {
+                expected: total * 8,
+                got: bytes.len(),
+            });
+        }
+        let mut vals = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        let mut out = Vec::with_capacity(shapes.len());
+        for s in shapes {
+            let n = s.iter().product::<usize>();
+            out.push(RingTensor::from_vec(&s, vals.by_ref().take(n).collect())?);
+        }
+        Ok(WeightShares(out))
+    }
+}
+
 /// The model owner secret-shares its weights: `(party 0's, party 1's)`.
 pub fn share_weights<G: Rng + CryptoRng + ?Sized>(
     model: &Model,

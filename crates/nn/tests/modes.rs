@@ -465,3 +465,19 @@ fn zoo_models_are_well_formed() {
         14_714_688 + 2_101_248 + 16_781_312 + 40_970
     );
 }
+
+/// A party sends the other its share of the weights as bytes: the round
+/// trip is exact, and a share of the wrong length is refused.
+#[test]
+fn weight_shares_round_trip_as_bytes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let model = zoo::alexnet_cifar10();
+    let w = Weights::random(&model, &mut rng);
+    let (a, _) = share_weights(&model, &w, &Config::default(), &mut rng).expect("share");
+    assert_eq!(a.len(), ariann_nn::WeightShares::expected_len(&model));
+    let bytes = a.to_bytes();
+    let back = ariann_nn::WeightShares::from_bytes(&model, &bytes).expect("decode");
+    assert_eq!(back.to_bytes(), bytes);
+    assert!(ariann_nn::WeightShares::from_bytes(&model, &bytes[8..]).is_err());
+    assert!(ariann_nn::WeightShares::from_bytes(&zoo::network1(), &bytes).is_err());
+}
