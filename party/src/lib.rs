@@ -1,0 +1,281 @@
+//! # ariann-party: one party's side of a private job
+//!
+//! A [`Job`] is public and identical at both parties: the model's
+//! architecture, the batch size, the fixed-point [`Config`] and which party
+//! learns the output. Each party brings one private [`Asset`]: the model
+//! owner its weights, the data owner its inputs. [`run_job`] then, over any
+//! [`Transport`] and with keys from any [`PreprocessingSource`] (a key file,
+//! a dealer stream, memory):
+//!
+//! 1. checks that the peer runs the same job (digest of the job) with the
+//!    other asset;
+//! 2. the owner of each asset secret-shares it: it keeps one share and
+//!    sends the other (uniformly random on its own) to the peer;
+//! 3. both run the private forward pass ([`forward_private`]);
+//! 4. the party the job does not name sends its output share to the named
+//!    party, which reconstructs and decodes the output. The other party
+//!    learns nothing.
+//!
+//! Nothing but a fresh random share, a masked value or the job's revealed
+//! output crosses the transport. Any mismatch (another job, the same asset
+//! on both sides, a share of the wrong length) is an error before any data
+//! is sent.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use ariann_fss::Party;
+use ariann_mpc::{CommStats, MpcError, PreprocessingSource, Session, Transport};
+pub use ariann_nn::Config;
+use ariann_nn::{
+    Model, NnError, WeightShares, Weights, decode_output, encode_input, forward_private,
+    share_weights,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+use thiserror::Error;
+
+/// Errors of a party's job.
+#[derive(Debug, Error)]
+pub enum PartyError {
+    /// The peer runs another job (model, batch, config or output party).
+    #[error("the peer runs another job (job digest {theirs} here {ours})")]
+    JobMismatch {
+        /// This party's job digest (hex, first 8 bytes).
+        ours: String,
+        /// The peer's (hex, first 8 bytes).
+        theirs: String,
+    },
+    /// Both parties bring the same kind of asset.
+    #[error("both parties hold the {0}: one must bring the weights, the other the inputs")]
+    SameAsset(&'static str),
+    /// The peer broke the job's message sequence.
+    #[error("protocol violation by the peer: {0}")]
+    Protocol(String),
+    /// A model, weight or input problem.
+    #[error(transparent)]
+    Nn(#[from] NnError),
+    /// A two-party protocol or transport failure.
+    #[error(transparent)]
+    Mpc(#[from] MpcError),
+}
+
+/// The public description of a job; both parties must hold the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The architecture (public), as it will run (folded, permuted).
+    pub model: Model,
+    /// Inputs in the batch.
+    pub batch: usize,
+    /// Fixed-point and window parameters.
+    pub cfg: Config,
+    /// The party that learns the output.
+    pub output_to: Party,
+}
+
+impl Job {
+    /// The dealer's plan of this job.
+    pub fn plan(&self) -> Result<ariann_dealer::Plan, PartyError> {
+        Ok(ariann_nn::plan(&self.model, self.batch, &self.cfg)?)
+    }
+
+    /// A digest of everything both parties must agree on.
+    pub fn digest(&self) -> Result<[u8; 32], PartyError> {
+        let mut h = Sha256::new();
+        h.update(b"ariann-rs job v1");
+        h.update(self.plan()?.hash());
+        h.update(self.model.to_json().as_bytes());
+        h.update((self.batch as u64).to_le_bytes());
+        let c = &self.cfg;
+        for v in [c.frac_bits, c.k_cmp, c.k_trunc] {
+            h.update(v.to_le_bytes());
+        }
+        h.update((c.max_gate_elems as u64).to_le_bytes());
+        h.update([party_byte(self.output_to)]);
+        Ok(h.finalize().into())
+    }
+}
+
+/// What this party brings to the job.
+#[derive(Debug, Clone)]
+pub enum Asset {
+    /// The model owner's float weights (PyTorch names).
+    Weights(Weights),
+    /// The data owner's inputs: `batch x input_len` floats, row-major.
+    Input(Vec<f32>),
+}
+
+impl Asset {
+    fn kind(&self) -> u8 {
+        match self {
+            Asset::Weights(_) => 1,
+            Asset::Input(_) => 2,
+        }
+    }
+}
+
+/// What a job produced at this party.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The decoded output (`batch x classes`), only at the party the job names.
+    pub output: Option<Vec<f64>>,
+    /// This party's traffic for the whole job (sharing, inference, reveal).
+    pub stats: CommStats,
+    /// Wall time of the job.
+    pub seconds: f64,
+}
+
+fn party_byte(p: Party) -> u8 {
+    match p {
+        Party::P0 => 0,
+        Party::P1 => 1,
+    }
+}
+
+fn hex8(d: &[u8]) -> String {
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn u64s_to_bytes(v: &[u64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn bytes_to_u64s(b: &[u8], expected: usize, what: &str) -> Result<Vec<u64>, PartyError> {
+    if b.len() != expected * 8 {
+        return Err(PartyError::Protocol(format!(
+            "{what}: {} bytes where {} were expected",
+            b.len(),
+            expected * 8
+        )));
+    }
+    Ok(b.chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
+}
+
+/// Sends `mine` and expects nothing back (the peer is the receiver).
+fn send_only<T: Transport + ?Sized>(t: &mut T, mine: &[u8], what: &str) -> Result<(), PartyError> {
+    let got = t.exchange(mine)?;
+    if !got.is_empty() {
+        return Err(PartyError::Protocol(format!(
+            "{what}: the peer sent {} bytes while this party was the sender",
+            got.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `job` at this party (`transport.party()`) with `asset`, keys from
+/// `source` (consumed from plan index 0). See the crate docs for the steps.
+pub fn run_job<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
+    job: &Job,
+    asset: &Asset,
+    transport: &mut T,
+    source: &mut S,
+) -> Result<Outcome, PartyError> {
+    let start = Instant::now();
+    let before = transport.stats();
+    let me = transport.party();
+    let model = &job.model;
+    let n_in = job.batch * model.input_len();
+    // Local checks first: nothing is sent for a job this party cannot run.
+    match asset {
+        Asset::Weights(w) => w.check(model)?,
+        Asset::Input(x) if x.len() != n_in => {
+            return Err(NnError::InputSize {
+                expected: n_in,
+                got: x.len(),
+            }
+            .into());
+        }
+        Asset::Input(_) => {}
+    }
+    let digest = job.digest()?;
+
+    // 1. Same job, complementary assets.
+    let mut hello = digest.to_vec();
+    hello.push(asset.kind());
+    let peer = transport.exchange(&hello)?;
+    if peer.len() != 33 {
+        return Err(PartyError::Protocol(format!(
+            "job hello of {} bytes (expected 33)",
+            peer.len()
+        )));
+    }
+    if peer[..32] != digest {
+        return Err(PartyError::JobMismatch {
+            ours: hex8(&digest),
+            theirs: hex8(&peer[..32]),
+        });
+    }
+    if peer[32] == asset.kind() {
+        return Err(PartyError::SameAsset(match asset {
+            Asset::Weights(_) => "weights",
+            Asset::Input(_) => "inputs",
+        }));
+    }
+    if !matches!(peer[32], 1 | 2) {
+        return Err(PartyError::Protocol(format!(
+            "unknown asset kind {}",
+            peer[32]
+        )));
+    }
+
+    // 2. Each owner shares its asset (weights first, then inputs).
+    let mut rng = ChaCha20Rng::from_os_rng();
+    let (weights, input) = match asset {
+        Asset::Weights(w) => {
+            let (mine, theirs) = share_weights(model, w, &job.cfg, &mut rng)?;
+            send_only(transport, &theirs.to_bytes(), "weight share")?;
+            drop(theirs);
+            let got = transport.exchange(&[])?;
+            (mine, bytes_to_u64s(&got, n_in, "input share")?)
+        }
+        Asset::Input(x) => {
+            let got = transport.exchange(&[])?;
+            let w = WeightShares::from_bytes(model, &got).map_err(|_| {
+                PartyError::Protocol(format!(
+                    "weight share of {} bytes where {} were expected",
+                    got.len(),
+                    WeightShares::expected_len(model) * 8
+                ))
+            })?;
+            let enc = encode_input(x, &job.cfg)?;
+            let theirs: Vec<u64> = enc.iter().map(|_| rng.random()).collect();
+            let mine: Vec<u64> = enc
+                .iter()
+                .zip(&theirs)
+                .map(|(v, r)| v.wrapping_sub(*r))
+                .collect();
+            send_only(transport, &u64s_to_bytes(&theirs), "input share")?;
+            (w, mine)
+        }
+    };
+
+    // 3. The private forward pass.
+    let y = {
+        let mut session = Session::new(&mut *transport, source);
+        forward_private(&mut session, model, &weights, &input, job.batch, &job.cfg)?
+    };
+
+    // 4. Reveal to the named party only.
+    let output = if me == job.output_to {
+        let got = transport.exchange(&[])?;
+        let theirs = bytes_to_u64s(&got, y.len(), "output share")?;
+        let raw: Vec<u64> = y
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect();
+        Some(decode_output(&raw, &job.cfg))
+    } else {
+        send_only(transport, &u64s_to_bytes(&y), "output share")?;
+        None
+    };
+    Ok(Outcome {
+        output,
+        stats: transport.stats().since(&before),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,158 @@
+//! A job between two parties on threads (in-memory transport, keys in
+//! memory): the revealed output equals the fixed-point cleartext run, only
+//! the named party sees it, and mismatched jobs fail before any data moves.
+
+use ariann_fss::Party;
+use ariann_mpc::{MemTransport, VecSource, run_two_party};
+use ariann_nn::{Layer, Model, Weights, decode_output, encode_input, forward_fixed};
+use ariann_party::{Asset, Config, Job, PartyError, run_job};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A small CNN with ReLU and max-pool.
+fn model() -> Model {
+    Model {
+        name: "tiny-cnn".into(),
+        input: vec![1, 6, 6],
+        layers: vec![
+            Layer::Conv2d {
+                name: "conv".into(),
+                c: 1,
+                oc: 3,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            Layer::MaxPool2d {
+                k: 2,
+                stride: 2,
+                pad: 0,
+            },
+            Layer::Relu,
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                inp: 27,
+                out: 4,
+            },
+        ],
+    }
+}
+
+fn keys(job: &Job, seed: u8) -> (VecSource<u64>, VecSource<u64>) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for pair in job
+        .plan()
+        .expect("plan")
+        .bundles_from_seed::<u64>([seed; 32])
+        .expect("ring")
+    {
+        let (x, y) = pair.expect("gate");
+        a.push(x);
+        b.push(y);
+    }
+    (VecSource::new(a), VecSource::new(b))
+}
+
+fn setup(batch: usize, output_to: Party) -> (Job, Weights, Vec<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let m = model();
+    let w = Weights::random(&m, &mut rng);
+    let x: Vec<f32> = (0..batch * m.input_len())
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let job = Job {
+        model: m,
+        batch,
+        cfg: Config::default(),
+        output_to,
+    };
+    (job, w, x)
+}
+
+#[test]
+fn output_is_revealed_to_the_named_party_only() {
+    for (to, weights_at) in [
+        (Party::P1, Party::P0),
+        (Party::P0, Party::P0),
+        (Party::P0, Party::P1),
+    ] {
+        let (job, w, x) = setup(3, to);
+        let expect = decode_output(
+            &forward_fixed(
+                &job.model,
+                &w,
+                &encode_input(&x, &job.cfg).expect("enc"),
+                3,
+                &job.cfg,
+            )
+            .expect("fixed"),
+            &job.cfg,
+        );
+        let (mut k0, mut k1) = keys(&job, 1);
+        let (wa, xa) = (Asset::Weights(w), Asset::Input(x));
+        let (a0, a1) = if weights_at == Party::P0 {
+            (&wa, &xa)
+        } else {
+            (&xa, &wa)
+        };
+        let (o0, o1) = run_two_party(
+            |t: &mut MemTransport| run_job(&job, a0, t, &mut k0),
+            |t: &mut MemTransport| run_job(&job, a1, t, &mut k1),
+        );
+        let (o0, o1) = (o0.expect("party 0"), o1.expect("party 1"));
+        let (named, other) = if to == Party::P0 { (o0, o1) } else { (o1, o0) };
+        assert_eq!(named.output.as_deref(), Some(expect.as_slice()));
+        assert_eq!(other.output, None, "the other party learns nothing");
+        assert!(named.stats.rounds > 3 && named.stats.bytes_sent > 0);
+    }
+}
+
+#[test]
+fn another_job_or_the_same_asset_fails_before_any_data() {
+    let (job, w, x) = setup(2, Party::P1);
+    let other = Job {
+        batch: 3,
+        ..job.clone()
+    };
+    let (mut k0, _) = keys(&job, 2);
+    let (_, mut k1) = keys(&other, 2);
+    let x3: Vec<f32> = x.iter().chain(&x[..36]).copied().collect();
+    let (o0, o1) = run_two_party(
+        |t: &mut MemTransport| run_job(&job, &Asset::Weights(w.clone()), t, &mut k0),
+        |t: &mut MemTransport| run_job(&other, &Asset::Input(x3.clone()), t, &mut k1),
+    );
+    for o in [o0, o1] {
+        assert!(matches!(o, Err(PartyError::JobMismatch { .. })), "{o:?}");
+    }
+
+    let (mut k0, mut k1) = keys(&job, 3);
+    let (o0, o1) = run_two_party(
+        |t: &mut MemTransport| run_job(&job, &Asset::Input(x.clone()), t, &mut k0),
+        |t: &mut MemTransport| run_job(&job, &Asset::Input(x.clone()), t, &mut k1),
+    );
+    for o in [o0, o1] {
+        assert!(matches!(o, Err(PartyError::SameAsset("inputs"))), "{o:?}");
+    }
+}
+
+#[test]
+fn bad_local_assets_are_refused_before_anything_is_sent() {
+    let (job, w, x) = setup(2, Party::P1);
+    let (mut k0, _) = keys(&job, 4);
+    let (mut t0, _t1) = MemTransport::pair();
+    let r = run_job(&job, &Asset::Input(x[1..].to_vec()), &mut t0, &mut k0);
+    assert!(matches!(r, Err(PartyError::Nn(_))), "{r:?}");
+    let mut wrong = Weights::new();
+    let (s, d) = w.get("fc.weight").expect("present");
+    wrong
+        .insert("fc.weight", s.to_vec(), d.to_vec())
+        .expect("insert");
+    let r = run_job(&job, &Asset::Weights(wrong), &mut t0, &mut k0);
+    assert!(
+        matches!(&r, Err(PartyError::Nn(e)) if e.to_string().contains("conv.weight")),
+        "{r:?}"
+    );
+    use ariann_mpc::Transport;
+    assert_eq!(t0.stats().rounds, 0, "nothing was sent");
+}
