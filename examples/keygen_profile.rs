@@ -1,0 +1,63 @@
+//! Where the dealer's time goes: generates every bundle of a zoo model's
+//! plan and sums the time and key bytes per gate kind.
+//!
+//! ```text
+//! cargo run --release --example keygen_profile -- resnet18 1
+//! ```
+
+use ariann::mpc::GateDesc;
+use ariann::nn::{Config, plan, zoo};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let name = args.first().map_or("resnet18", String::as_str);
+    let batch: usize = args.get(1).map_or(Ok(1), |b| b.parse())?;
+    let (model, _, _) = zoo::by_name(name).ok_or("unknown model")?;
+    // As the zoo runs it: batch-norms folded (random weights), ReLU and
+    // max-pool permuted.
+    let w = ariann::nn::Weights::random(&model, &mut rand::rng());
+    let (model, _) = model.fold_batchnorm(&w)?;
+    let model = model.permute_relu_maxpool();
+    let cfg = Config {
+        k_cmp: 24,
+        ..Config::default()
+    };
+    let p = plan(&model, batch, &cfg)?;
+    let mut per: BTreeMap<&str, (f64, u64, usize, usize)> = BTreeMap::new();
+    let mut stream = p.bundles_from_seed::<u64>([1; 32])?;
+    let total = Instant::now();
+    for gate in &p.gates {
+        let t = Instant::now();
+        let (a, _) = stream.next().ok_or("plan ended early")??;
+        let elems = match gate {
+            GateDesc::Relu { m, .. } | GateDesc::Trunc { m, .. } => *m,
+            GateDesc::MaxPool { shape, .. } => shape.n * shape.c,
+            _ => 0,
+        };
+        let kind = match gate {
+            GateDesc::Relu { .. } => "relu",
+            GateDesc::Trunc { .. } => "trunc",
+            GateDesc::Triple(_) => "triple",
+            GateDesc::MaxPool { .. } => "maxpool",
+            _ => "other",
+        };
+        let e = per.entry(kind).or_default();
+        e.0 += t.elapsed().as_secs_f64();
+        e.1 += a.key.key_bytes() as u64;
+        e.2 += 1;
+        e.3 += elems;
+    }
+    println!(
+        "{name} batch {batch}: {:.2} s",
+        total.elapsed().as_secs_f64()
+    );
+    for (k, (s, b, n, m)) in per {
+        println!(
+            "{k:<8} {n:>4} bundles {m:>9} elements (planes for max-pool) {s:>7.2} s {:>9.1} MB/party",
+            b as f64 / 1e6
+        );
+    }
+    Ok(())
+}
