@@ -84,8 +84,9 @@ pub enum SourceFault {
     /// file, party or session.
     #[error("checksum mismatch (corrupted, or a chunk of another key file, party or session)")]
     Checksum,
-    /// The input ends inside this bundle (or before its trailer).
-    #[error("truncated (the input ends inside this bundle or its trailer)")]
+    /// The input ends inside this bundle (or its length field is corrupted
+    /// and points past the end).
+    #[error("truncated (the input ends inside this bundle, or its length field is corrupted)")]
     Truncated,
     /// The trailer after the last bundle is missing or wrong.
     #[error("bad trailer: {0}")]
