@@ -199,6 +199,14 @@ pub enum KeyFileError {
     /// The operating system's random generator failed.
     #[error("OS random generator: {0}")]
     Rng(String),
+    /// A chunk of the file is bad ([`verify_file`]).
+    #[error("chunk {index}: {fault}")]
+    Chunk {
+        /// The chunk (= plan index).
+        index: u64,
+        /// What is wrong.
+        fault: SourceFault,
+    },
     /// The dealer failed to generate a bundle.
     #[error(transparent)]
     Dealer(#[from] DealerError),
@@ -520,12 +528,38 @@ pub fn write_key_files<R: Ring>(
     ];
     let mut w0 = KeyFileWriter::create(&paths[0], header(Party::P0))?;
     let mut w1 = KeyFileWriter::create(&paths[1], header(Party::P1))?;
-    for (i, pair) in stream.enumerate() {
-        let (a, b) = pair?;
-        w0.write_bundle(&a)?;
-        w1.write_bundle(&b)?;
-        progress(i as u64 + 1, [w0.bytes(), w1.bytes()]);
-    }
+    // Pipeline: a generator thread runs at most one gate ahead of the
+    // writers (bounded memory), and the two files are encoded, hashed and
+    // written concurrently.
+    let (tx, rx) = sync_channel(1);
+    std::thread::scope(|sc| -> Result<(), KeyFileError> {
+        // Owned here, so an early error return drops it and the generator
+        // stops at its next send instead of blocking the scope forever.
+        let rx = rx;
+        sc.spawn(move || {
+            for pair in stream {
+                let stop = pair.is_err();
+                if tx.send(pair).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        for (i, pair) in rx.iter().enumerate() {
+            let (a, b) = pair?;
+            let (r0, r1) = std::thread::scope(|s2| {
+                let h = s2.spawn(|| w0.write_bundle(&a));
+                let r1 = w1.write_bundle(&b);
+                (
+                    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                    r1,
+                )
+            });
+            r0?;
+            r1?;
+            progress(i as u64 + 1, [w0.bytes(), w1.bytes()]);
+        }
+        Ok(())
+    })?;
     let bytes = [w0.finish()?, w1.finish()?];
     Ok(KeyFilesSummary {
         session,
@@ -828,31 +862,7 @@ fn read_chunk<R: Ring>(
     i: u64,
     trailer: &mut Sha256,
 ) -> Result<KeyBundle<R>, SourceFault> {
-    let io = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            SourceFault::Truncated
-        } else {
-            SourceFault::Io(e.to_string())
-        }
-    };
-    let mut l = [0u8; 8];
-    rd.read_exact(&mut l).map_err(io)?;
-    *pos += 8;
-    let n = u64::from_le_bytes(l);
-    // Bounded by the file before allocating.
-    let left = len.saturating_sub(*pos);
-    if n > left.saturating_sub(32) {
-        return Err(SourceFault::Truncated);
-    }
-    // `n < len`, which fits in memory as a file does.
-    let mut buf = Zeroizing::new(vec![0u8; n as usize]);
-    rd.read_exact(&mut buf).map_err(io)?;
-    let mut d = [0u8; 32];
-    rd.read_exact(&mut d).map_err(io)?;
-    *pos += n + 32;
-    if chunk_digest(header, i, &buf) != d {
-        return Err(SourceFault::Checksum);
-    }
+    let buf = read_raw_chunk(rd, len, pos, header, i, trailer)?;
     let b = KeyBundle::<R>::decode(&buf).map_err(|e| SourceFault::Decode(e.to_string()))?;
     if b.party != header.party || b.tag.index != i {
         return Err(SourceFault::Decode(format!(
@@ -861,25 +871,94 @@ fn read_chunk<R: Ring>(
             b.party.index()
         )));
     }
+    Ok(b)
+}
+
+fn io_fault(e: std::io::Error) -> SourceFault {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        SourceFault::Truncated
+    } else {
+        SourceFault::Io(e.to_string())
+    }
+}
+
+/// Chunk `i`'s bundle bytes, checked against its digest; after the last
+/// chunk, the trailer is checked too.
+fn read_raw_chunk(
+    rd: &mut BufReader<File>,
+    len: u64,
+    pos: &mut u64,
+    header: &KeyFileHeader,
+    i: u64,
+    trailer: &mut Sha256,
+) -> Result<Zeroizing<Vec<u8>>, SourceFault> {
+    let mut l = [0u8; 8];
+    rd.read_exact(&mut l).map_err(io_fault)?;
+    *pos += 8;
+    let n = u64::from_le_bytes(l);
+    // Bounded by the file before allocating.
+    if n > len.saturating_sub(*pos).saturating_sub(32) {
+        return Err(SourceFault::Truncated);
+    }
+    // `n < len`, which fits in memory as a file does.
+    let mut buf = Zeroizing::new(vec![0u8; n as usize]);
+    rd.read_exact(&mut buf).map_err(io_fault)?;
+    let mut d = [0u8; 32];
+    rd.read_exact(&mut d).map_err(io_fault)?;
+    *pos += n + 32;
+    if chunk_digest(header, i, &buf) != d {
+        return Err(SourceFault::Checksum);
+    }
     trailer.update(d);
     if i + 1 == header.count {
-        let mut t = [0u8; TRAILER_LEN];
-        rd.read_exact(&mut t).map_err(|e| match io(e) {
-            SourceFault::Truncated => SourceFault::Trailer("missing (truncated file)".into()),
-            f => f,
-        })?;
-        *pos += TRAILER_LEN as u64;
-        let want = trailer.clone().finalize();
-        if t[..4] != TRAILER_MAGIC || t[4..12] != header.count.to_le_bytes() || t[12..] != want[..]
-        {
-            return Err(SourceFault::Trailer("does not match the chunks".into()));
-        }
-        if *pos != len {
-            return Err(SourceFault::Trailer(format!(
-                "{} bytes after the trailer",
-                len.saturating_sub(*pos)
-            )));
-        }
+        check_trailer(rd, len, pos, header, trailer)?;
     }
-    Ok(b)
+    Ok(buf)
+}
+
+fn check_trailer(
+    rd: &mut BufReader<File>,
+    len: u64,
+    pos: &mut u64,
+    header: &KeyFileHeader,
+    trailer: &Sha256,
+) -> Result<(), SourceFault> {
+    let mut t = [0u8; TRAILER_LEN];
+    rd.read_exact(&mut t).map_err(|e| match io_fault(e) {
+        SourceFault::Truncated => SourceFault::Trailer("missing (truncated file)".into()),
+        f => f,
+    })?;
+    *pos += TRAILER_LEN as u64;
+    let want = trailer.clone().finalize();
+    if t[..4] != TRAILER_MAGIC || t[4..12] != header.count.to_le_bytes() || t[12..] != want[..] {
+        return Err(SourceFault::Trailer("does not match the chunks".into()));
+    }
+    if *pos != len {
+        return Err(SourceFault::Trailer(format!(
+            "{} bytes after the trailer",
+            len.saturating_sub(*pos)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a whole key file without handing out (or decoding) any bundle and
+/// without touching its journal: header, every chunk's digest, the trailer.
+/// Returns the header.
+pub fn verify_file(path: &Path) -> Result<KeyFileHeader, KeyFileError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let len = f.metadata().map_err(io_err(path))?.len();
+    let header = KeyFileHeader::read_from(&mut f, len, path)?;
+    let mut rd = BufReader::with_capacity(1 << 20, f);
+    let mut pos = HEADER_LEN as u64;
+    let mut trailer = trailer_hasher(&header);
+    if header.count == 0 {
+        check_trailer(&mut rd, len, &mut pos, &header, &trailer)
+            .map_err(|fault| KeyFileError::Chunk { index: 0, fault })?;
+    }
+    for i in 0..header.count {
+        read_raw_chunk(&mut rd, len, &mut pos, &header, i, &mut trailer)
+            .map_err(|fault| KeyFileError::Chunk { index: i, fault })?;
+    }
+    Ok(header)
 }

@@ -6,7 +6,7 @@
 
 use ariann_dealer::keyfile::{
     Expected, KeyFileError, KeyFileHeader, KeyFileSource, KeyFileWriter, SessionId, journal_path,
-    key_file_name, write_key_files,
+    key_file_name, verify_file, write_key_files,
 };
 use ariann_dealer::{GateDesc, Plan};
 use ariann_fss::Party;
@@ -612,4 +612,31 @@ fn json_plans_roundtrip() {
     assert!(Plan::from_json("{}").is_err());
     assert!(Plan::from_json(&j.replace("ariann-plan/1", "ariann-plan/9")).is_err());
     assert!(Plan::from_json(&j.replace("\"m\"", "\"mm\"")).is_err());
+}
+
+#[test]
+fn verify_checks_whole_files_without_using_them() {
+    let p = plan(64);
+    let k = write::<u64>(&p);
+    let h = verify_file(&k.paths[0]).expect("intact");
+    assert_eq!((h.party, h.count), (Party::P0, 4));
+    assert!(!journal_path(&k.paths[0]).exists());
+    let offs = chunk_offsets(&k.paths[0]);
+    flip(&k.paths[0], offs[2].0 + 8 + 3);
+    assert!(matches!(
+        verify_file(&k.paths[0]),
+        Err(KeyFileError::Chunk {
+            index: 2,
+            fault: SourceFault::Checksum
+        })
+    ));
+    let len = std::fs::metadata(&k.paths[1]).expect("meta").len();
+    truncate(&k.paths[1], len - 1);
+    assert!(matches!(
+        verify_file(&k.paths[1]),
+        Err(KeyFileError::Chunk {
+            index: 3,
+            fault: SourceFault::Trailer(_)
+        })
+    ));
 }

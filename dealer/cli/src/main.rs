@@ -7,6 +7,8 @@
 //!   (format: `ariann_dealer::keyfile`), streaming, one gate at a time.
 //! - `ariann-dealer plan --model network1 --batch 128` prints the plan as
 //!   JSON (`--hash` prints only its hash).
+//! - `ariann-dealer verify DIR/party0.keys ...` checks key files end to end
+//!   (every digest and the trailer) without using them.
 //!
 //! Logs go to stderr (`-v`, `-vv`, or `RUST_LOG`); key material is never
 //! logged. Exit status: 0 on success, 1 on any error (with a message), 2 on
@@ -14,7 +16,7 @@
 
 use anyhow::{Context, Result, bail};
 use ariann_dealer::Plan;
-use ariann_dealer::keyfile::{to_hex, write_key_files};
+use ariann_dealer::keyfile::{journal_path, to_hex, verify_file, write_key_files};
 use ariann_nn::{Config, Model, Weights, zoo};
 use clap::{Args, Parser, Subcommand};
 use rand::SeedableRng;
@@ -42,6 +44,13 @@ enum Cmd {
     Keys(KeysArgs),
     /// Print a job's plan as JSON (or only its hash).
     Plan(PlanArgs),
+    /// Check key files end to end (header, every chunk, trailer) without
+    /// using them: their journals are not touched.
+    Verify {
+        /// Key files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Where the plan comes from: exactly one of these.
@@ -241,6 +250,33 @@ fn plan_cmd(args: &PlanArgs) -> Result<()> {
     Ok(())
 }
 
+fn verify(files: &[PathBuf]) -> Result<()> {
+    for path in files {
+        let start = Instant::now();
+        let h = verify_file(path).with_context(|| format!("{} is not intact", path.display()))?;
+        let secs = start.elapsed().as_secs_f64();
+        let bytes = std::fs::metadata(path)
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        let used = if journal_path(path).exists() {
+            "journal present (opened by a party before)"
+        } else {
+            "no journal (never opened)"
+        };
+        println!(
+            "{}: ok; party {}, Z_2^{}, plan {}, session {}, {} bundles, {bytes} bytes, read at {:.1} MB/s; {used}",
+            path.display(),
+            h.party.index(),
+            h.ring_bits,
+            to_hex(&h.plan_hash),
+            h.session,
+            h.count,
+            bytes as f64 / 1e6 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.verbose {
@@ -257,6 +293,7 @@ fn main() -> ExitCode {
     let res = match &cli.cmd {
         Cmd::Keys(a) => keys(a),
         Cmd::Plan(a) => plan_cmd(a),
+        Cmd::Verify { files } => verify(files),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -76,6 +76,25 @@ fn keys_for_network1_batch_2() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(&hash));
     assert!(out2.join("party1.keys").is_file());
+    // `verify` accepts intact files and refuses a flipped bit.
+    let v = dealer(&[
+        "verify",
+        p0.to_str().expect("utf-8"),
+        p1.to_str().expect("utf-8"),
+    ]);
+    assert!(v.status.success(), "{}", text(&v.stderr));
+    assert_eq!(text(&v.stdout).matches(": ok;").count(), 2);
+    let mut b = std::fs::read(&p1).expect("read");
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&p1, b).expect("write");
+    let v = dealer(&["verify", p1.to_str().expect("utf-8")]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        text(&v.stderr).contains("is not intact"),
+        "{}",
+        text(&v.stderr)
+    );
 }
 
 #[test]
