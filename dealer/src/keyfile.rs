@@ -381,12 +381,14 @@ pub fn journal_path(key_path: &Path) -> PathBuf {
 
 /// Writes one party's key file, one bundle at a time (buffered, never all
 /// bundles in memory). The file appears under its final name only when
-/// [`KeyFileWriter::finish`] succeeds; until then it is `<path>.tmp`.
+/// [`KeyFileWriter::finish`] succeeds; until then it is `<path>.tmp`, which
+/// an unfinished writer removes when dropped.
 #[derive(Debug)]
 pub struct KeyFileWriter {
     path: PathBuf,
     tmp: PathBuf,
-    out: BufWriter<File>,
+    /// `None` once finished.
+    out: Option<BufWriter<File>>,
     header: KeyFileHeader,
     written: u64,
     bytes: u64,
@@ -406,7 +408,7 @@ impl KeyFileWriter {
         Ok(Self {
             path: path.to_path_buf(),
             tmp,
-            out,
+            out: Some(out),
             header,
             written: 0,
             bytes: HEADER_LEN as u64,
@@ -437,10 +439,14 @@ impl KeyFileWriter {
         b.encode_into(&mut self.buf);
         let digest = chunk_digest(&self.header, self.written, &self.buf);
         let tmp = &self.tmp;
-        self.out
-            .write_all(&(self.buf.len() as u64).to_le_bytes())
-            .and_then(|()| self.out.write_all(&self.buf))
-            .and_then(|()| self.out.write_all(&digest))
+        let Some(out) = self.out.as_mut() else {
+            return Err(KeyFileError::BundleMismatch(
+                "writer already finished".into(),
+            ));
+        };
+        out.write_all(&(self.buf.len() as u64).to_le_bytes())
+            .and_then(|()| out.write_all(&self.buf))
+            .and_then(|()| out.write_all(&digest))
             .map_err(io_err(tmp))?;
         self.trailer.update(digest);
         self.written += 1;
@@ -468,21 +474,36 @@ impl KeyFileWriter {
         t[4..12].copy_from_slice(&self.header.count.to_le_bytes());
         t[12..].copy_from_slice(&self.trailer.clone().finalize());
         let tmp = self.tmp.clone();
-        self.out.write_all(&t).map_err(io_err(&tmp))?;
-        let f = self
-            .out
-            .into_inner()
-            .map_err(|e| io_err(&tmp)(e.into_error()))?;
+        let Some(mut out) = self.out.take() else {
+            return Err(KeyFileError::BundleMismatch(
+                "writer already finished".into(),
+            ));
+        };
+        out.write_all(&t).map_err(io_err(&tmp))?;
+        let f = out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
+        // Rename first: a crash between the two steps leaves a journal of
+        // the old session next to the new file, which is treated as stale;
+        // the other order could leave an already used file without its journal.
+        std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
         let journal = journal_path(&self.path);
         match std::fs::remove_file(&journal) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&journal)(e)),
         }
-        std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
         Ok(self.bytes + TRAILER_LEN as u64)
+    }
+}
+
+impl Drop for KeyFileWriter {
+    /// An unfinished writer removes its temporary file.
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            // Best effort: the file may already be gone.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 

@@ -512,8 +512,9 @@ fn writer_refuses_wrong_bundles_and_counts() {
             written: 1
         })
     ));
-    // An unfinished file never appears under its name.
+    // An unfinished file never appears under its name, and leaves nothing.
     assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
 
 #[test]
