@@ -641,3 +641,60 @@ fn verify_checks_whole_files_without_using_them() {
         })
     ));
 }
+
+/// Hands out every bundle of the plan (no transport needed).
+fn drain(src: &mut KeyFileSource<u64>, party: Party, p: &Plan) -> Result<(), MpcError> {
+    use ariann_mpc::{BundleTag, PreprocessingSource};
+    for (i, gate) in p.gates.iter().enumerate() {
+        src.next_bundle(
+            party,
+            &BundleTag {
+                index: i as u64,
+                gate: *gate,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_sampled_flip_or_cut_is_caught() {
+    let p = Plan::new(
+        64,
+        vec![
+            GateDesc::Relu { m: 3, k: 16 },
+            GateDesc::Triple(Bilinear::Mul { len: 4 }),
+            GateDesc::Trunc { m: 2, f: 4, k: 16 },
+        ],
+    );
+    let k = write::<u64>(&p);
+    let good = std::fs::read(&k.paths[0]).expect("read");
+    {
+        let mut s = open::<u64>(&k.paths[0], Party::P0, &p);
+        drain(&mut s, Party::P0, &p).expect("intact file");
+    }
+    let step = (good.len() / 150).max(1);
+    let mut caught = 0;
+    for at in (0..good.len()).step_by(step) {
+        for cut in [false, true] {
+            let mut bad = good.clone();
+            if cut {
+                bad.truncate(at);
+            } else {
+                bad[at] ^= 0x04;
+            }
+            std::fs::write(&k.paths[0], &bad).expect("write");
+            let _ = std::fs::remove_file(journal_path(&k.paths[0]));
+            let r = KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &p))
+                .map_err(|e| e.to_string())
+                .and_then(|mut s| drain(&mut s, Party::P0, &p).map_err(|e| e.to_string()));
+            assert!(
+                r.is_err(),
+                "{} at byte {at} not caught",
+                if cut { "cut" } else { "flip" }
+            );
+            caught += 1;
+        }
+    }
+    assert!(caught >= 300);
+}
