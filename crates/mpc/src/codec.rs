@@ -589,11 +589,14 @@ impl<'a> Reader<'a> {
         let mj = m
             .checked_mul(j)
             .ok_or_else(|| err("spline: element count overflows"))?;
-        let flat = self.ring::<R>(
-            mj.checked_mul(2)
-                .ok_or_else(|| err("spline: element count overflows"))?,
-            "spline c",
-        )?;
+        // Wiped after it is split into pairs.
+        let flat = zeroize::Zeroizing::new(
+            self.ring::<R>(
+                mj.checked_mul(2)
+                    .ok_or_else(|| err("spline: element count overflows"))?,
+                "spline c",
+            )?,
+        );
         let c = flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
         let dcf = self.fss::<_, [u64; 2]>(party, k - 1, mj, "spline DCF keys")?;
         Ok(SplineKey {
