@@ -11,11 +11,22 @@
 //! Randomness: [`Plan::bundles_from_os`] seeds a CSPRNG from the operating
 //! system (production); [`Plan::bundles_from_seed`] is deterministic (tests).
 //!
-//! The `ariann-dealer` binary (key files, gRPC key streams) arrives with the
-//! daemon issue; this crate is its library part.
+//! Key files ([`keyfile`]): the dealer writes each party's bundles to a
+//! file (`party0.keys`, `party1.keys`; format documented in [`keyfile`]),
+//! streaming, one gate at a time; a party reads its file through a
+//! [`keyfile::KeyFileSource`], which checks every chunk and records each
+//! bundle it hands out in a use-once journal, so keys are never used twice.
+//! Plans also have a JSON form ([`plan_json`]).
+//!
+//! The `ariann-dealer` binary is the `ariann-dealer-cli` package
+//! (`dealer/cli`; it needs `ariann-nn` to turn models into plans, which
+//! itself depends on this crate).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
+
+pub mod keyfile;
+pub mod plan_json;
 
 use ariann_mpc::bundle::generate_bundles;
 use ariann_mpc::gates::beaver::Bilinear;
@@ -45,6 +56,9 @@ pub enum DealerError {
         /// Cause.
         source: MpcError,
     },
+    /// A JSON plan could not be read.
+    #[error("invalid JSON plan: {0}")]
+    PlanJson(String),
 }
 
 /// The public description of a job: ring width and gates in order.

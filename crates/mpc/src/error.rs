@@ -56,10 +56,48 @@ pub enum MpcError {
     /// A gate parameter is out of range.
     #[error("invalid gate parameter: {0}")]
     InvalidParameter(String),
+    /// A serialized key bundle could not be decoded (garbled, truncated,
+    /// inconsistent or of another format version).
+    #[error("key bundle encoding: {0}")]
+    Codec(String),
+    /// The source of key bundles (a key file, a stream) failed at a plan index.
+    #[error("key source failed at bundle {index}: {fault}")]
+    KeySource {
+        /// Plan index (= chunk of a key file) of the bundle that failed.
+        index: u64,
+        /// What went wrong.
+        fault: SourceFault,
+    },
     /// An error of the FSS layer.
     #[error(transparent)]
     Fss(#[from] FssError),
     /// An error of the ring layer.
     #[error(transparent)]
     Ring(#[from] RingError),
+}
+
+/// Why a [`PreprocessingSource`](crate::PreprocessingSource) reading
+/// serialized bundles could not hand out the next one.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SourceFault {
+    /// The integrity check failed: bit flips, or a chunk of another key
+    /// file, party or session.
+    #[error("checksum mismatch (corrupted, or a chunk of another key file, party or session)")]
+    Checksum,
+    /// The input ends inside this bundle (or its length field is corrupted
+    /// and points past the end).
+    #[error("truncated (the input ends inside this bundle, or its length field is corrupted)")]
+    Truncated,
+    /// The trailer after the last bundle is missing or wrong.
+    #[error("bad trailer: {0}")]
+    Trailer(String),
+    /// The bytes passed the integrity check but do not decode.
+    #[error("undecodable bundle: {0}")]
+    Decode(String),
+    /// Reading failed.
+    #[error("I/O error: {0}")]
+    Io(String),
+    /// The use-once journal could not be updated, so the bundle is withheld.
+    #[error("journal update failed: {0}")]
+    Journal(String),
 }

@@ -23,6 +23,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod bundle;
+pub mod codec;
 mod error;
 pub mod gates;
 pub mod open;
@@ -32,7 +33,7 @@ pub mod transport;
 pub use bundle::{
     BundleTag, ChannelSource, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource,
 };
-pub use error::MpcError;
+pub use error::{MpcError, SourceFault};
 pub use open::{open, open_batch};
 pub use session::Session;
 pub use transport::{CommStats, MemTransport, ShapedTransport, Transport, run_two_party};

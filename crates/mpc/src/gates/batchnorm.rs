@@ -107,17 +107,17 @@ pub fn inv_sqrt_spline(f: u32) -> Spline {
 /// One party's keys for one batch-norm layer (training forward).
 #[derive(Debug, Clone)]
 pub struct BatchNormKey<R: Ring> {
-    party: Party,
-    shape: BatchNormShape,
-    t_mean: TruncKey<R>,
-    sq: TripleKey<R>,
-    t_sq: TruncKey<R>,
-    t_var: TruncKey<R>,
-    inv: SplineKey<R>,
-    g: TripleKey<R>,
-    t_g: TruncKey<R>,
-    y: TripleKey<R>,
-    t_y: TruncKey<R>,
+    pub(crate) party: Party,
+    pub(crate) shape: BatchNormShape,
+    pub(crate) t_mean: TruncKey<R>,
+    pub(crate) sq: TripleKey<R>,
+    pub(crate) t_sq: TruncKey<R>,
+    pub(crate) t_var: TruncKey<R>,
+    pub(crate) inv: SplineKey<R>,
+    pub(crate) g: TripleKey<R>,
+    pub(crate) t_g: TruncKey<R>,
+    pub(crate) y: TripleKey<R>,
+    pub(crate) t_y: TruncKey<R>,
 }
 
 /// Output of the batch-norm forward pass, with what its backward pass needs.

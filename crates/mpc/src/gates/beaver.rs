@@ -78,11 +78,11 @@ impl Bilinear {
 /// One party's share of a triple for a [`Bilinear`] map.
 #[derive(Clone)]
 pub struct TripleKey<R: Ring> {
-    party: Party,
-    map: Bilinear,
-    a: RingTensor<R>,
-    b: RingTensor<R>,
-    c: RingTensor<R>,
+    pub(crate) party: Party,
+    pub(crate) map: Bilinear,
+    pub(crate) a: RingTensor<R>,
+    pub(crate) b: RingTensor<R>,
+    pub(crate) c: RingTensor<R>,
 }
 
 impl<R: Ring> core::fmt::Debug for TripleKey<R> {

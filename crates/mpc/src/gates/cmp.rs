@@ -42,16 +42,16 @@ fn check_window<R: Ring>(k: u32) -> Result<(), MpcError> {
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct DreluKey<R: Ring> {
     #[zeroize(skip)]
-    party: Party,
+    pub(crate) party: Party,
     #[zeroize(skip)]
-    k: u32,
+    pub(crate) k: u32,
     /// Share of the mask `r` (only its low `k` bits matter).
-    r: Vec<R>,
+    pub(crate) r: Vec<R>,
     /// Share of `r_msb`.
-    msb: Vec<R>,
+    pub(crate) msb: Vec<R>,
     /// DCF keys, `[y_low < r_low] * (1 - 2 r_msb)`.
     #[zeroize(skip)]
-    dcf: DcfKeys<u64>,
+    pub(crate) dcf: DcfKeys<u64>,
 }
 
 impl<R: Ring> core::fmt::Debug for DreluKey<R> {
@@ -184,18 +184,18 @@ fn split_window<R: Ring>(opened: &[R], k: u32) -> (Vec<u64>, Vec<u64>) {
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct ReluKey<R: Ring> {
     #[zeroize(skip)]
-    party: Party,
+    pub(crate) party: Party,
     #[zeroize(skip)]
-    k: u32,
+    pub(crate) k: u32,
     /// Share of the full-ring mask `r`.
-    r: Vec<R>,
+    pub(crate) r: Vec<R>,
     /// Share of `r_msb` (top bit of `r mod 2^k`).
-    msb: Vec<R>,
+    pub(crate) msb: Vec<R>,
     /// Share of `r * r_msb`.
-    r_msb: Vec<R>,
+    pub(crate) r_msb: Vec<R>,
     /// DCF keys with payload `(1 - 2 r_msb, r (1 - 2 r_msb)) * [y_low < r_low]`.
     #[zeroize(skip)]
-    dcf: DcfKeys<[u64; 2]>,
+    pub(crate) dcf: DcfKeys<[u64; 2]>,
 }
 
 impl<R: Ring> core::fmt::Debug for ReluKey<R> {
@@ -333,12 +333,12 @@ impl<R: Ring> ReluKey<R> {
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct EqZeroKey<R: Ring> {
     #[zeroize(skip)]
-    party: Party,
+    pub(crate) party: Party,
     #[zeroize(skip)]
-    k: u32,
-    r: Vec<R>,
+    pub(crate) k: u32,
+    pub(crate) r: Vec<R>,
     #[zeroize(skip)]
-    dpf: DpfKeys<u64>,
+    pub(crate) dpf: DpfKeys<u64>,
 }
 
 impl<R: Ring> core::fmt::Debug for EqZeroKey<R> {

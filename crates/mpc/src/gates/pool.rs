@@ -171,9 +171,9 @@ fn level_sizes(mut lens: Vec<usize>) -> Vec<usize> {
 /// One party's keys for a max-pool: one batched ReLU key per tree level.
 #[derive(Debug, Clone)]
 pub struct MaxPoolKey<R: Ring> {
-    party: Party,
-    shape: PoolShape,
-    levels: Vec<ReluKey<R>>,
+    pub(crate) party: Party,
+    pub(crate) shape: PoolShape,
+    pub(crate) levels: Vec<ReluKey<R>>,
 }
 
 /// Output of a max-pool: shares of the pooled tensor (row-major
@@ -282,11 +282,11 @@ impl<R: Ring> MaxPoolKey<R> {
 /// One party's keys for a 3-round max-pool (see the module docs).
 #[derive(Debug, Clone)]
 pub struct MaxPoolOneHotKey<R: Ring> {
-    party: Party,
-    shape: PoolShape,
-    cmp: DreluKey<R>,
-    eq: EqZeroKey<R>,
-    mul: crate::gates::beaver::TripleKey<R>,
+    pub(crate) party: Party,
+    pub(crate) shape: PoolShape,
+    pub(crate) cmp: DreluKey<R>,
+    pub(crate) eq: EqZeroKey<R>,
+    pub(crate) mul: crate::gates::beaver::TripleKey<R>,
 }
 
 impl<R: Ring> MaxPoolOneHotKey<R> {
@@ -373,11 +373,11 @@ impl<R: Ring> MaxPoolOneHotKey<R> {
 /// One party's keys for argmax over the last axis of a `(rows, n)` tensor.
 #[derive(Debug, Clone)]
 pub struct ArgmaxKey<R: Ring> {
-    party: Party,
-    rows: usize,
-    n: usize,
-    cmp: DreluKey<R>,
-    eq: EqZeroKey<R>,
+    pub(crate) party: Party,
+    pub(crate) rows: usize,
+    pub(crate) n: usize,
+    pub(crate) cmp: DreluKey<R>,
+    pub(crate) eq: EqZeroKey<R>,
 }
 
 impl<R: Ring> ArgmaxKey<R> {

@@ -64,18 +64,18 @@ impl Spline {
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SplineKey<R: Ring> {
     #[zeroize(skip)]
-    party: Party,
+    pub(crate) party: Party,
     #[zeroize(skip)]
-    k: u32,
+    pub(crate) k: u32,
     #[zeroize(skip)]
-    spline: Spline,
+    pub(crate) spline: Spline,
     /// Share of the mask `r` of each element.
-    r: Vec<R>,
+    pub(crate) r: Vec<R>,
     /// Shares of `r_msb * da_j` and `r_msb * (db_j - da_j r)`, element-major.
-    c: Vec<[R; 2]>,
+    pub(crate) c: Vec<[R; 2]>,
     /// DCF keys, element-major (`m * J`).
     #[zeroize(skip)]
-    dcf: DcfKeys<[u64; 2]>,
+    pub(crate) dcf: DcfKeys<[u64; 2]>,
 }
 
 impl<R: Ring> core::fmt::Debug for SplineKey<R> {

@@ -28,20 +28,20 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct TruncKey<R: Ring> {
     #[zeroize(skip)]
-    party: Party,
+    pub(crate) party: Party,
     #[zeroize(skip)]
-    f: u32,
+    pub(crate) f: u32,
     #[zeroize(skip)]
-    k: u32,
+    pub(crate) k: u32,
     /// Share of the mask `r`.
-    r: Vec<R>,
+    pub(crate) r: Vec<R>,
     /// Share of `r >> f` (logical).
-    r_hi: Vec<R>,
+    pub(crate) r_hi: Vec<R>,
     /// Share of the top bit of `r`.
-    r_msb: Vec<R>,
+    pub(crate) r_msb: Vec<R>,
     /// DCF keys for `[y^ mod 2^f < r mod 2^f]`.
     #[zeroize(skip)]
-    dcf: DcfKeys<u64>,
+    pub(crate) dcf: DcfKeys<u64>,
 }
 
 impl<R: Ring> core::fmt::Debug for TruncKey<R> {

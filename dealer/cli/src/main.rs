@@ -1,0 +1,305 @@
+//! `ariann-dealer`: the trusted dealer's command line.
+//!
+//! - `ariann-dealer keys --model network1 --batch 128 --out DIR` derives the
+//!   job's plan from a zoo model (or `--model-json FILE`, or a JSON plan with
+//!   `--plan FILE`), generates both parties' keys from the operating
+//!   system's randomness and writes `DIR/party0.keys` and `DIR/party1.keys`
+//!   (format: `ariann_dealer::keyfile`), streaming, one gate at a time.
+//! - `ariann-dealer plan --model network1 --batch 128` prints the plan as
+//!   JSON (`--hash` prints only its hash).
+//! - `ariann-dealer verify DIR/party0.keys ...` checks key files end to end
+//!   (every digest and the trailer) without using them.
+//!
+//! Logs go to stderr (`-v`, `-vv`, or `RUST_LOG`); key material is never
+//! logged. Exit status: 0 on success, 1 on any error (with a message), 2 on
+//! a usage error.
+
+use anyhow::{Context, Result, bail};
+use ariann_dealer::Plan;
+use ariann_dealer::keyfile::{journal_path, to_hex, verify_file, write_key_files};
+use ariann_nn::{Config, Model, Weights, zoo};
+use clap::{Args, Parser, Subcommand};
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "ariann-dealer",
+    version,
+    about = "The trusted dealer of ariann-rs: plans and key files for two-party private inference"
+)]
+struct Cli {
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate a job's keys: writes OUT/party0.keys and OUT/party1.keys.
+    Keys(KeysArgs),
+    /// Print a job's plan as JSON (or only its hash).
+    Plan(PlanArgs),
+    /// Check key files end to end (header, every chunk, trailer) without
+    /// using them: their journals are not touched.
+    Verify {
+        /// Key files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Where the plan comes from: exactly one of these.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Source {
+    /// A model of the zoo: network1, network2, lenet5, resnet18 (224x224),
+    /// resnet18_64 (64x64).
+    #[arg(long)]
+    model: Option<String>,
+    /// A JSON model description (as `Model::from_json` reads).
+    #[arg(long, value_name = "FILE")]
+    model_json: Option<PathBuf>,
+    /// A JSON plan (format `ariann-plan/1`, see `ariann_dealer::plan_json`).
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct Job {
+    #[command(flatten)]
+    source: Source,
+    /// Inputs per batch (required with --model and --model-json).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, default_value_t = Config::default().frac_bits)]
+    frac_bits: u32,
+    /// Comparison window of ReLU and max-pool, in bits.
+    #[arg(long, default_value_t = Config::default().k_cmp)]
+    k_cmp: u32,
+    /// Window of the truncations after products, in bits.
+    #[arg(long, default_value_t = Config::default().k_trunc)]
+    k_trunc: u32,
+    /// Largest number of elements per ReLU, truncation or max-pool bundle.
+    #[arg(long, default_value_t = Config::default().max_gate_elems)]
+    max_gate_elems: usize,
+    /// Swap ReLU and max-pool where adjacent (exact, cheaper; both parties
+    /// must run the permuted model too).
+    #[arg(long)]
+    permute_relu_maxpool: bool,
+}
+
+#[derive(Args)]
+struct KeysArgs {
+    #[command(flatten)]
+    job: Job,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Ring width in bits; must be the plan's (models run on Z_2^64).
+    #[arg(long)]
+    ring: Option<u32>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    job: Job,
+    /// Print only the plan hash (hex).
+    #[arg(long)]
+    hash: bool,
+}
+
+fn zoo_model(name: &str) -> Result<Model> {
+    Ok(match name {
+        "network1" => zoo::network1(),
+        "network2" => zoo::network2(),
+        "lenet5" => zoo::lenet5_advertorch(),
+        "resnet18" => zoo::resnet18(224, 1000),
+        "resnet18_64" => zoo::resnet18(64, 200),
+        _ => bail!(
+            "unknown model {name:?}; the zoo has network1, network2, lenet5, resnet18, resnet18_64"
+        ),
+    })
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The plan of the job described by the arguments.
+fn plan_of(job: &Job) -> Result<Plan> {
+    let model = match (&job.source.model, &job.source.model_json, &job.source.plan) {
+        (Some(name), _, _) => zoo_model(name)?,
+        (_, Some(path), _) => Model::from_json(&read_text(path)?)
+            .with_context(|| format!("invalid model description {}", path.display()))?,
+        (_, _, Some(path)) => {
+            if job.batch.is_some() {
+                bail!("--batch does not apply to --plan (the plan fixes the batch)");
+            }
+            return Plan::from_json(&read_text(path)?)
+                .with_context(|| format!("invalid plan {}", path.display()));
+        }
+        _ => bail!("one of --model, --model-json or --plan is required"),
+    };
+    let Some(batch) = job.batch else {
+        bail!("--batch is required with --model and --model-json");
+    };
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let cfg = Config {
+        frac_bits: job.frac_bits,
+        k_cmp: job.k_cmp,
+        k_trunc: job.k_trunc,
+        max_gate_elems: job.max_gate_elems.max(1),
+    };
+    // Batch-norms are folded into their convolutions, as the parties do;
+    // the plan depends on the architecture only, so any weights will do.
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+    let (model, _) = model
+        .fold_batchnorm(&Weights::random(&model, &mut rng))
+        .context("cannot fold the model's batch-norms")?;
+    let model = if job.permute_relu_maxpool {
+        model.permute_relu_maxpool()
+    } else {
+        model
+    };
+    tracing::info!(model = %model.name, batch, "deriving the plan");
+    ariann_nn::plan(&model, batch, &cfg).context("cannot derive a plan from the model")
+}
+
+fn keys(args: &KeysArgs) -> Result<()> {
+    let plan = plan_of(&args.job)?;
+    if let Some(r) = args.ring
+        && r != plan.ring_bits
+    {
+        bail!(
+            "--ring {r} does not match the plan, which runs on Z_2^{}",
+            plan.ring_bits
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    let n = plan.gates.len() as u64;
+    tracing::info!(
+        plan_hash = %to_hex(&plan.hash()),
+        gates = n,
+        out = %args.out.display(),
+        "generating keys"
+    );
+    let bar = if args.no_progress {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(n)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} bundles {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let progress = |done: u64, bytes: [u64; 2]| {
+        bar.set_position(done);
+        bar.set_message(format!("{:.1} MB per party", bytes[0] as f64 / 1e6));
+        tracing::debug!(done, bytes = bytes[0], "bundle written");
+    };
+    let summary = match plan.ring_bits {
+        64 => write_key_files::<u64>(&plan, &args.out, progress),
+        32 => write_key_files::<u32>(&plan, &args.out, progress),
+        b => bail!("plan ring width {b} is not 32 or 64"),
+    }
+    .with_context(|| format!("cannot write key files to {}", args.out.display()))?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let total = (summary.bytes[0] + summary.bytes[1]) as f64;
+    println!("plan hash:  {}", to_hex(&summary.plan_hash));
+    println!("session:    {}", summary.session);
+    println!("bundles:    {}", summary.bundles);
+    for (path, bytes) in summary.paths.iter().zip(summary.bytes) {
+        println!(
+            "{}: {bytes} bytes ({:.1} MB)",
+            path.display(),
+            bytes as f64 / 1e6
+        );
+    }
+    println!(
+        "time:       {secs:.2} s ({:.1} MB/s written, both files)",
+        total / 1e6 / secs.max(1e-9)
+    );
+    tracing::info!(session = %summary.session, secs, "key files written");
+    Ok(())
+}
+
+fn plan_cmd(args: &PlanArgs) -> Result<()> {
+    let plan = plan_of(&args.job)?;
+    if args.hash {
+        println!("{}", to_hex(&plan.hash()));
+    } else {
+        println!("{}", plan.to_json());
+    }
+    Ok(())
+}
+
+fn verify(files: &[PathBuf]) -> Result<()> {
+    for path in files {
+        let start = Instant::now();
+        let h = verify_file(path).with_context(|| format!("{} is not intact", path.display()))?;
+        let secs = start.elapsed().as_secs_f64();
+        let bytes = std::fs::metadata(path)
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .len();
+        let used = if journal_path(path).exists() {
+            "journal present (opened by a party before)"
+        } else {
+            "no journal (never opened)"
+        };
+        println!(
+            "{}: ok; party {}, Z_2^{}, plan {}, session {}, {} bundles, {bytes} bytes, read at {:.1} MB/s; {used}",
+            path.display(),
+            h.party.index(),
+            h.ring_bits,
+            to_hex(&h.plan_hash),
+            h.session,
+            h.count,
+            bytes as f64 / 1e6 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let res = match &cli.cmd {
+        Cmd::Keys(a) => keys(a),
+        Cmd::Plan(a) => plan_cmd(a),
+        Cmd::Verify { files } => verify(files),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

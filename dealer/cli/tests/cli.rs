@@ -1,0 +1,203 @@
+//! The `ariann-dealer` binary: writes key files for a zoo model, prints the
+//! plan and its hash, and fails with a message (never a panic) on bad input.
+
+use ariann_dealer::Plan;
+use ariann_dealer::keyfile::{KeyFileHeader, to_hex};
+use ariann_fss::Party;
+use std::process::{Command, Output};
+
+fn dealer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ariann-dealer"))
+        .args(args)
+        .output()
+        .expect("run ariann-dealer")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn keys_for_network1_batch_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("keys");
+    let o = dealer(&[
+        "keys",
+        "--model",
+        "network1",
+        "--batch",
+        "2",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+        "--no-progress",
+    ]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0));
+    let p0 = out.join("party0.keys");
+    let p1 = out.join("party1.keys");
+    assert!(p0.is_file() && p1.is_file());
+    // The printed hash is the plan's, and the files carry it.
+    let h = dealer(&["plan", "--model", "network1", "--batch", "2", "--hash"]);
+    assert!(h.status.success());
+    let hash = text(&h.stdout).trim().to_string();
+    assert_eq!(hash.len(), 64);
+    assert!(stdout.contains(&format!("plan hash:  {hash}")), "{stdout}");
+    let h0 = KeyFileHeader::read(&p0).expect("header 0");
+    let h1 = KeyFileHeader::read(&p1).expect("header 1");
+    assert_eq!(to_hex(&h0.plan_hash), hash);
+    assert_eq!((h0.party, h1.party), (Party::P0, Party::P1));
+    assert_eq!(h0.session, h1.session);
+    assert!(
+        stdout.contains(&format!("session:    {}", h0.session)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("bundles:    {}", h0.count)),
+        "{stdout}"
+    );
+    // The JSON plan parses, hashes the same, and drives `keys --plan`.
+    let j = dealer(&["plan", "--model", "network1", "--batch", "2"]);
+    assert!(j.status.success());
+    let plan = Plan::from_json(&text(&j.stdout)).expect("plan JSON");
+    assert_eq!(to_hex(&plan.hash()), hash);
+    assert_eq!(plan.gates.len() as u64, h0.count);
+    let pf = dir.path().join("plan.json");
+    std::fs::write(&pf, &j.stdout).expect("write plan");
+    let out2 = dir.path().join("keys2");
+    let o = dealer(&[
+        "keys",
+        "--plan",
+        pf.to_str().expect("utf-8"),
+        "--out",
+        out2.to_str().expect("utf-8"),
+        "--no-progress",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(&hash));
+    assert!(out2.join("party1.keys").is_file());
+    // `verify` accepts intact files and refuses a flipped bit.
+    let v = dealer(&[
+        "verify",
+        p0.to_str().expect("utf-8"),
+        p1.to_str().expect("utf-8"),
+    ]);
+    assert!(v.status.success(), "{}", text(&v.stderr));
+    assert_eq!(text(&v.stdout).matches(": ok;").count(), 2);
+    let mut b = std::fs::read(&p1).expect("read");
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&p1, b).expect("write");
+    let v = dealer(&["verify", p1.to_str().expect("utf-8")]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        text(&v.stderr).contains("is not intact"),
+        "{}",
+        text(&v.stderr)
+    );
+}
+
+#[test]
+fn bad_input_gives_a_message_and_nonzero_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["keys", "--model", "nosuchnet", "--batch", "2", "--out", d],
+            "unknown model",
+        ),
+        (
+            vec!["keys", "--model", "network1", "--out", d],
+            "--batch is required",
+        ),
+        (
+            vec!["keys", "--model", "network1", "--batch", "0", "--out", d],
+            "at least 1",
+        ),
+        (
+            vec![
+                "keys", "--model", "network1", "--batch", "2", "--out", d, "--ring", "32",
+            ],
+            "does not match the plan",
+        ),
+        (
+            vec![
+                "keys",
+                "--model-json",
+                "/nonexistent/model.json",
+                "--batch",
+                "1",
+                "--out",
+                d,
+            ],
+            "cannot read",
+        ),
+        (
+            vec!["keys", "--plan", "/nonexistent/plan.json", "--out", d],
+            "cannot read",
+        ),
+        (vec!["plan", "--batch", "2"], "required"),
+        (vec!["serve"], "unrecognized subcommand"),
+    ];
+    for (args, msg) in cases {
+        let o = dealer(&args);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(msg), "{args:?}: stderr {err:?} lacks {msg:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // An output path that is a file, not a directory.
+    let f = dir.path().join("file");
+    std::fs::write(&f, b"x").expect("write");
+    let o = dealer(&[
+        "keys",
+        "--model",
+        "network1",
+        "--batch",
+        "1",
+        "--out",
+        f.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).starts_with("error: "),
+        "{}",
+        text(&o.stderr)
+    );
+    // A garbled JSON plan.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        b"{\"format\": \"ariann-plan/1\", \"ring_bits\": 64, \"gates\": [{\"gate\": \"relu\"}]}",
+    )
+    .expect("write");
+    let o = dealer(&["plan", "--plan", bad.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("invalid plan"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn model_json_gives_the_same_plan_as_the_zoo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mj = dir.path().join("lenet5.json");
+    std::fs::write(&mj, ariann_nn::zoo::lenet5_advertorch().to_json()).expect("write");
+    let a = dealer(&["plan", "--model", "lenet5", "--batch", "3", "--hash"]);
+    let b = dealer(&[
+        "plan",
+        "--model-json",
+        mj.to_str().expect("utf-8"),
+        "--batch",
+        "3",
+        "--hash",
+    ]);
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}",
+        text(&b.stderr)
+    );
+    assert_eq!(text(&a.stdout), text(&b.stdout));
+}

@@ -1,0 +1,700 @@
+//! Key files: written by the dealer, consumed by both parties through
+//! [`KeyFileSource`] in a real two-party run; and every way a key file can
+//! be wrong gives its own typed error: truncated, bit-flipped, the other
+//! party's, another plan's, another session's, too short for the plan, and
+//! reused after a crash (journal).
+
+use ariann_dealer::keyfile::{
+    Expected, KeyFileError, KeyFileHeader, KeyFileSource, KeyFileWriter, SessionId, journal_path,
+    key_file_name, verify_file, write_key_files,
+};
+use ariann_dealer::{GateDesc, Plan};
+use ariann_fss::Party;
+use ariann_mpc::gates::beaver::Bilinear;
+use ariann_mpc::{MemTransport, MpcError, Session, SourceFault};
+use ariann_ring::{Ring, RingTensor};
+use std::path::{Path, PathBuf};
+
+const B: usize = 2;
+const I: usize = 4;
+const O: usize = 3;
+
+/// `relu(trunc(x W))` then argmax: 4 gates.
+fn plan(bits: u32) -> Plan {
+    let (f, kt) = if bits == 64 { (16, 48) } else { (8, 24) };
+    Plan::new(
+        bits,
+        vec![
+            GateDesc::Triple(Bilinear::MatMul { m: B, k: I, n: O }),
+            GateDesc::Trunc { m: B * O, f, k: kt },
+            GateDesc::Relu { m: B * O, k: 24 },
+            GateDesc::Argmax {
+                rows: B,
+                n: O,
+                k: 24,
+            },
+        ],
+    )
+}
+
+fn frac(bits: u32) -> u32 {
+    if bits == 64 { 16 } else { 8 }
+}
+
+/// Cleartext inputs (fixed point) and the expected relu output.
+fn data<R: Ring>() -> (Vec<R>, Vec<R>, Vec<R>) {
+    let f = frac(R::BITS);
+    let x: Vec<i64> = (0..B * I).map(|i| (i as i64 - 3) << f).collect();
+    let w: Vec<i64> = (0..I * O)
+        .map(|i| ((i as i64 % 5) - 2) << (f - 2))
+        .collect();
+    let mut y = vec![0i64; B * O];
+    for r in 0..B {
+        for c in 0..O {
+            let s: i64 = (0..I).map(|k| x[r * I + k] * w[k * O + c]).sum();
+            y[r * O + c] = (s >> f).max(0);
+        }
+    }
+    let enc = |v: &[i64]| v.iter().map(|a| R::from_i64(*a)).collect::<Vec<R>>();
+    (enc(&x), enc(&w), enc(&y))
+}
+
+/// One party's job: the 4 gates (or the first `gates` of them).
+fn job<R: Ring>(
+    src: &mut KeyFileSource<R>,
+    t: &mut MemTransport,
+    x: &[R],
+    w: &[R],
+    gates: usize,
+) -> Result<Vec<R>, MpcError> {
+    let bits = R::BITS;
+    let (f, kt) = if bits == 64 { (16, 48) } else { (8, 24) };
+    let mut s = Session::new(t, src);
+    let map = Bilinear::MatMul { m: B, k: I, n: O };
+    let xt = RingTensor::from_vec(&[B, I], x.to_vec())?;
+    let wt = RingTensor::from_vec(&[I, O], w.to_vec())?;
+    let z = s.bilinear(map, &xt, &wt)?;
+    if gates == 1 {
+        return Ok(z.as_slice().to_vec());
+    }
+    let z = s.truncate(z.as_slice(), f, kt)?;
+    let r = s.relu(&z, 24)?.relu;
+    let a = s.argmax(&r, B, O, 24)?;
+    Ok([r, a].concat())
+}
+
+/// Party 0 holds `x` and `w` (public-share style: party 1's shares are 0);
+/// each party runs on its own thread and drops its transport when done, so
+/// a failing party makes the other stop at once.
+fn run<R: Ring>(
+    mut s0: KeyFileSource<R>,
+    mut s1: KeyFileSource<R>,
+    gates: usize,
+) -> (Result<Vec<R>, MpcError>, Result<Vec<R>, MpcError>) {
+    let (x, w, _) = data::<R>();
+    let zx = vec![R::ZERO; x.len()];
+    let zw = vec![R::ZERO; w.len()];
+    let (t0, t1) = MemTransport::pair();
+    std::thread::scope(|sc| {
+        let h0 = sc.spawn(|| {
+            let mut t0 = t0;
+            job(&mut s0, &mut t0, &x, &w, gates)
+        });
+        let h1 = sc.spawn(|| {
+            let mut t1 = t1;
+            job(&mut s1, &mut t1, &zx, &zw, gates)
+        });
+        (
+            h0.join().expect("party 0 thread"),
+            h1.join().expect("party 1 thread"),
+        )
+    })
+}
+
+fn expect(party: Party, p: &Plan) -> Expected {
+    Expected {
+        party,
+        plan_hash: p.hash(),
+        session: None,
+    }
+}
+
+struct Keys {
+    _dir: tempfile::TempDir,
+    paths: [PathBuf; 2],
+    session: SessionId,
+}
+
+fn write<R: Ring>(p: &Plan) -> Keys {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut calls = 0;
+    let s = write_key_files::<R>(p, dir.path(), |_, _| calls += 1).expect("write");
+    assert_eq!(calls, p.gates.len());
+    assert_eq!(s.bundles, p.gates.len() as u64);
+    for (i, path) in s.paths.iter().enumerate() {
+        assert_eq!(std::fs::metadata(path).expect("file").len(), s.bytes[i]);
+    }
+    Keys {
+        paths: s.paths.clone(),
+        session: s.session,
+        _dir: dir,
+    }
+}
+
+fn open<R: Ring>(path: &Path, party: Party, p: &Plan) -> KeyFileSource<R> {
+    KeyFileSource::<R>::open(path, &expect(party, p)).expect("open")
+}
+
+fn roundtrip<R: Ring>() {
+    let p = plan(R::BITS);
+    let k = write::<R>(&p);
+    let (s0, s1) = (
+        open::<R>(&k.paths[0], Party::P0, &p),
+        open::<R>(&k.paths[1], Party::P1, &p),
+    );
+    assert_eq!(s0.header().session, k.session);
+    assert_eq!(s1.header().session, k.session);
+    let (o0, o1) = run(s0, s1, 4);
+    let (o0, o1) = (o0.expect("party 0"), o1.expect("party 1"));
+    let out: Vec<R> = o0.iter().zip(&o1).map(|(a, b)| a.wadd(*b)).collect();
+    let (_, _, want) = data::<R>();
+    assert_eq!(&out[..B * O], &want[..], "ReLU output on Z_2^{}", R::BITS);
+    // One-hot argmax rows.
+    for r in 0..B {
+        let ones = out[B * O + r * O..B * O + (r + 1) * O]
+            .iter()
+            .filter(|v| **v == R::ONE)
+            .count();
+        assert_eq!(ones, 1);
+    }
+}
+
+#[test]
+fn key_files_run_a_job_on_both_rings() {
+    roundtrip::<u64>();
+    roundtrip::<u32>();
+}
+
+#[test]
+fn file_names_and_header() {
+    let p = plan(64);
+    let k = write::<u64>(&p);
+    assert!(k.paths[0].ends_with(key_file_name(Party::P0)));
+    assert!(k.paths[1].ends_with("party1.keys"));
+    let h = KeyFileHeader::read(&k.paths[1]).expect("header");
+    assert_eq!(h.party, Party::P1);
+    assert_eq!(h.plan_hash, p.hash());
+    assert_eq!(h.count, 4);
+    assert_eq!(h.ring_bits, 64);
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(k._dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+fn chunk_offsets(path: &Path) -> Vec<(u64, u64)> {
+    // (start of chunk, bundle length) for every chunk.
+    let bytes = std::fs::read(path).expect("read");
+    let h = KeyFileHeader::read(path).expect("header");
+    let mut at = 96u64;
+    let mut out = Vec::new();
+    for _ in 0..h.count {
+        let mut l = [0u8; 8];
+        l.copy_from_slice(&bytes[at as usize..at as usize + 8]);
+        let n = u64::from_le_bytes(l);
+        out.push((at, n));
+        at += 8 + n + 32;
+    }
+    assert_eq!(at + 44, bytes.len() as u64);
+    out
+}
+
+fn truncate(path: &Path, len: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    f.set_len(len).expect("truncate");
+}
+
+fn flip(path: &Path, at: u64) {
+    let mut b = std::fs::read(path).expect("read");
+    b[at as usize] ^= 0x10;
+    std::fs::write(path, b).expect("write");
+}
+
+#[test]
+fn truncated_files_are_refused() {
+    let p = plan(64);
+    // Inside the header: at open.
+    let k = write::<u64>(&p);
+    truncate(&k.paths[0], 50);
+    assert!(matches!(
+        KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &p)),
+        Err(KeyFileError::TruncatedHeader { len: 50, .. })
+    ));
+    // Inside chunk 2: when bundle 2 is needed.
+    let k = write::<u64>(&p);
+    let offs = chunk_offsets(&k.paths[0]);
+    truncate(&k.paths[0], offs[2].0 + 20);
+    let (o0, o1) = run(
+        open::<u64>(&k.paths[0], Party::P0, &p),
+        open::<u64>(&k.paths[1], Party::P1, &p),
+        4,
+    );
+    assert_eq!(
+        o0.expect_err("party 0 must fail"),
+        MpcError::KeySource {
+            index: 2,
+            fault: SourceFault::Truncated
+        }
+    );
+    assert!(o1.is_err(), "party 1 loses its peer");
+    // Exactly at a chunk boundary.
+    let k = write::<u64>(&p);
+    let offs = chunk_offsets(&k.paths[0]);
+    truncate(&k.paths[0], offs[3].0);
+    let (o0, _) = run(
+        open::<u64>(&k.paths[0], Party::P0, &p),
+        open::<u64>(&k.paths[1], Party::P1, &p),
+        4,
+    );
+    assert_eq!(
+        o0.expect_err("party 0 must fail"),
+        MpcError::KeySource {
+            index: 3,
+            fault: SourceFault::Truncated
+        }
+    );
+    // Only the trailer missing: refused before the last bundle is handed out.
+    let k = write::<u64>(&p);
+    let len = std::fs::metadata(&k.paths[1]).expect("meta").len();
+    truncate(&k.paths[1], len - 10);
+    let (_, o1) = run(
+        open::<u64>(&k.paths[0], Party::P0, &p),
+        open::<u64>(&k.paths[1], Party::P1, &p),
+        4,
+    );
+    match o1.expect_err("party 1 must fail") {
+        MpcError::KeySource {
+            index: 3,
+            fault: SourceFault::Trailer(_),
+        } => {}
+        e => panic!("unexpected {e:?}"),
+    }
+    // Trailing garbage is refused too.
+    let k = write::<u64>(&p);
+    let mut b = std::fs::read(&k.paths[1]).expect("read");
+    b.push(0);
+    std::fs::write(&k.paths[1], b).expect("write");
+    let (_, o1) = run(
+        open::<u64>(&k.paths[0], Party::P0, &p),
+        open::<u64>(&k.paths[1], Party::P1, &p),
+        4,
+    );
+    assert!(matches!(
+        o1,
+        Err(MpcError::KeySource {
+            index: 3,
+            fault: SourceFault::Trailer(_)
+        })
+    ));
+}
+
+#[test]
+fn bit_flips_are_refused() {
+    let p = plan(64);
+    // In a bundle's bytes (a raw share value in the middle of chunk 1).
+    let k = write::<u64>(&p);
+    let offs = chunk_offsets(&k.paths[0]);
+    flip(&k.paths[0], offs[1].0 + 8 + offs[1].1 / 2);
+    let (o0, _) = run(
+        open::<u64>(&k.paths[0], Party::P0, &p),
+        open::<u64>(&k.paths[1], Party::P1, &p),
+        4,
+    );
+    assert_eq!(
+        o0.expect_err("party 0 must fail"),
+        MpcError::KeySource {
+            index: 1,
+            fault: SourceFault::Checksum
+        }
+    );
+    // In a digest.
+    let k = write::<u64>(&p);
+    let offs = chunk_offsets(&k.paths[1]);
+    flip(&k.paths[1], offs[0].0 + 8 + offs[0].1 + 5);
+    let (_, o1) = run(
+        open::<u64>(&k.paths[0], Party::P0, &p),
+        open::<u64>(&k.paths[1], Party::P1, &p),
+        4,
+    );
+    assert_eq!(
+        o1.expect_err("party 1 must fail"),
+        MpcError::KeySource {
+            index: 0,
+            fault: SourceFault::Checksum
+        }
+    );
+    // In the header: at open.
+    for at in [0u64, 5, 6, 30, 50, 60, 70] {
+        let k = write::<u64>(&p);
+        flip(&k.paths[0], at);
+        let e = KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &p))
+            .expect_err("header flip");
+        assert!(
+            matches!(
+                e,
+                KeyFileError::BadMagic { .. }
+                    | KeyFileError::UnsupportedVersion { .. }
+                    | KeyFileError::HeaderChecksum { .. }
+            ),
+            "flip at {at}: {e}"
+        );
+    }
+}
+
+#[test]
+fn the_other_partys_file_is_refused() {
+    let p = plan(64);
+    let k = write::<u64>(&p);
+    let e = KeyFileSource::<u64>::open(&k.paths[1], &expect(Party::P0, &p)).expect_err("swap");
+    assert!(matches!(
+        e,
+        KeyFileError::WrongParty {
+            file: 1,
+            expected: 0
+        }
+    ));
+    assert!(e.to_string().contains("party 1"), "{e}");
+}
+
+#[test]
+fn keys_of_another_plan_or_ring_are_refused() {
+    let p = plan(64);
+    let k = write::<u64>(&p);
+    let mut other = plan(64);
+    other.gates[2] = GateDesc::Relu { m: B * O, k: 32 };
+    let e = KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &other))
+        .expect_err("other plan");
+    assert!(matches!(e, KeyFileError::PlanMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("another plan"), "{e}");
+    let e = KeyFileSource::<u32>::open(&k.paths[0], &expect(Party::P0, &p)).expect_err("ring");
+    assert!(matches!(
+        e,
+        KeyFileError::RingMismatch {
+            file: 64,
+            expected: 32
+        }
+    ));
+}
+
+#[test]
+fn keys_of_another_session_are_refused() {
+    let p = plan(64);
+    let a = write::<u64>(&p);
+    let b = write::<u64>(&p);
+    assert_ne!(a.session, b.session);
+    // Pinned session: refused at open.
+    let e = KeyFileSource::<u64>::open(
+        &b.paths[0],
+        &Expected {
+            session: Some(a.session),
+            ..expect(Party::P0, &p)
+        },
+    )
+    .expect_err("other session");
+    assert!(matches!(e, KeyFileError::SessionMismatch { .. }), "{e}");
+    // Pinned and right: accepted.
+    KeyFileSource::<u64>::open(
+        &a.paths[0],
+        &Expected {
+            session: Some(a.session),
+            ..expect(Party::P0, &p)
+        },
+    )
+    .expect("same session");
+    // A chunk of session b spliced into a's file (same sizes: same plan).
+    let oa = chunk_offsets(&a.paths[0]);
+    let ob = chunk_offsets(&b.paths[0]);
+    assert_eq!(oa[1].1, ob[1].1);
+    let mut fa = std::fs::read(&a.paths[0]).expect("read");
+    let fb = std::fs::read(&b.paths[0]).expect("read");
+    let (s, n) = (oa[1].0 as usize, (8 + oa[1].1 + 32) as usize);
+    fa[s..s + n].copy_from_slice(&fb[s..s + n]);
+    std::fs::write(&a.paths[0], fa).expect("write");
+    let (o0, _) = run(
+        open::<u64>(&a.paths[0], Party::P0, &p),
+        open::<u64>(&a.paths[1], Party::P1, &p),
+        4,
+    );
+    assert_eq!(
+        o0.expect_err("spliced chunk"),
+        MpcError::KeySource {
+            index: 1,
+            fault: SourceFault::Checksum
+        }
+    );
+}
+
+#[test]
+fn keys_exhausted_mid_job() {
+    let p = plan(64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = SessionId::random().expect("rng");
+    // Files of the right plan holding only its first 2 bundles.
+    let mut paths = Vec::new();
+    let mut ws: Vec<KeyFileWriter> = [Party::P0, Party::P1]
+        .into_iter()
+        .map(|party| {
+            let path = dir.path().join(key_file_name(party));
+            paths.push(path.clone());
+            KeyFileWriter::create(
+                &path,
+                KeyFileHeader {
+                    ring_bits: 64,
+                    party,
+                    plan_hash: p.hash(),
+                    session,
+                    count: 2,
+                },
+            )
+            .expect("create")
+        })
+        .collect();
+    for pair in p.bundles_from_seed::<u64>([7; 32]).expect("ring").take(2) {
+        let (a, b) = pair.expect("gate");
+        ws[0].write_bundle(&a).expect("write");
+        ws[1].write_bundle(&b).expect("write");
+    }
+    for w in ws {
+        w.finish().expect("finish");
+    }
+    let (o0, o1) = run(
+        open::<u64>(&paths[0], Party::P0, &p),
+        open::<u64>(&paths[1], Party::P1, &p),
+        4,
+    );
+    assert_eq!(o0, Err(MpcError::KeysExhausted { index: 2 }));
+    assert_eq!(o1, Err(MpcError::KeysExhausted { index: 2 }));
+}
+
+#[test]
+fn writer_refuses_wrong_bundles_and_counts() {
+    let p = plan(64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let header = KeyFileHeader {
+        ring_bits: 64,
+        party: Party::P0,
+        plan_hash: p.hash(),
+        session: SessionId([1; 16]),
+        count: 4,
+    };
+    let path = dir.path().join("x.keys");
+    let mut w = KeyFileWriter::create(&path, header).expect("create");
+    let mut it = p.bundles_from_seed::<u64>([3; 32]).expect("ring");
+    let (a, b) = it.next().expect("one").expect("gate");
+    assert!(matches!(
+        w.write_bundle(&b),
+        Err(KeyFileError::BundleMismatch(_))
+    ));
+    w.write_bundle(&a).expect("party 0, index 0");
+    assert!(matches!(
+        w.write_bundle(&a),
+        Err(KeyFileError::BundleMismatch(_))
+    ));
+    assert!(matches!(
+        w.finish(),
+        Err(KeyFileError::CountMismatch {
+            announced: 4,
+            written: 1
+        })
+    ));
+    // An unfinished file never appears under its name, and leaves nothing.
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+#[test]
+fn no_reuse_after_a_crash() {
+    let p = plan(64);
+    let k = write::<u64>(&p);
+    // Opening and closing without consuming anything is fine.
+    drop(open::<u64>(&k.paths[0], Party::P0, &p));
+    drop(open::<u64>(&k.paths[1], Party::P1, &p));
+    // A job that stops after its first gate (a crash, as far as the key
+    // files can tell).
+    let (o0, o1) = run(
+        open::<u64>(&k.paths[0], Party::P0, &p),
+        open::<u64>(&k.paths[1], Party::P1, &p),
+        1,
+    );
+    o0.expect("gate 0");
+    o1.expect("gate 0");
+    for (i, path) in k.paths.iter().enumerate() {
+        assert!(journal_path(path).exists());
+        let e =
+            KeyFileSource::<u64>::open(path, &expect(Party::from_index(i as u8).expect("p"), &p))
+                .expect_err("reuse");
+        match &e {
+            KeyFileError::AlreadyUsed {
+                session, consumed, ..
+            } => {
+                assert_eq!(*session, k.session);
+                assert_eq!(*consumed, 1);
+            }
+            e => panic!("unexpected {e}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains("already used") && msg.contains("fresh keys"),
+            "{msg}"
+        );
+    }
+    // A complete job: every bundle recorded.
+    let k = write::<u64>(&p);
+    let (o0, o1) = run(
+        open::<u64>(&k.paths[0], Party::P0, &p),
+        open::<u64>(&k.paths[1], Party::P1, &p),
+        4,
+    );
+    o0.expect("job");
+    o1.expect("job");
+    assert!(matches!(
+        KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &p)),
+        Err(KeyFileError::AlreadyUsed { consumed: 4, .. })
+    ));
+    // The dealer writing fresh keys to the same place resets the journal.
+    let fresh = write_key_files::<u64>(&p, k._dir.path(), |_, _| {}).expect("rewrite");
+    assert_ne!(fresh.session, k.session);
+    assert!(!journal_path(&k.paths[0]).exists());
+    drop(open::<u64>(&k.paths[0], Party::P0, &p));
+}
+
+#[test]
+fn one_source_at_a_time_and_corrupt_journals_refused() {
+    let p = plan(64);
+    let k = write::<u64>(&p);
+    let first = open::<u64>(&k.paths[0], Party::P0, &p);
+    assert!(matches!(
+        KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &p)),
+        Err(KeyFileError::InUse { .. })
+    ));
+    drop(first);
+    std::fs::write(journal_path(&k.paths[0]), b"garbage").expect("write");
+    assert!(matches!(
+        KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &p)),
+        Err(KeyFileError::JournalCorrupt { .. })
+    ));
+}
+
+#[test]
+fn json_plans_roundtrip() {
+    let mut p = plan(64);
+    p.gates.push(GateDesc::MaxPool {
+        shape: ariann_mpc::gates::pool::PoolShape {
+            n: 1,
+            c: 2,
+            h: 4,
+            w: 4,
+            k: 2,
+            stride: 2,
+            pad: 0,
+        },
+        k: 24,
+    });
+    p.gates.push(GateDesc::EqZero { m: 3, k: 8 });
+    let j = p.to_json();
+    let q = Plan::from_json(&j).expect("parse");
+    assert_eq!(p, q);
+    assert_eq!(p.hash(), q.hash());
+    assert!(Plan::from_json("{}").is_err());
+    assert!(Plan::from_json(&j.replace("ariann-plan/1", "ariann-plan/9")).is_err());
+    assert!(Plan::from_json(&j.replace("\"m\"", "\"mm\"")).is_err());
+}
+
+#[test]
+fn verify_checks_whole_files_without_using_them() {
+    let p = plan(64);
+    let k = write::<u64>(&p);
+    let h = verify_file(&k.paths[0]).expect("intact");
+    assert_eq!((h.party, h.count), (Party::P0, 4));
+    assert!(!journal_path(&k.paths[0]).exists());
+    let offs = chunk_offsets(&k.paths[0]);
+    flip(&k.paths[0], offs[2].0 + 8 + 3);
+    assert!(matches!(
+        verify_file(&k.paths[0]),
+        Err(KeyFileError::Chunk {
+            index: 2,
+            fault: SourceFault::Checksum
+        })
+    ));
+    let len = std::fs::metadata(&k.paths[1]).expect("meta").len();
+    truncate(&k.paths[1], len - 1);
+    assert!(matches!(
+        verify_file(&k.paths[1]),
+        Err(KeyFileError::Chunk {
+            index: 3,
+            fault: SourceFault::Trailer(_)
+        })
+    ));
+}
+
+/// Hands out every bundle of the plan (no transport needed).
+fn drain(src: &mut KeyFileSource<u64>, party: Party, p: &Plan) -> Result<(), MpcError> {
+    use ariann_mpc::{BundleTag, PreprocessingSource};
+    for (i, gate) in p.gates.iter().enumerate() {
+        src.next_bundle(
+            party,
+            &BundleTag {
+                index: i as u64,
+                gate: *gate,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_sampled_flip_or_cut_is_caught() {
+    let p = Plan::new(
+        64,
+        vec![
+            GateDesc::Relu { m: 3, k: 16 },
+            GateDesc::Triple(Bilinear::Mul { len: 4 }),
+            GateDesc::Trunc { m: 2, f: 4, k: 16 },
+        ],
+    );
+    let k = write::<u64>(&p);
+    let good = std::fs::read(&k.paths[0]).expect("read");
+    {
+        let mut s = open::<u64>(&k.paths[0], Party::P0, &p);
+        drain(&mut s, Party::P0, &p).expect("intact file");
+    }
+    let step = (good.len() / 150).max(1);
+    let mut caught = 0;
+    for at in (0..good.len()).step_by(step) {
+        for cut in [false, true] {
+            let mut bad = good.clone();
+            if cut {
+                bad.truncate(at);
+            } else {
+                bad[at] ^= 0x04;
+            }
+            std::fs::write(&k.paths[0], &bad).expect("write");
+            let _ = std::fs::remove_file(journal_path(&k.paths[0]));
+            let r = KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &p))
+                .map_err(|e| e.to_string())
+                .and_then(|mut s| drain(&mut s, Party::P0, &p).map_err(|e| e.to_string()));
+            assert!(
+                r.is_err(),
+                "{} at byte {at} not caught",
+                if cut { "cut" } else { "flip" }
+            );
+            caught += 1;
+        }
+    }
+    assert!(caught >= 300);
+}
