@@ -407,6 +407,31 @@ impl Model {
         ))
     }
 
+    /// The architecture [`Model::fold_batchnorm`] gives, without weights
+    /// (what the dealer needs: the plan depends on the architecture only).
+    pub fn fold_batchnorm_architecture(&self) -> Model {
+        fn fold(layers: &[Layer]) -> Vec<Layer> {
+            let mut res: Vec<Layer> = Vec::with_capacity(layers.len());
+            for l in layers {
+                match l {
+                    Layer::BatchNorm2d { .. }
+                        if matches!(res.last(), Some(Layer::Conv2d { .. })) => {}
+                    Layer::Residual { body, shortcut } => res.push(Layer::Residual {
+                        body: fold(body),
+                        shortcut: fold(shortcut),
+                    }),
+                    other => res.push(other.clone()),
+                }
+            }
+            res
+        }
+        Model {
+            name: self.name.clone(),
+            input: self.input.clone(),
+            layers: fold(&self.layers),
+        }
+    }
+
     /// Parses a model description in JSON, e.g.
     /// `{"name": "mlp", "input": [784], "layers": [{"type": "Linear", "name": "fc1", "inp": 784, "out": 10}]}`,
     /// and checks that its layers fit together.

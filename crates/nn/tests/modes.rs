@@ -186,6 +186,7 @@ fn residual_and_batchnorm_fold() {
     );
     let w = Weights::random(&model, &mut rng);
     let (folded, fw) = model.fold_batchnorm(&w).expect("every bn follows a conv");
+    assert_eq!(folded, model.fold_batchnorm_architecture());
     let x: Vec<f32> = (0..model.input_len())
         .map(|_| rng.random_range(0.0..1.0))
         .collect();

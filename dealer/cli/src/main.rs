@@ -17,9 +17,8 @@
 use anyhow::{Context, Result, bail};
 use ariann_dealer::Plan;
 use ariann_dealer::keyfile::{journal_path, to_hex, verify_file, write_key_files};
-use ariann_nn::{Config, Model, Weights, zoo};
+use ariann_nn::{Config, Model, zoo};
 use clap::{Args, Parser, Subcommand};
-use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -57,7 +56,8 @@ enum Cmd {
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 struct Source {
-    /// A model of the zoo: network1, network2, lenet5, resnet18 (224x224),
+    /// A model of the zoo: network1, network2, sarda, lenet, lenet5,
+    /// alexnet, alexnet_64, alexnet_note, vgg16, vgg16_64, resnet18 (224x224),
     /// resnet18_64 (64x64).
     #[arg(long)]
     model: Option<String>,
@@ -119,16 +119,13 @@ struct PlanArgs {
 }
 
 fn zoo_model(name: &str) -> Result<Model> {
-    Ok(match name {
-        "network1" => zoo::network1(),
-        "network2" => zoo::network2(),
-        "lenet5" => zoo::lenet5_advertorch(),
-        "resnet18" => zoo::resnet18(224, 1000),
-        "resnet18_64" => zoo::resnet18(64, 200),
-        _ => bail!(
-            "unknown model {name:?}; the zoo has network1, network2, lenet5, resnet18, resnet18_64"
+    match zoo::by_name(name) {
+        Some((m, _, _)) => Ok(m),
+        None => bail!(
+            "unknown model {name:?}; the zoo has {}",
+            zoo::NAMES.join(", ")
         ),
-    })
+    }
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -164,10 +161,7 @@ fn plan_of(job: &Job) -> Result<Plan> {
     };
     // Batch-norms are folded into their convolutions, as the parties do;
     // the plan depends on the architecture only, so any weights will do.
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
-    let (model, _) = model
-        .fold_batchnorm(&Weights::random(&model, &mut rng))
-        .context("cannot fold the model's batch-norms")?;
+    let model = model.fold_batchnorm_architecture();
     let model = if job.permute_relu_maxpool {
         model.permute_relu_maxpool()
     } else {
