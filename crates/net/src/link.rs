@@ -468,8 +468,8 @@ impl Listener {
         let est = match est {
             Ok(e) => e,
             Err(e) => {
-                let _ = shutdown.send(());
-                server.abort();
+                // Let the server tell the peer why (bounded), then stop.
+                stop_server(&rt, server, shutdown, cfg.linger);
                 shutdown_rt(rt);
                 return Err(e);
             }
@@ -496,6 +496,21 @@ fn client_tls(t: &TlsConfig) -> tonic::transport::ClientTlsConfig {
         .ca_certificate(Certificate::from_pem(&t.peer_pem))
         .identity(Identity::from_pem(&t.cert_pem, &t.key_pem))
         .domain_name(t.server_name.clone())
+}
+
+/// Graceful shutdown of party 0's server, waiting at most `grace` (so a
+/// refusal or a final status reaches the peer), then abort.
+fn stop_server(rt: &Rt, server: JoinHandle<()>, shutdown: oneshot::Sender<()>, grace: Duration) {
+    let _ = shutdown.send(());
+    if Handle::try_current().is_err() {
+        let abort = server.abort_handle();
+        rt.handle().block_on(async {
+            let _ = tokio::time::timeout(grace, server).await;
+        });
+        abort.abort();
+    } else {
+        server.abort();
+    }
 }
 
 fn shutdown_rt(rt: Rt) {
@@ -834,9 +849,8 @@ impl Drop for GrpcTransport {
             });
         }
         self.reader.abort();
-        if let Some((server, shutdown)) = self.server.take() {
-            let _ = shutdown.send(());
-            server.abort();
+        if let (Some((server, shutdown)), Some(rt)) = (self.server.take(), &self.rt) {
+            stop_server(rt, server, shutdown, self.linger);
         }
         if let Some(rt) = self.rt.take() {
             shutdown_rt(rt);
