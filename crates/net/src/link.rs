@@ -121,6 +121,13 @@ fn tls_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
         {
             return Some(t.to_string());
         }
+        // h2 passes a rustls alert on as an io::Error carrying only the text.
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+            && io.to_string().contains("alert")
+        {
+            return Some(io.to_string());
+        }
         cur = e.source();
     }
     None
@@ -600,13 +607,13 @@ async fn try_link(
     let left = deadline.saturating_duration_since(Instant::now());
     let mut inbound = match tokio::time::timeout(left, client.link(req)).await {
         Err(_) => return Err(Attempt::Retry("link call timed out".to_string())),
-        Ok(Err(s)) => return Err(Attempt::Fatal(link_status(&s))),
+        Ok(Err(s)) => return Err(Attempt::Fatal(link_status(&s, cfg.tls.is_some()))),
         Ok(Ok(r)) => r.into_inner(),
     };
     let left = deadline.saturating_duration_since(Instant::now());
     let first = match tokio::time::timeout(left, inbound.message()).await {
         Err(_) => return Err(Attempt::Fatal(protocol("peer sent no Hello in time"))),
-        Ok(Err(s)) => return Err(Attempt::Fatal(link_status(&s))),
+        Ok(Err(s)) => return Err(Attempt::Fatal(link_status(&s, cfg.tls.is_some()))),
         Ok(Ok(m)) => m,
     };
     let send_chunk = check_hello(cfg, first).map_err(Attempt::Fatal)?;
@@ -619,14 +626,20 @@ async fn try_link(
 
 /// A status while setting up the link: a TLS refusal or the peer's
 /// handshake verdict are fatal and clear.
-fn link_status(s: &Status) -> MpcError {
+fn link_status(s: &Status, tls: bool) -> MpcError {
     if let Some(t) = tls_cause(s) {
         return MpcError::Connect(format!("TLS: {t}"));
     }
     match status_error(s) {
-        MpcError::PeerGone => {
-            MpcError::Connect(format!("link refused: {} ({})", s.message(), chain(s)))
-        }
+        // With TLS 1.3 the server checks the client's certificate after the
+        // client has finished its handshake: a refusal shows up as an alert
+        // (above) or as the connection dropping on the first request.
+        MpcError::PeerGone if tls => MpcError::Connect(format!(
+            "TLS: the peer dropped the connection during setup (does it pin this party's \
+             certificate?): {}",
+            chain(s)
+        )),
+        MpcError::PeerGone => MpcError::Connect(format!("link refused: {}", chain(s))),
         e => e,
     }
 }
