@@ -27,6 +27,11 @@ use tonic::{Code, Request, Response, Status};
 const OUT_CHUNKS: usize = 4;
 /// Complete messages the reader may hold ahead of `exchange`.
 const IN_MESSAGES: usize = 2;
+/// HTTP/2 flow-control windows: large enough to keep loopback and WAN links
+/// busy (the default 64 KiB window caps throughput), small enough to bound
+/// what a peer can make this party buffer.
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONN_WINDOW: u32 = 16 << 20;
 /// Bytes of a frame beyond its payload (version, session id, seq, ...).
 const FRAME_OVERHEAD: usize = 1024;
 
@@ -417,7 +422,10 @@ impl Listener {
         let svc = PartyLinkServer::new(service)
             .max_decoding_message_size(max_frame(&cfg))
             .max_encoding_message_size(max_frame(&cfg));
-        let mut builder = Server::builder().tcp_nodelay(true);
+        let mut builder = Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONN_WINDOW);
         if let Some(tls) = tls {
             builder = builder
                 .tls_config(tls)
@@ -533,6 +541,8 @@ async fn dial(cfg: &NetConfig, deadline: Instant) -> Result<Established, MpcErro
     let mut endpoint = Endpoint::from_shared(uri.clone())
         .map_err(|e| MpcError::InvalidParameter(format!("bad peer address {uri:?}: {e}")))?
         .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONN_WINDOW)
         .connect_timeout(cfg.connect_timeout);
     if let Some(t) = &cfg.tls {
         endpoint = endpoint
