@@ -198,7 +198,7 @@ fn main() {
                 "grpc_tls_ms_per_round": ms_round(tls_tiny, rounds),
             },
             "wan": {
-                "shape": format!("rtt={:?},bw={:?}B/s", wan.rtt, wan.bandwidth_bytes_per_s),
+                "shape": wan.to_string(),
                 "rounds": wan_rounds,
                 "mem_shaped_ms_per_round": ms_round(memwan_tiny, wan_rounds),
                 "grpc_shaped_ms_per_round": ms_round(grpcwan_tiny, wan_rounds),

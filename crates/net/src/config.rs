@@ -54,6 +54,17 @@ impl WanShape {
     }
 }
 
+impl std::fmt::Display for WanShape {
+    /// The form [`WanShape::from_str`] reads, e.g. `rtt=70ms,bw=40MB/s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rtt={}ms", self.rtt.as_secs_f64() * 1e3)?;
+        match self.bandwidth_bytes_per_s {
+            Some(bw) => write!(f, ",bw={}MB/s", bw / 1e6),
+            None => write!(f, ",bw=inf"),
+        }
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
@@ -320,9 +331,12 @@ mod tests {
         let w: WanShape = "rtt=70ms,bw=40MB/s".parse().unwrap();
         assert_eq!(w.rtt, Duration::from_millis(70));
         assert_eq!(w.bandwidth_bytes_per_s, Some(40e6));
+        assert_eq!(w.to_string(), "rtt=70ms,bw=40MB/s");
         let w: WanShape = " rtt = 1.5s ".parse().unwrap();
         assert_eq!(w.rtt, Duration::from_millis(1500));
         assert_eq!(w.bandwidth_bytes_per_s, None);
+        assert_eq!(w.to_string(), "rtt=1500ms,bw=inf");
+        assert_eq!(w.to_string().parse::<WanShape>().unwrap(), w);
         let w: WanShape = "bw=100Mbit/s,rtt=0ms".parse().unwrap();
         assert_eq!(w.bandwidth_bytes_per_s, Some(12.5e6));
         for bad in [

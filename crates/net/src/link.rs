@@ -516,15 +516,33 @@ fn client_tls(t: &TlsConfig) -> tonic::transport::ClientTlsConfig {
 /// Graceful shutdown of party 0's server, waiting at most `grace` (so a
 /// refusal or a final status reaches the peer), then abort.
 fn stop_server(rt: &Rt, server: JoinHandle<()>, shutdown: oneshot::Sender<()>, grace: Duration) {
+    rt.handle()
+        .block_on(stop_server_async(server, shutdown, grace));
+}
+
+async fn stop_server_async(server: JoinHandle<()>, shutdown: oneshot::Sender<()>, grace: Duration) {
     let _ = shutdown.send(());
-    if Handle::try_current().is_err() {
-        let abort = server.abort_handle();
-        rt.handle().block_on(async {
-            let _ = tokio::time::timeout(grace, server).await;
-        });
-        abort.abort();
-    } else {
-        server.abort();
+    let abort = server.abort_handle();
+    let _ = tokio::time::timeout(grace, server).await;
+    abort.abort();
+}
+
+/// What a dropped transport still does: wait (bounded) for the peer to
+/// close its side, then stop the reader and party 0's server.
+async fn cleanup(
+    mut inbound: mpsc::Receiver<Result<Inbound, MpcError>>,
+    linger: Option<Duration>,
+    reader: tokio::task::AbortHandle,
+    server: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+    grace: Duration,
+) {
+    if let Some(linger) = linger {
+        let drain = async { while let Some(Ok(_)) = inbound.recv().await {} };
+        let _ = tokio::time::timeout(linger, drain).await;
+    }
+    reader.abort();
+    if let Some((server, shutdown)) = server {
+        stop_server_async(server, shutdown, grace).await;
     }
 }
 
@@ -857,26 +875,32 @@ impl Transport for GrpcTransport {
 }
 
 impl Drop for GrpcTransport {
+    /// Half-closes the link, then waits (at most `linger`) for the peer to
+    /// close too, so a last message still in flight is not cut off. On a
+    /// runtime of its own this blocks; on a shared runtime it is a task.
     fn drop(&mut self) {
-        // Half-close, then wait (bounded) for the peer to close too: the last
-        // message may still be in flight, and the peer has it once it closes.
         self.out = None;
-        if self.failed.is_none()
-            && Handle::try_current().is_err()
-            && let Some(rt) = &self.rt
-        {
-            let (linger, inbound) = (self.linger, &mut self.inbound);
-            rt.handle().block_on(async {
-                let drain = async { while let Some(Ok(_)) = inbound.recv().await {} };
-                let _ = tokio::time::timeout(linger, drain).await;
-            });
-        }
-        self.reader.abort();
-        if let (Some((server, shutdown)), Some(rt)) = (self.server.take(), &self.rt) {
-            stop_server(rt, server, shutdown, self.linger);
-        }
-        if let Some(rt) = self.rt.take() {
-            shutdown_rt(rt);
+        let Some(rt) = self.rt.take() else { return };
+        let linger = self.failed.is_none().then_some(self.linger);
+        let inbound = std::mem::replace(&mut self.inbound, mpsc::channel(1).1);
+        let job = cleanup(
+            inbound,
+            linger,
+            self.reader.abort_handle(),
+            self.server.take(),
+            self.linger,
+        );
+        match rt {
+            Rt::Shared(h) => {
+                h.spawn(job);
+            }
+            Rt::Owned(r) => {
+                // Blocking is only possible outside asynchronous code.
+                if Handle::try_current().is_err() {
+                    r.block_on(job);
+                }
+                r.shutdown_background();
+            }
         }
     }
 }

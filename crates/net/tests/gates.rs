@@ -178,3 +178,44 @@ fn negotiated_chunks_many_rounds() {
     });
     assert_eq!(t0.stats().rounds, sizes.len() as u64);
 }
+
+/// Both parties on one shared tokio runtime, the protocol running inside
+/// `spawn_blocking` (how a tokio daemon would run a job).
+#[test]
+fn shared_runtime_from_spawn_blocking() {
+    use ariann_fss::Party;
+    use ariann_net::{GrpcTransport, Listener};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (c0, c1) = configs("shared-rt");
+    let h = rt.handle().clone();
+    let listener = Listener::bind_on(c0, Some(h.clone())).expect("bind");
+    let c1 = c1.peer(listener.local_addr().to_string());
+    let (a, b) = rt.block_on(async move {
+        let p0 = tokio::task::spawn_blocking(move || {
+            let mut t = listener.accept().expect("p0 link");
+            assert_eq!(t.party(), Party::P0);
+            let mut got = Vec::new();
+            for i in 0..50u32 {
+                got.push(t.exchange(&i.to_le_bytes()).expect("p0"));
+            }
+            got
+        });
+        let p1 = tokio::task::spawn_blocking(move || {
+            let mut t = GrpcTransport::connect_on(c1, Some(h)).expect("p1 link");
+            let mut got = Vec::new();
+            for i in 0..50u32 {
+                got.push(t.exchange(&(1000 + i).to_le_bytes()).expect("p1"));
+            }
+            got
+        });
+        (p0.await.expect("p0 task"), p1.await.expect("p1 task"))
+    });
+    for i in 0..50u32 {
+        assert_eq!(a[i as usize], (1000 + i).to_le_bytes());
+        assert_eq!(b[i as usize], i.to_le_bytes());
+    }
+}
