@@ -242,8 +242,7 @@ fn main() {
             ms_round(tls_tiny, rounds)
         );
         println!(
-            "(c) WAN-shaped rtt={:?}, bw={:?} B/s:",
-            wan.rtt, wan.bandwidth_bytes_per_s
+            "(c) WAN-shaped {wan} (ShapedTransport: rtt per exchange; gRPC: rtt/2 per message):"
         );
         println!(
             "    {wan_rounds} tiny rounds: memory+ShapedTransport {:.1} ms/round, gRPC shaped {:.1} ms/round",
