@@ -13,6 +13,13 @@ pub enum MpcError {
     /// The peer is gone (its end of the transport was dropped or closed).
     #[error("peer disconnected")]
     PeerGone,
+    /// The peer broke the link protocol (another protocol version or session,
+    /// frames out of order, a message over the size limit).
+    #[error("link protocol error: {0}")]
+    Protocol(String),
+    /// The link to the peer could not be set up (TLS refusal, handshake refused).
+    #[error("cannot connect to the peer: {0}")]
+    Connect(String),
     /// The peer sent a message of the wrong length for this opening.
     #[error("peer sent {got} bytes where {expected} were expected")]
     WrongLength {

@@ -1,0 +1,20 @@
+//! gRPC services of ariann-rs, generated at build time from the `.proto` files
+//! in this crate by `protox` (a pure-Rust protobuf compiler: no system
+//! `protoc` is needed) and `tonic-prost-build`.
+//!
+//! * [`v1::party_link_server::PartyLink`] — party 0 <-> party 1, one
+//!   bidirectional stream per job: a [`v1::Hello`] each way, then the protocol
+//!   messages cut into [`v1::Frame`]s (see `ariann/v1/link.proto` for the rules).
+//! * [`v1::party_control_server::PartyControl`] — a client submits a job,
+//!   streams its asset, fetches the revealed output, asks for status.
+//! * [`v1::key_stream_server::KeyStream`] — the dealer streams a job's key
+//!   bundles to a party.
+
+/// Package `ariann.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("ariann.v1");
+}
+
+/// Version of the PartyLink protocol spoken by this build (`Hello.protocol_version`).
+pub const LINK_PROTOCOL_VERSION: u32 = 1;
