@@ -1,0 +1,460 @@
+//! `ariann-party`: one party of a two-party private inference job.
+//!
+//! Two institutions each start one process, on their own hosts (or on one
+//! machine for a try-out): the model owner with its weights, the data owner
+//! with its inputs, each with its key file from the dealer
+//! (`ariann-dealer keys`). Party 0 listens, party 1 connects; they check
+//! that they run the same job with keys of the same dealer session, share
+//! their assets, run the network privately in lock-step, and the output is
+//! revealed to the party named by `--output-to` only.
+//!
+//! ```text
+//! ariann-dealer keys --model network1 --batch 4 --out keys/
+//! ariann-party --id 0 --listen 127.0.0.1:7000 --keys keys/party0.keys \
+//!     --model network1 --batch 4 --weights net1.safetensors --output-to 1
+//! ariann-party --id 1 --peer 127.0.0.1:7000 --keys keys/party1.keys \
+//!     --model network1 --batch 4 --input digits.safetensors --output-to 1 --output out.json
+//! ```
+//!
+//! Every option can also come from a TOML file (`--config party.toml`, keys
+//! named like the long options: `id = 0`, `listen = "..."`, `keys = "..."`,
+//! `tls-cert = "..."`); the command line wins.
+//!
+//! Exit status: 0 success; 2 usage or configuration error; 3 key file
+//! problem (missing, corrupt, another party's, plan or session, already
+//! used, exhausted); 4 link problem (peer unreachable or gone, timeout, TLS
+//! or handshake refused, protocol violation); 5 the peer runs another job or
+//! brings the same asset; 1 anything else (model, weights, inputs). Logs go
+//! to stderr (`-v`, `RUST_LOG`) and never contain shares, keys or data.
+
+use anyhow::{Context, Result, anyhow, bail};
+use ariann_dealer::keyfile::{Expected, KeyFileHeader, KeyFileSource, to_hex};
+use ariann_fss::Party;
+use ariann_mpc::{MpcError, Transport};
+use ariann_net::{GrpcTransport, Listener, NetConfig, TlsConfig, WanShape};
+use ariann_nn::{Config, Model, NnError, Weights, zoo};
+use ariann_party::{Asset, Job, PartyError, run_job};
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[command(
+    name = "ariann-party",
+    version,
+    about = "One party of ariann-rs two-party private inference"
+)]
+struct Opts {
+    /// TOML file with any of these options (kebab-case keys).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// This party: 0 (listens) or 1 (connects).
+    #[arg(long)]
+    id: Option<u8>,
+    /// Where party 0 listens (`0.0.0.0:7000`; port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Where party 1 finds party 0 (`host:port`).
+    #[arg(long)]
+    peer: Option<String>,
+    /// Write the address party 0 listens on to this file once bound.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+    /// This party's key file from `ariann-dealer keys`.
+    #[arg(long, value_name = "FILE")]
+    keys: Option<PathBuf>,
+    /// A zoo model (network1, lenet, alexnet, vgg16, resnet18, ...).
+    #[arg(long)]
+    model: Option<String>,
+    /// A JSON model description instead of a zoo model.
+    #[arg(long, value_name = "FILE")]
+    model_json: Option<PathBuf>,
+    /// Inputs per batch.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Swap ReLU and max-pool where adjacent (must match the dealer's flag).
+    #[arg(long)]
+    #[serde(default)]
+    permute_relu_maxpool: bool,
+    /// Comparison window in bits (must match the dealer's).
+    #[arg(long)]
+    k_cmp: Option<u32>,
+    /// The model owner's weights (safetensors, PyTorch names).
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// The data owner's inputs: safetensors with a tensor `input` of shape
+    /// `[batch, ...]` (float32).
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// The party that learns the output (0 or 1).
+    #[arg(long)]
+    output_to: Option<u8>,
+    /// Where the named party writes the output as JSON (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// This party's TLS certificate (PEM); turns on mutual TLS.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// This party's TLS private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// The peer's pinned certificate or CA (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_peer: Option<PathBuf>,
+    /// Name party 1 expects in party 0's certificate.
+    #[arg(long)]
+    tls_server_name: Option<String>,
+    /// Emulated WAN link, e.g. `rtt=70ms,bw=40MB/s`.
+    #[arg(long)]
+    wan: Option<String>,
+    /// Seconds to establish the link.
+    #[arg(long)]
+    connect_timeout: Option<u64>,
+    /// Seconds one round may take before the job fails.
+    #[arg(long)]
+    exchange_timeout: Option<u64>,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[serde(skip)]
+    verbose: u8,
+}
+
+/// Command line over configuration file.
+fn merge(cli: Opts, file: Opts) -> Opts {
+    macro_rules! pick {
+        ($($f:ident),*) => { Opts { $($f: cli.$f.or(file.$f),)*
+            permute_relu_maxpool: cli.permute_relu_maxpool || file.permute_relu_maxpool,
+            config: cli.config, verbose: cli.verbose } };
+    }
+    pick!(
+        id,
+        listen,
+        peer,
+        ready_file,
+        keys,
+        model,
+        model_json,
+        batch,
+        k_cmp,
+        weights,
+        input,
+        output_to,
+        output,
+        tls_cert,
+        tls_key,
+        tls_peer,
+        tls_server_name,
+        wan,
+        connect_timeout,
+        exchange_timeout
+    )
+}
+
+/// Failure classes, one exit code each.
+#[derive(Debug)]
+enum Fail {
+    Usage(anyhow::Error),
+    Keys(anyhow::Error),
+    Link(anyhow::Error),
+    Job(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl Fail {
+    fn code(&self) -> u8 {
+        match self {
+            Fail::Other(_) => 1,
+            Fail::Usage(_) => 2,
+            Fail::Keys(_) => 3,
+            Fail::Link(_) => 4,
+            Fail::Job(_) => 5,
+        }
+    }
+    fn error(&self) -> &anyhow::Error {
+        match self {
+            Fail::Usage(e) | Fail::Keys(e) | Fail::Link(e) | Fail::Job(e) | Fail::Other(e) => e,
+        }
+    }
+}
+
+fn party_of(v: Option<u8>, what: &str) -> Result<Party> {
+    match v {
+        Some(0) => Ok(Party::P0),
+        Some(1) => Ok(Party::P1),
+        Some(v) => bail!("--{what} must be 0 or 1, not {v}"),
+        None => bail!("--{what} is required"),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn read_pem(path: &Option<PathBuf>, what: &str) -> Result<String> {
+    let p = path.as_ref().ok_or_else(|| {
+        anyhow!("--tls-cert, --tls-key and --tls-peer go together: {what} is missing")
+    })?;
+    String::from_utf8(read(p)?).with_context(|| format!("{} is not PEM text", p.display()))
+}
+
+/// What the command line asks for, checked.
+struct Setup {
+    party: Party,
+    job: Job,
+    asset: Asset,
+    net: NetConfig,
+    keys: PathBuf,
+    ready_file: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
+fn setup(o: &Opts) -> Result<Setup> {
+    let party = party_of(o.id, "id")?;
+    let output_to = party_of(o.output_to, "output-to")?;
+    let Some(batch) = o.batch.filter(|b| *b > 0) else {
+        bail!("--batch is required and must be at least 1");
+    };
+    let model = match (&o.model, &o.model_json) {
+        (Some(name), None) => {
+            zoo::by_name(name)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "unknown model {name:?}; the zoo has {}",
+                        zoo::NAMES.join(", ")
+                    )
+                })?
+                .0
+        }
+        (None, Some(path)) => Model::from_json(&String::from_utf8_lossy(&read(path)?))
+            .with_context(|| format!("invalid model description {}", path.display()))?,
+        _ => bail!("give exactly one of --model and --model-json"),
+    };
+    let (model, asset) = match (&o.weights, &o.input) {
+        (Some(path), None) => {
+            let w = Weights::from_safetensors(&read(path)?)
+                .with_context(|| format!("cannot load weights {}", path.display()))?;
+            w.check(&model)
+                .with_context(|| format!("weights {} do not fit {}", path.display(), model.name))?;
+            let (m, w) = model.fold_batchnorm(&w)?;
+            (m, Asset::Weights(w))
+        }
+        (None, Some(path)) => {
+            let t = Weights::from_safetensors(&read(path)?)
+                .with_context(|| format!("cannot load inputs {}", path.display()))?;
+            let (_, x) = t
+                .get("input")
+                .ok_or_else(|| anyhow!("{} has no tensor named `input`", path.display()))?;
+            (
+                model.fold_batchnorm_architecture(),
+                Asset::Input(x.to_vec()),
+            )
+        }
+        _ => bail!("give exactly one of --weights (model owner) and --input (data owner)"),
+    };
+    let model = if o.permute_relu_maxpool {
+        model.permute_relu_maxpool()
+    } else {
+        model
+    };
+    let mut cfg = Config::default();
+    if let Some(k) = o.k_cmp {
+        cfg.k_cmp = k;
+    }
+    let job = Job {
+        model,
+        batch,
+        cfg,
+        output_to,
+    };
+    let keys = o
+        .keys
+        .clone()
+        .ok_or_else(|| anyhow!("--keys is required"))?;
+    let mut net = NetConfig::new(party, Vec::new());
+    match party {
+        Party::P0 => {
+            net = net.listen(o.listen.ok_or_else(|| anyhow!("party 0 needs --listen"))?);
+        }
+        Party::P1 => {
+            net = net.peer(
+                o.peer
+                    .clone()
+                    .ok_or_else(|| anyhow!("party 1 needs --peer"))?,
+            );
+        }
+    }
+    if let Some(s) = o.connect_timeout {
+        net = net.connect_timeout(Duration::from_secs(s));
+    }
+    if let Some(s) = o.exchange_timeout {
+        net = net.exchange_timeout(Duration::from_secs(s));
+    }
+    if let Some(w) = &o.wan {
+        let shape: WanShape = w.parse().with_context(|| format!("--wan {w}"))?;
+        net = net.wan(shape);
+    }
+    if o.tls_cert.is_some() || o.tls_key.is_some() || o.tls_peer.is_some() {
+        net = net.tls(TlsConfig {
+            cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
+            key_pem: read_pem(&o.tls_key, "--tls-key")?,
+            peer_pem: read_pem(&o.tls_peer, "--tls-peer")?,
+            server_name: o
+                .tls_server_name
+                .clone()
+                .unwrap_or_else(|| "localhost".into()),
+        });
+    }
+    Ok(Setup {
+        party,
+        job,
+        asset,
+        net,
+        keys,
+        ready_file: o.ready_file.clone(),
+        output: o.output.clone(),
+    })
+}
+
+fn classify_mpc(e: MpcError) -> Fail {
+    let err = anyhow::Error::new(e.clone());
+    match e {
+        MpcError::Timeout(_)
+        | MpcError::PeerGone
+        | MpcError::WrongLength { .. }
+        | MpcError::Protocol(_)
+        | MpcError::Connect(_) => Fail::Link(err),
+        MpcError::KeysExhausted { .. }
+        | MpcError::KeySource { .. }
+        | MpcError::BundleMismatch { .. }
+        | MpcError::WrongParty { .. } => Fail::Keys(err),
+        _ => Fail::Other(err),
+    }
+}
+
+fn run(o: Opts) -> Result<(), Fail> {
+    let s = setup(&o).map_err(Fail::Usage)?;
+    let plan = s.job.plan().map_err(|e| Fail::Usage(e.into()))?;
+    // Keys first: a wrong key file fails before any network traffic.
+    let header = KeyFileHeader::read(&s.keys)
+        .with_context(|| format!("key file {}", s.keys.display()))
+        .map_err(Fail::Keys)?;
+    let expected = Expected {
+        party: s.party,
+        plan_hash: plan.hash(),
+        session: None,
+    };
+    let mut source = KeyFileSource::<u64>::open(&s.keys, &expected)
+        .with_context(|| format!("key file {}", s.keys.display()))
+        .map_err(Fail::Keys)?;
+    let digest = s.job.digest().map_err(|e| Fail::Usage(e.into()))?;
+    tracing::info!(
+        party = ?s.party,
+        job = %to_hex(&digest[..8]),
+        plan_hash = %to_hex(&plan.hash()[..8]),
+        session = %to_hex(&header.session.0),
+        gates = plan.gates.len(),
+        "job ready"
+    );
+    // The dealer session is the link's session id: both parties must hold
+    // keys from the same `ariann-dealer keys` run.
+    let mut net = s.net.clone();
+    net.session_id = header.session.0.to_vec();
+    let mut transport: GrpcTransport = match s.party {
+        Party::P0 => {
+            let l = Listener::bind(net).map_err(classify_mpc)?;
+            let addr = l.local_addr();
+            tracing::info!(%addr, "listening");
+            if let Some(f) = &s.ready_file {
+                std::fs::write(f, addr.to_string())
+                    .with_context(|| format!("cannot write {}", f.display()))
+                    .map_err(Fail::Other)?;
+            }
+            l.accept().map_err(classify_mpc)?
+        }
+        Party::P1 => GrpcTransport::connect(net).map_err(classify_mpc)?,
+    };
+    tracing::info!("linked to the peer");
+    let out = run_job(&s.job, &s.asset, &mut transport, &mut source).map_err(|e| match e {
+        PartyError::Mpc(m) | PartyError::Nn(NnError::Mpc(m)) => classify_mpc(m),
+        e @ (PartyError::JobMismatch { .. } | PartyError::SameAsset(_)) => Fail::Job(e.into()),
+        e @ PartyError::Protocol(_) => Fail::Link(e.into()),
+        e => Fail::Other(e.into()),
+    })?;
+    let st = transport.stats();
+    tracing::info!(
+        seconds = out.seconds,
+        rounds = st.rounds,
+        sent_mb = st.bytes_sent as f64 / 1e6,
+        "job done"
+    );
+    eprintln!(
+        "job {} done in {:.3} s: {} rounds, {:.2} MB sent, {:.2} MB received",
+        to_hex(&digest[..8]),
+        out.seconds,
+        out.stats.rounds,
+        out.stats.bytes_sent as f64 / 1e6,
+        out.stats.bytes_received as f64 / 1e6
+    );
+    if let Some(y) = out.output {
+        let classes = y.len() / s.job.batch;
+        let rows: Vec<&[f64]> = y.chunks(classes.max(1)).collect();
+        let pred: Vec<usize> = rows
+            .iter()
+            .map(|r| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
+            .collect();
+        let json = serde_json::json!({
+            "job": to_hex(&digest),
+            "model": s.job.model.name,
+            "batch": s.job.batch,
+            "outputs": rows,
+            "predictions": pred,
+        });
+        match &s.output {
+            Some(f) => std::fs::write(f, json.to_string())
+                .with_context(|| format!("cannot write {}", f.display()))
+                .map_err(Fail::Other)?,
+            None => println!("{json}"),
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Opts::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let opts = match &cli.config {
+        None => Ok(cli),
+        Some(path) => read(path)
+            .and_then(|b| {
+                toml::from_str::<Opts>(&String::from_utf8_lossy(&b))
+                    .with_context(|| format!("invalid config file {}", path.display()))
+            })
+            .map(|file| merge(cli, file)),
+    };
+    let res = match opts {
+        Ok(o) => run(o),
+        Err(e) => Err(Fail::Usage(e)),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error());
+            ExitCode::from(f.code())
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! End to end with real processes on loopback: `ariann-dealer keys` writes
+//! the key files, two `ariann-party` processes run a small CNN (conv,
+//! max-pool, ReLU, linear) over gRPC, and the revealed output equals the
+//! fixed-point cleartext run. Then the failures: each must end both
+//! processes with a clear message and a non-zero exit within a deadline,
+//! never a hang and never an output.
+//!
+//! The transport-level failures (another protocol version, garbage and
+//! oversized frames, a share of the wrong length) are tested on the link
+//! itself in `crates/net/tests/failures.rs`; keys exhausted mid-job in
+//! `dealer/tests/keyfile.rs` (the dealer cannot write such a file).
+
+use ariann_nn::{Config, Layer, Model, Weights, decode_output, encode_input, forward_fixed};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 3;
+/// No process of these tests may take longer.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn party_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ariann-party"))
+}
+
+/// The dealer binary, built next to this package's binary by
+/// `cargo test --workspace` (another package of the workspace).
+fn dealer_bin() -> PathBuf {
+    let p = party_bin().with_file_name(format!("ariann-dealer{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the dealer binary is built",
+        p.display()
+    );
+    p
+}
+
+fn model() -> Model {
+    Model {
+        name: "tiny-cnn".into(),
+        input: vec![1, 6, 6],
+        layers: vec![
+            Layer::Conv2d {
+                name: "conv".into(),
+                c: 1,
+                oc: 3,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            Layer::Relu,
+            Layer::MaxPool2d {
+                k: 2,
+                stride: 2,
+                pad: 0,
+            },
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                inp: 27,
+                out: 4,
+            },
+        ],
+    }
+}
+
+/// A job directory: model description, the owner's weights, the data
+/// owner's inputs, and keys for `batch`.
+struct Fixture {
+    dir: tempfile::TempDir,
+    weights: Weights,
+    x: Vec<f32>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rng = ChaCha8Rng::seed_from_u64(77);
+        let m = model();
+        let weights = Weights::random(&m, &mut rng);
+        let x: Vec<f32> = (0..BATCH * m.input_len())
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect();
+        std::fs::write(dir.path().join("model.json"), m.to_json()).expect("write");
+        std::fs::write(
+            dir.path().join("weights.safetensors"),
+            weights.to_safetensors().expect("encode"),
+        )
+        .expect("write");
+        let mut input = Weights::new();
+        input
+            .insert("input", vec![BATCH, 1, 6, 6], x.clone())
+            .expect("input");
+        std::fs::write(
+            dir.path().join("input.safetensors"),
+            input.to_safetensors().expect("encode"),
+        )
+        .expect("write");
+        let f = Fixture { dir, weights, x };
+        f.keys("keys", BATCH);
+        f
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// `ariann-dealer keys` for the model at `batch` into `out`.
+    fn keys(&self, out: &str, batch: usize) {
+        let st = Command::new(dealer_bin())
+            .args(["keys", "--no-progress", "--batch", &batch.to_string()])
+            .arg("--model-json")
+            .arg(self.path("model.json"))
+            .arg("--out")
+            .arg(self.path(out))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run ariann-dealer");
+        assert!(st.success(), "ariann-dealer keys failed");
+    }
+
+    fn expected(&self) -> Vec<f64> {
+        let cfg = Config::default();
+        let xe = encode_input(&self.x, &cfg).expect("encode");
+        decode_output(
+            &forward_fixed(&model(), &self.weights, &xe, BATCH, &cfg).expect("fixed"),
+            &cfg,
+        )
+    }
+}
+
+/// One party's command line; `extra` is appended.
+fn party_cmd(f: &Fixture, id: u8, keys: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(party_bin());
+    c.args(["--id", &id.to_string(), "--batch", &BATCH.to_string()])
+        .args([
+            "--output-to",
+            "1",
+            "--connect-timeout",
+            "5",
+            "--exchange-timeout",
+            "10",
+        ])
+        .arg("--model-json")
+        .arg(f.path("model.json"))
+        .arg("--keys")
+        .arg(keys);
+    if id == 0 {
+        c.arg("--weights").arg(f.path("weights.safetensors"));
+    } else {
+        c.arg("--input")
+            .arg(f.path("input.safetensors"))
+            .arg("--output")
+            .arg(f.path("out.json"));
+    }
+    c.args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// Waits for `child` until the deadline; a hang kills it and fails the test.
+fn wait(mut child: Child, who: &str) -> (ExitStatus, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            return (st, String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("{who} did not exit within {DEADLINE:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Party 0 listening on a free port (its address read back from its ready
+/// file), or `None` if it exited before binding.
+fn start_p0(f: &Fixture, keys: &Path, extra: &[&str]) -> (Child, Option<String>) {
+    let ready = f.path("ready");
+    let _ = std::fs::remove_file(&ready);
+    let mut child = party_cmd(f, 0, keys, extra)
+        .args(["--listen", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready)
+        .spawn()
+        .expect("spawn party 0");
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if let Ok(addr) = std::fs::read_to_string(&ready)
+            && !addr.is_empty()
+        {
+            return (child, Some(addr));
+        }
+        if child.try_wait().expect("poll").is_some() {
+            return (child, None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    panic!("party 0 neither bound nor exited");
+}
+
+fn s(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
+}
+
+struct Run {
+    p0: (ExitStatus, String),
+    p1: (ExitStatus, String),
+    output: Option<String>,
+}
+
+/// Runs both parties with the given key files and extra options.
+fn run(f: &Fixture, k0: &Path, k1: &Path, extra0: &[&str], extra1: &[&str]) -> Run {
+    let _ = std::fs::remove_file(f.path("out.json"));
+    let (c0, addr) = start_p0(f, k0, extra0);
+    // Without party 0, party 1 still runs (and must fail to connect).
+    let addr = addr.unwrap_or_else(|| "127.0.0.1:9".into());
+    let c1 = party_cmd(f, 1, k1, extra1)
+        .args(["--peer", &addr])
+        .spawn()
+        .expect("spawn party 1");
+    let p1 = wait(c1, "party 1");
+    let p0 = wait(c0, "party 0");
+    Run {
+        p0,
+        p1,
+        output: std::fs::read_to_string(f.path("out.json")).ok(),
+    }
+}
+
+fn outputs(json: &str) -> Vec<f64> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("output JSON");
+    v["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_f64().expect("number"))
+        })
+        .collect()
+}
+
+/// Both failed, with non-zero codes, messages containing `want` on the
+/// party at fault, and no output anywhere.
+fn assert_failed(r: &Run, fault: u8, code: i32, want: &str) {
+    assert!(r.output.is_none(), "an output was written");
+    let (at_fault, other) = if fault == 0 {
+        (&r.p0, &r.p1)
+    } else {
+        (&r.p1, &r.p0)
+    };
+    assert_eq!(
+        at_fault.0.code(),
+        Some(code),
+        "party {fault} exit code; stderr:\n{}",
+        at_fault.1
+    );
+    assert!(
+        at_fault.1.to_lowercase().contains(want),
+        "party {fault} should say {want:?}; stderr:\n{}",
+        at_fault.1
+    );
+    assert!(
+        !other.0.success(),
+        "the other party must fail too:\n{}",
+        other.1
+    );
+    assert!(
+        other.1.contains("error:"),
+        "the other party explains:\n{}",
+        other.1
+    );
+}
+
+#[test]
+fn two_processes_reveal_the_cleartext_result_and_keys_are_used_once() {
+    let f = Fixture::new();
+    let (k0, k1) = (f.path("keys/party0.keys"), f.path("keys/party1.keys"));
+    let r = run(&f, &k0, &k1, &[], &[]);
+    assert!(r.p0.0.success(), "party 0:\n{}", r.p0.1);
+    assert!(r.p1.0.success(), "party 1:\n{}", r.p1.1);
+    let got = outputs(r.output.as_deref().expect("party 1 wrote the output"));
+    assert_eq!(
+        got,
+        f.expected(),
+        "revealed output != fixed-point cleartext"
+    );
+
+    // The same key files again: refused before any traffic.
+    let r = run(&f, &k0, &k1, &[], &[]);
+    assert_failed(&r, 0, 3, "already used");
+    assert_eq!(r.p1.0.code(), Some(3), "party 1 too:\n{}", r.p1.1);
+}
+
+#[test]
+fn damaged_or_foreign_key_files_fail_clearly() {
+    let f = Fixture::new();
+    let k1 = f.path("keys/party1.keys");
+    let fresh = |name: &str| {
+        f.keys(name, BATCH);
+        (
+            f.path(&format!("{name}/party0.keys")),
+            f.path(&format!("{name}/party1.keys")),
+        )
+    };
+
+    // Truncated: party 0 fails when it reaches the missing part.
+    let (k0, k1a) = fresh("trunc");
+    let len = std::fs::metadata(&k0).expect("meta").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&k0)
+        .expect("open");
+    file.set_len(len * 2 / 3).expect("truncate");
+    let r = run(&f, &k0, &k1a, &[], &[]);
+    assert_failed(&r, 0, 3, "truncated");
+
+    // A flipped bit inside a chunk.
+    let (k0, k1b) = fresh("flip");
+    let mut bytes = std::fs::read(&k0).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&k0, bytes).expect("write");
+    let r = run(&f, &k0, &k1b, &[], &[]);
+    assert_failed(&r, 0, 3, "checksum");
+
+    // The other party's file.
+    let (_, k1c) = fresh("swap");
+    let (_, k1d) = fresh("swap2");
+    let r = run(&f, &k1c, &k1d, &[], &[]);
+    assert_failed(&r, 0, 3, "party");
+
+    // Keys of another plan (batch 2 instead of 3).
+    f.keys("other-plan", 2);
+    let r = run(&f, &f.path("other-plan/party0.keys"), &k1, &[], &[]);
+    assert_failed(&r, 0, 3, "plan");
+
+    // Keys of the same plan from two dealer runs: sessions differ, the
+    // link handshake refuses.
+    let (k0e, _) = fresh("session-a");
+    let (_, k1e) = fresh("session-b");
+    let r = run(&f, &k0e, &k1e, &[], &[]);
+    assert!(r.output.is_none());
+    for (p, (st, err)) in [(0, &r.p0), (1, &r.p1)] {
+        assert_eq!(st.code(), Some(4), "party {p}:\n{err}");
+        assert!(
+            err.contains("session"),
+            "party {p} names the session:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn a_vanishing_peer_or_an_unauthenticated_one_fails_clearly() {
+    let f = Fixture::new();
+    let k1 = f.path("keys/party1.keys");
+
+    // Nobody listens: party 1 gives up after its connect deadline.
+    let c1 = party_cmd(&f, 1, &k1, &[])
+        .args(["--peer", "127.0.0.1:9"])
+        .spawn()
+        .expect("spawn");
+    let (st, err) = wait(c1, "party 1");
+    assert_eq!(st.code(), Some(4), "{err}");
+    assert!(std::fs::read(f.path("out.json")).is_err());
+
+    // Party 0 killed once listening: party 1 fails (connect or mid-job).
+    f.keys("kill", BATCH);
+    let (mut c0, addr) = start_p0(&f, &f.path("kill/party0.keys"), &[]);
+    let addr = addr.expect("party 0 bound");
+    c0.kill().expect("kill party 0");
+    let _ = c0.wait();
+    let c1 = party_cmd(&f, 1, &f.path("kill/party1.keys"), &[])
+        .args(["--peer", &addr])
+        .spawn()
+        .expect("spawn");
+    let (st, err) = wait(c1, "party 1");
+    assert_eq!(st.code(), Some(4), "{err}");
+    assert!(std::fs::read(f.path("out.json")).is_err());
+
+    // Mutual TLS with pinned certificates works...
+    let pem = |name: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
+        let (c, k) = (
+            f.path(&format!("{name}.crt")),
+            f.path(&format!("{name}.key")),
+        );
+        std::fs::write(&c, ck.cert.pem()).expect("write");
+        std::fs::write(&k, ck.signing_key.serialize_pem()).expect("write");
+        (c.display().to_string(), k.display().to_string())
+    };
+    let (c0, key0) = pem("party0.test");
+    let (c1, key1) = pem("party1.test");
+    let (c2, key2) = pem("intruder.test");
+    let tls = |cert: &str, key: &str, peer: &str| -> Vec<String> {
+        [
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-peer",
+            peer,
+            "--tls-server-name",
+            "party0.test",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let t0 = tls(&c0, &key0, &c1);
+    let t1 = tls(&c1, &key1, &c0);
+    f.keys("tls", BATCH);
+    let (kt0, kt1) = (f.path("tls/party0.keys"), f.path("tls/party1.keys"));
+    let r = run(&f, &kt0, &kt1, &s(&t0), &s(&t1));
+    assert!(
+        r.p0.0.success() && r.p1.0.success(),
+        "TLS run:\n{}\n{}",
+        r.p0.1,
+        r.p1.1
+    );
+    assert_eq!(outputs(r.output.as_deref().expect("output")), f.expected());
+
+    // ...a peer whose certificate is not pinned is refused, both ways out.
+    f.keys("tls2", BATCH);
+    let (kt0, kt1) = (f.path("tls2/party0.keys"), f.path("tls2/party1.keys"));
+    let ti = tls(&c2, &key2, &c0);
+    let r = run(&f, &kt0, &kt1, &s(&t0), &s(&ti));
+    assert!(r.output.is_none(), "an output was written");
+    assert_eq!(r.p1.0.code(), Some(4), "intruder:\n{}", r.p1.1);
+    assert!(!r.p0.0.success(), "party 0 must not run a job:\n{}", r.p0.1);
+
+    // ...and so is a peer without TLS at all.
+    f.keys("tls3", BATCH);
+    let (kt0, kt1) = (f.path("tls3/party0.keys"), f.path("tls3/party1.keys"));
+    let r = run(&f, &kt0, &kt1, &s(&t0), &[]);
+    assert!(r.output.is_none(), "an output was written");
+    assert_eq!(r.p1.0.code(), Some(4), "plaintext peer:\n{}", r.p1.1);
+    assert!(!r.p0.0.success(), "party 0 must not run a job:\n{}", r.p0.1);
+}
