@@ -169,6 +169,7 @@ fn wait(mut child: Child, who: &str) -> (ExitStatus, String) {
         }
         if start.elapsed() > DEADLINE {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("{who} did not exit within {DEADLINE:?}: a hang");
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -198,6 +199,7 @@ fn start_p0(f: &Fixture, keys: &Path, extra: &[&str]) -> (Child, Option<String>)
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("party 0 neither bound nor exited");
 }
 
