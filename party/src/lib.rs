@@ -16,12 +16,19 @@
 //!    party, which reconstructs and decodes the output. The other party
 //!    learns nothing.
 //!
+//! [`linked::run_linked_job`] runs a job between two processes: keys from
+//! a key file, the link over gRPC (`ariann-net`).
+//!
 //! Nothing but a fresh random share, a masked value or the job's revealed
 //! output crosses the transport. Any mismatch (another job, the same asset
 //! on both sides, a share of the wrong length) is an error before any data
 //! is sent.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod client;
+pub mod daemon;
+pub mod linked;
 
 use ariann_fss::Party;
 use ariann_mpc::{CommStats, MpcError, PreprocessingSource, Session, Transport};

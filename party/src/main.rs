@@ -68,6 +68,13 @@ struct Opts {
     /// This party's key file from `ariann-dealer keys`.
     #[arg(long, value_name = "FILE")]
     keys: Option<PathBuf>,
+    /// Daemon mode: serve clients (`PartyControl`) on this address and run
+    /// their jobs one after the other, with keys from `--keys-dir`.
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// Daemon mode: key files at `DIR/<job id>/party<i>.keys`.
+    #[arg(long, value_name = "DIR")]
+    keys_dir: Option<PathBuf>,
     /// A zoo model (network1, lenet, alexnet, vgg16, resnet18, ...).
     #[arg(long)]
     model: Option<String>,
@@ -137,6 +144,8 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         peer,
         ready_file,
         keys,
+        control,
+        keys_dir,
         model,
         model_json,
         batch,
@@ -213,6 +222,45 @@ struct Setup {
     output: Option<PathBuf>,
 }
 
+/// The party link's configuration from the options.
+fn net_config(o: &Opts, party: Party) -> Result<NetConfig> {
+    let mut net = NetConfig::new(party, Vec::new());
+    match party {
+        Party::P0 => {
+            net = net.listen(o.listen.ok_or_else(|| anyhow!("party 0 needs --listen"))?);
+        }
+        Party::P1 => {
+            net = net.peer(
+                o.peer
+                    .clone()
+                    .ok_or_else(|| anyhow!("party 1 needs --peer"))?,
+            );
+        }
+    }
+    if let Some(s) = o.connect_timeout {
+        net = net.connect_timeout(Duration::from_secs(s));
+    }
+    if let Some(s) = o.exchange_timeout {
+        net = net.exchange_timeout(Duration::from_secs(s));
+    }
+    if let Some(w) = &o.wan {
+        let shape: WanShape = w.parse().with_context(|| format!("--wan {w}"))?;
+        net = net.wan(shape);
+    }
+    if o.tls_cert.is_some() || o.tls_key.is_some() || o.tls_peer.is_some() {
+        net = net.tls(TlsConfig {
+            cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
+            key_pem: read_pem(&o.tls_key, "--tls-key")?,
+            peer_pem: read_pem(&o.tls_peer, "--tls-peer")?,
+            server_name: o
+                .tls_server_name
+                .clone()
+                .unwrap_or_else(|| "localhost".into()),
+        });
+    }
+    Ok(net)
+}
+
 fn setup(o: &Opts) -> Result<Setup> {
     let party = party_of(o.id, "id")?;
     let output_to = party_of(o.output_to, "output-to")?;
@@ -275,40 +323,7 @@ fn setup(o: &Opts) -> Result<Setup> {
         .keys
         .clone()
         .ok_or_else(|| anyhow!("--keys is required"))?;
-    let mut net = NetConfig::new(party, Vec::new());
-    match party {
-        Party::P0 => {
-            net = net.listen(o.listen.ok_or_else(|| anyhow!("party 0 needs --listen"))?);
-        }
-        Party::P1 => {
-            net = net.peer(
-                o.peer
-                    .clone()
-                    .ok_or_else(|| anyhow!("party 1 needs --peer"))?,
-            );
-        }
-    }
-    if let Some(s) = o.connect_timeout {
-        net = net.connect_timeout(Duration::from_secs(s));
-    }
-    if let Some(s) = o.exchange_timeout {
-        net = net.exchange_timeout(Duration::from_secs(s));
-    }
-    if let Some(w) = &o.wan {
-        let shape: WanShape = w.parse().with_context(|| format!("--wan {w}"))?;
-        net = net.wan(shape);
-    }
-    if o.tls_cert.is_some() || o.tls_key.is_some() || o.tls_peer.is_some() {
-        net = net.tls(TlsConfig {
-            cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
-            key_pem: read_pem(&o.tls_key, "--tls-key")?,
-            peer_pem: read_pem(&o.tls_peer, "--tls-peer")?,
-            server_name: o
-                .tls_server_name
-                .clone()
-                .unwrap_or_else(|| "localhost".into()),
-        });
-    }
+    let net = net_config(o, party)?;
     Ok(Setup {
         party,
         job,
@@ -424,6 +439,63 @@ fn run(o: Opts) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Daemon mode: serve clients until Ctrl-C or SIGTERM.
+fn daemon(o: Opts) -> Result<(), Fail> {
+    let party = party_of(o.id, "id").map_err(Fail::Usage)?;
+    let net = net_config(&o, party).map_err(Fail::Usage)?;
+    let keys_dir = o
+        .keys_dir
+        .clone()
+        .ok_or_else(|| anyhow!("daemon mode (--control) needs --keys-dir"))
+        .map_err(Fail::Usage)?;
+    let mut cfg = Config::default();
+    if let Some(k) = o.k_cmp {
+        cfg.k_cmp = k;
+    }
+    let dc = ariann_party::daemon::DaemonConfig {
+        control: o.control.ok_or_else(|| Fail::Usage(anyhow!("--control")))?,
+        net,
+        keys_dir,
+        permute_relu_maxpool: o.permute_relu_maxpool,
+        cfg,
+        max_asset_bytes: 8 << 30,
+        fetch_timeout: Duration::from_secs(3600),
+    };
+    let rt = tokio::runtime::Runtime::new()
+        .context("cannot start the runtime")
+        .map_err(Fail::Other)?;
+    let ready = o.ready_file.clone();
+    rt.block_on(ariann_party::daemon::serve(
+        dc,
+        |addr| {
+            tracing::info!(%addr, "party daemon listening for clients");
+            eprintln!("party daemon: control on {addr}");
+            if let Some(f) = ready {
+                let _ = std::fs::write(f, addr.to_string());
+            }
+        },
+        async {
+            let term = async {
+                #[cfg(unix)]
+                if let Ok(mut s) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    s.recv().await;
+                    return;
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+            tracing::info!("shutting down");
+        },
+    ))
+    .context("party daemon")
+    .map_err(Fail::Link)
+}
+
 fn main() -> ExitCode {
     let cli = Opts::parse();
     let level = match cli.verbose {
@@ -447,6 +519,7 @@ fn main() -> ExitCode {
             .map(|file| merge(cli, file)),
     };
     let res = match opts {
+        Ok(o) if o.control.is_some() => daemon(o),
         Ok(o) => run(o),
         Err(e) => Err(Fail::Usage(e)),
     };

@@ -1,0 +1,177 @@
+//! A blocking client of a party daemon ([`crate::daemon`]): what an
+//! institution's program calls to submit a job to its own party, hand it
+//! its asset and fetch the output.
+//!
+//! ```no_run
+//! use ariann_party::client::RemoteParty;
+//! # fn main() -> Result<(), ariann_party::client::ClientError> {
+//! let mut p1 = RemoteParty::connect("http://127.0.0.1:7101")?;
+//! p1.submit("job-1", "network1", 8, 1)?;
+//! p1.provide_input("job-1", &vec![0.0f32; 8 * 784])?;
+//! let (logits, shape) = p1.fetch_output("job-1")?;
+//! # let _ = (logits, shape); Ok(()) }
+//! ```
+
+use ariann_proto::v1::party_control_client::PartyControlClient;
+use ariann_proto::v1::{
+    AssetChunk, AssetHeader, AssetKind, FetchOutputRequest, JobState, StatusRequest,
+    SubmitJobRequest, asset_chunk, submit_job_request,
+};
+use thiserror::Error;
+use tonic::transport::Channel;
+
+/// Errors of the client.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The daemon could not be reached.
+    #[error("cannot reach the party daemon at {addr}: {reason}")]
+    Connect {
+        /// Address.
+        addr: String,
+        /// Cause.
+        reason: String,
+    },
+    /// The daemon refused the job.
+    #[error("job refused: {0}")]
+    Refused(String),
+    /// The daemon answered with an error status.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The local runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+/// A connection to one party daemon's control port.
+#[derive(Debug)]
+pub struct RemoteParty {
+    rt: tokio::runtime::Runtime,
+    client: PartyControlClient<Channel>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl RemoteParty {
+    /// Connects to `addr` (`http://host:port`).
+    pub fn connect(addr: &str) -> Result<Self, ClientError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ClientError::Runtime(e.to_string()))?;
+        let err = |e: &dyn std::fmt::Display| ClientError::Connect {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        };
+        let ep = Channel::from_shared(addr.to_string()).map_err(|e| err(&e))?;
+        let ch = rt.block_on(ep.connect()).map_err(|e| err(&e))?;
+        Ok(RemoteParty {
+            rt,
+            client: PartyControlClient::new(ch).max_decoding_message_size(1 << 30),
+        })
+    }
+
+    fn submit_with(
+        &mut self,
+        job: &str,
+        model: submit_job_request::Model,
+        batch: usize,
+        output_party: u32,
+    ) -> Result<(), ClientError> {
+        let req = SubmitJobRequest {
+            job_id: job.as_bytes().to_vec(),
+            model: Some(model),
+            batch: batch as u32,
+            output_party,
+        };
+        let r = self.rt.block_on(self.client.submit_job(req))?.into_inner();
+        if r.accepted {
+            Ok(())
+        } else {
+            Err(ClientError::Refused(r.reason))
+        }
+    }
+
+    /// Submits job `job` for a zoo model; both parties must get the same.
+    pub fn submit(
+        &mut self,
+        job: &str,
+        model: &str,
+        batch: usize,
+        output_party: u32,
+    ) -> Result<(), ClientError> {
+        let m = submit_job_request::Model::ModelName(model.to_string());
+        self.submit_with(job, m, batch, output_party)
+    }
+
+    /// Submits job `job` for a JSON model description.
+    pub fn submit_json(
+        &mut self,
+        job: &str,
+        model_json: &str,
+        batch: usize,
+        output_party: u32,
+    ) -> Result<(), ClientError> {
+        let m = submit_job_request::Model::ModelJson(model_json.to_string());
+        self.submit_with(job, m, batch, output_party)
+    }
+
+    fn provide(
+        &mut self,
+        job: &str,
+        kind: AssetKind,
+        bytes: Vec<u8>,
+        shape: Vec<u64>,
+    ) -> Result<u64, ClientError> {
+        let header = AssetChunk {
+            body: Some(asset_chunk::Body::Header(AssetHeader {
+                job_id: job.as_bytes().to_vec(),
+                kind: kind as i32,
+                total_bytes: bytes.len() as u64,
+                shape,
+            })),
+        };
+        let mut msgs = vec![header];
+        msgs.extend(bytes.chunks(CHUNK).map(|c| AssetChunk {
+            body: Some(asset_chunk::Body::Data(c.to_vec())),
+        }));
+        drop(bytes);
+        let r = self
+            .rt
+            .block_on(self.client.provide_asset(tokio_stream::iter(msgs)))?;
+        Ok(r.into_inner().received_bytes)
+    }
+
+    /// The model owner's weights (safetensors bytes) for `job`.
+    pub fn provide_weights(&mut self, job: &str, safetensors: Vec<u8>) -> Result<u64, ClientError> {
+        self.provide(job, AssetKind::WeightsSafetensors, safetensors, vec![])
+    }
+
+    /// The data owner's inputs (`batch x input_len` floats) for `job`.
+    pub fn provide_input(&mut self, job: &str, x: &[f32]) -> Result<u64, ClientError> {
+        let bytes = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.provide(job, AssetKind::InputF32le, bytes, vec![x.len() as u64])
+    }
+
+    /// The revealed output of `job` and its shape, waiting for the job to
+    /// finish (only the party named in the job answers).
+    pub fn fetch_output(&mut self, job: &str) -> Result<(Vec<f64>, Vec<u64>), ClientError> {
+        let req = FetchOutputRequest {
+            job_id: job.as_bytes().to_vec(),
+        };
+        let r = self
+            .rt
+            .block_on(self.client.fetch_output(req))?
+            .into_inner();
+        Ok((r.output, r.shape))
+    }
+
+    /// The job's state, detail, rounds and bytes sent so far.
+    pub fn status(&mut self, job: &str) -> Result<(JobState, String, u64, u64), ClientError> {
+        let req = StatusRequest {
+            job_id: job.as_bytes().to_vec(),
+        };
+        let r = self.rt.block_on(self.client.status(req))?.into_inner();
+        let st = JobState::try_from(r.state).unwrap_or(JobState::Unspecified);
+        Ok((st, r.detail, r.rounds, r.bytes_sent))
+    }
+}

@@ -1,0 +1,423 @@
+//! The party daemon: a long-running `ariann-party` that takes jobs from
+//! clients over gRPC (`PartyControl` of `ariann-proto`) and runs them with
+//! its peer daemon, one at a time.
+//!
+//! A client (the institution's own operator) submits a job to its party
+//! (`SubmitJob`: job id, model, batch, output party), streams its asset
+//! (`ProvideAsset`: the model owner's weights or the data owner's inputs),
+//! and the party named in the job hands out the revealed output
+//! (`FetchOutput`, waiting for the job to finish). The other party refuses
+//! `FetchOutput` with `PERMISSION_DENIED`. Keys come from
+//! `KEYS_DIR/<job id>/party<i>.keys` (written there by `ariann-dealer keys
+//! --out KEYS_DIR/<job id>`), with their use-once journal.
+//!
+//! The control port carries this institution's plaintext asset: bind it to
+//! loopback (the default) or a private network. The party-to-party link is
+//! the one of the one-shot mode (optional mutual TLS, WAN shaping).
+
+use crate::linked::run_linked_job;
+use crate::{Asset, Job};
+use ariann_fss::Party;
+use ariann_mpc::CommStats;
+use ariann_net::NetConfig;
+use ariann_nn::{Config, Model, Weights, zoo};
+use ariann_proto::v1::party_control_server::{PartyControl, PartyControlServer};
+use ariann_proto::v1::{
+    AssetChunk, AssetKind, FetchOutputRequest, FetchOutputResponse, JobState, ProvideAssetResponse,
+    StatusRequest, StatusResponse, SubmitJobRequest, SubmitJobResponse, asset_chunk,
+    submit_job_request,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::{Request, Response, Status, Streaming};
+
+/// How a daemon runs.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Where clients reach this daemon.
+    pub control: SocketAddr,
+    /// The party link (party, listen or peer address, TLS, WAN, deadlines);
+    /// its session id is set per job from the key file.
+    pub net: NetConfig,
+    /// Directory of the jobs' key files.
+    pub keys_dir: PathBuf,
+    /// Swap ReLU and max-pool where adjacent (must match the dealer's flag).
+    pub permute_relu_maxpool: bool,
+    /// Fixed-point configuration of every job (must match the dealer's).
+    pub cfg: Config,
+    /// Largest asset accepted, in bytes.
+    pub max_asset_bytes: u64,
+    /// How long `FetchOutput` waits for a job to finish.
+    pub fetch_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Entry {
+    model: Model,
+    batch: usize,
+    output_to: Party,
+    state: JobState,
+    detail: String,
+    output: Option<(Vec<f64>, Vec<u64>)>,
+    stats: CommStats,
+}
+
+#[derive(Clone)]
+struct Daemon {
+    cfg: Arc<DaemonConfig>,
+    jobs: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Held by the job running on the link (one at a time).
+    link: Arc<Mutex<()>>,
+}
+
+fn job_name(id: &[u8]) -> Result<String, Status> {
+    let s =
+        std::str::from_utf8(id).map_err(|_| Status::invalid_argument("job id must be UTF-8"))?;
+    if s.is_empty()
+        || s.len() > 64
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Status::invalid_argument(
+            "job id: 1 to 64 characters of [A-Za-z0-9_-] (it names the key directory)",
+        ));
+    }
+    Ok(s.to_string())
+}
+
+impl Daemon {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding the lock cannot leave the map inconsistent
+        // (entries are replaced whole), so a poisoned lock is still usable.
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, id: &str, state: JobState, detail: String) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.state = state;
+            e.detail = detail;
+        }
+    }
+
+    /// Starts the job on a worker thread once its asset has arrived.
+    fn start(&self, id: String, asset: Asset) -> Result<(), Status> {
+        let (model, batch, output_to) = {
+            let jobs = self.lock();
+            let e = jobs
+                .get(&id)
+                .ok_or_else(|| Status::not_found("unknown job"))?;
+            if e.state != JobState::Pending {
+                return Err(Status::failed_precondition("the job already has its asset"));
+            }
+            (e.model.clone(), e.batch, e.output_to)
+        };
+        let (model, asset) = match asset {
+            Asset::Weights(w) => {
+                w.check(&model)
+                    .map_err(|e| Status::invalid_argument(format!("weights: {e}")))?;
+                let (m, w) = model
+                    .fold_batchnorm(&w)
+                    .map_err(|e| Status::invalid_argument(format!("weights: {e}")))?;
+                (m, Asset::Weights(w))
+            }
+            Asset::Input(x) => {
+                let want = batch * model.input_len();
+                if x.len() != want {
+                    return Err(Status::invalid_argument(format!(
+                        "input has {} values, the job needs {want}",
+                        x.len()
+                    )));
+                }
+                (model.fold_batchnorm_architecture(), Asset::Input(x))
+            }
+        };
+        let model = if self.cfg.permute_relu_maxpool {
+            model.permute_relu_maxpool()
+        } else {
+            model
+        };
+        let job = Job {
+            model,
+            batch,
+            cfg: self.cfg.cfg,
+            output_to,
+        };
+        self.set(&id, JobState::Running, "waiting for the link".into());
+        let me = self.clone();
+        std::thread::spawn(move || {
+            let _link = me.link.lock().unwrap_or_else(|e| e.into_inner());
+            let party = me.cfg.net.party;
+            let keys = me.cfg.keys_dir.join(&id).join(format!(
+                "party{}.keys",
+                if party == Party::P0 { 0 } else { 1 }
+            ));
+            me.set(&id, JobState::Running, "running".into());
+            tracing::info!(job = %id, "job started");
+            let res = run_linked_job(&job, &asset, &keys, me.cfg.net.clone(), |addr| {
+                tracing::info!(job = %id, %addr, "waiting for the peer");
+            });
+            drop(asset);
+            let mut jobs = me.lock();
+            let Some(e) = jobs.get_mut(&id) else { return };
+            match res {
+                Ok(out) => {
+                    tracing::info!(job = %id, seconds = out.seconds, rounds = out.stats.rounds, "job done");
+                    e.state = JobState::Done;
+                    e.detail = format!("done in {:.3} s", out.seconds);
+                    e.stats = out.stats;
+                    let classes = out
+                        .output
+                        .as_ref()
+                        .map_or(0, |y| y.len() / job.batch.max(1));
+                    e.output = out
+                        .output
+                        .map(|y| (y, vec![job.batch as u64, classes as u64]));
+                }
+                Err(err) => {
+                    tracing::warn!(job = %id, error = %err, "job failed");
+                    e.state = JobState::Failed;
+                    e.detail = err.to_string();
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn read_f32le(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl PartyControl for Daemon {
+    async fn submit_job(
+        &self,
+        req: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
+        let r = req.into_inner();
+        let id = job_name(&r.job_id)?;
+        let refuse = |reason: String| {
+            Ok(Response::new(SubmitJobResponse {
+                accepted: false,
+                reason,
+            }))
+        };
+        let model = match r.model {
+            Some(submit_job_request::Model::ModelName(n)) => match zoo::by_name(&n) {
+                Some((m, _, _)) => m,
+                None => {
+                    return refuse(format!(
+                        "unknown model {n:?}; the zoo has {}",
+                        zoo::NAMES.join(", ")
+                    ));
+                }
+            },
+            Some(submit_job_request::Model::ModelJson(j)) => match Model::from_json(&j) {
+                Ok(m) => m,
+                Err(e) => return refuse(e.to_string()),
+            },
+            None => return refuse("no model".into()),
+        };
+        let output_to = match r.output_party {
+            0 => Party::P0,
+            1 => Party::P1,
+            p => return refuse(format!("output party {p}: must be 0 or 1")),
+        };
+        if r.batch == 0 {
+            return refuse("batch must be at least 1".into());
+        }
+        let mut jobs = self.lock();
+        if jobs.contains_key(&id) {
+            return refuse(format!("job {id} already exists"));
+        }
+        tracing::info!(job = %id, model = %model.name, batch = r.batch, "job submitted");
+        jobs.insert(
+            id,
+            Entry {
+                model,
+                batch: r.batch as usize,
+                output_to,
+                state: JobState::Pending,
+                detail: "waiting for the asset".into(),
+                output: None,
+                stats: CommStats::default(),
+            },
+        );
+        Ok(Response::new(SubmitJobResponse {
+            accepted: true,
+            reason: String::new(),
+        }))
+    }
+
+    async fn provide_asset(
+        &self,
+        req: Request<Streaming<AssetChunk>>,
+    ) -> Result<Response<ProvideAssetResponse>, Status> {
+        let mut stream = req.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Err(Status::invalid_argument("empty asset stream"));
+        };
+        let Some(asset_chunk::Body::Header(h)) = first.body else {
+            return Err(Status::invalid_argument(
+                "the first message must be the header",
+            ));
+        };
+        let id = job_name(&h.job_id)?;
+        if !self.lock().contains_key(&id) {
+            return Err(Status::not_found(format!("unknown job {id}")));
+        }
+        if h.total_bytes > self.cfg.max_asset_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "asset of {} bytes: this daemon accepts at most {}",
+                h.total_bytes, self.cfg.max_asset_bytes
+            )));
+        }
+        let mut bytes = Vec::with_capacity(h.total_bytes as usize);
+        while let Some(m) = stream.message().await? {
+            match m.body {
+                Some(asset_chunk::Body::Data(d)) => {
+                    if bytes.len() as u64 + d.len() as u64 > h.total_bytes {
+                        return Err(Status::invalid_argument(
+                            "more bytes than the header announced",
+                        ));
+                    }
+                    bytes.extend_from_slice(&d);
+                }
+                _ => return Err(Status::invalid_argument("a second header")),
+            }
+        }
+        if bytes.len() as u64 != h.total_bytes {
+            return Err(Status::invalid_argument(format!(
+                "asset ended after {} of {} bytes",
+                bytes.len(),
+                h.total_bytes
+            )));
+        }
+        let received = bytes.len() as u64;
+        let asset = match AssetKind::try_from(h.kind) {
+            Ok(AssetKind::WeightsSafetensors) => Asset::Weights(
+                Weights::from_safetensors(&bytes)
+                    .map_err(|e| Status::invalid_argument(format!("weights: {e}")))?,
+            ),
+            Ok(AssetKind::InputF32le) if bytes.len() % 4 == 0 => Asset::Input(read_f32le(&bytes)),
+            Ok(AssetKind::InputF32le) => {
+                return Err(Status::invalid_argument(
+                    "input length is not a multiple of 4",
+                ));
+            }
+            _ => return Err(Status::invalid_argument("unknown asset kind")),
+        };
+        drop(bytes);
+        self.start(id, asset)?;
+        Ok(Response::new(ProvideAssetResponse {
+            received_bytes: received,
+        }))
+    }
+
+    async fn fetch_output(
+        &self,
+        req: Request<FetchOutputRequest>,
+    ) -> Result<Response<FetchOutputResponse>, Status> {
+        let id = job_name(&req.into_inner().job_id)?;
+        let deadline = tokio::time::Instant::now() + self.cfg.fetch_timeout;
+        loop {
+            {
+                let jobs = self.lock();
+                let e = jobs
+                    .get(&id)
+                    .ok_or_else(|| Status::not_found(format!("unknown job {id}")))?;
+                if e.output_to != self.cfg.net.party {
+                    return Err(Status::permission_denied(
+                        "the job reveals its output to the other party",
+                    ));
+                }
+                match e.state {
+                    JobState::Done => {
+                        let (output, shape) = e.output.clone().unwrap_or_default();
+                        return Ok(Response::new(FetchOutputResponse { output, shape }));
+                    }
+                    JobState::Failed => {
+                        return Err(Status::aborted(format!("job failed: {}", e.detail)));
+                    }
+                    _ => {}
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Status::deadline_exceeded("the job has not finished"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let r = req.into_inner();
+        if r.job_id.is_empty() {
+            let n = self.lock().len();
+            return Ok(Response::new(StatusResponse {
+                state: JobState::Unspecified as i32,
+                detail: format!("party daemon, {n} job(s)"),
+                rounds: 0,
+                bytes_sent: 0,
+            }));
+        }
+        let id = job_name(&r.job_id)?;
+        let jobs = self.lock();
+        let e = jobs
+            .get(&id)
+            .ok_or_else(|| Status::not_found(format!("unknown job {id}")))?;
+        Ok(Response::new(StatusResponse {
+            state: e.state as i32,
+            detail: e.detail.clone(),
+            rounds: e.stats.rounds,
+            bytes_sent: e.stats.bytes_sent,
+        }))
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves (e.g. Ctrl-C). Calls `ready`
+/// with the bound control address.
+pub async fn serve(
+    cfg: DaemonConfig,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), std::io::Error> {
+    let listener = tokio::net::TcpListener::bind(cfg.control).await?;
+    ready(listener.local_addr()?);
+    let d = Daemon {
+        cfg: Arc::new(cfg),
+        jobs: Arc::default(),
+        link: Arc::default(),
+    };
+    // Graceful: stop accepting, let running calls finish, but do not wait
+    // more than a few seconds for idle client connections to close.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(PartyControlServer::new(d).max_decoding_message_size(8 << 20))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                shutdown.await;
+                let _ = tx.send(());
+            },
+        );
+    tokio::select! {
+        r = server => r.map_err(std::io::Error::other),
+        _ = async {
+            if rx.await.is_ok() {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => Ok(()),
+    }
+}

@@ -1,0 +1,102 @@
+//! A job between two processes: key file + gRPC link + [`run_job`].
+
+use crate::{Asset, Job, Outcome, PartyError, run_job};
+use ariann_dealer::keyfile::{Expected, KeyFileError, KeyFileHeader, KeyFileSource};
+use ariann_fss::Party;
+use ariann_mpc::MpcError;
+use ariann_net::{GrpcTransport, Listener, NetConfig};
+use ariann_nn::NnError;
+use std::net::SocketAddr;
+use std::path::Path;
+use thiserror::Error;
+
+/// Why a linked job failed, by class (the binary maps each to an exit code).
+#[derive(Debug, Error)]
+pub enum LinkedError {
+    /// The key file (missing, corrupt, another party's, plan or session,
+    /// already used, exhausted).
+    #[error("key file {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: KeyFileError,
+    },
+    /// Keys failed mid-job (corrupt or missing bundle, wrong gate).
+    #[error("keys: {0}")]
+    Keys(MpcError),
+    /// The link (peer unreachable or gone, timeout, TLS, handshake, protocol).
+    #[error("link: {0}")]
+    Link(MpcError),
+    /// The peer runs another job or brings the same asset.
+    #[error(transparent)]
+    Job(PartyError),
+    /// Anything else (model, weights, inputs).
+    #[error(transparent)]
+    Other(PartyError),
+}
+
+impl From<MpcError> for LinkedError {
+    fn from(e: MpcError) -> Self {
+        match e {
+            MpcError::KeysExhausted { .. }
+            | MpcError::KeySource { .. }
+            | MpcError::BundleMismatch { .. }
+            | MpcError::WrongParty { .. } => LinkedError::Keys(e),
+            MpcError::Timeout(_)
+            | MpcError::PeerGone
+            | MpcError::WrongLength { .. }
+            | MpcError::Protocol(_)
+            | MpcError::Connect(_) => LinkedError::Link(e),
+            e => LinkedError::Other(PartyError::Mpc(e)),
+        }
+    }
+}
+
+impl From<PartyError> for LinkedError {
+    fn from(e: PartyError) -> Self {
+        match e {
+            PartyError::Mpc(m) | PartyError::Nn(NnError::Mpc(m)) => m.into(),
+            e @ (PartyError::JobMismatch { .. } | PartyError::SameAsset(_)) => LinkedError::Job(e),
+            e @ PartyError::Protocol(_) => LinkedError::Link(MpcError::Protocol(e.to_string())),
+            e => LinkedError::Other(e),
+        }
+    }
+}
+
+/// Runs `job` at `net.party` with keys from the file `keys` (its journal
+/// makes them single-use) over a gRPC link configured by `net`, whose
+/// session id is replaced by the key file's dealer session (both parties
+/// must hold keys of the same dealer run). Party 0 listens and calls
+/// `on_listen` with the bound address before waiting for party 1.
+pub fn run_linked_job(
+    job: &Job,
+    asset: &Asset,
+    keys: &Path,
+    mut net: NetConfig,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<Outcome, LinkedError> {
+    let key_err = |source| LinkedError::KeyFile {
+        path: keys.display().to_string(),
+        source,
+    };
+    let plan = job.plan()?;
+    // Keys first: a wrong key file fails before any network traffic.
+    let header = KeyFileHeader::read(keys).map_err(key_err)?;
+    let expected = Expected {
+        party: net.party,
+        plan_hash: plan.hash(),
+        session: None,
+    };
+    let mut source = KeyFileSource::<u64>::open(keys, &expected).map_err(key_err)?;
+    net.session_id = header.session.0.to_vec();
+    let mut transport = match net.party {
+        Party::P0 => {
+            let l = Listener::bind(net)?;
+            on_listen(l.local_addr());
+            l.accept()?
+        }
+        Party::P1 => GrpcTransport::connect(net)?,
+    };
+    Ok(run_job(job, asset, &mut transport, &mut source)?)
+}

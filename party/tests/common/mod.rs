@@ -1,0 +1,146 @@
+//! Shared pieces of the process tests: binaries, the tiny CNN job and its
+//! files, waiting for children with a deadline.
+#![allow(dead_code, unreachable_pub)]
+
+use ariann_nn::{Config, Layer, Model, Weights, decode_output, encode_input, forward_fixed};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BATCH: usize = 3;
+/// No process of these tests may take longer.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn party_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ariann-party"))
+}
+
+/// The dealer binary, built next to this package's binary by
+/// `cargo test --workspace` (another package of the workspace).
+pub fn dealer_bin() -> PathBuf {
+    let p = party_bin().with_file_name(format!("ariann-dealer{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the dealer binary is built",
+        p.display()
+    );
+    p
+}
+
+/// A small CNN: conv, ReLU, max-pool, linear.
+pub fn model() -> Model {
+    Model {
+        name: "tiny-cnn".into(),
+        input: vec![1, 6, 6],
+        layers: vec![
+            Layer::Conv2d {
+                name: "conv".into(),
+                c: 1,
+                oc: 3,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            Layer::Relu,
+            Layer::MaxPool2d {
+                k: 2,
+                stride: 2,
+                pad: 0,
+            },
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                inp: 27,
+                out: 4,
+            },
+        ],
+    }
+}
+
+/// A job directory: model description, the owner's weights, the data
+/// owner's inputs.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub weights: Weights,
+    pub x: Vec<f32>,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rng = ChaCha8Rng::seed_from_u64(77);
+        let m = model();
+        let weights = Weights::random(&m, &mut rng);
+        let x: Vec<f32> = (0..BATCH * m.input_len())
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect();
+        std::fs::write(dir.path().join("model.json"), m.to_json()).expect("write");
+        Fixture { dir, weights, x }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// `ariann-dealer keys` for the model at `batch` into `out`.
+    pub fn keys(&self, out: &str, batch: usize) {
+        let st = Command::new(dealer_bin())
+            .args(["keys", "--no-progress", "--batch", &batch.to_string()])
+            .arg("--model-json")
+            .arg(self.path("model.json"))
+            .arg("--out")
+            .arg(self.path(out))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run ariann-dealer");
+        assert!(st.success(), "ariann-dealer keys failed");
+    }
+
+    /// The fixed-point cleartext output of the job.
+    pub fn expected(&self) -> Vec<f64> {
+        let cfg = Config::default();
+        let xe = encode_input(&self.x, &cfg).expect("encode");
+        decode_output(
+            &forward_fixed(&model(), &self.weights, &xe, BATCH, &cfg).expect("fixed"),
+            &cfg,
+        )
+    }
+}
+
+/// Waits for `child` until the deadline; a hang kills it and fails the test.
+pub fn wait(mut child: Child, who: &str) -> (ExitStatus, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            return (st, String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{who} did not exit within {DEADLINE:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a ready file written by a child once it listens.
+pub fn wait_ready(child: &mut Child, file: &std::path::Path) -> Option<String> {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if let Ok(addr) = std::fs::read_to_string(file)
+            && !addr.is_empty()
+        {
+            return Some(addr);
+        }
+        if child.try_wait().expect("poll").is_some() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{} neither became ready nor exited", file.display());
+}
