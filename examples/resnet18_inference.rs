@@ -18,6 +18,19 @@
 //! LAN time includes key generation on the same cores; `key wait` is how
 //! long party 0 was blocked on keys.
 
+//!
+//! `--remote P0,P1` runs the job on two running `ariann-party` daemons
+//! instead (this program plays both clients: weights to party 0, inputs to
+//! party 1, output from party 1), with keys prepared by the dealer under the
+//! daemons' key directory (`--job` names it; same `--k-cmp` and permutation
+//! everywhere):
+//!
+//! ```text
+//! ariann-dealer keys --model resnet18 --batch 4 --k-cmp 24 --permute-relu-maxpool --out jobs/demo
+//! ariann-party --id 0 --control 127.0.0.1:7100 --listen 127.0.0.1:7000 --keys-dir jobs --k-cmp 24 --permute-relu-maxpool &
+//! ariann-party --id 1 --control 127.0.0.1:7101 --peer 127.0.0.1:7000 --keys-dir jobs --k-cmp 24 --permute-relu-maxpool &
+//! cargo run --release --example resnet18_inference -- --remote http://127.0.0.1:7100,http://127.0.0.1:7101 --job demo
+//! ```
 use ariann::local::{Preprocess, RunOptions, Wan, private_inference_checked};
 use ariann::nn::{Config, Weights, zoo};
 use rand::{Rng, SeedableRng};
@@ -54,11 +67,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => Weights::random(&model, &mut rng),
     };
     w.check(&model)?;
+    let original = w.clone();
     let (model, w) = model.fold_batchnorm(&w)?;
     let model = model.permute_relu_maxpool();
     let x: Vec<f32> = (0..batch * model.input_len())
         .map(|_| rng.random_range(0.0..1.0))
         .collect();
+    if let Some(addrs) = value("--remote") {
+        let (a0, a1) = addrs.split_once(',').ok_or(
+            "--remote takes PARTY0_ADDR,PARTY1_ADDR (http://host:port of the daemons' --control)",
+        )?;
+        let job = value("--job").map_or("demo", String::as_str);
+        let name = if hw == 224 && classes == 1000 {
+            "resnet18"
+        } else if hw == 64 && classes == 200 {
+            "resnet18_64"
+        } else {
+            return Err(
+                "--remote runs the zoo's resnet18 (224, 1000) or resnet18_64 (64, 200)".into(),
+            );
+        };
+        let t = std::time::Instant::now();
+        let (y, _) = ariann_party::client::run_remote(
+            a0,
+            a1,
+            job,
+            name,
+            batch,
+            original.to_safetensors()?,
+            &x,
+        )?;
+        let secs = t.elapsed().as_secs_f64();
+        let float = ariann::nn::forward_float(&model, &w, &x, batch)?;
+        let c = y.len() / batch;
+        let argmax = |r: &[f64]| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b });
+        let agree = (0..batch)
+            .filter(|i| argmax(&y[i * c..(i + 1) * c]) == argmax(&float[i * c..(i + 1) * c]))
+            .count();
+        println!(
+            "{} batch {batch} on the daemons at {a0} and {a1} (job {job}): {secs:.2} s from submit to output; predictions agree with float on {agree}/{batch}",
+            model.name
+        );
+        return Ok(());
+    }
     let opts = RunOptions {
         wan: args.iter().any(|a| a == "--wan").then_some(Wan {
             rtt: Duration::from_millis(70),

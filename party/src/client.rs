@@ -175,3 +175,25 @@ impl RemoteParty {
         Ok((st, r.detail, r.rounds, r.bytes_sent))
     }
 }
+
+/// Runs one job on two daemons as a demo client playing both institutions:
+/// submits `model` (a zoo name) to both, the weights to party 0, the inputs
+/// to party 1, and fetches the output revealed to party 1. The daemons'
+/// key directories must hold keys for `job` (see the crate docs).
+pub fn run_remote(
+    party0: &str,
+    party1: &str,
+    job: &str,
+    model: &str,
+    batch: usize,
+    weights_safetensors: Vec<u8>,
+    x: &[f32],
+) -> Result<(Vec<f64>, Vec<u64>), ClientError> {
+    let mut p0 = RemoteParty::connect(party0)?;
+    let mut p1 = RemoteParty::connect(party1)?;
+    p0.submit(job, model, batch, 1)?;
+    p1.submit(job, model, batch, 1)?;
+    p0.provide_weights(job, weights_safetensors)?;
+    p1.provide_input(job, x)?;
+    p1.fetch_output(job)
+}
