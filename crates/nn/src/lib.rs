@@ -132,6 +132,13 @@ pub enum Layer {
         /// Stride.
         stride: usize,
     },
+    /// PyTorch's `AdaptiveAvgPool2d(out)` on square inputs whose side is a
+    /// multiple of `out`: the average pool with window and stride
+    /// `side / out` it amounts to (other sizes are refused).
+    AdaptiveAvgPool2d {
+        /// Output side.
+        out: usize,
+    },
     /// Flattens `[c, h, w]` to `[c h w]` (NCHW order, as `torch.flatten(x, 1)`).
     Flatten,
     /// Inference batch-norm; parameters `{name}.weight`, `.bias`,
@@ -282,10 +289,8 @@ fn layer_out_shape(l: &Layer, cur: &[usize]) -> Option<Vec<usize>> {
             let (h, w) = pool_shape(1, cur, k, stride, pad).out_hw().ok()?;
             vec![cur[0], h, w]
         }
-        Layer::AvgPool2d { k, stride } => {
-            if cur.len() != 3 {
-                return None;
-            }
+        Layer::AvgPool2d { .. } | Layer::AdaptiveAvgPool2d { .. } => {
+            let (k, stride) = avg_window(l, cur)?;
             let (h, w) = pool_shape(1, cur, k, stride, 0).out_hw().ok()?;
             vec![cur[0], h, w]
         }
@@ -638,6 +643,21 @@ fn param<'a>(w: &'a Weights, name: &str) -> Result<(&'a [usize], &'a [f32]), NnE
         .ok_or_else(|| NnError::MissingTensor(name.to_string()))
 }
 
+/// Window and stride of an average pool (adaptive: from the input side).
+fn avg_window(l: &Layer, cur: &[usize]) -> Option<(usize, usize)> {
+    if cur.len() != 3 {
+        return None;
+    }
+    match *l {
+        Layer::AvgPool2d { k, stride } => Some((k, stride)),
+        Layer::AdaptiveAvgPool2d { out } => {
+            let side = cur[1];
+            (out > 0 && cur[2] == side && side % out == 0).then(|| (side / out, side / out))
+        }
+        _ => None,
+    }
+}
+
 /// A layer that does not fit its input (normally caught by [`Model::shapes`]).
 fn misfit(l: &Layer) -> NnError {
     NnError::LayerShape {
@@ -743,11 +763,14 @@ fn float_layers(
                 .iter()
                 .map(|w| w.iter().map(|i| cur[*i]).fold(f64::NEG_INFINITY, f64::max))
                 .collect(),
-            Layer::AvgPool2d { k, stride } => pool_shape(batch, &shape, *k, *stride, 0)
-                .windows()?
-                .iter()
-                .map(|w| w.iter().map(|i| cur[*i]).sum::<f64>() / (k * k) as f64)
-                .collect(),
+            Layer::AvgPool2d { .. } | Layer::AdaptiveAvgPool2d { .. } => {
+                let (k, stride) = avg_window(l, &shape).ok_or_else(|| misfit(l))?;
+                pool_shape(batch, &shape, k, stride, 0)
+                    .windows()?
+                    .iter()
+                    .map(|w| w.iter().map(|i| cur[*i]).sum::<f64>() / (k * k) as f64)
+                    .collect()
+            }
             Layer::Flatten => cur,
             Layer::BatchNorm2d { name, c } => {
                 let get = |t: &str| param(w, &format!("{name}.{t}")).map(|(_, d)| d);
@@ -1012,7 +1035,7 @@ fn plan_rec(
                     });
                 }
             }
-            Layer::AvgPool2d { .. } => push_trunc(gates),
+            Layer::AvgPool2d { .. } | Layer::AdaptiveAvgPool2d { .. } => push_trunc(gates),
             Layer::Flatten => {}
             Layer::BatchNorm2d { .. } => {
                 gates.push(GateDesc::Triple(Bilinear::Mul { len }));
@@ -1142,9 +1165,10 @@ fn fixed_rec<'a>(
                 .iter()
                 .map(|win| win.iter().map(|i| cur[*i] as i64).max().unwrap_or(0) as u64)
                 .collect(),
-            Layer::AvgPool2d { k, stride } => {
-                let s = pool_shape(batch, &shape, *k, *stride, 0);
-                mul_public(&window_sums(&cur, &s)?, inv_area(*k, f))
+            Layer::AvgPool2d { .. } | Layer::AdaptiveAvgPool2d { .. } => {
+                let (k, stride) = avg_window(l, &shape).ok_or_else(|| misfit(l))?;
+                let s = pool_shape(batch, &shape, k, stride, 0);
+                mul_public(&window_sums(&cur, &s)?, inv_area(k, f))
                     .iter()
                     .map(sar)
                     .collect()
@@ -1274,9 +1298,10 @@ fn private_rec<'a, T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
                 }
                 out
             }
-            Layer::AvgPool2d { k, stride } => {
-                let s = pool_shape(batch, &shape, *k, *stride, 0);
-                let sums = mul_public(&window_sums(&cur, &s)?, inv_area(*k, f));
+            Layer::AvgPool2d { .. } | Layer::AdaptiveAvgPool2d { .. } => {
+                let (k, stride) = avg_window(l, &shape).ok_or_else(|| misfit(l))?;
+                let s = pool_shape(batch, &shape, k, stride, 0);
+                let sums = mul_public(&window_sums(&cur, &s)?, inv_area(k, f));
                 truncate(session, &sums)?
             }
             Layer::Flatten => cur,
@@ -1338,8 +1363,7 @@ pub mod zoo {
     /// torchvision's ResNet18 (state-dict names `conv1`, `bn1`,
     /// `layer{1..4}.{0,1}.{conv1,bn1,conv2,bn2,downsample.0,downsample.1}`,
     /// `fc`) on `hw x hw` RGB inputs (`hw` a multiple of 32; 224 for
-    /// ImageNet), `classes` outputs. The adaptive average pool is the
-    /// `(hw/32) x (hw/32)` average pool it amounts to. Convolutions have bias
+    /// ImageNet), `classes` outputs, ending with `AdaptiveAvgPool2d(1)`. Convolutions have bias
     /// tensors here (zero in torchvision, which has `bias=False`): fold the
     /// batch-norms ([`Model::fold_batchnorm`]) to run it in fixed point or
     /// privately.
@@ -1379,10 +1403,7 @@ pub mod zoo {
                 c = oc;
             }
         }
-        layers.push(Layer::AvgPool2d {
-            k: hw / 32,
-            stride: 1,
-        });
+        layers.push(Layer::AdaptiveAvgPool2d { out: 1 });
         layers.push(Layer::Flatten);
         layers.push(linear("fc", 512, classes));
         Model {

@@ -482,3 +482,46 @@ fn weight_shares_round_trip_as_bytes() {
     assert!(ariann_nn::WeightShares::from_bytes(&model, &bytes[8..]).is_err());
     assert!(ariann_nn::WeightShares::from_bytes(&zoo::network1(), &bytes).is_err());
 }
+
+/// `AdaptiveAvgPool2d(out)` is the average pool of window `side / out`:
+/// the same results in every mode; sizes it cannot express are refused.
+#[test]
+fn adaptive_average_pool_matches_the_fixed_window() {
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let with = |pool: Layer| Model {
+        name: "pool".into(),
+        input: vec![2, 6, 6],
+        layers: vec![
+            Layer::Conv2d {
+                name: "c".into(),
+                c: 2,
+                oc: 3,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            Layer::Relu,
+            pool,
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc".into(),
+                inp: 12,
+                out: 2,
+            },
+        ],
+    };
+    let a = with(Layer::AdaptiveAvgPool2d { out: 2 });
+    let b = with(Layer::AvgPool2d { k: 3, stride: 3 });
+    let w = Weights::random(&a, &mut rng);
+    let (fa, xa, pa) = run_all(&a, &w, 2, 42);
+    let (fb, xb, _) = run_all(&b, &w, 2, 42);
+    assert_eq!(pa, xa, "private == fixed point");
+    assert_eq!(xa, xb, "fixed point: adaptive == k=3");
+    assert_eq!(fa, fb, "float: adaptive == k=3");
+    assert_eq!(
+        plan(&a, 2, &Config::default()).expect("plan"),
+        plan(&b, 2, &Config::default()).expect("plan")
+    );
+    let bad = with(Layer::AdaptiveAvgPool2d { out: 4 });
+    assert!(bad.shapes().is_err(), "6 is not a multiple of 4");
+}
