@@ -469,8 +469,8 @@ fn a_vanishing_peer_or_an_unauthenticated_one_fails_clearly() {
 }
 
 /// `ariann-dealer serve` for the tiny CNN at `batch` on a free port, waiting
-/// at most `wait_secs` for the parties, and its address.
-fn start_dealer(f: &Fixture, batch: usize, wait_secs: u64) -> (Child, String) {
+/// at most `wait_secs` for the parties, and its address; `extra` is appended.
+fn start_dealer(f: &Fixture, batch: usize, wait_secs: u64, extra: &[&str]) -> (Child, String) {
     let ready = f.path("dealer-ready");
     let _ = std::fs::remove_file(&ready);
     let child = Command::new(dealer_bin())
@@ -480,6 +480,7 @@ fn start_dealer(f: &Fixture, batch: usize, wait_secs: u64) -> (Child, String) {
         .arg(f.path("model.json"))
         .args(["--listen", "127.0.0.1:0", "--ready-file"])
         .arg(&ready)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -515,7 +516,7 @@ fn run_dealer(f: &Fixture, dealer: &str, extra0: &[&str], extra1: &[&str]) -> Ru
 #[test]
 fn keys_streamed_by_the_dealer_reveal_the_cleartext_result() {
     let f = Fixture::new();
-    let (dealer, addr) = start_dealer(&f, BATCH, 20);
+    let (dealer, addr) = start_dealer(&f, BATCH, 20, &[]);
     let r = run_dealer(&f, &addr, &[], &[]);
     let d = wait(dealer, "the dealer");
     assert!(r.p0.0.success(), "party 0:\n{}", r.p0.1);
@@ -533,7 +534,7 @@ fn keys_streamed_by_the_dealer_reveal_the_cleartext_result() {
 fn a_dealer_serving_another_plan_or_none_fails_clearly() {
     let f = Fixture::new();
     // The dealer serves batch 2, the parties run batch 3: both refused.
-    let (dealer, addr) = start_dealer(&f, 2, 4);
+    let (dealer, addr) = start_dealer(&f, 2, 4, &[]);
     let r = run_dealer(&f, &addr, &[], &[]);
     assert!(r.output.is_none(), "an output was written");
     for (p, (st, err)) in [(0, &r.p0), (1, &r.p1)] {
@@ -569,7 +570,7 @@ fn a_dealer_serving_another_plan_or_none_fails_clearly() {
 #[test]
 fn a_party_killed_mid_job_fails_the_dealer_and_the_other_party() {
     let f = Fixture::new();
-    let (dealer, addr) = start_dealer(&f, BATCH, 20);
+    let (dealer, addr) = start_dealer(&f, BATCH, 20, &[]);
     // Party 0 has its dealer header once it listens; kill it as party 1 starts.
     let (mut c0, p0_addr) = start_p0_with(&f, party_cmd_dealer(&f, 0, &addr, &[]));
     let p0_addr = p0_addr.expect("party 0 bound");
@@ -589,4 +590,77 @@ fn a_party_killed_mid_job_fails_the_dealer_and_the_other_party() {
         "the dealer names the party:\n{err}"
     );
     assert!(std::fs::read(f.path("out.json")).is_err());
+}
+
+#[test]
+fn keys_streamed_over_mutual_tls_and_an_unpinned_party_is_refused() {
+    let f = Fixture::new();
+    let pem = |name: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
+        let (c, k) = (
+            f.path(&format!("{name}.crt")),
+            f.path(&format!("{name}.key")),
+        );
+        std::fs::write(&c, ck.cert.pem()).expect("write");
+        std::fs::write(&k, ck.signing_key.serialize_pem()).expect("write");
+        (c.display().to_string(), k.display().to_string())
+    };
+    let (cd, kd) = pem("dealer.test");
+    let (c0, k0) = pem("party0.test");
+    let (c1, k1) = pem("party1.test");
+    let dealer_tls = [
+        "--tls-cert",
+        &cd,
+        "--tls-key",
+        &kd,
+        "--tls-peer0",
+        &c0,
+        "--tls-peer1",
+        &c1,
+    ];
+    // Each party: its identity, the dealer pinned, the peer pinned.
+    let party_tls = |cert: &str, key: &str, peer: &str| -> Vec<String> {
+        [
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--dealer-tls-peer",
+            &cd,
+            "--dealer-tls-server-name",
+            "dealer.test",
+            "--tls-peer",
+            peer,
+            "--tls-server-name",
+            "party0.test",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let t0 = party_tls(&c0, &k0, &c1);
+    let t1 = party_tls(&c1, &k1, &c0);
+    let (dealer, addr) = start_dealer(&f, BATCH, 20, &dealer_tls);
+    let r = run_dealer(&f, &addr, &s(&t0), &s(&t1));
+    let d = wait(dealer, "the dealer");
+    assert!(
+        r.p0.0.success() && r.p1.0.success(),
+        "TLS run:\n{}\n{}",
+        r.p0.1,
+        r.p1.1
+    );
+    assert!(d.0.success(), "the dealer:\n{}", d.1);
+    assert_eq!(outputs(r.output.as_deref().expect("output")), f.expected());
+
+    // Party 1 presenting party 0's certificate gets no keys.
+    let (dealer, addr) = start_dealer(&f, BATCH, 3, &dealer_tls);
+    let c = party_cmd_dealer(&f, 1, &addr, &s(&party_tls(&c0, &k0, &c0)))
+        .args(["--peer", "127.0.0.1:9"])
+        .spawn()
+        .expect("spawn");
+    let (st, err) = wait(c, "party 1");
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(err.contains("pinned for party 1"), "{err}");
+    let (st, err) = wait(dealer, "the dealer");
+    assert!(!st.success(), "the dealer:\n{err}");
 }

@@ -138,11 +138,11 @@ pub enum KeyServeError {
     /// The server could not start (runtime, socket, TLS setup).
     #[error("cannot serve keys: {0}")]
     Setup(String),
-    /// A party did not ask for its keys in time.
-    #[error("party {party} did not ask for its keys within {timeout:?}")]
+    /// A party (or both) did not ask for its keys in time.
+    #[error("{missing} did not ask for keys within {timeout:?}")]
     NoParty {
-        /// The party missing.
-        party: u8,
+        /// Who is missing: "party 0", "party 1" or "parties 0 and 1".
+        missing: String,
         /// The wait.
         timeout: Duration,
     },
@@ -643,9 +643,13 @@ fn wait_parties(
             });
         }
         if started != [true, true] && start.elapsed() > cfg.wait_timeout {
-            let party = if started[0] { 1 } else { 0 };
+            let missing = match started {
+                [true, _] => "party 1",
+                [_, true] => "party 0",
+                _ => "parties 0 and 1",
+            };
             return Err(KeyServeError::NoParty {
-                party,
+                missing: missing.to_string(),
                 timeout: cfg.wait_timeout,
             });
         }
