@@ -6,7 +6,7 @@
 mod common;
 use ariann_fss::Party;
 use ariann_mpc::bundle::generate_bundles;
-use ariann_mpc::{GateDesc, KeyBundle, MpcError, PreprocessingSource};
+use ariann_mpc::{GateDesc, KeyBundle, MpcError, PreprocessingSource, SourceFault};
 use ariann_net::TlsConfig;
 use ariann_net::keys::{
     DealerConfig, DealerStreamSource, DealerTls, KeyJob, KeyServeError, KeyServer, KeyServerConfig,
@@ -264,4 +264,161 @@ fn mutual_tls_pins_each_party() {
         }
     });
     h.join().expect("server thread").expect("served over TLS");
+}
+
+/// A dealer that breaks the stream in a given way.
+mod fake {
+    use super::*;
+    use ariann_proto::KEY_STREAM_VERSION;
+    use ariann_proto::v1::key_chunk::Body;
+    use ariann_proto::v1::key_stream_server::{KeyStream, KeyStreamServer};
+    use ariann_proto::v1::{KeyBundleChunk, KeyChunk, KeyStreamHeader, PullMessage};
+    use std::pin::Pin;
+    use tokio_stream::Stream;
+    use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+    use tonic::{Request, Response, Status, Streaming};
+
+    #[derive(Clone, Copy)]
+    pub(super) enum Fault {
+        /// A chunk of garbage where bundle 0 should be.
+        Garbage,
+        /// Chunk 1 of bundle 0 first.
+        OutOfOrder,
+        /// Bundle 0, then the end of the stream (3 announced).
+        EarlyEnd,
+        /// The header, then silence with the stream open.
+        Silent,
+    }
+
+    struct Fake(Fault);
+
+    type Out = Pin<Box<dyn Stream<Item = Result<KeyChunk, Status>> + Send>>;
+
+    fn chunk(bundle: u64, chunk: u32, last: bool, payload: Vec<u8>) -> Result<KeyChunk, Status> {
+        Ok(KeyChunk {
+            body: Some(Body::Chunk(KeyBundleChunk {
+                bundle,
+                chunk,
+                last,
+                payload,
+            })),
+        })
+    }
+
+    #[tonic::async_trait]
+    impl KeyStream for Fake {
+        type PullStream = Out;
+
+        async fn pull(
+            &self,
+            req: Request<Streaming<PullMessage>>,
+        ) -> Result<Response<Out>, Status> {
+            let mut inbound = req.into_inner();
+            let _ = inbound.message().await;
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let header = KeyChunk {
+                body: Some(Body::Header(KeyStreamHeader {
+                    format_version: KEY_STREAM_VERSION,
+                    session_id: vec![1; 16],
+                    party: 0,
+                    bundles: 3,
+                    ring_bits: 64,
+                    plan_hash: PLAN.to_vec(),
+                    max_chunk: 4096,
+                })),
+            };
+            let first = bundles(9, 0).remove(0).0.encode();
+            let fault = self.0;
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(header)).await;
+                match fault {
+                    Fault::Garbage => {
+                        let _ = tx.send(chunk(0, 0, true, vec![0xAB; 100])).await;
+                    }
+                    Fault::OutOfOrder => {
+                        let _ = tx.send(chunk(0, 1, true, first[..10].to_vec())).await;
+                    }
+                    Fault::EarlyEnd => {
+                        let n = first.len().div_ceil(4096);
+                        for (i, c) in first.chunks(4096).enumerate() {
+                            let _ = tx.send(chunk(0, i as u32, i + 1 == n, c.to_vec())).await;
+                        }
+                    }
+                    Fault::Silent => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                }
+                // Keep the stream open while the party reads (Silent), then end it.
+                drop(inbound);
+            });
+            Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        }
+    }
+
+    /// Serves `fault` on a runtime of its own; returns the address.
+    pub(super) fn start(fault: Fault) -> (tokio::runtime::Runtime, String) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        rt.spawn(
+            tonic::transport::Server::builder()
+                .add_service(KeyStreamServer::new(Fake(fault)))
+                .serve_with_incoming(TcpListenerStream::new(l)),
+        );
+        (rt, addr)
+    }
+}
+
+#[test]
+fn a_broken_dealer_stream_is_a_typed_error_never_a_hang() {
+    let want = bundles(9, 0);
+    let tag0 = want[0].0.tag;
+    let tag1 = want[1].0.tag;
+    let open = |fault| {
+        let (rt, addr) = fake::start(fault);
+        let mut c = party_cfg(&addr, Party::P0, PLAN);
+        c.recv_timeout = Duration::from_secs(1);
+        let src = DealerStreamSource::<u64>::connect(c).expect("header");
+        (rt, src)
+    };
+    let (_rt, mut src) = open(fake::Fault::Garbage);
+    match src.next_bundle(Party::P0, &tag0) {
+        Err(MpcError::KeySource {
+            index: 0,
+            fault: SourceFault::Decode(_),
+        }) => {}
+        other => panic!("garbage: {other:?}"),
+    }
+    let (_rt, mut src) = open(fake::Fault::OutOfOrder);
+    match src.next_bundle(Party::P0, &tag0) {
+        Err(MpcError::KeySource {
+            index: 0,
+            fault: SourceFault::Decode(m),
+        }) => assert!(m.contains("chunk 1 of bundle 0"), "{m}"),
+        other => panic!("out of order: {other:?}"),
+    }
+    let (_rt, mut src) = open(fake::Fault::EarlyEnd);
+    src.next_bundle(Party::P0, &tag0).expect("bundle 0");
+    match src.next_bundle(Party::P0, &tag1) {
+        Err(MpcError::KeysExhausted { index: 1 }) => {}
+        other => panic!("early end: {other:?}"),
+    }
+    let (_rt, mut src) = open(fake::Fault::Silent);
+    let start = Instant::now();
+    match src.next_bundle(Party::P0, &tag0) {
+        Err(MpcError::KeySource {
+            index: 0,
+            fault: SourceFault::Io(m),
+        }) => assert!(m.contains("within"), "{m}"),
+        other => panic!("silent: {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Errors are sticky.
+    assert!(src.next_bundle(Party::P0, &tag0).is_err());
 }
