@@ -16,13 +16,24 @@
 //!     --model network1 --batch 4 --input digits.safetensors --output-to 1 --output out.json
 //! ```
 //!
+//! Instead of key files, both parties can pull their keys from a running
+//! dealer (`ariann-dealer serve`), streamed as they are generated and never
+//! stored; the dealer's session id then ties the two parties together:
+//!
+//! ```text
+//! ariann-dealer serve --model network1 --batch 4 --listen 127.0.0.1:7100
+//! ariann-party --id 0 --listen 127.0.0.1:7000 --dealer 127.0.0.1:7100 ...
+//! ariann-party --id 1 --peer 127.0.0.1:7000 --dealer 127.0.0.1:7100 ...
+//! ```
+//!
 //! Every option can also come from a TOML file (`--config party.toml`, keys
 //! named like the long options: `id = 0`, `listen = "..."`, `keys = "..."`,
 //! `tls-cert = "..."`); the command line wins.
 //!
 //! Exit status: 0 success; 2 usage or configuration error; 3 key file
-//! problem (missing, corrupt, another party's, plan or session, already
-//! used, exhausted); 4 link problem (peer unreachable or gone, timeout, TLS
+//! or dealer problem (missing, corrupt, another party's, plan or session,
+//! already used, exhausted; dealer unreachable, serving another plan,
+//! stream broken or ended early); 4 link problem (peer unreachable or gone, timeout, TLS
 //! or handshake refused, protocol violation); 5 the peer runs another job or
 //! brings the same asset; 1 anything else (model, weights, inputs). Logs go
 //! to stderr (`-v`, `RUST_LOG`) and never contain shares, keys or data.
@@ -30,7 +41,8 @@
 use anyhow::{Context, Result, anyhow, bail};
 use ariann_dealer::keyfile::{Expected, KeyFileHeader, KeyFileSource, to_hex};
 use ariann_fss::Party;
-use ariann_mpc::{MpcError, Transport};
+use ariann_mpc::{MpcError, PreprocessingSource, Transport};
+use ariann_net::keys::{DealerConfig, DealerStreamSource};
 use ariann_net::{GrpcTransport, Listener, NetConfig, TlsConfig, WanShape};
 use ariann_nn::{Config, Model, NnError, Weights, zoo};
 use ariann_party::{Asset, Job, PartyError, run_job};
@@ -66,7 +78,7 @@ struct Opts {
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
     /// This party's key file from `ariann-dealer keys`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "dealer")]
     keys: Option<PathBuf>,
     /// Daemon mode: serve clients (`PartyControl`) on this address and run
     /// their jobs one after the other, with keys from `--keys-dir`.
@@ -75,6 +87,17 @@ struct Opts {
     /// Daemon mode: key files at `DIR/<job id>/party<i>.keys`.
     #[arg(long, value_name = "DIR")]
     keys_dir: Option<PathBuf>,
+    /// Pull this party's keys from `ariann-dealer serve` at `host:port`
+    /// instead of a key file.
+    #[arg(long, value_name = "ADDR")]
+    dealer: Option<String>,
+    /// The dealer's pinned certificate (PEM): turns on mutual TLS with the
+    /// dealer, this party presenting --tls-cert/--tls-key.
+    #[arg(long, value_name = "PEM")]
+    dealer_tls_peer: Option<PathBuf>,
+    /// Name this party expects in the dealer's certificate.
+    #[arg(long)]
+    dealer_tls_server_name: Option<String>,
     /// A zoo model (network1, lenet, alexnet, vgg16, resnet18, ...).
     #[arg(long)]
     model: Option<String>,
@@ -146,6 +169,9 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         keys,
         control,
         keys_dir,
+        dealer,
+        dealer_tls_peer,
+        dealer_tls_server_name,
         model,
         model_json,
         batch,
@@ -206,9 +232,20 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 fn read_pem(path: &Option<PathBuf>, what: &str) -> Result<String> {
     let p = path.as_ref().ok_or_else(|| {
-        anyhow!("--tls-cert, --tls-key and --tls-peer go together: {what} is missing")
+        anyhow!(
+            "--tls-cert, --tls-key and --tls-peer (or --dealer-tls-peer) go together: {what} is missing"
+        )
     })?;
     String::from_utf8(read(p)?).with_context(|| format!("{} is not PEM text", p.display()))
+}
+
+/// Where this party's keys come from.
+enum Keys {
+    File(PathBuf),
+    Dealer {
+        addr: String,
+        tls: Option<TlsConfig>,
+    },
 }
 
 /// What the command line asks for, checked.
@@ -217,7 +254,7 @@ struct Setup {
     job: Job,
     asset: Asset,
     net: NetConfig,
-    keys: PathBuf,
+    keys: Keys,
     ready_file: Option<PathBuf>,
     output: Option<PathBuf>,
 }
@@ -247,7 +284,11 @@ fn net_config(o: &Opts, party: Party) -> Result<NetConfig> {
         let shape: WanShape = w.parse().with_context(|| format!("--wan {w}"))?;
         net = net.wan(shape);
     }
-    if o.tls_cert.is_some() || o.tls_key.is_some() || o.tls_peer.is_some() {
+    // The party link uses TLS when its peer is pinned (the certificate and
+    // key alone may be this party's identity towards the dealer only).
+    let link_tls = o.tls_peer.is_some()
+        || (o.dealer_tls_peer.is_none() && (o.tls_cert.is_some() || o.tls_key.is_some()));
+    if link_tls {
         net = net.tls(TlsConfig {
             cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
             key_pem: read_pem(&o.tls_key, "--tls-key")?,
@@ -319,10 +360,28 @@ fn setup(o: &Opts) -> Result<Setup> {
         cfg,
         output_to,
     };
-    let keys = o
-        .keys
-        .clone()
-        .ok_or_else(|| anyhow!("--keys is required"))?;
+    let keys = match (&o.keys, &o.dealer) {
+        (Some(f), None) => Keys::File(f.clone()),
+        (None, Some(addr)) => Keys::Dealer {
+            addr: addr.clone(),
+            tls: match &o.dealer_tls_peer {
+                None => None,
+                Some(_) => Some(TlsConfig {
+                    cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
+                    key_pem: read_pem(&o.tls_key, "--tls-key")?,
+                    peer_pem: read_pem(&o.dealer_tls_peer, "--dealer-tls-peer")?,
+                    server_name: o
+                        .dealer_tls_server_name
+                        .clone()
+                        .unwrap_or_else(|| "localhost".into()),
+                }),
+            },
+        },
+        _ => bail!("give exactly one of --keys FILE and --dealer ADDR"),
+    };
+    if o.dealer_tls_peer.is_some() && o.dealer.is_none() {
+        bail!("--dealer-tls-peer needs --dealer");
+    }
     let net = net_config(o, party)?;
     Ok(Setup {
         party,
@@ -354,31 +413,47 @@ fn classify_mpc(e: MpcError) -> Fail {
 fn run(o: Opts) -> Result<(), Fail> {
     let s = setup(&o).map_err(Fail::Usage)?;
     let plan = s.job.plan().map_err(|e| Fail::Usage(e.into()))?;
-    // Keys first: a wrong key file fails before any network traffic.
-    let header = KeyFileHeader::read(&s.keys)
-        .with_context(|| format!("key file {}", s.keys.display()))
-        .map_err(Fail::Keys)?;
-    let expected = Expected {
-        party: s.party,
-        plan_hash: plan.hash(),
-        session: None,
+    // Keys first: a wrong key file or dealer fails before the party link.
+    let (session, mut source): ([u8; 16], Box<dyn PreprocessingSource<u64>>) = match &s.keys {
+        Keys::File(path) => {
+            let header = KeyFileHeader::read(path)
+                .with_context(|| format!("key file {}", path.display()))
+                .map_err(Fail::Keys)?;
+            let expected = Expected {
+                party: s.party,
+                plan_hash: plan.hash(),
+                session: None,
+            };
+            let source = KeyFileSource::<u64>::open(path, &expected)
+                .with_context(|| format!("key file {}", path.display()))
+                .map_err(Fail::Keys)?;
+            (header.session.0, Box::new(source))
+        }
+        Keys::Dealer { addr, tls } => {
+            let mut cfg = DealerConfig::new(addr.clone(), s.party, plan.hash());
+            cfg.connect_timeout = s.net.connect_timeout;
+            cfg.recv_timeout = s.net.exchange_timeout;
+            cfg.tls = tls.clone();
+            let source = DealerStreamSource::<u64>::connect(cfg)
+                .with_context(|| format!("keys from the dealer at {addr}"))
+                .map_err(Fail::Keys)?;
+            tracing::info!(bundles = source.header().bundles, "dealer stream open");
+            (source.header().session, Box::new(source))
+        }
     };
-    let mut source = KeyFileSource::<u64>::open(&s.keys, &expected)
-        .with_context(|| format!("key file {}", s.keys.display()))
-        .map_err(Fail::Keys)?;
     let digest = s.job.digest().map_err(|e| Fail::Usage(e.into()))?;
     tracing::info!(
         party = ?s.party,
         job = %to_hex(&digest[..8]),
         plan_hash = %to_hex(&plan.hash()[..8]),
-        session = %to_hex(&header.session.0),
+        session = %to_hex(&session),
         gates = plan.gates.len(),
         "job ready"
     );
     // The dealer session is the link's session id: both parties must hold
-    // keys from the same `ariann-dealer keys` run.
+    // keys from the same `ariann-dealer keys` run (or `serve` job).
     let mut net = s.net.clone();
-    net.session_id = header.session.0.to_vec();
+    net.session_id = session.to_vec();
     let mut transport: GrpcTransport = match s.party {
         Party::P0 => {
             let l = Listener::bind(net).map_err(classify_mpc)?;
@@ -394,7 +469,7 @@ fn run(o: Opts) -> Result<(), Fail> {
         Party::P1 => GrpcTransport::connect(net).map_err(classify_mpc)?,
     };
     tracing::info!("linked to the peer");
-    let out = run_job(&s.job, &s.asset, &mut transport, &mut source).map_err(|e| match e {
+    let out = run_job(&s.job, &s.asset, &mut transport, &mut *source).map_err(|e| match e {
         PartyError::Mpc(m) | PartyError::Nn(NnError::Mpc(m)) => classify_mpc(m),
         e @ (PartyError::JobMismatch { .. } | PartyError::SameAsset(_)) => Fail::Job(e.into()),
         e @ PartyError::Protocol(_) => Fail::Link(e.into()),

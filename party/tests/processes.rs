@@ -131,8 +131,24 @@ impl Fixture {
     }
 }
 
-/// One party's command line; `extra` is appended.
+/// One party's command line with a key file; `extra` is appended.
 fn party_cmd(f: &Fixture, id: u8, keys: &Path, extra: &[&str]) -> Command {
+    let mut c = party_base(f, id);
+    c.arg("--keys").arg(keys);
+    c.args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// One party's command line with keys from the dealer at `dealer`.
+fn party_cmd_dealer(f: &Fixture, id: u8, dealer: &str, extra: &[&str]) -> Command {
+    let mut c = party_base(f, id);
+    c.args(["--dealer", dealer]);
+    c.args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// One party's command line, keys aside.
+fn party_base(f: &Fixture, id: u8) -> Command {
     let mut c = Command::new(party_bin());
     c.args(["--id", &id.to_string(), "--batch", &BATCH.to_string()])
         .args([
@@ -144,9 +160,7 @@ fn party_cmd(f: &Fixture, id: u8, keys: &Path, extra: &[&str]) -> Command {
             "10",
         ])
         .arg("--model-json")
-        .arg(f.path("model.json"))
-        .arg("--keys")
-        .arg(keys);
+        .arg(f.path("model.json"));
     if id == 0 {
         c.arg("--weights").arg(f.path("weights.safetensors"));
     } else {
@@ -155,7 +169,6 @@ fn party_cmd(f: &Fixture, id: u8, keys: &Path, extra: &[&str]) -> Command {
             .arg("--output")
             .arg(f.path("out.json"));
     }
-    c.args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 
@@ -179,16 +192,26 @@ fn wait(mut child: Child, who: &str) -> (ExitStatus, String) {
 /// Party 0 listening on a free port (its address read back from its ready
 /// file), or `None` if it exited before binding.
 fn start_p0(f: &Fixture, keys: &Path, extra: &[&str]) -> (Child, Option<String>) {
+    start_p0_with(f, party_cmd(f, 0, keys, extra))
+}
+
+fn start_p0_with(f: &Fixture, mut cmd: Command) -> (Child, Option<String>) {
     let ready = f.path("ready");
     let _ = std::fs::remove_file(&ready);
-    let mut child = party_cmd(f, 0, keys, extra)
+    let child = cmd
         .args(["--listen", "127.0.0.1:0", "--ready-file"])
         .arg(&ready)
         .spawn()
         .expect("spawn party 0");
+    let (child, addr) = ready_addr(child, &ready, "party 0");
+    (child, addr)
+}
+
+/// Waits for `child` to write its address to `ready` (or to exit).
+fn ready_addr(mut child: Child, ready: &Path, who: &str) -> (Child, Option<String>) {
     let start = Instant::now();
     while start.elapsed() < DEADLINE {
-        if let Ok(addr) = std::fs::read_to_string(&ready)
+        if let Ok(addr) = std::fs::read_to_string(ready)
             && !addr.is_empty()
         {
             return (child, Some(addr));
@@ -200,7 +223,7 @@ fn start_p0(f: &Fixture, keys: &Path, extra: &[&str]) -> (Child, Option<String>)
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("party 0 neither bound nor exited");
+    panic!("{who} neither bound nor exited");
 }
 
 fn s(a: &[String]) -> Vec<&str> {
@@ -443,4 +466,201 @@ fn a_vanishing_peer_or_an_unauthenticated_one_fails_clearly() {
     assert!(r.output.is_none(), "an output was written");
     assert_eq!(r.p1.0.code(), Some(4), "plaintext peer:\n{}", r.p1.1);
     assert!(!r.p0.0.success(), "party 0 must not run a job:\n{}", r.p0.1);
+}
+
+/// `ariann-dealer serve` for the tiny CNN at `batch` on a free port, waiting
+/// at most `wait_secs` for the parties, and its address; `extra` is appended.
+fn start_dealer(f: &Fixture, batch: usize, wait_secs: u64, extra: &[&str]) -> (Child, String) {
+    let ready = f.path("dealer-ready");
+    let _ = std::fs::remove_file(&ready);
+    let child = Command::new(dealer_bin())
+        .args(["serve", "--batch", &batch.to_string()])
+        .args(["--wait", &wait_secs.to_string()])
+        .arg("--model-json")
+        .arg(f.path("model.json"))
+        .args(["--listen", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ariann-dealer serve");
+    let (child, addr) = ready_addr(child, &ready, "the dealer");
+    match addr {
+        Some(a) => (child, a),
+        None => {
+            let (st, err) = wait(child, "the dealer");
+            panic!("the dealer exited before binding ({st}):\n{err}");
+        }
+    }
+}
+
+/// Both parties with keys from the dealer at `dealer`.
+fn run_dealer(f: &Fixture, dealer: &str, extra0: &[&str], extra1: &[&str]) -> Run {
+    let _ = std::fs::remove_file(f.path("out.json"));
+    let (c0, addr) = start_p0_with(f, party_cmd_dealer(f, 0, dealer, extra0));
+    let addr = addr.unwrap_or_else(|| "127.0.0.1:9".into());
+    let c1 = party_cmd_dealer(f, 1, dealer, extra1)
+        .args(["--peer", &addr])
+        .spawn()
+        .expect("spawn party 1");
+    let p1 = wait(c1, "party 1");
+    let p0 = wait(c0, "party 0");
+    Run {
+        p0,
+        p1,
+        output: std::fs::read_to_string(f.path("out.json")).ok(),
+    }
+}
+
+#[test]
+fn keys_streamed_by_the_dealer_reveal_the_cleartext_result() {
+    let f = Fixture::new();
+    let (dealer, addr) = start_dealer(&f, BATCH, 20, &[]);
+    let r = run_dealer(&f, &addr, &[], &[]);
+    let d = wait(dealer, "the dealer");
+    assert!(r.p0.0.success(), "party 0:\n{}", r.p0.1);
+    assert!(r.p1.0.success(), "party 1:\n{}", r.p1.1);
+    assert!(d.0.success(), "the dealer:\n{}", d.1);
+    let got = outputs(r.output.as_deref().expect("party 1 wrote the output"));
+    assert_eq!(
+        got,
+        f.expected(),
+        "revealed output != fixed-point cleartext"
+    );
+}
+
+#[test]
+fn a_dealer_serving_another_plan_or_none_fails_clearly() {
+    let f = Fixture::new();
+    // The dealer serves batch 2, the parties run batch 3: both refused.
+    let (dealer, addr) = start_dealer(&f, 2, 4, &[]);
+    let r = run_dealer(&f, &addr, &[], &[]);
+    assert!(r.output.is_none(), "an output was written");
+    for (p, (st, err)) in [(0, &r.p0), (1, &r.p1)] {
+        assert_eq!(st.code(), Some(3), "party {p}:\n{err}");
+        assert!(
+            err.contains("another plan"),
+            "party {p} names the plan:\n{err}"
+        );
+    }
+    // Nobody asked for its plan: the dealer gives up after its wait.
+    let (st, err) = wait(dealer, "the dealer");
+    assert!(!st.success(), "the dealer:\n{err}");
+    assert!(
+        err.contains("asked for plan"),
+        "the dealer logs the refusals:\n{err}"
+    );
+    assert!(
+        err.contains("did not ask"),
+        "the dealer says why it stops:\n{err}"
+    );
+
+    // No dealer at all: both parties give up after their connect deadline.
+    let start = Instant::now();
+    let r = run_dealer(&f, "127.0.0.1:9", &[], &[]);
+    assert!(r.output.is_none(), "an output was written");
+    for (p, (st, err)) in [(0, &r.p0), (1, &r.p1)] {
+        assert_eq!(st.code(), Some(3), "party {p}:\n{err}");
+        assert!(err.contains("cannot reach the dealer"), "party {p}:\n{err}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_party_killed_mid_job_fails_the_dealer_and_the_other_party() {
+    let f = Fixture::new();
+    let (dealer, addr) = start_dealer(&f, BATCH, 20, &[]);
+    // Party 0 has its dealer header once it listens; kill it as party 1 starts.
+    let (mut c0, p0_addr) = start_p0_with(&f, party_cmd_dealer(&f, 0, &addr, &[]));
+    let p0_addr = p0_addr.expect("party 0 bound");
+    let c1 = party_cmd_dealer(&f, 1, &addr, &[])
+        .args(["--peer", &p0_addr])
+        .spawn()
+        .expect("spawn party 1");
+    c0.kill().expect("kill party 0");
+    let _ = c0.wait();
+    let (st, err) = wait(c1, "party 1");
+    assert!(!st.success(), "party 1 must fail:\n{err}");
+    assert!(err.contains("error:"), "party 1 explains:\n{err}");
+    let (st, err) = wait(dealer, "the dealer");
+    assert!(!st.success(), "the dealer must fail:\n{err}");
+    assert!(
+        err.contains("party 0 disconnected"),
+        "the dealer names the party:\n{err}"
+    );
+    assert!(std::fs::read(f.path("out.json")).is_err());
+}
+
+#[test]
+fn keys_streamed_over_mutual_tls_and_an_unpinned_party_is_refused() {
+    let f = Fixture::new();
+    let pem = |name: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
+        let (c, k) = (
+            f.path(&format!("{name}.crt")),
+            f.path(&format!("{name}.key")),
+        );
+        std::fs::write(&c, ck.cert.pem()).expect("write");
+        std::fs::write(&k, ck.signing_key.serialize_pem()).expect("write");
+        (c.display().to_string(), k.display().to_string())
+    };
+    let (cd, kd) = pem("dealer.test");
+    let (c0, k0) = pem("party0.test");
+    let (c1, k1) = pem("party1.test");
+    let dealer_tls = [
+        "--tls-cert",
+        &cd,
+        "--tls-key",
+        &kd,
+        "--tls-peer0",
+        &c0,
+        "--tls-peer1",
+        &c1,
+    ];
+    // Each party: its identity, the dealer pinned, the peer pinned.
+    let party_tls = |cert: &str, key: &str, peer: &str| -> Vec<String> {
+        [
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--dealer-tls-peer",
+            &cd,
+            "--dealer-tls-server-name",
+            "dealer.test",
+            "--tls-peer",
+            peer,
+            "--tls-server-name",
+            "party0.test",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let t0 = party_tls(&c0, &k0, &c1);
+    let t1 = party_tls(&c1, &k1, &c0);
+    let (dealer, addr) = start_dealer(&f, BATCH, 20, &dealer_tls);
+    let r = run_dealer(&f, &addr, &s(&t0), &s(&t1));
+    let d = wait(dealer, "the dealer");
+    assert!(
+        r.p0.0.success() && r.p1.0.success(),
+        "TLS run:\n{}\n{}",
+        r.p0.1,
+        r.p1.1
+    );
+    assert!(d.0.success(), "the dealer:\n{}", d.1);
+    assert_eq!(outputs(r.output.as_deref().expect("output")), f.expected());
+
+    // Party 1 presenting party 0's certificate gets no keys.
+    let (dealer, addr) = start_dealer(&f, BATCH, 3, &dealer_tls);
+    let c = party_cmd_dealer(&f, 1, &addr, &s(&party_tls(&c0, &k0, &c0)))
+        .args(["--peer", "127.0.0.1:9"])
+        .spawn()
+        .expect("spawn");
+    let (st, err) = wait(c, "party 1");
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(err.contains("pinned for party 1"), "{err}");
+    let (st, err) = wait(dealer, "the dealer");
+    assert!(!st.success(), "the dealer:\n{err}");
 }

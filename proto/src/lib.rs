@@ -7,8 +7,8 @@
 //!   messages cut into [`v1::Frame`]s (see `ariann/v1/link.proto` for the rules).
 //! * [`v1::party_control_server::PartyControl`] — a client submits a job,
 //!   streams its asset, fetches the revealed output, asks for status.
-//! * [`v1::key_stream_server::KeyStream`] — the dealer streams a job's key
-//!   bundles to a party.
+//! * [`v1::key_stream_server::KeyStream`] — the dealer serves a job's key
+//!   bundles; each party pulls its own (see `ariann/v1/keys.proto`).
 
 /// Package `ariann.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
@@ -18,3 +18,7 @@ pub mod v1 {
 
 /// Version of the PartyLink protocol spoken by this build (`Hello.protocol_version`).
 pub const LINK_PROTOCOL_VERSION: u32 = 1;
+
+/// Version of the KeyStream protocol spoken by this build
+/// (`KeyRequest.format_version`, `KeyStreamHeader.format_version`).
+pub const KEY_STREAM_VERSION: u32 = 1;

@@ -33,6 +33,12 @@
 //! party pins the other's certificate (or CA). [`WanShape`] delays every
 //! received message by `rtt / 2` plus its size over the bandwidth.
 //!
+//! # Keys from the dealer
+//!
+//! [`keys`] carries a job's key bundles from the dealer to the parties over
+//! the `KeyStream` service: [`keys::KeyServer`] (the dealer serves one job)
+//! and [`keys::DealerStreamSource`] (a party's `PreprocessingSource`).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -61,6 +67,7 @@
 //! ```
 
 mod config;
+pub mod keys;
 mod link;
 
 pub use config::{ConfigError, NetConfig, TlsConfig, WanShape};

@@ -30,8 +30,8 @@ const IN_MESSAGES: usize = 2;
 /// HTTP/2 flow-control windows: large enough to keep loopback and WAN links
 /// busy (the default 64 KiB window caps throughput), small enough to bound
 /// what a peer can make this party buffer.
-const STREAM_WINDOW: u32 = 8 << 20;
-const CONN_WINDOW: u32 = 16 << 20;
+pub(crate) const STREAM_WINDOW: u32 = 8 << 20;
+pub(crate) const CONN_WINDOW: u32 = 16 << 20;
 /// Bytes of a frame beyond its payload (version, session id, seq, ...).
 const FRAME_OVERHEAD: usize = 1024;
 
@@ -115,7 +115,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// The rustls error behind a gRPC/transport error, if any.
-fn tls_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub(crate) fn tls_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(t) = e.downcast_ref::<rustls::Error>() {
@@ -138,7 +138,7 @@ fn tls_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
-fn refused(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn refused(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
@@ -594,7 +594,7 @@ enum Attempt {
     Refused(String),
 }
 
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -652,7 +652,8 @@ fn avg_window(l: &Layer, cur: &[usize]) -> Option<(usize, usize)> {
         Layer::AvgPool2d { k, stride } => Some((k, stride)),
         Layer::AdaptiveAvgPool2d { out } => {
             let side = cur[1];
-            (out > 0 && cur[2] == side && side.is_multiple_of(out)).then(|| (side / out, side / out))
+            (out > 0 && cur[2] == side && side.is_multiple_of(out))
+                .then(|| (side / out, side / out))
         }
         _ => None,
     }

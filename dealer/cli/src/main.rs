@@ -9,6 +9,12 @@
 //!   JSON (`--hash` prints only its hash).
 //! - `ariann-dealer verify DIR/party0.keys ...` checks key files end to end
 //!   (every digest and the trailer) without using them.
+//! - `ariann-dealer serve --model network1 --batch 128 --listen ADDR` serves
+//!   one job's keys over gRPC (`KeyStream`, see `proto/ariann/v1/keys.proto`)
+//!   to the two parties (`ariann-party --dealer ADDR`), generated one gate
+//!   at a time under a fresh session id and never stored; exits 0 once both
+//!   parties have confirmed they used all their keys, 1 if a party does not
+//!   come, disconnects early or generation fails.
 //!
 //! Logs go to stderr (`-v`, `-vv`, or `RUST_LOG`); key material is never
 //! logged. Exit status: 0 on success, 1 on any error (with a message), 2 on
@@ -16,12 +22,14 @@
 
 use anyhow::{Context, Result, bail};
 use ariann_dealer::Plan;
-use ariann_dealer::keyfile::{journal_path, to_hex, verify_file, write_key_files};
+use ariann_dealer::keyfile::{SessionId, journal_path, to_hex, verify_file, write_key_files};
+use ariann_net::keys::{DealerTls, KeyJob, KeyServer, KeyServerConfig};
 use ariann_nn::{Config, Model, zoo};
 use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +51,9 @@ enum Cmd {
     Keys(KeysArgs),
     /// Print a job's plan as JSON (or only its hash).
     Plan(PlanArgs),
+    /// Serve one job's keys over gRPC to the two parties (`ariann-party
+    /// --dealer ADDR`), streamed as they are generated, never stored.
+    Serve(ServeArgs),
     /// Check key files end to end (header, every chunk, trailer) without
     /// using them: their journals are not touched.
     Verify {
@@ -107,6 +118,43 @@ struct KeysArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    job: Job,
+    /// Where to listen, e.g. `0.0.0.0:7100` (port 0 picks a free port).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Write the address the dealer listens on to this file once bound.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+    /// Seconds to wait for both parties to ask for their keys.
+    #[arg(long, default_value_t = 600)]
+    wait: u64,
+    /// Encoded bundles buffered per party (generation waits for a slow party).
+    #[arg(long, default_value_t = 2)]
+    buffer: usize,
+    /// Chunk size of the stream in bytes.
+    #[arg(long, default_value_t = ariann_net::keys::DEFAULT_KEY_CHUNK)]
+    chunk_size: usize,
+    /// The dealer's TLS certificate (PEM); with --tls-key, --tls-peer0 and
+    /// --tls-peer1 turns on mutual TLS.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The dealer's TLS private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Party 0's pinned certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_peer0: Option<PathBuf>,
+    /// Party 1's pinned certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_peer1: Option<PathBuf>,
+    /// Ring width in bits; must be the plan's (models run on Z_2^64).
+    #[arg(long)]
+    ring: Option<u32>,
 }
 
 #[derive(Args)]
@@ -234,6 +282,81 @@ fn keys(args: &KeysArgs) -> Result<()> {
     Ok(())
 }
 
+fn serve(args: &ServeArgs) -> Result<()> {
+    let plan = plan_of(&args.job)?;
+    if let Some(r) = args.ring
+        && r != plan.ring_bits
+    {
+        bail!(
+            "--ring {r} does not match the plan, which runs on Z_2^{}",
+            plan.ring_bits
+        );
+    }
+    let tls = match (
+        &args.tls_cert,
+        &args.tls_key,
+        &args.tls_peer0,
+        &args.tls_peer1,
+    ) {
+        (None, None, None, None) => None,
+        (Some(c), Some(k), Some(p0), Some(p1)) => Some(DealerTls {
+            cert_pem: read_text(c)?,
+            key_pem: read_text(k)?,
+            party_pems: [read_text(p0)?, read_text(p1)?],
+        }),
+        _ => bail!("--tls-cert, --tls-key, --tls-peer0 and --tls-peer1 go together"),
+    };
+    let session = SessionId::random().context("cannot draw a session id")?;
+    let job = KeyJob {
+        session: session.0,
+        plan_hash: plan.hash(),
+        ring_bits: plan.ring_bits,
+        bundles: plan.gates.len() as u64,
+    };
+    let mut cfg = KeyServerConfig::new(args.listen);
+    cfg.wait_timeout = Duration::from_secs(args.wait.max(1));
+    cfg.buffer = args.buffer;
+    cfg.chunk_size = args.chunk_size;
+    cfg.tls = tls;
+    let server = KeyServer::bind(cfg, job)?;
+    let addr = server.local_addr();
+    eprintln!(
+        "serving plan {} ({} bundles per party, session {session}) on {addr}{}",
+        to_hex(&job.plan_hash),
+        job.bundles,
+        if args.tls_cert.is_some() {
+            " with mutual TLS"
+        } else {
+            ""
+        }
+    );
+    if let Some(f) = &args.ready_file {
+        std::fs::write(f, addr.to_string())
+            .with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    let report = match plan.ring_bits {
+        64 => server.serve(plan.bundles_from_os::<u64>()?),
+        32 => server.serve(plan.bundles_from_os::<u32>()?),
+        b => bail!("plan ring width {b} is not 32 or 64"),
+    }?;
+    let total = (report.bytes[0] + report.bytes[1]) as f64;
+    println!("plan hash:  {}", to_hex(&job.plan_hash));
+    println!("session:    {session}");
+    println!("bundles:    {} per party", report.bundles);
+    println!(
+        "streamed:   {} + {} bytes ({:.1} MB per party)",
+        report.bytes[0],
+        report.bytes[1],
+        report.bytes[0] as f64 / 1e6
+    );
+    println!(
+        "time:       {:.2} s from the first request to the last ack ({:.1} MB/s of keys, both parties)",
+        report.seconds,
+        total / 1e6 / report.seconds.max(1e-9)
+    );
+    Ok(())
+}
+
 fn plan_cmd(args: &PlanArgs) -> Result<()> {
     let plan = plan_of(&args.job)?;
     if args.hash {
@@ -287,6 +410,7 @@ fn main() -> ExitCode {
     let res = match &cli.cmd {
         Cmd::Keys(a) => keys(a),
         Cmd::Plan(a) => plan_cmd(a),
+        Cmd::Serve(a) => serve(a),
         Cmd::Verify { files } => verify(files),
     };
     match res {

@@ -137,7 +137,38 @@ fn bad_input_gives_a_message_and_nonzero_exit() {
             "cannot read",
         ),
         (vec!["plan", "--batch", "2"], "required"),
-        (vec!["serve"], "unrecognized subcommand"),
+        (
+            vec!["serve", "--model", "network1", "--batch", "1"],
+            "--listen",
+        ),
+        (
+            vec![
+                "serve",
+                "--model",
+                "network1",
+                "--batch",
+                "1",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                "/nonexistent/dealer.crt",
+            ],
+            "go together",
+        ),
+        (
+            vec![
+                "serve",
+                "--model",
+                "network1",
+                "--batch",
+                "1",
+                "--listen",
+                "127.0.0.1:0",
+                "--ring",
+                "32",
+            ],
+            "does not match the plan",
+        ),
     ];
     for (args, msg) in cases {
         let o = dealer(&args);

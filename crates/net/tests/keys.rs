@@ -1,0 +1,424 @@
+//! The dealer's key stream in process: a `KeyServer` on loopback and the
+//! parties' `DealerStreamSource`s, with small chunks so bundles span many
+//! chunks; refusals (a party asking twice, another plan, an unpinned
+//! certificate), a party leaving early, an unreachable dealer.
+
+mod common;
+use ariann_fss::Party;
+use ariann_mpc::bundle::generate_bundles;
+use ariann_mpc::{GateDesc, KeyBundle, MpcError, PreprocessingSource, SourceFault};
+use ariann_net::TlsConfig;
+use ariann_net::keys::{
+    DealerConfig, DealerStreamSource, DealerTls, KeyJob, KeyServeError, KeyServer, KeyServerConfig,
+    KeyStreamError, ServeReport,
+};
+use common::self_signed;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::{Duration, Instant};
+
+const PLAN: [u8; 32] = [7; 32];
+
+/// Four small gates, then `big` larger ones (a job whose keys do not fit
+/// in the buffers between the dealer and a party).
+fn gates(big: usize) -> Vec<GateDesc> {
+    let mut g = vec![
+        GateDesc::Relu { m: 2000, k: 32 },
+        GateDesc::Drelu { m: 10, k: 16 },
+        GateDesc::EqZero { m: 300, k: 20 },
+        GateDesc::Relu { m: 1, k: 8 },
+    ];
+    g.extend(std::iter::repeat_n(
+        GateDesc::Relu { m: 20_000, k: 32 },
+        big,
+    ));
+    g
+}
+
+/// Larger gates of the "early end" tests.
+const BIG: usize = 12;
+
+type Pair = (KeyBundle<u64>, KeyBundle<u64>);
+
+fn bundles(seed: u64, big: usize) -> Vec<Pair> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    gates(big)
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| generate_bundles::<u64, _>(i as u64, g, &mut rng).expect("generate"))
+        .collect()
+}
+
+fn job(big: usize) -> KeyJob {
+    KeyJob {
+        session: [3; 16],
+        plan_hash: PLAN,
+        ring_bits: 64,
+        bundles: gates(big).len() as u64,
+    }
+}
+
+fn server(tls: Option<DealerTls>, big: usize) -> KeyServer {
+    let mut cfg = KeyServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+    cfg.chunk_size = 4096;
+    cfg.wait_timeout = Duration::from_secs(20);
+    cfg.tls = tls;
+    KeyServer::bind(cfg, job(big)).expect("bind")
+}
+
+fn party_cfg(addr: &str, party: Party, plan: [u8; 32]) -> DealerConfig {
+    let mut c = DealerConfig::new(addr, party, plan);
+    c.connect_timeout = Duration::from_secs(5);
+    c.recv_timeout = Duration::from_secs(10);
+    c
+}
+
+/// Serves `bundles(seed, big)` on a thread.
+fn serve(
+    s: KeyServer,
+    seed: u64,
+    big: usize,
+) -> std::thread::JoinHandle<Result<ServeReport, KeyServeError>> {
+    std::thread::spawn(move || {
+        s.serve(
+            bundles(seed, big)
+                .into_iter()
+                .map(Ok::<Pair, std::convert::Infallible>),
+        )
+    })
+}
+
+/// Takes every bundle and checks it against the dealer's.
+fn consume(src: &mut DealerStreamSource<u64>, party: Party, want: &[Pair]) {
+    for (a, b) in want {
+        let mine = if party == Party::P0 { a } else { b };
+        let key = src.next_bundle(party, &mine.tag).expect("bundle");
+        let got = KeyBundle {
+            party,
+            tag: mine.tag,
+            key,
+        };
+        assert_eq!(got.encode(), mine.encode(), "bundle {}", mine.tag.index);
+    }
+}
+
+#[test]
+fn both_parties_receive_their_bundles_in_chunks() {
+    let s = server(None, 0);
+    let addr = s.local_addr().to_string();
+    let h = serve(s, 1, 0);
+    let want = bundles(1, 0);
+    std::thread::scope(|sc| {
+        for party in [Party::P0, Party::P1] {
+            let (addr, want) = (&addr, &want);
+            sc.spawn(move || {
+                let mut src =
+                    DealerStreamSource::<u64>::connect(party_cfg(addr, party, PLAN)).expect("open");
+                assert_eq!(src.header().session, [3; 16]);
+                assert_eq!(src.header().bundles, 4);
+                consume(&mut src, party, want);
+                // Past the end: exhausted, not a hang.
+                let extra = want[0].0.tag;
+                assert!(matches!(
+                    src.next_bundle(party, &extra),
+                    Err(MpcError::KeysExhausted { .. })
+                ));
+            });
+        }
+    });
+    let r = h.join().expect("server thread").expect("served");
+    assert_eq!(r.bundles, 4);
+    let b0: u64 = want.iter().map(|(a, _)| a.encode().len() as u64).sum();
+    assert_eq!(r.bytes[0], b0);
+    assert!(b0 > 100_000, "bundles span many 4 KiB chunks");
+}
+
+#[test]
+fn asking_twice_or_for_another_plan_is_refused() {
+    let s = server(None, BIG);
+    let addr = s.local_addr().to_string();
+    let h = serve(s, 2, BIG);
+    let want = bundles(2, BIG);
+    let mut p0 = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN)).expect("p0");
+    let again = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN))
+        .expect_err("a second request of party 0");
+    match &again {
+        KeyStreamError::Refused(m) => assert!(m.contains("already pulled"), "{m}"),
+        e => panic!("expected a refusal, got {e:?}"),
+    }
+    let other = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P1, [8; 32]))
+        .expect_err("another plan");
+    assert!(
+        matches!(&other, KeyStreamError::PlanMismatch { dealer, .. } if dealer.starts_with("0707")),
+        "{other:?}"
+    );
+    assert!(other.to_string().contains("another plan"), "{other}");
+    let wrong_ring = DealerStreamSource::<u32>::connect(party_cfg(&addr, Party::P1, PLAN));
+    // The ring is checked on the header, after the dealer handed out the
+    // slot: party 1's keys are gone with it, so the job fails.
+    assert!(matches!(
+        wrong_ring,
+        Err(KeyStreamError::RingMismatch {
+            dealer: 64,
+            expected: 32
+        })
+    ));
+    let err = h.join().expect("server thread").expect_err("party 1 left");
+    assert!(
+        matches!(err, KeyServeError::PartyGone { party: 1, .. }),
+        "{err}"
+    );
+    // Party 0's stream breaks: an error, not a hang.
+    let mut failed = false;
+    for (a, _) in &want {
+        if p0.next_bundle(Party::P0, &a.tag).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "party 0 cannot finish once the dealer stopped");
+}
+
+#[test]
+fn a_party_leaving_early_fails_the_dealer_and_the_other_party() {
+    let s = server(None, BIG);
+    let addr = s.local_addr().to_string();
+    let h = serve(s, 3, BIG);
+    let want = bundles(3, BIG);
+    let mut p0 = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN)).expect("p0");
+    let mut p1 = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P1, PLAN)).expect("p1");
+    p1.next_bundle(Party::P1, &want[0].1.tag)
+        .expect("first bundle");
+    drop(p1);
+    let err = h.join().expect("server thread").expect_err("party 1 left");
+    match &err {
+        KeyServeError::PartyGone {
+            party: 1, bundles, ..
+        } => assert_eq!(*bundles, 4 + BIG as u64),
+        e => panic!("{e:?}"),
+    }
+    assert!(err.to_string().contains("party 1 disconnected"), "{err}");
+    let total: usize = want.iter().map(|(a, _)| a.encode().len()).sum();
+    assert!(
+        total > 32 << 20,
+        "the job outgrows the buffers ({total} bytes)"
+    );
+    let start = Instant::now();
+    let res: Result<Vec<_>, _> = want
+        .iter()
+        .map(|(a, _)| p0.next_bundle(Party::P0, &a.tag))
+        .collect();
+    match res {
+        Err(MpcError::KeySource { .. } | MpcError::KeysExhausted { .. }) => {}
+        other => panic!("party 0: {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(9));
+}
+
+#[test]
+fn an_unreachable_dealer_fails_within_the_deadline() {
+    let mut c = party_cfg("127.0.0.1:9", Party::P0, PLAN);
+    c.connect_timeout = Duration::from_secs(1);
+    let start = Instant::now();
+    let e = DealerStreamSource::<u64>::connect(c).expect_err("nobody there");
+    assert!(matches!(e, KeyStreamError::Unreachable { .. }), "{e:?}");
+    assert!(start.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn mutual_tls_pins_each_party() {
+    let (dc, dk) = self_signed("dealer.test");
+    let (c0, k0) = self_signed("party0.test");
+    let (c1, k1) = self_signed("party1.test");
+    let tls_cfg = DealerTls {
+        cert_pem: dc.clone(),
+        key_pem: dk,
+        party_pems: [c0.clone(), c1.clone()],
+    };
+    let s = server(Some(tls_cfg), 0);
+    let addr = s.local_addr().to_string();
+    let h = serve(s, 4, 0);
+    let want = bundles(4, 0);
+    let tls = |cert: &str, key: &str| TlsConfig {
+        cert_pem: cert.to_string(),
+        key_pem: key.to_string(),
+        peer_pem: dc.clone(),
+        server_name: "dealer.test".into(),
+    };
+    // Party 0's certificate cannot pull party 1's keys.
+    let mut c = party_cfg(&addr, Party::P1, PLAN);
+    c.tls = Some(tls(&c0, &k0));
+    match DealerStreamSource::<u64>::connect(c) {
+        Err(KeyStreamError::Refused(m)) => assert!(m.contains("pinned for party 1"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    std::thread::scope(|sc| {
+        for (party, cert, key) in [(Party::P0, &c0, &k0), (Party::P1, &c1, &k1)] {
+            let (addr, want, tls) = (&addr, &want, &tls);
+            sc.spawn(move || {
+                let mut c = party_cfg(addr, party, PLAN);
+                c.tls = Some(tls(cert, key));
+                let mut src = DealerStreamSource::<u64>::connect(c).expect("open over TLS");
+                consume(&mut src, party, want);
+            });
+        }
+    });
+    h.join().expect("server thread").expect("served over TLS");
+}
+
+/// A dealer that breaks the stream in a given way.
+mod fake {
+    use super::*;
+    use ariann_proto::KEY_STREAM_VERSION;
+    use ariann_proto::v1::key_chunk::Body;
+    use ariann_proto::v1::key_stream_server::{KeyStream, KeyStreamServer};
+    use ariann_proto::v1::{KeyBundleChunk, KeyChunk, KeyStreamHeader, PullMessage};
+    use std::pin::Pin;
+    use tokio_stream::Stream;
+    use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+    use tonic::{Request, Response, Status, Streaming};
+
+    #[derive(Clone, Copy)]
+    pub(super) enum Fault {
+        /// A chunk of garbage where bundle 0 should be.
+        Garbage,
+        /// Chunk 1 of bundle 0 first.
+        OutOfOrder,
+        /// Bundle 0, then the end of the stream (3 announced).
+        EarlyEnd,
+        /// The header, then silence with the stream open.
+        Silent,
+    }
+
+    struct Fake(Fault);
+
+    type Out = Pin<Box<dyn Stream<Item = Result<KeyChunk, Status>> + Send>>;
+
+    fn chunk(bundle: u64, chunk: u32, last: bool, payload: Vec<u8>) -> Result<KeyChunk, Status> {
+        Ok(KeyChunk {
+            body: Some(Body::Chunk(KeyBundleChunk {
+                bundle,
+                chunk,
+                last,
+                payload,
+            })),
+        })
+    }
+
+    #[tonic::async_trait]
+    impl KeyStream for Fake {
+        type PullStream = Out;
+
+        async fn pull(
+            &self,
+            req: Request<Streaming<PullMessage>>,
+        ) -> Result<Response<Out>, Status> {
+            let mut inbound = req.into_inner();
+            let _ = inbound.message().await;
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let header = KeyChunk {
+                body: Some(Body::Header(KeyStreamHeader {
+                    format_version: KEY_STREAM_VERSION,
+                    session_id: vec![1; 16],
+                    party: 0,
+                    bundles: 3,
+                    ring_bits: 64,
+                    plan_hash: PLAN.to_vec(),
+                    max_chunk: 4096,
+                })),
+            };
+            let first = bundles(9, 0).remove(0).0.encode();
+            let fault = self.0;
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(header)).await;
+                match fault {
+                    Fault::Garbage => {
+                        let _ = tx.send(chunk(0, 0, true, vec![0xAB; 100])).await;
+                    }
+                    Fault::OutOfOrder => {
+                        let _ = tx.send(chunk(0, 1, true, first[..10].to_vec())).await;
+                    }
+                    Fault::EarlyEnd => {
+                        let n = first.len().div_ceil(4096);
+                        for (i, c) in first.chunks(4096).enumerate() {
+                            let _ = tx.send(chunk(0, i as u32, i + 1 == n, c.to_vec())).await;
+                        }
+                    }
+                    Fault::Silent => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                }
+                // Keep the stream open while the party reads (Silent), then end it.
+                drop(inbound);
+            });
+            Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        }
+    }
+
+    /// Serves `fault` on a runtime of its own; returns the address.
+    pub(super) fn start(fault: Fault) -> (tokio::runtime::Runtime, String) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        rt.spawn(
+            tonic::transport::Server::builder()
+                .add_service(KeyStreamServer::new(Fake(fault)))
+                .serve_with_incoming(TcpListenerStream::new(l)),
+        );
+        (rt, addr)
+    }
+}
+
+#[test]
+fn a_broken_dealer_stream_is_a_typed_error_never_a_hang() {
+    let want = bundles(9, 0);
+    let tag0 = want[0].0.tag;
+    let tag1 = want[1].0.tag;
+    let open = |fault| {
+        let (rt, addr) = fake::start(fault);
+        let mut c = party_cfg(&addr, Party::P0, PLAN);
+        c.recv_timeout = Duration::from_secs(1);
+        let src = DealerStreamSource::<u64>::connect(c).expect("header");
+        (rt, src)
+    };
+    let (_rt, mut src) = open(fake::Fault::Garbage);
+    match src.next_bundle(Party::P0, &tag0) {
+        Err(MpcError::KeySource {
+            index: 0,
+            fault: SourceFault::Decode(_),
+        }) => {}
+        other => panic!("garbage: {other:?}"),
+    }
+    let (_rt, mut src) = open(fake::Fault::OutOfOrder);
+    match src.next_bundle(Party::P0, &tag0) {
+        Err(MpcError::KeySource {
+            index: 0,
+            fault: SourceFault::Decode(m),
+        }) => assert!(m.contains("chunk 1 of bundle 0"), "{m}"),
+        other => panic!("out of order: {other:?}"),
+    }
+    let (_rt, mut src) = open(fake::Fault::EarlyEnd);
+    src.next_bundle(Party::P0, &tag0).expect("bundle 0");
+    match src.next_bundle(Party::P0, &tag1) {
+        Err(MpcError::KeysExhausted { index: 1 }) => {}
+        other => panic!("early end: {other:?}"),
+    }
+    let (_rt, mut src) = open(fake::Fault::Silent);
+    let start = Instant::now();
+    match src.next_bundle(Party::P0, &tag0) {
+        Err(MpcError::KeySource {
+            index: 0,
+            fault: SourceFault::Io(m),
+        }) => assert!(m.contains("within"), "{m}"),
+        other => panic!("silent: {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Errors are sticky.
+    assert!(src.next_bundle(Party::P0, &tag0).is_err());
+}
