@@ -16,7 +16,7 @@ pub const MATMUL_PAR_THRESHOLD: usize = 1 << 18;
 
 /// Rows of the output computed together (one rayon task; the B tile is
 /// reused across them).
-const MM_ROWS: usize = 16;
+const MM_ROWS: usize = 64;
 /// Rows of B (= columns of A) in one tile.
 const MM_K: usize = 128;
 /// Columns of B in one tile: `MM_K * MM_N` u64 = 256 KiB, an L2-sized tile.
@@ -396,7 +396,17 @@ fn matmul_into<R: Ring>(a: &[R], b: &[R], out: &mut [R], m: usize, k: usize, n: 
     }
 }
 
+/// Rows of the register-blocked micro-kernel.
+const KR: usize = 4;
+/// Columns of the register-blocked micro-kernel (two 512-bit vectors of u64).
+const KC: usize = 16;
+
 /// Rows `i0..i0 + rows` of the product into `out` (`rows x n`).
+///
+/// Column panels of `KC` columns of `b` are packed contiguously (`k x KC`),
+/// then each `KR x KC` block of `out` is accumulated in registers over the
+/// whole inner dimension: one load of `b` feeds `KR` rows, and `out` is
+/// written once. Edges fall back to the plain loop.
 fn matmul_block<R: Ring>(
     a: &[R],
     b: &[R],
@@ -406,19 +416,53 @@ fn matmul_block<R: Ring>(
     k: usize,
     n: usize,
 ) {
-    for p0 in (0..k).step_by(MM_K) {
-        let p1 = (p0 + MM_K).min(k);
-        for jb in (0..n).step_by(MM_N) {
-            let je = (jb + MM_N).min(n);
-            for r in 0..rows {
-                let a_row = &a[(i0 + r) * k + p0..(i0 + r) * k + p1];
-                let o = &mut out[r * n + jb..r * n + je];
-                for (dp, &aip) in a_row.iter().enumerate() {
-                    let p = p0 + dp;
-                    let b_row = &b[p * n + jb..p * n + je];
-                    for (oj, &bj) in o.iter_mut().zip(b_row) {
-                        *oj = oj.wadd(aip.wmul(bj));
+    let full_cols = n - n % KC;
+    let full_rows = rows - rows % KR;
+    let mut panel = vec![R::ZERO; k * KC];
+    for jb in (0..full_cols).step_by(KC) {
+        for p in 0..k {
+            panel[p * KC..(p + 1) * KC].copy_from_slice(&b[p * n + jb..p * n + jb + KC]);
+        }
+        for r0 in (0..full_rows).step_by(KR) {
+            let mut acc = [[R::ZERO; KC]; KR];
+            let a_rows: [&[R]; KR] =
+                core::array::from_fn(|rr| &a[(i0 + r0 + rr) * k..(i0 + r0 + rr + 1) * k]);
+            for (p, bv) in panel.chunks_exact(KC).enumerate() {
+                for rr in 0..KR {
+                    let av = a_rows[rr][p];
+                    for c in 0..KC {
+                        acc[rr][c] = acc[rr][c].wadd(av.wmul(bv[c]));
                     }
+                }
+            }
+            for (rr, row) in acc.iter().enumerate() {
+                let o = &mut out[(r0 + rr) * n + jb..(r0 + rr) * n + jb + KC];
+                for (oj, v) in o.iter_mut().zip(row) {
+                    *oj = oj.wadd(*v);
+                }
+            }
+        }
+        // Leftover rows of this panel.
+        for r in full_rows..rows {
+            let a_row = &a[(i0 + r) * k..(i0 + r + 1) * k];
+            let o = &mut out[r * n + jb..r * n + jb + KC];
+            for (bv, &av) in panel.chunks_exact(KC).zip(a_row) {
+                for (oj, &bj) in o.iter_mut().zip(bv) {
+                    *oj = oj.wadd(av.wmul(bj));
+                }
+            }
+        }
+    }
+    panel.zeroize();
+    // Leftover columns.
+    if full_cols < n {
+        for r in 0..rows {
+            let a_row = &a[(i0 + r) * k..(i0 + r + 1) * k];
+            let o = &mut out[r * n + full_cols..(r + 1) * n];
+            for (p, &av) in a_row.iter().enumerate() {
+                let b_row = &b[p * n + full_cols..(p + 1) * n];
+                for (oj, &bj) in o.iter_mut().zip(b_row) {
+                    *oj = oj.wadd(av.wmul(bj));
                 }
             }
         }
