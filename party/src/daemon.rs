@@ -159,6 +159,7 @@ impl Daemon {
             tracing::info!(job = %id, "job started");
             let res = run_linked_job(&job, &asset, &keys, me.cfg.net.clone(), |addr| {
                 tracing::info!(job = %id, %addr, "waiting for the peer");
+                Ok(())
             });
             drop(asset);
             let mut jobs = me.lock();

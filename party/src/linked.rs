@@ -3,7 +3,7 @@
 use crate::{Asset, Job, Outcome, PartyError, run_job};
 use ariann_dealer::keyfile::{Expected, KeyFileError, KeyFileHeader, KeyFileSource};
 use ariann_fss::Party;
-use ariann_mpc::MpcError;
+use ariann_mpc::{MpcError, PreprocessingSource};
 use ariann_net::{GrpcTransport, Listener, NetConfig};
 use ariann_nn::NnError;
 use std::net::SocketAddr;
@@ -34,6 +34,9 @@ pub enum LinkedError {
     /// Anything else (model, weights, inputs).
     #[error(transparent)]
     Other(PartyError),
+    /// A local file could not be written (e.g. the ready file).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl From<MpcError> for LinkedError {
@@ -64,39 +67,63 @@ impl From<PartyError> for LinkedError {
     }
 }
 
-/// Runs `job` at `net.party` with keys from the file `keys` (its journal
-/// makes them single-use) over a gRPC link configured by `net`, whose
-/// session id is replaced by the key file's dealer session (both parties
-/// must hold keys of the same dealer run). Party 0 listens and calls
-/// `on_listen` with the bound address before waiting for party 1.
-pub fn run_linked_job(
-    job: &Job,
-    asset: &Asset,
+/// Opens this party's key file for `plan_hash` (refusing another party's,
+/// another plan's, a damaged or an already used file) and returns the dealer
+/// session it belongs to with the source.
+pub fn open_key_file(
     keys: &Path,
-    mut net: NetConfig,
-    on_listen: impl FnOnce(SocketAddr),
-) -> Result<Outcome, LinkedError> {
+    party: Party,
+    plan_hash: [u8; 32],
+) -> Result<([u8; 16], KeyFileSource<u64>), LinkedError> {
     let key_err = |source| LinkedError::KeyFile {
         path: keys.display().to_string(),
         source,
     };
-    let plan = job.plan()?;
-    // Keys first: a wrong key file fails before any network traffic.
     let header = KeyFileHeader::read(keys).map_err(key_err)?;
     let expected = Expected {
-        party: net.party,
-        plan_hash: plan.hash(),
+        party,
+        plan_hash,
         session: None,
     };
-    let mut source = KeyFileSource::<u64>::open(keys, &expected).map_err(key_err)?;
-    net.session_id = header.session.0.to_vec();
+    let source = KeyFileSource::<u64>::open(keys, &expected).map_err(key_err)?;
+    Ok((header.session.0, source))
+}
+
+/// Runs `job` at `net.party` with keys from `source` over a gRPC link
+/// configured by `net`, whose session id becomes `session` (the dealer
+/// session of the keys: both parties must hold keys of the same dealer
+/// run). Party 0 listens and calls `on_listen` with the bound address
+/// before waiting for party 1.
+pub fn run_linked<S: PreprocessingSource<u64> + ?Sized>(
+    job: &Job,
+    asset: &Asset,
+    source: &mut S,
+    session: &[u8],
+    mut net: NetConfig,
+    on_listen: impl FnOnce(SocketAddr) -> std::io::Result<()>,
+) -> Result<Outcome, LinkedError> {
+    net.session_id = session.to_vec();
     let mut transport = match net.party {
         Party::P0 => {
             let l = Listener::bind(net)?;
-            on_listen(l.local_addr());
+            on_listen(l.local_addr())?;
             l.accept()?
         }
         Party::P1 => GrpcTransport::connect(net)?,
     };
-    Ok(run_job(job, asset, &mut transport, &mut source)?)
+    Ok(run_job(job, asset, &mut transport, source)?)
+}
+
+/// [`run_linked`] with keys from the key file `keys` (its journal makes
+/// them single-use); keys are checked before any network traffic.
+pub fn run_linked_job(
+    job: &Job,
+    asset: &Asset,
+    keys: &Path,
+    net: NetConfig,
+    on_listen: impl FnOnce(SocketAddr) -> std::io::Result<()>,
+) -> Result<Outcome, LinkedError> {
+    let plan = job.plan()?;
+    let (session, mut source) = open_key_file(keys, net.party, plan.hash())?;
+    run_linked(job, asset, &mut source, &session, net, on_listen)
 }

@@ -39,13 +39,14 @@
 //! to stderr (`-v`, `RUST_LOG`) and never contain shares, keys or data.
 
 use anyhow::{Context, Result, anyhow, bail};
-use ariann_dealer::keyfile::{Expected, KeyFileHeader, KeyFileSource, to_hex};
+use ariann_dealer::keyfile::to_hex;
 use ariann_fss::Party;
-use ariann_mpc::{MpcError, PreprocessingSource, Transport};
+use ariann_mpc::PreprocessingSource;
 use ariann_net::keys::{DealerConfig, DealerStreamSource};
-use ariann_net::{GrpcTransport, Listener, NetConfig, TlsConfig, WanShape};
-use ariann_nn::{Config, Model, NnError, Weights, zoo};
-use ariann_party::{Asset, Job, PartyError, run_job};
+use ariann_net::{NetConfig, TlsConfig, WanShape};
+use ariann_nn::{Config, Model, Weights, zoo};
+use ariann_party::linked::{LinkedError, open_key_file, run_linked};
+use ariann_party::{Asset, Job};
 use clap::Parser;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -394,19 +395,14 @@ fn setup(o: &Opts) -> Result<Setup> {
     })
 }
 
-fn classify_mpc(e: MpcError) -> Fail {
-    let err = anyhow::Error::new(e.clone());
-    match e {
-        MpcError::Timeout(_)
-        | MpcError::PeerGone
-        | MpcError::WrongLength { .. }
-        | MpcError::Protocol(_)
-        | MpcError::Connect(_) => Fail::Link(err),
-        MpcError::KeysExhausted { .. }
-        | MpcError::KeySource { .. }
-        | MpcError::BundleMismatch { .. }
-        | MpcError::WrongParty { .. } => Fail::Keys(err),
-        _ => Fail::Other(err),
+impl From<LinkedError> for Fail {
+    fn from(e: LinkedError) -> Self {
+        match e {
+            e @ (LinkedError::KeyFile { .. } | LinkedError::Keys(_)) => Fail::Keys(e.into()),
+            e @ LinkedError::Link(_) => Fail::Link(e.into()),
+            e @ LinkedError::Job(_) => Fail::Job(e.into()),
+            e @ (LinkedError::Other(_) | LinkedError::Io(_)) => Fail::Other(e.into()),
+        }
     }
 }
 
@@ -416,18 +412,8 @@ fn run(o: Opts) -> Result<(), Fail> {
     // Keys first: a wrong key file or dealer fails before the party link.
     let (session, mut source): ([u8; 16], Box<dyn PreprocessingSource<u64>>) = match &s.keys {
         Keys::File(path) => {
-            let header = KeyFileHeader::read(path)
-                .with_context(|| format!("key file {}", path.display()))
-                .map_err(Fail::Keys)?;
-            let expected = Expected {
-                party: s.party,
-                plan_hash: plan.hash(),
-                session: None,
-            };
-            let source = KeyFileSource::<u64>::open(path, &expected)
-                .with_context(|| format!("key file {}", path.display()))
-                .map_err(Fail::Keys)?;
-            (header.session.0, Box::new(source))
+            let (session, source) = open_key_file(path, s.party, plan.hash())?;
+            (session, Box::new(source))
         }
         Keys::Dealer { addr, tls } => {
             let mut cfg = DealerConfig::new(addr.clone(), s.party, plan.hash());
@@ -452,34 +438,24 @@ fn run(o: Opts) -> Result<(), Fail> {
     );
     // The dealer session is the link's session id: both parties must hold
     // keys from the same `ariann-dealer keys` run (or `serve` job).
-    let mut net = s.net.clone();
-    net.session_id = session.to_vec();
-    let mut transport: GrpcTransport = match s.party {
-        Party::P0 => {
-            let l = Listener::bind(net).map_err(classify_mpc)?;
-            let addr = l.local_addr();
+    let out = run_linked(
+        &s.job,
+        &s.asset,
+        &mut *source,
+        &session,
+        s.net.clone(),
+        |addr| {
             tracing::info!(%addr, "listening");
-            if let Some(f) = &s.ready_file {
-                std::fs::write(f, addr.to_string())
-                    .with_context(|| format!("cannot write {}", f.display()))
-                    .map_err(Fail::Other)?;
+            match &s.ready_file {
+                Some(f) => std::fs::write(f, addr.to_string()),
+                None => Ok(()),
             }
-            l.accept().map_err(classify_mpc)?
-        }
-        Party::P1 => GrpcTransport::connect(net).map_err(classify_mpc)?,
-    };
-    tracing::info!("linked to the peer");
-    let out = run_job(&s.job, &s.asset, &mut transport, &mut *source).map_err(|e| match e {
-        PartyError::Mpc(m) | PartyError::Nn(NnError::Mpc(m)) => classify_mpc(m),
-        e @ (PartyError::JobMismatch { .. } | PartyError::SameAsset(_)) => Fail::Job(e.into()),
-        e @ PartyError::Protocol(_) => Fail::Link(e.into()),
-        e => Fail::Other(e.into()),
-    })?;
-    let st = transport.stats();
+        },
+    )?;
     tracing::info!(
         seconds = out.seconds,
-        rounds = st.rounds,
-        sent_mb = st.bytes_sent as f64 / 1e6,
+        rounds = out.stats.rounds,
+        sent_mb = out.stats.bytes_sent as f64 / 1e6,
         "job done"
     );
     eprintln!(

@@ -10,125 +10,17 @@
 //! itself in `crates/net/tests/failures.rs`; keys exhausted mid-job in
 //! `dealer/tests/keyfile.rs` (the dealer cannot write such a file).
 
-use ariann_nn::{Config, Layer, Model, Weights, decode_output, encode_input, forward_fixed};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use std::path::{Path, PathBuf};
+mod common;
+use common::{BATCH, Fixture, dealer_bin, party_bin, wait, wait_ready};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const BATCH: usize = 3;
-/// No process of these tests may take longer.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn party_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ariann-party"))
-}
-
-/// The dealer binary, built next to this package's binary by
-/// `cargo test --workspace` (another package of the workspace).
-fn dealer_bin() -> PathBuf {
-    let p = party_bin().with_file_name(format!("ariann-dealer{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        p.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the dealer binary is built",
-        p.display()
-    );
-    p
-}
-
-fn model() -> Model {
-    Model {
-        name: "tiny-cnn".into(),
-        input: vec![1, 6, 6],
-        layers: vec![
-            Layer::Conv2d {
-                name: "conv".into(),
-                c: 1,
-                oc: 3,
-                k: 3,
-                stride: 1,
-                pad: 1,
-            },
-            Layer::Relu,
-            Layer::MaxPool2d {
-                k: 2,
-                stride: 2,
-                pad: 0,
-            },
-            Layer::Flatten,
-            Layer::Linear {
-                name: "fc".into(),
-                inp: 27,
-                out: 4,
-            },
-        ],
-    }
-}
-
-/// A job directory: model description, the owner's weights, the data
-/// owner's inputs, and keys for `batch`.
-struct Fixture {
-    dir: tempfile::TempDir,
-    weights: Weights,
-    x: Vec<f32>,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut rng = ChaCha8Rng::seed_from_u64(77);
-        let m = model();
-        let weights = Weights::random(&m, &mut rng);
-        let x: Vec<f32> = (0..BATCH * m.input_len())
-            .map(|_| rng.random_range(0.0..1.0))
-            .collect();
-        std::fs::write(dir.path().join("model.json"), m.to_json()).expect("write");
-        std::fs::write(
-            dir.path().join("weights.safetensors"),
-            weights.to_safetensors().expect("encode"),
-        )
-        .expect("write");
-        let mut input = Weights::new();
-        input
-            .insert("input", vec![BATCH, 1, 6, 6], x.clone())
-            .expect("input");
-        std::fs::write(
-            dir.path().join("input.safetensors"),
-            input.to_safetensors().expect("encode"),
-        )
-        .expect("write");
-        let f = Fixture { dir, weights, x };
-        f.keys("keys", BATCH);
-        f
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    /// `ariann-dealer keys` for the model at `batch` into `out`.
-    fn keys(&self, out: &str, batch: usize) {
-        let st = Command::new(dealer_bin())
-            .args(["keys", "--no-progress", "--batch", &batch.to_string()])
-            .arg("--model-json")
-            .arg(self.path("model.json"))
-            .arg("--out")
-            .arg(self.path(out))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run ariann-dealer");
-        assert!(st.success(), "ariann-dealer keys failed");
-    }
-
-    fn expected(&self) -> Vec<f64> {
-        let cfg = Config::default();
-        let xe = encode_input(&self.x, &cfg).expect("encode");
-        decode_output(
-            &forward_fixed(&model(), &self.weights, &xe, BATCH, &cfg).expect("fixed"),
-            &cfg,
-        )
-    }
+/// The fixture with key files for the job in `keys/`.
+fn fixture() -> Fixture {
+    let f = Fixture::new();
+    f.keys("keys", BATCH);
+    f
 }
 
 /// One party's command line with a key file; `extra` is appended.
@@ -172,23 +64,6 @@ fn party_base(f: &Fixture, id: u8) -> Command {
     c
 }
 
-/// Waits for `child` until the deadline; a hang kills it and fails the test.
-fn wait(mut child: Child, who: &str) -> (ExitStatus, String) {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            let out = child.wait_with_output().expect("output");
-            return (st, String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{who} did not exit within {DEADLINE:?}: a hang");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Party 0 listening on a free port (its address read back from its ready
 /// file), or `None` if it exited before binding.
 fn start_p0(f: &Fixture, keys: &Path, extra: &[&str]) -> (Child, Option<String>) {
@@ -203,27 +78,14 @@ fn start_p0_with(f: &Fixture, mut cmd: Command) -> (Child, Option<String>) {
         .arg(&ready)
         .spawn()
         .expect("spawn party 0");
-    let (child, addr) = ready_addr(child, &ready, "party 0");
+    let (child, addr) = ready_addr(child, &ready);
     (child, addr)
 }
 
 /// Waits for `child` to write its address to `ready` (or to exit).
-fn ready_addr(mut child: Child, ready: &Path, who: &str) -> (Child, Option<String>) {
-    let start = Instant::now();
-    while start.elapsed() < DEADLINE {
-        if let Ok(addr) = std::fs::read_to_string(ready)
-            && !addr.is_empty()
-        {
-            return (child, Some(addr));
-        }
-        if child.try_wait().expect("poll").is_some() {
-            return (child, None);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("{who} neither bound nor exited");
+fn ready_addr(mut child: Child, ready: &Path) -> (Child, Option<String>) {
+    let addr = wait_ready(&mut child, ready);
+    (child, addr)
 }
 
 fn s(a: &[String]) -> Vec<&str> {
@@ -304,7 +166,7 @@ fn assert_failed(r: &Run, fault: u8, code: i32, want: &str) {
 
 #[test]
 fn two_processes_reveal_the_cleartext_result_and_keys_are_used_once() {
-    let f = Fixture::new();
+    let f = fixture();
     let (k0, k1) = (f.path("keys/party0.keys"), f.path("keys/party1.keys"));
     let r = run(&f, &k0, &k1, &[], &[]);
     assert!(r.p0.0.success(), "party 0:\n{}", r.p0.1);
@@ -324,7 +186,7 @@ fn two_processes_reveal_the_cleartext_result_and_keys_are_used_once() {
 
 #[test]
 fn damaged_or_foreign_key_files_fail_clearly() {
-    let f = Fixture::new();
+    let f = fixture();
     let k1 = f.path("keys/party1.keys");
     let fresh = |name: &str| {
         f.keys(name, BATCH);
@@ -382,7 +244,7 @@ fn damaged_or_foreign_key_files_fail_clearly() {
 
 #[test]
 fn a_vanishing_peer_or_an_unauthenticated_one_fails_clearly() {
-    let f = Fixture::new();
+    let f = fixture();
     let k1 = f.path("keys/party1.keys");
 
     // Nobody listens: party 1 gives up after its connect deadline.
@@ -485,7 +347,7 @@ fn start_dealer(f: &Fixture, batch: usize, wait_secs: u64, extra: &[&str]) -> (C
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ariann-dealer serve");
-    let (child, addr) = ready_addr(child, &ready, "the dealer");
+    let (child, addr) = ready_addr(child, &ready);
     match addr {
         Some(a) => (child, a),
         None => {
@@ -515,7 +377,7 @@ fn run_dealer(f: &Fixture, dealer: &str, extra0: &[&str], extra1: &[&str]) -> Ru
 
 #[test]
 fn keys_streamed_by_the_dealer_reveal_the_cleartext_result() {
-    let f = Fixture::new();
+    let f = fixture();
     let (dealer, addr) = start_dealer(&f, BATCH, 20, &[]);
     let r = run_dealer(&f, &addr, &[], &[]);
     let d = wait(dealer, "the dealer");
@@ -532,7 +394,7 @@ fn keys_streamed_by_the_dealer_reveal_the_cleartext_result() {
 
 #[test]
 fn a_dealer_serving_another_plan_or_none_fails_clearly() {
-    let f = Fixture::new();
+    let f = fixture();
     // The dealer serves batch 2, the parties run batch 3: both refused.
     let (dealer, addr) = start_dealer(&f, 2, 4, &[]);
     let r = run_dealer(&f, &addr, &[], &[]);
@@ -569,7 +431,7 @@ fn a_dealer_serving_another_plan_or_none_fails_clearly() {
 
 #[test]
 fn a_party_killed_mid_job_fails_the_dealer_and_the_other_party() {
-    let f = Fixture::new();
+    let f = fixture();
     let (dealer, addr) = start_dealer(&f, BATCH, 20, &[]);
     // Party 0 has its dealer header once it listens; kill it as party 1 starts.
     let (mut c0, p0_addr) = start_p0_with(&f, party_cmd_dealer(&f, 0, &addr, &[]));
@@ -594,7 +456,7 @@ fn a_party_killed_mid_job_fails_the_dealer_and_the_other_party() {
 
 #[test]
 fn keys_streamed_over_mutual_tls_and_an_unpinned_party_is_refused() {
-    let f = Fixture::new();
+    let f = fixture();
     let pem = |name: &str| {
         let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
         let (c, k) = (

@@ -59,8 +59,8 @@ pub fn model() -> Model {
     }
 }
 
-/// A job directory: model description, the owner's weights, the data
-/// owner's inputs.
+/// A job directory: model description, the owner's weights and the data
+/// owner's inputs (`weights.safetensors`, `input.safetensors`).
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub weights: Weights,
@@ -77,6 +77,20 @@ impl Fixture {
             .map(|_| rng.random_range(0.0..1.0))
             .collect();
         std::fs::write(dir.path().join("model.json"), m.to_json()).expect("write");
+        std::fs::write(
+            dir.path().join("weights.safetensors"),
+            weights.to_safetensors().expect("encode"),
+        )
+        .expect("write");
+        let mut input = Weights::new();
+        input
+            .insert("input", vec![BATCH, 1, 6, 6], x.clone())
+            .expect("input");
+        std::fs::write(
+            dir.path().join("input.safetensors"),
+            input.to_safetensors().expect("encode"),
+        )
+        .expect("write");
         Fixture { dir, weights, x }
     }
 
