@@ -32,110 +32,19 @@
 //! ariann-party --id 1 --control 127.0.0.1:7101 --peer 127.0.0.1:7000 --keys-dir jobs --k-cmp 24 --permute-relu-maxpool &
 //! cargo run --release --example vgg16_inference -- --remote http://127.0.0.1:7100,http://127.0.0.1:7101 --job demo
 //! ```
-use ariann::local::{Preprocess, RunOptions, Wan, private_inference_checked};
-use ariann::nn::{Config, Weights, zoo};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha12Rng;
-use std::time::Duration;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |name: &str| -> Option<&String> {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-    };
-    let num = |name: &str, default: usize| -> Result<usize, String> {
-        value(name).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| format!("{name} {v}: not a number"))
-        })
-    };
-    let tiny = args.iter().any(|a| a == "--tiny");
-    let batch = num("--batch", if tiny { 16 } else { 32 })?;
-    if batch == 0 {
-        return Err("--batch must be positive".into());
-    }
-    let model = if tiny {
-        zoo::vgg16(64, 2048, 200)
+mod common;
+use ariann::nn::zoo;
+use common::{Args, Res, run_model};
+
+fn main() -> Res<()> {
+    let args = Args::parse();
+    let tiny = args.flag("--tiny");
+    let batch = args.num("--batch", if tiny { 16 } else { 32 })?;
+    let (model, name) = if tiny {
+        (zoo::vgg16(64, 2048, 200), "vgg16_64")
     } else {
-        zoo::vgg16(32, 4096, 10)
+        (zoo::vgg16(32, 4096, 10), "vgg16")
     };
-    let mut rng = ChaCha12Rng::from_os_rng();
-    let w = match value("--weights") {
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-            Weights::from_safetensors(&bytes)?
-        }
-        None => Weights::random(&model, &mut rng),
-    };
-    w.check(&model)?;
-    let original = w.clone();
-    let model = model.permute_relu_maxpool();
-    let x: Vec<f32> = (0..batch * model.input_len())
-        .map(|_| rng.random_range(0.0..1.0))
-        .collect();
-    if let Some(addrs) = value("--remote") {
-        let (a0, a1) = addrs.split_once(',').ok_or(
-            "--remote takes PARTY0_ADDR,PARTY1_ADDR (http://host:port of the daemons' --control)",
-        )?;
-        let job = value("--job").map_or("demo", String::as_str);
-        let name = if tiny { "vgg16_64" } else { "vgg16" };
-        let t = std::time::Instant::now();
-        let (y, _) = ariann_party::client::run_remote(
-            a0,
-            a1,
-            job,
-            name,
-            batch,
-            original.to_safetensors()?,
-            &x,
-        )?;
-        let secs = t.elapsed().as_secs_f64();
-        let float = ariann::nn::forward_float(&model, &w, &x, batch)?;
-        let c = y.len() / batch;
-        let argmax = |r: &[f64]| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b });
-        let agree = (0..batch)
-            .filter(|i| argmax(&y[i * c..(i + 1) * c]) == argmax(&float[i * c..(i + 1) * c]))
-            .count();
-        println!(
-            "{} batch {batch} on the daemons at {a0} and {a1} (job {job}): {secs:.2} s from submit to output; predictions agree with float on {agree}/{batch}",
-            model.name
-        );
-        return Ok(());
-    }
-    let opts = RunOptions {
-        wan: args.iter().any(|a| a == "--wan").then_some(Wan {
-            rtt: Duration::from_millis(70),
-            bytes_per_sec: 40e6,
-        }),
-        preprocess: Preprocess::Streamed,
-    };
-    let cfg = Config {
-        k_cmp: 24,
-        ..Config::default()
-    };
-    let c = private_inference_checked(&model, &w, &x, batch, &cfg, &opts)?;
-    let r = &c.report;
-    let mb = r.stats.bytes_sent as f64 / 1e6;
-    if args.iter().any(|a| a == "--json") {
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": model.name, "batch": batch, "wan": opts.wan.is_some(),
-                "seconds": r.seconds, "keygen_s": r.keygen_seconds,
-                "key_wait_s": r.key_wait_seconds, "online_mb": mb,
-                "rounds": r.stats.rounds,
-                "key_mb_per_party": r.key_bytes_per_party as f64 / 1e6,
-                "argmax_agreement": c.agree as f64 / batch as f64,
-            })
-        );
-    } else {
-        let link = if opts.wan.is_some() {
-            " over a 70 ms / 40 MB/s WAN"
-        } else {
-            " (LAN)"
-        };
-        println!("{} batch {batch}{link}: {}", model.name, c.summary(batch));
-    }
-    Ok(())
+    run_model(&args, model, Some(name), batch)
 }
