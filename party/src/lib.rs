@@ -34,8 +34,7 @@ use ariann_fss::Party;
 use ariann_mpc::{CommStats, MpcError, PreprocessingSource, Session, Transport};
 pub use ariann_nn::Config;
 use ariann_nn::{
-    Model, NnError, WeightShares, Weights, decode_output, encode_input, forward_private,
-    share_weights,
+    Model, NnError, Params, Weights, decode_output, encode_input, forward_private, share_weights,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -94,11 +93,7 @@ impl Job {
         h.update(self.plan()?.hash());
         h.update(self.model.to_json().as_bytes());
         h.update((self.batch as u64).to_le_bytes());
-        let c = &self.cfg;
-        for v in [c.frac_bits, c.k_cmp, c.k_trunc] {
-            h.update(v.to_le_bytes());
-        }
-        h.update((c.max_gate_elems as u64).to_le_bytes());
+        h.update(self.cfg.digest_bytes());
         h.update([party_byte(self.output_to)]);
         Ok(h.finalize().into())
     }
@@ -234,20 +229,18 @@ pub fn run_job<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
     let (weights, input) = match asset {
         Asset::Weights(w) => {
             let (mine, theirs) = share_weights(model, w, &job.cfg, &mut rng)?;
-            send_only(transport, &theirs.to_bytes(), "weight share")?;
+            send_only(transport, &theirs.to_safetensors()?, "weight share")?;
             drop(theirs);
             let got = transport.exchange(&[])?;
             (mine, bytes_to_u64s(&got, n_in, "input share")?)
         }
         Asset::Input(x) => {
             let got = transport.exchange(&[])?;
-            let w = WeightShares::from_bytes(model, &got).map_err(|_| {
-                PartyError::Protocol(format!(
-                    "weight share of {} bytes where {} were expected",
-                    got.len(),
-                    WeightShares::expected_len(model) * 8
-                ))
-            })?;
+            // The share comes by name (safetensors); it must be exactly
+            // the model's parameter tensors with their shapes.
+            let w = Params::from_safetensors(&got)
+                .and_then(|w| w.check(model).map(|()| w))
+                .map_err(|e| PartyError::Protocol(format!("weight share: {e}")))?;
             let enc = encode_input(x, &job.cfg)?;
             let theirs: Vec<u64> = enc.iter().map(|_| rng.random()).collect();
             let mine: Vec<u64> = enc

@@ -4,6 +4,7 @@
 
 use ariann_fss::Party;
 use ariann_mpc::{MemTransport, VecSource, run_two_party};
+use ariann_nn::layers::{Conv2d, Linear, MaxPool2d};
 use ariann_nn::{Layer, Model, Weights, decode_output, encode_input, forward_fixed};
 use ariann_party::{Asset, Config, Job, PartyError, run_job};
 use rand::{Rng, SeedableRng};
@@ -15,26 +16,26 @@ fn model() -> Model {
         name: "tiny-cnn".into(),
         input: vec![1, 6, 6],
         layers: vec![
-            Layer::Conv2d {
+            Layer::Conv2d(Conv2d {
                 name: "conv".into(),
                 c: 1,
                 oc: 3,
                 k: 3,
                 stride: 1,
                 pad: 1,
-            },
-            Layer::MaxPool2d {
+            }),
+            Layer::MaxPool2d(MaxPool2d {
                 k: 2,
                 stride: 2,
                 pad: 0,
-            },
+            }),
             Layer::Relu,
             Layer::Flatten,
-            Layer::Linear {
+            Layer::Linear(Linear {
                 name: "fc".into(),
                 inp: 27,
                 out: 4,
-            },
+            }),
         ],
     }
 }

@@ -14,6 +14,10 @@
 //! exact truncation in one round, elementwise / matrix / convolution products
 //! from triples in one round, max-pool in `ceil(log2 k^2)` rounds, argmax in 2.
 //!
+//! Layers run on a gate backend ([`Gates`]): the private [`Session`], the
+//! cleartext fixed-point [`Clear`], or the [`Recorder`] whose trace of the
+//! parties' code is the dealer's plan.
+//!
 //! Key material is consumed strictly in order through a
 //! [`PreprocessingSource`]; a [`Session`] runs the gates of a plan one after
 //! the other and refuses a bundle of another gate, shape, index or party
@@ -22,6 +26,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
+pub mod backend;
 pub mod bundle;
 pub mod codec;
 mod error;
@@ -30,6 +35,7 @@ pub mod open;
 pub mod session;
 pub mod transport;
 
+pub use backend::{Clear, Gates, Recorder, Tracing};
 pub use bundle::{
     BundleTag, ChannelSource, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource,
 };

@@ -2,8 +2,11 @@
 //! run bit for bit, and the fixed-point run is close to float.
 
 use ariann_mpc::{MemTransport, Session, VecSource, run_two_party};
+use ariann_nn::layers::{
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Residual,
+};
 use ariann_nn::{
-    Config, Layer, Model, NnError, Weights, decode_output, encode_input, forward_fixed,
+    Config, Layer, Model, NnError, Params, Weights, decode_output, encode_input, forward_fixed,
     forward_float, forward_private, plan, share_weights, zoo,
 };
 use rand::{Rng, SeedableRng};
@@ -16,27 +19,27 @@ fn small_model() -> Model {
         name: "small".into(),
         input: vec![2, 8, 8],
         layers: vec![
-            Layer::Conv2d {
+            Layer::Conv2d(Conv2d {
                 name: "conv1".into(),
                 c: 2,
                 oc: 4,
                 k: 3,
                 stride: 1,
                 pad: 1,
-            },
+            }),
             Layer::Relu,
-            Layer::MaxPool2d {
+            Layer::MaxPool2d(MaxPool2d {
                 k: 3,
                 stride: 2,
                 pad: 1,
-            },
-            Layer::AvgPool2d { k: 2, stride: 2 },
+            }),
+            Layer::AvgPool2d(AvgPool2d { k: 2, stride: 2 }),
             Layer::Flatten,
-            Layer::Linear {
+            Layer::Linear(Linear {
                 name: "fc".into(),
                 inp: 16,
                 out: 5,
-            },
+            }),
         ],
     }
 }
@@ -135,17 +138,42 @@ fn safetensors_round_trip_and_clear_errors() {
     );
 
     let bad = Model {
-        layers: vec![Layer::Linear {
+        layers: vec![Layer::Linear(Linear {
             name: "fc".into(),
             inp: 3,
             out: 2,
-        }],
+        })],
         ..small_model()
     };
     assert!(matches!(
         bad.shapes(),
-        Err(NnError::LayerShape { index: 0, .. })
+        Err(NnError::LayerShape { ref path, .. }) if path == "fc"
     ));
+    // A layer without parameters is named by its position, nested ones by
+    // their parameter prefix.
+    let relu_first = Model {
+        input: vec![3],
+        layers: vec![Layer::Relu, Layer::Flatten, Layer::linear("fc", 4, 2)],
+        ..small_model()
+    };
+    let err = relu_first.shapes().expect_err("does not fit");
+    assert!(
+        matches!(&err, NnError::LayerShape { path, .. } if path == "fc"),
+        "{err}"
+    );
+    let nested = Model {
+        input: vec![2, 4, 4],
+        layers: vec![Layer::residual(
+            vec![Layer::Relu, Layer::max_pool(2, 2, 0)],
+            vec![],
+        )],
+        ..small_model()
+    };
+    let err = nested.shapes().expect_err("branches differ");
+    assert!(
+        matches!(&err, NnError::LayerShape { path, .. } if path == "0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -224,58 +252,58 @@ fn residual_and_batchnorm_fold() {
         name: "residual".into(),
         input: vec![2, 6, 6],
         layers: vec![
-            Layer::Conv2d {
+            Layer::Conv2d(Conv2d {
                 name: "c0".into(),
                 c: 2,
                 oc: 4,
                 k: 3,
                 stride: 1,
                 pad: 1,
-            },
-            Layer::BatchNorm2d {
+            }),
+            Layer::BatchNorm2d(BatchNorm2d {
                 name: "b0".into(),
                 c: 4,
-            },
+            }),
             Layer::Relu,
-            Layer::Residual {
+            Layer::Residual(Residual {
                 body: vec![
-                    Layer::Conv2d {
+                    Layer::Conv2d(Conv2d {
                         name: "c1".into(),
                         c: 4,
                         oc: 8,
                         k: 3,
                         stride: 2,
                         pad: 1,
-                    },
-                    Layer::BatchNorm2d {
+                    }),
+                    Layer::BatchNorm2d(BatchNorm2d {
                         name: "b1".into(),
                         c: 8,
-                    },
+                    }),
                     Layer::Relu,
                 ],
                 shortcut: vec![
-                    Layer::Conv2d {
+                    Layer::Conv2d(Conv2d {
                         name: "d".into(),
                         c: 4,
                         oc: 8,
                         k: 1,
                         stride: 2,
                         pad: 0,
-                    },
-                    Layer::BatchNorm2d {
+                    }),
+                    Layer::BatchNorm2d(BatchNorm2d {
                         name: "db".into(),
                         c: 8,
-                    },
+                    }),
                 ],
-            },
+            }),
             Layer::Relu,
-            Layer::AvgPool2d { k: 3, stride: 1 },
+            Layer::AvgPool2d(AvgPool2d { k: 3, stride: 1 }),
             Layer::Flatten,
-            Layer::Linear {
+            Layer::Linear(Linear {
                 name: "fc".into(),
                 inp: 8,
                 out: 3,
-            },
+            }),
         ],
     };
     let w = Weights::random(&small, &mut rng);
@@ -370,30 +398,30 @@ fn batchnorm_after_relu_runs_privately() {
         name: "bn-after-relu".into(),
         input: vec![3, 9, 9],
         layers: vec![
-            Layer::Conv2d {
+            Layer::Conv2d(Conv2d {
                 name: "c0".into(),
                 c: 3,
                 oc: 4,
                 k: 3,
                 stride: 2,
                 pad: 1,
-            },
+            }),
             Layer::Relu,
-            Layer::MaxPool2d {
+            Layer::MaxPool2d(MaxPool2d {
                 k: 3,
                 stride: 2,
                 pad: 0,
-            },
-            Layer::BatchNorm2d {
+            }),
+            Layer::BatchNorm2d(BatchNorm2d {
                 name: "bn".into(),
                 c: 4,
-            },
+            }),
             Layer::Flatten,
-            Layer::Linear {
+            Layer::Linear(Linear {
                 name: "fc".into(),
                 inp: 16,
                 out: 3,
-            },
+            }),
         ],
     };
     let w = Weights::random(&model, &mut rng);
@@ -467,20 +495,45 @@ fn zoo_models_are_well_formed() {
     );
 }
 
-/// A party sends the other its share of the weights as bytes: the round
-/// trip is exact, and a share of the wrong length is refused.
+/// A party sends the other its share of the weights by name (safetensors):
+/// the round trip is exact; a share of another model, with a missing, extra
+/// or misshapen tensor, or damaged bytes, is refused.
 #[test]
-fn weight_shares_round_trip_as_bytes() {
+fn weight_shares_round_trip_by_name() {
     let mut rng = ChaCha8Rng::seed_from_u64(31);
     let model = zoo::alexnet_cifar10();
     let w = Weights::random(&model, &mut rng);
-    let (a, _) = share_weights(&model, &w, &Config::default(), &mut rng).expect("share");
-    assert_eq!(a.len(), ariann_nn::WeightShares::expected_len(&model));
-    let bytes = a.to_bytes();
-    let back = ariann_nn::WeightShares::from_bytes(&model, &bytes).expect("decode");
-    assert_eq!(back.to_bytes(), bytes);
-    assert!(ariann_nn::WeightShares::from_bytes(&model, &bytes[8..]).is_err());
-    assert!(ariann_nn::WeightShares::from_bytes(&zoo::network1(), &bytes).is_err());
+    let (a, b) = share_weights(&model, &w, &Config::default(), &mut rng).expect("share");
+    assert_eq!(a.len(), Params::expected_len(&model));
+    let bytes = a.to_safetensors().expect("serialize");
+    let back = Params::from_safetensors(&bytes).expect("decode");
+    assert_eq!(back, a);
+    back.check(&model).expect("fits the model");
+    // The shares reconstruct to the fixed-point encoding, by name.
+    let clear = Params::reconstruct(&a, &b).expect("reconstruct");
+    assert_eq!(
+        clear,
+        Params::encode(&model, &w, &Config::default()).expect("encode")
+    );
+    assert!(Params::from_safetensors(&bytes[8..]).is_err());
+    assert!(matches!(
+        back.check(&zoo::network1()),
+        Err(NnError::MissingTensor(n)) if n == "fc1.weight"
+    ));
+    let mut extra = back.clone();
+    extra.insert("fc9.bias", ariann_ring::RingTensor::zeros(&[3]));
+    assert_eq!(
+        extra.check(&model),
+        Err(NnError::UnexpectedTensor("fc9.bias".into()))
+    );
+    let mut misshapen = back.clone();
+    misshapen.insert("features.0.bias", ariann_ring::RingTensor::zeros(&[3]));
+    assert!(matches!(
+        misshapen.check(&model),
+        Err(NnError::TensorShape { name, .. }) if name == "features.0.bias"
+    ));
+    // Float tensors are not a parameter store.
+    assert!(Params::from_safetensors(&w.to_safetensors().expect("float")).is_err());
 }
 
 /// `AdaptiveAvgPool2d(out)` is the average pool of window `side / out`:
@@ -492,26 +545,26 @@ fn adaptive_average_pool_matches_the_fixed_window() {
         name: "pool".into(),
         input: vec![2, 6, 6],
         layers: vec![
-            Layer::Conv2d {
+            Layer::Conv2d(Conv2d {
                 name: "c".into(),
                 c: 2,
                 oc: 3,
                 k: 3,
                 stride: 1,
                 pad: 1,
-            },
+            }),
             Layer::Relu,
             pool,
             Layer::Flatten,
-            Layer::Linear {
+            Layer::Linear(Linear {
                 name: "fc".into(),
                 inp: 12,
                 out: 2,
-            },
+            }),
         ],
     };
-    let a = with(Layer::AdaptiveAvgPool2d { out: 2 });
-    let b = with(Layer::AvgPool2d { k: 3, stride: 3 });
+    let a = with(Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2d { out: 2 }));
+    let b = with(Layer::AvgPool2d(AvgPool2d { k: 3, stride: 3 }));
     let w = Weights::random(&a, &mut rng);
     let (fa, xa, pa) = run_all(&a, &w, 2, 42);
     let (fb, xb, _) = run_all(&b, &w, 2, 42);
@@ -522,6 +575,6 @@ fn adaptive_average_pool_matches_the_fixed_window() {
         plan(&a, 2, &Config::default()).expect("plan"),
         plan(&b, 2, &Config::default()).expect("plan")
     );
-    let bad = with(Layer::AdaptiveAvgPool2d { out: 4 });
+    let bad = with(Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2d { out: 4 }));
     assert!(bad.shapes().is_err(), "6 is not a multiple of 4");
 }

@@ -6,6 +6,7 @@
 use ariann_dealer::keyfile::{Expected, KeyFileError, KeyFileSource, write_key_files};
 use ariann_fss::Party;
 use ariann_mpc::{MemTransport, PreprocessingSource, Session, VecSource};
+use ariann_nn::layers::Linear;
 use ariann_nn::{
     Config, Layer, Model, Weights, encode_input, forward_fixed, forward_private, plan,
     share_weights, zoo,
@@ -18,17 +19,17 @@ fn tiny_mlp() -> Model {
         name: "tiny MLP".into(),
         input: vec![12],
         layers: vec![
-            Layer::Linear {
+            Layer::Linear(Linear {
                 name: "fc1".into(),
                 inp: 12,
                 out: 8,
-            },
+            }),
             Layer::Relu,
-            Layer::Linear {
+            Layer::Linear(Linear {
                 name: "fc2".into(),
                 inp: 8,
                 out: 3,
-            },
+            }),
         ],
     }
 }

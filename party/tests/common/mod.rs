@@ -2,6 +2,7 @@
 //! files, waiting for children with a deadline.
 #![allow(dead_code, unreachable_pub)]
 
+use ariann_nn::layers::{Conv2d, Linear, MaxPool2d};
 use ariann_nn::{Config, Layer, Model, Weights, decode_output, encode_input, forward_fixed};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -35,26 +36,26 @@ pub fn model() -> Model {
         name: "tiny-cnn".into(),
         input: vec![1, 6, 6],
         layers: vec![
-            Layer::Conv2d {
+            Layer::Conv2d(Conv2d {
                 name: "conv".into(),
                 c: 1,
                 oc: 3,
                 k: 3,
                 stride: 1,
                 pad: 1,
-            },
+            }),
             Layer::Relu,
-            Layer::MaxPool2d {
+            Layer::MaxPool2d(MaxPool2d {
                 k: 2,
                 stride: 2,
                 pad: 0,
-            },
+            }),
             Layer::Flatten,
-            Layer::Linear {
+            Layer::Linear(Linear {
                 name: "fc".into(),
                 inp: 27,
                 out: 4,
-            },
+            }),
         ],
     }
 }

@@ -37,8 +37,8 @@ use rand::{CryptoRng, Rng};
 
 /// Fractional bits of inputs, parameters and outputs.
 pub const BN_FRAC_BITS: u32 = 16;
-const PM: u32 = 20;
-const PV: u32 = 10;
+pub(crate) const PM: u32 = 20;
+pub(crate) const PV: u32 = 10;
 /// Window of the truncations.
 const KT: u32 = 62;
 /// Window of the inverse-square-root spline.
@@ -70,10 +70,10 @@ impl BatchNormShape {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    fn channel_of(&self, i: usize) -> usize {
+    pub(crate) fn channel_of(&self, i: usize) -> usize {
         (i / (self.h * self.w)) % self.c
     }
-    fn log2_m(&self) -> u32 {
+    pub(crate) fn log2_m(&self) -> u32 {
         usize::BITS - (self.per_channel().max(2) - 1).leading_zeros()
     }
 }

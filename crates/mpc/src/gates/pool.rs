@@ -115,7 +115,7 @@ impl PoolShape {
 
 /// `v_i - v_j` for `i < j` inside each group of consecutive values (group
 /// sizes `lens`), groups one after the other.
-fn pairwise_diffs<R: Ring>(vals: &[R], lens: &[usize]) -> Vec<R> {
+pub(crate) fn pairwise_diffs<R: Ring>(vals: &[R], lens: &[usize]) -> Vec<R> {
     let mut diffs = Vec::with_capacity(lens.iter().map(|n| n * n.saturating_sub(1) / 2).sum());
     let mut at = 0;
     for n in lens {
@@ -134,7 +134,7 @@ fn pairwise_diffs<R: Ring>(vals: &[R], lens: &[usize]) -> Vec<R> {
 /// order), each element's number of wins under "larger, or equal and
 /// earlier", minus `(group size - 1)`: zero exactly at the group's first
 /// maximum.
-fn shifted_scores<R: Ring>(c: &[R], lens: &[usize], party: Party) -> Vec<R> {
+pub(crate) fn shifted_scores<R: Ring>(c: &[R], lens: &[usize], party: Party) -> Vec<R> {
     let one = public_share(party, R::ONE);
     let mut scores = vec![R::ZERO; lens.iter().sum()];
     let (mut at, mut ci) = (0, 0);
@@ -157,7 +157,7 @@ fn shifted_scores<R: Ring>(c: &[R], lens: &[usize], party: Party) -> Vec<R> {
 }
 
 /// Number of pairwise comparisons at each level of the max tree.
-fn level_sizes(mut lens: Vec<usize>) -> Vec<usize> {
+pub(crate) fn level_sizes(mut lens: Vec<usize>) -> Vec<usize> {
     let mut sizes = Vec::new();
     while lens.iter().any(|l| *l > 1) {
         sizes.push(lens.iter().map(|l| l / 2).sum());

@@ -1,0 +1,544 @@
+//! Gate backends: the one interface a layer's code runs on.
+//!
+//! A layer (in `ariann-nn`) is written once, against [`Gates`]. Three
+//! backends run it:
+//!
+//! - [`Session`]: the private two-party run (keys from the dealer, masked
+//!   openings over a [`Transport`]);
+//! - [`Clear`]: cleartext fixed point, the arithmetic of the private run on
+//!   plain values (for debugging and for the bit-exact tests: inside the
+//!   documented windows the private output reconstructs to exactly the clear
+//!   backend's output);
+//! - [`Recorder`]: returns placeholder (zero) shares of the right sizes and
+//!   records the [`GateDesc`] of every call. The protocols never branch on
+//!   secret values, so running the parties' code on a recorder yields exactly
+//!   the plan the dealer must serve: there is no second walk to keep in step.
+//!
+//! Local linear operations (adding shares, adding a public constant,
+//! multiplying by a public constant, window sums) need no keys and no
+//! communication; the provided methods of [`Gates`] use the party to decide
+//! who adds a public constant ([`Clear`] acts as party 0 holding the whole
+//! value).
+
+use crate::bundle::{BundleTag, GateDesc, GateKey, PreprocessingSource};
+use crate::error::MpcError;
+use crate::gates::batchnorm::{
+    BN_FRAC_BITS, BatchNormOutput, BatchNormShape, PM, PV, inv_sqrt_spline,
+};
+use crate::gates::beaver::Bilinear;
+use crate::gates::cmp::ReluOutput;
+use crate::gates::linear;
+use crate::gates::pool::{MaxPoolOutput, PoolShape, level_sizes, pairwise_diffs, shifted_scores};
+use crate::session::Session;
+use crate::transport::Transport;
+use ariann_fss::Party;
+use ariann_ring::{Ring, RingTensor};
+
+/// The operations a layer calls, on shares (or on clear values, or on
+/// placeholders). Every method with a key runs exactly one gate of the plan.
+pub trait Gates<R: Ring> {
+    /// The party this backend plays (the clear backend and the recorder play
+    /// party 0).
+    fn party(&self) -> Party;
+
+    /// `x * y` for a bilinear map (elementwise, matmul, conv2d): one
+    /// [`GateDesc::Triple`].
+    fn bilinear(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError>;
+
+    /// Exact `x >> f` (floor) for `x` in a `k`-bit window: one [`GateDesc::Trunc`].
+    fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError>;
+
+    /// ReLU and its DReLU bits on a `k`-bit window: one [`GateDesc::Relu`].
+    fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError>;
+
+    /// `[x >= 0]` on a `k`-bit window: one [`GateDesc::Drelu`].
+    fn drelu(&mut self, x: &[R], k: u32) -> Result<Vec<R>, MpcError>;
+
+    /// `[x == 0]` on a `k`-bit window: one [`GateDesc::EqZero`].
+    fn eq_zero(&mut self, x: &[R], k: u32) -> Result<Vec<R>, MpcError>;
+
+    /// Max-pool (tree of ReLUs, `ceil(log2 k^2)` rounds): one [`GateDesc::MaxPool`].
+    fn max_pool(&mut self, x: &[R], shape: PoolShape, k: u32)
+    -> Result<MaxPoolOutput<R>, MpcError>;
+
+    /// Max-pool in 3 rounds with a one-hot selection: one [`GateDesc::MaxPoolOneHot`].
+    fn max_pool_one_hot(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError>;
+
+    /// Batch normalisation with batch statistics (training forward, 9
+    /// rounds): one [`GateDesc::BatchNorm`].
+    fn batch_norm(
+        &mut self,
+        x: &[R],
+        shape: BatchNormShape,
+        gamma: &[R],
+        beta: &[R],
+        eps: f64,
+    ) -> Result<BatchNormOutput<R>, MpcError>;
+
+    /// One-hot argmax of each of `rows` rows of `n` values (ties to the first):
+    /// one [`GateDesc::Argmax`].
+    fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError>;
+
+    /// Local: this party's share of `x + c` for a public `c`.
+    fn add_public(&self, x: &[R], c: &[R]) -> Result<Vec<R>, MpcError> {
+        linear::add_public(self.party(), x, c)
+    }
+
+    /// Local: this party's share of `c * x` for a public scalar `c`.
+    fn mul_public(&self, x: &[R], c: R) -> Vec<R> {
+        linear::mul_public(x, c)
+    }
+
+    /// Local: shares of the window sums of a pooling geometry.
+    fn window_sums(&self, x: &[R], shape: &PoolShape) -> Result<Vec<R>, MpcError> {
+        linear::window_sums(x, shape)
+    }
+}
+
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MpcError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(MpcError::SizeMismatch {
+            what,
+            expected,
+            got,
+        })
+    }
+}
+
+fn check_bilinear<R: Ring>(
+    map: &Bilinear,
+    x: &RingTensor<R>,
+    y: &RingTensor<R>,
+) -> Result<Vec<usize>, MpcError> {
+    let (sx, sy, sz) = map.shapes()?;
+    for (what, want, got) in [
+        ("left operand", sx, x.shape()),
+        ("right operand", sy, y.shape()),
+    ] {
+        if want.as_slice() != got {
+            return Err(MpcError::SizeMismatch {
+                what,
+                expected: want.iter().product(),
+                got: got.iter().product(),
+            });
+        }
+    }
+    Ok(sz)
+}
+
+// ------------------------------------------------------------- the session
+
+impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R>
+    for Session<'_, T, S, R>
+{
+    fn party(&self) -> Party {
+        self.transport().party()
+    }
+    fn bilinear(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        Session::bilinear(self, map, x, y)
+    }
+    fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        Session::truncate(self, x, f, k)
+    }
+    fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
+        Session::relu(self, x, k)
+    }
+    fn drelu(&mut self, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        Session::drelu(self, x, k)
+    }
+    fn eq_zero(&mut self, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        Session::eq_zero(self, x, k)
+    }
+    fn max_pool(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        Session::max_pool(self, x, shape, k)
+    }
+    fn max_pool_one_hot(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        Session::max_pool_one_hot(self, x, shape, k)
+    }
+    fn batch_norm(
+        &mut self,
+        x: &[R],
+        shape: BatchNormShape,
+        gamma: &[R],
+        beta: &[R],
+        eps: f64,
+    ) -> Result<BatchNormOutput<R>, MpcError> {
+        Session::batch_norm(self, x, shape, gamma, beta, eps)
+    }
+    fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
+        Session::argmax(self, x, rows, n, k)
+    }
+}
+
+// ------------------------------------------------------- cleartext backend
+
+/// Cleartext fixed point: each gate's function on plain ring values, with
+/// the private run's arithmetic (wrapping products, floor truncation, the
+/// same comparison trees and tie rules). Inside the gates' windows a private
+/// run reconstructs to exactly this backend's output. Outside them the
+/// private gates see `x mod 2^k` while this backend sees the whole ring
+/// element (the documented value bounds exclude that case).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Clear;
+
+fn ge0<R: Ring>(v: R) -> bool {
+    v.to_i64() >= 0
+}
+
+fn bit<R: Ring>(b: bool) -> R {
+    if b { R::ONE } else { R::ZERO }
+}
+
+impl<R: Ring> Gates<R> for Clear {
+    fn party(&self) -> Party {
+        Party::P0
+    }
+    fn bilinear(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        check_bilinear(&map, x, y)?;
+        map.apply(x, y)
+    }
+    fn truncate(&mut self, x: &[R], f: u32, _k: u32) -> Result<Vec<R>, MpcError> {
+        Ok(x.iter().map(|v| v.sar(f)).collect())
+    }
+    fn relu(&mut self, x: &[R], _k: u32) -> Result<ReluOutput<R>, MpcError> {
+        Ok(ReluOutput {
+            relu: x
+                .iter()
+                .map(|v| if ge0(*v) { *v } else { R::ZERO })
+                .collect(),
+            drelu: x.iter().map(|v| bit(ge0(*v))).collect(),
+        })
+    }
+    fn drelu(&mut self, x: &[R], _k: u32) -> Result<Vec<R>, MpcError> {
+        Ok(x.iter().map(|v| bit(ge0(*v))).collect())
+    }
+    fn eq_zero(&mut self, x: &[R], _k: u32) -> Result<Vec<R>, MpcError> {
+        Ok(x.iter().map(|v| bit(*v == R::ZERO)).collect())
+    }
+    fn max_pool(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        _k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        check_len("max-pool input", shape.input_len(), x.len())?;
+        // The same tree as the private gate: at each level, pairs (a, b)
+        // become b + ReLU(a - b), the selection bit is [a - b >= 0].
+        let mut cur: Vec<Vec<R>> = shape
+            .windows()?
+            .iter()
+            .map(|w| w.iter().map(|i| x[*i]).collect())
+            .collect();
+        let mut selections = Vec::new();
+        while cur.iter().any(|w| w.len() > 1) {
+            let mut sel = Vec::new();
+            for win in cur.iter_mut() {
+                let mut next = Vec::with_capacity(win.len().div_ceil(2));
+                for pair in win.chunks(2) {
+                    match *pair {
+                        [a, b] => {
+                            let d = a.wsub(b);
+                            let up = ge0(d);
+                            sel.push(bit(up));
+                            next.push(b.wadd(if up { d } else { R::ZERO }));
+                        }
+                        [a] => next.push(a),
+                        _ => {}
+                    }
+                }
+                *win = next;
+            }
+            selections.push(sel);
+        }
+        Ok(MaxPoolOutput {
+            max: cur.into_iter().map(|w| w[0]).collect(),
+            selections,
+        })
+    }
+    fn max_pool_one_hot(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        _k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        check_len("max-pool input", shape.input_len(), x.len())?;
+        let wins = shape.windows()?;
+        let vals: Vec<R> = wins.iter().flatten().map(|i| x[*i]).collect();
+        let lens: Vec<usize> = wins.iter().map(Vec::len).collect();
+        let c: Vec<R> = pairwise_diffs(&vals, &lens)
+            .into_iter()
+            .map(|d| bit(ge0(d)))
+            .collect();
+        let onehot: Vec<R> = shifted_scores(&c, &lens, Party::P0)
+            .into_iter()
+            .map(|s| bit(s == R::ZERO))
+            .collect();
+        let mut max = Vec::with_capacity(wins.len());
+        let mut at = 0;
+        for w in &wins {
+            max.push((at..at + w.len()).fold(R::ZERO, |acc, i| acc.wadd(onehot[i].wmul(vals[i]))));
+            at += w.len();
+        }
+        Ok(MaxPoolOutput {
+            max,
+            selections: vec![onehot],
+        })
+    }
+    fn batch_norm(
+        &mut self,
+        x: &[R],
+        s: BatchNormShape,
+        gamma: &[R],
+        beta: &[R],
+        eps: f64,
+    ) -> Result<BatchNormOutput<R>, MpcError> {
+        // The private gate's steps (see `gates::batchnorm`), on clear values.
+        let (c, len, f) = (s.c, s.len(), BN_FRAC_BITS);
+        check_len("input", len, x.len())?;
+        check_len("gamma", c, gamma.len())?;
+        check_len("beta", c, beta.len())?;
+        let e = s.log2_m();
+        let m = s.per_channel() as f64;
+        let inv_m = |p: u32| R::from_u64((2f64.powi((e + p) as i32) / m).round() as u64);
+        let channel_sums = |v: &[R]| {
+            let mut sums = vec![R::ZERO; c];
+            for (i, x) in v.iter().enumerate() {
+                let ch = s.channel_of(i);
+                sums[ch] = sums[ch].wadd(*x);
+            }
+            sums
+        };
+        let cm = inv_m(PM);
+        let mu: Vec<R> = channel_sums(x)
+            .iter()
+            .map(|v| v.wmul(cm).sar(e + PM))
+            .collect();
+        let xc: Vec<R> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.wsub(mu[s.channel_of(i)]))
+            .collect();
+        let sq: Vec<R> = xc.iter().map(|v| v.wmul(*v).sar(f)).collect();
+        let cv = inv_m(PV);
+        let eps_fp = R::from_u64((eps * f64::from(1u32 << f)).round().max(0.0) as u64);
+        let var: Vec<R> = channel_sums(&sq)
+            .iter()
+            .map(|v| v.wmul(cv).sar(e + PV).wadd(eps_fp))
+            .collect();
+        let spline = inv_sqrt_spline(f);
+        let inv_std: Vec<R> = var.iter().map(|v| spline.eval_clear(*v)).collect();
+        let g: Vec<R> = gamma
+            .iter()
+            .zip(&inv_std)
+            .map(|(a, b)| a.wmul(*b).sar(2 * f))
+            .collect();
+        let y = xc
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let ch = s.channel_of(i);
+                g[ch].wmul(*v).sar(f).wadd(beta[ch])
+            })
+            .collect();
+        Ok(BatchNormOutput {
+            y,
+            centered: xc,
+            inv_std,
+        })
+    }
+    fn argmax(&mut self, x: &[R], rows: usize, n: usize, _k: u32) -> Result<Vec<R>, MpcError> {
+        if n == 0 {
+            return Err(MpcError::InvalidParameter("argmax over 0 values".into()));
+        }
+        check_len("argmax input", rows * n, x.len())?;
+        let lens = vec![n; rows];
+        let c: Vec<R> = pairwise_diffs(x, &lens)
+            .into_iter()
+            .map(|d| bit(ge0(d)))
+            .collect();
+        Ok(shifted_scores(&c, &lens, Party::P0)
+            .into_iter()
+            .map(|s| bit(s == R::ZERO))
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------- recorder
+
+/// Records the gate of every call and returns zero placeholders of the
+/// right sizes: running the parties' code on a recorder yields the plan.
+/// It checks sizes as the private gates do, so a plan that records cleanly
+/// is a plan the parties can run.
+#[derive(Debug, Default, Clone)]
+pub struct Recorder {
+    gates: Vec<GateDesc>,
+}
+
+impl Recorder {
+    /// An empty trace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The gates recorded so far, in order.
+    pub fn gates(&self) -> &[GateDesc] {
+        &self.gates
+    }
+    /// The recorded gates.
+    pub fn into_gates(self) -> Vec<GateDesc> {
+        self.gates
+    }
+}
+
+impl<R: Ring> Gates<R> for Recorder {
+    fn party(&self) -> Party {
+        Party::P0
+    }
+    fn bilinear(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        let out = check_bilinear(&map, x, y)?;
+        self.gates.push(GateDesc::Triple(map));
+        Ok(RingTensor::zeros(&out))
+    }
+    fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        self.gates.push(GateDesc::Trunc { m: x.len(), f, k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+    fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
+        self.gates.push(GateDesc::Relu { m: x.len(), k });
+        Ok(ReluOutput {
+            relu: vec![R::ZERO; x.len()],
+            drelu: vec![R::ZERO; x.len()],
+        })
+    }
+    fn drelu(&mut self, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        self.gates.push(GateDesc::Drelu { m: x.len(), k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+    fn eq_zero(&mut self, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        self.gates.push(GateDesc::EqZero { m: x.len(), k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+    fn max_pool(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        check_len("max-pool input", shape.input_len(), x.len())?;
+        let wins = shape.windows()?;
+        let levels = level_sizes(wins.iter().map(Vec::len).collect());
+        self.gates.push(GateDesc::MaxPool { shape, k });
+        Ok(MaxPoolOutput {
+            max: vec![R::ZERO; wins.len()],
+            selections: levels.into_iter().map(|m| vec![R::ZERO; m]).collect(),
+        })
+    }
+    fn max_pool_one_hot(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        check_len("max-pool input", shape.input_len(), x.len())?;
+        let wins = shape.windows()?;
+        let total = wins.iter().map(Vec::len).sum();
+        self.gates.push(GateDesc::MaxPoolOneHot { shape, k });
+        Ok(MaxPoolOutput {
+            max: vec![R::ZERO; wins.len()],
+            selections: vec![vec![R::ZERO; total]],
+        })
+    }
+    fn batch_norm(
+        &mut self,
+        x: &[R],
+        shape: BatchNormShape,
+        gamma: &[R],
+        beta: &[R],
+        _eps: f64,
+    ) -> Result<BatchNormOutput<R>, MpcError> {
+        check_len("input", shape.len(), x.len())?;
+        check_len("gamma", shape.c, gamma.len())?;
+        check_len("beta", shape.c, beta.len())?;
+        self.gates.push(GateDesc::BatchNorm(shape));
+        Ok(BatchNormOutput {
+            y: vec![R::ZERO; x.len()],
+            centered: vec![R::ZERO; x.len()],
+            inv_std: vec![R::ZERO; shape.c],
+        })
+    }
+    fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
+        if n == 0 {
+            return Err(MpcError::InvalidParameter("argmax over 0 values".into()));
+        }
+        check_len("argmax input", rows * n, x.len())?;
+        self.gates.push(GateDesc::Argmax { rows, n, k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+}
+
+/// A [`PreprocessingSource`] that also records: what a [`Session`] asks
+/// for. Used by tests to compare a recorder's plan with the gates a private
+/// run actually consumes.
+#[derive(Debug)]
+pub struct Tracing<'a, S: ?Sized> {
+    inner: &'a mut S,
+    seen: Vec<GateDesc>,
+}
+
+impl<'a, S: ?Sized> Tracing<'a, S> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a mut S) -> Self {
+        Self {
+            inner,
+            seen: Vec::new(),
+        }
+    }
+    /// The gates handed out so far, in order.
+    pub fn seen(&self) -> &[GateDesc] {
+        &self.seen
+    }
+}
+
+impl<R: Ring, S: PreprocessingSource<R> + ?Sized> PreprocessingSource<R> for Tracing<'_, S> {
+    fn next_bundle(&mut self, party: Party, expected: &BundleTag) -> Result<GateKey<R>, MpcError> {
+        let k = self.inner.next_bundle(party, expected)?;
+        self.seen.push(expected.gate);
+        Ok(k)
+    }
+}

@@ -1,0 +1,162 @@
+//! `Conv2d`: NCHW cross-correlation.
+
+use super::{Ctx, FloatCtx, LayerOp, add_bias, encode, truncate};
+use crate::error::NnError;
+use crate::model::Config;
+use crate::params::Params;
+use crate::weights::{Weights, param};
+use ariann_mpc::gates::beaver::Bilinear;
+use ariann_ring::{Conv2dShape, RingTensor};
+
+/// NCHW cross-correlation; parameters `{name}.weight` `[oc, c, k, k]`,
+/// `{name}.bias` `[oc]`. Fixed point: the weight at `f` bits, the bias at `2f`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2d {
+    /// Parameter prefix.
+    pub name: String,
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub oc: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding.
+    pub pad: usize,
+}
+
+impl Conv2d {
+    fn names(&self) -> (String, String) {
+        (
+            format!("{}.weight", self.name),
+            format!("{}.bias", self.name),
+        )
+    }
+
+    /// The convolution's geometry on a batch of `n` inputs of shape `s` (`[c, h, w]`).
+    pub fn geometry(&self, n: usize, s: &[usize]) -> Option<Conv2dShape> {
+        (s.len() == 3 && s[0] == self.c).then_some(Conv2dShape {
+            n,
+            c: self.c,
+            h: s[1],
+            w: s[2],
+            oc: self.oc,
+            kh: self.k,
+            kw: self.k,
+            stride: self.stride,
+            pad: self.pad,
+        })
+    }
+
+    fn misfit(&self, shape: &[usize]) -> NnError {
+        NnError::Description(format!("{self:?} does not fit an input of shape {shape:?}"))
+    }
+}
+
+impl LayerOp for Conv2d {
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn out_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        let (h, w) = self.geometry(1, input)?.out_hw().ok()?;
+        Some(vec![self.oc, h, w])
+    }
+
+    fn parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
+        let (w, b) = self.names();
+        out.push((w, vec![self.oc, self.c, self.k, self.k]));
+        out.push((b, vec![self.oc]));
+    }
+
+    fn fixed_parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
+        self.parameters(out);
+    }
+
+    fn encode_parameters(
+        &self,
+        w: &Weights,
+        cfg: &Config,
+        out: &mut Params,
+    ) -> Result<(), NnError> {
+        let (wn, bn) = self.names();
+        let (ws, wd) = param(w, &wn)?;
+        out.insert(&wn, encode(cfg.frac_bits, ws, wd)?);
+        let (bs, bd) = param(w, &bn)?;
+        out.insert(&bn, encode(2 * cfg.frac_bits, bs, bd)?);
+        Ok(())
+    }
+
+    fn forward_float(
+        &self,
+        ctx: &FloatCtx<'_>,
+        cur: Vec<f64>,
+        shape: &[usize],
+    ) -> Result<Vec<f64>, NnError> {
+        let batch = ctx.batch;
+        let s = self
+            .geometry(batch, shape)
+            .ok_or_else(|| self.misfit(shape))?;
+        let (wn, bn) = self.names();
+        let (_, wt) = param(ctx.weights, &wn)?;
+        let (_, b) = param(ctx.weights, &bn)?;
+        let (oh, ow) = s.out_hw()?;
+        // im2col in f64 then a plain product (fast enough for references).
+        let kk = s.c * s.kh * s.kw;
+        let mut y = vec![0f64; batch * s.oc * oh * ow];
+        let mut col = vec![0f64; kk];
+        for n in 0..batch {
+            for i in 0..oh {
+                for j in 0..ow {
+                    for c in 0..s.c {
+                        for di in 0..s.kh {
+                            for dj in 0..s.kw {
+                                let (yy, xx) = (i * s.stride + di, j * s.stride + dj);
+                                col[(c * s.kh + di) * s.kw + dj] = if yy < s.pad
+                                    || xx < s.pad
+                                    || yy - s.pad >= s.h
+                                    || xx - s.pad >= s.w
+                                {
+                                    0.0
+                                } else {
+                                    cur[((n * s.c + c) * s.h + yy - s.pad) * s.w + xx - s.pad]
+                                };
+                            }
+                        }
+                    }
+                    for o in 0..s.oc {
+                        let wr = &wt[o * kk..(o + 1) * kk];
+                        y[((n * s.oc + o) * oh + i) * ow + j] = f64::from(b[o])
+                            + wr.iter()
+                                .zip(&col)
+                                .map(|(a, v)| f64::from(*a) * v)
+                                .sum::<f64>();
+                    }
+                }
+            }
+        }
+        Ok(y)
+    }
+
+    fn forward(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+    ) -> Result<Vec<u64>, NnError> {
+        let s = self
+            .geometry(ctx.batch, shape)
+            .ok_or_else(|| self.misfit(shape))?;
+        let (wn, bn) = self.names();
+        let xt = RingTensor::from_vec(&s.input_shape(), x)?;
+        let mut z = ctx
+            .gates
+            .bilinear(Bilinear::Conv2d(s), &xt, ctx.params.get(&wn)?)?
+            .to_vec();
+        let (oh, ow) = s.out_hw()?;
+        add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);
+        truncate(ctx, &z)
+    }
+}

@@ -1,0 +1,95 @@
+//! `Residual`: `body(x) + shortcut(x)`; the sum is local (shares add).
+
+use super::{Ctx, FloatCtx, LayerOp, float_layers, forward_layers};
+use crate::error::NnError;
+use crate::model::{Config, Layer};
+use crate::params::Params;
+use crate::weights::Weights;
+
+/// Residual block: `body(x) + shortcut(x)` (an empty shortcut is the
+/// identity). Nested layers' paths are `{path}.body.{i}` and
+/// `{path}.shortcut.{i}` (or their own parameter prefix).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Residual {
+    /// Main branch.
+    pub body: Vec<Layer>,
+    /// Shortcut branch (e.g. a strided 1x1 convolution and its batch-norm).
+    pub shortcut: Vec<Layer>,
+}
+
+impl Residual {
+    fn branches(&self) -> impl Iterator<Item = &Layer> {
+        self.body.iter().chain(&self.shortcut)
+    }
+}
+
+impl LayerOp for Residual {
+    fn out_shape(&self, input: &[usize]) -> Option<Vec<usize>> {
+        let run = |ls: &[Layer]| {
+            ls.iter()
+                .try_fold(input.to_vec(), |c, l| l.op().out_shape(&c))
+        };
+        let (a, b) = (run(&self.body)?, run(&self.shortcut)?);
+        (a == b).then_some(a)
+    }
+
+    fn parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
+        for l in self.branches() {
+            l.op().parameters(out);
+        }
+    }
+
+    fn fixed_parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
+        for l in self.branches() {
+            l.op().fixed_parameters(out);
+        }
+    }
+
+    fn encode_parameters(
+        &self,
+        w: &Weights,
+        cfg: &Config,
+        out: &mut Params,
+    ) -> Result<(), NnError> {
+        for l in self.branches() {
+            l.op().encode_parameters(w, cfg, out)?;
+        }
+        Ok(())
+    }
+
+    fn forward_float(
+        &self,
+        ctx: &FloatCtx<'_>,
+        x: Vec<f64>,
+        shape: &[usize],
+    ) -> Result<Vec<f64>, NnError> {
+        let (a, _) = float_layers(
+            ctx,
+            &self.body,
+            &format!("{}.body", ctx.path),
+            x.clone(),
+            shape,
+        )?;
+        let (b, _) = float_layers(
+            ctx,
+            &self.shortcut,
+            &format!("{}.shortcut", ctx.path),
+            x,
+            shape,
+        )?;
+        Ok(a.iter().zip(&b).map(|(x, y)| x + y).collect())
+    }
+
+    fn forward(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+    ) -> Result<Vec<u64>, NnError> {
+        let here = ctx.path.clone();
+        let (a, _) = forward_layers(ctx, &self.body, &format!("{here}.body"), x.clone(), shape)?;
+        let (b, _) = forward_layers(ctx, &self.shortcut, &format!("{here}.shortcut"), x, shape)?;
+        Ok(a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect())
+    }
+}

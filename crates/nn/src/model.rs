@@ -1,0 +1,278 @@
+//! The public architecture: [`Model`], [`Layer`], activation shapes, the
+//! JSON description, and the fixed-point [`Config`] of a private run.
+
+use crate::error::NnError;
+use crate::layers::{
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, LayerOp, Linear, MaxPool2d, Residual,
+};
+
+/// One layer of a sequential model. Parameterised layers carry the prefix of
+/// their PyTorch parameter names. Serialized as JSON with the layer kind in
+/// `"type"` and the layer's fields beside it (see [`Model::from_json`]).
+///
+/// Each kind lives in its own module of [`crate::layers`]; [`Layer::op`] is
+/// the one place that dispatches on the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type")]
+pub enum Layer {
+    /// `y = x W^T + b` ([`Linear`]).
+    Linear(Linear),
+    /// NCHW cross-correlation ([`Conv2d`]).
+    Conv2d(Conv2d),
+    /// `max(x, 0)`.
+    Relu,
+    /// Max-pooling, padding never wins ([`MaxPool2d`]).
+    MaxPool2d(MaxPool2d),
+    /// Average pooling without padding ([`AvgPool2d`]).
+    AvgPool2d(AvgPool2d),
+    /// PyTorch's `AdaptiveAvgPool2d(out)` where it is a fixed window ([`AdaptiveAvgPool2d`]).
+    AdaptiveAvgPool2d(AdaptiveAvgPool2d),
+    /// Flattens `[c, h, w]` to `[c h w]` (NCHW order, as `torch.flatten(x, 1)`).
+    Flatten,
+    /// Inference batch-norm ([`BatchNorm2d`]).
+    BatchNorm2d(BatchNorm2d),
+    /// `body(x) + shortcut(x)` ([`Residual`]).
+    Residual(Residual),
+}
+
+impl Layer {
+    /// The layer's implementation (shape, parameters, float forward, forward
+    /// on a gate backend): the one `match` on the layer kind.
+    pub fn op(&self) -> &dyn LayerOp {
+        match self {
+            Layer::Linear(l) => l,
+            Layer::Conv2d(l) => l,
+            Layer::Relu => &crate::layers::relu::Relu,
+            Layer::MaxPool2d(l) => l,
+            Layer::AvgPool2d(l) => l,
+            Layer::AdaptiveAvgPool2d(l) => l,
+            Layer::Flatten => &crate::layers::flatten::Flatten,
+            Layer::BatchNorm2d(l) => l,
+            Layer::Residual(l) => l,
+        }
+    }
+
+    /// `Linear(inp, out)` with parameters `{name}.weight`, `{name}.bias`.
+    pub fn linear(name: &str, inp: usize, out: usize) -> Layer {
+        Layer::Linear(Linear {
+            name: name.into(),
+            inp,
+            out,
+        })
+    }
+
+    /// `Conv2d(c, oc, k, stride, pad)` with parameters `{name}.weight`, `{name}.bias`.
+    pub fn conv2d(name: &str, c: usize, oc: usize, k: usize, stride: usize, pad: usize) -> Layer {
+        Layer::Conv2d(Conv2d {
+            name: name.into(),
+            c,
+            oc,
+            k,
+            stride,
+            pad,
+        })
+    }
+
+    /// `MaxPool2d(k, stride, pad)`.
+    pub fn max_pool(k: usize, stride: usize, pad: usize) -> Layer {
+        Layer::MaxPool2d(MaxPool2d { k, stride, pad })
+    }
+
+    /// `AvgPool2d(k, stride)`.
+    pub fn avg_pool(k: usize, stride: usize) -> Layer {
+        Layer::AvgPool2d(AvgPool2d { k, stride })
+    }
+
+    /// `AdaptiveAvgPool2d(out)`.
+    pub fn adaptive_avg_pool(out: usize) -> Layer {
+        Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2d { out })
+    }
+
+    /// `BatchNorm2d(c)` with parameters `{name}.weight`, `.bias`, `.running_mean`, `.running_var`.
+    pub fn batch_norm(name: &str, c: usize) -> Layer {
+        Layer::BatchNorm2d(BatchNorm2d {
+            name: name.into(),
+            c,
+        })
+    }
+
+    /// A residual block `body(x) + shortcut(x)` (an empty shortcut is the identity).
+    pub fn residual(body: Vec<Layer>, shortcut: Vec<Layer>) -> Layer {
+        Layer::Residual(Residual { body, shortcut })
+    }
+
+    /// The layer's kind and settings, for messages.
+    pub fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+
+    /// The path of this layer at position `index` under `prefix`: its
+    /// parameter prefix when it has one, else its position
+    /// (`5`, `5.body.2`).
+    pub(crate) fn path(&self, prefix: &str, index: usize) -> String {
+        match self.op().name() {
+            Some(n) => n.to_string(),
+            None if prefix.is_empty() => index.to_string(),
+            None => format!("{prefix}.{index}"),
+        }
+    }
+}
+
+/// Epsilon of [`Layer::BatchNorm2d`] (PyTorch's default).
+pub const BN_EPS: f64 = 1e-5;
+
+/// A public model architecture.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// Name for reports.
+    pub name: String,
+    /// Shape of one input (without the batch): `[features]` or `[c, h, w]`.
+    pub input: Vec<usize>,
+    /// Layers in order.
+    pub layers: Vec<Layer>,
+}
+
+/// Fixed-point and window parameters of the private run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Fractional bits.
+    pub frac_bits: u32,
+    /// Comparison window of ReLU and max-pool (activations satisfy `|v| < 2^(k-1-f)`).
+    pub k_cmp: u32,
+    /// Window of the truncations after products (`|x W| < 2^(k-1-2f)`).
+    pub k_trunc: u32,
+    /// Largest number of elements one ReLU, truncation or max-pool key
+    /// bundle covers. Bigger layers are split into several bundles (one
+    /// round each), which bounds the key memory a party holds at a time
+    /// (about 0.75-1 KB per ReLU element).
+    pub max_gate_elems: usize,
+}
+
+impl Default for Config {
+    /// `f = 16`, comparisons on 32 bits (activations below 2^15), truncations
+    /// on 56 bits, at most 2^18 elements per key bundle.
+    fn default() -> Self {
+        Config {
+            frac_bits: 16,
+            k_cmp: 32,
+            k_trunc: 56,
+            max_gate_elems: 1 << 18,
+        }
+    }
+}
+
+impl Config {
+    /// A canonical byte encoding of every field (the input of a job digest).
+    /// It destructures the whole struct, so a new field cannot be left out
+    /// without this function failing to compile.
+    pub fn digest_bytes(&self) -> Vec<u8> {
+        let Config {
+            frac_bits,
+            k_cmp,
+            k_trunc,
+            max_gate_elems,
+        } = *self;
+        let mut out = Vec::with_capacity(20);
+        for v in [frac_bits, k_cmp, k_trunc] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&(max_gate_elems as u64).to_le_bytes());
+        out
+    }
+}
+
+/// Checks that `layers` fit an input of `shape`, giving each layer's output
+/// shape to `each`; returns the final shape.
+pub(crate) fn walk_shapes(
+    layers: &[Layer],
+    prefix: &str,
+    shape: &[usize],
+    mut each: impl FnMut(&[usize]),
+) -> Result<Vec<usize>, NnError> {
+    let mut cur = shape.to_vec();
+    for (i, l) in layers.iter().enumerate() {
+        cur = l.op().out_shape(&cur).ok_or_else(|| NnError::LayerShape {
+            path: l.path(prefix, i),
+            layer: l.describe(),
+            shape: cur.clone(),
+        })?;
+        each(&cur);
+    }
+    Ok(cur)
+}
+
+impl Model {
+    /// The activation shape (without batch) after each top-level layer;
+    /// checks that every layer fits its input.
+    pub fn shapes(&self) -> Result<Vec<Vec<usize>>, NnError> {
+        let mut out = Vec::with_capacity(self.layers.len());
+        crate::layers::checked_len(&self.input)?;
+        walk_shapes(&self.layers, "", &self.input, |s| out.push(s.to_vec()))?;
+        Ok(out)
+    }
+
+    /// `(name, shape)` of every float parameter tensor (PyTorch state-dict
+    /// names), in layer order (residual blocks: body, then shortcut).
+    pub fn parameters(&self) -> Vec<(String, Vec<usize>)> {
+        let mut p = Vec::new();
+        for l in &self.layers {
+            l.op().parameters(&mut p);
+        }
+        p
+    }
+
+    /// The same network with every `ReLU, MaxPool2d` pair swapped to
+    /// `MaxPool2d, ReLU`: exact (`max` is monotone, so
+    /// `ReLU(max(S)) = max(ReLU(S))`, padding included since padded positions
+    /// never win), and the ReLU then runs on the pooled, smaller tensor. This
+    /// is the permutation ARIANN and Falcon apply.
+    pub fn permute_relu_maxpool(&self) -> Model {
+        let mut layers = self.layers.clone();
+        let mut i = 0;
+        while i + 1 < layers.len() {
+            if layers[i] == Layer::Relu && matches!(layers[i + 1], Layer::MaxPool2d(_)) {
+                layers.swap(i, i + 1);
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        Model {
+            name: self.name.clone(),
+            input: self.input.clone(),
+            layers,
+        }
+    }
+
+    /// The architecture [`Model::fold_batchnorm`] gives, without weights
+    /// (what the dealer needs: the plan depends on the architecture only).
+    pub fn fold_batchnorm_architecture(&self) -> Model {
+        Model {
+            name: self.name.clone(),
+            input: self.input.clone(),
+            layers: crate::fold::fold_architecture(&self.layers),
+        }
+    }
+
+    /// Parses a model description in JSON, e.g.
+    /// `{"name": "mlp", "input": [784], "layers": [{"type": "Linear", "name": "fc1", "inp": 784, "out": 10}]}`,
+    /// and checks that its layers fit together.
+    pub fn from_json(text: &str) -> Result<Model, NnError> {
+        let m: Model =
+            serde_json::from_str(text).map_err(|e| NnError::Description(e.to_string()))?;
+        m.shapes()?;
+        Ok(m)
+    }
+
+    /// The JSON description of the model (the inverse of [`Model::from_json`]).
+    pub fn to_json(&self) -> String {
+        // Serializing plain enums and structs of strings and integers cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Values in one input.
+    pub fn input_len(&self) -> usize {
+        self.input.iter().product()
+    }
+}

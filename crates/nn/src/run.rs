@@ -1,0 +1,141 @@
+//! Entry points: the float reference, the fixed-point run, the private run
+//! and the dealer's plan. The last three are the same code (the layers'
+//! forward passes on a [`Gates`] backend) on three backends.
+
+use crate::error::NnError;
+use crate::layers::{Ctx, FloatCtx, checked_len, float_layers, forward_layers};
+use crate::model::{Config, Model};
+use crate::params::Params;
+use crate::weights::Weights;
+use ariann_dealer::Plan;
+use ariann_mpc::{Clear, Gates, PreprocessingSource, Recorder, Session, Transport};
+use ariann_ring::FixedPoint;
+use rand::{CryptoRng, Rng};
+
+/// Values in a batch of `batch` inputs, checked against `got`.
+fn check_input(model: &Model, batch: usize, got: usize) -> Result<usize, NnError> {
+    let expected = batch
+        .checked_mul(checked_len(&model.input)?)
+        .ok_or_else(|| NnError::Overflow(format!("batch {batch} of {:?}", model.input)))?;
+    if got != expected {
+        return Err(NnError::InputSize { expected, got });
+    }
+    Ok(expected)
+}
+
+/// Cleartext float forward pass of a batch (row-major, `batch x input_len`).
+pub fn forward_float(
+    model: &Model,
+    w: &Weights,
+    x: &[f32],
+    batch: usize,
+) -> Result<Vec<f64>, NnError> {
+    w.check(model)?;
+    model.shapes()?;
+    check_input(model, batch, x.len())?;
+    let cur: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
+    let ctx = FloatCtx {
+        weights: w,
+        batch,
+        path: String::new(),
+    };
+    float_layers(&ctx, &model.layers, "", cur, &model.input).map(|(v, _)| v)
+}
+
+/// The forward pass of `model` on any gate backend: `x` is this party's
+/// share of the encoded input batch (the values themselves on [`Clear`]),
+/// `params` its share of the parameters.
+pub fn forward(
+    gates: &mut dyn Gates<u64>,
+    model: &Model,
+    params: &Params,
+    x: &[u64],
+    batch: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
+    model.shapes()?;
+    params.check(model)?;
+    check_input(model, batch, x.len())?;
+    let mut ctx = Ctx {
+        gates,
+        params,
+        batch,
+        cfg,
+        path: String::new(),
+    };
+    forward_layers(&mut ctx, &model.layers, "", x.to_vec(), &model.input).map(|(v, _)| v)
+}
+
+/// The cleartext fixed-point forward pass: the private run's arithmetic
+/// (wrapping products, floor truncation), on plain values ([`Clear`]).
+pub fn forward_fixed(
+    model: &Model,
+    w: &Weights,
+    x: &[u64],
+    batch: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
+    let params = Params::encode(model, w, cfg)?;
+    forward(&mut Clear, model, &params, x, batch, cfg)
+}
+
+/// One party's private forward pass: `x` is its share of the encoded input
+/// batch, `params` its share of the parameters; keys come from `session`'s
+/// source, generated from [`plan`]. Returns its share of the output.
+pub fn forward_private<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
+    session: &mut Session<'_, T, S, u64>,
+    model: &Model,
+    params: &Params,
+    x: &[u64],
+    batch: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
+    forward(session, model, params, x, batch, cfg)
+}
+
+/// The dealer's plan for a private forward pass of `model` on `batch`
+/// inputs: the [`Recorder`]'s trace of the very code the parties run.
+pub fn plan(model: &Model, batch: usize, cfg: &Config) -> Result<Plan, NnError> {
+    model.shapes()?;
+    let n = check_input_len(model, batch)?;
+    let mut rec = Recorder::new();
+    forward(
+        &mut rec,
+        model,
+        &Params::zeros(model)?,
+        &vec![0; n],
+        batch,
+        cfg,
+    )?;
+    Ok(Plan::new(64, rec.into_gates()))
+}
+
+fn check_input_len(model: &Model, batch: usize) -> Result<usize, NnError> {
+    batch
+        .checked_mul(checked_len(&model.input)?)
+        .ok_or_else(|| NnError::Overflow(format!("batch {batch} of {:?}", model.input)))
+}
+
+/// The model owner secret-shares its weights: `(party 0's, party 1's)`.
+pub fn share_weights<G: Rng + CryptoRng + ?Sized>(
+    model: &Model,
+    w: &Weights,
+    cfg: &Config,
+    rng: &mut G,
+) -> Result<(Params, Params), NnError> {
+    Ok(Params::encode(model, w, cfg)?.share(rng))
+}
+
+/// Encodes a float input batch at `f` bits.
+pub fn encode_input(x: &[f32], cfg: &Config) -> Result<Vec<u64>, NnError> {
+    let fp = FixedPoint::new(cfg.frac_bits);
+    Ok(x.iter()
+        .map(|v| fp.encode::<u64>(f64::from(*v)))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Decodes fixed-point outputs.
+pub fn decode_output(y: &[u64], cfg: &Config) -> Vec<f64> {
+    let fp = FixedPoint::new(cfg.frac_bits);
+    y.iter().map(|v| fp.decode::<u64>(*v)).collect()
+}
