@@ -85,6 +85,7 @@ const TRAILER_DOMAIN: &[u8] = b"ariann-rs key trailer v1";
 
 /// Errors of writing and opening key files.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum KeyFileError {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]

@@ -39,6 +39,7 @@ use thiserror::Error;
 
 /// Errors of the dealer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DealerError {
     /// The plan is for another ring width than the keys requested.
     #[error("plan is for Z_2^{plan} but keys for Z_2^{requested} were requested")]

@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 
 /// Errors of the client.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The daemon could not be reached.
     #[error("cannot reach the party daemon at {addr}: {reason}")]

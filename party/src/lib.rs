@@ -44,6 +44,7 @@ use thiserror::Error;
 
 /// Errors of a party's job.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PartyError {
     /// The peer runs another job (model, batch, config or output party).
     #[error("the peer runs another job (job digest {theirs} here {ours})")]

@@ -3,14 +3,15 @@
 use crate::{Asset, Job, Outcome, PartyError, run_job};
 use ariann_dealer::keyfile::{Expected, KeyFileError, KeyFileHeader, KeyFileSource};
 use ariann_fss::Party;
-use ariann_mpc::{MpcError, PreprocessingSource};
+use ariann_mpc::{Fault, MpcError, PreprocessingSource};
 use ariann_net::{GrpcTransport, Listener, NetConfig};
 use ariann_nn::NnError;
 use std::net::SocketAddr;
 use std::path::Path;
 use thiserror::Error;
 
-/// Why a linked job failed, by class (the binary maps each to an exit code).
+/// Why a linked job failed, by class (the binary maps each to an exit
+/// code). Deliberately exhaustive: a new class must get its own exit code.
 #[derive(Debug, Error)]
 pub enum LinkedError {
     /// The key file (missing, corrupt, another party's, plan or session,
@@ -31,9 +32,10 @@ pub enum LinkedError {
     /// The peer runs another job or brings the same asset.
     #[error(transparent)]
     Job(PartyError),
-    /// Anything else (model, weights, inputs).
+    /// This party's own model, weights or inputs (they do not fit the job),
+    /// or a protocol used with bad parameters: the caller's fault.
     #[error(transparent)]
-    Other(PartyError),
+    Local(PartyError),
     /// A local file could not be written (e.g. the ready file).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -41,17 +43,10 @@ pub enum LinkedError {
 
 impl From<MpcError> for LinkedError {
     fn from(e: MpcError) -> Self {
-        match e {
-            MpcError::KeysExhausted { .. }
-            | MpcError::KeySource { .. }
-            | MpcError::BundleMismatch { .. }
-            | MpcError::WrongParty { .. } => LinkedError::Keys(e),
-            MpcError::Timeout(_)
-            | MpcError::PeerGone
-            | MpcError::WrongLength { .. }
-            | MpcError::Protocol(_)
-            | MpcError::Connect(_) => LinkedError::Link(e),
-            e => LinkedError::Other(PartyError::Mpc(e)),
+        match e.fault() {
+            Fault::Keys => LinkedError::Keys(e),
+            Fault::Link => LinkedError::Link(e),
+            Fault::Caller => LinkedError::Local(PartyError::Mpc(e)),
         }
     }
 }
@@ -59,10 +54,20 @@ impl From<MpcError> for LinkedError {
 impl From<PartyError> for LinkedError {
     fn from(e: PartyError) -> Self {
         match e {
-            PartyError::Mpc(m) | PartyError::Nn(NnError::Mpc(m)) => m.into(),
+            PartyError::Mpc(m) => m.into(),
+            PartyError::Nn(n) => match n.fault() {
+                Fault::Keys => LinkedError::Keys(match n.root() {
+                    NnError::Mpc(m) => m.clone(),
+                    other => MpcError::Codec(other.to_string()),
+                }),
+                Fault::Link => LinkedError::Link(match n.root() {
+                    NnError::Mpc(m) => m.clone(),
+                    other => MpcError::Protocol(other.to_string()),
+                }),
+                Fault::Caller => LinkedError::Local(PartyError::Nn(n)),
+            },
             e @ (PartyError::JobMismatch { .. } | PartyError::SameAsset(_)) => LinkedError::Job(e),
             e @ PartyError::Protocol(_) => LinkedError::Link(MpcError::Protocol(e.to_string())),
-            e => LinkedError::Other(e),
         }
     }
 }

@@ -35,7 +35,9 @@
 //! already used, exhausted; dealer unreachable, serving another plan,
 //! stream broken or ended early); 4 link problem (peer unreachable or gone, timeout, TLS
 //! or handshake refused, protocol violation); 5 the peer runs another job or
-//! brings the same asset; 1 anything else (model, weights, inputs). Logs go
+//! brings the same asset; 1 this party's own model, weights, inputs or
+//! output file. The class comes from the error types (`MpcError::fault`,
+//! `NnError::fault`, `LinkedError`), with no catch-all. Logs go
 //! to stderr (`-v`, `RUST_LOG`) and never contain shares, keys or data.
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -198,13 +200,14 @@ enum Fail {
     Keys(anyhow::Error),
     Link(anyhow::Error),
     Job(anyhow::Error),
-    Other(anyhow::Error),
+    /// This party's model, weights, inputs or local files.
+    Local(anyhow::Error),
 }
 
 impl Fail {
     fn code(&self) -> u8 {
         match self {
-            Fail::Other(_) => 1,
+            Fail::Local(_) => 1,
             Fail::Usage(_) => 2,
             Fail::Keys(_) => 3,
             Fail::Link(_) => 4,
@@ -213,7 +216,7 @@ impl Fail {
     }
     fn error(&self) -> &anyhow::Error {
         match self {
-            Fail::Usage(e) | Fail::Keys(e) | Fail::Link(e) | Fail::Job(e) | Fail::Other(e) => e,
+            Fail::Usage(e) | Fail::Keys(e) | Fail::Link(e) | Fail::Job(e) | Fail::Local(e) => e,
         }
     }
 }
@@ -401,7 +404,7 @@ impl From<LinkedError> for Fail {
             e @ (LinkedError::KeyFile { .. } | LinkedError::Keys(_)) => Fail::Keys(e.into()),
             e @ LinkedError::Link(_) => Fail::Link(e.into()),
             e @ LinkedError::Job(_) => Fail::Job(e.into()),
-            e @ (LinkedError::Other(_) | LinkedError::Io(_)) => Fail::Other(e.into()),
+            e @ (LinkedError::Local(_) | LinkedError::Io(_)) => Fail::Local(e.into()),
         }
     }
 }
@@ -483,7 +486,7 @@ fn run(o: Opts) -> Result<(), Fail> {
         match &s.output {
             Some(f) => std::fs::write(f, json.to_string())
                 .with_context(|| format!("cannot write {}", f.display()))
-                .map_err(Fail::Other)?,
+                .map_err(Fail::Local)?,
             None => println!("{json}"),
         }
     }
@@ -514,7 +517,7 @@ fn daemon(o: Opts) -> Result<(), Fail> {
     };
     let rt = tokio::runtime::Runtime::new()
         .context("cannot start the runtime")
-        .map_err(Fail::Other)?;
+        .map_err(Fail::Local)?;
     let ready = o.ready_file.clone();
     rt.block_on(ariann_party::daemon::serve(
         dc,

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// Errors of key generation and evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum FssError {
     /// The input width is not in `1..=64`.
     #[error("input width n = {n} is outside 1..=64")]
@@ -54,6 +55,7 @@ pub enum FssError {
 /// Errors of key decoding. Decoding never panics and never allocates more
 /// than the input length justifies.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Fewer bytes than the fixed header.
     #[error("encoding too short: need at least {need} bytes, got {got}")]

@@ -5,7 +5,11 @@ use ariann_ring::RingError;
 use thiserror::Error;
 
 /// Errors of gate generation and evaluation.
+///
+/// [`MpcError::fault`] tells who is at fault: the peer or the link, the key
+/// material (a key file or stream), or the caller.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum MpcError {
     /// The peer did not answer within the transport's deadline.
     #[error("peer did not answer within {0:?}")]
@@ -86,6 +90,7 @@ pub enum MpcError {
 /// Why a [`PreprocessingSource`](crate::PreprocessingSource) reading
 /// serialized bundles could not hand out the next one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SourceFault {
     /// The integrity check failed: bit flips, or a chunk of another key
     /// file, party or session.
@@ -107,4 +112,89 @@ pub enum SourceFault {
     /// The use-once journal could not be updated, so the bundle is withheld.
     #[error("journal update failed: {0}")]
     Journal(String),
+}
+
+/// Who is at fault for an error: what a caller branches on (an exit code,
+/// a retry, a message to the operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The peer or the link: no answer in time, gone, a protocol violation,
+    /// a refused connection or TLS handshake, a message of the wrong length.
+    Link,
+    /// The key material: a key file or stream that is damaged, undecodable,
+    /// exhausted, or of another party, plan or gate.
+    Keys,
+    /// The caller: invalid gate parameters or inputs of the wrong size (a
+    /// bug or a bad request; nothing the peer or a file did).
+    Caller,
+}
+
+impl MpcError {
+    /// Who is at fault (every variant is classified here, so a new variant
+    /// cannot be left unclassified).
+    pub fn fault(&self) -> Fault {
+        match self {
+            MpcError::Timeout(_)
+            | MpcError::PeerGone
+            | MpcError::Protocol(_)
+            | MpcError::Connect(_)
+            | MpcError::WrongLength { .. } => Fault::Link,
+            MpcError::WrongParty { .. }
+            | MpcError::BundleMismatch { .. }
+            | MpcError::KeysExhausted { .. }
+            | MpcError::Codec(_)
+            | MpcError::KeySource { .. } => Fault::Keys,
+            MpcError::Fss(FssError::IncompatibleKey { .. }) => Fault::Keys,
+            MpcError::SizeMismatch { .. }
+            | MpcError::InvalidParameter(_)
+            | MpcError::Fss(_)
+            | MpcError::Ring(_) => Fault::Caller,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Peer and link faults, key faults and caller misuse fall apart.
+    #[test]
+    fn faults_are_classified() {
+        use std::time::Duration;
+        for e in [
+            MpcError::Timeout(Duration::from_secs(1)),
+            MpcError::PeerGone,
+            MpcError::Protocol("x".into()),
+            MpcError::Connect("TLS".into()),
+            MpcError::WrongLength {
+                expected: 8,
+                got: 7,
+            },
+        ] {
+            assert_eq!(e.fault(), Fault::Link, "{e}");
+        }
+        for e in [
+            MpcError::KeysExhausted { index: 3 },
+            MpcError::Codec("garbled".into()),
+            MpcError::WrongParty { key: 1, me: 0 },
+            MpcError::KeySource {
+                index: 2,
+                fault: SourceFault::Checksum,
+            },
+            MpcError::Fss(FssError::IncompatibleKey { index: 0 }),
+        ] {
+            assert_eq!(e.fault(), Fault::Keys, "{e}");
+        }
+        for e in [
+            MpcError::InvalidParameter("k = 0".into()),
+            MpcError::SizeMismatch {
+                what: "x",
+                expected: 2,
+                got: 3,
+            },
+            MpcError::Fss(FssError::InvalidWidth { n: 65 }),
+        ] {
+            assert_eq!(e.fault(), Fault::Caller, "{e}");
+        }
+    }
 }

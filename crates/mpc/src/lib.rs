@@ -39,7 +39,7 @@ pub use backend::{Clear, Gates, Recorder, Tracing};
 pub use bundle::{
     BundleTag, ChannelSource, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource,
 };
-pub use error::{MpcError, SourceFault};
+pub use error::{Fault, MpcError, SourceFault};
 pub use open::{open, open_batch};
 pub use session::Session;
 pub use transport::{CommStats, MemTransport, ShapedTransport, Transport, run_two_party};

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 /// Errors of building a [`NetConfig`] or parsing a [`WanShape`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A WAN shape string could not be parsed.
     #[error("bad WAN shape {input:?}: {reason}")]

@@ -131,6 +131,7 @@ impl KeyServerConfig {
 
 /// Errors of serving keys.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum KeyServeError {
     /// A setting is out of range.
     #[error("invalid key server setting: {0}")]
@@ -733,6 +734,7 @@ impl DealerConfig {
 
 /// Errors of setting up a [`DealerStreamSource`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum KeyStreamError {
     /// A setting is out of range.
     #[error("invalid dealer link setting: {0}")]

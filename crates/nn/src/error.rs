@@ -1,6 +1,6 @@
 //! Typed errors of model definitions, weights and evaluation.
 
-use ariann_mpc::MpcError;
+use ariann_mpc::{Fault, MpcError};
 use ariann_ring::RingError;
 use thiserror::Error;
 
@@ -86,6 +86,25 @@ impl NnError {
                 path: path.to_string(),
                 source: Box::new(e),
             },
+        }
+    }
+
+    /// Who is at fault: the caller for a model, weights or inputs that do
+    /// not fit; otherwise the protocol's classification ([`MpcError::fault`]).
+    pub fn fault(&self) -> Fault {
+        match self {
+            NnError::Mpc(e) => e.fault(),
+            NnError::InLayer { source, .. } => source.fault(),
+            NnError::MissingTensor(_)
+            | NnError::UnexpectedTensor(_)
+            | NnError::TensorShape { .. }
+            | NnError::LayerShape { .. }
+            | NnError::InputSize { .. }
+            | NnError::Overflow(_)
+            | NnError::Safetensors(_)
+            | NnError::Description(_)
+            | NnError::Dealer(_)
+            | NnError::Ring(_) => Fault::Caller,
         }
     }
 

@@ -8,6 +8,7 @@ use thiserror::Error;
 /// panicking, so shapes and values that come from a peer, a file or a user
 /// can be checked with `?`.
 #[derive(Debug, Clone, Error)]
+#[non_exhaustive]
 pub enum RingError {
     /// Two shapes that must agree do not (or a buffer's length does not
     /// match the number of elements of a shape).
