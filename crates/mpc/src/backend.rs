@@ -461,12 +461,18 @@ impl<R: Ring> Gates<R> for Recorder {
         k: u32,
     ) -> Result<MaxPoolOutput<R>, MpcError> {
         check_len("max-pool input", shape.input_len(), x.len())?;
-        let wins = shape.windows()?;
-        let levels = level_sizes(wins.iter().map(Vec::len).collect());
+        // From one plane's window sizes (every plane is alike): the same
+        // counts as the private gate's tree, without building the windows.
+        let lens = shape.plane_window_lens()?;
+        let planes = shape.n * shape.c;
+        let levels = level_sizes(lens.clone());
         self.gates.push(GateDesc::MaxPool { shape, k });
         Ok(MaxPoolOutput {
-            max: vec![R::ZERO; wins.len()],
-            selections: levels.into_iter().map(|m| vec![R::ZERO; m]).collect(),
+            max: vec![R::ZERO; lens.len() * planes],
+            selections: levels
+                .into_iter()
+                .map(|m| vec![R::ZERO; m * planes])
+                .collect(),
         })
     }
     fn max_pool_one_hot(
@@ -476,11 +482,12 @@ impl<R: Ring> Gates<R> for Recorder {
         k: u32,
     ) -> Result<MaxPoolOutput<R>, MpcError> {
         check_len("max-pool input", shape.input_len(), x.len())?;
-        let wins = shape.windows()?;
-        let total = wins.iter().map(Vec::len).sum();
+        let lens = shape.plane_window_lens()?;
+        let planes = shape.n * shape.c;
+        let total = lens.iter().sum::<usize>() * planes;
         self.gates.push(GateDesc::MaxPoolOneHot { shape, k });
         Ok(MaxPoolOutput {
-            max: vec![R::ZERO; wins.len()],
+            max: vec![R::ZERO; lens.len() * planes],
             selections: vec![vec![R::ZERO; total]],
         })
     }

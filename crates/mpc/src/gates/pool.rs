@@ -75,6 +75,33 @@ impl PoolShape {
         self.n * self.c * self.h * self.w
     }
 
+    /// The number of input elements in each window of ONE plane (row-major
+    /// `oh, ow`; padding left out): what [`PoolShape::windows`] gives per
+    /// window, without building the windows (every plane is alike).
+    pub fn plane_window_lens(&self) -> Result<Vec<usize>, MpcError> {
+        let (oh, ow) = self.out_hw()?;
+        // Valid positions of a window starting at `o * stride` (padded coordinates).
+        let span = |o: usize, len: usize| {
+            let start = o * self.stride;
+            (start + self.k)
+                .min(len + self.pad)
+                .saturating_sub(start.max(self.pad))
+        };
+        let mut out = Vec::with_capacity(oh * ow);
+        for i in 0..oh {
+            for j in 0..ow {
+                let n = span(i, self.h) * span(j, self.w);
+                if n == 0 {
+                    return Err(MpcError::InvalidParameter(format!(
+                        "max-pool window with no input element in {self:?}"
+                    )));
+                }
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
     /// For every output position (row-major `n, c, oh, ow`), the flat indices
     /// of the input elements in its window (padding left out).
     pub fn windows(&self) -> Result<Vec<Vec<usize>>, MpcError> {
