@@ -24,6 +24,7 @@
 
 pub mod bundle;
 pub mod codec;
+pub mod cost;
 mod error;
 pub mod gates;
 pub mod open;
@@ -33,6 +34,7 @@ pub mod transport;
 pub use bundle::{
     BundleTag, ChannelSource, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource,
 };
+pub use cost::{GateCost, PlanCost, plan_cost};
 pub use error::{MpcError, SourceFault};
 pub use open::{open, open_batch};
 pub use session::Session;
