@@ -8,7 +8,7 @@
 //! - `rounds`: online protocol rounds, i.e. [`Transport::exchange`] calls
 //!   (a gate on zero elements still takes its rounds, with empty messages);
 //! - `bytes_sent`: payload bytes this party sends to the peer during the
-//!   online run. Openings are packed on their width ([`crate::open`]): a
+//!   online run. Openings are packed on their width ([`crate::open`](mod@crate::open)): a
 //!   DReLU opens `k` bits per element (`ceil(k / 8)` bytes), ReLU,
 //!   truncation, splines and triples open full ring elements;
 //! - `key_bytes`: the key material this party holds for the gate, exactly

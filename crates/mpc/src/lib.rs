@@ -14,6 +14,10 @@
 //! exact truncation in one round, elementwise / matrix / convolution products
 //! from triples in one round, max-pool in `ceil(log2 k^2)` rounds, argmax in 2.
 //!
+//! A gate's costs (online rounds and bytes, key bytes, encoded bundle size)
+//! follow from its description alone: [`GateDesc::cost`] and [`plan_cost`]
+//! ([`cost`]) answer without generating keys.
+//!
 //! Key material is consumed strictly in order through a
 //! [`PreprocessingSource`]; a [`Session`] runs the gates of a plan one after
 //! the other and refuses a bundle of another gate, shape, index or party
