@@ -1,11 +1,13 @@
 //! Where the dealer's time goes: generates every bundle of a zoo model's
-//! plan and sums the time and key bytes per gate kind.
+//! plan and sums the (measured) generation time per gate kind, next to the
+//! key bytes per kind predicted from the gate descriptions
+//! (`GateDesc::cost`, equal to the generated keys' `key_bytes`).
 //!
 //! ```text
 //! cargo run --release --example keygen_profile -- resnet18 1
 //! ```
 
-use ariann::mpc::GateDesc;
+use ariann::mpc::{GateDesc, plan_cost};
 use ariann::nn::{Config, plan, zoo};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -25,12 +27,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Config::default()
     };
     let p = plan(&model, batch, &cfg)?;
+    let cost = plan_cost(&p.gates, p.ring_bits)?;
     let mut per: BTreeMap<&str, (f64, u64, usize, usize)> = BTreeMap::new();
     let mut stream = p.bundles_from_seed::<u64>([1; 32])?;
     let total = Instant::now();
-    for gate in &p.gates {
+    for (gate, c) in p.gates.iter().zip(&cost.gates) {
         let t = Instant::now();
-        let (a, _) = stream.next().ok_or("plan ended early")??;
+        stream.next().ok_or("plan ended early")??;
         let elems = match gate {
             GateDesc::Relu { m, .. } | GateDesc::Trunc { m, .. } => *m,
             GateDesc::MaxPool { shape, .. } => shape.n * shape.c,
@@ -45,13 +48,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let e = per.entry(kind).or_default();
         e.0 += t.elapsed().as_secs_f64();
-        e.1 += a.key.key_bytes() as u64;
+        e.1 += c.key_bytes;
         e.2 += 1;
         e.3 += elems;
     }
     println!(
         "{name} batch {batch}: {:.2} s",
         total.elapsed().as_secs_f64()
+    );
+    println!(
+        "predicted: {} rounds, {:.1} MB online, {:.1} MB keys/party, {:.1} MB of encoded bundles/party",
+        cost.total.rounds,
+        cost.total.bytes_sent as f64 / 1e6,
+        cost.total.key_bytes as f64 / 1e6,
+        cost.total.encoded_bytes as f64 / 1e6
     );
     for (k, (s, b, n, m)) in per {
         println!(

@@ -1,6 +1,9 @@
 //! Online cost of every gate, measured: each gate runs with both parties on
 //! threads over the in-memory transport, and its rounds and bytes come from
-//! the transport's counters (not from formulas). Next to them: ARIANN's
+//! the transport's counters (not from formulas). Key bytes per party come
+//! from the gate description (`GateDesc::cost`, no key generated to size
+//! them), and the run fails if that prediction's rounds or bytes differ from
+//! the measured ones. Next to them: ARIANN's
 //! Table 1 (rounds and number of values, which ARIANN sends as 4-byte values)
 //! and Falcon's where ARIANN gives it.
 //!
@@ -13,7 +16,7 @@ use ariann::mpc::gates::beaver::{Bilinear, TripleKey};
 use ariann::mpc::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use ariann::mpc::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
 use ariann::mpc::gates::trunc::TruncKey;
-use ariann::mpc::{CommStats, MpcError, Transport, run_two_party};
+use ariann::mpc::{CommStats, GateDesc, MpcError, Transport, run_two_party};
 use ariann::ring::{Conv2dShape, RingTensor, share};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -88,6 +91,20 @@ where
     Ok(s0)
 }
 
+/// Key bytes per party of `gate` on `Z_2^64`, predicted from its
+/// description; errors if the predicted rounds or bytes are not `measured`.
+fn key_bytes(gate: GateDesc, measured: CommStats) -> Result<usize, Box<dyn std::error::Error>> {
+    let c = gate.cost(64)?;
+    if (c.rounds, c.bytes_sent) != (measured.rounds, measured.bytes_sent) {
+        return Err(format!(
+            "{gate:?}: predicted {} rounds and {} bytes, measured {} and {}",
+            c.rounds, c.bytes_sent, measured.rounds, measured.bytes_sent
+        )
+        .into());
+    }
+    Ok(usize::try_from(c.key_bytes)?)
+}
+
 fn zeros(m: usize) -> Vec<u64> {
     vec![0; m]
 }
@@ -108,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "equality",
         format!("m={m}, k={K}"),
         s,
-        k0.key_bytes(),
+        key_bytes(GateDesc::EqZero { m, k: K }, s)?,
         1,
         m as u64,
     ));
@@ -124,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "comparison",
             format!("m={m}, k={K}"),
             s,
-            k0.key_bytes(),
+            key_bytes(GateDesc::Drelu { m, k: K }, s)?,
             1,
             m as u64,
         )
@@ -142,7 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "relu",
             format!("m={m}, k={K}"),
             s,
-            k0.key_bytes(),
+            key_bytes(GateDesc::Relu { m, k: K }, s)?,
             2,
             3 * m as u64,
         )
@@ -159,7 +176,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "truncation (exact)",
         format!("m={m}, f=16, k=48"),
         s,
-        k0.key_bytes(),
+        key_bytes(GateDesc::Trunc { m, f: 16, k: 48 }, s)?,
         0,
         0,
     ));
@@ -184,7 +201,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "matmul",
             format!("{m1}x{m2} . {m2}x{m3}"),
             s,
-            k0.key_bytes(),
+            key_bytes(GateDesc::Triple(map), s)?,
             1,
             (m1 * m2 + m2 * m3) as u64,
         )
@@ -225,7 +242,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "conv2d",
                 format!("{n}x{c}x{hw}x{hw}, {oc} filters {kk}x{kk}, s={st}, p={pad}"),
                 s,
-                k0.key_bytes(),
+                key_bytes(GateDesc::Triple(map), s)?,
                 1,
                 ariann,
             )
@@ -244,7 +261,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "argmax",
         format!("m={am}"),
         s,
-        k0.key_bytes(),
+        key_bytes(
+            GateDesc::Argmax {
+                rows: 1,
+                n: am,
+                k: K,
+            },
+            s,
+        )?,
         2,
         (am * am) as u64,
     ));
@@ -278,7 +302,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "maxpool (3-round)",
                     format!("{mm}x{mm}, k={kk}, s={st}"),
                     s3,
-                    q0.key_bytes(),
+                    key_bytes(GateDesc::MaxPoolOneHot { shape: ps, k: K }, s3)?,
                     3,
                     o * o * ((kk * kk * kk * kk) as u64 + 2),
                 )
@@ -293,7 +317,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "maxpool (tree)",
                 format!("{mm}x{mm}, k={kk}, s={st}"),
                 s,
-                k0.key_bytes(),
+                key_bytes(GateDesc::MaxPool { shape: ps, k: K }, s)?,
                 3,
                 o * o * ((kk * kk * kk * kk) as u64 + 2),
             )
@@ -328,7 +352,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "batchnorm (train)",
             format!("{}x{}x{}x{}", bs.n, bs.c, bs.h, bs.w),
             s,
-            k0.key_bytes(),
+            key_bytes(GateDesc::BatchNorm(bs), s)?,
             9,
             18 * len as u64,
         )

@@ -19,8 +19,9 @@
 //! phase alone (ARIANN's figures are online times); `streamed` runs the
 //! dealer concurrently on the same two cores with bounded memory, so `lan_s`
 //! then includes key generation. `auto` streams when the job's keys would
-//! not fit comfortably in RAM (more than 3 GB per party, estimated from a
-//! one-image plan). MB are per party; `*_per_image` divide by the batch.
+//! not fit comfortably in RAM (more than 3 GB per party, predicted from the
+//! job's plan by `ariann::mpc::plan_cost`, without generating any key). MB
+//! are per party; `*_per_image` divide by the batch.
 //! `argmax_agreement` compares the private predictions with the cleartext
 //! float predictions of the same weights. ReLU and max-pool are permuted
 //! where they are adjacent (exact; ARIANN and Falcon do the same).
@@ -28,6 +29,7 @@
 use ariann::local::{
     Preprocess, RunOptions, Wan, private_inference_checked, private_inference_with,
 };
+use ariann::mpc::plan_cost;
 use ariann::nn::{Config, Weights, plan, zoo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -40,18 +42,15 @@ fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a String> {
         .and_then(|i| args.get(i + 1))
 }
 
-/// Key bytes per party of a one-image job, from its generated keys (the
-/// dealer is fast enough for one image; the result scales with the batch).
-fn key_bytes_one_image(model: &ariann::nn::Model, cfg: &Config) -> Result<u64, String> {
-    let p = plan(model, 1, cfg).map_err(|e| e.to_string())?;
-    let mut bytes = 0u64;
-    for pair in p
-        .bundles_from_seed::<u64>([7; 32])
-        .map_err(|e| e.to_string())?
-    {
-        bytes += pair.map_err(|e| e.to_string())?.0.key.key_bytes() as u64;
-    }
-    Ok(bytes)
+/// Key bytes per party of the whole job, predicted from its plan (no key is
+/// generated; `plan_cost` is what `GateKey::key_bytes` would sum to).
+fn predicted_key_bytes(
+    model: &ariann::nn::Model,
+    batch: usize,
+    cfg: &Config,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    let p = plan(model, batch, cfg)?;
+    Ok(plan_cost(&p.gates, p.ring_bits)?.total.key_bytes)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -97,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ahead" => Preprocess::Ahead,
             "streamed" => Preprocess::Streamed,
             _ => {
-                let est = key_bytes_one_image(&model, &cfg)? * batch as u64;
+                let est = predicted_key_bytes(&model, batch, &cfg)?;
                 if est <= 3_000_000_000 {
                     Preprocess::Ahead
                 } else {

@@ -56,7 +56,9 @@
 use crate::{DealerError, Plan};
 use ariann_fss::Party;
 use ariann_mpc::bundle::check_bundle;
-use ariann_mpc::{BundleTag, GateKey, KeyBundle, MpcError, PreprocessingSource, SourceFault};
+use ariann_mpc::{
+    BundleTag, GateDesc, GateKey, KeyBundle, MpcError, PreprocessingSource, SourceFault,
+};
 use ariann_ring::Ring;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -78,6 +80,23 @@ pub const TRAILER_LEN: usize = 44;
 /// Bytes of a chunk besides the bundle: length and digest.
 pub const CHUNK_OVERHEAD: usize = 40;
 const TRAILER_MAGIC: [u8; 4] = *b"ARKE";
+
+/// Bytes of one party's key file for the gates of a plan on `Z_2^ring_bits`,
+/// predicted from the gate descriptions without generating any key
+/// (`ariann_mpc::plan_cost`): header, one chunk per bundle (its encoding
+/// plus [`CHUNK_OVERHEAD`]) and trailer. Both parties' files have this size.
+/// Errors on an invalid gate or a size that overflows `u64`.
+pub fn key_file_len(gates: &[GateDesc], ring_bits: u32) -> Result<u64, MpcError> {
+    let cost = ariann_mpc::plan_cost(gates, ring_bits)?;
+    let overflow = || MpcError::InvalidParameter("key file size overflows 64 bits".into());
+    let chunks = (gates.len() as u64)
+        .checked_mul(CHUNK_OVERHEAD as u64)
+        .and_then(|o| o.checked_add(cost.total.encoded_bytes))
+        .ok_or_else(overflow)?;
+    chunks
+        .checked_add((HEADER_LEN + TRAILER_LEN) as u64)
+        .ok_or_else(overflow)
+}
 const JOURNAL_MAGIC: [u8; 4] = *b"ARKJ";
 const JOURNAL_LEN: usize = 48;
 const CHUNK_DOMAIN: &[u8] = b"ariann-rs key chunk v1";

@@ -6,7 +6,7 @@
 
 use ariann_dealer::keyfile::{
     Expected, KeyFileError, KeyFileHeader, KeyFileSource, KeyFileWriter, SessionId, journal_path,
-    key_file_name, verify_file, write_key_files,
+    key_file_len, key_file_name, verify_file, write_key_files,
 };
 use ariann_dealer::{GateDesc, Plan};
 use ariann_fss::Party;
@@ -131,8 +131,13 @@ fn write<R: Ring>(p: &Plan) -> Keys {
     let s = write_key_files::<R>(p, dir.path(), |_, _| calls += 1).expect("write");
     assert_eq!(calls, p.gates.len());
     assert_eq!(s.bundles, p.gates.len() as u64);
+    let predicted = key_file_len(&p.gates, p.ring_bits).expect("valid plan");
     for (i, path) in s.paths.iter().enumerate() {
         assert_eq!(std::fs::metadata(path).expect("file").len(), s.bytes[i]);
+        assert_eq!(
+            s.bytes[i], predicted,
+            "key file size predicted from the plan"
+        );
     }
     Keys {
         paths: s.paths.clone(),

@@ -139,6 +139,20 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
         self.inner.params.key_bytes::<P>(S::KIND)
     }
 
+    /// Serialized bytes of one key of this scheme and payload with tree
+    /// shape `params`, without generating it: what [`FssKeys::key_bytes`]
+    /// reports for a batch of that shape (see [`TreeParams::key_bytes`]).
+    pub fn key_bytes_for(params: TreeParams) -> usize {
+        params.key_bytes::<P>(S::KIND)
+    }
+
+    /// Length of [`FssKeys::encode`]'s output for a batch of `count` keys of
+    /// shape `params`, without generating it (what [`FssKeys::encoded_len`]
+    /// reports); `None` if the length overflows `usize`.
+    pub fn encoded_len_for(params: TreeParams, count: usize) -> Option<usize> {
+        codec::checked_encoded_len::<P>(S::KIND, params, count)
+    }
+
     /// Key `i` as a standalone [`Key`] (for the reference implementation).
     pub fn key(&self, i: usize) -> Option<Key<P>> {
         self.inner.key(i)

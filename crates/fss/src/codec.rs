@@ -45,8 +45,21 @@ pub const HEADER_LEN: usize = 20;
 /// Bytes of the trailing checksum.
 pub const CHECKSUM_LEN: usize = 32;
 
+/// Length of the encoding of `count` keys of `kind`, payload `P` and shape
+/// `params`: header, keys, checksum; `None` if it overflows `usize`.
+pub(crate) fn checked_encoded_len<P: Payload>(
+    kind: Kind,
+    params: TreeParams,
+    count: usize,
+) -> Option<usize> {
+    count
+        .checked_mul(params.key_bytes::<P>(kind))?
+        .checked_add(HEADER_LEN + CHECKSUM_LEN)
+}
+
+/// [`checked_encoded_len`] of a batch held in memory (so it cannot overflow).
 pub(crate) fn encoded_len<P: Payload>(kind: Kind, params: TreeParams, count: usize) -> usize {
-    HEADER_LEN + count * params.key_bytes::<P>(kind) + CHECKSUM_LEN
+    checked_encoded_len::<P>(kind, params, count).unwrap_or(usize::MAX)
 }
 
 pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {

@@ -85,6 +85,13 @@ fn roundtrip_one<S: Scheme, P: Payload>(keys: &FssKeys<S, P>, xs: &[u64], ctx: &
         "{ctx}: length"
     );
     assert_eq!(enc.len(), keys.encoded_len(), "{ctx}: encoded_len");
+    // The same sizes from the shape alone, without keys.
+    assert_eq!(kb, FssKeys::<S, P>::key_bytes_for(params), "{ctx}");
+    assert_eq!(
+        Some(enc.len()),
+        FssKeys::<S, P>::encoded_len_for(params, keys.len()),
+        "{ctx}: encoded_len_for"
+    );
 
     // The header, field by field.
     assert_eq!(&enc[0..4], b"ARFS", "{ctx}");
@@ -683,4 +690,17 @@ fn non_canonical_padding_is_refused() {
     assert_eq!(padding_bits::<Dcf, u32>(13, 2), 2 * 5);
     assert_eq!(padding_bits::<Dcf, [u64; 2]>(64, 0), 0);
     assert_eq!(padding_bits::<Dpf, u64>(63, 1), 2 * 2);
+}
+
+#[test]
+fn sizes_from_the_shape_refuse_overflow() {
+    let params = TreeParams::new::<u64>(32).expect("valid");
+    assert_eq!(
+        FssKeys::<Dcf, u64>::encoded_len_for(params, usize::MAX),
+        None
+    );
+    assert_eq!(
+        FssKeys::<Dpf, u64>::encoded_len_for(params, 0),
+        Some(HEADER + TRAILER)
+    );
 }

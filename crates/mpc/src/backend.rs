@@ -28,7 +28,7 @@ use crate::gates::batchnorm::{
 use crate::gates::beaver::Bilinear;
 use crate::gates::cmp::ReluOutput;
 use crate::gates::linear;
-use crate::gates::pool::{MaxPoolOutput, PoolShape, level_sizes, pairwise_diffs, shifted_scores};
+use crate::gates::pool::{MaxPoolOutput, PoolShape, pairwise_diffs, shifted_scores, tree_levels};
 use crate::session::Session;
 use crate::transport::Transport;
 use ariann_fss::Party;
@@ -115,6 +115,11 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MpcE
             got,
         })
     }
+}
+
+/// A count of elements that the pool's input length bounds.
+fn count(v: u64) -> Result<usize, MpcError> {
+    usize::try_from(v).map_err(|_| MpcError::InvalidParameter(format!("{v} elements")))
 }
 
 fn check_bilinear<R: Ring>(
@@ -461,18 +466,18 @@ impl<R: Ring> Gates<R> for Recorder {
         k: u32,
     ) -> Result<MaxPoolOutput<R>, MpcError> {
         check_len("max-pool input", shape.input_len(), x.len())?;
-        // From one plane's window sizes (every plane is alike): the same
-        // counts as the private gate's tree, without building the windows.
-        let lens = shape.plane_window_lens()?;
-        let planes = shape.n * shape.c;
-        let levels = level_sizes(lens.clone());
+        // From the histogram of window sizes: the same counts as the
+        // private gate's tree, without building the windows.
+        let sizes = shape.window_sizes()?;
+        let outputs = count(sizes.iter().map(|(_, m)| *m).sum())?;
+        let levels = tree_levels(&sizes)?;
         self.gates.push(GateDesc::MaxPool { shape, k });
         Ok(MaxPoolOutput {
-            max: vec![R::ZERO; lens.len() * planes],
+            max: vec![R::ZERO; outputs],
             selections: levels
                 .into_iter()
-                .map(|m| vec![R::ZERO; m * planes])
-                .collect(),
+                .map(|m| count(m).map(|m| vec![R::ZERO; m]))
+                .collect::<Result<_, _>>()?,
         })
     }
     fn max_pool_one_hot(
@@ -482,12 +487,12 @@ impl<R: Ring> Gates<R> for Recorder {
         k: u32,
     ) -> Result<MaxPoolOutput<R>, MpcError> {
         check_len("max-pool input", shape.input_len(), x.len())?;
-        let lens = shape.plane_window_lens()?;
-        let planes = shape.n * shape.c;
-        let total = lens.iter().sum::<usize>() * planes;
+        let sizes = shape.window_sizes()?;
+        let outputs = count(sizes.iter().map(|(_, m)| *m).sum())?;
+        let total = count(sizes.iter().map(|(l, m)| l * m).sum())?;
         self.gates.push(GateDesc::MaxPoolOneHot { shape, k });
         Ok(MaxPoolOutput {
-            max: vec![R::ZERO; lens.len() * planes],
+            max: vec![R::ZERO; outputs],
             selections: vec![vec![R::ZERO; total]],
         })
     }

@@ -18,6 +18,10 @@
 //! cleartext fixed-point [`Clear`], or the [`Recorder`] whose trace of the
 //! parties' code is the dealer's plan.
 //!
+//! A gate's costs (online rounds and bytes, key bytes, encoded bundle size)
+//! follow from its description alone: [`GateDesc::cost`] and [`plan_cost`]
+//! ([`cost`]) answer without generating keys.
+//!
 //! Key material is consumed strictly in order through a
 //! [`PreprocessingSource`]; a [`Session`] runs the gates of a plan one after
 //! the other and refuses a bundle of another gate, shape, index or party
@@ -29,6 +33,7 @@
 pub mod backend;
 pub mod bundle;
 pub mod codec;
+pub mod cost;
 mod error;
 pub mod gates;
 pub mod open;
@@ -39,6 +44,7 @@ pub use backend::{Clear, Gates, Recorder, Tracing};
 pub use bundle::{
     BundleTag, ChannelSource, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource,
 };
+pub use cost::{GateCost, PlanCost, plan_cost};
 pub use error::{Fault, MpcError, SourceFault};
 pub use open::{open, open_batch};
 pub use session::Session;

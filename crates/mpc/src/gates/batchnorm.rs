@@ -26,6 +26,7 @@
 //! Value bounds (documented limits of the windows used): `|x| < 2^6`, channel
 //! variance below `2^14`, `m <= 2^17`, `f = 16` fractional bits.
 
+use crate::cost::{GateCost, U64};
 use crate::error::MpcError;
 use crate::gates::beaver::{Bilinear, TripleKey};
 use crate::gates::spline::{Spline, SplineKey};
@@ -104,6 +105,26 @@ pub fn inv_sqrt_spline(f: u32) -> Spline {
     Spline { knots, a, b }
 }
 
+/// Checks what [`BatchNormKey::generate`] needs: the 64-bit ring and
+/// `1 <= n h w <= 2^17` (with `n c h w` representable).
+fn check_params<R: Ring>(shape: BatchNormShape) -> Result<(), MpcError> {
+    if R::BITS != 64 {
+        return Err(MpcError::InvalidParameter(
+            "batch-norm needs the 64-bit ring (its windows are 62 bits wide)".into(),
+        ));
+    }
+    let per_channel = [shape.n, shape.h, shape.w]
+        .iter()
+        .try_fold(1usize, |a, d| a.checked_mul(*d));
+    let len = per_channel.and_then(|m| m.checked_mul(shape.c));
+    match (per_channel, len) {
+        (Some(m), Some(len)) if len > 0 && m <= 1 << 17 => Ok(()),
+        _ => Err(MpcError::InvalidParameter(format!(
+            "batch-norm shape {shape:?}: need 1 <= n h w <= 2^17"
+        ))),
+    }
+}
+
 /// One party's keys for one batch-norm layer (training forward).
 #[derive(Debug, Clone)]
 pub struct BatchNormKey<R: Ring> {
@@ -137,16 +158,7 @@ impl<R: Ring> BatchNormKey<R> {
         shape: BatchNormShape,
         rng: &mut G,
     ) -> Result<(Self, Self), MpcError> {
-        if R::BITS != 64 {
-            return Err(MpcError::InvalidParameter(
-                "batch-norm needs the 64-bit ring (its windows are 62 bits wide)".into(),
-            ));
-        }
-        if shape.is_empty() || shape.per_channel() > 1 << 17 {
-            return Err(MpcError::InvalidParameter(format!(
-                "batch-norm shape {shape:?}: need 1 <= n h w <= 2^17"
-            )));
-        }
+        check_params::<R>(shape)?;
         let f = BN_FRAC_BITS;
         let e = shape.log2_m();
         let (c, len) = (shape.c, shape.len());
@@ -187,6 +199,30 @@ impl<R: Ring> BatchNormKey<R> {
                 t_y: z1,
             },
         ))
+    }
+
+    /// Cost of one batch-norm layer of `shape`, without generating keys
+    /// (see [`crate::cost`]): the nine gates of the table in the module docs,
+    /// one round each; the key body is the shape and their nine bodies.
+    pub fn cost(shape: BatchNormShape) -> Result<GateCost, MpcError> {
+        check_params::<R>(shape)?;
+        let f = BN_FRAC_BITS;
+        let e = shape.log2_m();
+        // Checked above: n h w and c fit, and so does their product.
+        let (c, len) = (shape.c, shape.len());
+        let head = GateCost {
+            encoded_bytes: 4 * U64,
+            ..GateCost::default()
+        };
+        head.then(TruncKey::<R>::cost(e + PM, KT, c)?)?
+            .then(TripleKey::<R>::cost(Bilinear::Mul { len })?)?
+            .then(TruncKey::<R>::cost(f, KT, len)?)?
+            .then(TruncKey::<R>::cost(e + PV, KT, c)?)?
+            .then(SplineKey::<R>::cost(&inv_sqrt_spline(f), KS, c)?)?
+            .then(TripleKey::<R>::cost(Bilinear::Mul { len: c })?)?
+            .then(TruncKey::<R>::cost(2 * f, KT, c)?)?
+            .then(TripleKey::<R>::cost(Bilinear::Mul { len })?)?
+            .then(TruncKey::<R>::cost(f, KT, len)?)
     }
 
     /// Key bytes held by this party.

@@ -15,6 +15,7 @@
 //! Outputs carry the sum of the inputs' fractional bits; fixed-point
 //! truncation is a separate step.
 
+use crate::cost::{self, GateCost, U64};
 use crate::error::MpcError;
 use crate::gates::util::check_party;
 use crate::open::open;
@@ -75,6 +76,17 @@ impl Bilinear {
     }
 }
 
+/// Bytes of `map` in the bundle encoding (a kind byte and its dimensions as
+/// `u64`, as [`crate::codec`] writes it).
+pub(crate) fn map_encoded_len(map: &Bilinear) -> u64 {
+    1 + U64
+        * match map {
+            Bilinear::Mul { .. } => 1,
+            Bilinear::MatMul { .. } => 3,
+            Bilinear::Conv2d(_) => 9,
+        }
+}
+
 /// One party's share of a triple for a [`Bilinear`] map.
 #[derive(Clone)]
 pub struct TripleKey<R: Ring> {
@@ -133,6 +145,39 @@ impl<R: Ring> TripleKey<R> {
     /// Key bytes held by this party.
     pub fn key_bytes(&self) -> usize {
         (self.a.len() + self.b.len() + self.c.len()) * (R::BITS as usize / 8)
+    }
+
+    /// Cost of a triple for `map`, without generating it (see
+    /// [`crate::cost`]): one round opening `|a| + |b|` ring elements; the
+    /// key holds `a`, `b` and `c`; the key body is the map, then each tensor
+    /// as a rank byte, its dimensions and its elements.
+    pub fn cost(map: Bilinear) -> Result<GateCost, MpcError> {
+        let what = "triple";
+        let w = cost::ring_bytes::<R>();
+        // A geometry the map refuses (or whose padded size overflows) is an
+        // invalid gate parameter here.
+        let (sa, sb, sc) = map
+            .shapes()
+            .map_err(|e| MpcError::InvalidParameter(format!("{map:?}: {e}")))?;
+        let mut lens = [0u64; 3];
+        let mut headers = 0u64;
+        for (len, shape) in lens.iter_mut().zip([&sa, &sb, &sc]) {
+            let dims = shape
+                .iter()
+                .map(|d| cost::size(*d))
+                .collect::<Result<Vec<_>, _>>()?;
+            *len = cost::product(&dims, what)?;
+            headers = cost::sum(&[headers, 1, U64 * dims.len() as u64], what)?;
+        }
+        let opened = cost::add(lens[0], lens[1], what)?;
+        let held = cost::add(opened, lens[2], what)?;
+        let key_bytes = cost::mul(held, w, what)?;
+        Ok(GateCost {
+            rounds: 1,
+            bytes_sent: cost::mul(opened, w, what)?,
+            key_bytes,
+            encoded_bytes: cost::sum(&[map_encoded_len(&map), headers, key_bytes], what)?,
+        })
     }
 
     /// Local step 1: this party's shares of `e = x - a` and `f = y - b`,

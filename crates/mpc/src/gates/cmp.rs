@@ -18,11 +18,12 @@
 //! `(1 - 2 r_msb, r (1 - 2 r_msb))`, so the same key also gives shares of
 //! `z r`, and `ReLU(x) = x^ * DReLU(x) - r * DReLU(x)` is local.
 
+use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::util::{check_len, check_party, public_share, split};
 use crate::open::{low_mask, open};
 use crate::transport::Transport;
-use ariann_fss::{DcfKeys, DpfKeys, Party, TreeParams};
+use ariann_fss::{Dcf, DcfKeys, Dpf, DpfKeys, Party, TreeParams};
 use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -33,6 +34,17 @@ fn check_window<R: Ring>(k: u32) -> Result<(), MpcError> {
     } else {
         Err(MpcError::InvalidParameter(format!(
             "comparison window k = {k} must be in 2..={}",
+            R::BITS
+        )))
+    }
+}
+
+fn check_eq_window<R: Ring>(k: u32) -> Result<(), MpcError> {
+    if (1..=R::BITS).contains(&k) {
+        Ok(())
+    } else {
+        Err(MpcError::InvalidParameter(format!(
+            "equality window k = {k} must be in 1..={}",
             R::BITS
         )))
     }
@@ -122,6 +134,30 @@ impl<R: Ring> DreluKey<R> {
     /// Key bytes held by this party (serialized DCF keys plus two shares per element).
     pub fn key_bytes(&self) -> usize {
         self.len() * (self.dcf.key_bytes() + 2 * (R::BITS as usize / 8))
+    }
+
+    /// Cost of `m` DReLU gates on a `k`-bit window, without generating keys
+    /// (see [`crate::cost`]): one round of `k` bits per element; the key
+    /// body is `k`, `m`, `r[m]`, `msb[m]` and the DCF batch.
+    pub fn cost(k: u32, m: usize) -> Result<GateCost, MpcError> {
+        check_window::<R>(k)?;
+        let params = TreeParams::new::<u64>(k - 1)?;
+        let (m, w) = (cost::size(m)?, cost::ring_bytes::<R>());
+        let what = "DReLU key";
+        let per = cost::add(cost::fss_key_bytes::<Dcf, u64>(params)?, 2 * w, what)?;
+        Ok(GateCost {
+            rounds: 1,
+            bytes_sent: cost::mul(m, crate::open::bytes_per_element(k) as u64, what)?,
+            key_bytes: cost::mul(m, per, what)?,
+            encoded_bytes: cost::sum(
+                &[
+                    U32 + U64,
+                    cost::mul(m, 2 * w, what)?,
+                    cost::fss_field::<Dcf, u64>(params, m)?,
+                ],
+                what,
+            )?,
+        })
     }
 
     /// Local step 1: the share to open, `x_b + r_b` (mod `2^k`).
@@ -283,6 +319,30 @@ impl<R: Ring> ReluKey<R> {
         self.len() * (self.dcf.key_bytes() + 3 * (R::BITS as usize / 8))
     }
 
+    /// Cost of `m` ReLU gates on a `k`-bit window, without generating keys
+    /// (see [`crate::cost`]): one round of one ring element per element; the
+    /// key body is `k`, `m`, `r[m]`, `msb[m]`, `r_msb[m]` and the DCF batch.
+    pub fn cost(k: u32, m: usize) -> Result<GateCost, MpcError> {
+        check_window::<R>(k)?;
+        let params = TreeParams::new::<[u64; 2]>(k - 1)?;
+        let (m, w) = (cost::size(m)?, cost::ring_bytes::<R>());
+        let what = "ReLU key";
+        let per = cost::add(cost::fss_key_bytes::<Dcf, [u64; 2]>(params)?, 3 * w, what)?;
+        Ok(GateCost {
+            rounds: 1,
+            bytes_sent: cost::mul(m, w, what)?,
+            key_bytes: cost::mul(m, per, what)?,
+            encoded_bytes: cost::sum(
+                &[
+                    U32 + U64,
+                    cost::mul(m, 3 * w, what)?,
+                    cost::fss_field::<Dcf, [u64; 2]>(params, m)?,
+                ],
+                what,
+            )?,
+        })
+    }
+
     /// Local step 1: the share to open, `x_b + r_b`.
     pub fn mask(&self, x_share: &[R]) -> Result<Vec<R>, MpcError> {
         check_len("ReLU input", self.len(), x_share.len())?;
@@ -358,12 +418,7 @@ impl<R: Ring> EqZeroKey<R> {
         m: usize,
         rng: &mut G,
     ) -> Result<(Self, Self), MpcError> {
-        if !(1..=R::BITS).contains(&k) {
-            return Err(MpcError::InvalidParameter(format!(
-                "equality window k = {k} must be in 1..={}",
-                R::BITS
-            )));
-        }
+        check_eq_window::<R>(k)?;
         let mk = low_mask(k);
         let r: Vec<R> = (0..m)
             .map(|_| R::from_u64(R::random(rng).to_u64() & mk))
@@ -399,6 +454,30 @@ impl<R: Ring> EqZeroKey<R> {
     /// Key bytes held by this party.
     pub fn key_bytes(&self) -> usize {
         self.len() * (self.dpf.key_bytes() + R::BITS as usize / 8)
+    }
+
+    /// Cost of `m` equality gates on a `k`-bit window, without generating
+    /// keys (see [`crate::cost`]): one round of `k` bits per element; the key
+    /// body is `k`, `m`, `r[m]` and the DPF batch.
+    pub fn cost(k: u32, m: usize) -> Result<GateCost, MpcError> {
+        check_eq_window::<R>(k)?;
+        let params = TreeParams::new::<u64>(k)?;
+        let (m, w) = (cost::size(m)?, cost::ring_bytes::<R>());
+        let what = "equality key";
+        let per = cost::add(cost::fss_key_bytes::<Dpf, u64>(params)?, w, what)?;
+        Ok(GateCost {
+            rounds: 1,
+            bytes_sent: cost::mul(m, crate::open::bytes_per_element(k) as u64, what)?,
+            key_bytes: cost::mul(m, per, what)?,
+            encoded_bytes: cost::sum(
+                &[
+                    U32 + U64,
+                    cost::mul(m, w, what)?,
+                    cost::fss_field::<Dpf, u64>(params, m)?,
+                ],
+                what,
+            )?,
+        })
     }
 
     /// The gate over a transport: shares of `[x mod 2^k == 0]`, one round of `k` bits per element.

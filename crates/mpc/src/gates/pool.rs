@@ -26,6 +26,7 @@
 //! so exactly one element has `score = n - 1`; round 2 is an equality gate on
 //! `score_i - (n - 1)`, giving a one-hot share vector (ties go to the first).
 
+use crate::cost::{self, GateCost, POOL_SHAPE, U64};
 use crate::error::MpcError;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::util::{check_len, check_party, public_share};
@@ -75,33 +76,6 @@ impl PoolShape {
         self.n * self.c * self.h * self.w
     }
 
-    /// The number of input elements in each window of ONE plane (row-major
-    /// `oh, ow`; padding left out): what [`PoolShape::windows`] gives per
-    /// window, without building the windows (every plane is alike).
-    pub fn plane_window_lens(&self) -> Result<Vec<usize>, MpcError> {
-        let (oh, ow) = self.out_hw()?;
-        // Valid positions of a window starting at `o * stride` (padded coordinates).
-        let span = |o: usize, len: usize| {
-            let start = o * self.stride;
-            (start + self.k)
-                .min(len + self.pad)
-                .saturating_sub(start.max(self.pad))
-        };
-        let mut out = Vec::with_capacity(oh * ow);
-        for i in 0..oh {
-            for j in 0..ow {
-                let n = span(i, self.h) * span(j, self.w);
-                if n == 0 {
-                    return Err(MpcError::InvalidParameter(format!(
-                        "max-pool window with no input element in {self:?}"
-                    )));
-                }
-                out.push(n);
-            }
-        }
-        Ok(out)
-    }
-
     /// For every output position (row-major `n, c, oh, ow`), the flat indices
     /// of the input elements in its window (padding left out).
     pub fn windows(&self) -> Result<Vec<Vec<usize>>, MpcError> {
@@ -138,6 +112,105 @@ impl PoolShape {
         }
         Ok(out)
     }
+}
+
+/// Largest number of distinct (row count, column count) pairs
+/// [`PoolShape::window_sizes`] combines (far beyond any real pool: a 7x7
+/// window has at most 8 distinct counts per axis).
+const MAX_SIZE_PAIRS: usize = 1 << 20;
+
+impl PoolShape {
+    /// The sizes of the windows of [`PoolShape::windows`] (padding left
+    /// out) with their multiplicities, `(size, windows of that size)`, sizes
+    /// increasing; computed per axis, without building the windows, so it
+    /// takes no memory even for huge shapes. Errors as [`PoolShape::out_hw`],
+    /// and on sizes that overflow.
+    pub fn window_sizes(&self) -> Result<Vec<(u64, u64)>, MpcError> {
+        let rows = self.axis_counts(self.h)?;
+        let cols = self.axis_counts(self.w)?;
+        if rows.len().saturating_mul(cols.len()) > MAX_SIZE_PAIRS {
+            return Err(MpcError::InvalidParameter(format!(
+                "max-pool window too large to cost: {self:?}"
+            )));
+        }
+        let what = "max-pool windows";
+        let planes = cost::mul(cost::size(self.n)?, cost::size(self.c)?, what)?;
+        let mut sizes = std::collections::BTreeMap::<u64, u64>::new();
+        for (rc, rm) in &rows {
+            for (cc, cm) in &cols {
+                let mult = cost::product(&[*rm, *cm, planes], what)?;
+                let e = sizes.entry(cost::mul(*rc, *cc, what)?).or_default();
+                *e = cost::add(*e, mult, what)?;
+            }
+        }
+        Ok(sizes.into_iter().filter(|(_, m)| *m > 0).collect())
+    }
+
+    /// Along one axis of input length `len`: for each output position, the
+    /// number of window positions inside the input, as `(count, positions)`.
+    fn axis_counts(&self, len: usize) -> Result<Vec<(u64, u64)>, MpcError> {
+        let bad = || MpcError::InvalidParameter(format!("invalid max-pool geometry {self:?}"));
+        let (k, s, pad) = (self.k, self.stride, self.pad);
+        if k == 0 || s == 0 || pad >= k {
+            return Err(bad());
+        }
+        let padded = pad
+            .checked_mul(2)
+            .and_then(|p| p.checked_add(len))
+            .ok_or_else(bad)?;
+        if padded < k {
+            return Err(bad());
+        }
+        let out = (padded - k) / s + 1;
+        // Window `i` covers [i s, i s + k) of the padded axis, the input is
+        // [pad, pad + len). Full windows: i s >= pad and i s + k <= pad + len,
+        // i.e. i in [lo, hi); at most about 2 k windows lie outside.
+        let lo = pad.div_ceil(s).min(out);
+        let hi = (pad + len).checked_sub(k).map_or(0, |d| d / s + 1).min(out);
+        let mut counts = std::collections::BTreeMap::<u64, u64>::new();
+        if lo < hi {
+            counts.insert(cost::size(k)?, cost::size(hi - lo)?);
+        }
+        if lo + (out - lo.max(hi)) > MAX_SIZE_PAIRS {
+            return Err(MpcError::InvalidParameter(format!(
+                "max-pool window too large to cost: {self:?}"
+            )));
+        }
+        for i in (0..lo).chain(lo.max(hi)..out) {
+            // i < out, so i s + k <= padded: no overflow.
+            let start = i * s;
+            let c = (start + k).min(pad + len).saturating_sub(start.max(pad));
+            if c == 0 {
+                return Err(MpcError::InvalidParameter(format!(
+                    "max-pool window with no input element in {self:?}"
+                )));
+            }
+            *counts.entry(cost::size(c)?).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+}
+
+/// Comparisons at each level of the max tree, from the window sizes of
+/// [`PoolShape::window_sizes`] (as [`level_sizes`] from the windows).
+pub(crate) fn tree_levels(sizes: &[(u64, u64)]) -> Result<Vec<u64>, MpcError> {
+    let mut cur = sizes.to_vec();
+    let mut levels = Vec::new();
+    while cur.iter().any(|(l, _)| *l > 1) {
+        let mut pairs = 0u64;
+        for (l, mult) in cur.iter_mut() {
+            pairs = cost::add(pairs, cost::mul(*mult, *l / 2, "max-pool")?, "max-pool")?;
+            *l = l.div_ceil(2);
+        }
+        levels.push(pairs);
+    }
+    Ok(levels)
+}
+
+/// Bits of the equality window on shifted scores of groups of at most
+/// `max_group` values (scores lie in `[-(max_group - 1), 0]`).
+fn score_bits<R: Ring>(max_group: u64) -> u32 {
+    (u64::BITS - max_group.leading_zeros() + 1).min(R::BITS)
 }
 
 /// `v_i - v_j` for `i < j` inside each group of consecutive values (group
@@ -184,7 +257,7 @@ pub(crate) fn shifted_scores<R: Ring>(c: &[R], lens: &[usize], party: Party) -> 
 }
 
 /// Number of pairwise comparisons at each level of the max tree.
-pub(crate) fn level_sizes(mut lens: Vec<usize>) -> Vec<usize> {
+fn level_sizes(mut lens: Vec<usize>) -> Vec<usize> {
     let mut sizes = Vec::new();
     while lens.iter().any(|l| *l > 1) {
         sizes.push(lens.iter().map(|l| l / 2).sum());
@@ -252,6 +325,20 @@ impl<R: Ring> MaxPoolKey<R> {
     /// Key bytes held by this party.
     pub fn key_bytes(&self) -> usize {
         self.levels.iter().map(ReluKey::key_bytes).sum()
+    }
+
+    /// Cost of a max-pool of `shape` on a `k`-bit window, without generating
+    /// keys (see [`crate::cost`]): one ReLU gate per tree level; the key body
+    /// is the shape, the number of levels and one ReLU body per level.
+    pub fn cost(shape: PoolShape, k: u32) -> Result<GateCost, MpcError> {
+        let mut c = GateCost {
+            encoded_bytes: POOL_SHAPE + U64,
+            ..GateCost::default()
+        };
+        for m in tree_levels(&shape.window_sizes()?)? {
+            c = c.then(ReluKey::<R>::cost(k, cost::count(m)?)?)?;
+        }
+        Ok(c)
     }
 
     /// Evaluates the pool on this party's share of the `(n, c, h, w)` input (flat, row-major).
@@ -355,6 +442,32 @@ impl<R: Ring> MaxPoolOneHotKey<R> {
         self.cmp.key_bytes() + self.eq.key_bytes() + self.mul.key_bytes()
     }
 
+    /// Cost of a 3-round max-pool of `shape` on a `k`-bit window, without
+    /// generating keys (see [`crate::cost`]): DReLU on all pairs of each
+    /// window, equality on every window element, one Beaver product per
+    /// window element; the key body is the shape and those three bodies.
+    pub fn cost(shape: PoolShape, k: u32) -> Result<GateCost, MpcError> {
+        let what = "max-pool";
+        let (mut pairs, mut total, mut maxw) = (0u64, 0u64, 1u64);
+        for (l, mult) in shape.window_sizes()? {
+            // l (l - 1) is even.
+            let p = cost::mul(l, l - 1, what)? / 2;
+            pairs = cost::add(pairs, cost::mul(p, mult, what)?, what)?;
+            total = cost::add(total, cost::mul(l, mult, what)?, what)?;
+            maxw = maxw.max(l);
+        }
+        let total = cost::count(total)?;
+        let head = GateCost {
+            encoded_bytes: POOL_SHAPE,
+            ..GateCost::default()
+        };
+        head.then(DreluKey::<R>::cost(k, cost::count(pairs)?)?)?
+            .then(EqZeroKey::<R>::cost(score_bits::<R>(maxw), total)?)?
+            .then(crate::gates::beaver::TripleKey::<R>::cost(
+                crate::gates::beaver::Bilinear::Mul { len: total },
+            )?)
+    }
+
     /// Evaluates the pool in 3 rounds; `selections` holds one vector: the
     /// one-hot arg-max of every window, windows one after the other.
     pub fn eval<T: Transport + ?Sized>(
@@ -445,6 +558,28 @@ impl<R: Ring> ArgmaxKey<R> {
     /// Key bytes held by this party.
     pub fn key_bytes(&self) -> usize {
         self.cmp.key_bytes() + self.eq.key_bytes()
+    }
+
+    /// Cost of `rows` argmaxes over `n` values on a `k`-bit window, without
+    /// generating keys (see [`crate::cost`]): DReLU on all pairs of a row,
+    /// then equality on every element; the key body is `rows`, `n` and
+    /// those two bodies.
+    pub fn cost(rows: usize, n: usize, k: u32) -> Result<GateCost, MpcError> {
+        if n == 0 {
+            return Err(MpcError::InvalidParameter("argmax over 0 values".into()));
+        }
+        let what = "argmax";
+        let (r, nn) = (cost::size(rows)?, cost::size(n)?);
+        let pairs = cost::product(&[r, nn, nn - 1], what)? / 2;
+        let head = GateCost {
+            encoded_bytes: 2 * U64,
+            ..GateCost::default()
+        };
+        head.then(DreluKey::<R>::cost(k, cost::count(pairs)?)?)?
+            .then(EqZeroKey::<R>::cost(
+                score_bits::<R>(nn),
+                cost::count(cost::mul(r, nn, what)?)?,
+            )?)
     }
 
     /// Shares of the one-hot argmax of each row (ties to the first index), in 2 rounds.

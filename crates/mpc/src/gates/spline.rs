@@ -12,11 +12,12 @@
 //! and `b_i` has `f + fa`; the output has `f + fa` fractional bits (truncate
 //! afterwards). Exact for `|v|, |p_j| < 2^(k-2)`.
 
+use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::util::{check_len, check_party, split};
 use crate::open::{low_mask, open};
 use crate::transport::Transport;
-use ariann_fss::{DcfKeys, Party, TreeParams};
+use ariann_fss::{Dcf, DcfKeys, Party, TreeParams};
 use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -60,6 +61,18 @@ impl Spline {
     }
 }
 
+fn check_params<R: Ring>(spline: &Spline, k: u32) -> Result<(), MpcError> {
+    spline.validate()?;
+    if (3..=R::BITS).contains(&k) {
+        Ok(())
+    } else {
+        Err(MpcError::InvalidParameter(format!(
+            "spline window k = {k} must be in 3..={}",
+            R::BITS
+        )))
+    }
+}
+
 /// One party's key for `m` evaluations of a [`Spline`] on a `k`-bit window.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SplineKey<R: Ring> {
@@ -97,13 +110,7 @@ impl<R: Ring> SplineKey<R> {
         m: usize,
         rng: &mut G,
     ) -> Result<(Self, Self), MpcError> {
-        spline.validate()?;
-        if !(3..=R::BITS).contains(&k) {
-            return Err(MpcError::InvalidParameter(format!(
-                "spline window k = {k} must be in 3..={}",
-                R::BITS
-            )));
-        }
+        check_params::<R>(spline, k)?;
         let j = spline.knots.len();
         let da: Vec<R> = (0..j)
             .map(|i| R::from_i64(spline.a[i + 1].wrapping_sub(spline.a[i])))
@@ -159,6 +166,38 @@ impl<R: Ring> SplineKey<R> {
     pub fn key_bytes(&self) -> usize {
         let w = R::BITS as usize / 8;
         self.len() * w + self.c.len() * (self.dcf.key_bytes() + 2 * w)
+    }
+
+    /// Cost of `m` evaluations of `spline` on a `k`-bit window, without
+    /// generating keys (see [`crate::cost`]): one round of one ring element
+    /// per evaluation; one DCF key and two shares per evaluation and knot;
+    /// the key body is `k`, the spline (`J`, then `3 J + 2` coefficients),
+    /// `m`, `r[m]`, `c[m J][2]` and the DCF batch.
+    pub fn cost(spline: &Spline, k: u32, m: usize) -> Result<GateCost, MpcError> {
+        check_params::<R>(spline, k)?;
+        let params = TreeParams::new::<[u64; 2]>(k - 1)?;
+        let what = "spline key";
+        let (m, w) = (cost::size(m)?, cost::ring_bytes::<R>());
+        let j = cost::size(spline.knots.len())?;
+        let mj = cost::mul(m, j, what)?;
+        let per_knot = cost::add(cost::fss_key_bytes::<Dcf, [u64; 2]>(params)?, 2 * w, what)?;
+        let coeffs = cost::add(cost::mul(j, 3, what)?, 2, what)?;
+        Ok(GateCost {
+            rounds: 1,
+            bytes_sent: cost::mul(m, w, what)?,
+            key_bytes: cost::add(cost::mul(m, w, what)?, cost::mul(mj, per_knot, what)?, what)?,
+            encoded_bytes: cost::sum(
+                &[
+                    U32 + U64,
+                    cost::mul(coeffs, U64, what)?,
+                    U64,
+                    cost::mul(m, w, what)?,
+                    cost::mul(mj, 2 * w, what)?,
+                    cost::fss_field::<Dcf, [u64; 2]>(params, mj)?,
+                ],
+                what,
+            )?,
+        })
     }
 
     /// Local step 1: the share to open, `v_b + r_b`.

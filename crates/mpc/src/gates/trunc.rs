@@ -15,14 +15,26 @@
 //! the wrap is `w = r_msb (1 - y^_msb)`: linear in shares of `r_msb`, no second
 //! comparison. Finally `x >> f = (y >> f) - 2^(k-1-f)`.
 
+use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::util::{check_len, check_party, split};
 use crate::open::{low_mask, open};
 use crate::transport::Transport;
-use ariann_fss::{DcfKeys, Party, TreeParams};
+use ariann_fss::{Dcf, DcfKeys, Party, TreeParams};
 use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+fn check_params<R: Ring>(f: u32, k: u32) -> Result<(), MpcError> {
+    if f >= 1 && f < k && k < R::BITS {
+        Ok(())
+    } else {
+        Err(MpcError::InvalidParameter(format!(
+            "truncation needs 1 <= f < k <= {} (got f = {f}, k = {k})",
+            R::BITS - 1
+        )))
+    }
+}
 
 /// One party's key for `m` truncation gates.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -64,12 +76,7 @@ impl<R: Ring> TruncKey<R> {
         m: usize,
         rng: &mut G,
     ) -> Result<(Self, Self), MpcError> {
-        if !(f >= 1 && f < k && k < R::BITS) {
-            return Err(MpcError::InvalidParameter(format!(
-                "truncation needs 1 <= f < k <= {} (got f = {f}, k = {k})",
-                R::BITS - 1
-            )));
-        }
+        check_params::<R>(f, k)?;
         let r: Vec<R> = (0..m).map(|_| R::random(rng)).collect();
         let alphas: Vec<u64> = r.iter().map(|v| v.to_u64() & low_mask(f)).collect();
         let r_hi: Vec<R> = r.iter().map(|v| v.shr(f)).collect();
@@ -105,6 +112,31 @@ impl<R: Ring> TruncKey<R> {
     /// Key bytes held by this party.
     pub fn key_bytes(&self) -> usize {
         self.len() * (self.dcf.key_bytes() + 3 * (R::BITS as usize / 8))
+    }
+
+    /// Cost of `m` truncations by `f` bits in a `k`-bit window, without
+    /// generating keys (see [`crate::cost`]): one round of one ring element
+    /// per element; the key body is `f`, `k`, `m`, `r[m]`, `r_hi[m]`,
+    /// `r_msb[m]` and the DCF batch (on `f` bits).
+    pub fn cost(f: u32, k: u32, m: usize) -> Result<GateCost, MpcError> {
+        check_params::<R>(f, k)?;
+        let params = TreeParams::new::<u64>(f)?;
+        let (m, w) = (cost::size(m)?, cost::ring_bytes::<R>());
+        let what = "truncation key";
+        let per = cost::add(cost::fss_key_bytes::<Dcf, u64>(params)?, 3 * w, what)?;
+        Ok(GateCost {
+            rounds: 1,
+            bytes_sent: cost::mul(m, w, what)?,
+            key_bytes: cost::mul(m, per, what)?,
+            encoded_bytes: cost::sum(
+                &[
+                    U32 + U32 + U64,
+                    cost::mul(m, 3 * w, what)?,
+                    cost::fss_field::<Dcf, u64>(params, m)?,
+                ],
+                what,
+            )?,
+        })
     }
 
     /// Local step 1: the share to open, `x_b + r_b (+ 2^(k-1) for party 0)`.
