@@ -10,7 +10,7 @@
 //! | 1 | ring width in bits (32 or 64) |
 //! | 1 | party (0 or 1) |
 //! | 8 | plan index |
-//! | .. | the gate descriptor: a kind byte, then its parameters |
+//! | .. | the gate descriptor ([`GateDesc::encode`]: its kind number from the [gate table](crate::table), then its parameters) |
 //! | .. | the key body of that kind (below) |
 //!
 //! Key bodies (ring elements take `BITS / 8` bytes each; "FSS" is a `u64`
@@ -48,32 +48,32 @@ use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
 use crate::gates::spline::{Spline, SplineKey};
 use crate::gates::trunc::TruncKey;
 use ariann_fss::{FssKeys, Party, Payload, Scheme};
-use ariann_ring::{Conv2dShape, Ring, RingTensor};
+use ariann_ring::{Ring, RingTensor};
 
 /// Magic bytes of a bundle encoding.
 pub const BUNDLE_MAGIC: [u8; 4] = *b"ARKB";
 /// Current bundle format version.
 pub const BUNDLE_VERSION: u16 = 1;
 
-fn err(msg: impl Into<String>) -> MpcError {
+pub(crate) fn err(msg: impl Into<String>) -> MpcError {
     MpcError::Codec(msg.into())
 }
 
 // ---------------------------------------------------------------- writing
 
-fn put_u64(out: &mut Vec<u8>, v: u64) {
+pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_u32(out: &mut Vec<u8>, v: u32) {
+pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_usize(out: &mut Vec<u8>, v: usize) {
+pub(crate) fn put_usize(out: &mut Vec<u8>, v: usize) {
     put_u64(out, v as u64);
 }
 
-fn put_ring<R: Ring>(out: &mut Vec<u8>, vals: &[R]) {
+pub(crate) fn put_ring<R: Ring>(out: &mut Vec<u8>, vals: &[R]) {
     let w = R::BITS as usize / 8;
     out.reserve(vals.len() * w);
     for v in vals {
@@ -81,89 +81,10 @@ fn put_ring<R: Ring>(out: &mut Vec<u8>, vals: &[R]) {
     }
 }
 
-fn put_fss<S: Scheme, P: Payload>(out: &mut Vec<u8>, k: &FssKeys<S, P>) {
+pub(crate) fn put_fss<S: Scheme, P: Payload>(out: &mut Vec<u8>, k: &FssKeys<S, P>) {
     let bytes = zeroize::Zeroizing::new(k.encode());
     put_usize(out, bytes.len());
     out.extend_from_slice(&bytes);
-}
-
-fn put_pool(out: &mut Vec<u8>, s: &PoolShape) {
-    for v in [s.n, s.c, s.h, s.w, s.k, s.stride, s.pad] {
-        put_usize(out, v);
-    }
-}
-
-fn put_map(out: &mut Vec<u8>, map: &Bilinear) {
-    match *map {
-        Bilinear::Mul { len } => {
-            out.push(1);
-            put_usize(out, len);
-        }
-        Bilinear::MatMul { m, k, n } => {
-            out.push(2);
-            for v in [m, k, n] {
-                put_usize(out, v);
-            }
-        }
-        Bilinear::Conv2d(s) => {
-            out.push(3);
-            for v in [s.n, s.c, s.h, s.w, s.oc, s.kh, s.kw, s.stride, s.pad] {
-                put_usize(out, v);
-            }
-        }
-    }
-}
-
-fn put_gate(out: &mut Vec<u8>, g: &GateDesc) {
-    match *g {
-        GateDesc::Drelu { m, k } => {
-            out.push(1);
-            put_usize(out, m);
-            put_u32(out, k);
-        }
-        GateDesc::Relu { m, k } => {
-            out.push(2);
-            put_usize(out, m);
-            put_u32(out, k);
-        }
-        GateDesc::EqZero { m, k } => {
-            out.push(3);
-            put_usize(out, m);
-            put_u32(out, k);
-        }
-        GateDesc::Trunc { m, f, k } => {
-            out.push(4);
-            put_usize(out, m);
-            put_u32(out, f);
-            put_u32(out, k);
-        }
-        GateDesc::Triple(map) => {
-            out.push(5);
-            put_map(out, &map);
-        }
-        GateDesc::MaxPool { shape, k } => {
-            out.push(6);
-            put_pool(out, &shape);
-            put_u32(out, k);
-        }
-        GateDesc::Argmax { rows, n, k } => {
-            out.push(7);
-            put_usize(out, rows);
-            put_usize(out, n);
-            put_u32(out, k);
-        }
-        GateDesc::MaxPoolOneHot { shape, k } => {
-            out.push(8);
-            put_pool(out, &shape);
-            put_u32(out, k);
-        }
-        GateDesc::BatchNorm(s) => {
-            out.push(9);
-            for v in [s.n, s.c, s.h, s.w] {
-                put_usize(out, v);
-            }
-        }
-    }
 }
 
 fn put_drelu<R: Ring>(out: &mut Vec<u8>, k: &DreluKey<R>) {
@@ -210,7 +131,7 @@ fn put_tensor<R: Ring>(out: &mut Vec<u8>, t: &RingTensor<R>) {
 }
 
 fn put_triple<R: Ring>(out: &mut Vec<u8>, k: &TripleKey<R>) {
-    put_map(out, &k.map);
+    k.map.encode(out);
     put_tensor(out, &k.a);
     put_tensor(out, &k.b);
     put_tensor(out, &k.c);
@@ -238,22 +159,20 @@ fn put_key<R: Ring>(out: &mut Vec<u8>, key: &GateKey<R>) {
         GateKey::Trunc(k) => put_trunc(out, k),
         GateKey::Triple(k) => put_triple(out, k),
         GateKey::MaxPool(k) => {
-            put_pool(out, &k.shape);
+            k.shape.encode(out);
             put_usize(out, k.levels.len());
             for l in &k.levels {
                 put_relu(out, l);
             }
         }
         GateKey::MaxPoolOneHot(k) => {
-            put_pool(out, &k.shape);
+            k.shape.encode(out);
             put_drelu(out, &k.cmp);
             put_eq(out, &k.eq);
             put_triple(out, &k.mul);
         }
         GateKey::BatchNorm(k) => {
-            for v in [k.shape.n, k.shape.c, k.shape.h, k.shape.w] {
-                put_usize(out, v);
-            }
+            k.shape.encode(out);
             put_trunc(out, &k.t_mean);
             put_triple(out, &k.sq);
             put_trunc(out, &k.t_sq);
@@ -276,17 +195,22 @@ fn put_key<R: Ring>(out: &mut Vec<u8>, key: &GateKey<R>) {
 // ---------------------------------------------------------------- reading
 
 /// A cursor over untrusted bytes: every read is bounds-checked.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn left(&self) -> usize {
+    /// A reader at the start of `buf`.
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    pub(crate) fn left(&self) -> usize {
         self.buf.len() - self.pos
     }
 
-    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], MpcError> {
+    pub(crate) fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], MpcError> {
         if n > self.left() {
             return Err(err(format!(
                 "truncated: {what} needs {n} bytes, {} left",
@@ -298,35 +222,40 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, MpcError> {
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, MpcError> {
         Ok(self.bytes(1, what)?[0])
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, MpcError> {
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, MpcError> {
         let mut b = [0u8; 4];
         b.copy_from_slice(self.bytes(4, what)?);
         Ok(u32::from_le_bytes(b))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, MpcError> {
+    pub(crate) fn u64(&mut self, what: &str) -> Result<u64, MpcError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.bytes(8, what)?);
         Ok(u64::from_le_bytes(b))
     }
 
-    fn usize(&mut self, what: &str) -> Result<usize, MpcError> {
+    pub(crate) fn usize(&mut self, what: &str) -> Result<usize, MpcError> {
         let v = self.u64(what)?;
         usize::try_from(v).map_err(|_| err(format!("{what} = {v} does not fit in usize")))
     }
 
     /// A count of items of `item_bytes` each that must fit in the bytes left.
-    fn count(&mut self, item_bytes: usize, what: &str) -> Result<usize, MpcError> {
+    pub(crate) fn count(&mut self, item_bytes: usize, what: &str) -> Result<usize, MpcError> {
         let n = self.usize(what)?;
         self.check_fits(n, item_bytes, what)?;
         Ok(n)
     }
 
-    fn check_fits(&self, n: usize, item_bytes: usize, what: &str) -> Result<(), MpcError> {
+    pub(crate) fn check_fits(
+        &self,
+        n: usize,
+        item_bytes: usize,
+        what: &str,
+    ) -> Result<(), MpcError> {
         match n.checked_mul(item_bytes) {
             Some(b) if b <= self.left() => Ok(()),
             _ => Err(err(format!(
@@ -336,7 +265,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn ring<R: Ring>(&mut self, n: usize, what: &str) -> Result<Vec<R>, MpcError> {
+    pub(crate) fn ring<R: Ring>(&mut self, n: usize, what: &str) -> Result<Vec<R>, MpcError> {
         let w = R::BITS as usize / 8;
         self.check_fits(n, w, what)?;
         let raw = self.bytes(n * w, what)?;
@@ -350,7 +279,7 @@ impl<'a> Reader<'a> {
             .collect())
     }
 
-    fn fss<S: Scheme, P: Payload>(
+    pub(crate) fn fss<S: Scheme, P: Payload>(
         &mut self,
         party: Party,
         n_bits: u32,
@@ -371,102 +300,6 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(k)
-    }
-
-    fn pool(&mut self) -> Result<PoolShape, MpcError> {
-        let mut v = [0usize; 7];
-        for x in &mut v {
-            *x = self.usize("pool shape")?;
-        }
-        let [n, c, h, w, k, stride, pad] = v;
-        Ok(PoolShape {
-            n,
-            c,
-            h,
-            w,
-            k,
-            stride,
-            pad,
-        })
-    }
-
-    fn bn_shape(&mut self) -> Result<BatchNormShape, MpcError> {
-        let mut v = [0usize; 4];
-        for x in &mut v {
-            *x = self.usize("batch-norm shape")?;
-        }
-        let [n, c, h, w] = v;
-        Ok(BatchNormShape { n, c, h, w })
-    }
-
-    fn map(&mut self) -> Result<Bilinear, MpcError> {
-        Ok(match self.u8("bilinear map kind")? {
-            1 => Bilinear::Mul {
-                len: self.usize("mul length")?,
-            },
-            2 => Bilinear::MatMul {
-                m: self.usize("matmul m")?,
-                k: self.usize("matmul k")?,
-                n: self.usize("matmul n")?,
-            },
-            3 => {
-                let mut v = [0usize; 9];
-                for x in &mut v {
-                    *x = self.usize("conv shape")?;
-                }
-                let [n, c, h, w, oc, kh, kw, stride, pad] = v;
-                Bilinear::Conv2d(Conv2dShape {
-                    n,
-                    c,
-                    h,
-                    w,
-                    oc,
-                    kh,
-                    kw,
-                    stride,
-                    pad,
-                })
-            }
-            t => return Err(err(format!("unknown bilinear map kind {t}"))),
-        })
-    }
-
-    fn gate(&mut self) -> Result<GateDesc, MpcError> {
-        Ok(match self.u8("gate kind")? {
-            1 => GateDesc::Drelu {
-                m: self.usize("m")?,
-                k: self.u32("k")?,
-            },
-            2 => GateDesc::Relu {
-                m: self.usize("m")?,
-                k: self.u32("k")?,
-            },
-            3 => GateDesc::EqZero {
-                m: self.usize("m")?,
-                k: self.u32("k")?,
-            },
-            4 => GateDesc::Trunc {
-                m: self.usize("m")?,
-                f: self.u32("f")?,
-                k: self.u32("k")?,
-            },
-            5 => GateDesc::Triple(self.map()?),
-            6 => GateDesc::MaxPool {
-                shape: self.pool()?,
-                k: self.u32("k")?,
-            },
-            7 => GateDesc::Argmax {
-                rows: self.usize("rows")?,
-                n: self.usize("n")?,
-                k: self.u32("k")?,
-            },
-            8 => GateDesc::MaxPoolOneHot {
-                shape: self.pool()?,
-                k: self.u32("k")?,
-            },
-            9 => GateDesc::BatchNorm(self.bn_shape()?),
-            t => return Err(err(format!("unknown gate kind {t}"))),
-        })
     }
 
     fn window<R: Ring>(&mut self, min: u32, what: &str) -> Result<u32, MpcError> {
@@ -560,7 +393,7 @@ impl<'a> Reader<'a> {
     }
 
     fn triple<R: Ring>(&mut self, party: Party) -> Result<TripleKey<R>, MpcError> {
-        let map = self.map()?;
+        let map = Bilinear::read(self)?;
         let (sa, sb, sc) = map
             .shapes()
             .map_err(|e| err(format!("triple map {map:?}: {e}")))?;
@@ -610,8 +443,7 @@ impl<'a> Reader<'a> {
     }
 
     fn key<R: Ring>(&mut self, party: Party, gate: &GateDesc) -> Result<GateKey<R>, MpcError> {
-        let mismatch =
-            |what: &str| err(format!("key body does not match its tag {gate:?}: {what}"));
+        let mismatch = |what: &str| err(format!("key body does not match its tag {gate}: {what}"));
         Ok(match *gate {
             GateDesc::Drelu { m, k } => {
                 let key = self.drelu::<R>(party)?;
@@ -649,7 +481,7 @@ impl<'a> Reader<'a> {
                 GateKey::Triple(Box::new(key))
             }
             GateDesc::MaxPool { shape, k } => {
-                if self.pool()? != shape {
+                if PoolShape::read(self)? != shape {
                     return Err(mismatch("pool shape"));
                 }
                 // Each level holds at least a ReLU header.
@@ -669,7 +501,7 @@ impl<'a> Reader<'a> {
                 })
             }
             GateDesc::MaxPoolOneHot { shape, k } => {
-                if self.pool()? != shape {
+                if PoolShape::read(self)? != shape {
                     return Err(mismatch("pool shape"));
                 }
                 let cmp = self.drelu::<R>(party)?;
@@ -690,7 +522,7 @@ impl<'a> Reader<'a> {
                 }))
             }
             GateDesc::BatchNorm(shape) => {
-                if self.bn_shape()? != shape {
+                if BatchNormShape::read(self)? != shape {
                     return Err(mismatch("batch-norm shape"));
                 }
                 if R::BITS != 64 {
@@ -740,7 +572,7 @@ impl<R: Ring> KeyBundle<R> {
         out.push(R::BITS as u8);
         out.push(self.party.index());
         put_u64(out, self.tag.index);
-        put_gate(out, &self.tag.gate);
+        self.tag.gate.encode(out);
         put_key(out, &self.key);
     }
 
@@ -755,7 +587,7 @@ impl<R: Ring> KeyBundle<R> {
     /// this ring. Refuses (never panics on) truncated, padded, garbled or
     /// inconsistent input with [`MpcError::Codec`].
     pub fn decode(bytes: &[u8]) -> Result<Self, MpcError> {
-        let mut rd = Reader { buf: bytes, pos: 0 };
+        let mut rd = Reader::new(bytes);
         if rd.bytes(4, "magic")? != BUNDLE_MAGIC {
             return Err(err("bad magic (not a key bundle)"));
         }
@@ -775,7 +607,7 @@ impl<R: Ring> KeyBundle<R> {
         let p = rd.u8("party")?;
         let party = Party::from_index(p).ok_or_else(|| err(format!("party {p} is not 0 or 1")))?;
         let index = rd.u64("plan index")?;
-        let gate = rd.gate()?;
+        let gate = GateDesc::read(&mut rd)?;
         let key = rd.key::<R>(party, &gate)?;
         if rd.left() != 0 {
             return Err(err(format!(

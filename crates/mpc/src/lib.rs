@@ -28,6 +28,7 @@ mod error;
 pub mod gates;
 pub mod open;
 pub mod session;
+pub mod table;
 pub mod transport;
 
 pub use bundle::{
@@ -36,4 +37,5 @@ pub use bundle::{
 pub use error::{MpcError, SourceFault};
 pub use open::{open, open_batch};
 pub use session::Session;
+pub use table::{GateKind, MapKind};
 pub use transport::{CommStats, MemTransport, ShapedTransport, Transport, run_two_party};

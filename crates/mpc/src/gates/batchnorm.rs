@@ -26,6 +26,7 @@
 //! Value bounds (documented limits of the windows used): `|x| < 2^6`, channel
 //! variance below `2^14`, `m <= 2^17`, `f = 16` fractional bits.
 
+use crate::codec::{Reader, put_usize};
 use crate::error::MpcError;
 use crate::gates::beaver::{Bilinear, TripleKey};
 use crate::gates::spline::{Spline, SplineKey};
@@ -58,6 +59,23 @@ pub struct BatchNormShape {
 }
 
 impl BatchNormShape {
+    /// Appends the shape's binary encoding: `n, c, h, w` (`u64` LE each).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for v in [self.n, self.c, self.h, self.w] {
+            put_usize(out, v);
+        }
+    }
+
+    /// Reads a shape written by [`BatchNormShape::encode`].
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let mut v = [0usize; 4];
+        for x in &mut v {
+            *x = rd.usize("batch-norm shape")?;
+        }
+        let [n, c, h, w] = v;
+        Ok(BatchNormShape { n, c, h, w })
+    }
+
     /// Values per channel.
     pub fn per_channel(&self) -> usize {
         self.n * self.h * self.w

@@ -15,9 +15,11 @@
 //! Outputs carry the sum of the inputs' fractional bits; fixed-point
 //! truncation is a separate step.
 
+use crate::codec::{Reader, put_usize};
 use crate::error::MpcError;
 use crate::gates::util::check_party;
 use crate::open::open;
+use crate::table::MapKind;
 use crate::transport::Transport;
 use ariann_fss::Party;
 use ariann_ring::{Conv2dShape, Ring, RingTensor, conv2d, reconstruct, share};
@@ -48,6 +50,69 @@ pub enum Bilinear {
 pub type OperandShapes = (Vec<usize>, Vec<usize>, Vec<usize>);
 
 impl Bilinear {
+    /// The map's kind (its row of [`MapKind`]).
+    pub fn kind(&self) -> MapKind {
+        match self {
+            Bilinear::Mul { .. } => MapKind::Mul,
+            Bilinear::MatMul { .. } => MapKind::MatMul,
+            Bilinear::Conv2d(_) => MapKind::Conv2d,
+        }
+    }
+
+    /// Appends the map's binary encoding: its kind number (one byte), then
+    /// its dimensions in declaration order (`u64` LE each).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind().number());
+        match *self {
+            Bilinear::Mul { len } => put_usize(out, len),
+            Bilinear::MatMul { m, k, n } => {
+                for v in [m, k, n] {
+                    put_usize(out, v);
+                }
+            }
+            Bilinear::Conv2d(s) => {
+                for v in [s.n, s.c, s.h, s.w, s.oc, s.kh, s.kw, s.stride, s.pad] {
+                    put_usize(out, v);
+                }
+            }
+        }
+    }
+
+    /// Reads a map written by [`Bilinear::encode`].
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let t = rd.u8("bilinear map kind")?;
+        let kind = MapKind::from_number(t)
+            .ok_or_else(|| MpcError::Codec(format!("unknown bilinear map kind {t}")))?;
+        Ok(match kind {
+            MapKind::Mul => Bilinear::Mul {
+                len: rd.usize("mul length")?,
+            },
+            MapKind::MatMul => Bilinear::MatMul {
+                m: rd.usize("matmul m")?,
+                k: rd.usize("matmul k")?,
+                n: rd.usize("matmul n")?,
+            },
+            MapKind::Conv2d => {
+                let mut v = [0usize; 9];
+                for x in &mut v {
+                    *x = rd.usize("conv2d shape")?;
+                }
+                let [n, c, h, w, oc, kh, kw, stride, pad] = v;
+                Bilinear::Conv2d(Conv2dShape {
+                    n,
+                    c,
+                    h,
+                    w,
+                    oc,
+                    kh,
+                    kw,
+                    stride,
+                    pad,
+                })
+            }
+        })
+    }
+
     /// Shapes of the left operand, right operand and output.
     pub fn shapes(&self) -> Result<OperandShapes, MpcError> {
         Ok(match *self {

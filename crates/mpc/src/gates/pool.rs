@@ -26,6 +26,7 @@
 //! so exactly one element has `score = n - 1`; round 2 is an equality gate on
 //! `score_i - (n - 1)`, giving a one-hot share vector (ties go to the first).
 
+use crate::codec::{Reader, put_usize};
 use crate::error::MpcError;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::util::{check_len, check_party, public_share};
@@ -54,6 +55,40 @@ pub struct PoolShape {
 }
 
 impl PoolShape {
+    /// Appends the shape's binary encoding: `n, c, h, w, k, stride, pad`
+    /// (`u64` LE each).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.n,
+            self.c,
+            self.h,
+            self.w,
+            self.k,
+            self.stride,
+            self.pad,
+        ] {
+            put_usize(out, v);
+        }
+    }
+
+    /// Reads a shape written by [`PoolShape::encode`].
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let mut v = [0usize; 7];
+        for x in &mut v {
+            *x = rd.usize("pool shape")?;
+        }
+        let [n, c, h, w, k, stride, pad] = v;
+        Ok(PoolShape {
+            n,
+            c,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+        })
+    }
+
     /// Output `(height, width)`.
     pub fn out_hw(&self) -> Result<(usize, usize), MpcError> {
         let bad = || MpcError::InvalidParameter(format!("invalid max-pool geometry {self:?}"));
