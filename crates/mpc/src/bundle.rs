@@ -21,7 +21,15 @@ use rand::{CryptoRng, Rng};
 use std::collections::VecDeque;
 
 /// A gate of a plan: its kind and the public parameters its keys depend on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Its kind's number and name are in the [gate table](crate::table). Binary
+/// encoding: [`GateDesc::encode`]. Serialized (serde) with the kind's name
+/// under `"gate"` beside the fields (a newtype's fields inline), e.g.
+/// `{"gate": "trunc", "m": 256, "f": 16, "k": 56}` or
+/// `{"gate": "triple", "map": "matmul", "m": 2, "k": 784, "n": 128}`;
+/// unknown fields are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "gate", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GateDesc {
     /// `m` DReLU gates on a `k`-bit window.
     Drelu {
@@ -454,7 +462,7 @@ impl<R: Ring> PreprocessingSource<R> for ChannelSource<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ariann_ring::Conv2dShape;
 

@@ -75,6 +75,22 @@ pub enum MpcError {
         /// What went wrong.
         fault: SourceFault,
     },
+    /// A plan is for another ring width than the keys requested.
+    #[error("plan is for Z_2^{plan} but keys for Z_2^{requested} were requested")]
+    RingMismatch {
+        /// Ring bits of the plan.
+        plan: u32,
+        /// Ring bits requested.
+        requested: u32,
+    },
+    /// A gate of a plan could not be generated.
+    #[error("gate {index} of the plan: {source}")]
+    Gate {
+        /// Plan index.
+        index: u64,
+        /// Cause.
+        source: Box<MpcError>,
+    },
     /// An error of the FSS layer.
     #[error(transparent)]
     Fss(#[from] FssError),

@@ -27,6 +27,7 @@ pub mod codec;
 mod error;
 pub mod gates;
 pub mod open;
+pub mod plan;
 pub mod session;
 pub mod table;
 pub mod transport;
@@ -36,6 +37,7 @@ pub use bundle::{
 };
 pub use error::{MpcError, SourceFault};
 pub use open::{open, open_batch};
+pub use plan::{BundleStream, Plan};
 pub use session::Session;
 pub use table::{GateKind, MapKind};
 pub use transport::{CommStats, MemTransport, ShapedTransport, Transport, run_two_party};

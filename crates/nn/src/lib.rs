@@ -23,10 +23,10 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
-use ariann_dealer::{GateDesc, Plan};
 use ariann_mpc::gates::beaver::Bilinear;
 use ariann_mpc::gates::linear::{mul_public, window_sums};
 use ariann_mpc::gates::pool::PoolShape;
+use ariann_mpc::{GateDesc, Plan};
 use ariann_mpc::{MpcError, PreprocessingSource, Session, Transport};
 use ariann_ring::{Conv2dShape, FixedPoint, RingError, RingTensor, conv2d, share};
 use rand::{CryptoRng, Rng};

@@ -46,7 +46,8 @@ const KT: u32 = 62;
 const KS: u32 = 40;
 
 /// Geometry of a batch-norm input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchNormShape {
     /// Batch.
     pub n: usize,

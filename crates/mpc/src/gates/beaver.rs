@@ -26,7 +26,11 @@ use ariann_ring::{Conv2dShape, Ring, RingTensor, conv2d, reconstruct, share};
 use rand::{CryptoRng, Rng};
 
 /// The bilinear map a triple is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serialized (serde) with its kind's name from [`MapKind`] under `"map"`,
+/// beside its fields: `{"map": "matmul", "m": 2, "k": 3, "n": 4}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "map", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Bilinear {
     /// Elementwise product of two tensors of `shape`.
     Mul {
@@ -34,6 +38,7 @@ pub enum Bilinear {
         len: usize,
     },
     /// `(m x k) . (k x n)`.
+    #[serde(rename = "matmul")]
     MatMul {
         /// Rows of the left operand.
         m: usize,

@@ -36,7 +36,8 @@ use ariann_ring::{Ring, RingTensor};
 use rand::{CryptoRng, Rng};
 
 /// Geometry of a 2-D max-pool over an `(n, c, h, w)` tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PoolShape {
     /// Batch.
     pub n: usize,
