@@ -9,11 +9,10 @@
 
 use crate::codec::{Reader, put_u32, put_usize};
 use crate::error::MpcError;
-use crate::gates::batchnorm::{BatchNormKey, BatchNormShape};
-use crate::gates::beaver::{Bilinear, TripleKey};
-use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
-use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
-use crate::gates::trunc::TruncKey;
+use crate::gates::batchnorm::BatchNormShape;
+use crate::gates::beaver::Bilinear;
+use crate::gates::pool::PoolShape;
+pub use crate::table::GateKey;
 use crate::table::GateKind;
 use ariann_fss::Party;
 use ariann_ring::Ring;
@@ -134,29 +133,6 @@ pub struct BundleTag {
     pub gate: GateDesc,
 }
 
-/// One party's keys for one gate.
-#[derive(Debug, Clone)]
-pub enum GateKey<R: Ring> {
-    /// See [`DreluKey`].
-    Drelu(DreluKey<R>),
-    /// See [`ReluKey`].
-    Relu(ReluKey<R>),
-    /// See [`EqZeroKey`].
-    EqZero(EqZeroKey<R>),
-    /// See [`TruncKey`].
-    Trunc(TruncKey<R>),
-    /// See [`TripleKey`] (boxed: it is much larger than the other keys).
-    Triple(Box<TripleKey<R>>),
-    /// See [`MaxPoolKey`].
-    MaxPool(MaxPoolKey<R>),
-    /// See [`MaxPoolOneHotKey`] (boxed: large).
-    MaxPoolOneHot(Box<MaxPoolOneHotKey<R>>),
-    /// See [`BatchNormKey`] (boxed: large).
-    BatchNorm(Box<BatchNormKey<R>>),
-    /// See [`ArgmaxKey`].
-    Argmax(ArgmaxKey<R>),
-}
-
 /// A tagged key for one gate, held by one party.
 #[derive(Debug, Clone)]
 pub struct KeyBundle<R: Ring> {
@@ -166,23 +142,6 @@ pub struct KeyBundle<R: Ring> {
     pub tag: BundleTag,
     /// The keys.
     pub key: GateKey<R>,
-}
-
-impl<R: Ring> GateKey<R> {
-    /// Key bytes held by this party for this gate.
-    pub fn key_bytes(&self) -> usize {
-        match self {
-            GateKey::Drelu(k) => k.key_bytes(),
-            GateKey::Relu(k) => k.key_bytes(),
-            GateKey::EqZero(k) => k.key_bytes(),
-            GateKey::Trunc(k) => k.key_bytes(),
-            GateKey::Triple(k) => k.key_bytes(),
-            GateKey::MaxPool(k) => k.key_bytes(),
-            GateKey::MaxPoolOneHot(k) => k.key_bytes(),
-            GateKey::BatchNorm(k) => k.key_bytes(),
-            GateKey::Argmax(k) => k.key_bytes(),
-        }
-    }
 }
 
 impl GateDesc {
@@ -299,50 +258,7 @@ impl GateDesc {
         &self,
         rng: &mut G,
     ) -> Result<(GateKey<R>, GateKey<R>), MpcError> {
-        Ok(match *self {
-            GateDesc::Drelu { m, k } => {
-                let (a, b) = DreluKey::generate(k, m, rng)?;
-                (GateKey::Drelu(a), GateKey::Drelu(b))
-            }
-            GateDesc::Relu { m, k } => {
-                let (a, b) = ReluKey::generate(k, m, rng)?;
-                (GateKey::Relu(a), GateKey::Relu(b))
-            }
-            GateDesc::EqZero { m, k } => {
-                let (a, b) = EqZeroKey::generate(k, m, rng)?;
-                (GateKey::EqZero(a), GateKey::EqZero(b))
-            }
-            GateDesc::Trunc { m, f, k } => {
-                let (a, b) = TruncKey::generate(f, k, m, rng)?;
-                (GateKey::Trunc(a), GateKey::Trunc(b))
-            }
-            GateDesc::Triple(map) => {
-                let (a, b) = TripleKey::generate(map, rng)?;
-                (GateKey::Triple(Box::new(a)), GateKey::Triple(Box::new(b)))
-            }
-            GateDesc::MaxPool { shape, k } => {
-                let (a, b) = MaxPoolKey::generate(shape, k, rng)?;
-                (GateKey::MaxPool(a), GateKey::MaxPool(b))
-            }
-            GateDesc::MaxPoolOneHot { shape, k } => {
-                let (a, b) = MaxPoolOneHotKey::generate(shape, k, rng)?;
-                (
-                    GateKey::MaxPoolOneHot(Box::new(a)),
-                    GateKey::MaxPoolOneHot(Box::new(b)),
-                )
-            }
-            GateDesc::BatchNorm(shape) => {
-                let (a, b) = BatchNormKey::generate(shape, rng)?;
-                (
-                    GateKey::BatchNorm(Box::new(a)),
-                    GateKey::BatchNorm(Box::new(b)),
-                )
-            }
-            GateDesc::Argmax { rows, n, k } => {
-                let (a, b) = ArgmaxKey::generate(rows, n, k, rng)?;
-                (GateKey::Argmax(a), GateKey::Argmax(b))
-            }
-        })
+        GateKey::deal(self, rng)
     }
 }
 

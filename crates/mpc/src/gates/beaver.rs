@@ -15,11 +15,12 @@
 //! Outputs carry the sum of the inputs' fractional bits; fixed-point
 //! truncation is a separate step.
 
-use crate::codec::{Reader, put_usize};
+use crate::bundle::GateDesc;
+use crate::codec::{Reader, put_tensor, put_usize};
 use crate::error::MpcError;
 use crate::gates::util::check_party;
 use crate::open::open;
-use crate::table::MapKind;
+use crate::table::{GateKind, KindKeys, MapKind, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::Party;
 use ariann_ring::{Conv2dShape, Ring, RingTensor, conv2d, reconstruct, share};
@@ -264,4 +265,64 @@ pub fn check_triple<R: Ring>(k0: &TripleKey<R>, k1: &TripleKey<R>) -> Result<boo
     let b = reconstruct(&k0.b, &k1.b)?;
     let c = reconstruct(&k0.c, &k1.c)?;
     Ok(k0.map.apply(&a, &b)? == c)
+}
+
+// ------------------------------------------------ gate table: dispatch and codec
+
+impl<R: Ring> TripleKey<R> {
+    /// Key body: the map ([`Bilinear::encode`]), then the tensors `a`, `b`,
+    /// `c`, each as a rank byte, the dimensions and the elements.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        self.map.encode(out);
+        put_tensor(out, &self.a);
+        put_tensor(out, &self.b);
+        put_tensor(out, &self.c);
+    }
+
+    /// Reads a body written by [`TripleKey::write`] (shapes checked
+    /// against the map).
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let map = Bilinear::read(rd)?;
+        let (sa, sb, sc) = map
+            .shapes()
+            .map_err(|e| MpcError::Codec(format!("triple map {map:?}: {e}")))?;
+        Ok(TripleKey {
+            party,
+            map,
+            a: rd.tensor(&sa, "triple a")?,
+            b: rd.tensor(&sb, "triple b")?,
+            c: rd.tensor(&sc, "triple c")?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for TripleKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::Triple(map) = *desc else {
+            return Err(other_kind(desc, GateKind::Triple));
+        };
+        Self::generate(map, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::Triple(map) = *desc else {
+            return Err(other_kind(desc, GateKind::Triple));
+        };
+        let key = Self::read(rd, party)?;
+        if key.map != map {
+            return Err(body_mismatch(desc, "bilinear map"));
+        }
+        Ok(key)
+    }
 }
