@@ -116,7 +116,16 @@ fn bad_gate_is_reported_with_its_index() {
         .expect("ring ok")
         .collect();
     assert!(results[0].is_ok());
-    assert!(matches!(results[1], Err(MpcError::Gate { index: 1, .. })));
+    assert!(matches!(
+        results[1],
+        Err(MpcError::Gate {
+            index: 1,
+            kind: ariann_mpc::GateKind::Relu,
+            ..
+        })
+    ));
+    let e = results[1].as_ref().expect_err("bad window").to_string();
+    assert!(e.starts_with("gate 1 (relu) of the plan: "), "{e}");
 }
 
 fn forward(

@@ -133,6 +133,13 @@ pub struct BundleTag {
     pub gate: GateDesc,
 }
 
+impl core::fmt::Display for BundleTag {
+    /// E.g. `relu(m=6, k=32) at plan index 4`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} at plan index {}", self.gate, self.index)
+    }
+}
+
 /// A tagged key for one gate, held by one party.
 #[derive(Debug, Clone)]
 pub struct KeyBundle<R: Ring> {
@@ -305,8 +312,8 @@ pub fn check_bundle<R: Ring>(
     }
     if bundle.tag != *expected {
         return Err(MpcError::BundleMismatch {
-            expected: format!("{expected:?}"),
-            got: format!("{:?}", bundle.tag),
+            expected: expected.to_string(),
+            got: bundle.tag.to_string(),
         });
     }
     Ok(())

@@ -84,10 +84,12 @@ pub enum MpcError {
         requested: u32,
     },
     /// A gate of a plan could not be generated.
-    #[error("gate {index} of the plan: {source}")]
+    #[error("gate {index} ({kind}) of the plan: {source}")]
     Gate {
         /// Plan index.
         index: u64,
+        /// Its kind.
+        kind: crate::table::GateKind,
         /// Cause.
         source: Box<MpcError>,
     },

@@ -14,6 +14,10 @@
 //! exact truncation in one round, elementwise / matrix / convolution products
 //! from triples in one round, max-pool in `ceil(log2 k^2)` rounds, argmax in 2.
 //!
+//! Every gate kind has one row in the gate table ([`table`]: its number,
+//! name and key type); a [`Plan`] lists the gates of a job, its hash names
+//! the job, and the dealer streams both parties' bundles from it.
+//!
 //! Key material is consumed strictly in order through a
 //! [`PreprocessingSource`]; a [`Session`] runs the gates of a plan one after
 //! the other and refuses a bundle of another gate, shape, index or party

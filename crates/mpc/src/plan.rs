@@ -119,6 +119,7 @@ impl<R: Ring, G: Rng + CryptoRng> Iterator for BundleStream<'_, R, G> {
         Some(
             generate_bundles::<R, G>(index, gate, &mut self.rng).map_err(|source| MpcError::Gate {
                 index,
+                kind: gate.kind(),
                 source: Box::new(source),
             }),
         )

@@ -1,8 +1,8 @@
-//! The gate table: every kind of [`GateDesc`](crate::GateDesc) with its
+//! The gate table: every kind of [`GateDesc`] with its
 //! number and its name, defined here and nowhere else.
 //!
 //! The number is the kind byte of the binary encoding of a gate descriptor
-//! ([`GateDesc::encode`](crate::GateDesc::encode)), which the key bundle
+//! ([`GateDesc::encode`]), which the key bundle
 //! header and the plan hash both use; the name is the `"gate"` value of the
 //! JSON plan (serde, checked against this table by a test) and the name
 //! error messages use. The numbers are part of the key and plan formats:
