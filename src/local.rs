@@ -133,7 +133,6 @@ pub fn private_inference_with(
         .map(|(v, a)| v.wrapping_sub(*a))
         .collect();
     let p = plan(model, batch, cfg)?;
-    let dealer_err = |e: &dyn std::fmt::Display| NnError::Dealer(e.to_string());
     let wan = opts.wan;
     let timeout = Duration::from_secs(600);
     // One party's run over its end of the transport and its key source.
@@ -168,8 +167,8 @@ pub fn private_inference_with(
             let t = Instant::now();
             let (mut b0, mut b1): (Vec<KeyBundle<u64>>, Vec<KeyBundle<u64>>) = (vec![], vec![]);
             let mut bytes = 0u64;
-            for pair in p.bundles_from_os::<u64>().map_err(|e| dealer_err(&e))? {
-                let (a, b) = pair.map_err(|e| dealer_err(&e))?;
+            for pair in p.bundles_from_os::<u64>()? {
+                let (a, b) = pair?;
                 bytes += a.key.key_bytes() as u64;
                 b0.push(a);
                 b1.push(b);
@@ -189,11 +188,11 @@ pub fn private_inference_with(
                 let dealer = s.spawn(move || -> Result<(f64, u64), NnError> {
                     let mut busy = 0.0;
                     let mut bytes = 0u64;
-                    let mut stream = p.bundles_from_os::<u64>().map_err(|e| dealer_err(&e))?;
+                    let mut stream = p.bundles_from_os::<u64>()?;
                     loop {
                         let t = Instant::now();
                         let Some(pair) = stream.next() else { break };
-                        let (a, b) = pair.map_err(|e| dealer_err(&e))?;
+                        let (a, b) = pair?;
                         busy += t.elapsed().as_secs_f64();
                         bytes += a.key.key_bytes() as u64;
                         // A party that stopped early drops its receiver; stop then too.

@@ -8,14 +8,14 @@
 //! has handed out. A key file whose journal says any bundle was consumed is
 //! refused: FSS keys and Beaver triples must never be used twice.
 //!
-//! # File format (version 1; integers little-endian)
+//! # File format (version 2; integers little-endian)
 //!
 //! Header, 96 bytes:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `ARKF` |
-//! | 2 | format version (1) |
+//! | 2 | format version (2) |
 //! | 1 | ring width in bits (32 or 64) |
 //! | 1 | party (0 or 1) |
 //! | 32 | plan hash ([`Plan::hash`]) |
@@ -53,7 +53,7 @@
 //! consume the same file at once. The dealer removes a stale journal when it
 //! writes a new key file; a journal of another session is treated as stale.
 
-use crate::{DealerError, Plan};
+use crate::Plan;
 use ariann_fss::Party;
 use ariann_mpc::bundle::check_bundle;
 use ariann_mpc::{
@@ -72,7 +72,14 @@ use zeroize::Zeroizing;
 /// Magic bytes of a key file.
 pub const MAGIC: [u8; 4] = *b"ARKF";
 /// Current key file format version.
-pub const VERSION: u16 = 1;
+///
+/// 2: the plan hash in the header is [`Plan::hash`] of plan-hash domain v2
+/// (gates encoded with `GateDesc::encode`); version 1 files carry a v1 plan
+/// hash and are refused with a request to regenerate them.
+pub const VERSION: u16 = 2;
+/// Version of the use-once journal record (unchanged since version 1 of the
+/// key file format).
+const JOURNAL_VERSION: u16 = 1;
 /// Bytes of the header, checksum included.
 pub const HEADER_LEN: usize = 96;
 /// Bytes of the trailer.
@@ -120,8 +127,9 @@ pub enum KeyFileError {
         /// The file.
         path: PathBuf,
     },
-    /// The file has a format version this build does not read.
-    #[error("key file format version {found}, this build reads version {supported}")]
+    /// The file has a format version this build does not read (an older
+    /// one: regenerate the keys; a newer one: upgrade this build).
+    #[error("{}", version_message(*.found, *.supported))]
     UnsupportedVersion {
         /// Version in the file.
         found: u16,
@@ -227,9 +235,24 @@ pub enum KeyFileError {
         /// What is wrong.
         fault: SourceFault,
     },
-    /// The dealer failed to generate a bundle.
+    /// The dealer failed to generate a bundle (a plan of another ring, an
+    /// invalid gate).
     #[error(transparent)]
-    Dealer(#[from] DealerError),
+    Dealer(#[from] MpcError),
+}
+
+fn version_message(found: u16, supported: u16) -> String {
+    if found < supported {
+        format!(
+            "key file format v{found} was written by an older ariann-dealer; regenerate the \
+             keys with this version (it reads and writes v{supported})"
+        )
+    } else {
+        format!(
+            "key file format v{found} was written by a newer ariann-dealer; this build reads \
+             v{supported}: upgrade it or regenerate the keys with this version"
+        )
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
@@ -636,7 +659,7 @@ impl Journal {
     fn record(party: Party, session: SessionId, consumed: u64) -> [u8; JOURNAL_LEN] {
         let mut r = [0u8; JOURNAL_LEN];
         r[..4].copy_from_slice(&JOURNAL_MAGIC);
-        r[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        r[4..6].copy_from_slice(&JOURNAL_VERSION.to_le_bytes());
         r[6] = party.index();
         r[8..24].copy_from_slice(&session.0);
         r[24..32].copy_from_slice(&consumed.to_le_bytes());

@@ -5,9 +5,10 @@
 //! reused after a crash (journal).
 
 use ariann_dealer::keyfile::{
-    Expected, KeyFileError, KeyFileHeader, KeyFileSource, KeyFileWriter, SessionId, journal_path,
-    key_file_len, key_file_name, verify_file, write_key_files,
+    Expected, KeyFileError, KeyFileHeader, KeyFileSource, KeyFileWriter, SessionId, VERSION,
+    journal_path, key_file_len, key_file_name, verify_file, write_key_files,
 };
+use ariann_dealer::plan_json::{from_json, to_json};
 use ariann_dealer::{GateDesc, Plan};
 use ariann_fss::Party;
 use ariann_mpc::gates::beaver::Bilinear;
@@ -611,13 +612,99 @@ fn json_plans_roundtrip() {
         k: 24,
     });
     p.gates.push(GateDesc::EqZero { m: 3, k: 8 });
-    let j = p.to_json();
-    let q = Plan::from_json(&j).expect("parse");
+    let j = to_json(&p);
+    let q = from_json(&j).expect("parse");
     assert_eq!(p, q);
     assert_eq!(p.hash(), q.hash());
-    assert!(Plan::from_json("{}").is_err());
-    assert!(Plan::from_json(&j.replace("ariann-plan/1", "ariann-plan/9")).is_err());
-    assert!(Plan::from_json(&j.replace("\"m\"", "\"mm\"")).is_err());
+    assert!(from_json("{}").is_err());
+    assert!(from_json("[]").is_err());
+    assert!(from_json(&j.replace("ariann-plan/2", "ariann-plan/9")).is_err());
+    assert!(from_json(&j.replace("\"m\"", "\"mm\"")).is_err());
+    // Unknown fields are refused at every level.
+    assert!(from_json(&j.replace("\"ring_bits\"", "\"x\": 1, \"ring_bits\"")).is_err());
+    assert!(from_json(&j.replace("\"stride\"", "\"x\": 1, \"stride\"")).is_err());
+    assert!(from_json(&j.replace("\"map\"", "\"x\": 1, \"map\"")).is_err());
+    assert!(from_json(&j.replace("\"rows\"", "\"x\": 1, \"rows\"")).is_err());
+    assert!(from_json(&j.replace("\"ring_bits\": 64", "\"ring_bits\": 48")).is_err());
+}
+
+#[test]
+fn json_plans_have_the_documented_shape() {
+    let j = r#"{
+      "format": "ariann-plan/2",
+      "ring_bits": 64,
+      "gates": [
+        {"gate": "triple", "map": "matmul", "m": 2, "k": 784, "n": 128},
+        {"gate": "trunc", "m": 256, "f": 16, "k": 56},
+        {"gate": "relu", "m": 256, "k": 32},
+        {"gate": "max_pool", "shape": {"n": 1, "c": 6, "h": 24, "w": 24, "k": 2, "stride": 2, "pad": 0}, "k": 32}
+      ]
+    }"#;
+    let p = from_json(j).expect("the module docs' example parses");
+    assert_eq!(p.gates.len(), 4);
+    assert_eq!(
+        p.gates[0],
+        GateDesc::Triple(Bilinear::MatMul {
+            m: 2,
+            k: 784,
+            n: 128
+        })
+    );
+    assert_eq!(from_json(&to_json(&p)).expect("roundtrip"), p);
+}
+
+#[test]
+fn json_plans_of_format_1_ask_to_regenerate() {
+    let v1 = r#"{
+      "format": "ariann-plan/1",
+      "ring_bits": 64,
+      "gates": [
+        {"gate": "matmul", "m": 2, "k": 784, "n": 128},
+        {"gate": "relu", "m": 256, "k": 32}
+      ]
+    }"#;
+    let e = from_json(v1).expect_err("format 1").to_string();
+    assert!(e.contains("ariann-plan/1"), "{e}");
+    assert!(e.contains("older ariann-dealer"), "{e}");
+    assert!(e.contains("regenerate the plan"), "{e}");
+}
+
+#[test]
+fn key_files_of_format_1_ask_to_regenerate() {
+    assert_eq!(VERSION, 2);
+    let p = plan(64);
+    let k = write::<u64>(&p);
+    // The version field (bytes 4..6) is checked before the header checksum.
+    let mut b = std::fs::read(&k.paths[0]).expect("read");
+    b[4..6].copy_from_slice(&1u16.to_le_bytes());
+    std::fs::write(&k.paths[0], &b).expect("write");
+    let e = KeyFileSource::<u64>::open(&k.paths[0], &expect(Party::P0, &p)).expect_err("v1");
+    assert!(
+        matches!(
+            e,
+            KeyFileError::UnsupportedVersion {
+                found: 1,
+                supported: 2
+            }
+        ),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("key file format v1 was written by an older ariann-dealer"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("regenerate the keys with this version"),
+        "{msg}"
+    );
+    let e = KeyFileHeader::read(&k.paths[0]).expect_err("v1");
+    assert!(e.to_string().contains("regenerate"), "{e}");
+    // A newer version is refused too, with another message.
+    b[4..6].copy_from_slice(&3u16.to_le_bytes());
+    std::fs::write(&k.paths[0], &b).expect("write");
+    let e = KeyFileHeader::read(&k.paths[0]).expect_err("v3");
+    assert!(e.to_string().contains("newer ariann-dealer"), "{e}");
 }
 
 #[test]

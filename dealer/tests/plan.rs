@@ -2,7 +2,7 @@
 //! forward pass (conv -> truncation -> ReLU -> max-pool -> linear ->
 //! truncation -> argmax) from a plan's bundles, against cleartext.
 
-use ariann_dealer::{DealerError, GateDesc, Plan};
+use ariann_dealer::{GateDesc, Plan};
 use ariann_mpc::gates::beaver::Bilinear;
 use ariann_mpc::gates::pool::PoolShape;
 use ariann_mpc::{MemTransport, MpcError, Session, VecSource, run_two_party};
@@ -81,19 +81,21 @@ fn plan_hash_is_stable_and_sensitive() {
     assert_ne!(p.hash(), q.hash());
     assert_eq!(
         h, KAT_PLAN_HASH,
-        "the plan hash changed: a format change needs a new HASH_DOMAIN"
+        "the plan hash changed: a format change needs a new PLAN_HASH_DOMAIN"
     );
 }
 
-/// Recorded once from `plan().hash()` and cross-checked with an independent
-/// Python encoding of the documented format; a change means the encoding changed.
+/// Recorded from `plan().hash()` and cross-checked with an independent
+/// Python encoding of the documented format (plan-hash domain v2: gates as
+/// `GateDesc::encode`, `u32` windows and bit counts); a change means the
+/// encoding changed.
 const KAT_PLAN_HASH: &str = include_str!("plan_hash.txt");
 
 #[test]
 fn ring_mismatch_is_an_error() {
     assert!(matches!(
         plan().bundles_from_seed::<u32>([1; 32]).map(|_| ()),
-        Err(DealerError::RingMismatch {
+        Err(MpcError::RingMismatch {
             plan: 64,
             requested: 32
         })
@@ -116,8 +118,14 @@ fn bad_gate_is_reported_with_its_index() {
     assert!(results[0].is_ok());
     assert!(matches!(
         results[1],
-        Err(DealerError::Gate { index: 1, .. })
+        Err(MpcError::Gate {
+            index: 1,
+            kind: ariann_mpc::GateKind::Relu,
+            ..
+        })
     ));
+    let e = results[1].as_ref().expect_err("bad window").to_string();
+    assert!(e.starts_with("gate 1 (relu) of the plan: "), "{e}");
 }
 
 fn forward(

@@ -7,19 +7,28 @@
 //! shape, an index out of order, another party's bundle, exhausted keys) is an
 //! error *before* anything is masked or opened, never a wrong answer.
 
+use crate::codec::{Reader, put_u32, put_usize};
 use crate::error::MpcError;
-use crate::gates::batchnorm::{BatchNormKey, BatchNormShape};
-use crate::gates::beaver::{Bilinear, TripleKey};
-use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
-use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
-use crate::gates::trunc::TruncKey;
+use crate::gates::batchnorm::BatchNormShape;
+use crate::gates::beaver::Bilinear;
+use crate::gates::pool::PoolShape;
+pub use crate::table::GateKey;
+use crate::table::GateKind;
 use ariann_fss::Party;
 use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
 use std::collections::VecDeque;
 
 /// A gate of a plan: its kind and the public parameters its keys depend on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Its kind's number and name are in the [gate table](crate::table). Binary
+/// encoding: [`GateDesc::encode`]. Serialized (serde) with the kind's name
+/// under `"gate"` beside the fields (a newtype's fields inline), e.g.
+/// `{"gate": "trunc", "m": 256, "f": 16, "k": 56}` or
+/// `{"gate": "triple", "map": "matmul", "m": 2, "k": 784, "n": 128}`;
+/// unknown fields are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "gate", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GateDesc {
     /// `m` DReLU gates on a `k`-bit window.
     Drelu {
@@ -80,6 +89,41 @@ pub enum GateDesc {
     },
 }
 
+impl core::fmt::Display for GateDesc {
+    /// The kind's name from the gate table, then the parameters, e.g.
+    /// `trunc(m=384, f=12, k=40)` or `triple/matmul(m=2, k=48, n=10)`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = self.kind().name();
+        match *self {
+            GateDesc::Drelu { m, k } | GateDesc::Relu { m, k } | GateDesc::EqZero { m, k } => {
+                write!(f, "{name}(m={m}, k={k})")
+            }
+            GateDesc::Trunc { m, f: bits, k } => write!(f, "{name}(m={m}, f={bits}, k={k})"),
+            GateDesc::Triple(map) => {
+                let sub = map.kind().name();
+                match map {
+                    Bilinear::Mul { len } => write!(f, "{name}/{sub}(len={len})"),
+                    Bilinear::MatMul { m, k, n } => write!(f, "{name}/{sub}(m={m}, k={k}, n={n})"),
+                    Bilinear::Conv2d(s) => write!(
+                        f,
+                        "{name}/{sub}(n={}, c={}, h={}, w={}, oc={}, kh={}, kw={}, stride={}, pad={})",
+                        s.n, s.c, s.h, s.w, s.oc, s.kh, s.kw, s.stride, s.pad
+                    ),
+                }
+            }
+            GateDesc::MaxPool { shape: s, k } | GateDesc::MaxPoolOneHot { shape: s, k } => write!(
+                f,
+                "{name}(n={}, c={}, h={}, w={}, size={}, stride={}, pad={}, k={k})",
+                s.n, s.c, s.h, s.w, s.k, s.stride, s.pad
+            ),
+            GateDesc::Argmax { rows, n, k } => write!(f, "{name}(rows={rows}, n={n}, k={k})"),
+            GateDesc::BatchNorm(s) => {
+                write!(f, "{name}(n={}, c={}, h={}, w={})", s.n, s.c, s.h, s.w)
+            }
+        }
+    }
+}
+
 /// The label every bundle carries: which gate of which plan position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BundleTag {
@@ -89,27 +133,11 @@ pub struct BundleTag {
     pub gate: GateDesc,
 }
 
-/// One party's keys for one gate.
-#[derive(Debug, Clone)]
-pub enum GateKey<R: Ring> {
-    /// See [`DreluKey`].
-    Drelu(DreluKey<R>),
-    /// See [`ReluKey`].
-    Relu(ReluKey<R>),
-    /// See [`EqZeroKey`].
-    EqZero(EqZeroKey<R>),
-    /// See [`TruncKey`].
-    Trunc(TruncKey<R>),
-    /// See [`TripleKey`] (boxed: it is much larger than the other keys).
-    Triple(Box<TripleKey<R>>),
-    /// See [`MaxPoolKey`].
-    MaxPool(MaxPoolKey<R>),
-    /// See [`MaxPoolOneHotKey`] (boxed: large).
-    MaxPoolOneHot(Box<MaxPoolOneHotKey<R>>),
-    /// See [`BatchNormKey`] (boxed: large).
-    BatchNorm(Box<BatchNormKey<R>>),
-    /// See [`ArgmaxKey`].
-    Argmax(ArgmaxKey<R>),
+impl core::fmt::Display for BundleTag {
+    /// E.g. `relu(m=6, k=32) at plan index 4`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} at plan index {}", self.gate, self.index)
+    }
 }
 
 /// A tagged key for one gate, held by one party.
@@ -123,73 +151,121 @@ pub struct KeyBundle<R: Ring> {
     pub key: GateKey<R>,
 }
 
-impl<R: Ring> GateKey<R> {
-    /// Key bytes held by this party for this gate.
-    pub fn key_bytes(&self) -> usize {
+impl GateDesc {
+    /// The gate's kind (its row of the [gate table](crate::table)).
+    pub fn kind(&self) -> GateKind {
         match self {
-            GateKey::Drelu(k) => k.key_bytes(),
-            GateKey::Relu(k) => k.key_bytes(),
-            GateKey::EqZero(k) => k.key_bytes(),
-            GateKey::Trunc(k) => k.key_bytes(),
-            GateKey::Triple(k) => k.key_bytes(),
-            GateKey::MaxPool(k) => k.key_bytes(),
-            GateKey::MaxPoolOneHot(k) => k.key_bytes(),
-            GateKey::BatchNorm(k) => k.key_bytes(),
-            GateKey::Argmax(k) => k.key_bytes(),
+            GateDesc::Drelu { .. } => GateKind::Drelu,
+            GateDesc::Relu { .. } => GateKind::Relu,
+            GateDesc::EqZero { .. } => GateKind::EqZero,
+            GateDesc::Trunc { .. } => GateKind::Trunc,
+            GateDesc::Triple(_) => GateKind::Triple,
+            GateDesc::MaxPool { .. } => GateKind::MaxPool,
+            GateDesc::Argmax { .. } => GateKind::Argmax,
+            GateDesc::MaxPoolOneHot { .. } => GateKind::MaxPoolOneHot,
+            GateDesc::BatchNorm(_) => GateKind::BatchNorm,
         }
     }
-}
 
-impl GateDesc {
+    /// Appends the descriptor's binary encoding to `out`: the kind's number
+    /// (one byte, from the [gate table](crate::table)), then its parameters
+    /// in declaration order, little-endian, sizes as `u64` and windows and
+    /// bit counts (`k`, `f`) as `u32`; a [`Bilinear`] map is its kind's
+    /// number then its dimensions, a [`PoolShape`] is `n, c, h, w, k,
+    /// stride, pad` and a [`BatchNormShape`] `n, c, h, w`.
+    ///
+    /// This is the one encoding of a gate: the key bundle header
+    /// ([`crate::codec`]) and the plan hash ([`crate::Plan::hash`]) both use it.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind().number());
+        match *self {
+            GateDesc::Drelu { m, k } | GateDesc::Relu { m, k } | GateDesc::EqZero { m, k } => {
+                put_usize(out, m);
+                put_u32(out, k);
+            }
+            GateDesc::Trunc { m, f, k } => {
+                put_usize(out, m);
+                put_u32(out, f);
+                put_u32(out, k);
+            }
+            GateDesc::Triple(map) => map.encode(out),
+            GateDesc::MaxPool { shape, k } | GateDesc::MaxPoolOneHot { shape, k } => {
+                shape.encode(out);
+                put_u32(out, k);
+            }
+            GateDesc::Argmax { rows, n, k } => {
+                put_usize(out, rows);
+                put_usize(out, n);
+                put_u32(out, k);
+            }
+            GateDesc::BatchNorm(s) => s.encode(out),
+        }
+    }
+
+    /// Parses exactly one descriptor written by [`GateDesc::encode`].
+    /// Refuses (never panics on) truncated, padded or unknown input with
+    /// [`MpcError::Codec`]; reads at most `bytes.len()` bytes and allocates
+    /// nothing.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MpcError> {
+        let mut rd = Reader::new(bytes);
+        let g = Self::read(&mut rd)?;
+        if rd.left() != 0 {
+            return Err(MpcError::Codec(format!(
+                "{} trailing bytes after the gate descriptor",
+                rd.left()
+            )));
+        }
+        Ok(g)
+    }
+
+    /// Reads one descriptor written by [`GateDesc::encode`].
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let t = rd.u8("gate kind")?;
+        let kind = GateKind::from_number(t)
+            .ok_or_else(|| MpcError::Codec(format!("unknown gate kind {t}")))?;
+        let what = kind.name();
+        Ok(match kind {
+            GateKind::Drelu => GateDesc::Drelu {
+                m: rd.usize(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::Relu => GateDesc::Relu {
+                m: rd.usize(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::EqZero => GateDesc::EqZero {
+                m: rd.usize(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::Trunc => GateDesc::Trunc {
+                m: rd.usize(what)?,
+                f: rd.u32(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::Triple => GateDesc::Triple(Bilinear::read(rd)?),
+            GateKind::MaxPool => GateDesc::MaxPool {
+                shape: PoolShape::read(rd)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::Argmax => GateDesc::Argmax {
+                rows: rd.usize(what)?,
+                n: rd.usize(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::MaxPoolOneHot => GateDesc::MaxPoolOneHot {
+                shape: PoolShape::read(rd)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::BatchNorm => GateDesc::BatchNorm(BatchNormShape::read(rd)?),
+        })
+    }
+
     /// Dealer: both parties' keys for this gate.
     pub fn generate<R: Ring, G: Rng + CryptoRng + ?Sized>(
         &self,
         rng: &mut G,
     ) -> Result<(GateKey<R>, GateKey<R>), MpcError> {
-        Ok(match *self {
-            GateDesc::Drelu { m, k } => {
-                let (a, b) = DreluKey::generate(k, m, rng)?;
-                (GateKey::Drelu(a), GateKey::Drelu(b))
-            }
-            GateDesc::Relu { m, k } => {
-                let (a, b) = ReluKey::generate(k, m, rng)?;
-                (GateKey::Relu(a), GateKey::Relu(b))
-            }
-            GateDesc::EqZero { m, k } => {
-                let (a, b) = EqZeroKey::generate(k, m, rng)?;
-                (GateKey::EqZero(a), GateKey::EqZero(b))
-            }
-            GateDesc::Trunc { m, f, k } => {
-                let (a, b) = TruncKey::generate(f, k, m, rng)?;
-                (GateKey::Trunc(a), GateKey::Trunc(b))
-            }
-            GateDesc::Triple(map) => {
-                let (a, b) = TripleKey::generate(map, rng)?;
-                (GateKey::Triple(Box::new(a)), GateKey::Triple(Box::new(b)))
-            }
-            GateDesc::MaxPool { shape, k } => {
-                let (a, b) = MaxPoolKey::generate(shape, k, rng)?;
-                (GateKey::MaxPool(a), GateKey::MaxPool(b))
-            }
-            GateDesc::MaxPoolOneHot { shape, k } => {
-                let (a, b) = MaxPoolOneHotKey::generate(shape, k, rng)?;
-                (
-                    GateKey::MaxPoolOneHot(Box::new(a)),
-                    GateKey::MaxPoolOneHot(Box::new(b)),
-                )
-            }
-            GateDesc::BatchNorm(shape) => {
-                let (a, b) = BatchNormKey::generate(shape, rng)?;
-                (
-                    GateKey::BatchNorm(Box::new(a)),
-                    GateKey::BatchNorm(Box::new(b)),
-                )
-            }
-            GateDesc::Argmax { rows, n, k } => {
-                let (a, b) = ArgmaxKey::generate(rows, n, k, rng)?;
-                (GateKey::Argmax(a), GateKey::Argmax(b))
-            }
-        })
+        GateKey::deal(self, rng)
     }
 }
 
@@ -236,8 +312,8 @@ pub fn check_bundle<R: Ring>(
     }
     if bundle.tag != *expected {
         return Err(MpcError::BundleMismatch {
-            expected: format!("{expected:?}"),
-            got: format!("{:?}", bundle.tag),
+            expected: expected.to_string(),
+            got: bundle.tag.to_string(),
         });
     }
     Ok(())
@@ -305,5 +381,106 @@ impl<R: Ring> PreprocessingSource<R> for ChannelSource<R> {
         })?;
         check_bundle(&b, party, expected)?;
         Ok(b.key)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ariann_ring::Conv2dShape;
+
+    /// One descriptor of every kind (and every bilinear sub-kind).
+    pub(crate) fn one_of_each() -> Vec<GateDesc> {
+        let pool = PoolShape {
+            n: 2,
+            c: 3,
+            h: 8,
+            w: 8,
+            k: 2,
+            stride: 2,
+            pad: 0,
+        };
+        vec![
+            GateDesc::Drelu { m: 5, k: 16 },
+            GateDesc::Relu { m: 6, k: 32 },
+            GateDesc::EqZero { m: 7, k: 8 },
+            GateDesc::Trunc { m: 8, f: 12, k: 40 },
+            GateDesc::Triple(Bilinear::Mul { len: 9 }),
+            GateDesc::Triple(Bilinear::MatMul { m: 2, k: 3, n: 4 }),
+            GateDesc::Triple(Bilinear::Conv2d(Conv2dShape {
+                n: 1,
+                c: 2,
+                h: 5,
+                w: 6,
+                oc: 3,
+                kh: 3,
+                kw: 2,
+                stride: 1,
+                pad: 1,
+            })),
+            GateDesc::MaxPool { shape: pool, k: 24 },
+            GateDesc::Argmax {
+                rows: 2,
+                n: 10,
+                k: 32,
+            },
+            GateDesc::MaxPoolOneHot { shape: pool, k: 20 },
+            GateDesc::BatchNorm(BatchNormShape {
+                n: 4,
+                c: 3,
+                h: 2,
+                w: 2,
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_kind_is_covered_and_round_trips() {
+        let all = one_of_each();
+        for &kind in GateKind::ALL {
+            assert!(all.iter().any(|g| g.kind() == kind), "{kind} missing");
+        }
+        for g in all {
+            let mut buf = Vec::new();
+            g.encode(&mut buf);
+            assert_eq!(buf[0], g.kind().number());
+            assert_eq!(GateDesc::decode(&buf), Ok(g));
+            assert!(g.to_string().starts_with(g.kind().name()));
+            // Every truncation and any padding is refused, never a panic.
+            for cut in 0..buf.len() {
+                assert!(matches!(
+                    GateDesc::decode(&buf[..cut]),
+                    Err(MpcError::Codec(_))
+                ));
+            }
+            let mut padded = buf.clone();
+            padded.push(0);
+            assert!(GateDesc::decode(&padded).is_err());
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_refused() {
+        for t in [0u8, 10, 255] {
+            let mut buf = vec![t];
+            buf.extend_from_slice(&[0; 64]);
+            let e = GateDesc::decode(&buf).expect_err("unknown kind");
+            assert!(e.to_string().contains("unknown gate kind"), "{e}");
+        }
+        let mut buf = vec![GateKind::Triple.number(), 4];
+        buf.extend_from_slice(&[0; 64]);
+        assert!(GateDesc::decode(&buf).is_err());
+    }
+
+    #[test]
+    fn layout_is_the_codec_s() {
+        // u64 sizes, u32 windows and bit counts, little-endian.
+        let mut buf = Vec::new();
+        GateDesc::Trunc { m: 3, f: 12, k: 40 }.encode(&mut buf);
+        let mut want = vec![4u8];
+        want.extend_from_slice(&3u64.to_le_bytes());
+        want.extend_from_slice(&12u32.to_le_bytes());
+        want.extend_from_slice(&40u32.to_le_bytes());
+        assert_eq!(buf, want);
     }
 }

@@ -79,6 +79,24 @@ pub enum MpcError {
         /// What went wrong.
         fault: SourceFault,
     },
+    /// A plan is for another ring width than the keys requested.
+    #[error("plan is for Z_2^{plan} but keys for Z_2^{requested} were requested")]
+    RingMismatch {
+        /// Ring bits of the plan.
+        plan: u32,
+        /// Ring bits requested.
+        requested: u32,
+    },
+    /// A gate of a plan could not be generated.
+    #[error("gate {index} ({kind}) of the plan: {source}")]
+    Gate {
+        /// Plan index.
+        index: u64,
+        /// Its kind.
+        kind: crate::table::GateKind,
+        /// Cause.
+        source: Box<MpcError>,
+    },
     /// An error of the FSS layer.
     #[error(transparent)]
     Fss(#[from] FssError),
@@ -145,7 +163,9 @@ impl MpcError {
             | MpcError::Codec(_)
             | MpcError::KeySource { .. } => Fault::Keys,
             MpcError::Fss(FssError::IncompatibleKey { .. }) => Fault::Keys,
+            MpcError::Gate { source, .. } => source.fault(),
             MpcError::SizeMismatch { .. }
+            | MpcError::RingMismatch { .. }
             | MpcError::InvalidParameter(_)
             | MpcError::Fss(_)
             | MpcError::Ring(_) => Fault::Caller,

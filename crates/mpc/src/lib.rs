@@ -22,6 +22,10 @@
 //! follow from its description alone: [`GateDesc::cost`] and [`plan_cost`]
 //! ([`cost`]) answer without generating keys.
 //!
+//! Every gate kind has one row in the gate table ([`table`]: its number,
+//! name and key type); a [`Plan`] lists the gates of a job, its hash names
+//! the job, and the dealer streams both parties' bundles from it.
+//!
 //! Key material is consumed strictly in order through a
 //! [`PreprocessingSource`]; a [`Session`] runs the gates of a plan one after
 //! the other and refuses a bundle of another gate, shape, index or party
@@ -37,7 +41,9 @@ pub mod cost;
 mod error;
 pub mod gates;
 pub mod open;
+pub mod plan;
 pub mod session;
+pub mod table;
 pub mod transport;
 
 pub use backend::{Clear, Gates, Recorder, Tracing};
@@ -47,5 +53,7 @@ pub use bundle::{
 pub use cost::{GateCost, PlanCost, plan_cost};
 pub use error::{Fault, MpcError, SourceFault};
 pub use open::{open, open_batch};
+pub use plan::{BundleStream, Plan};
 pub use session::Session;
+pub use table::{GateKind, MapKind};
 pub use transport::{CommStats, MemTransport, ShapedTransport, Transport, run_two_party};

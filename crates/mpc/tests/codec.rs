@@ -438,3 +438,17 @@ fn garbage_never_panics() {
         Err(MpcError::Codec(_))
     ));
 }
+
+#[test]
+fn all_gates_covers_every_kind_of_the_table() {
+    for bits in [32, 64] {
+        let kinds: Vec<_> = all_gates(bits).iter().map(|g| g.kind()).collect();
+        for k in ariann_mpc::GateKind::ALL {
+            // Batch-norm keys exist for Z_2^64 only.
+            if bits == 32 && *k == ariann_mpc::GateKind::BatchNorm {
+                continue;
+            }
+            assert!(kinds.contains(k), "all_gates({bits}) misses {k}");
+        }
+    }
+}

@@ -57,9 +57,6 @@ pub enum NnError {
     /// A model description could not be parsed.
     #[error("model description: {0}")]
     Description(String),
-    /// The dealer could not produce the keys of a plan.
-    #[error("dealer: {0}")]
-    Dealer(String),
     /// An error inside one layer.
     #[error("layer {path}: {source}")]
     InLayer {
@@ -103,7 +100,6 @@ impl NnError {
             | NnError::Overflow(_)
             | NnError::Safetensors(_)
             | NnError::Description(_)
-            | NnError::Dealer(_)
             | NnError::Ring(_) => Fault::Caller,
         }
     }

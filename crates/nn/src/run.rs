@@ -7,7 +7,7 @@ use crate::layers::{Ctx, FloatCtx, checked_len, float_layers, forward_layers};
 use crate::model::{Config, Model};
 use crate::params::Params;
 use crate::weights::Weights;
-use ariann_dealer::Plan;
+use ariann_mpc::Plan;
 use ariann_mpc::{Clear, Gates, PreprocessingSource, Recorder, Session, Transport};
 use ariann_ring::FixedPoint;
 use rand::{CryptoRng, Rng};

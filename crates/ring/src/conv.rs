@@ -16,7 +16,8 @@ use crate::tensor::{PAR_ELEMS, RingTensor, checked_len};
 use rayon::prelude::*;
 
 /// Convolution geometry (NCHW input, OIHW weight).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conv2dShape {
     /// Batch size.
     pub n: usize,

@@ -23,6 +23,7 @@
 use anyhow::{Context, Result, bail};
 use ariann_dealer::Plan;
 use ariann_dealer::keyfile::{SessionId, journal_path, to_hex, verify_file, write_key_files};
+use ariann_dealer::plan_json;
 use ariann_net::keys::{DealerTls, KeyJob, KeyServer, KeyServerConfig};
 use ariann_nn::{Config, Model, zoo};
 use clap::{Args, Parser, Subcommand};
@@ -75,7 +76,7 @@ struct Source {
     /// A JSON model description (as `Model::from_json` reads).
     #[arg(long, value_name = "FILE")]
     model_json: Option<PathBuf>,
-    /// A JSON plan (format `ariann-plan/1`, see `ariann_dealer::plan_json`).
+    /// A JSON plan (format `ariann-plan/2`, see `ariann_dealer::plan_json`).
     #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
 }
@@ -190,7 +191,7 @@ fn plan_of(job: &Job) -> Result<Plan> {
             if job.batch.is_some() {
                 bail!("--batch does not apply to --plan (the plan fixes the batch)");
             }
-            return Plan::from_json(&read_text(path)?)
+            return plan_json::from_json(&read_text(path)?)
                 .with_context(|| format!("invalid plan {}", path.display()));
         }
         _ => bail!("one of --model, --model-json or --plan is required"),
@@ -362,7 +363,7 @@ fn plan_cmd(args: &PlanArgs) -> Result<()> {
     if args.hash {
         println!("{}", to_hex(&plan.hash()));
     } else {
-        println!("{}", plan.to_json());
+        println!("{}", plan_json::to_json(&plan));
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The `ariann-dealer` binary: writes key files for a zoo model, prints the
 //! plan and its hash, and fails with a message (never a panic) on bad input.
 
-use ariann_dealer::Plan;
 use ariann_dealer::keyfile::{KeyFileHeader, to_hex};
+use ariann_dealer::plan_json::from_json;
 use ariann_fss::Party;
 use std::process::{Command, Output};
 
@@ -59,7 +59,7 @@ fn keys_for_network1_batch_2() {
     // The JSON plan parses, hashes the same, and drives `keys --plan`.
     let j = dealer(&["plan", "--model", "network1", "--batch", "2"]);
     assert!(j.status.success());
-    let plan = Plan::from_json(&text(&j.stdout)).expect("plan JSON");
+    let plan = from_json(&text(&j.stdout)).expect("plan JSON");
     assert_eq!(to_hex(&plan.hash()), hash);
     assert_eq!(plan.gates.len() as u64, h0.count);
     let pf = dir.path().join("plan.json");

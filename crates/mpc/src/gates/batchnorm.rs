@@ -26,11 +26,14 @@
 //! Value bounds (documented limits of the windows used): `|x| < 2^6`, channel
 //! variance below `2^14`, `m <= 2^17`, `f = 16` fractional bits.
 
+use crate::bundle::GateDesc;
+use crate::codec::{Reader, put_usize};
 use crate::cost::{GateCost, U64};
 use crate::error::MpcError;
 use crate::gates::beaver::{Bilinear, TripleKey};
 use crate::gates::spline::{Spline, SplineKey};
 use crate::gates::trunc::TruncKey;
+use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::Party;
 use ariann_ring::{Ring, RingTensor};
@@ -46,7 +49,8 @@ const KT: u32 = 62;
 const KS: u32 = 40;
 
 /// Geometry of a batch-norm input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchNormShape {
     /// Batch.
     pub n: usize,
@@ -59,6 +63,23 @@ pub struct BatchNormShape {
 }
 
 impl BatchNormShape {
+    /// Appends the shape's binary encoding: `n, c, h, w` (`u64` LE each).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for v in [self.n, self.c, self.h, self.w] {
+            put_usize(out, v);
+        }
+    }
+
+    /// Reads a shape written by [`BatchNormShape::encode`].
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let mut v = [0usize; 4];
+        for x in &mut v {
+            *x = rd.usize("batch-norm shape")?;
+        }
+        let [n, c, h, w] = v;
+        Ok(BatchNormShape { n, c, h, w })
+    }
+
     /// Values per channel.
     pub fn per_channel(&self) -> usize {
         self.n * self.h * self.w
@@ -331,6 +352,66 @@ impl<R: Ring> BatchNormKey<R> {
             y,
             centered: xc,
             inv_std,
+        })
+    }
+}
+
+// ------------------------------------------------ gate table: dispatch and codec
+
+impl<R: Ring> KindKeys<R> for BatchNormKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::BatchNorm(shape) = *desc else {
+            return Err(other_kind(desc, GateKind::BatchNorm));
+        };
+        Self::generate(shape, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    /// The shape, then truncation, triple, truncation, truncation, spline,
+    /// triple, truncation, triple, truncation bodies.
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.shape.encode(out);
+        self.t_mean.write(out);
+        self.sq.write(out);
+        self.t_sq.write(out);
+        self.t_var.write(out);
+        self.inv.write(out);
+        self.g.write(out);
+        self.t_g.write(out);
+        self.y.write(out);
+        self.t_y.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::BatchNorm(shape) = *desc else {
+            return Err(other_kind(desc, GateKind::BatchNorm));
+        };
+        if BatchNormShape::read(rd)? != shape {
+            return Err(body_mismatch(desc, "batch-norm shape"));
+        }
+        if R::BITS != 64 {
+            return Err(MpcError::Codec(
+                "batch-norm keys exist for Z_2^64 only".into(),
+            ));
+        }
+        Ok(BatchNormKey {
+            party,
+            shape,
+            t_mean: TruncKey::read(rd, party)?,
+            sq: TripleKey::read(rd, party)?,
+            t_sq: TruncKey::read(rd, party)?,
+            t_var: TruncKey::read(rd, party)?,
+            inv: SplineKey::read(rd, party)?,
+            g: TripleKey::read(rd, party)?,
+            t_g: TruncKey::read(rd, party)?,
+            y: TripleKey::read(rd, party)?,
+            t_y: TruncKey::read(rd, party)?,
         })
     }
 }

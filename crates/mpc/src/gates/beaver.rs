@@ -15,17 +15,24 @@
 //! Outputs carry the sum of the inputs' fractional bits; fixed-point
 //! truncation is a separate step.
 
+use crate::bundle::GateDesc;
+use crate::codec::{Reader, put_tensor, put_usize};
 use crate::cost::{self, GateCost, U64};
 use crate::error::MpcError;
 use crate::gates::util::check_party;
 use crate::open::open;
+use crate::table::{GateKind, KindKeys, MapKind, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::Party;
 use ariann_ring::{Conv2dShape, Ring, RingTensor, conv2d, reconstruct, share};
 use rand::{CryptoRng, Rng};
 
 /// The bilinear map a triple is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serialized (serde) with its kind's name from [`MapKind`] under `"map"`,
+/// beside its fields: `{"map": "matmul", "m": 2, "k": 3, "n": 4}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "map", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Bilinear {
     /// Elementwise product of two tensors of `shape`.
     Mul {
@@ -33,6 +40,7 @@ pub enum Bilinear {
         len: usize,
     },
     /// `(m x k) . (k x n)`.
+    #[serde(rename = "matmul")]
     MatMul {
         /// Rows of the left operand.
         m: usize,
@@ -49,6 +57,69 @@ pub enum Bilinear {
 pub type OperandShapes = (Vec<usize>, Vec<usize>, Vec<usize>);
 
 impl Bilinear {
+    /// The map's kind (its row of [`MapKind`]).
+    pub fn kind(&self) -> MapKind {
+        match self {
+            Bilinear::Mul { .. } => MapKind::Mul,
+            Bilinear::MatMul { .. } => MapKind::MatMul,
+            Bilinear::Conv2d(_) => MapKind::Conv2d,
+        }
+    }
+
+    /// Appends the map's binary encoding: its kind number (one byte), then
+    /// its dimensions in declaration order (`u64` LE each).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind().number());
+        match *self {
+            Bilinear::Mul { len } => put_usize(out, len),
+            Bilinear::MatMul { m, k, n } => {
+                for v in [m, k, n] {
+                    put_usize(out, v);
+                }
+            }
+            Bilinear::Conv2d(s) => {
+                for v in [s.n, s.c, s.h, s.w, s.oc, s.kh, s.kw, s.stride, s.pad] {
+                    put_usize(out, v);
+                }
+            }
+        }
+    }
+
+    /// Reads a map written by [`Bilinear::encode`].
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let t = rd.u8("bilinear map kind")?;
+        let kind = MapKind::from_number(t)
+            .ok_or_else(|| MpcError::Codec(format!("unknown bilinear map kind {t}")))?;
+        Ok(match kind {
+            MapKind::Mul => Bilinear::Mul {
+                len: rd.usize("mul length")?,
+            },
+            MapKind::MatMul => Bilinear::MatMul {
+                m: rd.usize("matmul m")?,
+                k: rd.usize("matmul k")?,
+                n: rd.usize("matmul n")?,
+            },
+            MapKind::Conv2d => {
+                let mut v = [0usize; 9];
+                for x in &mut v {
+                    *x = rd.usize("conv2d shape")?;
+                }
+                let [n, c, h, w, oc, kh, kw, stride, pad] = v;
+                Bilinear::Conv2d(Conv2dShape {
+                    n,
+                    c,
+                    h,
+                    w,
+                    oc,
+                    kh,
+                    kw,
+                    stride,
+                    pad,
+                })
+            }
+        })
+    }
+
     /// Shapes of the left operand, right operand and output.
     pub fn shapes(&self) -> Result<OperandShapes, MpcError> {
         Ok(match *self {
@@ -239,4 +310,64 @@ pub fn check_triple<R: Ring>(k0: &TripleKey<R>, k1: &TripleKey<R>) -> Result<boo
     let b = reconstruct(&k0.b, &k1.b)?;
     let c = reconstruct(&k0.c, &k1.c)?;
     Ok(k0.map.apply(&a, &b)? == c)
+}
+
+// ------------------------------------------------ gate table: dispatch and codec
+
+impl<R: Ring> TripleKey<R> {
+    /// Key body: the map ([`Bilinear::encode`]), then the tensors `a`, `b`,
+    /// `c`, each as a rank byte, the dimensions and the elements.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        self.map.encode(out);
+        put_tensor(out, &self.a);
+        put_tensor(out, &self.b);
+        put_tensor(out, &self.c);
+    }
+
+    /// Reads a body written by [`TripleKey::write`] (shapes checked
+    /// against the map).
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let map = Bilinear::read(rd)?;
+        let (sa, sb, sc) = map
+            .shapes()
+            .map_err(|e| MpcError::Codec(format!("triple map {map:?}: {e}")))?;
+        Ok(TripleKey {
+            party,
+            map,
+            a: rd.tensor(&sa, "triple a")?,
+            b: rd.tensor(&sb, "triple b")?,
+            c: rd.tensor(&sc, "triple c")?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for TripleKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::Triple(map) = *desc else {
+            return Err(other_kind(desc, GateKind::Triple));
+        };
+        Self::generate(map, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::Triple(map) = *desc else {
+            return Err(other_kind(desc, GateKind::Triple));
+        };
+        let key = Self::read(rd, party)?;
+        if key.map != map {
+            return Err(body_mismatch(desc, "bilinear map"));
+        }
+        Ok(key)
+    }
 }

@@ -18,10 +18,13 @@
 //! `(1 - 2 r_msb, r (1 - 2 r_msb))`, so the same key also gives shares of
 //! `z r`, and `ReLU(x) = x^ * DReLU(x) - r * DReLU(x)` is local.
 
+use crate::bundle::GateDesc;
+use crate::codec::{Reader, put_fss, put_ring, put_u32, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::util::{check_len, check_party, public_share, split};
 use crate::open::{low_mask, open};
+use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::{Dcf, DcfKeys, Dpf, DpfKeys, Party, TreeParams};
 use ariann_ring::Ring;
@@ -504,5 +507,172 @@ impl<R: Ring> EqZeroKey<R> {
             .into_iter()
             .map(R::from_u64)
             .collect())
+    }
+}
+
+// ------------------------------------------------ gate table: dispatch and codec
+
+impl<R: Ring> DreluKey<R> {
+    /// Key body: `k` (u32), `m`, `r[m]`, `msb[m]`, the DCF keys.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.k);
+        put_usize(out, self.r.len());
+        put_ring(out, &self.r);
+        put_ring(out, &self.msb);
+        put_fss(out, &self.dcf);
+    }
+
+    /// Reads a body written by [`DreluKey::write`] (internally consistent).
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let k = rd.window::<R>(2, "DReLU window")?;
+        let m = rd.count(2 * (R::BITS as usize / 8), "DReLU elements")?;
+        Ok(DreluKey {
+            party,
+            k,
+            r: rd.ring(m, "DReLU r")?,
+            msb: rd.ring(m, "DReLU msb")?,
+            dcf: rd.fss::<_, u64>(party, k - 1, m, "DReLU DCF keys")?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for DreluKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::Drelu { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Drelu));
+        };
+        Self::generate(k, m, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::Drelu { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Drelu));
+        };
+        let key = Self::read(rd, party)?;
+        if key.k != k || key.r.len() != m {
+            return Err(body_mismatch(desc, "window or element count"));
+        }
+        Ok(key)
+    }
+}
+
+impl<R: Ring> ReluKey<R> {
+    /// Key body: `k` (u32), `m`, `r[m]`, `msb[m]`, `r_msb[m]`, the DCF keys.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.k);
+        put_usize(out, self.r.len());
+        put_ring(out, &self.r);
+        put_ring(out, &self.msb);
+        put_ring(out, &self.r_msb);
+        put_fss(out, &self.dcf);
+    }
+
+    /// Reads a body written by [`ReluKey::write`] (internally consistent).
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let k = rd.window::<R>(2, "ReLU window")?;
+        let m = rd.count(3 * (R::BITS as usize / 8), "ReLU elements")?;
+        Ok(ReluKey {
+            party,
+            k,
+            r: rd.ring(m, "ReLU r")?,
+            msb: rd.ring(m, "ReLU msb")?,
+            r_msb: rd.ring(m, "ReLU r_msb")?,
+            dcf: rd.fss::<_, [u64; 2]>(party, k - 1, m, "ReLU DCF keys")?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for ReluKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::Relu { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Relu));
+        };
+        Self::generate(k, m, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::Relu { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Relu));
+        };
+        let key = Self::read(rd, party)?;
+        if key.k != k || key.r.len() != m {
+            return Err(body_mismatch(desc, "window or element count"));
+        }
+        Ok(key)
+    }
+}
+
+impl<R: Ring> EqZeroKey<R> {
+    /// Key body: `k` (u32), `m`, `r[m]`, the DPF keys.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.k);
+        put_usize(out, self.r.len());
+        put_ring(out, &self.r);
+        put_fss(out, &self.dpf);
+    }
+
+    /// Reads a body written by [`EqZeroKey::write`] (internally consistent).
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let k = rd.window::<R>(1, "equality window")?;
+        let m = rd.count(R::BITS as usize / 8, "equality elements")?;
+        Ok(EqZeroKey {
+            party,
+            k,
+            r: rd.ring(m, "equality r")?,
+            dpf: rd.fss::<_, u64>(party, k, m, "equality DPF keys")?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for EqZeroKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::EqZero { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::EqZero));
+        };
+        Self::generate(k, m, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::EqZero { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::EqZero));
+        };
+        let key = Self::read(rd, party)?;
+        if key.k != k || key.r.len() != m {
+            return Err(body_mismatch(desc, "window or element count"));
+        }
+        Ok(key)
     }
 }

@@ -26,17 +26,22 @@
 //! so exactly one element has `score = n - 1`; round 2 is an equality gate on
 //! `score_i - (n - 1)`, giving a one-hot share vector (ties go to the first).
 
+use crate::bundle::GateDesc;
+use crate::codec::{Reader, put_usize};
 use crate::cost::{self, GateCost, POOL_SHAPE, U64};
 use crate::error::MpcError;
+use crate::gates::beaver::{Bilinear, TripleKey};
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::util::{check_len, check_party, public_share};
+use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::Party;
 use ariann_ring::{Ring, RingTensor};
 use rand::{CryptoRng, Rng};
 
 /// Geometry of a 2-D max-pool over an `(n, c, h, w)` tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PoolShape {
     /// Batch.
     pub n: usize,
@@ -55,6 +60,40 @@ pub struct PoolShape {
 }
 
 impl PoolShape {
+    /// Appends the shape's binary encoding: `n, c, h, w, k, stride, pad`
+    /// (`u64` LE each).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.n,
+            self.c,
+            self.h,
+            self.w,
+            self.k,
+            self.stride,
+            self.pad,
+        ] {
+            put_usize(out, v);
+        }
+    }
+
+    /// Reads a shape written by [`PoolShape::encode`].
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let mut v = [0usize; 7];
+        for x in &mut v {
+            *x = rd.usize("pool shape")?;
+        }
+        let [n, c, h, w, k, stride, pad] = v;
+        Ok(PoolShape {
+            n,
+            c,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+        })
+    }
+
     /// Output `(height, width)`.
     pub fn out_hw(&self) -> Result<(usize, usize), MpcError> {
         let bad = || MpcError::InvalidParameter(format!("invalid max-pool geometry {self:?}"));
@@ -595,5 +634,150 @@ impl<R: Ring> ArgmaxKey<R> {
         let c = self.cmp.eval(t, &pairwise_diffs(x_share, &lens))?;
         let shifted = shifted_scores(&c, &lens, self.party);
         self.eq.eval(t, &shifted)
+    }
+}
+
+// ------------------------------------------------ gate table: dispatch and codec
+
+impl<R: Ring> KindKeys<R> for MaxPoolKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::MaxPool { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPool));
+        };
+        Self::generate(shape, k, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    /// The shape, the number of levels, one ReLU body per level.
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.shape.encode(out);
+        put_usize(out, self.levels.len());
+        for l in &self.levels {
+            l.write(out);
+        }
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::MaxPool { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPool));
+        };
+        if PoolShape::read(rd)? != shape {
+            return Err(body_mismatch(desc, "pool shape"));
+        }
+        // Each level holds at least a ReLU header.
+        let n = rd.count(12, "max-pool levels")?;
+        let mut levels = Vec::with_capacity(n);
+        for _ in 0..n {
+            let l = ReluKey::<R>::read(rd, party)?;
+            if l.k != k {
+                return Err(body_mismatch(desc, "window of a level"));
+            }
+            levels.push(l);
+        }
+        Ok(MaxPoolKey {
+            party,
+            shape,
+            levels,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for MaxPoolOneHotKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::MaxPoolOneHot { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPoolOneHot));
+        };
+        Self::generate(shape, k, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    /// The shape, a DReLU body, an equality body, a triple body.
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.shape.encode(out);
+        self.cmp.write(out);
+        self.eq.write(out);
+        self.mul.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::MaxPoolOneHot { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPoolOneHot));
+        };
+        if PoolShape::read(rd)? != shape {
+            return Err(body_mismatch(desc, "pool shape"));
+        }
+        let cmp = DreluKey::<R>::read(rd, party)?;
+        if cmp.k != k {
+            return Err(body_mismatch(desc, "comparison window"));
+        }
+        let eq = EqZeroKey::<R>::read(rd, party)?;
+        let mul = TripleKey::<R>::read(rd, party)?;
+        if !matches!(mul.map, Bilinear::Mul { len } if len == eq.r.len()) {
+            return Err(body_mismatch(desc, "selection triple"));
+        }
+        Ok(MaxPoolOneHotKey {
+            party,
+            shape,
+            cmp,
+            eq,
+            mul,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for ArgmaxKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::Argmax { rows, n, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Argmax));
+        };
+        Self::generate(rows, n, k, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    /// `rows`, `n`, a DReLU body, an equality body.
+    fn write_body(&self, out: &mut Vec<u8>) {
+        put_usize(out, self.rows);
+        put_usize(out, self.n);
+        self.cmp.write(out);
+        self.eq.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::Argmax { rows, n, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Argmax));
+        };
+        if rd.usize("argmax rows")? != rows || rd.usize("argmax n")? != n {
+            return Err(body_mismatch(desc, "rows or n"));
+        }
+        let cmp = DreluKey::<R>::read(rd, party)?;
+        if cmp.k != k {
+            return Err(body_mismatch(desc, "comparison window"));
+        }
+        let eq = EqZeroKey::<R>::read(rd, party)?;
+        Ok(ArgmaxKey {
+            party,
+            rows,
+            n,
+            cmp,
+            eq,
+        })
     }
 }

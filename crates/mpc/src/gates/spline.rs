@@ -12,6 +12,7 @@
 //! and `b_i` has `f + fa`; the output has `f + fa` fractional bits (truncate
 //! afterwards). Exact for `|v|, |p_j| < 2^(k-2)`.
 
+use crate::codec::{Reader, put_fss, put_ring, put_u32, put_u64, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::util::{check_len, check_party, split};
@@ -264,5 +265,70 @@ impl<R: Ring> SplineKey<R> {
         check_party(self.party, t.party())?;
         let opened = open(t, &self.mask(v_share)?, R::BITS)?;
         self.finish(&opened)
+    }
+}
+
+// ------------------------------------------------ codec (inside batch-norm keys)
+
+impl<R: Ring> SplineKey<R> {
+    /// Key body: `k` (u32), the spline (`J`, then `J` knots, `J + 1` slopes
+    /// and `J + 1` intercepts as i64), `m`, `r[m]`, `c[m J][2]`, the DCF keys.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.k);
+        put_usize(out, self.spline.knots.len());
+        for v in self
+            .spline
+            .knots
+            .iter()
+            .chain(&self.spline.a)
+            .chain(&self.spline.b)
+        {
+            put_u64(out, *v as u64);
+        }
+        put_usize(out, self.r.len());
+        put_ring(out, &self.r);
+        for pair in &self.c {
+            put_ring(out, pair);
+        }
+        put_fss(out, &self.dcf);
+    }
+
+    /// Reads a body written by [`SplineKey::write`] (internally consistent,
+    /// the spline validated).
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let err = |m: String| MpcError::Codec(m);
+        let k = rd.window::<R>(3, "spline window")?;
+        let j = rd.count(24, "spline knots")?;
+        let mut vals = Vec::with_capacity(3 * j + 2);
+        for _ in 0..3 * j + 2 {
+            vals.push(rd.u64("spline coefficient")? as i64);
+        }
+        let b = vals.split_off(2 * j + 1);
+        let a = vals.split_off(j);
+        let spline = Spline { knots: vals, a, b };
+        spline.validate().map_err(|e| err(format!("spline: {e}")))?;
+        let m = rd.count(R::BITS as usize / 8, "spline elements")?;
+        let r = rd.ring::<R>(m, "spline r")?;
+        let mj = m
+            .checked_mul(j)
+            .ok_or_else(|| err("spline: element count overflows".into()))?;
+        // Wiped after it is split into pairs.
+        let flat = zeroize::Zeroizing::new(
+            rd.ring::<R>(
+                mj.checked_mul(2)
+                    .ok_or_else(|| err("spline: element count overflows".into()))?,
+                "spline c",
+            )?,
+        );
+        let c = flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+        let dcf = rd.fss::<_, [u64; 2]>(party, k - 1, mj, "spline DCF keys")?;
+        Ok(SplineKey {
+            party,
+            k,
+            spline,
+            r,
+            c,
+            dcf,
+        })
     }
 }

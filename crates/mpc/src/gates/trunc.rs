@@ -15,10 +15,13 @@
 //! the wrap is `w = r_msb (1 - y^_msb)`: linear in shares of `r_msb`, no second
 //! comparison. Finally `x >> f = (y >> f) - 2^(k-1-f)`.
 
+use crate::bundle::GateDesc;
+use crate::codec::{Reader, put_fss, put_ring, put_u32, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::util::{check_len, check_party, split};
 use crate::open::{low_mask, open};
+use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::{Dcf, DcfKeys, Party, TreeParams};
 use ariann_ring::Ring;
@@ -198,5 +201,74 @@ impl<R: Ring> TruncKey<R> {
         check_party(self.party, t.party())?;
         let opened = open(t, &self.mask(x_share)?, R::BITS)?;
         self.finish(&opened)
+    }
+}
+
+// ------------------------------------------------ gate table: dispatch and codec
+
+impl<R: Ring> TruncKey<R> {
+    /// Key body: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`,
+    /// the DCF keys.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.f);
+        put_u32(out, self.k);
+        put_usize(out, self.r.len());
+        put_ring(out, &self.r);
+        put_ring(out, &self.r_hi);
+        put_ring(out, &self.r_msb);
+        put_fss(out, &self.dcf);
+    }
+
+    /// Reads a body written by [`TruncKey::write`] (internally consistent).
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let f = rd.u32("truncation f")?;
+        let k = rd.u32("truncation k")?;
+        if !(f >= 1 && f < k && k < R::BITS) {
+            return Err(MpcError::Codec(format!(
+                "truncation f = {f}, k = {k} (need 1 <= f < k <= {})",
+                R::BITS - 1
+            )));
+        }
+        let m = rd.count(3 * (R::BITS as usize / 8), "truncation elements")?;
+        Ok(TruncKey {
+            party,
+            f,
+            k,
+            r: rd.ring(m, "truncation r")?,
+            r_hi: rd.ring(m, "truncation r_hi")?,
+            r_msb: rd.ring(m, "truncation r_msb")?,
+            dcf: rd.fss::<_, u64>(party, f, m, "truncation DCF keys")?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for TruncKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::Trunc { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Trunc));
+        };
+        Self::generate(f, k, m, rng)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::Trunc { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Trunc));
+        };
+        let key = Self::read(rd, party)?;
+        if key.f != f || key.k != k || key.r.len() != m {
+            return Err(body_mismatch(desc, "f, window or element count"));
+        }
+        Ok(key)
     }
 }

@@ -1,0 +1,194 @@
+//! Plans: the public description of a job, its stable hash, and the lazy
+//! stream of both parties' key bundles the dealer generates from it.
+//!
+//! A [`Plan`] is the ring width and the ordered list of gates
+//! ([`GateDesc`]) the two parties will run, with their shapes. From a plan
+//! alone the dealer produces both parties' key bundles, **one gate at a
+//! time** ([`Plan::bundles`] is an iterator), so a job's keys never have to
+//! be in memory at once. Each bundle is tagged with its gate and plan index,
+//! and the plan's [`Plan::hash`] identifies the job in key files and
+//! streams.
+//!
+//! Randomness: [`Plan::bundles_from_os`] seeds a CSPRNG from the operating
+//! system (production); [`Plan::bundles_from_seed`] is deterministic (tests).
+//!
+//! `Plan` is `serde`-serializable (`ring_bits`, `gates`; the gates tagged by
+//! their names in the [gate table](crate::table)); the dealer's JSON plan
+//! format (`ariann_dealer::plan_json`) is that serialization plus a format
+//! string.
+
+use crate::bundle::{GateDesc, KeyBundle, generate_bundles};
+use crate::error::MpcError;
+use ariann_ring::Ring;
+use rand::{CryptoRng, Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The public description of a job: ring width and gates in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// 64 for `Z_2^64`, 32 for `Z_2^32`.
+    pub ring_bits: u32,
+    /// The gates, in the order the parties run them.
+    pub gates: Vec<GateDesc>,
+}
+
+/// Domain separator of the plan hash (bump with any change of the encoding).
+///
+/// v2: the gates are encoded with [`GateDesc::encode`] (the key bundle
+/// header's layout: `u32` windows and bit counts); v1 encoded every field
+/// as a `u64`.
+pub const PLAN_HASH_DOMAIN: &[u8] = b"ariann-rs plan v2";
+
+impl Plan {
+    /// A plan over `Z_2^ring_bits`.
+    pub fn new(ring_bits: u32, gates: Vec<GateDesc>) -> Self {
+        Self { ring_bits, gates }
+    }
+
+    /// Stable SHA-256 of the plan's canonical encoding: equal plans hash
+    /// equal across runs, machines and builds.
+    ///
+    /// The input is [`PLAN_HASH_DOMAIN`], the ring width (`u64` LE), the
+    /// number of gates (`u64` LE), then each gate's [`GateDesc::encode`].
+    pub fn hash(&self) -> [u8; 32] {
+        let mut buf = Vec::with_capacity(64 + 80 * self.gates.len());
+        buf.extend_from_slice(PLAN_HASH_DOMAIN);
+        buf.extend_from_slice(&u64::from(self.ring_bits).to_le_bytes());
+        buf.extend_from_slice(&(self.gates.len() as u64).to_le_bytes());
+        for g in &self.gates {
+            g.encode(&mut buf);
+        }
+        Sha256::digest(&buf).into()
+    }
+
+    /// Both parties' bundles, gate by gate, from `rng` (lazy: one gate's keys
+    /// exist at a time unless the caller keeps them). Errors with
+    /// [`MpcError::RingMismatch`] if the plan is not for `R`; each item
+    /// errors with [`MpcError::Gate`] if its gate cannot be generated.
+    pub fn bundles<R: Ring, G: Rng + CryptoRng>(
+        &self,
+        rng: G,
+    ) -> Result<BundleStream<'_, R, G>, MpcError> {
+        if self.ring_bits != R::BITS {
+            return Err(MpcError::RingMismatch {
+                plan: self.ring_bits,
+                requested: R::BITS,
+            });
+        }
+        Ok(BundleStream {
+            plan: self,
+            next: 0,
+            rng,
+            _ring: core::marker::PhantomData,
+        })
+    }
+
+    /// [`Plan::bundles`] from a CSPRNG seeded by the operating system.
+    pub fn bundles_from_os<R: Ring>(&self) -> Result<BundleStream<'_, R, ChaCha20Rng>, MpcError> {
+        self.bundles(ChaCha20Rng::from_os_rng())
+    }
+
+    /// [`Plan::bundles`] from a fixed seed (deterministic; tests only).
+    pub fn bundles_from_seed<R: Ring>(
+        &self,
+        seed: [u8; 32],
+    ) -> Result<BundleStream<'_, R, ChaCha20Rng>, MpcError> {
+        self.bundles(ChaCha20Rng::from_seed(seed))
+    }
+}
+
+/// Iterator over `(party 0 bundle, party 1 bundle)` for each gate of a plan.
+#[derive(Debug)]
+pub struct BundleStream<'a, R: Ring, G> {
+    plan: &'a Plan,
+    next: usize,
+    rng: G,
+    _ring: core::marker::PhantomData<R>,
+}
+
+impl<R: Ring, G: Rng + CryptoRng> Iterator for BundleStream<'_, R, G> {
+    type Item = Result<(KeyBundle<R>, KeyBundle<R>), MpcError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let gate = *self.plan.gates.get(self.next)?;
+        let index = self.next as u64;
+        self.next += 1;
+        Some(
+            generate_bundles::<R, G>(index, gate, &mut self.rng).map_err(|source| MpcError::Gate {
+                index,
+                kind: gate.kind(),
+                source: Box::new(source),
+            }),
+        )
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.plan.gates.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::tests::one_of_each;
+    use crate::table::GateKind;
+
+    #[test]
+    fn serde_names_are_the_table_s() {
+        // serde's `rename` cannot read the table: this checks they agree.
+        for g in one_of_each() {
+            let v = serde_json::to_value(g).expect("serializes");
+            assert_eq!(v["gate"], g.kind().name(), "{v}");
+            if let GateDesc::Triple(map) = g {
+                assert_eq!(v["map"], map.kind().name(), "{v}");
+            }
+            let back: GateDesc = serde_json::from_value(v).expect("parses");
+            assert_eq!(back, g);
+        }
+        let kinds: Vec<_> = one_of_each().iter().map(|g| g.kind()).collect();
+        assert!(GateKind::ALL.iter().all(|k| kinds.contains(k)));
+    }
+
+    #[test]
+    fn serde_shape_and_unknown_fields() {
+        let p = Plan::new(64, one_of_each());
+        let text = serde_json::to_string(&p).expect("serializes");
+        assert_eq!(serde_json::from_str::<Plan>(&text).expect("parses"), p);
+        let g: GateDesc =
+            serde_json::from_str(r#"{"gate": "triple", "map": "matmul", "m": 2, "k": 3, "n": 4}"#)
+                .expect("parses");
+        assert_eq!(
+            g,
+            GateDesc::Triple(crate::gates::beaver::Bilinear::MatMul { m: 2, k: 3, n: 4 })
+        );
+        for bad in [
+            r#"{"gate": "relu", "m": 2, "k": 3, "x": 1}"#,
+            r#"{"gate": "relu", "m": 2}"#,
+            r#"{"gate": "gelu", "m": 2, "k": 3}"#,
+            r#"{"gate": "triple", "map": "matmul", "m": 2, "k": 3, "n": 4, "x": 1}"#,
+            r#"{"gate": "triple", "map": "mat_mul", "m": 2, "k": 3, "n": 4}"#,
+            r#"{"gate": "batch_norm", "n": 1, "c": 2, "h": 3, "w": 4, "x": 1}"#,
+            r#"{"gate": "max_pool", "shape": {"n": 1, "c": 1, "h": 2, "w": 2, "k": 2, "stride": 2, "pad": 0, "x": 0}, "k": 8}"#,
+            r#"{"gate": "triple", "map": "conv2d", "n": 1, "c": 1, "h": 2, "w": 2, "oc": 1, "kh": 1, "kw": 1, "stride": 1, "pad": 0, "x": 0}"#,
+        ] {
+            assert!(serde_json::from_str::<GateDesc>(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<Plan>(r#"{"ring_bits": 64, "gates": [], "x": 1}"#).is_err());
+    }
+
+    #[test]
+    fn hash_input_is_domain_ring_count_and_gate_encodings() {
+        let p = Plan::new(64, one_of_each());
+        let mut buf = b"ariann-rs plan v2".to_vec();
+        buf.extend_from_slice(&64u64.to_le_bytes());
+        buf.extend_from_slice(&(p.gates.len() as u64).to_le_bytes());
+        for g in &p.gates {
+            g.encode(&mut buf);
+        }
+        assert_eq!(p.hash(), <[u8; 32]>::from(Sha256::digest(&buf)));
+    }
+}
