@@ -47,11 +47,7 @@
 
 use crate::bundle::GateDesc;
 use crate::error::MpcError;
-use crate::gates::batchnorm::BatchNormKey;
-use crate::gates::beaver::{TripleKey, map_encoded_len};
-use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
-use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey};
-use crate::gates::trunc::TruncKey;
+use crate::table::GateKey;
 use crate::transport::CommStats;
 use ariann_fss::{FssKeys, Payload, Scheme, TreeParams};
 use ariann_ring::Ring;
@@ -137,11 +133,6 @@ pub fn plan_cost(gates: &[GateDesc], ring_bits: u32) -> Result<PlanCost, MpcErro
 // width (1), party (1), plan index (8).
 const BUNDLE_HEADER: u64 = 4 + 2 + 1 + 1 + 8;
 // Descriptors: a kind byte, then the parameters (`usize` as 8 bytes, `u32` as 4).
-const DESC_M_K: u64 = 1 + 8 + 4;
-const DESC_TRUNC: u64 = 1 + 8 + 4 + 4;
-const DESC_POOL: u64 = 1 + POOL_SHAPE + 4;
-const DESC_ARGMAX: u64 = 1 + 8 + 8 + 4;
-const DESC_BATCHNORM: u64 = 1 + 4 * 8;
 /// Encoded pool shape: seven `u64`.
 pub(crate) const POOL_SHAPE: u64 = 7 * 8;
 /// Encoded element count or window: a `u64` / a `u32`.
@@ -166,19 +157,11 @@ impl GateDesc {
 
     /// [`GateDesc::cost`] for the ring `R`.
     pub fn cost_in<R: Ring>(&self) -> Result<GateCost, MpcError> {
-        let (body, desc) = match *self {
-            GateDesc::Drelu { m, k } => (DreluKey::<R>::cost(k, m)?, DESC_M_K),
-            GateDesc::Relu { m, k } => (ReluKey::<R>::cost(k, m)?, DESC_M_K),
-            GateDesc::EqZero { m, k } => (EqZeroKey::<R>::cost(k, m)?, DESC_M_K),
-            GateDesc::Trunc { m, f, k } => (TruncKey::<R>::cost(f, k, m)?, DESC_TRUNC),
-            GateDesc::Triple(map) => (TripleKey::<R>::cost(map)?, 1 + map_encoded_len(&map)),
-            GateDesc::MaxPool { shape, k } => (MaxPoolKey::<R>::cost(shape, k)?, DESC_POOL),
-            GateDesc::MaxPoolOneHot { shape, k } => {
-                (MaxPoolOneHotKey::<R>::cost(shape, k)?, DESC_POOL)
-            }
-            GateDesc::BatchNorm(shape) => (BatchNormKey::<R>::cost(shape)?, DESC_BATCHNORM),
-            GateDesc::Argmax { rows, n, k } => (ArgmaxKey::<R>::cost(rows, n, k)?, DESC_ARGMAX),
-        };
+        let body = GateKey::<R>::body_cost(self)?;
+        // The descriptor's bytes in the bundle header: its one encoding.
+        let mut enc = Vec::with_capacity(128);
+        self.encode(&mut enc);
+        let desc = size(enc.len())?;
         Ok(GateCost {
             encoded_bytes: sum(&[BUNDLE_HEADER, desc, body.encoded_bytes], "encoded bytes")?,
             ..body

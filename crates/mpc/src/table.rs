@@ -49,23 +49,29 @@
 //!    line in `gates/mod.rs` for a new file): the key type with its
 //!    generation (dealer side) next to its evaluation, and
 //!    `impl KindKeys<R>` for it: `deal` (from the descriptor), `key_size`,
-//!    `write_body` / `read_body` (the key body; `read_body` must check every
-//!    count against the bytes left, the result against the descriptor, and
-//!    never panic). List the body's layout in the [`crate::codec`] module
-//!    docs.
+//!    `cost` (rounds, bytes sent, key bytes and body size from the
+//!    descriptor alone; [`crate::cost`] adds the framing), `write_body` /
+//!    `read_body` (the key body; `read_body` must check every count against
+//!    the bytes left, the result against the descriptor, and never panic).
+//!    List the body's layout in the [`crate::codec`] module docs.
 //! 4. The backends: a method of [`Session`](crate::Session)
 //!    (`crates/mpc/src/session.rs`: build the descriptor, fetch the bundle,
-//!    match `GateKey::X`, evaluate), and the other gate backends once they
-//!    exist (`crates/mpc/src/backend.rs`: cleartext reference, plan
-//!    recorder).
-//! 5. Its cost (rounds, bytes), where the per-kind costs of [`GateDesc`]
-//!    live (`crates/mpc/src/cost.rs`), if that file exists on your branch.
-//! 6. Tests: `crates/mpc/tests/codec.rs` (`all_gates`: bundle round trip,
+//!    match `GateKey::X`, evaluate), and in `crates/mpc/src/backend.rs` the
+//!    method of the [`Gates`](crate::Gates) trait with its three
+//!    implementations: forwarding to the session, the cleartext function
+//!    ([`Clear`](crate::Clear), with the gate's exact tie and rounding
+//!    rules) and the recorder's ([`Recorder`](crate::Recorder): push the
+//!    descriptor, return zeros of the output's sizes).
+//! 5. Tests: the kind's descriptor in `one_of_each` (`bundle.rs`), a call of
+//!    the new method in the program of `crates/mpc/tests/backend.rs` (the
+//!    three backends must agree), sizes in `crates/mpc/tests/cost.rs`.
+//! 6. More tests: `crates/mpc/tests/codec.rs` (`all_gates`: bundle round trip,
 //!    corruption, evaluation), a protocol test of the gate against
 //!    cleartext in `crates/mpc/tests/`.
 //! 7. Docs: the field table of the JSON plan in `dealer/src/plan_json.rs`.
 //!
-//! Nothing else: the plan hash (`crate::plan`), the bundle codec, key files
+//! Nothing else: the plan hash (`crate::plan`), the costs (`crate::cost`),
+//! the bundle codec, key files
 //! and key streams, the JSON plan and the `ariann-dealer` command pick the
 //! kind up from the table and [`GateDesc`]. Existing encodings do not change
 //! (no format version bump); older builds refuse bundles and plans with the
@@ -73,6 +79,7 @@
 
 use crate::bundle::GateDesc;
 use crate::codec::Reader;
+use crate::cost::GateCost;
 use crate::error::MpcError;
 use crate::gates::batchnorm::BatchNormKey;
 use crate::gates::beaver::TripleKey;
@@ -188,6 +195,14 @@ macro_rules! gate_table {
                 })
             }
 
+            /// The cost of `desc`'s keys and online phase (the key body's
+            /// encoded size, without the bundle header and descriptor).
+            pub(crate) fn body_cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+                match desc.kind() {
+                    $(GateKind::$V => <$Key as KindKeys<R>>::cost(desc),)*
+                }
+            }
+
             /// Appends the key body (see [`crate::codec`]).
             pub(crate) fn write_body(&self, out: &mut Vec<u8>) {
                 match self {
@@ -244,6 +259,10 @@ pub(crate) trait KindKeys<R: Ring>: Sized {
     /// Key bytes held by this party.
     fn key_size(&self) -> usize;
 
+    /// Rounds, bytes sent and key bytes per party of `desc`, and the key
+    /// body's encoded size, from the descriptor alone (no keys generated).
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError>;
+
     /// Appends the key body (the layout is listed in [`crate::codec`]).
     fn write_body(&self, out: &mut Vec<u8>);
 
@@ -264,6 +283,10 @@ impl<R: Ring, K: KindKeys<R>> KindKeys<R> for Box<K> {
 
     fn key_size(&self) -> usize {
         (**self).key_size()
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        K::cost(desc)
     }
 
     fn write_body(&self, out: &mut Vec<u8>) {

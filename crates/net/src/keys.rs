@@ -230,7 +230,7 @@ impl KeyService {
             return Err(self.refuse(
                 p,
                 Status::failed_precondition(format!(
-                    "key stream format version {} asked, this dealer speaks version {}",
+                    "key stream format version {} asked, this dealer speaks version {} (run the same ariann-rs version on the dealer and both parties)",
                     req.format_version, KEY_STREAM_VERSION
                 )),
             ));
@@ -1042,7 +1042,7 @@ async fn open(cfg: &DealerConfig) -> Result<Opened, KeyStreamError> {
 fn check_header(h: &KeyStreamHeader, cfg: &DealerConfig) -> Result<StreamHeader, KeyStreamError> {
     if h.format_version != KEY_STREAM_VERSION {
         return Err(KeyStreamError::Protocol(format!(
-            "the dealer speaks key stream version {}, this party {KEY_STREAM_VERSION}",
+            "the dealer speaks key stream version {}, this party {KEY_STREAM_VERSION} (run the same ariann-rs version on the dealer and both parties)",
             h.format_version
         )));
     }

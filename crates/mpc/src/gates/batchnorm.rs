@@ -369,6 +369,13 @@ impl<R: Ring> KindKeys<R> for BatchNormKey<R> {
         Self::generate(shape, rng)
     }
 
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::BatchNorm(shape) = *desc else {
+            return Err(other_kind(desc, GateKind::BatchNorm));
+        };
+        Self::cost(shape)
+    }
+
     fn key_size(&self) -> usize {
         self.key_bytes()
     }

@@ -352,6 +352,13 @@ impl<R: Ring> KindKeys<R> for TripleKey<R> {
         Self::generate(map, rng)
     }
 
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::Triple(map) = *desc else {
+            return Err(other_kind(desc, GateKind::Triple));
+        };
+        Self::cost(map)
+    }
+
     fn key_size(&self) -> usize {
         self.key_bytes()
     }

@@ -547,6 +547,13 @@ impl<R: Ring> KindKeys<R> for DreluKey<R> {
         Self::generate(k, m, rng)
     }
 
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::Drelu { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Drelu));
+        };
+        Self::cost(k, m)
+    }
+
     fn key_size(&self) -> usize {
         self.key_bytes()
     }
@@ -604,6 +611,13 @@ impl<R: Ring> KindKeys<R> for ReluKey<R> {
         Self::generate(k, m, rng)
     }
 
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::Relu { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Relu));
+        };
+        Self::cost(k, m)
+    }
+
     fn key_size(&self) -> usize {
         self.key_bytes()
     }
@@ -655,6 +669,13 @@ impl<R: Ring> KindKeys<R> for EqZeroKey<R> {
             return Err(other_kind(desc, GateKind::EqZero));
         };
         Self::generate(k, m, rng)
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::EqZero { m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::EqZero));
+        };
+        Self::cost(k, m)
     }
 
     fn key_size(&self) -> usize {

@@ -650,6 +650,13 @@ impl<R: Ring> KindKeys<R> for MaxPoolKey<R> {
         Self::generate(shape, k, rng)
     }
 
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::MaxPool { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPool));
+        };
+        Self::cost(shape, k)
+    }
+
     fn key_size(&self) -> usize {
         self.key_bytes()
     }
@@ -699,6 +706,13 @@ impl<R: Ring> KindKeys<R> for MaxPoolOneHotKey<R> {
         Self::generate(shape, k, rng)
     }
 
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::MaxPoolOneHot { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPoolOneHot));
+        };
+        Self::cost(shape, k)
+    }
+
     fn key_size(&self) -> usize {
         self.key_bytes()
     }
@@ -746,6 +760,13 @@ impl<R: Ring> KindKeys<R> for ArgmaxKey<R> {
             return Err(other_kind(desc, GateKind::Argmax));
         };
         Self::generate(rows, n, k, rng)
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::Argmax { rows, n, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Argmax));
+        };
+        Self::cost(rows, n, k)
     }
 
     fn key_size(&self) -> usize {

@@ -253,6 +253,13 @@ impl<R: Ring> KindKeys<R> for TruncKey<R> {
         Self::generate(f, k, m, rng)
     }
 
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::Trunc { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Trunc));
+        };
+        Self::cost(f, k, m)
+    }
+
     fn key_size(&self) -> usize {
         self.key_bytes()
     }
