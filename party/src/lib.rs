@@ -89,14 +89,20 @@ impl Job {
 
     /// A digest of everything both parties must agree on.
     pub fn digest(&self) -> Result<[u8; 32], PartyError> {
+        Ok(self.digest_of(&self.plan()?))
+    }
+
+    /// [`Job::digest`] with this job's plan already at hand (tracing the
+    /// plan of a large model takes a fraction of a second).
+    pub fn digest_of(&self, plan: &ariann_dealer::Plan) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(b"ariann-rs job v1");
-        h.update(self.plan()?.hash());
+        h.update(plan.hash());
         h.update(self.model.to_json().as_bytes());
         h.update((self.batch as u64).to_le_bytes());
         h.update(self.cfg.digest_bytes());
         h.update([party_byte(self.output_to)]);
-        Ok(h.finalize().into())
+        h.finalize().into()
     }
 }
 

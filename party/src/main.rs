@@ -430,7 +430,7 @@ fn run(o: Opts) -> Result<(), Fail> {
             (source.header().session, Box::new(source))
         }
     };
-    let digest = s.job.digest().map_err(|e| Fail::Usage(e.into()))?;
+    let digest = s.job.digest_of(&plan);
     tracing::info!(
         party = ?s.party,
         job = %to_hex(&digest[..8]),

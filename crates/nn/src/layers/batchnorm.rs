@@ -122,7 +122,11 @@ impl LayerOp for BatchNorm2d {
         let plane = shape.iter().skip(1).product::<usize>().max(1);
         let c = self.c;
         let s = scale.as_slice();
-        let per_channel: Vec<u64> = (0..len).map(|i| s[(i / plane) % c]).collect();
+        let mut per_channel = Vec::with_capacity(len);
+        for p in 0..len.div_ceil(plane) {
+            let n = plane.min(len - p * plane);
+            per_channel.extend(std::iter::repeat_n(s[p % c], n));
+        }
         let mut z = ctx
             .gates
             .bilinear(

@@ -205,14 +205,18 @@ pub(crate) fn pool_shape(n: usize, s: &[usize], k: usize, stride: usize, pad: us
 /// a product whose output shape (without batch) is `next`.
 pub(crate) fn add_bias(z: &mut [u64], b: &[u64], next: &[usize]) {
     if next.len() == 1 {
-        let out = next[0];
-        for (i, v) in z.iter_mut().enumerate() {
-            *v = v.wrapping_add(b[i % out]);
+        for row in z.chunks_mut(next[0]) {
+            for (v, b) in row.iter_mut().zip(b) {
+                *v = v.wrapping_add(*b);
+            }
         }
     } else {
-        let plane = next[1] * next[2];
-        for (i, v) in z.iter_mut().enumerate() {
-            *v = v.wrapping_add(b[(i / plane) % next[0]]);
+        let (c, plane) = (next[0], next[1] * next[2]);
+        for (p, chunk) in z.chunks_mut(plane.max(1)).enumerate() {
+            let b = b[p % c];
+            for v in chunk {
+                *v = v.wrapping_add(b);
+            }
         }
     }
 }
