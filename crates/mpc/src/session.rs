@@ -53,7 +53,7 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
 
     fn wrong(gate: GateDesc) -> MpcError {
         MpcError::BundleMismatch {
-            expected: format!("{gate:?}"),
+            expected: format!("{gate}"),
             got: "a bundle of another kind under the same tag".into(),
         }
     }
