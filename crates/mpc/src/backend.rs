@@ -29,6 +29,7 @@ use crate::gates::beaver::Bilinear;
 use crate::gates::cmp::ReluOutput;
 use crate::gates::linear;
 use crate::gates::pool::{MaxPoolOutput, PoolShape, pairwise_diffs, shifted_scores, tree_levels};
+use crate::gates::util::check_len;
 use crate::session::Session;
 use crate::transport::Transport;
 use ariann_fss::Party;
@@ -102,18 +103,6 @@ pub trait Gates<R: Ring> {
     /// Local: shares of the window sums of a pooling geometry.
     fn window_sums(&self, x: &[R], shape: &PoolShape) -> Result<Vec<R>, MpcError> {
         linear::window_sums(x, shape)
-    }
-}
-
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MpcError> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(MpcError::SizeMismatch {
-            what,
-            expected,
-            got,
-        })
     }
 }
 
@@ -335,18 +324,9 @@ impl<R: Ring> Gates<R> for Clear {
         check_len("gamma", c, gamma.len())?;
         check_len("beta", c, beta.len())?;
         let e = s.log2_m();
-        let m = s.per_channel() as f64;
-        let inv_m = |p: u32| R::from_u64((2f64.powi((e + p) as i32) / m).round() as u64);
-        let channel_sums = |v: &[R]| {
-            let mut sums = vec![R::ZERO; c];
-            for (i, x) in v.iter().enumerate() {
-                let ch = s.channel_of(i);
-                sums[ch] = sums[ch].wadd(*x);
-            }
-            sums
-        };
-        let cm = inv_m(PM);
-        let mu: Vec<R> = channel_sums(x)
+        let cm = s.inv_m::<R>(PM);
+        let mu: Vec<R> = s
+            .channel_sums(x)
             .iter()
             .map(|v| v.wmul(cm).sar(e + PM))
             .collect();
@@ -356,9 +336,10 @@ impl<R: Ring> Gates<R> for Clear {
             .map(|(i, v)| v.wsub(mu[s.channel_of(i)]))
             .collect();
         let sq: Vec<R> = xc.iter().map(|v| v.wmul(*v).sar(f)).collect();
-        let cv = inv_m(PV);
+        let cv = s.inv_m::<R>(PV);
         let eps_fp = R::from_u64((eps * f64::from(1u32 << f)).round().max(0.0) as u64);
-        let var: Vec<R> = channel_sums(&sq)
+        let var: Vec<R> = s
+            .channel_sums(&sq)
             .iter()
             .map(|v| v.wmul(cv).sar(e + PV).wadd(eps_fp))
             .collect();

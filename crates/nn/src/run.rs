@@ -12,11 +12,16 @@ use ariann_mpc::{Clear, Gates, PreprocessingSource, Recorder, Session, Transport
 use ariann_ring::FixedPoint;
 use rand::{CryptoRng, Rng};
 
+/// Values in a batch of `batch` inputs (overflow-checked).
+fn input_len(model: &Model, batch: usize) -> Result<usize, NnError> {
+    batch
+        .checked_mul(checked_len(&model.input)?)
+        .ok_or_else(|| NnError::Overflow(format!("batch {batch} of {:?}", model.input)))
+}
+
 /// Values in a batch of `batch` inputs, checked against `got`.
 fn check_input(model: &Model, batch: usize, got: usize) -> Result<usize, NnError> {
-    let expected = batch
-        .checked_mul(checked_len(&model.input)?)
-        .ok_or_else(|| NnError::Overflow(format!("batch {batch} of {:?}", model.input)))?;
+    let expected = input_len(model, batch)?;
     if got != expected {
         return Err(NnError::InputSize { expected, got });
     }
@@ -97,7 +102,7 @@ pub fn forward_private<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Siz
 /// inputs: the [`Recorder`]'s trace of the very code the parties run.
 pub fn plan(model: &Model, batch: usize, cfg: &Config) -> Result<Plan, NnError> {
     model.shapes()?;
-    let n = check_input_len(model, batch)?;
+    let n = input_len(model, batch)?;
     let mut rec = Recorder::new();
     forward(
         &mut rec,
@@ -108,12 +113,6 @@ pub fn plan(model: &Model, batch: usize, cfg: &Config) -> Result<Plan, NnError> 
         cfg,
     )?;
     Ok(Plan::new(64, rec.into_gates()))
-}
-
-fn check_input_len(model: &Model, batch: usize) -> Result<usize, NnError> {
-    batch
-        .checked_mul(checked_len(&model.input)?)
-        .ok_or_else(|| NnError::Overflow(format!("batch {batch} of {:?}", model.input)))
 }
 
 /// The model owner secret-shares its weights: `(party 0's, party 1's)`.

@@ -1,31 +1,16 @@
 //! The models of ARIANN's zoo that this crate defines so far.
-use crate::layers::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Residual};
 use crate::model::{Layer, Model};
 
 fn linear(name: &str, inp: usize, out: usize) -> Layer {
-    Layer::Linear(Linear {
-        name: name.into(),
-        inp,
-        out,
-    })
+    Layer::linear(name, inp, out)
 }
 
 fn conv(name: &str, c: usize, oc: usize, k: usize, stride: usize, pad: usize) -> Layer {
-    Layer::Conv2d(Conv2d {
-        name: name.into(),
-        c,
-        oc,
-        k,
-        stride,
-        pad,
-    })
+    Layer::conv2d(name, c, oc, k, stride, pad)
 }
 
 fn bn(name: &str, c: usize) -> Layer {
-    Layer::BatchNorm2d(BatchNorm2d {
-        name: name.into(),
-        c,
-    })
+    Layer::batch_norm(name, c)
 }
 
 /// torchvision's ResNet18 (state-dict names `conv1`, `bn1`,
@@ -40,11 +25,7 @@ pub fn resnet18(hw: usize, classes: usize) -> Model {
         conv("conv1", 3, 64, 7, 2, 3),
         bn("bn1", 64),
         Layer::Relu,
-        Layer::MaxPool2d(MaxPool2d {
-            k: 3,
-            stride: 2,
-            pad: 1,
-        }),
+        Layer::max_pool(3, 2, 1),
     ];
     let mut c = 64;
     for (i, oc) in [64usize, 128, 256, 512].into_iter().enumerate() {
@@ -66,12 +47,12 @@ pub fn resnet18(hw: usize, classes: usize) -> Model {
             } else {
                 vec![]
             };
-            layers.push(Layer::Residual(Residual { body, shortcut }));
+            layers.push(Layer::residual(body, shortcut));
             layers.push(Layer::Relu);
             c = oc;
         }
     }
-    layers.push(Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2d { out: 1 }));
+    layers.push(Layer::adaptive_avg_pool(1));
     layers.push(Layer::Flatten);
     layers.push(linear("fc", 512, classes));
     Model {
@@ -106,18 +87,10 @@ pub fn lenet5_advertorch() -> Model {
         layers: vec![
             conv("conv1", 1, 32, 3, 1, 1),
             Layer::Relu,
-            Layer::MaxPool2d(MaxPool2d {
-                k: 2,
-                stride: 2,
-                pad: 0,
-            }),
+            Layer::max_pool(2, 2, 0),
             conv("conv2", 32, 64, 3, 1, 1),
             Layer::Relu,
-            Layer::MaxPool2d(MaxPool2d {
-                k: 2,
-                stride: 2,
-                pad: 0,
-            }),
+            Layer::max_pool(2, 2, 0),
             Layer::Flatten,
             linear("linear1", 3136, 200),
             Layer::Relu,
@@ -135,18 +108,10 @@ pub fn network2() -> Model {
         layers: vec![
             conv("conv1", 1, 16, 5, 1, 0),
             Layer::Relu,
-            Layer::MaxPool2d(MaxPool2d {
-                k: 2,
-                stride: 2,
-                pad: 0,
-            }),
+            Layer::max_pool(2, 2, 0),
             conv("conv2", 16, 16, 5, 1, 0),
             Layer::Relu,
-            Layer::MaxPool2d(MaxPool2d {
-                k: 2,
-                stride: 2,
-                pad: 0,
-            }),
+            Layer::max_pool(2, 2, 0),
             Layer::Flatten,
             linear("fc1", 256, 100),
             Layer::Relu,
@@ -157,7 +122,7 @@ pub fn network2() -> Model {
 }
 
 fn pool(k: usize, stride: usize) -> Layer {
-    Layer::MaxPool2d(MaxPool2d { k, stride, pad: 0 })
+    Layer::max_pool(k, stride, 0)
 }
 
 /// Falcon's "Sarda" (Chameleon) MNIST network: a 2x2 stride-2

@@ -95,6 +95,20 @@ impl BatchNormShape {
     pub(crate) fn channel_of(&self, i: usize) -> usize {
         (i / (self.h * self.w)) % self.c
     }
+    /// `round(2^(log2_m + p) / m)`: at most `2^(p+1)`, exact in f64.
+    pub(crate) fn inv_m<R: Ring>(&self, p: u32) -> R {
+        let m = self.per_channel() as f64;
+        R::from_u64((2f64.powi((self.log2_m() + p) as i32) / m).round() as u64)
+    }
+    /// Per-channel sums of an NCHW tensor.
+    pub(crate) fn channel_sums<R: Ring>(&self, v: &[R]) -> Vec<R> {
+        let mut sums = vec![R::ZERO; self.c];
+        for (i, x) in v.iter().enumerate() {
+            let ch = self.channel_of(i);
+            sums[ch] = sums[ch].wadd(*x);
+        }
+        sums
+    }
     pub(crate) fn log2_m(&self) -> u32 {
         usize::BITS - (self.per_channel().max(2) - 1).leading_zeros()
     }
@@ -285,18 +299,7 @@ impl<R: Ring> BatchNormKey<R> {
             }
         }
         let p0 = self.party == Party::P0;
-        let e = s.log2_m();
-        let m = s.per_channel() as f64;
-        // round(2^(e+p) / m): at most 2^(p+1), exact in f64.
-        let inv_m = |p: u32| R::from_u64((2f64.powi((e + p) as i32) / m).round() as u64);
-        let channel_sums = |v: &[R]| {
-            let mut sums = vec![R::ZERO; c];
-            for (i, x) in v.iter().enumerate() {
-                let ch = s.channel_of(i);
-                sums[ch] = sums[ch].wadd(*x);
-            }
-            sums
-        };
+        let (inv_m, channel_sums) = (|p| s.inv_m::<R>(p), |v: &[R]| s.channel_sums(v));
         // 1: mean.
         let cm = inv_m(PM);
         let mu = self.t_mean.eval(

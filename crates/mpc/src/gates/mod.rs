@@ -8,4 +8,4 @@ pub mod linear;
 pub mod pool;
 pub mod spline;
 pub mod trunc;
-mod util;
+pub(crate) mod util;

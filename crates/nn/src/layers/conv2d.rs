@@ -1,6 +1,6 @@
 //! `Conv2d`: NCHW cross-correlation.
 
-use super::{Ctx, FloatCtx, LayerOp, add_bias, encode, truncate};
+use super::{Ctx, FloatCtx, LayerOp, add_bias, encode_weight_bias, truncate};
 use crate::error::NnError;
 use crate::model::Config;
 use crate::params::Params;
@@ -82,11 +82,7 @@ impl LayerOp for Conv2d {
         out: &mut Params,
     ) -> Result<(), NnError> {
         let (wn, bn) = self.names();
-        let (ws, wd) = param(w, &wn)?;
-        out.insert(&wn, encode(cfg.frac_bits, ws, wd)?);
-        let (bs, bd) = param(w, &bn)?;
-        out.insert(&bn, encode(2 * cfg.frac_bits, bs, bd)?);
-        Ok(())
+        encode_weight_bias(w, cfg, out, &wn, &bn)
     }
 
     fn forward_float(

@@ -221,6 +221,22 @@ pub(crate) fn add_bias(z: &mut [u64], b: &[u64], next: &[usize]) {
     }
 }
 
+/// Encodes a layer's `weight` at `f` bits and `bias` at `2f` (added to the
+/// product before its truncation) into the store, under their own names.
+pub(crate) fn encode_weight_bias(
+    w: &Weights,
+    cfg: &Config,
+    out: &mut Params,
+    weight: &str,
+    bias: &str,
+) -> Result<(), NnError> {
+    let (ws, wd) = crate::weights::param(w, weight)?;
+    out.insert(weight, encode(cfg.frac_bits, ws, wd)?);
+    let (bs, bd) = crate::weights::param(w, bias)?;
+    out.insert(bias, encode(2 * cfg.frac_bits, bs, bd)?);
+    Ok(())
+}
+
 /// Encodes float values at `frac` fractional bits into a tensor of `shape`.
 pub(crate) fn encode(
     frac: u32,
