@@ -51,6 +51,32 @@ pub trait Gates<R: Ring> {
         y: &RingTensor<R>,
     ) -> Result<RingTensor<R>, MpcError>;
 
+    /// Training forward of `x * y`: the product, as [`Gates::bilinear`], and
+    /// what [`Gates::bilinear_backward`] needs. Privately the masked openings
+    /// `x - a` and `y - b` of this product serve the backward products too
+    /// (mask reuse): the key carries the backward's correlated masks, so the
+    /// backward pass opens only its output gradient. `need_dx: false` (the
+    /// first layer) skips the input gradient.
+    fn bilinear_train(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+        need_dx: bool,
+    ) -> Result<(RingTensor<R>, BilinearTape<R>), MpcError>;
+
+    /// Backward of a training product: `(dx, dy)` for the output gradient
+    /// `dz` and this party's share of the right operand `y` (the same as in
+    /// the forward pass); `dx` is `None` unless the forward asked for it.
+    /// `dx = map.back_x(dz, y)`, `dy = map.back_y(x, dz)`, with the sum of the
+    /// inputs' fractional bits (truncate afterwards). One round, no new key.
+    fn bilinear_backward(
+        &mut self,
+        tape: BilinearTape<R>,
+        dz: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<(Option<RingTensor<R>>, RingTensor<R>), MpcError>;
+
     /// Exact `x >> f` (floor) for `x` in a `k`-bit window: one [`GateDesc::Trunc`].
     fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError>;
 
@@ -106,6 +132,53 @@ pub trait Gates<R: Ring> {
     }
 }
 
+/// What a training product keeps for its backward pass
+/// ([`Gates::bilinear_train`]); consumed by [`Gates::bilinear_backward`].
+pub struct BilinearTape<R: Ring> {
+    pub(crate) map: Bilinear,
+    pub(crate) need_dx: bool,
+    /// This party's share of the left operand (the value itself on [`Clear`]).
+    pub(crate) x: RingTensor<R>,
+}
+
+impl<R: Ring> core::fmt::Debug for BilinearTape<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BilinearTape")
+            .field("map", &self.map)
+            .field("need_dx", &self.need_dx)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Ring> BilinearTape<R> {
+    /// The map of the product.
+    pub fn map(&self) -> Bilinear {
+        self.map
+    }
+}
+
+/// Checks the backward operands against the tape's map.
+fn check_backward<R: Ring>(
+    tape: &BilinearTape<R>,
+    dz: &RingTensor<R>,
+    y: &RingTensor<R>,
+) -> Result<(), MpcError> {
+    let (_, sy, sz) = tape.map.shapes()?;
+    for (what, want, got) in [
+        ("output gradient", sz, dz.shape()),
+        ("right operand", sy, y.shape()),
+    ] {
+        if want.iter().product::<usize>() != got.iter().product::<usize>() {
+            return Err(MpcError::SizeMismatch {
+                what,
+                expected: want.iter().product(),
+                got: got.iter().product(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A count of elements that the pool's input length bounds.
 fn count(v: u64) -> Result<usize, MpcError> {
     usize::try_from(v).map_err(|_| MpcError::InvalidParameter(format!("{v} elements")))
@@ -147,6 +220,28 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
         y: &RingTensor<R>,
     ) -> Result<RingTensor<R>, MpcError> {
         Session::bilinear(self, map, x, y)
+    }
+    fn bilinear_train(
+        &mut self,
+        map: Bilinear,
+        _x: &RingTensor<R>,
+        _y: &RingTensor<R>,
+        _need_dx: bool,
+    ) -> Result<(RingTensor<R>, BilinearTape<R>), MpcError> {
+        Err(MpcError::InvalidParameter(format!(
+            "training product {map:?}: not yet"
+        )))
+    }
+    fn bilinear_backward(
+        &mut self,
+        tape: BilinearTape<R>,
+        _dz: &RingTensor<R>,
+        _y: &RingTensor<R>,
+    ) -> Result<(Option<RingTensor<R>>, RingTensor<R>), MpcError> {
+        Err(MpcError::InvalidParameter(format!(
+            "training product {:?}: not yet",
+            tape.map
+        )))
     }
     fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
         Session::truncate(self, x, f, k)
@@ -222,6 +317,38 @@ impl<R: Ring> Gates<R> for Clear {
     ) -> Result<RingTensor<R>, MpcError> {
         check_bilinear(&map, x, y)?;
         map.apply(x, y)
+    }
+    fn bilinear_train(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+        need_dx: bool,
+    ) -> Result<(RingTensor<R>, BilinearTape<R>), MpcError> {
+        check_bilinear(&map, x, y)?;
+        let z = map.apply(x, y)?;
+        Ok((
+            z,
+            BilinearTape {
+                map,
+                need_dx,
+                x: x.clone(),
+            },
+        ))
+    }
+    fn bilinear_backward(
+        &mut self,
+        tape: BilinearTape<R>,
+        dz: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<(Option<RingTensor<R>>, RingTensor<R>), MpcError> {
+        check_backward(&tape, dz, y)?;
+        let dx = if tape.need_dx {
+            Some(tape.map.back_x(dz, y)?)
+        } else {
+            None
+        };
+        Ok((dx, tape.map.back_y(&tape.x, dz)?))
     }
     fn truncate(&mut self, x: &[R], f: u32, _k: u32) -> Result<Vec<R>, MpcError> {
         Ok(x.iter().map(|v| v.sar(f)).collect())
@@ -420,6 +547,28 @@ impl<R: Ring> Gates<R> for Recorder {
         let out = check_bilinear(&map, x, y)?;
         self.gates.push(GateDesc::Triple(map));
         Ok(RingTensor::zeros(&out))
+    }
+    fn bilinear_train(
+        &mut self,
+        map: Bilinear,
+        _x: &RingTensor<R>,
+        _y: &RingTensor<R>,
+        _need_dx: bool,
+    ) -> Result<(RingTensor<R>, BilinearTape<R>), MpcError> {
+        Err(MpcError::InvalidParameter(format!(
+            "training product {map:?}: not yet"
+        )))
+    }
+    fn bilinear_backward(
+        &mut self,
+        tape: BilinearTape<R>,
+        _dz: &RingTensor<R>,
+        _y: &RingTensor<R>,
+    ) -> Result<(Option<RingTensor<R>>, RingTensor<R>), MpcError> {
+        Err(MpcError::InvalidParameter(format!(
+            "training product {:?}: not yet",
+            tape.map
+        )))
     }
     fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
         self.gates.push(GateDesc::Trunc { m: x.len(), f, k });

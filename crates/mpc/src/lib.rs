@@ -46,7 +46,7 @@ pub mod session;
 pub mod table;
 pub mod transport;
 
-pub use backend::{Clear, Gates, Recorder, Tracing};
+pub use backend::{BilinearTape, Clear, Gates, Recorder, Tracing};
 pub use bundle::{
     BundleTag, ChannelSource, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource,
 };

@@ -261,3 +261,59 @@ pub fn conv2d<R: Ring>(
     }
     RingTensor::from_vec(&out_shape, out)
 }
+
+/// `dz` `(N, OC, OH, OW)` as the matrix `(N*OH*OW, OC)` of [`conv2d`]'s
+/// product.
+fn output_as_rows<R: Ring>(
+    dz: &RingTensor<R>,
+    s: &Conv2dShape,
+) -> Result<RingTensor<R>, RingError> {
+    let out_shape = s.output_shape()?;
+    expect_shape(dz.shape(), &out_shape)?;
+    let [rows, _] = s.cols_shape()?;
+    let ohw = rows.checked_div(s.n).unwrap_or(0);
+    let ds = dz.as_slice();
+    let mut m = vec![R::ZERO; checked_len(&[rows, s.oc])?];
+    for (ni, img) in ds.chunks((s.oc * ohw).max(1)).enumerate() {
+        for (oc, plane) in img.chunks(ohw.max(1)).enumerate() {
+            for (pix, v) in plane.iter().enumerate() {
+                m[(ni * ohw + pix) * s.oc + oc] = *v;
+            }
+        }
+    }
+    RingTensor::from_vec(&[rows, s.oc], m)
+}
+
+/// The gradient of [`conv2d`] with respect to its input (the transposed
+/// convolution): for an output gradient `dz` `(N, OC, OH, OW)` and the weight
+/// `w` `(OC, C, KH, KW)`, the input gradient `(N, C, H, W)`, i.e. the
+/// adjoint: `<conv2d(x, w), dz> == <x, conv2d_grad_input(dz, w)>`.
+///
+/// Errors: [`RingError::ShapeMismatch`] if `dz` or `w` does not match `s`.
+pub fn conv2d_grad_input<R: Ring>(
+    dz: &RingTensor<R>,
+    w: &RingTensor<R>,
+    s: &Conv2dShape,
+) -> Result<RingTensor<R>, RingError> {
+    expect_shape(w.shape(), &s.weight_shape())?;
+    let [_, ckk] = s.cols_shape()?;
+    let dm = output_as_rows(dz, s)?; // (rows, OC)
+    let dcols = dm.matmul(&w.reshape(&[s.oc, ckk])?)?; // (rows, CKK)
+    col2im(&dcols, s)
+}
+
+/// The gradient of [`conv2d`] with respect to its weight (the weight-gradient
+/// correlation): for the input `x` `(N, C, H, W)` and an output gradient `dz`,
+/// the weight gradient `(OC, C, KH, KW)`, summed over the batch:
+/// `<conv2d(x, w), dz> == <w, conv2d_grad_weight(x, dz)>`.
+///
+/// Errors: [`RingError::ShapeMismatch`] if `x` or `dz` does not match `s`.
+pub fn conv2d_grad_weight<R: Ring>(
+    x: &RingTensor<R>,
+    dz: &RingTensor<R>,
+    s: &Conv2dShape,
+) -> Result<RingTensor<R>, RingError> {
+    let cols = im2col(x, s)?; // (rows, CKK), checks x
+    let dm = output_as_rows(dz, s)?; // (rows, OC)
+    dm.transpose2d()?.matmul(&cols)?.reshape(&s.weight_shape())
+}

@@ -50,7 +50,7 @@ mod ring;
 mod share;
 mod tensor;
 
-pub use conv::{Conv2dShape, col2im, conv2d, im2col};
+pub use conv::{Conv2dShape, col2im, conv2d, conv2d_grad_input, conv2d_grad_weight, im2col};
 pub use error::RingError;
 pub use fixed::FixedPoint;
 pub use ring::Ring;

@@ -4,8 +4,8 @@
 //! instantiated for `Z_2^32` and `Z_2^64`.
 
 use ariann_ring::{
-    Conv2dShape, MATMUL_PAR_THRESHOLD, Ring, RingError, RingTensor, col2im, conv2d, im2col,
-    reconstruct, reference,
+    Conv2dShape, MATMUL_PAR_THRESHOLD, Ring, RingError, RingTensor, col2im, conv2d,
+    conv2d_grad_input, conv2d_grad_weight, im2col, reconstruct, reference,
 };
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -219,6 +219,35 @@ fn check_conv<R: Ring>(s: &Conv2dShape, g: &mut ChaCha8Rng) {
     assert!(fast == slow, "conv2d {s:?}");
     // The adjoint identity on the same geometry.
     check_adjoint::<R>(s, g);
+    check_grads::<R>(s, &x, &w, g);
+}
+
+/// The input and weight gradients are the adjoints of the direct
+/// convolution in each argument: `<conv(x, w), dz> = <x, dX(dz, w)> =
+/// <w, dW(x, dz)>`, checked against the 7-loop reference.
+fn check_grads<R: Ring>(s: &Conv2dShape, x: &RingTensor<R>, w: &RingTensor<R>, g: &mut ChaCha8Rng) {
+    let out = s.output_shape().expect("valid geometry");
+    let dz = RingTensor::<R>::random(&out, g);
+    let y = reference::conv2d(x, w, s).expect("valid geometry");
+    let dx = conv2d_grad_input(&dz, w, s).expect("valid geometry");
+    let dw = conv2d_grad_weight(x, &dz, s).expect("valid geometry");
+    assert_eq!(dx.shape(), &s.input_shape());
+    assert_eq!(dw.shape(), &s.weight_shape());
+    assert_eq!(dot(&y, &dz), dot(x, &dx), "input gradient {s:?}");
+    assert_eq!(dot(&y, &dz), dot(w, &dw), "weight gradient {s:?}");
+    // Each coordinate, not only the inner products: the gradient with
+    // respect to one weight is the convolution with that one-hot weight.
+    for i in [0, s.weight_shape().iter().product::<usize>() - 1] {
+        let mut e = vec![R::ZERO; w.len()];
+        e[i] = R::ONE;
+        let ew = RingTensor::from_vec(&s.weight_shape(), e).expect("shape");
+        let yi = reference::conv2d(x, &ew, s).expect("valid geometry");
+        assert_eq!(
+            dot(&yi, &dz),
+            dw.as_slice()[i],
+            "weight gradient entry {i} {s:?}"
+        );
+    }
 }
 
 fn check_adjoint<R: Ring>(s: &Conv2dShape, g: &mut ChaCha8Rng) {

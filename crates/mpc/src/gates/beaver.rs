@@ -147,6 +147,40 @@ impl Bilinear {
     }
 }
 
+impl Bilinear {
+    /// The gradient of `z = x * y` with respect to `x` for an output
+    /// gradient `dz`: the adjoint of the map in its first argument
+    /// (`<x * y, dz> = <x, back_x(dz, y)>`): `dz . y` elementwise, `dz y^T`
+    /// for a matrix product, the transposed convolution for a convolution.
+    pub fn back_x<R: Ring>(
+        &self,
+        dz: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        Ok(match self {
+            Bilinear::Mul { len } => dz.reshape(&[*len])?.mul_elem(&y.reshape(&[*len])?)?,
+            Bilinear::MatMul { .. } => dz.matmul(&y.transpose2d()?)?,
+            Bilinear::Conv2d(s) => ariann_ring::conv2d_grad_input(dz, y, s)?,
+        })
+    }
+
+    /// The gradient of `z = x * y` with respect to `y` for an output
+    /// gradient `dz` (`<x * y, dz> = <y, back_y(x, dz)>`): `x . dz`
+    /// elementwise, `x^T dz` for a matrix product, the weight-gradient
+    /// correlation (summed over the batch) for a convolution.
+    pub fn back_y<R: Ring>(
+        &self,
+        x: &RingTensor<R>,
+        dz: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        Ok(match self {
+            Bilinear::Mul { len } => x.reshape(&[*len])?.mul_elem(&dz.reshape(&[*len])?)?,
+            Bilinear::MatMul { .. } => x.transpose2d()?.matmul(dz)?,
+            Bilinear::Conv2d(s) => ariann_ring::conv2d_grad_weight(x, dz, s)?,
+        })
+    }
+}
+
 /// Bytes of `map` in the bundle encoding (a kind byte and its dimensions as
 /// `u64`, as [`crate::codec`] writes it).
 pub(crate) fn map_encoded_len(map: &Bilinear) -> u64 {
