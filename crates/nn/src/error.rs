@@ -65,6 +65,12 @@ pub enum NnError {
         /// What went wrong there.
         source: Box<NnError>,
     },
+    /// A layer kind has no backward pass yet (training refuses the model).
+    #[error("{0} layers cannot be trained yet (no backward pass)")]
+    Untrainable(String),
+    /// A training setting or input is invalid.
+    #[error("training: {0}")]
+    Training(String),
     /// A value does not fit the fixed-point encoding.
     #[error(transparent)]
     Ring(#[from] RingError),
@@ -100,6 +106,8 @@ impl NnError {
             | NnError::Overflow(_)
             | NnError::Safetensors(_)
             | NnError::Description(_)
+            | NnError::Untrainable(_)
+            | NnError::Training(_)
             | NnError::Ring(_) => Fault::Caller,
         }
     }

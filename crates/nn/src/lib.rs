@@ -43,15 +43,19 @@ pub mod layers;
 pub mod model;
 pub mod params;
 pub mod run;
+pub mod train;
 pub mod weights;
 pub mod zoo;
 
 pub use error::NnError;
-pub use layers::{Ctx, FloatCtx, LayerOp};
-pub use model::{BN_EPS, Config, Layer, Model};
+pub use layers::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape};
+pub use model::{BN_EPS, Config, Layer, Model, Rounding};
 pub use params::Params;
 pub use run::{
     decode_output, encode_input, forward, forward_fixed, forward_float, forward_private, plan,
     share_weights,
+};
+pub use train::{
+    FloatTrainer, Loss, StepOutput, TrainConfig, TrainState, encode_targets, train_plan, train_step,
 };
 pub use weights::Weights;

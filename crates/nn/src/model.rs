@@ -147,6 +147,26 @@ pub struct Config {
     /// round each), which bounds the key memory a party holds at a time
     /// (about 0.75-1 KB per ReLU element).
     pub max_gate_elems: usize,
+    /// Rounding of the training truncations (gradients and parameter
+    /// updates; the forward pass always floors, as in inference).
+    pub rounding: Rounding,
+}
+
+/// How a truncation by `f` bits rounds. Both are exact (the truncation gate
+/// has no error); they differ by the bias: flooring every parameter update
+/// moves each weight up by half an ulp per step on average, which adds up
+/// over an epoch; rounding to nearest (`+ 2^(f-1)` before the floor, a local
+/// addition) has no bias.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    /// `floor(x / 2^f)`.
+    #[default]
+    Floor,
+    /// `floor(x / 2^f + 1/2)`.
+    Nearest,
 }
 
 impl Default for Config {
@@ -158,6 +178,7 @@ impl Default for Config {
             k_cmp: 32,
             k_trunc: 56,
             max_gate_elems: 1 << 18,
+            rounding: Rounding::Floor,
         }
     }
 }
@@ -172,12 +193,17 @@ impl Config {
             k_cmp,
             k_trunc,
             max_gate_elems,
+            rounding,
         } = *self;
         let mut out = Vec::with_capacity(20);
         for v in [frac_bits, k_cmp, k_trunc] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&(max_gate_elems as u64).to_le_bytes());
+        out.push(match rounding {
+            Rounding::Floor => 0,
+            Rounding::Nearest => 1,
+        });
         out
     }
 }

@@ -1,8 +1,9 @@
 //! `AvgPool2d` and `AdaptiveAvgPool2d`: window sums (local) times `1/k^2` at
 //! `f` bits (local), then one exact truncation.
 
-use super::{Ctx, FloatCtx, LayerOp, pool_shape, truncate};
+use super::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape, pool_shape, truncate, truncate_grad};
 use crate::error::NnError;
+use crate::params::Params;
 use ariann_mpc::gates::pool::PoolShape;
 
 /// Average pooling over `k x k` windows (no padding).
@@ -73,6 +74,50 @@ fn private(
     truncate(ctx, &scaled)
 }
 
+/// Backward (private): each window's gradient times `1/k^2` (local) goes to
+/// every position of the window (local sums), then one truncation.
+fn private_back(
+    ctx: &mut Ctx<'_>,
+    dy: &[u64],
+    shape: &[usize],
+    win: Option<(usize, usize)>,
+) -> Result<Vec<u64>, NnError> {
+    let p = geometry(ctx.batch, shape, win)?;
+    let scaled = ctx.gates.mul_public(dy, inv_area(p.k, ctx.cfg.frac_bits));
+    let wins = p.windows()?;
+    if wins.len() != scaled.len() {
+        return Err(NnError::InputSize {
+            expected: wins.len(),
+            got: scaled.len(),
+        });
+    }
+    let mut dx = vec![0u64; p.input_len()];
+    for (w, g) in wins.iter().zip(&scaled) {
+        for i in w {
+            dx[*i] = dx[*i].wrapping_add(*g);
+        }
+    }
+    truncate_grad(ctx, &dx)
+}
+
+/// Backward (float).
+fn float_back(
+    batch: usize,
+    dy: &[f64],
+    shape: &[usize],
+    win: Option<(usize, usize)>,
+) -> Result<Vec<f64>, NnError> {
+    let p = geometry(batch, shape, win)?;
+    let area = (p.k * p.k) as f64;
+    let mut dx = vec![0f64; p.input_len()];
+    for (w, g) in p.windows()?.iter().zip(dy) {
+        for i in w {
+            dx[*i] += g / area;
+        }
+    }
+    Ok(dx)
+}
+
 impl AdaptiveAvgPool2d {
     /// Window and stride on an input of `shape`, if it is a fixed window.
     pub fn window(&self, shape: &[usize]) -> Option<(usize, usize)> {
@@ -105,6 +150,38 @@ impl LayerOp for AvgPool2d {
     ) -> Result<Vec<u64>, NnError> {
         private(ctx, &x, shape, Some((self.k, self.stride)))
     }
+    fn forward_train(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+        _need_dx: bool,
+    ) -> Result<(Vec<u64>, Tape), NnError> {
+        Ok((
+            private(ctx, &x, shape, Some((self.k, self.stride)))?,
+            Tape::None,
+        ))
+    }
+    fn backward(
+        &self,
+        ctx: &mut Ctx<'_>,
+        _tape: Tape,
+        dy: Vec<u64>,
+        shape: &[usize],
+        _grads: &mut Params,
+    ) -> Result<Option<Vec<u64>>, NnError> {
+        private_back(ctx, &dy, shape, Some((self.k, self.stride))).map(Some)
+    }
+    fn backward_float(
+        &self,
+        ctx: &FloatCtx<'_>,
+        _x: &[f64],
+        shape: &[usize],
+        dy: Vec<f64>,
+        _grads: &mut FloatGrads,
+    ) -> Result<Vec<f64>, NnError> {
+        float_back(ctx.batch, &dy, shape, Some((self.k, self.stride)))
+    }
 }
 
 impl LayerOp for AdaptiveAvgPool2d {
@@ -126,5 +203,34 @@ impl LayerOp for AdaptiveAvgPool2d {
         shape: &[usize],
     ) -> Result<Vec<u64>, NnError> {
         private(ctx, &x, shape, self.window(shape))
+    }
+    fn forward_train(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+        _need_dx: bool,
+    ) -> Result<(Vec<u64>, Tape), NnError> {
+        Ok((private(ctx, &x, shape, self.window(shape))?, Tape::None))
+    }
+    fn backward(
+        &self,
+        ctx: &mut Ctx<'_>,
+        _tape: Tape,
+        dy: Vec<u64>,
+        shape: &[usize],
+        _grads: &mut Params,
+    ) -> Result<Option<Vec<u64>>, NnError> {
+        private_back(ctx, &dy, shape, self.window(shape)).map(Some)
+    }
+    fn backward_float(
+        &self,
+        ctx: &FloatCtx<'_>,
+        _x: &[f64],
+        shape: &[usize],
+        dy: Vec<f64>,
+        _grads: &mut FloatGrads,
+    ) -> Result<Vec<f64>, NnError> {
+        float_back(ctx.batch, &dy, shape, self.window(shape))
     }
 }

@@ -1,6 +1,9 @@
 //! `Conv2d`: NCHW cross-correlation.
 
-use super::{Ctx, FloatCtx, LayerOp, add_bias, encode_weight_bias, truncate};
+use super::{
+    Ctx, FloatCtx, FloatGrads, LayerOp, Tape, add_bias, add_float_grad, add_grad, bias_grad,
+    encode_weight_bias, truncate, truncate_grad,
+};
 use crate::error::NnError;
 use crate::model::Config;
 use crate::params::Params;
@@ -154,5 +157,109 @@ impl LayerOp for Conv2d {
         let (oh, ow) = s.out_hw()?;
         add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);
         truncate(ctx, &z)
+    }
+
+    fn forward_train(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+        need_dx: bool,
+    ) -> Result<(Vec<u64>, Tape), NnError> {
+        let s = self
+            .geometry(ctx.batch, shape)
+            .ok_or_else(|| self.misfit(shape))?;
+        let (wn, bn) = self.names();
+        let xt = RingTensor::from_vec(&s.input_shape(), x)?;
+        let (z, tape) =
+            ctx.gates
+                .bilinear_train(Bilinear::Conv2d(s), &xt, ctx.params.get(&wn)?, need_dx)?;
+        let mut z = z.to_vec();
+        let (oh, ow) = s.out_hw()?;
+        add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);
+        Ok((truncate(ctx, &z)?, Tape::Product(tape)))
+    }
+
+    fn backward(
+        &self,
+        ctx: &mut Ctx<'_>,
+        tape: Tape,
+        dy: Vec<u64>,
+        shape: &[usize],
+        grads: &mut Params,
+    ) -> Result<Option<Vec<u64>>, NnError> {
+        let Tape::Product(tape) = tape else {
+            return Err(NnError::Training(
+                "a convolution got another layer's tape".into(),
+            ));
+        };
+        let s = self
+            .geometry(ctx.batch, shape)
+            .ok_or_else(|| self.misfit(shape))?;
+        let (wn, bn) = self.names();
+        let (oh, ow) = s.out_hw()?;
+        let db = bias_grad(&dy, &[self.oc, oh, ow], u64::wrapping_add);
+        let dz = RingTensor::from_vec(&s.output_shape()?, dy)?;
+        let (dx, dw) = ctx
+            .gates
+            .bilinear_backward(tape, &dz, ctx.params.get(&wn)?)?;
+        add_grad(grads, &wn, &s.weight_shape(), dw.as_slice())?;
+        add_grad(grads, &bn, &[self.oc], &db)?;
+        dx.map(|dx| truncate_grad(ctx, dx.as_slice())).transpose()
+    }
+
+    fn backward_float(
+        &self,
+        ctx: &FloatCtx<'_>,
+        x: &[f64],
+        shape: &[usize],
+        dy: Vec<f64>,
+        grads: &mut FloatGrads,
+    ) -> Result<Vec<f64>, NnError> {
+        let s = self
+            .geometry(ctx.batch, shape)
+            .ok_or_else(|| self.misfit(shape))?;
+        let (wn, bn) = self.names();
+        let (_, wt) = param(ctx.weights, &wn)?;
+        let (oh, ow) = s.out_hw()?;
+        let kk = s.c * s.kh * s.kw;
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; s.oc * kk];
+        // The input index of each patch entry (None in the padding).
+        let at = |n: usize, i: usize, j: usize, c: usize, di: usize, dj: usize| {
+            let (yy, xx) = (i * s.stride + di, j * s.stride + dj);
+            (yy >= s.pad && xx >= s.pad && yy - s.pad < s.h && xx - s.pad < s.w)
+                .then(|| ((n * s.c + c) * s.h + yy - s.pad) * s.w + xx - s.pad)
+        };
+        for n in 0..ctx.batch {
+            for o in 0..s.oc {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let g = dy[((n * s.oc + o) * oh + i) * ow + j];
+                        if g == 0.0 {
+                            continue;
+                        }
+                        for c in 0..s.c {
+                            for di in 0..s.kh {
+                                for dj in 0..s.kw {
+                                    if let Some(p) = at(n, i, j, c, di, dj) {
+                                        let wi = o * kk + (c * s.kh + di) * s.kw + dj;
+                                        dx[p] += g * f64::from(wt[wi]);
+                                        dw[wi] += g * x[p];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        add_float_grad(grads, &wn, &dw);
+        add_float_grad(
+            grads,
+            &bn,
+            &bias_grad(&dy, &[self.oc, oh, ow], |a, b| a + b),
+        );
+        Ok(dx)
     }
 }

@@ -1,6 +1,9 @@
 //! `Linear`: `y = x W^T + b`.
 
-use super::{Ctx, FloatCtx, LayerOp, add_bias, encode_weight_bias, truncate};
+use super::{
+    Ctx, FloatCtx, FloatGrads, LayerOp, Tape, add_bias, add_float_grad, add_grad, bias_grad,
+    encode_weight_bias, truncate, truncate_grad,
+};
 use crate::error::NnError;
 use crate::model::Config;
 use crate::params::Params;
@@ -28,6 +31,17 @@ impl Linear {
             format!("{}.weight", self.name),
             format!("{}.bias", self.name),
         )
+    }
+}
+
+impl Linear {
+    /// The product `x (batch x inp) . W^T (inp x out)`.
+    fn map(&self, batch: usize) -> Bilinear {
+        Bilinear::MatMul {
+            m: batch,
+            k: self.inp,
+            n: self.out,
+        }
     }
 }
 
@@ -96,14 +110,90 @@ impl LayerOp for Linear {
         // The store keeps PyTorch's `[out, inp]`; the product needs `[inp, out]`
         // (a local transposition of this party's share).
         let wt = ctx.params.get(&wn)?.transpose2d()?;
-        let map = Bilinear::MatMul {
-            m: ctx.batch,
-            k: self.inp,
-            n: self.out,
-        };
+        let map = self.map(ctx.batch);
         let xt = RingTensor::from_vec(&[ctx.batch, self.inp], x)?;
         let mut z = ctx.gates.bilinear(map, &xt, &wt)?.to_vec();
         add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
         truncate(ctx, &z)
+    }
+
+    fn forward_train(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        _shape: &[usize],
+        need_dx: bool,
+    ) -> Result<(Vec<u64>, Tape), NnError> {
+        let (wn, bn) = self.names();
+        let wt = ctx.params.get(&wn)?.transpose2d()?;
+        let xt = RingTensor::from_vec(&[ctx.batch, self.inp], x)?;
+        let (z, tape) = ctx
+            .gates
+            .bilinear_train(self.map(ctx.batch), &xt, &wt, need_dx)?;
+        let mut z = z.to_vec();
+        add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
+        Ok((truncate(ctx, &z)?, Tape::Product(tape)))
+    }
+
+    fn backward(
+        &self,
+        ctx: &mut Ctx<'_>,
+        tape: Tape,
+        dy: Vec<u64>,
+        _shape: &[usize],
+        grads: &mut Params,
+    ) -> Result<Option<Vec<u64>>, NnError> {
+        let Tape::Product(tape) = tape else {
+            return Err(NnError::Training(
+                "a linear layer got another layer's tape".into(),
+            ));
+        };
+        let (wn, bn) = self.names();
+        let wt = ctx.params.get(&wn)?.transpose2d()?;
+        let db = bias_grad(&dy, &[self.out], u64::wrapping_add);
+        let dz = RingTensor::from_vec(&[ctx.batch, self.out], dy)?;
+        let (dx, dwt) = ctx.gates.bilinear_backward(tape, &dz, &wt)?;
+        add_grad(
+            grads,
+            &wn,
+            &[self.out, self.inp],
+            dwt.transpose2d()?.as_slice(),
+        )?;
+        add_grad(grads, &bn, &[self.out], &db)?;
+        dx.map(|dx| truncate_grad(ctx, dx.as_slice())).transpose()
+    }
+
+    fn backward_float(
+        &self,
+        ctx: &FloatCtx<'_>,
+        x: &[f64],
+        _shape: &[usize],
+        dy: Vec<f64>,
+        grads: &mut FloatGrads,
+    ) -> Result<Vec<f64>, NnError> {
+        let (inp, out) = (self.inp, self.out);
+        let (wn, bn) = self.names();
+        let (_, w) = param(ctx.weights, &wn)?;
+        let mut dx = vec![0f64; ctx.batch * inp];
+        let mut dw = vec![0f64; out * inp];
+        for n in 0..ctx.batch {
+            let xs = &x[n * inp..(n + 1) * inp];
+            let dxs = &mut dx[n * inp..(n + 1) * inp];
+            for o in 0..out {
+                let g = dy[n * out + o];
+                if g == 0.0 {
+                    continue;
+                }
+                let row = &w[o * inp..(o + 1) * inp];
+                let drow = &mut dw[o * inp..(o + 1) * inp];
+                for i in 0..inp {
+                    dxs[i] += g * f64::from(row[i]);
+                    drow[i] += g * xs[i];
+                }
+            }
+        }
+        add_float_grad(grads, &wn, &dw);
+        add_float_grad(grads, &bn, &bias_grad(&dy, &[out], |a, b| a + b));
+        Ok(dx)
     }
 }

@@ -26,9 +26,10 @@ use crate::error::NnError;
 use crate::model::{Config, Layer};
 use crate::params::Params;
 use crate::weights::Weights;
-use ariann_mpc::Gates;
 use ariann_mpc::gates::pool::PoolShape;
+use ariann_mpc::{BilinearTape, Gates};
 use ariann_ring::FixedPoint;
+use std::collections::BTreeMap;
 
 /// What a layer's forward pass on a gate backend works with.
 pub struct Ctx<'a> {
@@ -105,6 +106,277 @@ pub trait LayerOp {
     /// Forward pass on the gate backend (`x` flat, this party's shares).
     fn forward(&self, ctx: &mut Ctx<'_>, x: Vec<u64>, shape: &[usize])
     -> Result<Vec<u64>, NnError>;
+
+    /// Training forward pass on the gate backend: the output and what the
+    /// backward pass needs ([`Tape`]). `need_dx` says whether the backward
+    /// pass must produce the input's gradient (false before the first layer
+    /// with parameters). Layers without a backward pass refuse.
+    fn forward_train(
+        &self,
+        _ctx: &mut Ctx<'_>,
+        _x: Vec<u64>,
+        _shape: &[usize],
+        _need_dx: bool,
+    ) -> Result<(Vec<u64>, Tape), NnError> {
+        Err(self.untrainable())
+    }
+
+    /// Backward pass on the gate backend: from the output's gradient `dy`
+    /// (`f` fractional bits, this party's shares) and the forward pass's
+    /// tape, adds the parameters' gradients to `grads` (weights of products
+    /// at `2f` bits, untruncated; biases at `f`) and returns the input's
+    /// gradient at `f` bits if the forward pass was asked for it.
+    fn backward(
+        &self,
+        _ctx: &mut Ctx<'_>,
+        _tape: Tape,
+        _dy: Vec<u64>,
+        _shape: &[usize],
+        _grads: &mut Params,
+    ) -> Result<Option<Vec<u64>>, NnError> {
+        Err(self.untrainable())
+    }
+
+    /// Float backward pass (the cleartext reference): from the layer's
+    /// input `x` (of `shape`) and the output's gradient, adds the
+    /// parameters' gradients to `grads` and returns the input's gradient.
+    fn backward_float(
+        &self,
+        _ctx: &FloatCtx<'_>,
+        _x: &[f64],
+        _shape: &[usize],
+        _dy: Vec<f64>,
+        _grads: &mut FloatGrads,
+    ) -> Result<Vec<f64>, NnError> {
+        Err(self.untrainable())
+    }
+
+    /// The error of a layer without a backward pass.
+    fn untrainable(&self) -> NnError {
+        NnError::Untrainable(
+            std::any::type_name::<Self>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("layer")
+                .to_string(),
+        )
+    }
+}
+
+/// Float gradients by parameter name (the same names and layouts as
+/// [`Weights`]).
+pub type FloatGrads = BTreeMap<String, Vec<f64>>;
+
+/// What a layer's training forward pass keeps for its backward pass.
+#[derive(Debug)]
+pub enum Tape {
+    /// Nothing (linear layers without parameters).
+    None,
+    /// A product's tape (the masked operands the backward reuses).
+    Product(BilinearTape<u64>),
+    /// Shares of the DReLU bits of a ReLU.
+    Bits(Vec<u64>),
+    /// Shares of the one-hot arg-max of every max-pool window, chunk by
+    /// chunk in window order.
+    OneHot(Vec<u64>),
+    /// The tapes of nested layers, with their input shapes.
+    Layers(Tapes),
+    /// A residual block's branches.
+    Residual(Tapes, Tapes),
+}
+
+/// Each layer's tape with its input shape.
+pub type Tapes = Vec<(Tape, Vec<usize>)>;
+
+/// Each layer's float input with its shape.
+pub(crate) type FloatInputs = Vec<(Vec<f64>, Vec<usize>)>;
+
+/// Whether a layer has parameters.
+pub(crate) fn has_params(l: &Layer) -> bool {
+    let mut p = Vec::new();
+    l.op().parameters(&mut p);
+    !p.is_empty()
+}
+
+/// Training forward pass of `layers` (at `prefix`): the output, its shape
+/// and the tapes with each layer's input shape.
+pub(crate) fn forward_train_layers(
+    ctx: &mut Ctx<'_>,
+    layers: &[Layer],
+    prefix: &str,
+    mut x: Vec<u64>,
+    shape: &[usize],
+    mut need_dx: bool,
+) -> Result<(Vec<u64>, Vec<usize>, Tapes), NnError> {
+    let mut shape = shape.to_vec();
+    let mut tapes = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let path = l.path(prefix, i);
+        let next = out_shape(l, &path, &shape)?;
+        let outer = std::mem::replace(&mut ctx.path, path);
+        let (y, tape) = l
+            .op()
+            .forward_train(ctx, x, &shape, need_dx)
+            .map_err(|e| e.at(&ctx.path))?;
+        ctx.path = outer;
+        tapes.push((tape, shape));
+        need_dx |= has_params(l);
+        x = y;
+        shape = next;
+    }
+    Ok((x, shape, tapes))
+}
+
+/// Backward pass of `layers` (at `prefix`) from the output's gradient;
+/// returns the input's gradient if the forward pass needed it.
+pub(crate) fn backward_layers(
+    ctx: &mut Ctx<'_>,
+    layers: &[Layer],
+    prefix: &str,
+    tapes: Tapes,
+    dy: Vec<u64>,
+    grads: &mut Params,
+) -> Result<Option<Vec<u64>>, NnError> {
+    if tapes.len() != layers.len() {
+        return Err(NnError::Description(format!(
+            "{} tapes for {} layers",
+            tapes.len(),
+            layers.len()
+        )));
+    }
+    let mut g = Some(dy);
+    for (i, (l, (tape, shape))) in layers.iter().zip(tapes).enumerate().rev() {
+        let Some(dy) = g else { break };
+        let path = l.path(prefix, i);
+        let outer = std::mem::replace(&mut ctx.path, path);
+        g = l
+            .op()
+            .backward(ctx, tape, dy, &shape, grads)
+            .map_err(|e| e.at(&ctx.path))?;
+        ctx.path = outer;
+    }
+    Ok(g)
+}
+
+/// Float training forward pass: the output and every layer's input.
+pub(crate) fn float_train_layers(
+    ctx: &FloatCtx<'_>,
+    layers: &[Layer],
+    prefix: &str,
+    mut x: Vec<f64>,
+    shape: &[usize],
+) -> Result<(Vec<f64>, FloatInputs), NnError> {
+    let mut shape = shape.to_vec();
+    let mut inputs = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let path = l.path(prefix, i);
+        let next = out_shape(l, &path, &shape)?;
+        let inner = FloatCtx {
+            weights: ctx.weights,
+            batch: ctx.batch,
+            path,
+        };
+        let y = l
+            .op()
+            .forward_float(&inner, x.clone(), &shape)
+            .map_err(|e| e.at(&inner.path))?;
+        inputs.push((x, shape));
+        x = y;
+        shape = next;
+    }
+    Ok((x, inputs))
+}
+
+/// Float backward pass of `layers` from the output's gradient.
+pub(crate) fn float_backward_layers(
+    ctx: &FloatCtx<'_>,
+    layers: &[Layer],
+    prefix: &str,
+    inputs: &[(Vec<f64>, Vec<usize>)],
+    mut dy: Vec<f64>,
+    grads: &mut FloatGrads,
+) -> Result<Vec<f64>, NnError> {
+    for (i, (l, (x, shape))) in layers.iter().zip(inputs).enumerate().rev() {
+        let inner = FloatCtx {
+            weights: ctx.weights,
+            batch: ctx.batch,
+            path: l.path(prefix, i),
+        };
+        dy = l
+            .op()
+            .backward_float(&inner, x, shape, dy, grads)
+            .map_err(|e| e.at(&inner.path))?;
+    }
+    Ok(dy)
+}
+
+/// Adds `v` into the gradient `name` of `grads` (a zero tensor of `shape`
+/// if absent).
+pub(crate) fn add_grad(
+    grads: &mut Params,
+    name: &str,
+    shape: &[usize],
+    v: &[u64],
+) -> Result<(), NnError> {
+    if grads.get(name).is_err() {
+        grads.insert(name, ariann_ring::RingTensor::zeros(shape));
+    }
+    let g = grads.get_mut(name)?;
+    if g.len() != v.len() {
+        return Err(NnError::TensorShape {
+            name: name.to_string(),
+            expected: g.shape().to_vec(),
+            got: vec![v.len()],
+        });
+    }
+    for (a, b) in g.as_mut_slice().iter_mut().zip(v) {
+        *a = a.wrapping_add(*b);
+    }
+    Ok(())
+}
+
+/// Adds `v` into the float gradient `name`.
+pub(crate) fn add_float_grad(grads: &mut FloatGrads, name: &str, v: &[f64]) {
+    let g = grads
+        .entry(name.to_string())
+        .or_insert_with(|| vec![0.0; v.len()]);
+    for (a, b) in g.iter_mut().zip(v) {
+        *a += b;
+    }
+}
+
+/// Per-output sums of a gradient (`i % out` for a linear layer's `[batch,
+/// out]`, per channel for a convolution's `[batch, c, h, w]`): the bias's
+/// gradient.
+pub(crate) fn bias_grad<T: Copy + Default>(
+    dz: &[T],
+    next: &[usize],
+    add: impl Fn(T, T) -> T,
+) -> Vec<T> {
+    let c = next[0];
+    let plane: usize = next[1..].iter().product::<usize>().max(1);
+    let mut out = vec![T::default(); c];
+    for (p, chunk) in dz.chunks(plane).enumerate() {
+        let o = &mut out[p % c];
+        for v in chunk {
+            *o = add(*o, *v);
+        }
+    }
+    out
+}
+
+/// Truncation of a backward product (`2f` -> `f` bits), rounding as the
+/// training configuration says: floor, or to nearest (`+ 2^(f-1)` first,
+/// a local addition by party 0).
+pub(crate) fn truncate_grad(ctx: &mut Ctx<'_>, z: &[u64]) -> Result<Vec<u64>, NnError> {
+    let f = ctx.cfg.frac_bits;
+    if ctx.cfg.rounding == crate::model::Rounding::Nearest {
+        let half = vec![1u64 << (f - 1); z.len()];
+        let z = ctx.gates.add_public(z, &half)?;
+        truncate(ctx, &z)
+    } else {
+        truncate(ctx, z)
+    }
 }
 
 /// Runs `layers` (at `prefix`) on the backend; returns the output and its shape.

@@ -1,6 +1,9 @@
 //! `Residual`: `body(x) + shortcut(x)`; the sum is local (shares add).
 
-use super::{Ctx, FloatCtx, LayerOp, float_layers, forward_layers};
+use super::{
+    Ctx, FloatCtx, FloatGrads, LayerOp, Tape, backward_layers, float_backward_layers, float_layers,
+    float_train_layers, forward_layers, forward_train_layers,
+};
 use crate::error::NnError;
 use crate::model::{Config, Layer};
 use crate::params::Params;
@@ -91,5 +94,94 @@ impl LayerOp for Residual {
         let (a, _) = forward_layers(ctx, &self.body, &format!("{here}.body"), x.clone(), shape)?;
         let (b, _) = forward_layers(ctx, &self.shortcut, &format!("{here}.shortcut"), x, shape)?;
         Ok(a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect())
+    }
+
+    fn forward_train(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+        need_dx: bool,
+    ) -> Result<(Vec<u64>, Tape), NnError> {
+        let here = ctx.path.clone();
+        let (a, _, ta) = forward_train_layers(
+            ctx,
+            &self.body,
+            &format!("{here}.body"),
+            x.clone(),
+            shape,
+            need_dx,
+        )?;
+        let (b, _, tb) = forward_train_layers(
+            ctx,
+            &self.shortcut,
+            &format!("{here}.shortcut"),
+            x,
+            shape,
+            need_dx,
+        )?;
+        let y = a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect();
+        Ok((y, Tape::Residual(ta, tb)))
+    }
+
+    /// The gradient fans out to both branches; their input gradients add.
+    fn backward(
+        &self,
+        ctx: &mut Ctx<'_>,
+        tape: Tape,
+        dy: Vec<u64>,
+        _shape: &[usize],
+        grads: &mut Params,
+    ) -> Result<Option<Vec<u64>>, NnError> {
+        let Tape::Residual(ta, tb) = tape else {
+            return Err(NnError::Training(
+                "a residual block got another layer's tape".into(),
+            ));
+        };
+        let here = ctx.path.clone();
+        let a = backward_layers(
+            ctx,
+            &self.body,
+            &format!("{here}.body"),
+            ta,
+            dy.clone(),
+            grads,
+        )?;
+        let b = backward_layers(
+            ctx,
+            &self.shortcut,
+            &format!("{here}.shortcut"),
+            tb,
+            dy,
+            grads,
+        )?;
+        Ok(match (a, b) {
+            (Some(a), Some(b)) => Some(a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect()),
+            _ => None,
+        })
+    }
+
+    fn backward_float(
+        &self,
+        ctx: &FloatCtx<'_>,
+        x: &[f64],
+        shape: &[usize],
+        dy: Vec<f64>,
+        grads: &mut FloatGrads,
+    ) -> Result<Vec<f64>, NnError> {
+        let mut out = Vec::new();
+        for (branch, layers) in [("body", &self.body), ("shortcut", &self.shortcut)] {
+            let prefix = format!("{}.{branch}", ctx.path);
+            let (_, inputs) = float_train_layers(ctx, layers, &prefix, x.to_vec(), shape)?;
+            let d = float_backward_layers(ctx, layers, &prefix, &inputs, dy.clone(), grads)?;
+            if out.is_empty() {
+                out = d;
+            } else {
+                for (o, v) in out.iter_mut().zip(d) {
+                    *o += v;
+                }
+            }
+        }
+        Ok(out)
     }
 }
