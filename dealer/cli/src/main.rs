@@ -207,6 +207,7 @@ fn plan_of(job: &Job) -> Result<Plan> {
         k_cmp: job.k_cmp,
         k_trunc: job.k_trunc,
         max_gate_elems: job.max_gate_elems.max(1),
+        ..Config::default()
     };
     // Batch-norms are folded into their convolutions, as the parties do;
     // the plan depends on the architecture only, so any weights will do.
