@@ -58,4 +58,4 @@ pub use run::{
 pub use train::{
     FloatTrainer, Loss, StepOutput, TrainConfig, TrainState, encode_targets, train_plan, train_step,
 };
-pub use weights::Weights;
+pub use weights::{Init, Weights};

@@ -6,6 +6,18 @@ use crate::model::Model;
 use rand::Rng;
 use std::collections::BTreeMap;
 
+/// Initialisation rule of [`Weights::init`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// He (Kaiming) uniform for ReLU networks: `sqrt(6 / fan_in)`.
+    He,
+    /// Glorot (Xavier) uniform: `sqrt(6 / (fan_in + fan_out))`.
+    Glorot,
+    /// PyTorch's default for `Linear` and `Conv2d` weights: `1 / sqrt(fan_in)`.
+    PyTorch,
+}
+
 /// Float parameters by PyTorch state-dict name.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Weights {
@@ -59,6 +71,34 @@ impl Weights {
             let data = (0..shape.iter().product())
                 .map(|_| rng.random_range(lo..hi))
                 .collect();
+            w.tensors.insert(name, (shape, data));
+        }
+        w
+    }
+
+    /// Initial parameters for training from a seeded generator: weights
+    /// uniform in `[-bound, bound]` by the rule `init` (fan-in of a linear
+    /// weight `[out, in]` is `in`, of a convolution `[oc, c, k, k]` `c k k`),
+    /// biases zero.
+    pub fn init<G: Rng + ?Sized>(model: &Model, init: Init, rng: &mut G) -> Self {
+        let mut w = Weights::new();
+        for (name, shape) in model.parameters() {
+            let n: usize = shape.iter().product();
+            let data = if shape.len() > 1 {
+                let field: usize = shape[2..].iter().product();
+                let (fan_in, fan_out) = (shape[1] * field, shape[0] * field);
+                let bound = match init {
+                    Init::He => (6.0 / fan_in as f64).sqrt(),
+                    Init::Glorot => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+                    Init::PyTorch => 1.0 / (fan_in as f64).sqrt(),
+                } as f32;
+                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+            } else if name.ends_with(".running_var") || name.ends_with(".weight") {
+                // Batch-norm scales and variances.
+                vec![1.0; n]
+            } else {
+                vec![0.0; n]
+            };
             w.tensors.insert(name, (shape, data));
         }
         w

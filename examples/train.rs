@@ -1,0 +1,643 @@
+//! Private training on MNIST in this process: a dealer thread streams each
+//! step's keys to two party threads (over the in-memory transport), which
+//! train a zoo model on shares: the data owner's images and labels and the
+//! model owner's initial weights are secret-shared, and only masked values
+//! are ever opened. Then the same training in float (same seed, same
+//! batches, same hyper-parameters) for comparison.
+//!
+//! ```text
+//! cargo run --release --example train -- --model lenet --epochs 5
+//! cargo run --release --example train -- --model network1 --epochs 1 --train-subset 2048 --json
+//! ```
+//!
+//! Options: `--model NAME` (zoo: network1, network2, lenet, ...),
+//! `--epochs N`, `--batch B` (a power of two, default 64), `--lr X`
+//! (default 0.05), `--momentum X` (0.9), `--weight-decay X` (5e-4),
+//! `--lr-step N --lr-gamma X` (step schedule: times gamma every N epochs),
+//! `--optimizer sgd`, `--loss mse`, `--frac-bits F` (20), `--rounding
+//! nearest|floor`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
+//! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
+//! `--json`, `--fixed` (train in cleartext fixed point instead: the exact
+//! arithmetic of the private run without keys or parties, for quick
+//! accuracy studies), `--no-float`.
+//!
+//! Data: `$ARIANN_SHARED_DATA/mnist` (or `../shared/data/mnist`), the four
+//! IDX files; images scaled to `[0, 1]`.
+//!
+//! What is reported per epoch: wall time, the dealer's key generation time
+//! (its busy time on the same two cores) and the parties' online time (wall
+//! time minus the time they waited for keys), keys per party, MB sent per
+//! party, the training loss (mean over the epoch's batches, from the logits
+//! reconstructed here for the report; the protocol never opens them), the
+//! test accuracy of the privately trained model (its reconstructed weights
+//! evaluated in cleartext fixed point, which the private inference equals
+//! bit for bit) and of the float run.
+
+use ariann::mpc::{
+    BundleTag, ChannelSource, Clear, GateKey, MemTransport, MpcError, PreprocessingSource, Session,
+    Transport, plan_cost, run_two_party,
+};
+use ariann::nn::{
+    Config, FloatTrainer, Init, Loss, Model, Params, Rounding, TrainConfig, TrainState, Weights,
+    encode_input, encode_targets, forward, forward_float, train_plan, train_step, zoo,
+};
+use ariann_fss::Party;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel};
+use std::time::{Duration, Instant};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+struct Args(Vec<String>);
+
+impl Args {
+    fn value(&self, name: &str) -> Option<&str> {
+        let i = self.0.iter().position(|a| a == name)?;
+        self.0.get(i + 1).map(String::as_str)
+    }
+    fn flag(&self, name: &str) -> bool {
+        self.0.iter().any(|a| a == name)
+    }
+    fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Res<T> {
+        match self.value(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("{name} {v}: not a valid value").into()),
+        }
+    }
+}
+
+/// Images (`n x 784`, in `[0, 1]`) and labels.
+struct Mnist {
+    x: Vec<f32>,
+    y: Vec<usize>,
+}
+
+fn gunzip(path: &Path) -> Res<Vec<u8>> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(f)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(out)
+}
+
+fn load_mnist(root: &Path, split: &str, limit: usize) -> Res<Mnist> {
+    let img = gunzip(&root.join(format!("{split}-images-idx3-ubyte.gz")))?;
+    let lab = gunzip(&root.join(format!("{split}-labels-idx1-ubyte.gz")))?;
+    if img.len() < 16 || img[..4] != [0, 0, 8, 3] || lab.len() < 8 || lab[..4] != [0, 0, 8, 1] {
+        return Err(format!("{split}: not MNIST IDX files").into());
+    }
+    let count = u32::from_be_bytes([img[4], img[5], img[6], img[7]]) as usize;
+    let n = count.min(limit);
+    if img.len() < 16 + n * 784 || lab.len() < 8 + n {
+        return Err(format!("{split}: truncated IDX file").into());
+    }
+    Ok(Mnist {
+        x: img[16..16 + n * 784]
+            .iter()
+            .map(|p| f32::from(*p) / 255.0)
+            .collect(),
+        y: lab[8..8 + n].iter().map(|l| usize::from(*l)).collect(),
+    })
+}
+
+fn data_root() -> Res<PathBuf> {
+    let root = match std::env::var_os("ARIANN_SHARED_DATA") {
+        Some(r) => PathBuf::from(r),
+        None => PathBuf::from("../shared/data"),
+    };
+    let m = root.join("mnist");
+    if m.join("train-images-idx3-ubyte.gz").is_file() {
+        Ok(m)
+    } else {
+        Err(format!(
+            "MNIST not found in {} (set ARIANN_SHARED_DATA to the folder holding mnist/)",
+            m.display()
+        )
+        .into())
+    }
+}
+
+/// A key source that counts the time spent waiting for keys.
+struct Timed<S> {
+    inner: S,
+    wait: Duration,
+}
+
+impl<S: PreprocessingSource<u64>> PreprocessingSource<u64> for Timed<S> {
+    fn next_bundle(
+        &mut self,
+        party: Party,
+        expected: &BundleTag,
+    ) -> Result<GateKey<u64>, MpcError> {
+        let t = Instant::now();
+        let r = self.inner.next_bundle(party, expected);
+        self.wait += t.elapsed();
+        r
+    }
+}
+
+/// The batches of each epoch: a seeded shuffle of the training set.
+fn epoch_order(n: usize, batch: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut ChaCha12Rng::seed_from_u64(
+        seed ^ (epoch as u64).wrapping_mul(0x9e37),
+    ));
+    idx.chunks_exact(batch).map(<[usize]>::to_vec).collect()
+}
+
+fn gather(d: &Mnist, idx: &[usize]) -> (Vec<f32>, Vec<usize>) {
+    let mut x = Vec::with_capacity(idx.len() * 784);
+    for &i in idx {
+        x.extend_from_slice(&d.x[i * 784..(i + 1) * 784]);
+    }
+    (x, idx.iter().map(|&i| d.y[i]).collect())
+}
+
+/// The data owner's sharing of one step's inputs, derived from a seed per
+/// step so each party thread makes its own share: party 1 holds `r`, party
+/// 0 `v - r`.
+fn my_share(v: &[u64], party: usize, seed: u64, step: u64) -> Vec<u64> {
+    let mut g = ChaCha12Rng::seed_from_u64(seed ^ step.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    v.iter()
+        .map(|x| {
+            let r: u64 = g.random();
+            if party == 0 { x.wrapping_sub(r) } else { r }
+        })
+        .collect()
+}
+
+fn accuracy_fixed(model: &Model, p: &Params, test: &Mnist, cfg: &Config) -> Res<f64> {
+    let n = test.y.len();
+    let mut right = 0;
+    for start in (0..n).step_by(250) {
+        let end = (start + 250).min(n);
+        let x = encode_input(&test.x[start * 784..end * 784], cfg)?;
+        let y = forward(&mut Clear, model, p, &x, end - start, cfg)?;
+        let c = y.len() / (end - start);
+        for (r, row) in y.chunks(c).enumerate() {
+            let best = (0..c).fold(0, |b, i| {
+                if (row[i] as i64) > (row[b] as i64) {
+                    i
+                } else {
+                    b
+                }
+            });
+            right += usize::from(best == test.y[start + r]);
+        }
+    }
+    Ok(right as f64 / n.max(1) as f64)
+}
+
+fn accuracy_float(model: &Model, w: &Weights, test: &Mnist) -> Res<f64> {
+    let n = test.y.len();
+    let mut right = 0;
+    for start in (0..n).step_by(250) {
+        let end = (start + 250).min(n);
+        let y = forward_float(model, w, &test.x[start * 784..end * 784], end - start)?;
+        let c = y.len() / (end - start);
+        for (r, row) in y.chunks(c).enumerate() {
+            let best = (0..c).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+            right += usize::from(best == test.y[start + r]);
+        }
+    }
+    Ok(right as f64 / n.max(1) as f64)
+}
+
+/// Mean loss of a batch from (reconstructed) fixed-point logits.
+fn loss_of(loss: Loss, logits: &[u64], labels: &[usize], cfg: &Config) -> f64 {
+    let s = 2f64.powi(cfg.frac_bits as i32);
+    let z: Vec<f64> = logits.iter().map(|v| *v as i64 as f64 / s).collect();
+    let c = z.len() / labels.len().max(1);
+    ariann::nn::train::float_loss(loss, &z, labels, c)
+        .map(|(_, v)| v)
+        .unwrap_or(f64::NAN)
+}
+
+#[derive(Default, Clone)]
+struct EpochStats {
+    wall_s: f64,
+    keygen_s: f64,
+    online_s: f64,
+    key_bytes: u64,
+    sent_bytes: u64,
+    rounds: u64,
+    train_loss: f64,
+    test_acc: f64,
+    float_test_acc: f64,
+    float_loss: f64,
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// What a party thread returns: per epoch its parameter shares, wall and
+/// key-wait time, traffic; per step its logit shares.
+struct PartyRun {
+    params: Vec<Params>,
+    wall: Vec<Duration>,
+    wait: Vec<Duration>,
+    sent: Vec<u64>,
+    rounds: Vec<u64>,
+    logits: Vec<Vec<u64>>,
+}
+
+fn main() -> Res<()> {
+    let args = Args(std::env::args().skip(1).collect());
+    let name = args.value("--model").unwrap_or("lenet").to_string();
+    let epochs: usize = args.parse("--epochs", 1)?;
+    let batch: usize = args.parse("--batch", 64)?;
+    let lr0: f64 = args.parse("--lr", 0.05)?;
+    let lr_step: usize = args.parse("--lr-step", 0)?;
+    let lr_gamma: f64 = args.parse("--lr-gamma", 0.1)?;
+    let seed: u64 = args.parse("--seed", 1)?;
+    let json = args.flag("--json");
+    let fixed_only = args.flag("--fixed");
+    let tcfg = TrainConfig {
+        loss: match args.value("--loss").unwrap_or("mse") {
+            "mse" => Loss::Mse,
+            other => return Err(format!("--loss {other}: only mse is available").into()),
+        },
+        momentum: args.parse("--momentum", 0.9)?,
+        weight_decay: args.parse("--weight-decay", 5e-4)?,
+    };
+    if let Some(o) = args.value("--optimizer")
+        && o != "sgd"
+    {
+        return Err(format!("--optimizer {o}: only sgd (with momentum) is available").into());
+    }
+    let cfg = Config {
+        frac_bits: args.parse("--frac-bits", 20)?,
+        rounding: match args.value("--rounding").unwrap_or("nearest") {
+            "nearest" => Rounding::Nearest,
+            "floor" => Rounding::Floor,
+            other => return Err(format!("--rounding {other}: nearest or floor").into()),
+        },
+        max_gate_elems: args.parse("--max-gate-elems", 1 << 16)?,
+        ..Config::default()
+    };
+    let init = match args.value("--init").unwrap_or("he") {
+        "he" => Init::He,
+        "glorot" => Init::Glorot,
+        "pytorch" => Init::PyTorch,
+        other => return Err(format!("--init {other}: he, glorot or pytorch").into()),
+    };
+    let (model, _, _) = zoo::by_name(&name).ok_or_else(|| format!("unknown model {name}"))?;
+    if model.input != [1, 28, 28] && model.input != [784] {
+        return Err(format!(
+            "{name} does not take MNIST images (input {:?})",
+            model.input
+        )
+        .into());
+    }
+    let root = data_root()?;
+    let train = load_mnist(&root, "train", args.parse("--train-subset", 60_000)?)?;
+    let test = load_mnist(&root, "t10k", args.parse("--test-subset", 10_000)?)?;
+    let steps = train.y.len() / batch;
+    if steps == 0 {
+        return Err(format!("fewer training images than one batch of {batch}").into());
+    }
+    let lr_at = |epoch: usize| {
+        if lr_step == 0 {
+            lr0
+        } else {
+            lr0 * lr_gamma.powi((epoch / lr_step) as i32)
+        }
+    };
+    let w0 = Weights::init(&model, init, &mut ChaCha12Rng::seed_from_u64(seed));
+    let plan = train_plan(&model, batch, &cfg, &tcfg)?;
+    let cost = plan_cost(&plan.gates, 64)?;
+    let keys_step = cost.total.key_bytes;
+    let rounds_step = cost.total.rounds;
+    if !json {
+        println!(
+            "{name}: {} training images ({steps} steps of {batch}), {} test images, {epochs} epoch(s), \
+             f = {}, {:?} rounding, SGD lr {lr0} momentum {} weight decay {}, {:?} loss{}",
+            train.y.len(),
+            test.y.len(),
+            cfg.frac_bits,
+            cfg.rounding,
+            tcfg.momentum,
+            tcfg.weight_decay,
+            tcfg.loss,
+            if fixed_only {
+                " -- cleartext fixed point (no keys, no parties)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "per step: {} gates, {rounds_step} rounds, keys {:.1} MB per party, online {:.1} MB sent per party; \
+             per epoch: keys {:.1} GB per party",
+            plan.gates.len(),
+            keys_step as f64 / 1e6,
+            cost.total.bytes_sent as f64 / 1e6,
+            (keys_step * steps as u64) as f64 / 1e9
+        );
+    }
+    let mut stats = vec![EpochStats::default(); epochs];
+
+    // ---- private (or cleartext fixed-point) training
+    let params = Params::encode(&model, &w0, &cfg)?;
+    let mut per_epoch_params: Vec<Params> = Vec::new();
+    let mut step_logits: Vec<Vec<u64>> = Vec::new();
+    if fixed_only {
+        let mut st = TrainState::new(params);
+        for (e, es) in stats.iter_mut().enumerate() {
+            let t0 = Instant::now();
+            for idx in epoch_order(train.y.len(), batch, seed, e) {
+                let (x, l) = gather(&train, &idx);
+                let xe = encode_input(&x, &cfg)?;
+                let te = encode_targets(&l, 10, tcfg.loss, &cfg)?;
+                let out = train_step(
+                    &mut Clear,
+                    &model,
+                    &mut st,
+                    &xe,
+                    &te,
+                    batch,
+                    &cfg,
+                    &tcfg,
+                    lr_at(e),
+                )?;
+                step_logits.push(out.logits);
+            }
+            es.wall_s = t0.elapsed().as_secs_f64();
+            per_epoch_params.push(st.params.clone());
+            if !json {
+                println!("epoch {}: fixed-point training {:.1} s", e + 1, es.wall_s);
+            }
+        }
+    } else {
+        let mut rng = ChaCha12Rng::from_os_rng();
+        let (s0, s1) = params.share(&mut rng);
+        drop(params);
+        let data_seed: u64 = rng.random();
+        let (tx0, rx0) = sync_channel(2);
+        let (tx1, rx1) = sync_channel(2);
+        let (gen_tx, gen_rx) = channel::<Duration>();
+        let total_steps = steps * epochs;
+        let progress = std::sync::atomic::AtomicUsize::new(0);
+        let run = |t: &mut MemTransport, rx, p: Params, party: usize| -> Res<PartyRun> {
+            let mut src = Timed {
+                inner: ChannelSource::new(rx, Duration::from_secs(3600)),
+                wait: Duration::ZERO,
+            };
+            let mut st = TrainState::new(p);
+            let mut out = PartyRun {
+                params: Vec::new(),
+                wall: Vec::new(),
+                wait: Vec::new(),
+                sent: Vec::new(),
+                rounds: Vec::new(),
+                logits: Vec::new(),
+            };
+            for e in 0..epochs {
+                let t0 = Instant::now();
+                let (w0, c0) = (src.wait, t.stats());
+                for (s, idx) in epoch_order(train.y.len(), batch, seed, e)
+                    .iter()
+                    .enumerate()
+                {
+                    let (x, l) = gather(&train, idx);
+                    let step = (e * steps + s) as u64;
+                    let xs = my_share(&encode_input(&x, &cfg)?, party, data_seed, 2 * step);
+                    let ts = my_share(
+                        &encode_targets(&l, 10, tcfg.loss, &cfg)?,
+                        party,
+                        data_seed,
+                        2 * step + 1,
+                    );
+                    let o = train_step(
+                        &mut Session::new(t, &mut src),
+                        &model,
+                        &mut st,
+                        &xs,
+                        &ts,
+                        batch,
+                        &cfg,
+                        &tcfg,
+                        lr_at(e),
+                    )?;
+                    out.logits.push(o.logits);
+                    if party == 0 {
+                        let done = progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        if !json && (done % 10 == 0 || done == total_steps) {
+                            eprint!("\r  step {done}/{total_steps}");
+                        }
+                    }
+                }
+                let c = t.stats().since(&c0);
+                out.wall.push(t0.elapsed());
+                out.wait.push(src.wait - w0);
+                out.sent.push(c.bytes_sent);
+                out.rounds.push(c.rounds);
+                out.params.push(st.params.clone());
+            }
+            Ok(out)
+        };
+        let (r0, r1) = std::thread::scope(|s| {
+            let plan = &plan;
+            s.spawn(move || {
+                for _ in 0..total_steps {
+                    let Ok(mut it) = plan.bundles_from_os::<u64>() else {
+                        return;
+                    };
+                    let mut busy = Duration::ZERO;
+                    loop {
+                        let t = Instant::now();
+                        let Some(pair) = it.next() else { break };
+                        busy += t.elapsed();
+                        let Ok((a, b)) = pair else { return };
+                        if tx0.send(a).is_err() || tx1.send(b).is_err() {
+                            return;
+                        }
+                    }
+                    if gen_tx.send(busy).is_err() {
+                        return;
+                    }
+                }
+            });
+            run_two_party(|t| run(t, rx0, s0, 0), |t| run(t, rx1, s1, 1))
+        });
+        if !json {
+            eprintln!();
+        }
+        let (r0, r1) = (
+            r0.map_err(|e| format!("party 0: {e}"))?,
+            r1.map_err(|e| format!("party 1: {e}"))?,
+        );
+        let gen_times: Vec<Duration> = gen_rx.try_iter().collect();
+        for (e, es) in stats.iter_mut().enumerate() {
+            es.wall_s = r0.wall[e].max(r1.wall[e]).as_secs_f64();
+            es.keygen_s = gen_times
+                [(e * steps).min(gen_times.len())..((e + 1) * steps).min(gen_times.len())]
+                .iter()
+                .sum::<Duration>()
+                .as_secs_f64();
+            es.online_s = (r0.wall[e].saturating_sub(r0.wait[e])).as_secs_f64();
+            es.sent_bytes = r0.sent[e].max(r1.sent[e]);
+            es.rounds = r0.rounds[e];
+            es.key_bytes = keys_step * steps as u64;
+            per_epoch_params.push(Params::reconstruct(&r0.params[e], &r1.params[e])?);
+        }
+        for (a, b) in r0.logits.iter().zip(&r1.logits) {
+            step_logits.push(a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect());
+        }
+    }
+    // The report: losses from the logits, accuracy of each epoch's model.
+    for (e, es) in stats.iter_mut().enumerate() {
+        let order = epoch_order(train.y.len(), batch, seed, e);
+        let mut total = 0.0;
+        for (s, idx) in order.iter().enumerate() {
+            let labels: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
+            total += loss_of(tcfg.loss, &step_logits[e * steps + s], &labels, &cfg);
+        }
+        es.train_loss = total / steps as f64;
+        es.test_acc = accuracy_fixed(&model, &per_epoch_params[e], &test, &cfg)?;
+    }
+
+    // ---- the float reference
+    if !args.flag("--no-float") {
+        let mut ft = FloatTrainer::new(w0.clone());
+        for (e, es) in stats.iter_mut().enumerate() {
+            let mut total = 0.0;
+            for idx in epoch_order(train.y.len(), batch, seed, e) {
+                let (x, l) = gather(&train, &idx);
+                total += ft.step(&model, &x, &l, &tcfg, lr_at(e))?;
+            }
+            es.float_loss = total / steps as f64;
+            es.float_test_acc = accuracy_float(&model, &ft.weights, &test)?;
+        }
+    }
+
+    if json {
+        let ep: Vec<serde_json::Value> = stats
+            .iter()
+            .enumerate()
+            .map(|(e, s)| {
+                serde_json::json!({
+                    "epoch": e + 1, "wall_s": s.wall_s, "keygen_s": s.keygen_s, "online_s": s.online_s,
+                    "key_gb_per_party": s.key_bytes as f64 / 1e9,
+                    "online_mb_per_party": s.sent_bytes as f64 / 1e6,
+                    "train_loss": s.train_loss, "test_acc": s.test_acc,
+                    "float_train_loss": s.float_loss, "float_test_acc": s.float_test_acc,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": name, "batch": batch, "train_images": steps * batch,
+                "test_images": test.y.len(), "frac_bits": cfg.frac_bits,
+                "rounding": format!("{:?}", cfg.rounding).to_lowercase(),
+                "mode": if fixed_only { "fixed" } else { "private" },
+                "epochs": ep, "rounds_per_step": rounds_step,
+                "key_mb_per_step_per_party": keys_step as f64 / 1e6,
+                "peak_rss_mb": peak_rss_mb(),
+            })
+        );
+    } else {
+        println!(
+            "| epoch | wall s | keygen s | online s | keys GB/party | online MB/party | rounds | train loss | test acc | float loss | float test acc |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        for (e, s) in stats.iter().enumerate() {
+            println!(
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.4} | {:.2} % | {:.4} | {:.2} % |",
+                e + 1,
+                s.wall_s,
+                s.keygen_s,
+                s.online_s,
+                s.key_bytes as f64 / 1e9,
+                s.sent_bytes as f64 / 1e6,
+                s.rounds,
+                s.train_loss,
+                100.0 * s.test_acc,
+                s.float_loss,
+                100.0 * s.float_test_acc
+            );
+        }
+        println!(
+            "peak RSS (dealer and both parties, one process): {:.0} MB",
+            peak_rss_mb()
+        );
+    }
+    if let Some(path) = args.value("--plot") {
+        plot(path, &name, &stats)?;
+        if !json {
+            println!("plot: {path}");
+        }
+    }
+    Ok(())
+}
+
+/// Private vs float loss and test accuracy per epoch, as SVG.
+fn plot(path: &str, name: &str, stats: &[EpochStats]) -> Res<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 380)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(450);
+    let n = stats.len() as f64;
+    let series = |f: fn(&EpochStats) -> f64| -> Vec<(f64, f64)> {
+        stats
+            .iter()
+            .enumerate()
+            .map(|(e, s)| ((e + 1) as f64, f(s)))
+            .collect()
+    };
+    let max_loss = stats
+        .iter()
+        .flat_map(|s| [s.train_loss, s.float_loss])
+        .fold(0.0f64, f64::max)
+        .max(1e-3);
+    let mut c = ChartBuilder::on(&left)
+        .caption(format!("{name}: training loss"), ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, 0.0..max_loss * 1.1)?;
+    c.configure_mesh().x_desc("epoch").draw()?;
+    c.draw_series(LineSeries::new(series(|s| s.train_loss), &RED))?
+        .label("private")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    c.draw_series(LineSeries::new(series(|s| s.float_loss), &BLUE))?
+        .label("float")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    c.configure_series_labels().border_style(BLACK).draw()?;
+    let lo = stats
+        .iter()
+        .flat_map(|s| [s.test_acc, s.float_test_acc])
+        .fold(1.0f64, f64::min)
+        * 100.0;
+    let mut c = ChartBuilder::on(&right)
+        .caption(format!("{name}: test accuracy (%)"), ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, (lo - 1.0).max(0.0)..100.0)?;
+    c.configure_mesh().x_desc("epoch").draw()?;
+    c.draw_series(LineSeries::new(series(|s| 100.0 * s.test_acc), &RED))?
+        .label("private")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    c.draw_series(LineSeries::new(series(|s| 100.0 * s.float_test_acc), &BLUE))?
+        .label("float")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    c.configure_series_labels().border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
