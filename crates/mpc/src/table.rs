@@ -321,6 +321,16 @@ kind_table! {
     }
 }
 
+kind_table! {
+    /// The function of a spline gate ([`SplineFn`](crate::gates::spline::SplineFn)).
+    pub enum SplineKind {
+        /// `e^u` for `u <= 0`.
+        Exp = 1, "exp";
+        /// `1/s` on `[1, max]`.
+        Recip = 2, "recip";
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +353,10 @@ mod tests {
             MapKind::ALL.iter().map(|k| k.number()).collect(),
             MapKind::ALL.iter().map(|k| k.name()).collect(),
         );
+        check_unique(
+            SplineKind::ALL.iter().map(|k| k.number()).collect(),
+            SplineKind::ALL.iter().map(|k| k.name()).collect(),
+        );
         for &k in GateKind::ALL {
             assert_eq!(GateKind::from_number(k.number()), Some(k));
             assert_eq!(GateKind::from_name(k.name()), Some(k));
@@ -350,6 +364,10 @@ mod tests {
         for &k in MapKind::ALL {
             assert_eq!(MapKind::from_number(k.number()), Some(k));
             assert_eq!(MapKind::from_name(k.name()), Some(k));
+        }
+        for &k in SplineKind::ALL {
+            assert_eq!(SplineKind::from_number(k.number()), Some(k));
+            assert_eq!(SplineKind::from_name(k.name()), Some(k));
         }
         assert_eq!(GateKind::from_number(0), None);
         assert_eq!(GateKind::from_number(10), None);
@@ -379,6 +397,11 @@ mod tests {
             (MapKind::Conv2d, 3, "conv2d"),
         ];
         assert_eq!(pinned.len(), MapKind::ALL.len());
+        for (k, n, name) in pinned {
+            assert_eq!((k.number(), k.name()), (n, name));
+        }
+        let pinned = [(SplineKind::Exp, 1, "exp"), (SplineKind::Recip, 2, "recip")];
+        assert_eq!(pinned.len(), SplineKind::ALL.len());
         for (k, n, name) in pinned {
             assert_eq!((k.number(), k.name()), (n, name));
         }
