@@ -19,6 +19,7 @@
 //! | 7 | `argmax` | `Argmax { rows, n, k }` |
 //! | 8 | `max_pool_one_hot` | `MaxPoolOneHot { shape, k }` |
 //! | 9 | `batch_norm` | `BatchNorm(BatchNormShape)` |
+//! | 11 | `spline` | `Spline { func, m, k }`, sub-kind [`SplineKind`]: 1 `exp`, 2 `recip` |
 //!
 //! The table (`gate_table!` below) also names each kind's key type: it
 //! generates [`GateKind`], [`GateKey`] (one variant per row) and the
@@ -85,6 +86,7 @@ use crate::gates::batchnorm::BatchNormKey;
 use crate::gates::beaver::TripleKey;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey};
+use crate::gates::spline::SplineKey;
 use crate::gates::trunc::TruncKey;
 use ariann_fss::Party;
 use ariann_ring::Ring;
@@ -243,6 +245,8 @@ gate_table! {
     MaxPoolOneHot = 8, "max_pool_one_hot", Box<MaxPoolOneHotKey<R>>;
     /// Batch normalisation (training forward).
     BatchNorm = 9, "batch_norm", Box<BatchNormKey<R>>;
+    /// A named public function by a one-round spline (sub-kind: [`SplineKind`]).
+    Spline = 11, "spline", SplineKey<R>;
 }
 
 /// One gate kind's keys, as the table dispatches to them. Each gate module
@@ -386,6 +390,7 @@ mod tests {
             (GateKind::Argmax, 7, "argmax"),
             (GateKind::MaxPoolOneHot, 8, "max_pool_one_hot"),
             (GateKind::BatchNorm, 9, "batch_norm"),
+            (GateKind::Spline, 11, "spline"),
         ];
         assert_eq!(pinned.len(), GateKind::ALL.len());
         for (k, n, name) in pinned {

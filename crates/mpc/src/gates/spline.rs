@@ -11,13 +11,19 @@
 //! Fixed point: `v` and the knots have `f` fractional bits, `a_i` has `fa`
 //! and `b_i` has `f + fa`; the output has `f + fa` fractional bits (truncate
 //! afterwards). Exact for `|v|, |p_j| < 2^(k-2)`.
+//!
+//! The key serves two gates: the `spline` gate kind of the
+//! [gate table](crate::table) ([`GateDesc::Spline`]), for a closed set of
+//! named public functions ([`SplineFn`]: `e^u` and `1/s`, for a softmax),
+//! and the inverse square root inside the batch-norm gate.
 
+use crate::bundle::GateDesc;
 use crate::codec::{Reader, put_fss, put_ring, put_u32, put_u64, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::util::{check_len, check_party, split};
 use crate::open::{low_mask, open};
-use crate::table::SplineKind;
+use crate::table::{GateKind, KindKeys, SplineKind, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::{Dcf, DcfKeys, Party, TreeParams};
 use ariann_ring::Ring;
@@ -89,7 +95,7 @@ pub const SPLINE_FN_MIN_FRAC_BITS: u32 = 6;
 /// Largest fractional bit count of a [`SplineFn`].
 pub const SPLINE_FN_MAX_FRAC_BITS: u32 = 24;
 
-/// A public function for a one-round spline gate: a closed
+/// A public function of the `spline` gate ([`GateDesc::Spline`]): a closed
 /// set of named piecewise-linear approximations, built by
 /// [`SplineFn::spline`]. Every function takes its input with `f` fractional
 /// bits (`6 <= f <= 24`) and returns its output with `2 f` (slopes with `f`
@@ -299,6 +305,22 @@ impl SplineFn {
                 put_u32(out, max);
             }
         }
+    }
+
+    /// Reads a function written by [`SplineFn::encode`] (not validated).
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let t = rd.u8("spline function kind")?;
+        let kind = SplineKind::from_number(t)
+            .ok_or_else(|| MpcError::Codec(format!("unknown spline function kind {t}")))?;
+        Ok(match kind {
+            SplineKind::Exp => SplineFn::Exp {
+                f: rd.u32("exp f")?,
+            },
+            SplineKind::Recip => SplineFn::Recip {
+                f: rd.u32("recip f")?,
+                max: rd.u32("recip max")?,
+            },
+        })
     }
 }
 
@@ -572,7 +594,7 @@ impl<R: Ring> SplineKey<R> {
     }
 }
 
-// ------------------------------------------------ codec (inside batch-norm keys)
+// ------------------------------------------------ codec (the spline gate, and inside batch-norm keys)
 
 impl<R: Ring> SplineKey<R> {
     /// Key body: `k` (u32), the spline (`J`, then `J` knots, `J + 1` slopes
@@ -634,6 +656,54 @@ impl<R: Ring> SplineKey<R> {
             c,
             dcf,
         })
+    }
+}
+
+// ------------------------------------------------ gate table: dispatch
+
+impl<R: Ring> KindKeys<R> for SplineKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::Spline { func, m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Spline));
+        };
+        Self::generate(&func.gate_spline::<R>(k)?, k, m, rng)
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::Spline { func, m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Spline));
+        };
+        Self::cost(&func.gate_spline::<R>(k)?, k, m)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    /// The body, checked against the descriptor: its window, its element
+    /// count and its spline (the function's, coefficient for coefficient).
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::Spline { func, m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Spline));
+        };
+        let spline = func
+            .gate_spline::<R>(k)
+            .map_err(|e| MpcError::Codec(format!("{desc}: {e}")))?;
+        let key = Self::read(rd, party)?;
+        if key.k != k || key.len() != m {
+            return Err(body_mismatch(desc, "window or element count"));
+        }
+        if key.spline != spline {
+            return Err(body_mismatch(desc, "spline coefficients"));
+        }
+        Ok(key)
     }
 }
 
