@@ -12,7 +12,9 @@
 //!     {"gate": "triple", "map": "matmul", "m": 2, "k": 784, "n": 128},
 //!     {"gate": "trunc", "m": 256, "f": 16, "k": 56},
 //!     {"gate": "relu", "m": 256, "k": 32},
-//!     {"gate": "max_pool", "shape": {"n": 1, "c": 6, "h": 24, "w": 24, "k": 2, "stride": 2, "pad": 0}, "k": 32}
+//!     {"gate": "max_pool", "shape": {"n": 1, "c": 6, "h": 24, "w": 24, "k": 2, "stride": 2, "pad": 0}, "k": 32},
+//!     {"gate": "spline", "func": {"fn": "exp", "f": 16}, "m": 320, "k": 40},
+//!     {"gate": "spline", "func": {"fn": "recip", "f": 16, "max": 10}, "m": 32, "k": 40}
 //!   ]
 //! }
 //! ```
@@ -20,7 +22,7 @@
 //! Gates: `"gate"` is the kind's name in the gate table
 //! (`ariann_mpc::table`), next to the fields of that
 //! [`GateDesc`](crate::GateDesc) variant. Every field is required and unknown
-//! fields are refused; `k` is the comparison or truncation window in bits,
+//! fields are refused; `k` is the comparison, truncation or spline window in bits,
 //! except in `matmul` (the inner dimension) and in a pool `shape` (the
 //! window side).
 //!
@@ -35,6 +37,9 @@
 //! | `max_pool`, `max_pool_one_hot` | `shape` (an object: `n`, `c`, `h`, `w`, `k`, `stride`, `pad`), `k` |
 //! | `batch_norm` | `n`, `c`, `h`, `w` |
 //! | `argmax` | `rows`, `n`, `k` |
+//! | `spline` | `func` (an object: `"fn"` and that function's fields, below), `m`, `k` |
+//! | &nbsp;&nbsp;`"fn": "exp"` | `f` (`e^u` for `u <= 0`, input with `f` fractional bits) |
+//! | &nbsp;&nbsp;`"fn": "recip"` | `f`, `max` (`1/s` for `s` in `[1, max]`) |
 //!
 //! Version 1 (`ariann-plan/1`: flat `matmul`/`mul`/`conv2d` gates, a pool's
 //! window as `size`) is refused with a request to regenerate the plan. The

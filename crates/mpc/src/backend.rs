@@ -29,6 +29,7 @@ use crate::gates::beaver::Bilinear;
 use crate::gates::cmp::ReluOutput;
 use crate::gates::linear;
 use crate::gates::pool::{MaxPoolOutput, PoolShape, pairwise_diffs, shifted_scores, tree_levels};
+use crate::gates::spline::SplineFn;
 use crate::gates::util::check_len;
 use crate::session::Session;
 use crate::transport::Transport;
@@ -115,6 +116,11 @@ pub trait Gates<R: Ring> {
     /// One-hot argmax of each of `rows` rows of `n` values (ties to the first):
     /// one [`GateDesc::Argmax`].
     fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError>;
+
+    /// The public function `func` (e.g. `e^u`, `1/s`) of each element of `x`
+    /// (`f` fractional bits, `|x| < 2^(k-2)`) by a one-round spline; the
+    /// output has `2 f` fractional bits: one [`GateDesc::Spline`].
+    fn spline(&mut self, func: SplineFn, x: &[R], k: u32) -> Result<Vec<R>, MpcError>;
 
     /// Local: this party's share of `x + c` for a public `c`.
     fn add_public(&self, x: &[R], c: &[R]) -> Result<Vec<R>, MpcError> {
@@ -283,6 +289,9 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
     }
     fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
         Session::argmax(self, x, rows, n, k)
+    }
+    fn spline(&mut self, func: SplineFn, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        Session::spline(self, func, x, k)
     }
 }
 
@@ -506,6 +515,11 @@ impl<R: Ring> Gates<R> for Clear {
             .map(|s| bit(s == R::ZERO))
             .collect())
     }
+    fn spline(&mut self, func: SplineFn, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        // The gate's spline, checked as the dealer checks it.
+        let spline = func.gate_spline::<R>(k)?;
+        Ok(x.iter().map(|v| spline.eval_clear(*v)).collect())
+    }
 }
 
 // ---------------------------------------------------------------- recorder
@@ -650,6 +664,15 @@ impl<R: Ring> Gates<R> for Recorder {
         }
         check_len("argmax input", rows * n, x.len())?;
         self.gates.push(GateDesc::Argmax { rows, n, k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+    fn spline(&mut self, func: SplineFn, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        func.gate_spline::<R>(k)?;
+        self.gates.push(GateDesc::Spline {
+            func,
+            m: x.len(),
+            k,
+        });
         Ok(vec![R::ZERO; x.len()])
     }
 }

@@ -12,6 +12,7 @@ use crate::error::MpcError;
 use crate::gates::batchnorm::BatchNormShape;
 use crate::gates::beaver::Bilinear;
 use crate::gates::pool::PoolShape;
+use crate::gates::spline::SplineFn;
 pub use crate::table::GateKey;
 use crate::table::GateKind;
 use ariann_fss::Party;
@@ -25,7 +26,8 @@ use std::collections::VecDeque;
 /// encoding: [`GateDesc::encode`]. Serialized (serde) with the kind's name
 /// under `"gate"` beside the fields (a newtype's fields inline), e.g.
 /// `{"gate": "trunc", "m": 256, "f": 16, "k": 56}` or
-/// `{"gate": "triple", "map": "matmul", "m": 2, "k": 784, "n": 128}`;
+/// `{"gate": "triple", "map": "matmul", "m": 2, "k": 784, "n": 128}` or
+/// `{"gate": "spline", "func": {"fn": "exp", "f": 16}, "m": 40, "k": 40}`;
 /// unknown fields are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "gate", rename_all = "snake_case", deny_unknown_fields)]
@@ -87,11 +89,23 @@ pub enum GateDesc {
         /// Window bits.
         k: u32,
     },
+    /// `m` evaluations of a named public function by a one-round spline
+    /// ([`SplineFn`]: input with `f` fractional bits, output with `2 f`) on
+    /// a `k`-bit window (inputs `|x| < 2^(k-2)`).
+    Spline {
+        /// The function.
+        func: SplineFn,
+        /// Elements.
+        m: usize,
+        /// Window bits.
+        k: u32,
+    },
 }
 
 impl core::fmt::Display for GateDesc {
     /// The kind's name from the gate table, then the parameters, e.g.
-    /// `trunc(m=384, f=12, k=40)` or `triple/matmul(m=2, k=48, n=10)`.
+    /// `trunc(m=384, f=12, k=40)`, `triple/matmul(m=2, k=48, n=10)` or
+    /// `spline/recip(f=16, max=10, m=32, k=40)`.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let name = self.kind().name();
         match *self {
@@ -119,6 +133,15 @@ impl core::fmt::Display for GateDesc {
             GateDesc::Argmax { rows, n, k } => write!(f, "{name}(rows={rows}, n={n}, k={k})"),
             GateDesc::BatchNorm(s) => {
                 write!(f, "{name}(n={}, c={}, h={}, w={})", s.n, s.c, s.h, s.w)
+            }
+            GateDesc::Spline { func, m, k } => {
+                let sub = func.kind().name();
+                match func {
+                    SplineFn::Exp { f: bits } => write!(f, "{name}/{sub}(f={bits}, m={m}, k={k})"),
+                    SplineFn::Recip { f: bits, max } => {
+                        write!(f, "{name}/{sub}(f={bits}, max={max}, m={m}, k={k})")
+                    }
+                }
             }
         }
     }
@@ -164,6 +187,7 @@ impl GateDesc {
             GateDesc::Argmax { .. } => GateKind::Argmax,
             GateDesc::MaxPoolOneHot { .. } => GateKind::MaxPoolOneHot,
             GateDesc::BatchNorm(_) => GateKind::BatchNorm,
+            GateDesc::Spline { .. } => GateKind::Spline,
         }
     }
 
@@ -172,7 +196,8 @@ impl GateDesc {
     /// in declaration order, little-endian, sizes as `u64` and windows and
     /// bit counts (`k`, `f`) as `u32`; a [`Bilinear`] map is its kind's
     /// number then its dimensions, a [`PoolShape`] is `n, c, h, w, k,
-    /// stride, pad` and a [`BatchNormShape`] `n, c, h, w`.
+    /// stride, pad`, a [`BatchNormShape`] `n, c, h, w` and a [`SplineFn`]
+    /// its kind's number then its parameters ([`SplineFn::encode`]).
     ///
     /// This is the one encoding of a gate: the key bundle header
     /// ([`crate::codec`]) and the plan hash ([`crate::Plan::hash`]) both use it.
@@ -199,6 +224,11 @@ impl GateDesc {
                 put_u32(out, k);
             }
             GateDesc::BatchNorm(s) => s.encode(out),
+            GateDesc::Spline { func, m, k } => {
+                func.encode(out);
+                put_usize(out, m);
+                put_u32(out, k);
+            }
         }
     }
 
@@ -257,6 +287,11 @@ impl GateDesc {
                 k: rd.u32(what)?,
             },
             GateKind::BatchNorm => GateDesc::BatchNorm(BatchNormShape::read(rd)?),
+            GateKind::Spline => GateDesc::Spline {
+                func: SplineFn::read(rd)?,
+                m: rd.usize(what)?,
+                k: rd.u32(what)?,
+            },
         })
     }
 
@@ -431,6 +466,16 @@ pub(crate) mod tests {
                 h: 2,
                 w: 2,
             }),
+            GateDesc::Spline {
+                func: SplineFn::Exp { f: 16 },
+                m: 12,
+                k: 40,
+            },
+            GateDesc::Spline {
+                func: SplineFn::Recip { f: 16, max: 10 },
+                m: 3,
+                k: 40,
+            },
         ]
     }
 
@@ -470,6 +515,15 @@ pub(crate) mod tests {
         let mut buf = vec![GateKind::Triple.number(), 4];
         buf.extend_from_slice(&[0; 64]);
         assert!(GateDesc::decode(&buf).is_err());
+        for t in [0u8, 3, 255] {
+            let mut buf = vec![GateKind::Spline.number(), t];
+            buf.extend_from_slice(&[0; 64]);
+            let e = GateDesc::decode(&buf).expect_err("unknown spline function");
+            assert!(
+                e.to_string().contains("unknown spline function kind"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -480,6 +534,19 @@ pub(crate) mod tests {
         let mut want = vec![4u8];
         want.extend_from_slice(&3u64.to_le_bytes());
         want.extend_from_slice(&12u32.to_le_bytes());
+        want.extend_from_slice(&40u32.to_le_bytes());
+        assert_eq!(buf, want);
+        let mut buf = Vec::new();
+        GateDesc::Spline {
+            func: SplineFn::Recip { f: 16, max: 10 },
+            m: 3,
+            k: 40,
+        }
+        .encode(&mut buf);
+        let mut want = vec![11u8, 2];
+        want.extend_from_slice(&16u32.to_le_bytes());
+        want.extend_from_slice(&10u32.to_le_bytes());
+        want.extend_from_slice(&3u64.to_le_bytes());
         want.extend_from_slice(&40u32.to_le_bytes());
         assert_eq!(buf, want);
     }

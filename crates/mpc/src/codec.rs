@@ -25,9 +25,11 @@
 //! - truncation: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`, FSS (DCF, `Z_2^64`)
 //! - triple: the map, then the tensors `a`, `b`, `c`, each as a rank byte,
 //!   the dimensions and the elements
-//! - spline (inside batch-norm): `k` (u32), the spline (`J` then `J` knots,
-//!   `J + 1` slopes, `J + 1` intercepts as i64), `m`, `r[m]`, `c[m J][2]`,
-//!   FSS (DCF, `(Z_2^64)^2`)
+//! - spline (the `spline` gate, and inside batch-norm): `k` (u32), the
+//!   spline (`J` then `J` knots, `J + 1` slopes, `J + 1` intercepts as i64),
+//!   `m`, `r[m]`, `c[m J][2]`, FSS (DCF, `(Z_2^64)^2`); a `spline` gate's
+//!   body must hold its function's spline exactly
+//!   ([`SplineFn::spline`](crate::gates::spline::SplineFn::spline))
 //! - max-pool: the shape, the number of levels, one ReLU body per level
 //! - one-hot max-pool: the shape, a DReLU body, an equality body, a triple body
 //! - batch-norm: the shape, then truncation, triple, truncation, truncation,

@@ -55,5 +55,5 @@ pub use error::{Fault, MpcError, SourceFault};
 pub use open::{open, open_batch};
 pub use plan::{BundleStream, Plan};
 pub use session::Session;
-pub use table::{GateKind, MapKind};
+pub use table::{GateKind, MapKind, SplineKind};
 pub use transport::{CommStats, MemTransport, ShapedTransport, Transport, run_two_party};

@@ -146,6 +146,9 @@ mod tests {
             if let GateDesc::Triple(map) = g {
                 assert_eq!(v["map"], map.kind().name(), "{v}");
             }
+            if let GateDesc::Spline { func, .. } = g {
+                assert_eq!(v["func"]["fn"], func.kind().name(), "{v}");
+            }
             let back: GateDesc = serde_json::from_value(v).expect("parses");
             assert_eq!(back, g);
         }
@@ -165,6 +168,18 @@ mod tests {
             g,
             GateDesc::Triple(crate::gates::beaver::Bilinear::MatMul { m: 2, k: 3, n: 4 })
         );
+        let g: GateDesc = serde_json::from_str(
+            r#"{"gate": "spline", "func": {"fn": "recip", "f": 16, "max": 10}, "m": 2, "k": 40}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            g,
+            GateDesc::Spline {
+                func: crate::gates::spline::SplineFn::Recip { f: 16, max: 10 },
+                m: 2,
+                k: 40
+            }
+        );
         for bad in [
             r#"{"gate": "relu", "m": 2, "k": 3, "x": 1}"#,
             r#"{"gate": "relu", "m": 2}"#,
@@ -172,6 +187,10 @@ mod tests {
             r#"{"gate": "triple", "map": "matmul", "m": 2, "k": 3, "n": 4, "x": 1}"#,
             r#"{"gate": "triple", "map": "mat_mul", "m": 2, "k": 3, "n": 4}"#,
             r#"{"gate": "batch_norm", "n": 1, "c": 2, "h": 3, "w": 4, "x": 1}"#,
+            r#"{"gate": "spline", "func": {"fn": "exp", "f": 16, "x": 1}, "m": 2, "k": 40}"#,
+            r#"{"gate": "spline", "func": {"fn": "recip", "f": 16}, "m": 2, "k": 40}"#,
+            r#"{"gate": "spline", "func": {"fn": "log", "f": 16}, "m": 2, "k": 40}"#,
+            r#"{"gate": "spline", "func": {"fn": "exp", "f": 16}, "m": 2, "k": 40, "x": 1}"#,
             r#"{"gate": "max_pool", "shape": {"n": 1, "c": 1, "h": 2, "w": 2, "k": 2, "stride": 2, "pad": 0, "x": 0}, "k": 8}"#,
             r#"{"gate": "triple", "map": "conv2d", "n": 1, "c": 1, "h": 2, "w": 2, "oc": 1, "kh": 1, "kw": 1, "stride": 1, "pad": 0, "x": 0}"#,
         ] {

@@ -8,6 +8,7 @@ use crate::error::MpcError;
 use crate::gates::beaver::Bilinear;
 use crate::gates::cmp::ReluOutput;
 use crate::gates::pool::{MaxPoolOutput, PoolShape};
+use crate::gates::spline::SplineFn;
 use crate::transport::Transport;
 use ariann_ring::{Ring, RingTensor};
 
@@ -149,6 +150,21 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         let gate = GateDesc::BatchNorm(shape);
         match self.key(gate)? {
             GateKey::BatchNorm(key) => key.eval(self.transport, x, gamma, beta, eps),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// The public function `func` of each element of `x` (`f` fractional
+    /// bits, `|x| < 2^(k-2)`) by a one-round spline, with `2 f` fractional
+    /// bits: one [`GateDesc::Spline`].
+    pub fn spline(&mut self, func: SplineFn, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::Spline {
+            func,
+            m: x.len(),
+            k,
+        };
+        match self.key(gate)? {
+            GateKey::Spline(key) => key.eval(self.transport, x),
             _ => Err(Self::wrong(gate)),
         }
     }

@@ -19,6 +19,7 @@
 //! | 7 | `argmax` | `Argmax { rows, n, k }` |
 //! | 8 | `max_pool_one_hot` | `MaxPoolOneHot { shape, k }` |
 //! | 9 | `batch_norm` | `BatchNorm(BatchNormShape)` |
+//! | 11 | `spline` | `Spline { func, m, k }`, sub-kind [`SplineKind`]: 1 `exp`, 2 `recip` |
 //!
 //! The table (`gate_table!` below) also names each kind's key type: it
 //! generates [`GateKind`], [`GateKey`] (one variant per row) and the
@@ -85,6 +86,7 @@ use crate::gates::batchnorm::BatchNormKey;
 use crate::gates::beaver::TripleKey;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey};
+use crate::gates::spline::SplineKey;
 use crate::gates::trunc::TruncKey;
 use ariann_fss::Party;
 use ariann_ring::Ring;
@@ -243,6 +245,8 @@ gate_table! {
     MaxPoolOneHot = 8, "max_pool_one_hot", Box<MaxPoolOneHotKey<R>>;
     /// Batch normalisation (training forward).
     BatchNorm = 9, "batch_norm", Box<BatchNormKey<R>>;
+    /// A named public function by a one-round spline (sub-kind: [`SplineKind`]).
+    Spline = 11, "spline", SplineKey<R>;
 }
 
 /// One gate kind's keys, as the table dispatches to them. Each gate module
@@ -321,6 +325,16 @@ kind_table! {
     }
 }
 
+kind_table! {
+    /// The function of a spline gate ([`SplineFn`](crate::gates::spline::SplineFn)).
+    pub enum SplineKind {
+        /// `e^u` for `u <= 0`.
+        Exp = 1, "exp";
+        /// `1/s` on `[1, max]`.
+        Recip = 2, "recip";
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +357,10 @@ mod tests {
             MapKind::ALL.iter().map(|k| k.number()).collect(),
             MapKind::ALL.iter().map(|k| k.name()).collect(),
         );
+        check_unique(
+            SplineKind::ALL.iter().map(|k| k.number()).collect(),
+            SplineKind::ALL.iter().map(|k| k.name()).collect(),
+        );
         for &k in GateKind::ALL {
             assert_eq!(GateKind::from_number(k.number()), Some(k));
             assert_eq!(GateKind::from_name(k.name()), Some(k));
@@ -350,6 +368,10 @@ mod tests {
         for &k in MapKind::ALL {
             assert_eq!(MapKind::from_number(k.number()), Some(k));
             assert_eq!(MapKind::from_name(k.name()), Some(k));
+        }
+        for &k in SplineKind::ALL {
+            assert_eq!(SplineKind::from_number(k.number()), Some(k));
+            assert_eq!(SplineKind::from_name(k.name()), Some(k));
         }
         assert_eq!(GateKind::from_number(0), None);
         assert_eq!(GateKind::from_number(10), None);
@@ -368,6 +390,7 @@ mod tests {
             (GateKind::Argmax, 7, "argmax"),
             (GateKind::MaxPoolOneHot, 8, "max_pool_one_hot"),
             (GateKind::BatchNorm, 9, "batch_norm"),
+            (GateKind::Spline, 11, "spline"),
         ];
         assert_eq!(pinned.len(), GateKind::ALL.len());
         for (k, n, name) in pinned {
@@ -379,6 +402,11 @@ mod tests {
             (MapKind::Conv2d, 3, "conv2d"),
         ];
         assert_eq!(pinned.len(), MapKind::ALL.len());
+        for (k, n, name) in pinned {
+            assert_eq!((k.number(), k.name()), (n, name));
+        }
+        let pinned = [(SplineKind::Exp, 1, "exp"), (SplineKind::Recip, 2, "recip")];
+        assert_eq!(pinned.len(), SplineKind::ALL.len());
         for (k, n, name) in pinned {
             assert_eq!((k.number(), k.name()), (n, name));
         }

@@ -9,6 +9,7 @@ use ariann_mpc::bundle::generate_bundles;
 use ariann_mpc::gates::batchnorm::BatchNormShape;
 use ariann_mpc::gates::beaver::Bilinear;
 use ariann_mpc::gates::pool::PoolShape;
+use ariann_mpc::gates::spline::SplineFn;
 use ariann_mpc::{
     Clear, GateDesc, Gates, MemTransport, MpcError, Recorder, Session, Tracing, VecSource,
     run_two_party,
@@ -69,6 +70,17 @@ fn program(g: &mut dyn Gates<u64>, i: &Inputs) -> Result<Vec<Vec<u64>>, MpcError
     out.push(b.centered);
     out.push(b.inv_std);
     out.push(g.argmax(&i.z, 3, 4, 16)?);
+    // Softmax pieces: e^(v - 6) (v < 6), then 1/s of 1 + (sums of 5 of them).
+    let u = g.add_public(&i.v, &vec![(-6i64 << 16) as u64; i.v.len()])?;
+    let e = g.spline(SplineFn::Exp { f: 16 }, &u, 40)?;
+    let e16 = g.truncate(&e, 16, 40)?;
+    let sums: Vec<u64> = e16
+        .chunks(5)
+        .map(|c| c.iter().fold(0, |a: u64, v| a.wrapping_add(*v)))
+        .collect();
+    let sums = g.add_public(&sums, &vec![1 << 16; sums.len()])?;
+    out.push(e);
+    out.push(g.spline(SplineFn::Recip { f: 16, max: 10 }, &sums, 40)?);
     // Local operations.
     let c: Vec<u64> = (0..12).collect();
     out.push(g.add_public(&i.z, &c)?);
@@ -106,7 +118,7 @@ fn run_all(seed: u64) {
     let sizes = |o: &[Vec<u64>]| o.iter().map(Vec::len).collect::<Vec<_>>();
     assert_eq!(sizes(&placeholders), sizes(&clear), "placeholder sizes");
     let plan: Vec<GateDesc> = rec.into_gates();
-    assert_eq!(plan.len(), 9, "one gate per keyed call");
+    assert_eq!(plan.len(), 12, "one gate per keyed call");
 
     let (mut b0, mut b1) = (Vec::new(), Vec::new());
     for (i, g) in plan.iter().enumerate() {

@@ -10,6 +10,7 @@ use ariann_mpc::bundle::generate_bundles;
 use ariann_mpc::gates::batchnorm::BatchNormShape;
 use ariann_mpc::gates::beaver::Bilinear;
 use ariann_mpc::gates::pool::PoolShape;
+use ariann_mpc::gates::spline::SplineFn;
 use ariann_mpc::{GateDesc, KeyBundle, MemTransport, MpcError, Session, VecSource, run_two_party};
 use ariann_ring::{Conv2dShape, FixedPoint, Ring, RingTensor};
 use common::{add, shares};
@@ -59,6 +60,16 @@ fn all_gates(bits: u32) -> Vec<GateDesc> {
         GateDesc::Argmax {
             rows: 3,
             n: 5,
+            k: 24,
+        },
+        GateDesc::Spline {
+            func: SplineFn::Exp { f: 8 },
+            m: 17,
+            k: 24,
+        },
+        GateDesc::Spline {
+            func: SplineFn::Recip { f: 12, max: 10 },
+            m: 5,
             k: 24,
         },
     ];
@@ -125,6 +136,20 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
             gamma: vec![],
             beta: vec![],
         },
+        GateDesc::Spline { m, func, .. } => Inputs {
+            // Inputs of the domain and around it (`f` fractional bits).
+            x: (0..m)
+                .map(|_| match func {
+                    SplineFn::Exp { f } => rng.random_range(-(9 << f)..(1 << f)),
+                    SplineFn::Recip { f, max } => {
+                        rng.random_range(-(1 << f)..(i64::from(max) + 2) << f)
+                    }
+                })
+                .collect(),
+            y: vec![],
+            gamma: vec![],
+            beta: vec![],
+        },
         GateDesc::Argmax { rows, n, .. } => Inputs {
             x: small(rows * n, rng),
             y: vec![],
@@ -179,6 +204,7 @@ fn run<R: Ring>(
             [vec![o.max], o.selections].concat().concat()
         }
         GateDesc::Argmax { rows, n, k } => s.argmax(x, rows, n, k)?,
+        GateDesc::Spline { func, k, .. } => s.spline(func, x, k)?,
         GateDesc::BatchNorm(shape) => {
             let o = s.batch_norm(x, shape, gamma, beta, 1e-5)?;
             [o.y, o.centered, o.inv_std].concat()
@@ -233,6 +259,10 @@ fn cleartext<R: Ring>(gate: &GateDesc, inp: &Inputs) -> Option<Vec<R>> {
             let xt = RingTensor::from_vec(&sa, x).ok()?;
             let yt = RingTensor::from_vec(&sb, y).ok()?;
             map.apply(&xt, &yt).ok()?.as_slice().to_vec()
+        }
+        GateDesc::Spline { func, .. } => {
+            let spline = func.spline().ok()?;
+            x.iter().map(|v| spline.eval_clear(*v)).collect()
         }
         _ => return None,
     })
@@ -312,6 +342,11 @@ fn small_encodings<R: Ring>() -> Vec<(GateDesc, Vec<u8>)> {
         GateDesc::Argmax {
             rows: 1,
             n: 3,
+            k: 16,
+        },
+        GateDesc::Spline {
+            func: SplineFn::Recip { f: 6, max: 2 },
+            m: 1,
             k: 16,
         },
     ];
@@ -418,7 +453,7 @@ fn garbage_never_panics() {
                 g[4..6].copy_from_slice(&1u16.to_le_bytes());
                 g[6] = 64;
                 g[7] = rng.random_range(0..2);
-                g[16] = rng.random_range(0..11);
+                g[16] = rng.random_range(0..12);
                 assert!(KeyBundle::<u64>::decode(&g).is_err());
             }
         }
@@ -451,4 +486,42 @@ fn all_gates_covers_every_kind_of_the_table() {
             assert!(kinds.contains(k), "all_gates({bits}) misses {k}");
         }
     }
+}
+
+/// A `spline` bundle's body holds its function's spline: a descriptor
+/// naming another function (or an invalid one) is refused.
+#[test]
+fn spline_bodies_must_hold_their_function_s_spline() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let gate = GateDesc::Spline {
+        func: SplineFn::Exp { f: 8 },
+        m: 2,
+        k: 24,
+    };
+    let (b0, _) = generate_bundles::<u64, _>(0, gate, &mut rng).expect("gate");
+    let enc = b0.encode();
+    // Header (16 bytes), gate kind (1), function kind (1), then f (u32 LE).
+    assert_eq!(enc[16..22], [11, 1, 8, 0, 0, 0]);
+    for (f, what) in [(9u8, "spline coefficients"), (5, "f must be in")] {
+        let mut bad = enc.clone();
+        bad[18] = f;
+        match KeyBundle::<u64>::decode(&bad) {
+            Err(MpcError::Codec(m)) => assert!(m.contains(what), "f = {f}: {m}"),
+            other => panic!("f = {f}: {other:?}"),
+        }
+    }
+    // The same body under another window or element count.
+    let mut bad = enc.clone();
+    bad[30] = 25;
+    assert!(matches!(
+        KeyBundle::<u64>::decode(&bad),
+        Err(MpcError::Codec(_))
+    ));
+    assert_eq!(enc[22..30], 2u64.to_le_bytes());
+    let mut bad = enc.clone();
+    bad[22] = 3;
+    assert!(matches!(
+        KeyBundle::<u64>::decode(&bad),
+        Err(MpcError::Codec(_))
+    ));
 }

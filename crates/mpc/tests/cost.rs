@@ -10,6 +10,7 @@ use ariann_mpc::bundle::generate_bundles;
 use ariann_mpc::gates::batchnorm::BatchNormShape;
 use ariann_mpc::gates::beaver::Bilinear;
 use ariann_mpc::gates::pool::PoolShape;
+use ariann_mpc::gates::spline::SplineFn;
 use ariann_mpc::{
     CommStats, GateCost, GateDesc, KeyBundle, MemTransport, MpcError, Session, Transport,
     VecSource, plan_cost, run_two_party,
@@ -52,6 +53,7 @@ fn run_in_session<R: Ring, S: ariann_mpc::PreprocessingSource<R>>(
             .batch_norm(&z(shape.len()), shape, &z(shape.c), &z(shape.c), 1e-5)
             .map(drop),
         GateDesc::Argmax { rows, n, k } => s.argmax(&z(rows * n), rows, n, k).map(drop),
+        GateDesc::Spline { func, m, k } => s.spline(func, &z(m), k).map(drop),
     }
 }
 
@@ -241,6 +243,53 @@ fn batch_norms() {
     }
 }
 
+#[test]
+fn splines() {
+    let funcs = [
+        SplineFn::Exp { f: 6 },
+        SplineFn::Exp { f: 12 },
+        SplineFn::Exp { f: 16 },
+        SplineFn::Recip { f: 6, max: 2 },
+        SplineFn::Recip { f: 12, max: 16 },
+        SplineFn::Recip { f: 16, max: 10 },
+    ];
+    let mut seed = 800;
+    for func in funcs {
+        for k in [16u32, 24, 32, 40, 64] {
+            for m in [0usize, 1, 5] {
+                seed += 1;
+                let gate = GateDesc::Spline { func, m, k };
+                if gate.cost(64).is_err() {
+                    // Knots outside the window: refused on both rings.
+                    assert!(gate.cost(32).is_err(), "{gate}");
+                    continue;
+                }
+                check_both(gate, seed);
+                let c = gate.cost(64).expect("valid");
+                assert_eq!((c.rounds, c.bytes_sent), (1, 8 * m as u64));
+            }
+        }
+    }
+    // Per element, the key grows with the knots: one DCF on k - 1 bits and
+    // two ring elements per knot, and the mask.
+    let per = |func, k| {
+        let c = |m| GateDesc::Spline { func, m, k }.cost(64).expect("valid");
+        c(2).key_bytes - c(1).key_bytes
+    };
+    for k in [32u32, 40] {
+        let (e, r) = (
+            per(SplineFn::Exp { f: 16 }, k),
+            per(SplineFn::Recip { f: 16, max: 10 }, k),
+        );
+        eprintln!(
+            "spline key bytes per element on Z_2^64, k = {k}: exp(f=16) {e}, recip(f=16, max=10) {r}"
+        );
+        assert_eq!((e - 8) % 19, 0);
+        assert_eq!((r - 8) % 21, 0);
+        assert_eq!((e - 8) / 19, (r - 8) / 21);
+    }
+}
+
 /// A plan run in one session: the totals of `plan_cost` are the counters.
 #[test]
 fn plan_totals_match_one_session() {
@@ -260,6 +309,11 @@ fn plan_totals_match_one_session() {
             rows: 2,
             n: 5,
             k: 32,
+        },
+        GateDesc::Spline {
+            func: SplineFn::Exp { f: 16 },
+            m: 10,
+            k: 40,
         },
     ];
     let predicted = plan_cost(&plan, 64).expect("valid plan");
@@ -351,6 +405,26 @@ fn invalid_gates_are_refused_like_generation() {
             h: 1,
             w: 1,
         }),
+        GateDesc::Spline {
+            func: SplineFn::Exp { f: 5 },
+            m: 3,
+            k: 32,
+        },
+        GateDesc::Spline {
+            func: SplineFn::Recip { f: 16, max: 100 },
+            m: 3,
+            k: 32,
+        },
+        GateDesc::Spline {
+            func: SplineFn::Exp { f: 16 },
+            m: 3,
+            k: 2,
+        },
+        GateDesc::Spline {
+            func: SplineFn::Exp { f: 16 },
+            m: 3,
+            k: 20,
+        },
     ];
     for (i, g) in bad.into_iter().enumerate() {
         for bits in [32u32, 64] {
@@ -425,6 +499,16 @@ fn huge_shapes_overflow_to_errors() {
             h: 4,
             w: 1,
         }),
+        GateDesc::Spline {
+            func: SplineFn::Exp { f: 12 },
+            m,
+            k: 32,
+        },
+        GateDesc::Spline {
+            func: SplineFn::Recip { f: 12, max: 10 },
+            m: m / 64,
+            k: 32,
+        },
     ];
     for g in overflowing {
         for bits in [32u32, 64] {

@@ -11,12 +11,19 @@
 //! Fixed point: `v` and the knots have `f` fractional bits, `a_i` has `fa`
 //! and `b_i` has `f + fa`; the output has `f + fa` fractional bits (truncate
 //! afterwards). Exact for `|v|, |p_j| < 2^(k-2)`.
+//!
+//! The key serves two gates: the `spline` gate kind of the
+//! [gate table](crate::table) ([`GateDesc::Spline`]), for a closed set of
+//! named public functions ([`SplineFn`]: `e^u` and `1/s`, for a softmax),
+//! and the inverse square root inside the batch-norm gate.
 
+use crate::bundle::GateDesc;
 use crate::codec::{Reader, put_fss, put_ring, put_u32, put_u64, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::util::{check_len, check_party, split};
 use crate::open::{low_mask, open};
+use crate::table::{GateKind, KindKeys, SplineKind, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::{Dcf, DcfKeys, Party, TreeParams};
 use ariann_ring::Ring;
@@ -60,6 +67,325 @@ impl Spline {
         let i = self.knots.iter().filter(|p| x >= **p).count();
         R::from_i64(self.a[i]).wmul(v).wadd(R::from_i64(self.b[i]))
     }
+}
+
+// ------------------------------------------------ named public functions
+
+/// Knots of [`SplineFn::Exp`], in units of `2^-6` (`-T = -457/64 = -7.140625`).
+///
+/// Chosen once, offline, greedily from 0 downwards on the `1/64` grid: each
+/// piece is the longest whose best line is within `2^-10.3` of `e^u` in max
+/// norm (the interpolation error of a piece of width `h` ending at `u` is
+/// about `h^2/16 e^u` for the best line, half of the secant's `h^2/8 e^u`),
+/// and `T = 10.3 ln 2` rounded up to the grid (`e^-T < 2^-10.3`). Fixed here so
+/// that the dealer and the parties build the same spline.
+const EXP_KNOTS_64THS: [i64; 19] = [
+    -457, -336, -263, -217, -183, -156, -134, -115, -99, -85, -72, -60, -49, -39, -30, -22, -14,
+    -7, 0,
+];
+
+/// Knots of [`SplineFn::Recip`] per octave.
+const RECIP_PER_OCTAVE: usize = 6;
+
+/// `2^(1/6)`: the ratio of consecutive knots of [`SplineFn::Recip`].
+const RECIP_RATIO: f64 = 1.122_462_048_309_373;
+
+/// Smallest fractional bit count of a [`SplineFn`].
+pub const SPLINE_FN_MIN_FRAC_BITS: u32 = 6;
+/// Largest fractional bit count of a [`SplineFn`].
+pub const SPLINE_FN_MAX_FRAC_BITS: u32 = 24;
+
+/// A public function of the `spline` gate ([`GateDesc::Spline`]): a closed
+/// set of named piecewise-linear approximations, built by
+/// [`SplineFn::spline`]. Every function takes its input with `f` fractional
+/// bits (`6 <= f <= 24`) and returns its output with `2 f` (slopes with `f`
+/// fractional bits, intercepts with `2 f`): truncate by `f` afterwards to
+/// come back to `f` bits.
+///
+/// The coefficients are computed from `f64` by fixed formulas using only
+/// `+ - * /`, comparisons and `floor`/`ceil`/`round` (IEEE 754 makes them
+/// identical on every platform; `exp` is evaluated by a fixed polynomial, not
+/// the platform's libm), so the dealer, the parties and the cleartext
+/// backend agree on every coefficient.
+///
+/// Accuracy, measured against `f64` on every input of the grid (every 64th
+/// at `f = 24`; `crates/mpc/tests/spline.rs` checks `f = 16` and `20`
+/// against the bounds `2^-10` and `2^-8`):
+///
+/// | function | knots | max error, f = 12 | f = 16 | f = 20 | f = 24 |
+/// |---|---|---|---|---|---|
+/// | `exp`, absolute on `u <= 0` | 19 | 7.96e-4 | 7.92e-4 | 7.92e-4 | 7.92e-4 |
+/// | `recip`, `max = 10`, relative on `[1, 10]` | 21 | 1.84e-3 | 1.78e-3 | 1.77e-3 | 1.77e-3 |
+/// | `recip`, largest `max` (16, 64, 256, 1024) | 25, 37, 49, 61 | 2.32e-3 | 2.32e-3 | 2.32e-3 | 2.32e-3 |
+///
+/// (`2^-10 = 9.77e-4`, `2^-8 = 3.91e-3`.) The `exp` error is the cut-off's,
+/// `e^-T = 2^-10.30`, and the pieces' is as large (at most `2^-10.3` before
+/// the coefficients are rounded, `2^-10.295` after at `f = 12`). The
+/// `recip` error is `2^-9.14` from the interpolation, up to `2^-8.75` at
+/// the largest `max` from the rounding of the slopes to `f` bits.
+///
+/// Serialized (serde) with its name from [`SplineKind`] under `"fn"`, beside
+/// its fields: `{"fn": "exp", "f": 16}`, `{"fn": "recip", "f": 16, "max": 10}`.
+/// Binary encoding: [`SplineFn::encode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "fn", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SplineFn {
+    /// `e^u` for `u <= 0` with `f` fractional bits: 0 below the cut-off
+    /// `-T = -7.140625` (where `e^u < 2^-10.3`), 18 pieces on `[-T, 0]`,
+    /// and 1 for `u >= 0` (it saturates: `e^u` is not approximated above 0,
+    /// which a softmax never asks after subtracting the row maximum).
+    /// 19 knots (`-T`, ..., `0`, on the `2^-6` grid); max absolute error
+    /// below `2^-10` on `u <= 0` (`2^-10.3` measured).
+    Exp {
+        /// Fractional bits of the input (`6..=24`).
+        f: u32,
+    },
+    /// `1/s` for `s` in `[1, max]` with `f` fractional bits: 1 below 1 (any
+    /// `s < 1`, zero and negative included) and `1/max` above `max`.
+    /// Geometric knots `2^(j/6)` (6 per octave) below `max`, then `max`:
+    /// `ceil(6 log2 max) + 1` knots (21 for `max = 10`). Max relative error
+    /// below `2^-8` on `[1, max]` (`2^-8.75` measured). Needs `2 <= max` and `max^2 <= 2^(f-4)` (the slopes have
+    /// `f` fractional bits, and their rounding error grows like `max^2 2^-f`):
+    /// `max <= 16` at `f = 12`, `64` at 16, `256` at 20, `1024` at 24.
+    Recip {
+        /// Fractional bits of the input (`6..=24`).
+        f: u32,
+        /// The top of the domain (e.g. the number of classes of a softmax).
+        max: u32,
+    },
+}
+
+impl core::fmt::Display for SplineFn {
+    /// E.g. `exp(f=16)` or `recip(f=16, max=10)`.
+    fn fmt(&self, fm: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = self.kind().name();
+        match *self {
+            SplineFn::Exp { f } => write!(fm, "{name}(f={f})"),
+            SplineFn::Recip { f, max } => write!(fm, "{name}(f={f}, max={max})"),
+        }
+    }
+}
+
+impl SplineFn {
+    /// The function's kind (its row of [`SplineKind`]).
+    pub fn kind(&self) -> SplineKind {
+        match self {
+            SplineFn::Exp { .. } => SplineKind::Exp,
+            SplineFn::Recip { .. } => SplineKind::Recip,
+        }
+    }
+
+    /// Fractional bits of the input (the output has twice as many).
+    pub fn frac_bits(&self) -> u32 {
+        match *self {
+            SplineFn::Exp { f } | SplineFn::Recip { f, .. } => f,
+        }
+    }
+
+    /// Checks the parameters: `6 <= f <= 24`; for [`SplineFn::Recip`],
+    /// `2 <= max` and `max^2 <= 2^(f-4)`.
+    pub fn validate(&self) -> Result<(), MpcError> {
+        let f = self.frac_bits();
+        if !(SPLINE_FN_MIN_FRAC_BITS..=SPLINE_FN_MAX_FRAC_BITS).contains(&f) {
+            return Err(MpcError::InvalidParameter(format!(
+                "spline function {self}: f must be in \
+                 {SPLINE_FN_MIN_FRAC_BITS}..={SPLINE_FN_MAX_FRAC_BITS}"
+            )));
+        }
+        if let SplineFn::Recip { max, .. } = *self {
+            let sq = u64::from(max) * u64::from(max);
+            if max < 2 || sq > 1u64 << (f - 4) {
+                return Err(MpcError::InvalidParameter(format!(
+                    "spline function {self}: need 2 <= max and max^2 <= 2^(f-4) = {}",
+                    1u64 << (f - 4)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The spline of the function (validated first): knots with `f`
+    /// fractional bits, slopes with `f`, intercepts with `2 f`. Each piece
+    /// between two knots is the line closest to the function in max norm
+    /// whose slope is the secant's rounded down or up to `f` bits (whichever
+    /// is closer), with the intercept half-way between the largest and
+    /// smallest gaps (computed on the real interval, so the bound holds for
+    /// every input between the knots).
+    pub fn spline(&self) -> Result<Spline, MpcError> {
+        self.validate()?;
+        let f = self.frac_bits();
+        let s = pow2(f as i32);
+        let one = 1i64 << (2 * f);
+        let (knots, g, dg, low, high): (Vec<i64>, Curve, Curve, i64, i64) = match *self {
+            SplineFn::Exp { .. } => (
+                EXP_KNOTS_64THS.iter().map(|q| q << (f - 6)).collect(),
+                exp_fixed,
+                exp_fixed,
+                0,
+                one,
+            ),
+            SplineFn::Recip { max, .. } => {
+                let top = i64::from(max) << f;
+                let mut ratios = [1.0f64; RECIP_PER_OCTAVE];
+                for i in 1..RECIP_PER_OCTAVE {
+                    ratios[i] = ratios[i - 1] * RECIP_RATIO;
+                }
+                let mut knots = Vec::new();
+                // max <= 2^10 (validated): at most 10 octaves.
+                'octaves: for e in 0..32 {
+                    for c in ratios {
+                        let p = (c * pow2(e) * s).round() as i64;
+                        if p >= top {
+                            break 'octaves;
+                        }
+                        knots.push(p);
+                    }
+                }
+                knots.push(top);
+                let m = i64::from(max);
+                (
+                    knots,
+                    |x| 1.0 / x,
+                    |x| -1.0 / (x * x),
+                    one,
+                    (one + m / 2) / m,
+                )
+            }
+        };
+        let mut a = Vec::with_capacity(knots.len() + 1);
+        let mut b = Vec::with_capacity(knots.len() + 1);
+        a.push(0);
+        b.push(low);
+        for w in knots.windows(2) {
+            let (ai, bi) = fit_piece(g, dg, w[0] as f64 / s, w[1] as f64 / s, s);
+            a.push(ai);
+            b.push(bi);
+        }
+        a.push(0);
+        b.push(high);
+        let spline = Spline { knots, a, b };
+        spline.validate()?;
+        Ok(spline)
+    }
+
+    /// The spline for a gate on `Z_2^BITS` with a `k`-bit window: also
+    /// checks `3 <= k <= BITS` (as [`SplineKey::generate`]), that the output
+    /// `1.0` at `2 f` bits is a positive ring element (`2 f + 2 <= BITS`:
+    /// `f <= 15` on `Z_2^32`) and that every knot `p` has `|p| < 2^(k-2)`
+    /// (so that, for inputs `|x| < 2^(k-2)`, `x - p` stays in the window).
+    pub fn gate_spline<R: Ring>(&self, k: u32) -> Result<Spline, MpcError> {
+        let spline = self.spline()?;
+        let f = self.frac_bits();
+        if 2 * f + 2 > R::BITS {
+            return Err(MpcError::InvalidParameter(format!(
+                "spline function {self}: the output has {} fractional bits, too many for Z_2^{}",
+                2 * f,
+                R::BITS
+            )));
+        }
+        check_params::<R>(&spline, k)?;
+        let bound = 1i128 << (k - 2);
+        if spline.knots.iter().any(|p| i128::from(*p).abs() >= bound) {
+            return Err(MpcError::InvalidParameter(format!(
+                "spline function {self}: knots outside the {k}-bit window (need |p| < 2^{})",
+                k - 2
+            )));
+        }
+        Ok(spline)
+    }
+
+    /// Appends the function's binary encoding: its kind number (one byte,
+    /// [`SplineKind`]), then `f` (`u32` LE), then for `recip` `max` (`u32` LE).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind().number());
+        match *self {
+            SplineFn::Exp { f } => put_u32(out, f),
+            SplineFn::Recip { f, max } => {
+                put_u32(out, f);
+                put_u32(out, max);
+            }
+        }
+    }
+
+    /// Reads a function written by [`SplineFn::encode`] (not validated).
+    pub(crate) fn read(rd: &mut Reader<'_>) -> Result<Self, MpcError> {
+        let t = rd.u8("spline function kind")?;
+        let kind = SplineKind::from_number(t)
+            .ok_or_else(|| MpcError::Codec(format!("unknown spline function kind {t}")))?;
+        Ok(match kind {
+            SplineKind::Exp => SplineFn::Exp {
+                f: rd.u32("exp f")?,
+            },
+            SplineKind::Recip => SplineFn::Recip {
+                f: rd.u32("recip f")?,
+                max: rd.u32("recip max")?,
+            },
+        })
+    }
+}
+
+/// A real function (or its derivative) a [`SplineFn`] approximates.
+type Curve = fn(f64) -> f64;
+
+/// `2^e` exactly (for `-1022 <= e <= 1023`).
+fn pow2(e: i32) -> f64 {
+    f64::from_bits(((1023 + i64::from(e)) as u64) << 52)
+}
+
+/// `e^x` for `-700 < x < 700` from `+ - * /` only (identical on every IEEE
+/// 754 platform, unlike the libm's): `x = n ln 2 + r` (Cody-Waite, `|r| <=
+/// ln 2 / 2`), a degree-16 Taylor polynomial of `e^r` (truncation below
+/// `1e-22`), times `2^n`. Within a few ulp of `exp`.
+fn exp_fixed(x: f64) -> f64 {
+    // fdlibm's split of ln 2 (the high part has 32 trailing zero bits, so
+    // n * LN2_HI is exact for |n| < 2^11).
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    const INV_LN2: f64 = core::f64::consts::LOG2_E;
+    let n = (x * INV_LN2).round();
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0;
+    for i in (1..=16).rev() {
+        p = 1.0 + p * r / f64::from(i);
+    }
+    p * pow2(n as i32)
+}
+
+/// The line for the convex `g` (derivative `dg`) on `[x0, x1]`, as integers:
+/// slope with `log2 s` fractional bits, intercept with twice as many.
+fn fit_piece(g: Curve, dg: Curve, x0: f64, x1: f64, s: f64) -> (i64, i64) {
+    let secant = (g(x1) - g(x0)) / (x1 - x0) * s;
+    let mut best: Option<(f64, i64, f64)> = None;
+    for a_int in [secant.floor(), secant.ceil()] {
+        let a = a_int / s;
+        let h = |x: f64| g(x) - a * x;
+        let dh = |x: f64| dg(x) - a;
+        // h is convex: its max is at an end, its min where dh changes sign.
+        let hmax = h(x0).max(h(x1));
+        let hmin = if dh(x0) >= 0.0 {
+            h(x0)
+        } else if dh(x1) <= 0.0 {
+            h(x1)
+        } else {
+            let (mut lo, mut hi) = (x0, x1);
+            for _ in 0..64 {
+                let mid = (lo + hi) / 2.0;
+                if dh(mid) < 0.0 {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            h((lo + hi) / 2.0).min(h(x0)).min(h(x1))
+        };
+        let err = (hmax - hmin) / 2.0;
+        if best.is_none_or(|(e, _, _)| err < e) {
+            best = Some((err, a_int as i64, (hmax + hmin) / 2.0));
+        }
+    }
+    // Both candidates are finite: `best` is set.
+    let (_, a, b) = best.unwrap_or((0.0, 0, 0.0));
+    (a, (b * s * s).round() as i64)
 }
 
 fn check_params<R: Ring>(spline: &Spline, k: u32) -> Result<(), MpcError> {
@@ -268,7 +594,7 @@ impl<R: Ring> SplineKey<R> {
     }
 }
 
-// ------------------------------------------------ codec (inside batch-norm keys)
+// ------------------------------------------------ codec (the spline gate, and inside batch-norm keys)
 
 impl<R: Ring> SplineKey<R> {
     /// Key body: `k` (u32), the spline (`J`, then `J` knots, `J + 1` slopes
@@ -330,5 +656,98 @@ impl<R: Ring> SplineKey<R> {
             c,
             dcf,
         })
+    }
+}
+
+// ------------------------------------------------ gate table: dispatch
+
+impl<R: Ring> KindKeys<R> for SplineKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::Spline { func, m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Spline));
+        };
+        Self::generate(&func.gate_spline::<R>(k)?, k, m, rng)
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::Spline { func, m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Spline));
+        };
+        Self::cost(&func.gate_spline::<R>(k)?, k, m)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    /// The body, checked against the descriptor: its window, its element
+    /// count and its spline (the function's, coefficient for coefficient).
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::Spline { func, m, k } = *desc else {
+            return Err(other_kind(desc, GateKind::Spline));
+        };
+        let spline = func
+            .gate_spline::<R>(k)
+            .map_err(|e| MpcError::Codec(format!("{desc}: {e}")))?;
+        let key = Self::read(rd, party)?;
+        if key.k != k || key.len() != m {
+            return Err(body_mismatch(desc, "window or element count"));
+        }
+        if key.spline != spline {
+            return Err(body_mismatch(desc, "spline coefficients"));
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_fixed_is_within_a_few_ulp_of_exp() {
+        let mut x = -40.0f64;
+        while x <= 2.0 {
+            let (a, b) = (exp_fixed(x), x.exp());
+            assert!(((a - b) / b).abs() < 1e-15, "x = {x}: {a} vs {b}");
+            x += 0.000_731;
+        }
+        assert_eq!(exp_fixed(0.0), 1.0);
+    }
+
+    #[test]
+    fn pow2_is_exact() {
+        let mut p = 1.0f64;
+        for e in 0..60 {
+            assert_eq!(pow2(e), p);
+            assert_eq!(pow2(-e), 1.0 / p);
+            p *= 2.0;
+        }
+    }
+
+    #[test]
+    fn fit_piece_is_no_worse_than_the_rounded_secant() {
+        // On [-1, -0.5] at f = 16: the chosen line's max error over a fine
+        // grid is at most the secant's (rounded) through the end points.
+        let s = pow2(16);
+        let (x0, x1) = (-1.0, -0.5);
+        let (a, b) = fit_piece(exp_fixed, exp_fixed, x0, x1, s);
+        let (a, b) = (a as f64 / s, b as f64 / (s * s));
+        let sa = ((x1.exp() - x0.exp()) / (x1 - x0) * s).round() / s;
+        let sb = x0.exp() - sa * x0;
+        let (mut fit, mut secant) = (0.0f64, 0.0f64);
+        for i in 0..=1000 {
+            let x = x0 + (x1 - x0) * f64::from(i) / 1000.0;
+            fit = fit.max((a * x + b - x.exp()).abs());
+            secant = secant.max((sa * x + sb - x.exp()).abs());
+        }
+        assert!(fit <= secant / 1.9, "{fit} vs {secant}");
     }
 }
