@@ -14,7 +14,7 @@
 //! `--epochs N`, `--batch B` (a power of two, default 64), `--lr X`
 //! (default 0.05), `--momentum X` (0.9), `--weight-decay X` (5e-4),
 //! `--lr-step N --lr-gamma X` (step schedule: times gamma every N epochs),
-//! `--optimizer sgd`, `--loss mse`, `--frac-bits F` (20), `--rounding
+//! `--optimizer sgd`, `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
 //! nearest|floor`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
 //! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
 //! `--json`, `--fixed` (train in cleartext fixed point instead: the exact
@@ -268,9 +268,10 @@ fn main() -> Res<()> {
     let json = args.flag("--json");
     let fixed_only = args.flag("--fixed");
     let tcfg = TrainConfig {
-        loss: match args.value("--loss").unwrap_or("mse") {
+        loss: match args.value("--loss").unwrap_or("ce") {
             "mse" => Loss::Mse,
-            other => return Err(format!("--loss {other}: only mse is available").into()),
+            "ce" => Loss::CrossEntropy,
+            other => return Err(format!("--loss {other}: ce or mse").into()),
         },
         momentum: args.parse("--momentum", 0.9)?,
         weight_decay: args.parse("--weight-decay", 5e-4)?,

@@ -40,6 +40,8 @@ use crate::layers::{
 use crate::model::{Config, Model, Rounding};
 use crate::params::Params;
 use crate::weights::Weights;
+use ariann_mpc::gates::beaver::Bilinear;
+use ariann_mpc::gates::spline::SplineFn;
 use ariann_mpc::{Gates, Plan, Recorder};
 use ariann_ring::RingTensor;
 
@@ -47,6 +49,16 @@ use ariann_ring::RingTensor;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
+    /// Softmax cross-entropy, averaged over the batch (PyTorch's
+    /// `CrossEntropyLoss()`). Privately: the row maximum (one-hot argmax and
+    /// a select, 3 rounds) is subtracted; `e^u` on `u <= 0` and the
+    /// reciprocal of the row sum (in `[1, classes]`) are one-round spline
+    /// gates ([`SplineFn`]: `exp` within `2^-10` absolute, `recip` within
+    /// `2^-8` relative), each followed by a truncation; then one product
+    /// `e * (1/s)` whose truncation by `f + log2 B` bits divides by the batch.
+    /// 9 rounds; the gradient's error is below `2^-8` relative plus a few
+    /// ulps. Needs `classes^2 <= 2^(f-4)` (for `recip`).
+    CrossEntropy,
     /// Mean squared error against the one-hot labels, averaged over the
     /// batch and the classes (PyTorch's `MSELoss()`), as ARIANN trains.
     Mse,
@@ -141,8 +153,20 @@ pub fn encode_targets(
     loss: Loss,
     cfg: &Config,
 ) -> Result<Vec<u64>, NnError> {
+    let b = labels.len().trailing_zeros();
     let one = match loss {
         Loss::Mse => 1u64 << cfg.frac_bits,
+        // The target divided by the batch: the one-hot at f - log2 B bits.
+        Loss::CrossEntropy => {
+            batch_shift(labels.len())?;
+            if b > cfg.frac_bits {
+                return Err(NnError::Training(format!(
+                    "a batch of {} needs at least {b} fractional bits",
+                    labels.len()
+                )));
+            }
+            1u64 << (cfg.frac_bits - b)
+        }
     };
     let mut t = vec![0u64; labels.len() * classes];
     for (row, &l) in labels.iter().enumerate() {
@@ -200,6 +224,53 @@ fn loss_grad(
             let c = fixed(2.0 / classes as f64, ctx.cfg.frac_bits)?;
             let scaled = ctx.gates.mul_public(&d, c);
             shift(ctx, &scaled, ctx.cfg.frac_bits + b)
+        }
+        Loss::CrossEntropy => {
+            let (f, k) = (ctx.cfg.frac_bits, ctx.cfg.k_cmp);
+            let rows = ctx.batch;
+            let len = z.len();
+            let max_fn = u32::try_from(classes)
+                .map_err(|_| NnError::Training(format!("{classes} classes")))?;
+            // The row maximum: one-hot argmax, then select (3 rounds).
+            let oh = ctx.gates.argmax(z, rows, classes, k)?;
+            let sel = ctx.gates.bilinear(
+                Bilinear::Mul { len },
+                &RingTensor::from_vec(&[len], oh)?,
+                &RingTensor::from_vec(&[len], z.to_vec())?,
+            )?;
+            let max: Vec<u64> = sel
+                .as_slice()
+                .chunks(classes)
+                .map(|r| r.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+                .collect();
+            let u: Vec<u64> = z
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.wrapping_sub(max[i / classes]))
+                .collect();
+            // e^u (u <= 0) and the reciprocal of the row sums.
+            let e = ctx.gates.spline(SplineFn::Exp { f }, &u, k)?;
+            let e = shift(ctx, &e, f)?;
+            let sums: Vec<u64> = e
+                .chunks(classes)
+                .map(|r| r.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+                .collect();
+            let r = ctx
+                .gates
+                .spline(SplineFn::Recip { f, max: max_fn }, &sums, k)?;
+            let r = shift(ctx, &r, f)?;
+            let rb: Vec<u64> = (0..len).map(|i| r[i / classes]).collect();
+            // softmax / B = (e * 1/s) >> (f + b), minus the target / B.
+            let p = ctx.gates.bilinear(
+                Bilinear::Mul { len },
+                &RingTensor::from_vec(&[len], e)?,
+                &RingTensor::from_vec(&[len], rb)?,
+            )?;
+            let p = shift(ctx, p.as_slice(), f + b)?;
+            Ok(p.iter()
+                .zip(targets)
+                .map(|(p, t)| p.wrapping_sub(*t))
+                .collect())
         }
     }
 }
@@ -515,6 +586,16 @@ pub fn float_loss(
         let zr = &z[row * classes..(row + 1) * classes];
         let dr = &mut dz[row * classes..(row + 1) * classes];
         match loss {
+            Loss::CrossEntropy => {
+                let m = zr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let ex: Vec<f64> = zr.iter().map(|v| (v - m).exp()).collect();
+                let sum: f64 = ex.iter().sum();
+                total += -((ex[l] / sum).ln());
+                for (j, (d, e)) in dr.iter_mut().zip(&ex).enumerate() {
+                    let t = if j == l { 1.0 } else { 0.0 };
+                    *d = (e / sum - t) / batch as f64;
+                }
+            }
             Loss::Mse => {
                 for (j, (d, v)) in dr.iter_mut().zip(zr).enumerate() {
                     let t = if j == l { 1.0 } else { 0.0 };

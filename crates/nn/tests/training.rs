@@ -52,21 +52,27 @@ fn float_backward_matches_finite_differences() {
     let model = small_model();
     let w = Weights::random(&model, &mut rng);
     let (x, labels) = data(&model, 4, &mut rng);
+    for loss in [Loss::Mse, Loss::CrossEntropy] {
+        finite_differences(&model, &w, &x, &labels, loss);
+    }
+}
+
+fn finite_differences(model: &Model, w: &Weights, x: &[f32], labels: &[usize], loss: Loss) {
     let tr = FloatTrainer::new(w.clone());
-    let (grads, _) = tr.gradients(&model, &x, &labels, Loss::Mse).expect("grads");
+    let (grads, _) = tr.gradients(model, x, labels, loss).expect("grads");
     let mut checked = 0;
     for (name, shape) in model.parameters() {
         let n: usize = shape.iter().product();
         for i in [0, n / 2, n - 1] {
             let (_, d) = w.get(&name).expect("param");
-            let eps = 1e-2f32;
+            let eps = 2e-3f32;
             let loss_at = |delta: f32| {
                 let mut v = d.to_vec();
                 v[i] += delta;
                 let mut w2 = w.clone();
                 w2.insert(&name, shape.clone(), v).expect("insert");
                 FloatTrainer::new(w2)
-                    .gradients(&model, &x, &labels, Loss::Mse)
+                    .gradients(model, x, labels, loss)
                     .expect("loss")
                     .1
             };
@@ -74,7 +80,7 @@ fn float_backward_matches_finite_differences() {
             let g = grads[&name][i];
             assert!(
                 (fd - g).abs() <= 1e-4 + 2e-2 * g.abs(),
-                "{name}[{i}]: backward {g}, finite difference {fd}"
+                "{loss:?} {name}[{i}]: backward {g}, finite difference {fd}"
             );
             checked += 1;
         }
@@ -84,19 +90,26 @@ fn float_backward_matches_finite_differences() {
 
 #[test]
 fn fixed_point_gradients_match_float() {
+    // MSE: only truncations; cross-entropy: plus the exp and reciprocal
+    // splines (2^-10 absolute and 2^-8 relative).
+    check_gradients(Loss::Mse, 2e-3, 1e-2);
+    check_gradients(Loss::CrossEntropy, 4e-3, 3e-2);
+}
+
+fn check_gradients(loss: Loss, abs: f64, rel: f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let model = small_model();
     let cfg = cfg();
     let w = Weights::random(&model, &mut rng);
     let (x, labels) = data(&model, 8, &mut rng);
     let (fg, _) = FloatTrainer::new(w.clone())
-        .gradients(&model, &x, &labels, Loss::Mse)
+        .gradients(&model, &x, &labels, loss)
         .expect("float");
     let params = Params::encode(&model, &w, &cfg).expect("encode");
     let xe = encode_input(&x, &cfg).expect("x");
-    let t = encode_targets(&labels, 4, Loss::Mse, &cfg).expect("t");
+    let t = encode_targets(&labels, 4, loss, &cfg).expect("t");
     let (_, grads) =
-        ariann_nn::train::gradients(&mut Clear, &model, &params, &xe, &t, 8, &cfg, Loss::Mse)
+        ariann_nn::train::gradients(&mut Clear, &model, &params, &xe, &t, 8, &cfg, loss)
             .expect("fixed");
     let f = cfg.frac_bits;
     let mut worst = 0f64;
@@ -108,11 +121,13 @@ fn fixed_point_gradients_match_float() {
             let a = *a as i64 as f64 / scale;
             let err = (a - b).abs();
             worst = worst.max(err);
-            // Documented tolerance: a few ulps of f = 16 bits per summed term.
-            assert!(err <= 2e-3 + 1e-2 * b.abs(), "{name}: fixed {a}, float {b}");
+            assert!(
+                err <= abs + rel * b.abs(),
+                "{loss:?} {name}: fixed {a}, float {b}"
+            );
         }
     }
-    eprintln!("largest gradient error, fixed point (f = {f}) vs float: {worst:.2e}");
+    eprintln!("{loss:?}: largest gradient error, fixed point (f = {f}) vs float: {worst:.2e}");
 }
 
 /// Runs a max-pool's training forward and backward on the cleartext
