@@ -484,6 +484,31 @@ pub fn train_plan(
     Ok(Plan::new(64, rec.into_gates()))
 }
 
+/// Decodes trained fixed-point parameters (reconstructed) into float
+/// [`Weights`] by PyTorch name: weights at `f` bits, biases at `2f`. For
+/// models whose stored tensors are their PyTorch tensors (linear,
+/// convolutional and pooling layers; not batch-norm, which training refuses).
+pub fn decode_params(model: &Model, params: &Params, cfg: &Config) -> Result<Weights, NnError> {
+    params.check(model)?;
+    let mut w = Weights::new();
+    for (name, shape) in model.parameters() {
+        let t = params.get(&name)?;
+        let bits = if is_bias(&name) {
+            2 * cfg.frac_bits
+        } else {
+            cfg.frac_bits
+        };
+        let fp = ariann_ring::FixedPoint::new(bits);
+        let v = t
+            .as_slice()
+            .iter()
+            .map(|x| fp.decode::<u64>(*x) as f32)
+            .collect();
+        w.insert(&name, shape, v)?;
+    }
+    Ok(w)
+}
+
 /// The float reference of training: the same model, loss and optimiser in
 /// `f64` (parameters kept as [`Weights`], `f32` like PyTorch's).
 #[derive(Debug, Clone)]
