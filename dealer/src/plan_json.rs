@@ -20,9 +20,9 @@
 //! Gates: `"gate"` is the kind's name in the gate table
 //! (`ariann_mpc::table`), next to the fields of that
 //! [`GateDesc`](crate::GateDesc) variant. Every field is required and unknown
-//! fields are refused; `k` is the comparison or truncation window in bits,
-//! except in `matmul` (the inner dimension) and in a pool `shape` (the
-//! window side).
+//! fields are refused (inside a `train_triple`'s `map` object too); `k` is
+//! the comparison or truncation window in bits, except in `matmul` (the
+//! inner dimension) and in a pool `shape` (the window side).
 //!
 //! | `gate` | fields |
 //! |---|---|
@@ -35,6 +35,7 @@
 //! | `max_pool`, `max_pool_one_hot` | `shape` (an object: `n`, `c`, `h`, `w`, `k`, `stride`, `pad`), `k` |
 //! | `batch_norm` | `n`, `c`, `h`, `w` |
 //! | `argmax` | `rows`, `n`, `k` |
+//! | `train_triple` | `map` (an object: a `triple`'s `map` and its fields, e.g. `{"map": "matmul", "m": 64, "k": 800, "n": 500}`), `dx` (`true` or `false`: whether the backward computes the input gradient) |
 //!
 //! Version 1 (`ariann-plan/1`: flat `matmul`/`mul`/`conv2d` gates, a pool's
 //! window as `size`) is refused with a request to regenerate the plan. The

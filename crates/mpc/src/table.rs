@@ -19,6 +19,7 @@
 //! | 7 | `argmax` | `Argmax { rows, n, k }` |
 //! | 8 | `max_pool_one_hot` | `MaxPoolOneHot { shape, k }` |
 //! | 9 | `batch_norm` | `BatchNorm(BatchNormShape)` |
+//! | 10 | `train_triple` | `TrainTriple { map: Bilinear, dx: bool }` (sub-kind of `map`: [`MapKind`]) |
 //!
 //! The table (`gate_table!` below) also names each kind's key type: it
 //! generates [`GateKind`], [`GateKey`] (one variant per row) and the
@@ -85,6 +86,7 @@ use crate::gates::batchnorm::BatchNormKey;
 use crate::gates::beaver::TripleKey;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey};
+use crate::gates::train::TrainTripleKey;
 use crate::gates::trunc::TruncKey;
 use ariann_fss::Party;
 use ariann_ring::Ring;
@@ -243,6 +245,9 @@ gate_table! {
     MaxPoolOneHot = 8, "max_pool_one_hot", Box<MaxPoolOneHotKey<R>>;
     /// Batch normalisation (training forward).
     BatchNorm = 9, "batch_norm", Box<BatchNormKey<R>>;
+    /// A training product with mask reuse: a bilinear map's forward triple
+    /// and its backward's masks in one key.
+    TrainTriple = 10, "train_triple", Box<TrainTripleKey<R>>;
 }
 
 /// One gate kind's keys, as the table dispatches to them. Each gate module
@@ -352,7 +357,7 @@ mod tests {
             assert_eq!(MapKind::from_name(k.name()), Some(k));
         }
         assert_eq!(GateKind::from_number(0), None);
-        assert_eq!(GateKind::from_number(10), None);
+        assert_eq!(GateKind::from_number(11), None);
     }
 
     #[test]
@@ -368,6 +373,7 @@ mod tests {
             (GateKind::Argmax, 7, "argmax"),
             (GateKind::MaxPoolOneHot, 8, "max_pool_one_hot"),
             (GateKind::BatchNorm, 9, "batch_norm"),
+            (GateKind::TrainTriple, 10, "train_triple"),
         ];
         assert_eq!(pinned.len(), GateKind::ALL.len());
         for (k, n, name) in pinned {
