@@ -7,16 +7,27 @@
 //! Table 1 (rounds and number of values, which ARIANN sends as 4-byte values)
 //! and Falcon's where ARIANN gives it.
 //!
+//! Then the savings of mask reuse in training: for the products of LeNet's
+//! training at batch 64, one training product (`train_triple`: the forward
+//! triple's openings serve the backward, whose masks come in the same key)
+//! against a forward triple plus two fresh triples for the backward products
+//! (`dx` on `(dz, y)`, `dy` on `(x, dz)`). Key and online bytes per party
+//! come from `GateDesc::cost`; the training product is also run and its
+//! measured rounds and bytes must match the prediction.
+//!
 //! ```text
 //! cargo run --release --example op_costs            # table
 //! cargo run --release --example op_costs -- --json  # JSON array
 //! ```
 
+use ariann::mpc::bundle::generate_bundles;
 use ariann::mpc::gates::beaver::{Bilinear, TripleKey};
 use ariann::mpc::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use ariann::mpc::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
 use ariann::mpc::gates::trunc::TruncKey;
-use ariann::mpc::{CommStats, GateDesc, MpcError, Transport, run_two_party};
+use ariann::mpc::{
+    CommStats, GateCost, GateDesc, MpcError, Session, Transport, VecSource, run_two_party,
+};
 use ariann::ring::{Conv2dShape, RingTensor, share};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -107,6 +118,172 @@ fn key_bytes(gate: GateDesc, measured: CommStats) -> Result<usize, Box<dyn std::
 
 fn zeros(m: usize) -> Vec<u64> {
     vec![0; m]
+}
+
+/// The two backward products of `map` as bilinear maps of their own, for
+/// fresh triples: `dx = back_x(dz, y)` on `(dz, y)` and `dy = back_y(x, dz)`
+/// on `(x, dz)`. A matrix product's are matrix products; a convolution's
+/// (stride 1, square kernel) are convolutions: `dx` the full convolution of
+/// `dz` with the transposed, flipped weight, `dy` the correlation of `x`
+/// with `dz` with batch and channels swapped. Checked: each operates on
+/// operands and gives an output of the sizes of the tensors it stands for.
+fn backward_maps(map: Bilinear) -> Result<(Bilinear, Bilinear), Box<dyn std::error::Error>> {
+    let (dx, dy) = match map {
+        Bilinear::MatMul { m, k, n } => (
+            Bilinear::MatMul { m, k: n, n: k },
+            Bilinear::MatMul { m: k, k: m, n },
+        ),
+        Bilinear::Conv2d(s) if s.stride == 1 && s.kh == s.kw && s.pad < s.kh => {
+            let (oh, ow) = s.out_hw()?;
+            (
+                Bilinear::Conv2d(Conv2dShape {
+                    n: s.n,
+                    c: s.oc,
+                    h: oh,
+                    w: ow,
+                    oc: s.c,
+                    kh: s.kh,
+                    kw: s.kw,
+                    stride: 1,
+                    pad: s.kh - 1 - s.pad,
+                }),
+                Bilinear::Conv2d(Conv2dShape {
+                    n: s.c,
+                    c: s.n,
+                    h: s.h,
+                    w: s.w,
+                    oc: s.oc,
+                    kh: oh,
+                    kw: ow,
+                    stride: 1,
+                    pad: s.pad,
+                }),
+            )
+        }
+        other => return Err(format!("no backward triples written for {other:?}").into()),
+    };
+    let len = |s: &[usize]| s.iter().product::<usize>();
+    let (sx, sy, sz) = map.shapes()?;
+    let (a, b, c) = dx.shapes()?;
+    let (d, e, f) = dy.shapes()?;
+    let want = [&sz, &sy, &sx, &sx, &sz, &sy];
+    let got = [&a, &b, &c, &d, &e, &f];
+    if want.iter().zip(got).any(|(w, g)| len(w) != len(g)) {
+        return Err(format!("backward maps of {map:?} do not match its sizes").into());
+    }
+    Ok((dx, dy))
+}
+
+/// A training product's figures: with mask reuse (measured, and checked
+/// against the prediction) and with three triples (predicted).
+struct TrainRow {
+    name: &'static str,
+    /// The `gate` of the JSON rows: mask reuse, three triples.
+    json_names: [&'static str; 2],
+    shape: String,
+    dx: bool,
+    reuse: GateCost,
+    triples: GateCost,
+}
+
+/// Runs the forward and backward of a training product with zero inputs;
+/// the measured counters.
+fn measure_train(map: Bilinear, dx: bool, rng: &mut ChaCha12Rng) -> Result<CommStats, MpcError> {
+    let (b0, b1) = generate_bundles::<u64, _>(0, GateDesc::TrainTriple { map, dx }, rng)?;
+    let (sx, sy, sz) = map.shapes()?;
+    let run = |b, t: &mut ariann::mpc::MemTransport| -> Result<(), MpcError> {
+        let mut src = VecSource::new([b]);
+        let mut s = Session::new(t, &mut src);
+        let y = RingTensor::<u64>::zeros(&sy);
+        let (_, tape) = s.bilinear_train(map, &RingTensor::zeros(&sx), &y, dx)?;
+        s.bilinear_backward(tape, &RingTensor::zeros(&sz), &y)?;
+        Ok(())
+    };
+    measure(|t| run(b0, t), |t| run(b1, t))
+}
+
+/// LeNet's training products at batch 64: mask reuse against three triples.
+fn training_rows(rng: &mut ChaCha12Rng) -> Result<Vec<TrainRow>, Box<dyn std::error::Error>> {
+    let conv = |c, hw, oc| Conv2dShape {
+        n: 64,
+        c,
+        h: hw,
+        w: hw,
+        oc,
+        kh: 5,
+        kw: 5,
+        stride: 1,
+        pad: 0,
+    };
+    let products = [
+        // The first layer needs no input gradient.
+        ("conv2d", Bilinear::Conv2d(conv(1, 28, 20)), false),
+        ("conv2d", Bilinear::Conv2d(conv(20, 12, 50)), true),
+        (
+            "matmul",
+            Bilinear::MatMul {
+                m: 64,
+                k: 800,
+                n: 500,
+            },
+            true,
+        ),
+        (
+            "matmul",
+            Bilinear::MatMul {
+                m: 64,
+                k: 500,
+                n: 10,
+            },
+            true,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, map, dx) in products {
+        let json_names = if name == "matmul" {
+            ["matmul (train, mask reuse)", "matmul (train, 3 triples)"]
+        } else {
+            ["conv2d (train, mask reuse)", "conv2d (train, 3 triples)"]
+        };
+        let reuse = GateDesc::TrainTriple { map, dx }.cost(64)?;
+        let measured = measure_train(map, dx, rng)?;
+        if (reuse.rounds, reuse.bytes_sent) != (measured.rounds, measured.bytes_sent) {
+            return Err(format!(
+                "{map:?}: predicted {} rounds and {} bytes, measured {} and {}",
+                reuse.rounds, reuse.bytes_sent, measured.rounds, measured.bytes_sent
+            )
+            .into());
+        }
+        let (dx_map, dy_map) = backward_maps(map)?;
+        let mut triples = GateDesc::Triple(map)
+            .cost(64)?
+            .then(GateDesc::Triple(dy_map).cost(64)?)?;
+        if dx {
+            triples = triples.then(GateDesc::Triple(dx_map).cost(64)?)?;
+        }
+        let shape = match map {
+            Bilinear::MatMul { m, k, n } => format!("{m}x{k} . {k}x{n}"),
+            Bilinear::Conv2d(s) => format!(
+                "{}x{}x{}x{}, {} filters {}x{}",
+                s.n, s.c, s.h, s.w, s.oc, s.kh, s.kw
+            ),
+            Bilinear::Mul { len } => format!("{len}"),
+        };
+        rows.push(TrainRow {
+            name,
+            json_names,
+            shape,
+            dx,
+            reuse,
+            triples,
+        });
+    }
+    Ok(rows)
+}
+
+/// The percentage of `triples` that mask reuse saves.
+fn saved(reuse: u64, triples: u64) -> f64 {
+    100.0 * (1.0 - reuse as f64 / triples as f64)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -359,7 +536,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .falcon("335".into(), format!("~{}", 56 * len)),
     );
 
+    let train = training_rows(&mut rng)?;
     if json_out {
+        // The training rows in the same schema: one object per variant.
+        for t in &train {
+            for (gate, c) in [(t.json_names[0], t.reuse), (t.json_names[1], t.triples)] {
+                rows.push(Row {
+                    gate,
+                    shape: format!("{}, dx={}", t.shape, t.dx),
+                    rounds: c.rounds,
+                    bytes: c.bytes_sent,
+                    key_bytes: usize::try_from(c.key_bytes)?,
+                    ariann_rounds: None,
+                    ariann_values: None,
+                    falcon_rounds: None,
+                    falcon_values: None,
+                });
+            }
+        }
         let arr: Vec<_> = rows
             .iter()
             .map(|r| {
@@ -409,6 +603,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 r.ariann_values.map_or("-".into(), |v| (4 * v).to_string()),
                 r.falcon_rounds.clone().unwrap_or_else(|| "-".into()),
                 r.falcon_values.clone().unwrap_or_else(|| "-".into()),
+            );
+        }
+        println!(
+            "\nTraining products with mask reuse (LeNet, batch 64; Z_2^64, per party): one train_triple key, 2 rounds"
+        );
+        println!(
+            "(forward opens x - a and y - b, backward opens dz - d) against a forward triple and fresh triples for the"
+        );
+        println!(
+            "backward products (dy on (x, dz), and dx on (dz, y) where dx is needed; one round each, run one after the other)."
+        );
+        println!(
+            "From GateDesc::cost; the mask-reuse rounds and bytes are also measured and checked.\n"
+        );
+        println!(
+            "{:<8} {:<30} {:>5} {:>6} {:>6} {:>12} {:>12} {:>6} {:>12} {:>12} {:>6}",
+            "product",
+            "shape",
+            "dx",
+            "rounds",
+            "(trip)",
+            "key bytes",
+            "(triples)",
+            "saved",
+            "online B",
+            "(triples)",
+            "saved"
+        );
+        for t in &train {
+            println!(
+                "{:<8} {:<30} {:>5} {:>6} {:>6} {:>12} {:>12} {:>5.1}% {:>12} {:>12} {:>5.1}%",
+                t.name,
+                t.shape,
+                t.dx,
+                t.reuse.rounds,
+                t.triples.rounds,
+                t.reuse.key_bytes,
+                t.triples.key_bytes,
+                saved(t.reuse.key_bytes, t.triples.key_bytes),
+                t.reuse.bytes_sent,
+                t.triples.bytes_sent,
+                saved(t.reuse.bytes_sent, t.triples.bytes_sent),
             );
         }
     }

@@ -22,9 +22,9 @@
 //! Gates: `"gate"` is the kind's name in the gate table
 //! (`ariann_mpc::table`), next to the fields of that
 //! [`GateDesc`](crate::GateDesc) variant. Every field is required and unknown
-//! fields are refused; `k` is the comparison, truncation or spline window in bits,
-//! except in `matmul` (the inner dimension) and in a pool `shape` (the
-//! window side).
+//! fields are refused (inside a `train_triple`'s `map` object too); `k` is
+//! the comparison, truncation or spline window in bits, except in `matmul` (the
+//! inner dimension) and in a pool `shape` (the window side).
 //!
 //! | `gate` | fields |
 //! |---|---|
@@ -40,6 +40,7 @@
 //! | `spline` | `func` (an object: `"fn"` and that function's fields, below), `m`, `k` |
 //! | &nbsp;&nbsp;`"fn": "exp"` | `f` (`e^u` for `u <= 0`, input with `f` fractional bits) |
 //! | &nbsp;&nbsp;`"fn": "recip"` | `f`, `max` (`1/s` for `s` in `[1, max]`) |
+//! | `train_triple` | `map` (an object: a `triple`'s `map` and its fields, e.g. `{"map": "matmul", "m": 64, "k": 800, "n": 500}`), `dx` (`true` or `false`: whether the backward computes the input gradient) |
 //!
 //! Version 1 (`ariann-plan/1`: flat `matmul`/`mul`/`conv2d` gates, a pool's
 //! window as `size`) is refused with a request to regenerate the plan. The

@@ -30,6 +30,7 @@ use crate::gates::cmp::ReluOutput;
 use crate::gates::linear;
 use crate::gates::pool::{MaxPoolOutput, PoolShape, pairwise_diffs, shifted_scores, tree_levels};
 use crate::gates::spline::SplineFn;
+use crate::gates::train::Backward;
 use crate::gates::util::check_len;
 use crate::session::Session;
 use crate::transport::Transport;
@@ -57,7 +58,8 @@ pub trait Gates<R: Ring> {
     /// `x - a` and `y - b` of this product serve the backward products too
     /// (mask reuse): the key carries the backward's correlated masks, so the
     /// backward pass opens only its output gradient. `need_dx: false` (the
-    /// first layer) skips the input gradient.
+    /// first layer) skips the input gradient. One [`GateDesc::TrainTriple`]
+    /// (it serves the backward too).
     fn bilinear_train(
         &mut self,
         map: Bilinear,
@@ -71,6 +73,7 @@ pub trait Gates<R: Ring> {
     /// the forward pass); `dx` is `None` unless the forward asked for it.
     /// `dx = map.back_x(dz, y)`, `dy = map.back_y(x, dz)`, with the sum of the
     /// inputs' fractional bits (truncate afterwards). One round, no new key.
+    /// The tape must come from this backend's [`Gates::bilinear_train`].
     fn bilinear_backward(
         &mut self,
         tape: BilinearTape<R>,
@@ -139,12 +142,47 @@ pub trait Gates<R: Ring> {
 }
 
 /// What a training product keeps for its backward pass
-/// ([`Gates::bilinear_train`]); consumed by [`Gates::bilinear_backward`].
+/// ([`Gates::bilinear_train`]); consumed by [`Gates::bilinear_backward`] of
+/// the same backend (another backend's tape is refused with
+/// [`MpcError::InvalidParameter`]). Private tapes hold secret shares and key
+/// material: zeroized on drop, never printed by `Debug`.
 pub struct BilinearTape<R: Ring> {
     pub(crate) map: Bilinear,
     pub(crate) need_dx: bool,
-    /// This party's share of the left operand (the value itself on [`Clear`]).
+    /// This party's share of the left operand (the value itself on [`Clear`],
+    /// an empty placeholder on the [`Recorder`]).
     pub(crate) x: RingTensor<R>,
+    /// The backend that made the tape, with the private backward material.
+    pub(crate) origin: TapeOrigin<R>,
+}
+
+/// The backend a [`BilinearTape`] comes from.
+pub(crate) enum TapeOrigin<R: Ring> {
+    /// [`Clear`].
+    Clear,
+    /// [`Recorder`].
+    Recorder,
+    /// [`Session`]: the opened masks and the backward key material.
+    Session(Box<Backward<R>>),
+}
+
+impl<R: Ring> TapeOrigin<R> {
+    fn name(&self) -> &'static str {
+        match self {
+            TapeOrigin::Clear => "cleartext",
+            TapeOrigin::Recorder => "recorder",
+            TapeOrigin::Session(_) => "private",
+        }
+    }
+}
+
+/// The error of a tape handed to another backend than the one that made it.
+pub(crate) fn foreign_tape<R: Ring>(tape: &BilinearTape<R>, backend: &str) -> MpcError {
+    MpcError::InvalidParameter(format!(
+        "the tape of a training product {:?} comes from the {} backend and cannot run on the {backend} backend",
+        tape.map,
+        tape.origin.name()
+    ))
 }
 
 impl<R: Ring> core::fmt::Debug for BilinearTape<R> {
@@ -152,6 +190,7 @@ impl<R: Ring> core::fmt::Debug for BilinearTape<R> {
         f.debug_struct("BilinearTape")
             .field("map", &self.map)
             .field("need_dx", &self.need_dx)
+            .field("backend", &self.origin.name())
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +199,11 @@ impl<R: Ring> BilinearTape<R> {
     /// The map of the product.
     pub fn map(&self) -> Bilinear {
         self.map
+    }
+
+    /// Whether the backward pass computes the input gradient.
+    pub fn need_dx(&self) -> bool {
+        self.need_dx
     }
 }
 
@@ -190,7 +234,8 @@ fn count(v: u64) -> Result<usize, MpcError> {
     usize::try_from(v).map_err(|_| MpcError::InvalidParameter(format!("{v} elements")))
 }
 
-fn check_bilinear<R: Ring>(
+/// Checks the operands of `map` (exact shapes); the output's shape.
+pub(crate) fn check_bilinear<R: Ring>(
     map: &Bilinear,
     x: &RingTensor<R>,
     y: &RingTensor<R>,
@@ -230,24 +275,19 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
     fn bilinear_train(
         &mut self,
         map: Bilinear,
-        _x: &RingTensor<R>,
-        _y: &RingTensor<R>,
-        _need_dx: bool,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+        need_dx: bool,
     ) -> Result<(RingTensor<R>, BilinearTape<R>), MpcError> {
-        Err(MpcError::InvalidParameter(format!(
-            "training product {map:?}: not yet"
-        )))
+        Session::bilinear_train(self, map, x, y, need_dx)
     }
     fn bilinear_backward(
         &mut self,
         tape: BilinearTape<R>,
-        _dz: &RingTensor<R>,
-        _y: &RingTensor<R>,
+        dz: &RingTensor<R>,
+        y: &RingTensor<R>,
     ) -> Result<(Option<RingTensor<R>>, RingTensor<R>), MpcError> {
-        Err(MpcError::InvalidParameter(format!(
-            "training product {:?}: not yet",
-            tape.map
-        )))
+        Session::bilinear_backward(self, tape, dz, y)
     }
     fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
         Session::truncate(self, x, f, k)
@@ -342,6 +382,7 @@ impl<R: Ring> Gates<R> for Clear {
                 map,
                 need_dx,
                 x: x.clone(),
+                origin: TapeOrigin::Clear,
             },
         ))
     }
@@ -351,6 +392,9 @@ impl<R: Ring> Gates<R> for Clear {
         dz: &RingTensor<R>,
         y: &RingTensor<R>,
     ) -> Result<(Option<RingTensor<R>>, RingTensor<R>), MpcError> {
+        if !matches!(tape.origin, TapeOrigin::Clear) {
+            return Err(foreign_tape(&tape, TapeOrigin::<R>::Clear.name()));
+        }
         check_backward(&tape, dz, y)?;
         let dx = if tape.need_dx {
             Some(tape.map.back_x(dz, y)?)
@@ -565,24 +609,37 @@ impl<R: Ring> Gates<R> for Recorder {
     fn bilinear_train(
         &mut self,
         map: Bilinear,
-        _x: &RingTensor<R>,
-        _y: &RingTensor<R>,
-        _need_dx: bool,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+        need_dx: bool,
     ) -> Result<(RingTensor<R>, BilinearTape<R>), MpcError> {
-        Err(MpcError::InvalidParameter(format!(
-            "training product {map:?}: not yet"
-        )))
+        let out = check_bilinear(&map, x, y)?;
+        self.gates.push(GateDesc::TrainTriple { map, dx: need_dx });
+        Ok((
+            RingTensor::zeros(&out),
+            BilinearTape {
+                map,
+                need_dx,
+                // The backward returns placeholders: no copy of `x` kept.
+                x: RingTensor::zeros(&[0]),
+                origin: TapeOrigin::Recorder,
+            },
+        ))
     }
     fn bilinear_backward(
         &mut self,
         tape: BilinearTape<R>,
-        _dz: &RingTensor<R>,
-        _y: &RingTensor<R>,
+        dz: &RingTensor<R>,
+        y: &RingTensor<R>,
     ) -> Result<(Option<RingTensor<R>>, RingTensor<R>), MpcError> {
-        Err(MpcError::InvalidParameter(format!(
-            "training product {:?}: not yet",
-            tape.map
-        )))
+        // The backward reuses the forward's key: nothing to record.
+        if !matches!(tape.origin, TapeOrigin::Recorder) {
+            return Err(foreign_tape(&tape, TapeOrigin::<R>::Recorder.name()));
+        }
+        check_backward(&tape, dz, y)?;
+        let (sx, sy, _) = tape.map.shapes()?;
+        let dx = tape.need_dx.then(|| RingTensor::zeros(&sx));
+        Ok((dx, RingTensor::zeros(&sy)))
     }
     fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
         self.gates.push(GateDesc::Trunc { m: x.len(), f, k });

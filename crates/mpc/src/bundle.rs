@@ -26,8 +26,10 @@ use std::collections::VecDeque;
 /// encoding: [`GateDesc::encode`]. Serialized (serde) with the kind's name
 /// under `"gate"` beside the fields (a newtype's fields inline), e.g.
 /// `{"gate": "trunc", "m": 256, "f": 16, "k": 56}` or
-/// `{"gate": "triple", "map": "matmul", "m": 2, "k": 784, "n": 128}` or
-/// `{"gate": "spline", "func": {"fn": "exp", "f": 16}, "m": 40, "k": 40}`;
+/// `{"gate": "triple", "map": "matmul", "m": 2, "k": 784, "n": 128}`, or
+/// for a training product the map as an object:
+/// `{"gate": "train_triple", "map": {"map": "matmul", "m": 2, "k": 3, "n": 4}, "dx": true}`,
+/// or `{"gate": "spline", "func": {"fn": "exp", "f": 16}, "m": 40, "k": 40}`;
 /// unknown fields are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "gate", rename_all = "snake_case", deny_unknown_fields)]
@@ -100,11 +102,34 @@ pub enum GateDesc {
         /// Window bits.
         k: u32,
     },
+    /// A training product with mask reuse: the forward `x * y` of a bilinear
+    /// map and, from the same key, its backward products (2 rounds in all;
+    /// see [`crate::gates::train`]).
+    TrainTriple {
+        /// The map.
+        map: Bilinear,
+        /// Whether the backward computes the input gradient `dx` too (not
+        /// for a network's first layer).
+        dx: bool,
+    },
+}
+
+/// A map's parameters as `Display` writes them: `len=9`, `m=2, k=3, n=4`, ...
+fn map_params(map: &Bilinear) -> String {
+    match map {
+        Bilinear::Mul { len } => format!("len={len}"),
+        Bilinear::MatMul { m, k, n } => format!("m={m}, k={k}, n={n}"),
+        Bilinear::Conv2d(s) => format!(
+            "n={}, c={}, h={}, w={}, oc={}, kh={}, kw={}, stride={}, pad={}",
+            s.n, s.c, s.h, s.w, s.oc, s.kh, s.kw, s.stride, s.pad
+        ),
+    }
 }
 
 impl core::fmt::Display for GateDesc {
     /// The kind's name from the gate table, then the parameters, e.g.
     /// `trunc(m=384, f=12, k=40)`, `triple/matmul(m=2, k=48, n=10)` or
+    /// `train_triple/matmul(m=2, k=48, n=10, dx=true)` or
     /// `spline/recip(f=16, max=10, m=32, k=40)`.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let name = self.kind().name();
@@ -114,17 +139,14 @@ impl core::fmt::Display for GateDesc {
             }
             GateDesc::Trunc { m, f: bits, k } => write!(f, "{name}(m={m}, f={bits}, k={k})"),
             GateDesc::Triple(map) => {
-                let sub = map.kind().name();
-                match map {
-                    Bilinear::Mul { len } => write!(f, "{name}/{sub}(len={len})"),
-                    Bilinear::MatMul { m, k, n } => write!(f, "{name}/{sub}(m={m}, k={k}, n={n})"),
-                    Bilinear::Conv2d(s) => write!(
-                        f,
-                        "{name}/{sub}(n={}, c={}, h={}, w={}, oc={}, kh={}, kw={}, stride={}, pad={})",
-                        s.n, s.c, s.h, s.w, s.oc, s.kh, s.kw, s.stride, s.pad
-                    ),
-                }
+                write!(f, "{name}/{}({})", map.kind().name(), map_params(&map))
             }
+            GateDesc::TrainTriple { map, dx } => write!(
+                f,
+                "{name}/{}({}, dx={dx})",
+                map.kind().name(),
+                map_params(&map)
+            ),
             GateDesc::MaxPool { shape: s, k } | GateDesc::MaxPoolOneHot { shape: s, k } => write!(
                 f,
                 "{name}(n={}, c={}, h={}, w={}, size={}, stride={}, pad={}, k={k})",
@@ -188,16 +210,18 @@ impl GateDesc {
             GateDesc::MaxPoolOneHot { .. } => GateKind::MaxPoolOneHot,
             GateDesc::BatchNorm(_) => GateKind::BatchNorm,
             GateDesc::Spline { .. } => GateKind::Spline,
+            GateDesc::TrainTriple { .. } => GateKind::TrainTriple,
         }
     }
 
     /// Appends the descriptor's binary encoding to `out`: the kind's number
     /// (one byte, from the [gate table](crate::table)), then its parameters
     /// in declaration order, little-endian, sizes as `u64` and windows and
-    /// bit counts (`k`, `f`) as `u32`; a [`Bilinear`] map is its kind's
-    /// number then its dimensions, a [`PoolShape`] is `n, c, h, w, k,
-    /// stride, pad`, a [`BatchNormShape`] `n, c, h, w` and a [`SplineFn`]
-    /// its kind's number then its parameters ([`SplineFn::encode`]).
+    /// bit counts (`k`, `f`) as `u32` and flags (`dx`) as one byte 0 or 1;
+    /// a [`Bilinear`] map is its kind's number then its dimensions, a
+    /// [`PoolShape`] is `n, c, h, w, k, stride, pad`, a
+    /// [`BatchNormShape`] `n, c, h, w` and a [`SplineFn`] its kind's number
+    /// then its parameters ([`SplineFn::encode`]).
     ///
     /// This is the one encoding of a gate: the key bundle header
     /// ([`crate::codec`]) and the plan hash ([`crate::Plan::hash`]) both use it.
@@ -228,6 +252,10 @@ impl GateDesc {
                 func.encode(out);
                 put_usize(out, m);
                 put_u32(out, k);
+            }
+            GateDesc::TrainTriple { map, dx } => {
+                map.encode(out);
+                out.push(u8::from(dx));
             }
         }
     }
@@ -291,6 +319,18 @@ impl GateDesc {
                 func: SplineFn::read(rd)?,
                 m: rd.usize(what)?,
                 k: rd.u32(what)?,
+            },
+            GateKind::TrainTriple => GateDesc::TrainTriple {
+                map: Bilinear::read(rd)?,
+                dx: match rd.u8(what)? {
+                    0 => false,
+                    1 => true,
+                    v => {
+                        return Err(MpcError::Codec(format!(
+                            "{what}: dx flag {v} is not 0 or 1"
+                        )));
+                    }
+                },
             },
         })
     }
@@ -476,6 +516,28 @@ pub(crate) mod tests {
                 m: 3,
                 k: 40,
             },
+            GateDesc::TrainTriple {
+                map: Bilinear::MatMul { m: 2, k: 3, n: 4 },
+                dx: true,
+            },
+            GateDesc::TrainTriple {
+                map: Bilinear::Conv2d(Conv2dShape {
+                    n: 2,
+                    c: 1,
+                    h: 6,
+                    w: 5,
+                    oc: 2,
+                    kh: 3,
+                    kw: 3,
+                    stride: 2,
+                    pad: 1,
+                }),
+                dx: false,
+            },
+            GateDesc::TrainTriple {
+                map: Bilinear::Mul { len: 5 },
+                dx: true,
+            },
         ]
     }
 
@@ -506,7 +568,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_are_refused() {
-        for t in [0u8, 10, 255] {
+        for t in [0u8, 12, 255] {
             let mut buf = vec![t];
             buf.extend_from_slice(&[0; 64]);
             let e = GateDesc::decode(&buf).expect_err("unknown kind");
@@ -523,6 +585,20 @@ pub(crate) mod tests {
                 e.to_string().contains("unknown spline function kind"),
                 "{e}"
             );
+        }
+        // A training product's dx flag is 0 or 1.
+        let mut buf = Vec::new();
+        GateDesc::TrainTriple {
+            map: Bilinear::Mul { len: 3 },
+            dx: true,
+        }
+        .encode(&mut buf);
+        let last = buf.len() - 1;
+        assert_eq!(buf[last], 1);
+        for v in [2u8, 255] {
+            buf[last] = v;
+            let e = GateDesc::decode(&buf).expect_err("bad flag");
+            assert!(e.to_string().contains("dx flag"), "{e}");
         }
     }
 
@@ -548,6 +624,17 @@ pub(crate) mod tests {
         want.extend_from_slice(&10u32.to_le_bytes());
         want.extend_from_slice(&3u64.to_le_bytes());
         want.extend_from_slice(&40u32.to_le_bytes());
+        assert_eq!(buf, want);
+        // A training product: kind 10, the map, the dx flag.
+        let mut buf = Vec::new();
+        GateDesc::TrainTriple {
+            map: Bilinear::Mul { len: 3 },
+            dx: false,
+        }
+        .encode(&mut buf);
+        let mut want = vec![10u8, 1];
+        want.extend_from_slice(&3u64.to_le_bytes());
+        want.push(0);
         assert_eq!(buf, want);
     }
 }

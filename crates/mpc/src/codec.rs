@@ -35,6 +35,11 @@
 //! - batch-norm: the shape, then truncation, triple, truncation, truncation,
 //!   spline, triple, truncation, triple, truncation bodies
 //! - argmax: `rows`, `n`, a DReLU body, an equality body
+//! - training product: a triple body (the map, `a`, `b`, `c`), a flag byte
+//!   (1 iff `cx` follows, as the descriptor's `dx`), then the tensors `d`
+//!   (output shape), `cx` (left operand's shape; if the flag is 1) and `cw`
+//!   (right operand's shape), each as a rank byte, the dimensions and the
+//!   elements
 //!
 //! The encoding has no checksum of its own beyond the FSS keys' (raw
 //! shares carry no redundancy to check): integrity of whole files is the key

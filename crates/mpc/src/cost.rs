@@ -20,9 +20,10 @@
 //!
 //! The formulas live next to the key they mirror: each gate module has a
 //! `cost` function on its key type (`DreluKey::cost`, `TripleKey::cost`,
-//! `MaxPoolKey::cost`, ...) taking the same parameters as its `generate`,
-//! refusing what `generate` refuses, and composite gates (max-pool, argmax,
-//! batch-norm) compose the costs of their parts with [`GateCost::then`].
+//! `TrainTripleKey::cost`, `MaxPoolKey::cost`, ...) taking the same
+//! parameters as its `generate`, refusing what `generate` refuses, and
+//! composite gates (max-pool, argmax, batch-norm) compose the costs of
+//! their parts with [`GateCost::then`].
 //! This module dispatches on the [`GateDesc`] and adds the bundle header and
 //! descriptor. [`plan_cost`] sums a whole plan (sessions run the gates one
 //! after the other, so rounds add up).

@@ -12,7 +12,9 @@
 //! Gates ([`gates`]): equality with zero, DReLU and ReLU in one round (one
 //! DPF/DCF key per element on a declared `k`-bit window, exact inside it),
 //! exact truncation in one round, elementwise / matrix / convolution products
-//! from triples in one round, max-pool in `ceil(log2 k^2)` rounds, argmax in 2.
+//! from triples in one round, max-pool in `ceil(log2 k^2)` rounds, argmax in 2,
+//! and training products whose one key serves the forward product and both
+//! backward products (mask reuse: one round each way, [`gates::train`]).
 //!
 //! Layers run on a gate backend ([`Gates`]): the private [`Session`], the
 //! cleartext fixed-point [`Clear`], or the [`Recorder`] whose trace of the

@@ -149,6 +149,9 @@ mod tests {
             if let GateDesc::Spline { func, .. } = g {
                 assert_eq!(v["func"]["fn"], func.kind().name(), "{v}");
             }
+            if let GateDesc::TrainTriple { map, .. } = g {
+                assert_eq!(v["map"]["map"], map.kind().name(), "{v}");
+            }
             let back: GateDesc = serde_json::from_value(v).expect("parses");
             assert_eq!(back, g);
         }
@@ -180,6 +183,17 @@ mod tests {
                 k: 40
             }
         );
+        let g: GateDesc = serde_json::from_str(
+            r#"{"gate": "train_triple", "map": {"map": "matmul", "m": 2, "k": 3, "n": 4}, "dx": true}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            g,
+            GateDesc::TrainTriple {
+                map: crate::gates::beaver::Bilinear::MatMul { m: 2, k: 3, n: 4 },
+                dx: true
+            }
+        );
         for bad in [
             r#"{"gate": "relu", "m": 2, "k": 3, "x": 1}"#,
             r#"{"gate": "relu", "m": 2}"#,
@@ -193,6 +207,11 @@ mod tests {
             r#"{"gate": "spline", "func": {"fn": "exp", "f": 16}, "m": 2, "k": 40, "x": 1}"#,
             r#"{"gate": "max_pool", "shape": {"n": 1, "c": 1, "h": 2, "w": 2, "k": 2, "stride": 2, "pad": 0, "x": 0}, "k": 8}"#,
             r#"{"gate": "triple", "map": "conv2d", "n": 1, "c": 1, "h": 2, "w": 2, "oc": 1, "kh": 1, "kw": 1, "stride": 1, "pad": 0, "x": 0}"#,
+            r#"{"gate": "train_triple", "map": {"map": "mul", "len": 2}, "dx": true, "x": 1}"#,
+            r#"{"gate": "train_triple", "map": {"map": "mul", "len": 2, "x": 1}, "dx": true}"#,
+            r#"{"gate": "train_triple", "map": {"map": "mul", "len": 2}}"#,
+            r#"{"gate": "train_triple", "map": "mul", "len": 2, "dx": true}"#,
+            r#"{"gate": "train_triple", "map": {"map": "mul", "len": 2}, "dx": 1}"#,
         ] {
             assert!(serde_json::from_str::<GateDesc>(bad).is_err(), "{bad}");
         }

@@ -3,12 +3,14 @@
 //! fetches the gate's bundle (checking kind, shape, index and party before
 //! anything is opened), then masks, opens and finishes.
 
+use crate::backend::{BilinearTape, check_bilinear};
 use crate::bundle::{BundleTag, GateDesc, GateKey, PreprocessingSource};
 use crate::error::MpcError;
 use crate::gates::beaver::Bilinear;
 use crate::gates::cmp::ReluOutput;
 use crate::gates::pool::{MaxPoolOutput, PoolShape};
 use crate::gates::spline::SplineFn;
+use crate::gates::train;
 use crate::transport::Transport;
 use ariann_ring::{Ring, RingTensor};
 
@@ -107,6 +109,38 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             GateKey::Triple(key) => key.eval(self.transport, x, y),
             _ => Err(Self::wrong(gate)),
         }
+    }
+
+    /// Training forward of `x * y` for a bilinear map: this party's share of
+    /// the product and the tape for [`Session::bilinear_backward`]. One
+    /// [`GateDesc::TrainTriple`] bundle (its key serves the backward too),
+    /// one round. Operand shapes are checked before the bundle is fetched.
+    pub fn bilinear_train(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+        need_dx: bool,
+    ) -> Result<(RingTensor<R>, BilinearTape<R>), MpcError> {
+        check_bilinear(&map, x, y)?;
+        let gate = GateDesc::TrainTriple { map, dx: need_dx };
+        match self.key(gate)? {
+            GateKey::TrainTriple(key) => key.forward(self.transport, x, y),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// Backward of a training product made by [`Session::bilinear_train`]:
+    /// this party's shares of `dx` (if the forward asked for it) and `dy`
+    /// for its shares of the output gradient `dz` and of the forward's right
+    /// operand `y`. One round, no bundle (see [`train::backward`]).
+    pub fn bilinear_backward(
+        &mut self,
+        tape: BilinearTape<R>,
+        dz: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<(Option<RingTensor<R>>, RingTensor<R>), MpcError> {
+        train::backward(self.transport, tape, dz, y)
     }
 
     /// Max-pool of `x` (flat `n, c, h, w`) on a `k`-bit window.

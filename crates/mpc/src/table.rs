@@ -19,6 +19,7 @@
 //! | 7 | `argmax` | `Argmax { rows, n, k }` |
 //! | 8 | `max_pool_one_hot` | `MaxPoolOneHot { shape, k }` |
 //! | 9 | `batch_norm` | `BatchNorm(BatchNormShape)` |
+//! | 10 | `train_triple` | `TrainTriple { map: Bilinear, dx: bool }` (sub-kind of `map`: [`MapKind`]) |
 //! | 11 | `spline` | `Spline { func, m, k }`, sub-kind [`SplineKind`]: 1 `exp`, 2 `recip` |
 //!
 //! The table (`gate_table!` below) also names each kind's key type: it
@@ -87,6 +88,7 @@ use crate::gates::beaver::TripleKey;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey};
 use crate::gates::spline::SplineKey;
+use crate::gates::train::TrainTripleKey;
 use crate::gates::trunc::TruncKey;
 use ariann_fss::Party;
 use ariann_ring::Ring;
@@ -245,6 +247,9 @@ gate_table! {
     MaxPoolOneHot = 8, "max_pool_one_hot", Box<MaxPoolOneHotKey<R>>;
     /// Batch normalisation (training forward).
     BatchNorm = 9, "batch_norm", Box<BatchNormKey<R>>;
+    /// A training product with mask reuse: a bilinear map's forward triple
+    /// and its backward's masks in one key.
+    TrainTriple = 10, "train_triple", Box<TrainTripleKey<R>>;
     /// A named public function by a one-round spline (sub-kind: [`SplineKind`]).
     Spline = 11, "spline", SplineKey<R>;
 }
@@ -374,7 +379,7 @@ mod tests {
             assert_eq!(SplineKind::from_name(k.name()), Some(k));
         }
         assert_eq!(GateKind::from_number(0), None);
-        assert_eq!(GateKind::from_number(10), None);
+        assert_eq!(GateKind::from_number(12), None);
     }
 
     #[test]
@@ -390,6 +395,7 @@ mod tests {
             (GateKind::Argmax, 7, "argmax"),
             (GateKind::MaxPoolOneHot, 8, "max_pool_one_hot"),
             (GateKind::BatchNorm, 9, "batch_norm"),
+            (GateKind::TrainTriple, 10, "train_triple"),
             (GateKind::Spline, 11, "spline"),
         ];
         assert_eq!(pinned.len(), GateKind::ALL.len());

@@ -81,6 +81,26 @@ fn program(g: &mut dyn Gates<u64>, i: &Inputs) -> Result<Vec<Vec<u64>>, MpcError
     let sums = g.add_public(&sums, &vec![1 << 16; sums.len()])?;
     out.push(e);
     out.push(g.spline(SplineFn::Recip { f: 16, max: 10 }, &sums, 40)?);
+    // Training products: forward, then backward (which consumes no key).
+    let map = Bilinear::MatMul { m: 2, k: 6, n: 3 };
+    let (tz, tape) = g.bilinear_train(map, &x, &w, true)?;
+    out.push(tz.to_vec());
+    let dz = RingTensor::from_vec(&[2, 3], i.v[12..18].to_vec())?;
+    let (dx, dw) = g.bilinear_backward(tape, &dz, &w)?;
+    let dx = dx.ok_or_else(|| MpcError::InvalidParameter("dx was asked for".into()))?;
+    out.push(dx.to_vec());
+    out.push(dw.to_vec());
+    let map = Bilinear::Mul { len: 6 };
+    let a = RingTensor::from_vec(&[6], i.v[20..26].to_vec())?;
+    let b = RingTensor::from_vec(&[6], i.w[..6].to_vec())?;
+    let (tz, tape) = g.bilinear_train(map, &a, &b, false)?;
+    out.push(tz.to_vec());
+    let (dx, db) =
+        g.bilinear_backward(tape, &RingTensor::from_vec(&[6], i.v[30..36].to_vec())?, &b)?;
+    if dx.is_some() {
+        return Err(MpcError::InvalidParameter("dx was not asked for".into()));
+    }
+    out.push(db.to_vec());
     // Local operations.
     let c: Vec<u64> = (0..12).collect();
     out.push(g.add_public(&i.z, &c)?);
@@ -118,7 +138,7 @@ fn run_all(seed: u64) {
     let sizes = |o: &[Vec<u64>]| o.iter().map(Vec::len).collect::<Vec<_>>();
     assert_eq!(sizes(&placeholders), sizes(&clear), "placeholder sizes");
     let plan: Vec<GateDesc> = rec.into_gates();
-    assert_eq!(plan.len(), 12, "one gate per keyed call");
+    assert_eq!(plan.len(), 14, "one gate per keyed call");
 
     let (mut b0, mut b1) = (Vec::new(), Vec::new());
     for (i, g) in plan.iter().enumerate() {

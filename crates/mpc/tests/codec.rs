@@ -72,6 +72,28 @@ fn all_gates(bits: u32) -> Vec<GateDesc> {
             m: 5,
             k: 24,
         },
+        GateDesc::TrainTriple {
+            map: Bilinear::Mul { len: 9 },
+            dx: true,
+        },
+        GateDesc::TrainTriple {
+            map: Bilinear::MatMul { m: 3, k: 4, n: 5 },
+            dx: false,
+        },
+        GateDesc::TrainTriple {
+            map: Bilinear::Conv2d(Conv2dShape {
+                n: 2,
+                c: 2,
+                h: 6,
+                w: 5,
+                oc: 3,
+                kh: 3,
+                kw: 3,
+                stride: 2,
+                pad: 1,
+            }),
+            dx: true,
+        },
     ];
     if bits == 64 {
         g.push(GateDesc::BatchNorm(BatchNormShape {
@@ -84,12 +106,14 @@ fn all_gates(bits: u32) -> Vec<GateDesc> {
     g
 }
 
-/// Cleartext inputs of a gate (small signed values, inside every window).
+/// Cleartext inputs of a gate (small signed values, inside every window);
+/// `dz` is a training product's output gradient.
 struct Inputs {
     x: Vec<i64>,
     y: Vec<i64>,
     gamma: Vec<i64>,
     beta: Vec<i64>,
+    dz: Vec<i64>,
 }
 
 fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
@@ -104,6 +128,7 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
                 y: vec![],
                 gamma: vec![],
                 beta: vec![],
+                dz: vec![],
             }
         }
         GateDesc::EqZero { m, .. } => Inputs {
@@ -120,6 +145,7 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
             y: vec![],
             gamma: vec![],
             beta: vec![],
+            dz: vec![],
         },
         GateDesc::Triple(map) => {
             let (sa, sb, _) = map.shapes().expect("valid map");
@@ -128,6 +154,17 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
                 y: small(sb.iter().product(), rng),
                 gamma: vec![],
                 beta: vec![],
+                dz: vec![],
+            }
+        }
+        GateDesc::TrainTriple { map, .. } => {
+            let (sa, sb, sc) = map.shapes().expect("valid map");
+            Inputs {
+                x: small(sa.iter().product(), rng),
+                y: small(sb.iter().product(), rng),
+                gamma: vec![],
+                beta: vec![],
+                dz: small(sc.iter().product(), rng),
             }
         }
         GateDesc::MaxPool { shape, .. } | GateDesc::MaxPoolOneHot { shape, .. } => Inputs {
@@ -135,6 +172,7 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
             y: vec![],
             gamma: vec![],
             beta: vec![],
+            dz: vec![],
         },
         GateDesc::Spline { m, func, .. } => Inputs {
             // Inputs of the domain and around it (`f` fractional bits).
@@ -149,12 +187,14 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
             y: vec![],
             gamma: vec![],
             beta: vec![],
+            dz: vec![],
         },
         GateDesc::Argmax { rows, n, .. } => Inputs {
             x: small(rows * n, rng),
             y: vec![],
             gamma: vec![],
             beta: vec![],
+            dz: vec![],
         },
         GateDesc::BatchNorm(s) => {
             let enc = |v: f64| fp.encode::<u64>(v).expect("range") as i64;
@@ -165,9 +205,19 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
                 y: vec![],
                 gamma: (0..s.c).map(|_| enc(rng.random_range(0.5..1.5))).collect(),
                 beta: (0..s.c).map(|_| enc(rng.random_range(-0.5..0.5))).collect(),
+                dz: vec![],
             }
         }
     }
+}
+
+/// One party's shares of [`Inputs`].
+struct Shares<R> {
+    x: Vec<R>,
+    y: Vec<R>,
+    gamma: Vec<R>,
+    beta: Vec<R>,
+    dz: Vec<R>,
 }
 
 /// One party runs `gate` through a session on its shares; the output flattened.
@@ -175,11 +225,9 @@ fn run<R: Ring>(
     gate: &GateDesc,
     src: &mut VecSource<R>,
     t: &mut MemTransport,
-    x: &[R],
-    y: &[R],
-    gamma: &[R],
-    beta: &[R],
+    sh: &Shares<R>,
 ) -> Result<Vec<R>, MpcError> {
+    let (x, y, gamma, beta) = (&sh.x[..], &sh.y[..], &sh.gamma[..], &sh.beta[..]);
     let mut s = Session::new(t, src);
     Ok(match *gate {
         GateDesc::Drelu { k, .. } => s.drelu(x, k)?,
@@ -209,6 +257,16 @@ fn run<R: Ring>(
             let o = s.batch_norm(x, shape, gamma, beta, 1e-5)?;
             [o.y, o.centered, o.inv_std].concat()
         }
+        GateDesc::TrainTriple { map, dx } => {
+            let (sa, sb, sc) = map.shapes()?;
+            let xt = RingTensor::from_vec(&sa, x.to_vec())?;
+            let yt = RingTensor::from_vec(&sb, y.to_vec())?;
+            let dzt = RingTensor::from_vec(&sc, sh.dz.clone())?;
+            let (z, tape) = s.bilinear_train(map, &xt, &yt, dx)?;
+            let (dx, dy) = s.bilinear_backward(tape, &dzt, &yt)?;
+            let dx = dx.map(|t| t.to_vec()).unwrap_or_default();
+            [z.to_vec(), dx, dy.to_vec()].concat()
+        }
     })
 }
 
@@ -225,10 +283,25 @@ fn evaluate<R: Ring>(
     let (y0, y1) = shares::<R>(&inp.y, &mut rng);
     let (g0, g1) = shares::<R>(&inp.gamma, &mut rng);
     let (e0, e1) = shares::<R>(&inp.beta, &mut rng);
+    let (d0, d1) = shares::<R>(&inp.dz, &mut rng);
+    let sh0 = Shares {
+        x: x0,
+        y: y0,
+        gamma: g0,
+        beta: e0,
+        dz: d0,
+    };
+    let sh1 = Shares {
+        x: x1,
+        y: y1,
+        gamma: g1,
+        beta: e1,
+        dz: d1,
+    };
     let (mut s0, mut s1) = (VecSource::new([b0]), VecSource::new([b1]));
     let (o0, o1) = run_two_party(
-        |t| run(gate, &mut s0, t, &x0, &y0, &g0, &e0),
-        |t| run(gate, &mut s1, t, &x1, &y1, &g1, &e1),
+        |t| run(gate, &mut s0, t, &sh0),
+        |t| run(gate, &mut s1, t, &sh1),
     );
     add(&o0.expect("party 0"), &o1.expect("party 1"))
 }
@@ -263,6 +336,24 @@ fn cleartext<R: Ring>(gate: &GateDesc, inp: &Inputs) -> Option<Vec<R>> {
         GateDesc::Spline { func, .. } => {
             let spline = func.spline().ok()?;
             x.iter().map(|v| spline.eval_clear(*v)).collect()
+        }
+        GateDesc::TrainTriple { map, dx } => {
+            let (sa, sb, sc) = map.shapes().ok()?;
+            let ring = |v: &[i64]| v.iter().map(|v| R::from_i64(*v)).collect::<Vec<R>>();
+            let xt = RingTensor::from_vec(&sa, x).ok()?;
+            let yt = RingTensor::from_vec(&sb, ring(&inp.y)).ok()?;
+            let dzt = RingTensor::from_vec(&sc, ring(&inp.dz)).ok()?;
+            let dx = if dx {
+                map.back_x(&dzt, &yt).ok()?.to_vec()
+            } else {
+                vec![]
+            };
+            [
+                map.apply(&xt, &yt).ok()?.to_vec(),
+                dx,
+                map.back_y(&xt, &dzt).ok()?.to_vec(),
+            ]
+            .concat()
         }
         _ => return None,
     })
@@ -348,6 +439,14 @@ fn small_encodings<R: Ring>() -> Vec<(GateDesc, Vec<u8>)> {
             func: SplineFn::Recip { f: 6, max: 2 },
             m: 1,
             k: 16,
+        },
+        GateDesc::TrainTriple {
+            map: Bilinear::MatMul { m: 2, k: 2, n: 2 },
+            dx: true,
+        },
+        GateDesc::TrainTriple {
+            map: Bilinear::Mul { len: 2 },
+            dx: false,
         },
     ];
     if R::BITS == 64 {

@@ -54,6 +54,15 @@ fn run_in_session<R: Ring, S: ariann_mpc::PreprocessingSource<R>>(
             .map(drop),
         GateDesc::Argmax { rows, n, k } => s.argmax(&z(rows * n), rows, n, k).map(drop),
         GateDesc::Spline { func, m, k } => s.spline(func, &z(m), k).map(drop),
+        GateDesc::TrainTriple { map, dx } => {
+            // Forward, then backward: the backward consumes no bundle.
+            let (sa, sb, sc) = map.shapes()?;
+            let y = RingTensor::zeros(&sb);
+            let (_, tape) = s.bilinear_train(map, &RingTensor::zeros(&sa), &y, dx)?;
+            let (gx, _) = s.bilinear_backward(tape, &RingTensor::zeros(&sc), &y)?;
+            assert_eq!(gx.is_some(), dx, "dx returned iff asked");
+            Ok(())
+        }
     }
 }
 
@@ -172,6 +181,47 @@ fn triples() {
     for (i, map) in maps.into_iter().enumerate() {
         check_both(GateDesc::Triple(map), 200 + i as u64);
     }
+}
+
+#[test]
+fn training_products() {
+    let maps = [
+        Bilinear::Mul { len: 0 },
+        Bilinear::Mul { len: 1 },
+        Bilinear::Mul { len: 37 },
+        Bilinear::MatMul { m: 1, k: 1, n: 1 },
+        Bilinear::MatMul { m: 3, k: 5, n: 2 },
+        Bilinear::MatMul { m: 8, k: 16, n: 4 },
+        conv(1, 1, (5, 5), 1, (3, 3), 1, 0),
+        conv(2, 3, (7, 6), 4, (3, 2), 2, 1),
+        conv(1, 2, (8, 8), 3, (5, 5), 3, 2),
+        conv(1, 1, (1, 1), 1, (1, 1), 1, 0),
+    ];
+    for (i, map) in maps.into_iter().enumerate() {
+        let with = check_both_cost(GateDesc::TrainTriple { map, dx: true }, 250 + 2 * i as u64);
+        let without = check_both_cost(GateDesc::TrainTriple { map, dx: false }, 251 + 2 * i as u64);
+        let triple = GateDesc::Triple(map).cost(64).expect("valid");
+        let (sx, sy, sz) = map.shapes().expect("valid");
+        let (lx, ly, lz) = (
+            sx.iter().product::<usize>() as u64,
+            sy.iter().product::<usize>() as u64,
+            sz.iter().product::<usize>() as u64,
+        );
+        // Forward and backward: 2 rounds, |x| + |y| + |z| elements sent.
+        assert_eq!(with.rounds, 2);
+        assert_eq!(with.bytes_sent, 8 * (lx + ly + lz), "{map:?}");
+        assert_eq!(with.bytes_sent, without.bytes_sent);
+        // The triple, then d (|z|), cw (|y|) and cx (|x|).
+        assert_eq!(with.key_bytes, triple.key_bytes + 8 * (lz + ly + lx));
+        assert_eq!(without.key_bytes + 8 * lx, with.key_bytes);
+    }
+}
+
+/// `check_both`, returning the prediction on `Z_2^64`.
+fn check_both_cost(gate: GateDesc, seed: u64) -> GateCost {
+    let c = check::<u64>(gate, seed);
+    check::<u32>(gate, seed.wrapping_add(1));
+    c
 }
 
 fn pool(n: usize, c: usize, h: usize, w: usize, k: usize, stride: usize, pad: usize) -> PoolShape {
@@ -295,6 +345,10 @@ fn splines() {
 fn plan_totals_match_one_session() {
     let plan = [
         GateDesc::Triple(Bilinear::MatMul { m: 4, k: 20, n: 10 }),
+        GateDesc::TrainTriple {
+            map: Bilinear::MatMul { m: 4, k: 20, n: 10 },
+            dx: true,
+        },
         GateDesc::Trunc {
             m: 40,
             f: 16,
@@ -367,6 +421,14 @@ fn invalid_gates_are_refused_like_generation() {
         GateDesc::Trunc { m: 3, f: 8, k: 64 },
         GateDesc::Triple(conv(1, 1, (4, 4), 1, (3, 3), 0, 0)),
         GateDesc::Triple(conv(1, 1, (2, 2), 1, (5, 5), 1, 1)),
+        GateDesc::TrainTriple {
+            map: conv(1, 1, (4, 4), 1, (3, 3), 0, 0),
+            dx: true,
+        },
+        GateDesc::TrainTriple {
+            map: conv(1, 1, (2, 2), 1, (5, 5), 1, 1),
+            dx: false,
+        },
         GateDesc::MaxPool {
             shape: pool(1, 1, 4, 4, 2, 0, 0),
             k: 24,
@@ -467,6 +529,18 @@ fn huge_shapes_overflow_to_errors() {
         GateDesc::Triple(Bilinear::Mul { len: m / 2 }),
         GateDesc::Triple(conv(m, m, (4, 4), 1, (3, 3), 1, 0)),
         GateDesc::Triple(conv(1, 1, (m, 4), 1, (3, 3), 1, 1)),
+        GateDesc::TrainTriple {
+            map: Bilinear::MatMul { m, k: 2, n: 1 },
+            dx: false,
+        },
+        GateDesc::TrainTriple {
+            map: Bilinear::Mul { len: m / 4 },
+            dx: true,
+        },
+        GateDesc::TrainTriple {
+            map: conv(1, 1, (m, 4), 1, (3, 3), 1, 1),
+            dx: true,
+        },
         GateDesc::MaxPool {
             shape: pool(m, m, 4, 4, 2, 2, 0),
             k: 24,
@@ -590,6 +664,17 @@ proptest! {
         let map = conv(n, c, (h, w), oc, (kh, kw), stride, pad);
         prop_assume!(map.shapes().is_ok());
         check_both(GateDesc::Triple(map), seed);
+    }
+
+    #[test]
+    fn random_training_products_cost_what_they_run(
+        n in 1usize..3, c in 1usize..4, h in 1usize..9, w in 1usize..9, oc in 1usize..4,
+        kh in 1usize..5, kw in 1usize..5, stride in 1usize..4, pad in 0usize..3,
+        dx in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let map = conv(n, c, (h, w), oc, (kh, kw), stride, pad);
+        prop_assume!(map.shapes().is_ok());
+        check_both(GateDesc::TrainTriple { map, dx }, seed);
     }
 
     #[test]

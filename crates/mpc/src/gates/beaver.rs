@@ -220,9 +220,20 @@ impl<R: Ring> TripleKey<R> {
         let (sa, sb, _) = map.shapes()?;
         let a = RingTensor::<R>::random(&sa, rng);
         let b = RingTensor::<R>::random(&sb, rng);
-        let c = map.apply(&a, &b)?;
-        let (a0, a1) = share(&a, rng);
-        let (b0, b1) = share(&b, rng);
+        Self::deal_from(map, &a, &b, rng)
+    }
+
+    /// Dealer: both parties' shares of the triple `a`, `b`, `c = a * b` for
+    /// the given masks (of the map's operand shapes).
+    pub(crate) fn deal_from<G: Rng + CryptoRng + ?Sized>(
+        map: Bilinear,
+        a: &RingTensor<R>,
+        b: &RingTensor<R>,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let c = map.apply(a, b)?;
+        let (a0, a1) = share(a, rng);
+        let (b0, b1) = share(b, rng);
         let (c0, c1) = share(&c, rng);
         Ok((
             Self {
@@ -305,6 +316,16 @@ impl<R: Ring> TripleKey<R> {
     /// Local step 2: from the opened `e || f` and this party's share of `y`,
     /// this party's share of `x * y`.
     pub fn finish(&self, opened: &[R], y: &RingTensor<R>) -> Result<RingTensor<R>, MpcError> {
+        let (e, f) = self.split_opened(opened)?;
+        self.combine(&e, &f, y)
+    }
+
+    /// The opened `e || f` as the tensors `e` (shape of `a`) and `f` (shape
+    /// of `b`).
+    pub(crate) fn split_opened(
+        &self,
+        opened: &[R],
+    ) -> Result<(RingTensor<R>, RingTensor<R>), MpcError> {
         let na = self.a.len();
         if opened.len() != na + self.b.len() {
             return Err(MpcError::SizeMismatch {
@@ -315,13 +336,23 @@ impl<R: Ring> TripleKey<R> {
         }
         let e = RingTensor::from_vec(self.a.shape(), opened[..na].to_vec())?;
         let f = RingTensor::from_vec(self.b.shape(), opened[na..].to_vec())?;
+        Ok((e, f))
+    }
+
+    /// This party's share of `x * y`: `c + e * y + a * f`.
+    pub(crate) fn combine(
+        &self,
+        e: &RingTensor<R>,
+        f: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
         let y = if let Bilinear::Mul { len } = self.map {
             y.reshape(&[len])?
         } else {
             y.clone()
         };
-        let mut z = self.c.add(&self.map.apply(&e, &y)?)?;
-        z.add_assign(&self.map.apply(&self.a, &f)?)?;
+        let mut z = self.c.add(&self.map.apply(e, &y)?)?;
+        z.add_assign(&self.map.apply(&self.a, f)?)?;
         Ok(z)
     }
 

@@ -7,5 +7,6 @@ pub mod cmp;
 pub mod linear;
 pub mod pool;
 pub mod spline;
+pub mod train;
 pub mod trunc;
 pub(crate) mod util;
