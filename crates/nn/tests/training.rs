@@ -3,14 +3,16 @@
 //! max-pool's routing to the arg-max, and private training steps against the
 //! cleartext fixed-point steps bit for bit, with keys streamed per step.
 
-use ariann_mpc::Clear;
+use ariann_mpc::{ChannelSource, Clear, MemTransport, Session, Tracing, run_two_party};
 use ariann_nn::layers::MaxPool2d;
 use ariann_nn::{
-    Config, Ctx, FloatTrainer, Layer, LayerOp, Loss, Model, Params, Rounding, Tape, Weights,
-    encode_input, encode_targets,
+    Config, Ctx, FloatTrainer, Layer, LayerOp, Loss, Model, Params, Rounding, Tape, TrainConfig,
+    TrainState, Weights, encode_input, encode_targets, train_plan, train_step,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
 
 /// Conv (padding 1), ReLU, an overlapping padded max-pool, linear, ReLU,
 /// linear: every trainable layer kind of the small zoo models.
@@ -204,4 +206,106 @@ fn max_pool_gradient_goes_to_the_arg_max() {
     // A fixed-corner routing (the bug of the secure quantized training
     // paper) would fail this test on this input.
     assert_ne!(corner, want);
+}
+/// Shares of `v`.
+fn share(v: &[u64], rng: &mut ChaCha8Rng) -> (Vec<u64>, Vec<u64>) {
+    let a: Vec<u64> = v.iter().map(|_| rng.random()).collect();
+    let b = v.iter().zip(&a).map(|(v, a)| v.wrapping_sub(*a)).collect();
+    (a, b)
+}
+
+/// `steps` private training steps with keys streamed per step from a
+/// dealer thread, against the same steps on the cleartext backend; returns
+/// the reconstructed parameters of both.
+fn private_vs_clear(model: &Model, batch: usize, steps: usize, cfg: &Config, tcfg: &TrainConfig) {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let w = Weights::random(model, &mut rng);
+    let classes = 4;
+    let batches: Vec<(Vec<u64>, Vec<u64>)> = (0..steps)
+        .map(|_| {
+            let (x, l) = data(model, batch, &mut rng);
+            (
+                encode_input(&x, cfg).expect("x"),
+                encode_targets(&l, classes, tcfg.loss, cfg).expect("t"),
+            )
+        })
+        .collect();
+    let params = Params::encode(model, &w, cfg).expect("encode");
+    let (p0, p1) = params.share(&mut rng);
+    let mut clear = TrainState::new(params);
+    let shares: Vec<_> = batches
+        .iter()
+        .map(|(x, t)| {
+            let (x0, x1) = share(x, &mut rng);
+            let (t0, t1) = share(t, &mut rng);
+            ((x0, t0), (x1, t1))
+        })
+        .collect();
+    let lr = 0.05;
+    for (x, t) in &batches {
+        train_step(&mut Clear, model, &mut clear, x, t, batch, cfg, tcfg, lr).expect("clear step");
+    }
+    let plan = train_plan(model, batch, cfg, tcfg).expect("plan");
+    let (tx0, rx0) = sync_channel(2);
+    let (tx1, rx1) = sync_channel(2);
+    let timeout = Duration::from_secs(600);
+    let run = |t: &mut MemTransport, rx, p: Params, mine: Vec<(Vec<u64>, Vec<u64>)>| {
+        let mut src = ChannelSource::new(rx, timeout);
+        let mut state = TrainState::new(p);
+        for (x, tg) in &mine {
+            let mut tr = Tracing::new(&mut src);
+            train_step(
+                &mut Session::new(t, &mut tr),
+                model,
+                &mut state,
+                x,
+                tg,
+                batch,
+                cfg,
+                tcfg,
+                lr,
+            )
+            .expect("private step");
+            assert_eq!(tr.seen(), plan.gates.as_slice(), "a step consumes the plan");
+        }
+        state
+    };
+    let (s0, s1) = std::thread::scope(|s| {
+        let plan = &plan;
+        s.spawn(move || {
+            for step in 0..steps {
+                for pair in plan
+                    .bundles_from_seed::<u64>([step as u8 + 1; 32])
+                    .expect("ring")
+                {
+                    let (a, b) = pair.expect("gate");
+                    if tx0.send(a).is_err() || tx1.send(b).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let m0: Vec<_> = shares.iter().map(|(a, _)| a.clone()).collect();
+        let m1: Vec<_> = shares.iter().map(|(_, b)| b.clone()).collect();
+        run_two_party(|t| run(t, rx0, p0, m0), |t| run(t, rx1, p1, m1))
+    });
+    let got = Params::reconstruct(&s0.params, &s1.params).expect("reconstruct");
+    assert!(
+        got == clear.params,
+        "private training equals fixed point bit for bit"
+    );
+    let v = Params::reconstruct(&s0.velocity, &s1.velocity).expect("reconstruct");
+    assert!(v == clear.velocity, "the optimiser state too");
+}
+
+#[test]
+fn private_training_equals_fixed_point() {
+    for loss in [Loss::Mse, Loss::CrossEntropy] {
+        let tcfg = TrainConfig {
+            loss,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        };
+        private_vs_clear(&small_model(), 4, 3, &cfg(), &tcfg);
+    }
 }
