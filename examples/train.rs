@@ -297,7 +297,16 @@ fn main() -> Res<()> {
         "pytorch" => Init::PyTorch,
         other => return Err(format!("--init {other}: he, glorot or pytorch").into()),
     };
-    let (model, _, _) = zoo::by_name(&name).ok_or_else(|| format!("unknown model {name}"))?;
+    let (mut model, _, _) = zoo::by_name(&name).ok_or_else(|| format!("unknown model {name}"))?;
+    // A ReLU on the logits (Falcon's LeNet has one) stops the gradient of
+    // every negative logit, the true class's included: training drops it
+    // unless asked to keep it.
+    if !args.flag("--keep-final-relu") && matches!(model.layers.last(), Some(ariann::nn::Layer::Relu)) {
+        model.layers.pop();
+        if !args.flag("--json") {
+            println!("{name}: training without the final ReLU on the logits (--keep-final-relu keeps it)");
+        }
+    }
     if model.input != [1, 28, 28] && model.input != [784] {
         return Err(format!(
             "{name} does not take MNIST images (input {:?})",
