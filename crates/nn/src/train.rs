@@ -509,6 +509,29 @@ pub fn decode_params(model: &Model, params: &Params, cfg: &Config) -> Result<Wei
     Ok(w)
 }
 
+/// The dealer's plan of a whole training job: [`train_plan`] (one step)
+/// repeated `steps` times, so that one session consumes it step after step
+/// and the plan hash names the whole job. Keys are streamed, never held
+/// for the job: a LeNet epoch needs tens of terabytes.
+pub fn train_job_plan(
+    model: &Model,
+    batch: usize,
+    cfg: &Config,
+    tcfg: &TrainConfig,
+    steps: usize,
+) -> Result<Plan, NnError> {
+    let one = train_plan(model, batch, cfg, tcfg)?;
+    let total =
+        one.gates.len().checked_mul(steps).ok_or_else(|| {
+            NnError::Overflow(format!("{steps} steps of {} gates", one.gates.len()))
+        })?;
+    let mut gates = Vec::with_capacity(total);
+    for _ in 0..steps {
+        gates.extend_from_slice(&one.gates);
+    }
+    Ok(Plan::new(64, gates))
+}
+
 /// The float reference of training: the same model, loss and optimiser in
 /// `f64` (parameters kept as [`Weights`], `f32` like PyTorch's).
 #[derive(Debug, Clone)]
