@@ -332,12 +332,9 @@ fn main() -> Res<()> {
     if steps == 0 {
         return Err(format!("fewer training images than one batch of {batch}").into());
     }
-    let lr_at = |epoch: usize| {
-        if lr_step == 0 {
-            lr0
-        } else {
-            lr0 * lr_gamma.powi((epoch / lr_step) as i32)
-        }
+    let lr_at = |epoch: usize| match epoch.checked_div(lr_step) {
+        None => lr0,
+        Some(k) => lr0 * lr_gamma.powi(k as i32),
     };
     let w0 = Weights::init(&model, init, &mut ChaCha12Rng::seed_from_u64(seed));
     let plan = train_plan(&model, batch, &cfg, &tcfg)?;
@@ -472,7 +469,7 @@ fn main() -> Res<()> {
                     out.logits.push(o.logits);
                     if party == 0 {
                         let done = progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        if !json && (done % 10 == 0 || done == total_steps) {
+                        if !json && (done.is_multiple_of(10) || done == total_steps) {
                             eprint!("\r  step {done}/{total_steps}");
                         }
                     }
