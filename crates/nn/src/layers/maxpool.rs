@@ -86,9 +86,9 @@ impl LayerOp for MaxPool2d {
         Ok(out)
     }
 
-    /// Training forward: the 3-round one-hot max-pool (all-pairs
-    /// comparisons, one-hot arg-max, select), keeping the one-hot selection
-    /// of every window (ties go to the window's first maximum).
+    /// Training forward: the same tree of ReLUs as inference
+    /// (`ceil(log2 k^2)` rounds), keeping each level's selection bits
+    /// (`[a >= b]` of every pair: ties go to the window's first maximum).
     fn forward_train(
         &self,
         ctx: &mut Ctx<'_>,
@@ -102,25 +102,19 @@ impl LayerOp for MaxPool2d {
         let mut sel = Vec::new();
         for (r, s) in pool_chunks(&p, ctx.cfg.max_gate_elems) {
             let part = &x[r.start * plane..r.end * plane];
-            let o = ctx.gates.max_pool_one_hot(part, s, ctx.cfg.k_cmp)?;
+            let o = ctx.gates.max_pool(part, s, ctx.cfg.k_cmp)?;
             out.extend(o.max);
             if need_dx {
-                sel.extend(o.selections.into_iter().flatten());
+                sel.push(o.selections);
             }
         }
-        Ok((
-            out,
-            if need_dx {
-                Tape::OneHot(sel)
-            } else {
-                Tape::None
-            },
-        ))
+        Ok((out, if need_dx { Tape::Tree(sel) } else { Tape::None }))
     }
 
-    /// The gradient of each window's output goes to its arg-max position
-    /// (the one-hot selection kept from the forward pass): one elementwise
-    /// product of the selection with the broadcast gradient, then local sums
+    /// The gradient of each window's output goes to its arg-max position,
+    /// down the comparison tree kept from the forward pass: at each level
+    /// (top first) a pair `(a, b)` with selection `s` passes `s g` to `a` and
+    /// `g - s g` to `b` (one elementwise product per level), then local sums
     /// where windows overlap.
     fn backward(
         &self,
@@ -131,7 +125,7 @@ impl LayerOp for MaxPool2d {
         _grads: &mut Params,
     ) -> Result<Option<Vec<u64>>, NnError> {
         let sel = match tape {
-            Tape::OneHot(s) => s,
+            Tape::Tree(s) => s,
             Tape::None => return Ok(None),
             _ => {
                 return Err(NnError::Training(
@@ -142,35 +136,68 @@ impl LayerOp for MaxPool2d {
         let p = self.geometry(ctx.batch, shape)?;
         let plane = p.h * p.w;
         let mut dx = vec![0u64; p.input_len()];
-        let (mut at_sel, mut at_out) = (0, 0);
-        for (r, s) in pool_chunks(&p, ctx.cfg.max_gate_elems) {
+        let chunks = pool_chunks(&p, ctx.cfg.max_gate_elems);
+        if chunks.len() != sel.len() {
+            return Err(NnError::Training(
+                "the max-pool's selections do not fit its geometry".into(),
+            ));
+        }
+        let mut at_out = 0;
+        for ((r, s), levels) in chunks.into_iter().zip(sel) {
             let wins = s.windows()?;
-            let total: usize = wins.iter().map(Vec::len).sum();
-            let (Some(onehot), Some(g)) = (
-                sel.get(at_sel..at_sel + total),
-                dy.get(at_out..at_out + wins.len()),
-            ) else {
-                return Err(NnError::Training(
-                    "the max-pool's gradient or selections do not fit its geometry".into(),
-                ));
+            let Some(g) = dy.get(at_out..at_out + wins.len()) else {
+                return Err(NnError::InputSize {
+                    expected: at_out + wins.len(),
+                    got: dy.len(),
+                });
             };
-            let bcast: Vec<u64> = wins
-                .iter()
-                .zip(g)
-                .flat_map(|(w, g)| std::iter::repeat_n(*g, w.len()))
-                .collect();
-            let prod = ctx.gates.bilinear(
-                Bilinear::Mul { len: total },
-                &RingTensor::from_vec(&[total], onehot.to_vec())?,
-                &RingTensor::from_vec(&[total], bcast)?,
-            )?;
-            let base = r.start * plane;
-            for (i, v) in wins.iter().flatten().zip(prod.as_slice()) {
-                let d = &mut dx[base + i];
-                *d = d.wrapping_add(*v);
-            }
-            at_sel += total;
             at_out += wins.len();
+            // Window sizes before each level.
+            let mut lens = vec![wins.iter().map(Vec::len).collect::<Vec<_>>()];
+            for _ in 0..levels.len() {
+                let next = lens[lens.len() - 1].iter().map(|l| l.div_ceil(2)).collect();
+                lens.push(next);
+            }
+            let mut cur: Vec<Vec<u64>> = g.iter().map(|v| vec![*v]).collect();
+            for (l, bits) in levels.iter().enumerate().rev() {
+                let before = &lens[l];
+                let pairs: Vec<u64> = cur
+                    .iter()
+                    .zip(before)
+                    .flat_map(|(c, n)| c[..n / 2].iter().copied())
+                    .collect();
+                if pairs.len() != bits.len() {
+                    return Err(NnError::Training(
+                        "the max-pool's selections do not fit its geometry".into(),
+                    ));
+                }
+                let len = pairs.len();
+                let prod = ctx.gates.bilinear(
+                    Bilinear::Mul { len },
+                    &RingTensor::from_vec(&[len], bits.clone())?,
+                    &RingTensor::from_vec(&[len], pairs)?,
+                )?;
+                let mut it = prod.as_slice().iter();
+                for (c, n) in cur.iter_mut().zip(before) {
+                    let mut next = Vec::with_capacity(*n);
+                    for j in 0..n / 2 {
+                        let a = it.next().copied().unwrap_or_default();
+                        next.push(a);
+                        next.push(c[j].wrapping_sub(a));
+                    }
+                    if n % 2 == 1 {
+                        next.push(c[n / 2]);
+                    }
+                    *c = next;
+                }
+            }
+            let base = r.start * plane;
+            for (w, c) in wins.iter().zip(&cur) {
+                for (i, v) in w.iter().zip(c) {
+                    let d = &mut dx[base + i];
+                    *d = d.wrapping_add(*v);
+                }
+            }
         }
         Ok(Some(dx))
     }

@@ -176,9 +176,9 @@ pub enum Tape {
     Product(BilinearTape<u64>),
     /// Shares of the DReLU bits of a ReLU.
     Bits(Vec<u64>),
-    /// Shares of the one-hot arg-max of every max-pool window, chunk by
-    /// chunk in window order.
-    OneHot(Vec<u64>),
+    /// Shares of a max-pool's selection bits: per chunk of planes, per
+    /// level of the comparison tree, one bit per compared pair.
+    Tree(Vec<Vec<Vec<u64>>>),
     /// The tapes of nested layers, with their input shapes.
     Layers(Tapes),
     /// A residual block's branches.
