@@ -180,10 +180,10 @@ impl LayerOp for MaxPool2d {
                 let mut it = prod.as_slice().iter();
                 for (c, n) in cur.iter_mut().zip(before) {
                     let mut next = Vec::with_capacity(*n);
-                    for j in 0..n / 2 {
+                    for g in &c[..n / 2] {
                         let a = it.next().copied().unwrap_or_default();
                         next.push(a);
-                        next.push(c[j].wrapping_sub(a));
+                        next.push(g.wrapping_sub(a));
                     }
                     if n % 2 == 1 {
                         next.push(c[n / 2]);
