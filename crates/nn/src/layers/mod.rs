@@ -179,8 +179,6 @@ pub enum Tape {
     /// Shares of a max-pool's selection bits: per chunk of planes, per
     /// level of the comparison tree, one bit per compared pair.
     Tree(Vec<Vec<Vec<u64>>>),
-    /// The tapes of nested layers, with their input shapes.
-    Layers(Tapes),
     /// A residual block's branches.
     Residual(Tapes, Tapes),
 }
