@@ -309,3 +309,24 @@ fn private_training_equals_fixed_point() {
         private_vs_clear(&small_model(), 4, 3, &cfg(), &tcfg);
     }
 }
+
+#[test]
+fn untrainable_layers_are_refused_with_their_name() {
+    let model = Model {
+        name: "bn".into(),
+        input: vec![1, 4, 4],
+        layers: vec![
+            Layer::conv2d("c1", 1, 2, 3, 1, 1),
+            Layer::batch_norm("bn1", 2),
+            Layer::Relu,
+            Layer::Flatten,
+            Layer::linear("fc", 32, 4),
+        ],
+    };
+    let e = train_plan(&model, 4, &cfg(), &TrainConfig::default()).expect_err("refused");
+    assert!(e.to_string().contains("BatchNorm2d"), "{e}");
+    assert!(e.to_string().contains("cannot be trained"), "{e}");
+    // A batch that is not a power of two is refused too.
+    let e = train_plan(&small_model(), 3, &cfg(), &TrainConfig::default()).expect_err("refused");
+    assert!(e.to_string().contains("power of two"), "{e}");
+}
