@@ -55,8 +55,10 @@ pub enum Loss {
     /// reciprocal of the row sum (in `[1, classes]`) are one-round spline
     /// gates ([`SplineFn`]: `exp` within `2^-10` absolute, `recip` within
     /// `2^-8` relative), each followed by a truncation; then one product
-    /// `e * (1/s)` whose truncation by `f + log2 B` bits divides by the batch.
-    /// 9 rounds; the gradient's error is below `2^-8` relative plus a few
+    /// `e * (1/s)` whose truncation by `f + log2 B` bits divides by the batch;
+    /// last, each row's sum (which the splines' errors leave nonzero) moves
+    /// onto its maximum's entry, so every row of the gradient sums to 0
+    /// exactly. 10 rounds; the gradient's error is below `2^-8` relative plus a few
     /// ulps. Needs `classes^2 <= 2^(f-4)` (for `recip`).
     CrossEntropy,
     /// Mean squared error against the one-hot labels, averaged over the
@@ -235,7 +237,7 @@ fn loss_grad(
             let oh = ctx.gates.argmax(z, rows, classes, k)?;
             let sel = ctx.gates.bilinear(
                 Bilinear::Mul { len },
-                &RingTensor::from_vec(&[len], oh)?,
+                &RingTensor::from_vec(&[len], oh.clone())?,
                 &RingTensor::from_vec(&[len], z.to_vec())?,
             )?;
             let max: Vec<u64> = sel
@@ -267,9 +269,30 @@ fn loss_grad(
                 &RingTensor::from_vec(&[len], rb)?,
             )?;
             let p = shift(ctx, p.as_slice(), f + b)?;
-            Ok(p.iter()
+            let d: Vec<u64> = p
+                .iter()
                 .zip(targets)
                 .map(|(p, t)| p.wrapping_sub(*t))
+                .collect();
+            // A softmax row sums to 1 and its gradient's row to 0; the
+            // splines' errors (up to 2^-8 relative) break that, and a row
+            // sum left in every step drifts all logits together (through
+            // the last layer's bias and weights). Moving each row's sum onto
+            // its maximum's entry (the one-hot argmax from above, one
+            // product) makes every row sum exactly 0.
+            let sums: Vec<u64> = d
+                .chunks(classes)
+                .map(|r| r.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+                .collect();
+            let sb: Vec<u64> = (0..len).map(|i| sums[i / classes]).collect();
+            let fix = ctx.gates.bilinear(
+                Bilinear::Mul { len },
+                &RingTensor::from_vec(&[len], oh)?,
+                &RingTensor::from_vec(&[len], sb)?,
+            )?;
+            Ok(d.iter()
+                .zip(fix.as_slice())
+                .map(|(d, c)| d.wrapping_sub(*c))
                 .collect())
         }
     }
