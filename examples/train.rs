@@ -17,7 +17,7 @@
 //! `--optimizer sgd`, `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
 //! nearest|floor`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
 //! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
-//! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind), `--fixed` (train in cleartext fixed point instead: the exact
+//! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind), `--float-only`, `--fixed` (train in cleartext fixed point instead: the exact
 //! arithmetic of the private run without keys or parties, for quick
 //! accuracy studies), `--no-float`.
 //!
@@ -388,7 +388,10 @@ fn main() -> Res<()> {
     let params = Params::encode(&model, &w0, &cfg)?;
     let mut per_epoch_params: Vec<Params> = Vec::new();
     let mut step_logits: Vec<Vec<u64>> = Vec::new();
-    if fixed_only {
+    let float_only = args.flag("--float-only");
+    if float_only {
+        // Only the float reference (e.g. in a second process beside a --fixed run).
+    } else if fixed_only {
         let mut st = TrainState::new(params);
         for (e, es) in stats.iter_mut().enumerate() {
             let t0 = Instant::now();
@@ -533,7 +536,7 @@ fn main() -> Res<()> {
         }
     }
     // The report: losses from the logits, accuracy of each epoch's model.
-    for (e, es) in stats.iter_mut().enumerate() {
+    for (e, es) in stats.iter_mut().enumerate().filter(|_| !float_only) {
         let order = epoch_order(train.y.len(), batch, seed, e);
         let mut total = 0.0;
         for (s, idx) in order.iter().enumerate() {
