@@ -490,6 +490,9 @@ fn keys_of(o: &Opts) -> Result<Keys> {
     Ok(keys)
 }
 
+/// A dealer session id and the key source of this party.
+type OpenKeys = ([u8; 16], Box<dyn PreprocessingSource<u64>>);
+
 /// Opens this party's keys for the plan `plan_hash`: the key file (refusing
 /// another party's, plan's or a used one) or the dealer's stream. Returns
 /// the dealer session (the link's session id) and the source.
@@ -498,7 +501,7 @@ fn open_keys(
     party: Party,
     plan_hash: [u8; 32],
     net: &NetConfig,
-) -> Result<([u8; 16], Box<dyn PreprocessingSource<u64>>), Fail> {
+) -> Result<OpenKeys, Fail> {
     Ok(match keys {
         Keys::File(path) => {
             let (session, source) = open_key_file(path, party, plan_hash)?;
