@@ -19,6 +19,12 @@
 //! [`linked::run_linked_job`] runs a job between two processes: keys from
 //! a key file, the link over gRPC (`ariann-net`).
 //!
+//! Private training is the same shape: a [`TrainJob`], a [`TrainAsset`]
+//! (initial weights or the training set) and [`run_training`], whose
+//! per-step batches are shared by the data owner and whose trained weights
+//! go to the party the job names (module [`train`];
+//! [`linked::run_linked_training`] between two processes).
+//!
 //! Nothing but a fresh random share, a masked value or the job's revealed
 //! output crosses the transport. Any mismatch (another job, the same asset
 //! on both sides, a share of the wrong length) is an error before any data
@@ -29,6 +35,12 @@
 pub mod client;
 pub mod daemon;
 pub mod linked;
+pub mod train;
+
+pub use train::{
+    LrSchedule, Reveal, TrainAsset, TrainJob, TrainOutcome, TrainProgress, epoch_order,
+    run_training,
+};
 
 use ariann_fss::Party;
 use ariann_mpc::{CommStats, MpcError, PreprocessingSource, Session, Transport};

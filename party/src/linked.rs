@@ -1,5 +1,7 @@
-//! A job between two processes: key file + gRPC link + [`run_job`].
+//! A job between two processes: key file + gRPC link + [`run_job`] (or
+//! [`run_training`]).
 
+use crate::train::{TrainAsset, TrainJob, TrainOutcome, TrainProgress, run_training};
 use crate::{Asset, Job, Outcome, PartyError, run_job};
 use ariann_dealer::keyfile::{Expected, KeyFileError, KeyFileHeader, KeyFileSource};
 use ariann_fss::Party;
@@ -104,19 +106,46 @@ pub fn run_linked<S: PreprocessingSource<u64> + ?Sized>(
     asset: &Asset,
     source: &mut S,
     session: &[u8],
-    mut net: NetConfig,
+    net: NetConfig,
     on_listen: impl FnOnce(SocketAddr) -> std::io::Result<()>,
 ) -> Result<Outcome, LinkedError> {
+    let mut transport = link(session, net, on_listen)?;
+    Ok(run_job(job, asset, &mut transport, source)?)
+}
+
+/// The party link for the dealer session `session`: party 0 listens (and
+/// calls `on_listen` once bound), party 1 connects.
+fn link(
+    session: &[u8],
+    mut net: NetConfig,
+    on_listen: impl FnOnce(SocketAddr) -> std::io::Result<()>,
+) -> Result<GrpcTransport, LinkedError> {
     net.session_id = session.to_vec();
-    let mut transport = match net.party {
+    Ok(match net.party {
         Party::P0 => {
             let l = Listener::bind(net)?;
             on_listen(l.local_addr())?;
             l.accept()?
         }
         Party::P1 => GrpcTransport::connect(net)?,
-    };
-    Ok(run_job(job, asset, &mut transport, source)?)
+    })
+}
+
+/// [`run_linked`] for a training job: [`run_training`] with keys from
+/// `source` (a dealer stream, realistically: a training job's keys are
+/// large) over a gRPC link whose session id is `session`; `progress` as in
+/// [`run_training`].
+pub fn run_linked_training<S: PreprocessingSource<u64> + ?Sized>(
+    job: &TrainJob,
+    asset: &TrainAsset,
+    source: &mut S,
+    session: &[u8],
+    net: NetConfig,
+    on_listen: impl FnOnce(SocketAddr) -> std::io::Result<()>,
+    progress: impl FnMut(&TrainProgress),
+) -> Result<TrainOutcome, LinkedError> {
+    let mut transport = link(session, net, on_listen)?;
+    Ok(run_training(job, asset, &mut transport, source, progress)?)
 }
 
 /// [`run_linked`] with keys from the key file `keys` (its journal makes

@@ -1,4 +1,5 @@
-//! `ariann-party`: one party of a two-party private inference job.
+//! `ariann-party`: one party of a two-party private inference or training
+//! job.
 //!
 //! Two institutions each start one process, on their own hosts (or on one
 //! machine for a try-out): the model owner with its weights, the data owner
@@ -26,6 +27,22 @@
 //! ariann-party --id 1 --peer 127.0.0.1:7000 --dealer 127.0.0.1:7100 ...
 //! ```
 //!
+//! With `--train`, the two parties train a model privately instead
+//! (module `train_cmd`): the model owner brings the initial weights
+//! (`--weights FILE` or `--init he --init-seed S`), the data owner the
+//! training set (`--train-data FILE`: safetensors with `images` and
+//! `labels`); each step the data owner shares a batch, both run one private
+//! SGD step, and at the end the trained weights go to the party named by
+//! `--reveal-to` (or each keeps its share: `--reveal-to shares`), written to
+//! `--out FILE`. Keys come from `ariann-dealer serve --train ...` (or
+//! `keys --train ...`) with the same job options:
+//!
+//! ```text
+//! ariann-dealer serve --train --model network1 --batch 32 --epochs 2 --train-images 1024 //!     --listen 127.0.0.1:7100
+//! ariann-party --train --id 0 --listen 127.0.0.1:7000 --dealer 127.0.0.1:7100 //!     --model network1 --batch 32 --epochs 2 --train-images 1024 --init he --reveal-to 1
+//! ariann-party --train --id 1 --peer 127.0.0.1:7000 --dealer 127.0.0.1:7100 //!     --model network1 --batch 32 --epochs 2 --train-data mnist.safetensors //!     --reveal-to 1 --out trained.safetensors
+//! ```
+//!
 //! Every option can also come from a TOML file (`--config party.toml`, keys
 //! named like the long options: `id = 0`, `listen = "..."`, `keys = "..."`,
 //! `tls-cert = "..."`); the command line wins.
@@ -40,13 +57,15 @@
 //! `NnError::fault`, `LinkedError`), with no catch-all. Logs go
 //! to stderr (`-v`, `RUST_LOG`) and never contain shares, keys or data.
 
+mod train_cmd;
+
 use anyhow::{Context, Result, anyhow, bail};
 use ariann_dealer::keyfile::to_hex;
 use ariann_fss::Party;
 use ariann_mpc::PreprocessingSource;
 use ariann_net::keys::{DealerConfig, DealerStreamSource};
 use ariann_net::{NetConfig, TlsConfig, WanShape};
-use ariann_nn::{Config, Model, Weights, zoo};
+use ariann_nn::{Config, Model, Rounding, Weights, zoo};
 use ariann_party::linked::{LinkedError, open_key_file, run_linked};
 use ariann_party::{Asset, Job};
 use clap::Parser;
@@ -61,7 +80,8 @@ use std::time::Duration;
 #[command(
     name = "ariann-party",
     version,
-    about = "One party of ariann-rs two-party private inference"
+    about = "One party of ariann-rs two-party private inference (or training, with --train)",
+    after_help = train_cmd::AFTER_HELP
 )]
 struct Opts {
     /// TOML file with any of these options (kebab-case keys).
@@ -117,6 +137,22 @@ struct Opts {
     /// Comparison window in bits (must match the dealer's).
     #[arg(long)]
     k_cmp: Option<u32>,
+    /// Fractional bits of the fixed-point encoding (must match the
+    /// dealer's) [default: 16, with --train 20].
+    #[arg(long)]
+    frac_bits: Option<u32>,
+    /// Window of the truncations in bits (must match the dealer's)
+    /// [default: 56].
+    #[arg(long)]
+    k_trunc: Option<u32>,
+    /// Largest number of elements per ReLU, truncation or max-pool bundle
+    /// (must match the dealer's) [default: 262144].
+    #[arg(long)]
+    max_gate_elems: Option<usize>,
+    /// Rounding of the training truncations (must match the dealer's)
+    /// [default: floor, with --train nearest].
+    #[arg(long, value_enum)]
+    rounding: Option<train_cmd::RoundingArg>,
     /// The model owner's weights (safetensors, PyTorch names).
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
@@ -151,6 +187,68 @@ struct Opts {
     /// Seconds one round may take before the job fails.
     #[arg(long)]
     exchange_timeout: Option<u64>,
+    /// Training mode: train the model privately (options below, under
+    /// "Training").
+    #[arg(long)]
+    #[serde(default)]
+    train: bool,
+    /// Passes over the training set [default: 1].
+    #[arg(long, help_heading = "Training")]
+    epochs: Option<usize>,
+    /// The number of training images N, public (each epoch runs N / batch
+    /// steps; the rest of the shuffled set is dropped); required at the
+    /// model owner, the data owner's defaults to its file's.
+    #[arg(long, value_name = "N", help_heading = "Training")]
+    train_images: Option<usize>,
+    /// Learning rate [default: 0.05].
+    #[arg(long, help_heading = "Training")]
+    lr: Option<f64>,
+    /// Multiply the learning rate by --lr-gamma every that many epochs.
+    #[arg(long, value_name = "EPOCHS", help_heading = "Training")]
+    lr_step: Option<usize>,
+    /// Learning rate decay of --lr-step [default: 0.1].
+    #[arg(long, help_heading = "Training")]
+    lr_gamma: Option<f64>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long, help_heading = "Training")]
+    momentum: Option<f64>,
+    /// Weight decay (weights, not biases) [default: 0.0005].
+    #[arg(long, help_heading = "Training")]
+    weight_decay: Option<f64>,
+    /// The loss (must match the dealer's) [default: ce].
+    #[arg(long, value_enum, help_heading = "Training")]
+    loss: Option<train_cmd::LossArg>,
+    /// Who gets the trained weights: party 0, party 1, or nobody (each party
+    /// writes its own share).
+    #[arg(long, value_name = "0|1|shares", help_heading = "Training")]
+    reveal_to: Option<String>,
+    /// Model owner: initialise the weights by this rule instead of --weights.
+    #[arg(long, value_enum, help_heading = "Training")]
+    init: Option<train_cmd::InitArg>,
+    /// Model owner: seed of --init [default: from the operating system].
+    #[arg(long, value_name = "SEED", help_heading = "Training")]
+    init_seed: Option<u64>,
+    /// Data owner: the training set (safetensors, see below).
+    #[arg(long, value_name = "FILE", help_heading = "Training")]
+    train_data: Option<PathBuf>,
+    /// Data owner: seed of the per-epoch shuffle (reproductions, tests)
+    /// [default: from the operating system].
+    #[arg(long, value_name = "SEED", help_heading = "Training")]
+    shuffle_seed: Option<u64>,
+    /// Where to write the result: the trained weights (safetensors, F32,
+    /// PyTorch names) at the party --reveal-to names, or this party's share
+    /// (safetensors, U64 fixed point) with --reveal-to shares.
+    #[arg(long, value_name = "FILE", help_heading = "Training")]
+    out: Option<PathBuf>,
+    /// Keep a final ReLU on the logits (dropped by default, like the dealer:
+    /// it stops the gradient of every negative logit).
+    #[arg(long, help_heading = "Training")]
+    #[serde(default)]
+    keep_final_relu: bool,
+    /// No progress bar and no per-epoch lines.
+    #[arg(short, long, help_heading = "Training")]
+    #[serde(default)]
+    quiet: bool,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     #[serde(skip)]
@@ -162,6 +260,9 @@ fn merge(cli: Opts, file: Opts) -> Opts {
     macro_rules! pick {
         ($($f:ident),*) => { Opts { $($f: cli.$f.or(file.$f),)*
             permute_relu_maxpool: cli.permute_relu_maxpool || file.permute_relu_maxpool,
+            train: cli.train || file.train,
+            quiet: cli.quiet || file.quiet,
+            keep_final_relu: cli.keep_final_relu || file.keep_final_relu,
             config: cli.config, verbose: cli.verbose } };
     }
     pick!(
@@ -179,6 +280,10 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         model_json,
         batch,
         k_cmp,
+        frac_bits,
+        k_trunc,
+        max_gate_elems,
+        rounding,
         weights,
         input,
         output_to,
@@ -189,7 +294,21 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         tls_server_name,
         wan,
         connect_timeout,
-        exchange_timeout
+        exchange_timeout,
+        epochs,
+        train_images,
+        lr,
+        lr_step,
+        lr_gamma,
+        momentum,
+        weight_decay,
+        loss,
+        reveal_to,
+        init,
+        init_seed,
+        train_data,
+        shuffle_seed,
+        out
     )
 }
 
@@ -306,13 +425,9 @@ fn net_config(o: &Opts, party: Party) -> Result<NetConfig> {
     Ok(net)
 }
 
-fn setup(o: &Opts) -> Result<Setup> {
-    let party = party_of(o.id, "id")?;
-    let output_to = party_of(o.output_to, "output-to")?;
-    let Some(batch) = o.batch.filter(|b| *b > 0) else {
-        bail!("--batch is required and must be at least 1");
-    };
-    let model = match (&o.model, &o.model_json) {
+/// The model of `--model` or `--model-json`, as described (not folded).
+fn model_of(o: &Opts) -> Result<Model> {
+    Ok(match (&o.model, &o.model_json) {
         (Some(name), None) => {
             zoo::by_name(name)
                 .ok_or_else(|| {
@@ -326,7 +441,94 @@ fn setup(o: &Opts) -> Result<Setup> {
         (None, Some(path)) => Model::from_json(&String::from_utf8_lossy(&read(path)?))
             .with_context(|| format!("invalid model description {}", path.display()))?,
         _ => bail!("give exactly one of --model and --model-json"),
+    })
+}
+
+/// The fixed-point configuration from the options; `train` picks the
+/// training defaults (20 fractional bits, rounding to nearest), as the
+/// dealer does.
+fn config_of(o: &Opts, train: bool) -> Config {
+    let d = Config::default();
+    let (frac_bits, rounding) = if train {
+        (20, Rounding::Nearest)
+    } else {
+        (d.frac_bits, d.rounding)
     };
+    Config {
+        frac_bits: o.frac_bits.unwrap_or(frac_bits),
+        k_cmp: o.k_cmp.unwrap_or(d.k_cmp),
+        k_trunc: o.k_trunc.unwrap_or(d.k_trunc),
+        max_gate_elems: o.max_gate_elems.unwrap_or(d.max_gate_elems),
+        rounding: o.rounding.map_or(rounding, Rounding::from),
+    }
+}
+
+/// `--keys FILE` or `--dealer ADDR` (with its TLS options).
+fn keys_of(o: &Opts) -> Result<Keys> {
+    let keys = match (&o.keys, &o.dealer) {
+        (Some(f), None) => Keys::File(f.clone()),
+        (None, Some(addr)) => Keys::Dealer {
+            addr: addr.clone(),
+            tls: match &o.dealer_tls_peer {
+                None => None,
+                Some(_) => Some(TlsConfig {
+                    cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
+                    key_pem: read_pem(&o.tls_key, "--tls-key")?,
+                    peer_pem: read_pem(&o.dealer_tls_peer, "--dealer-tls-peer")?,
+                    server_name: o
+                        .dealer_tls_server_name
+                        .clone()
+                        .unwrap_or_else(|| "localhost".into()),
+                }),
+            },
+        },
+        _ => bail!("give exactly one of --keys FILE and --dealer ADDR"),
+    };
+    if o.dealer_tls_peer.is_some() && o.dealer.is_none() {
+        bail!("--dealer-tls-peer needs --dealer");
+    }
+    Ok(keys)
+}
+
+/// A dealer session id and the key source of this party.
+type OpenKeys = ([u8; 16], Box<dyn PreprocessingSource<u64>>);
+
+/// Opens this party's keys for the plan `plan_hash`: the key file (refusing
+/// another party's, plan's or a used one) or the dealer's stream. Returns
+/// the dealer session (the link's session id) and the source.
+fn open_keys(
+    keys: &Keys,
+    party: Party,
+    plan_hash: [u8; 32],
+    net: &NetConfig,
+) -> Result<OpenKeys, Fail> {
+    Ok(match keys {
+        Keys::File(path) => {
+            let (session, source) = open_key_file(path, party, plan_hash)?;
+            (session, Box::new(source))
+        }
+        Keys::Dealer { addr, tls } => {
+            let mut cfg = DealerConfig::new(addr.clone(), party, plan_hash);
+            cfg.connect_timeout = net.connect_timeout;
+            cfg.recv_timeout = net.exchange_timeout;
+            cfg.tls = tls.clone();
+            let source = DealerStreamSource::<u64>::connect(cfg)
+                .with_context(|| format!("keys from the dealer at {addr}"))
+                .map_err(Fail::Keys)?;
+            tracing::info!(bundles = source.header().bundles, "dealer stream open");
+            (source.header().session, Box::new(source))
+        }
+    })
+}
+
+fn setup(o: &Opts) -> Result<Setup> {
+    train_cmd::reject_training_options(o)?;
+    let party = party_of(o.id, "id")?;
+    let output_to = party_of(o.output_to, "output-to")?;
+    let Some(batch) = o.batch.filter(|b| *b > 0) else {
+        bail!("--batch is required and must be at least 1");
+    };
+    let model = model_of(o)?;
     let (model, asset) = match (&o.weights, &o.input) {
         (Some(path), None) => {
             let w = Weights::from_safetensors(&read(path)?)
@@ -354,38 +556,13 @@ fn setup(o: &Opts) -> Result<Setup> {
     } else {
         model
     };
-    let mut cfg = Config::default();
-    if let Some(k) = o.k_cmp {
-        cfg.k_cmp = k;
-    }
     let job = Job {
         model,
         batch,
-        cfg,
+        cfg: config_of(o, false),
         output_to,
     };
-    let keys = match (&o.keys, &o.dealer) {
-        (Some(f), None) => Keys::File(f.clone()),
-        (None, Some(addr)) => Keys::Dealer {
-            addr: addr.clone(),
-            tls: match &o.dealer_tls_peer {
-                None => None,
-                Some(_) => Some(TlsConfig {
-                    cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
-                    key_pem: read_pem(&o.tls_key, "--tls-key")?,
-                    peer_pem: read_pem(&o.dealer_tls_peer, "--dealer-tls-peer")?,
-                    server_name: o
-                        .dealer_tls_server_name
-                        .clone()
-                        .unwrap_or_else(|| "localhost".into()),
-                }),
-            },
-        },
-        _ => bail!("give exactly one of --keys FILE and --dealer ADDR"),
-    };
-    if o.dealer_tls_peer.is_some() && o.dealer.is_none() {
-        bail!("--dealer-tls-peer needs --dealer");
-    }
+    let keys = keys_of(o)?;
     let net = net_config(o, party)?;
     Ok(Setup {
         party,
@@ -413,23 +590,7 @@ fn run(o: Opts) -> Result<(), Fail> {
     let s = setup(&o).map_err(Fail::Usage)?;
     let plan = s.job.plan().map_err(|e| Fail::Usage(e.into()))?;
     // Keys first: a wrong key file or dealer fails before the party link.
-    let (session, mut source): ([u8; 16], Box<dyn PreprocessingSource<u64>>) = match &s.keys {
-        Keys::File(path) => {
-            let (session, source) = open_key_file(path, s.party, plan.hash())?;
-            (session, Box::new(source))
-        }
-        Keys::Dealer { addr, tls } => {
-            let mut cfg = DealerConfig::new(addr.clone(), s.party, plan.hash());
-            cfg.connect_timeout = s.net.connect_timeout;
-            cfg.recv_timeout = s.net.exchange_timeout;
-            cfg.tls = tls.clone();
-            let source = DealerStreamSource::<u64>::connect(cfg)
-                .with_context(|| format!("keys from the dealer at {addr}"))
-                .map_err(Fail::Keys)?;
-            tracing::info!(bundles = source.header().bundles, "dealer stream open");
-            (source.header().session, Box::new(source))
-        }
-    };
+    let (session, mut source) = open_keys(&s.keys, s.party, plan.hash(), &s.net)?;
     let digest = s.job.digest_of(&plan);
     tracing::info!(
         party = ?s.party,
@@ -573,6 +734,10 @@ fn main() -> ExitCode {
             .map(|file| merge(cli, file)),
     };
     let res = match opts {
+        Ok(o) if o.train && o.control.is_some() => Err(Fail::Usage(anyhow!(
+            "--train runs one job: it does not combine with daemon mode (--control)"
+        ))),
+        Ok(o) if o.train => train_cmd::run(o),
         Ok(o) if o.control.is_some() => daemon(o),
         Ok(o) => run(o),
         Err(e) => Err(Fail::Usage(e)),

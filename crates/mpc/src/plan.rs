@@ -64,6 +64,26 @@ impl Plan {
         Sha256::digest(&buf).into()
     }
 
+    /// [`Plan::hash`] of this plan's gates repeated `times` times (the plan
+    /// of a job that runs the same step again and again, like training),
+    /// without building it: one pass over this plan's gates, then hashing.
+    /// `None` if the repeated plan's gate count overflows `u64`.
+    pub fn hash_repeated(&self, times: u64) -> Option<[u8; 32]> {
+        let count = (self.gates.len() as u64).checked_mul(times)?;
+        let mut step = Vec::with_capacity(80 * self.gates.len());
+        for g in &self.gates {
+            g.encode(&mut step);
+        }
+        let mut h = Sha256::new();
+        h.update(PLAN_HASH_DOMAIN);
+        h.update(u64::from(self.ring_bits).to_le_bytes());
+        h.update(count.to_le_bytes());
+        for _ in 0..times {
+            h.update(&step);
+        }
+        Some(h.finalize().into())
+    }
+
     /// Both parties' bundles, gate by gate, from `rng` (lazy: one gate's keys
     /// exist at a time unless the caller keeps them). Errors with
     /// [`MpcError::RingMismatch`] if the plan is not for `R`; each item
@@ -216,6 +236,23 @@ mod tests {
             assert!(serde_json::from_str::<GateDesc>(bad).is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<Plan>(r#"{"ring_bits": 64, "gates": [], "x": 1}"#).is_err());
+    }
+
+    #[test]
+    fn hash_repeated_is_the_hash_of_the_repeated_plan() {
+        let one = Plan::new(64, one_of_each());
+        for times in [0u64, 1, 3] {
+            let mut gates = Vec::new();
+            for _ in 0..times {
+                gates.extend_from_slice(&one.gates);
+            }
+            assert_eq!(
+                one.hash_repeated(times),
+                Some(Plan::new(64, gates).hash()),
+                "{times} times"
+            );
+        }
+        assert_eq!(one.hash_repeated(u64::MAX), None);
     }
 
     #[test]

@@ -44,6 +44,16 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         self.transport
     }
 
+    /// The transport, mutable: for messages of the job between gates (a
+    /// training job's per-step input shares cross the link inside one
+    /// session, which must consume the whole job's plan in one sequence).
+    /// An exchange made here uses no bundle and leaves the position alone;
+    /// both parties must make the same exchanges at the same point of the
+    /// plan, or the link's lock-step breaks.
+    pub fn transport_mut(&mut self) -> &mut T {
+        self.transport
+    }
+
     fn key(&mut self, gate: GateDesc) -> Result<GateKey<R>, MpcError> {
         let tag = BundleTag {
             index: self.next,

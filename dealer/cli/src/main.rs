@@ -16,6 +16,14 @@
 //!   parties have confirmed they used all their keys, 1 if a party does not
 //!   come, disconnects early or generation fails.
 //!
+//! With `--train` (and `--epochs`, `--train-images N`, `--loss`) each of
+//! `keys`, `plan` and `serve` takes the plan of a private training job
+//! instead (`ariann_nn::train::train_job_plan`: one step's plan repeated for
+//! the `epochs * (N / batch)` steps), the plan both `ariann-party --train`
+//! processes expect. The learning rate, momentum and weight decay do not
+//! change the plan (the parties check them between themselves). A training
+//! job's keys are large: `serve` streams them one bundle at a time.
+//!
 //! Logs go to stderr (`-v`, `-vv`, or `RUST_LOG`); key material is never
 //! logged. Exit status: 0 on success, 1 on any error (with a message), 2 on
 //! a usage error.
@@ -25,8 +33,8 @@ use ariann_dealer::Plan;
 use ariann_dealer::keyfile::{SessionId, journal_path, to_hex, verify_file, write_key_files};
 use ariann_dealer::plan_json;
 use ariann_net::keys::{DealerTls, KeyJob, KeyServer, KeyServerConfig};
-use ariann_nn::{Config, Model, zoo};
-use clap::{Args, Parser, Subcommand};
+use ariann_nn::{Config, Layer, Loss, Model, Rounding, TrainConfig, zoo};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,7 +44,7 @@ use std::time::{Duration, Instant};
 #[command(
     name = "ariann-dealer",
     version,
-    about = "The trusted dealer of ariann-rs: plans and key files for two-party private inference"
+    about = "The trusted dealer of ariann-rs: plans and key files for two-party private inference and training"
 )]
 struct Cli {
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -88,9 +96,10 @@ struct Job {
     /// Inputs per batch (required with --model and --model-json).
     #[arg(long)]
     batch: Option<usize>,
-    /// Fractional bits of the fixed-point encoding.
-    #[arg(long, default_value_t = Config::default().frac_bits)]
-    frac_bits: u32,
+    /// Fractional bits of the fixed-point encoding [default: 16, with
+    /// --train 20].
+    #[arg(long)]
+    frac_bits: Option<u32>,
     /// Comparison window of ReLU and max-pool, in bits.
     #[arg(long, default_value_t = Config::default().k_cmp)]
     k_cmp: u32,
@@ -104,6 +113,46 @@ struct Job {
     /// must run the permuted model too).
     #[arg(long)]
     permute_relu_maxpool: bool,
+    /// Rounding of the training truncations [default: floor, with --train
+    /// nearest] (inference always floors).
+    #[arg(long, value_enum)]
+    rounding: Option<RoundingArg>,
+    /// The plan of a private training job (see --epochs, --train-images,
+    /// --loss) instead of inference.
+    #[arg(long)]
+    train: bool,
+    /// Training: passes over the training set.
+    #[arg(long, requires = "train", default_value_t = 1)]
+    epochs: usize,
+    /// Training: the number of training images N (each epoch runs
+    /// N / batch steps; the batch must be a power of two).
+    #[arg(long, value_name = "N", requires = "train")]
+    train_images: Option<usize>,
+    /// Training: the loss.
+    #[arg(long, value_enum, requires = "train", default_value_t = LossArg::Ce)]
+    loss: LossArg,
+    /// Training: keep a final ReLU on the logits (dropped by default: it
+    /// stops the gradient of every negative logit).
+    #[arg(long, requires = "train")]
+    keep_final_relu: bool,
+}
+
+/// `--rounding`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RoundingArg {
+    /// Round down.
+    Floor,
+    /// Round to nearest.
+    Nearest,
+}
+
+/// `--loss`.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum LossArg {
+    /// Softmax cross-entropy.
+    Ce,
+    /// Mean squared error against the one-hot labels.
+    Mse,
 }
 
 #[derive(Args)]
@@ -188,6 +237,9 @@ fn plan_of(job: &Job) -> Result<Plan> {
         (_, Some(path), _) => Model::from_json(&read_text(path)?)
             .with_context(|| format!("invalid model description {}", path.display()))?,
         (_, _, Some(path)) => {
+            if job.train {
+                bail!("--train does not apply to --plan (the plan fixes the job)");
+            }
             if job.batch.is_some() {
                 bail!("--batch does not apply to --plan (the plan fixes the batch)");
             }
@@ -196,19 +248,16 @@ fn plan_of(job: &Job) -> Result<Plan> {
         }
         _ => bail!("one of --model, --model-json or --plan is required"),
     };
+    if job.train {
+        return train_plan_of(job, model);
+    }
     let Some(batch) = job.batch else {
         bail!("--batch is required with --model and --model-json");
     };
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let cfg = Config {
-        frac_bits: job.frac_bits,
-        k_cmp: job.k_cmp,
-        k_trunc: job.k_trunc,
-        max_gate_elems: job.max_gate_elems.max(1),
-        ..Config::default()
-    };
+    let cfg = config_of(job);
     // Batch-norms are folded into their convolutions, as the parties do;
     // the plan depends on the architecture only, so any weights will do.
     let model = model.fold_batchnorm_architecture();
@@ -219,6 +268,74 @@ fn plan_of(job: &Job) -> Result<Plan> {
     };
     tracing::info!(model = %model.name, batch, "deriving the plan");
     ariann_nn::plan(&model, batch, &cfg).context("cannot derive a plan from the model")
+}
+
+/// The fixed-point configuration from the options (training defaults with
+/// `--train`: 20 fractional bits, rounding to nearest).
+fn config_of(job: &Job) -> Config {
+    let (frac_bits, rounding) = if job.train {
+        (20, Rounding::Nearest)
+    } else {
+        (Config::default().frac_bits, Config::default().rounding)
+    };
+    Config {
+        frac_bits: job.frac_bits.unwrap_or(frac_bits),
+        k_cmp: job.k_cmp,
+        k_trunc: job.k_trunc,
+        max_gate_elems: job.max_gate_elems.max(1),
+        rounding: match job.rounding {
+            None => rounding,
+            Some(RoundingArg::Floor) => Rounding::Floor,
+            Some(RoundingArg::Nearest) => Rounding::Nearest,
+        },
+    }
+}
+
+/// The plan of a training job: `ariann_nn::train::train_job_plan` for
+/// `epochs * (N / batch)` steps of the model as the parties train it
+/// (final ReLU dropped unless kept, permuted if asked; batch-norms are not
+/// folded: training refuses them).
+fn train_plan_of(job: &Job, mut model: Model) -> Result<Plan> {
+    let Some(batch) = job.batch else {
+        bail!("--batch is required with --train");
+    };
+    if !batch.is_power_of_two() {
+        bail!("--batch {batch}: training needs a power of two");
+    }
+    let Some(images) = job.train_images else {
+        bail!("--train needs --train-images N (the number of training images)");
+    };
+    if job.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    let per_epoch = images / batch;
+    if per_epoch == 0 {
+        bail!("--train-images {images} make no batch of {batch}");
+    }
+    let steps = job
+        .epochs
+        .checked_mul(per_epoch)
+        .context("--epochs times the steps per epoch overflows")?;
+    if !job.keep_final_relu && matches!(model.layers.last(), Some(Layer::Relu)) {
+        model.layers.pop();
+    }
+    let model = if job.permute_relu_maxpool {
+        model.permute_relu_maxpool()
+    } else {
+        model
+    };
+    let cfg = config_of(job);
+    // Only the loss shapes the plan (the optimiser's settings are local).
+    let tcfg = TrainConfig {
+        loss: match job.loss {
+            LossArg::Ce => Loss::CrossEntropy,
+            LossArg::Mse => Loss::Mse,
+        },
+        ..TrainConfig::default()
+    };
+    tracing::info!(model = %model.name, batch, images, epochs = job.epochs, steps, "deriving the training plan");
+    ariann_nn::train::train_job_plan(&model, batch, &cfg, &tcfg, steps)
+        .context("cannot derive a training plan from the model")
 }
 
 fn keys(args: &KeysArgs) -> Result<()> {

@@ -232,3 +232,94 @@ fn model_json_gives_the_same_plan_as_the_zoo() {
     );
     assert_eq!(text(&a.stdout), text(&b.stdout));
 }
+
+#[test]
+fn train_plan_is_the_repeated_step_plan_the_parties_expect() {
+    use ariann_nn::{Config, Loss, Rounding, TrainConfig, zoo};
+    // network1 on 100 images in batches of 16: 6 steps per epoch (4
+    // images dropped), 2 epochs; training defaults f = 20, nearest.
+    let args = [
+        "plan",
+        "--train",
+        "--model",
+        "network1",
+        "--batch",
+        "16",
+        "--epochs",
+        "2",
+        "--train-images",
+        "100",
+        "--loss",
+        "mse",
+        "--hash",
+    ];
+    let o = dealer(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let cfg = Config {
+        frac_bits: 20,
+        rounding: Rounding::Nearest,
+        ..Config::default()
+    };
+    let tcfg = TrainConfig {
+        loss: Loss::Mse,
+        ..TrainConfig::default()
+    };
+    let plan =
+        ariann_nn::train::train_job_plan(&zoo::network1(), 16, &cfg, &tcfg, 12).expect("plan");
+    assert_eq!(text(&o.stdout).trim(), to_hex(&plan.hash()));
+
+    // lenet ends with a ReLU on the logits: dropped unless kept.
+    let lenet = |keep: bool| {
+        let mut a = vec![
+            "plan",
+            "--train",
+            "--model",
+            "lenet",
+            "--batch",
+            "2",
+            "--train-images",
+            "2",
+            "--hash",
+        ];
+        if keep {
+            a.push("--keep-final-relu");
+        }
+        let o = dealer(&a);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let mut m = zoo::lenet();
+    assert!(matches!(m.layers.pop(), Some(ariann_nn::Layer::Relu)));
+    let tcfg = TrainConfig {
+        loss: Loss::CrossEntropy,
+        ..TrainConfig::default()
+    };
+    let plan = ariann_nn::train::train_job_plan(&m, 2, &cfg, &tcfg, 1).expect("plan");
+    assert_eq!(lenet(false).trim(), to_hex(&plan.hash()));
+    assert_ne!(lenet(false), lenet(true));
+
+    // Refusals: a training option without --train (usage, 2), then
+    // jobs that cannot train (1, with a message).
+    let o = dealer(&[
+        "plan", "--model", "network1", "--batch", "16", "--epochs", "2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    for (extra, want) in [
+        (
+            vec!["--batch", "12", "--train-images", "64"],
+            "power of two",
+        ),
+        (vec!["--batch", "16"], "--train-images"),
+        (vec!["--batch", "16", "--train-images", "8"], "no batch"),
+        (
+            vec!["--batch", "16", "--train-images", "64", "--epochs", "0"],
+            "at least 1",
+        ),
+    ] {
+        let mut a = vec!["plan", "--train", "--model", "network1"];
+        a.extend(extra);
+        let o = dealer(&a);
+        assert_eq!(o.status.code(), Some(1), "{a:?}");
+        assert!(text(&o.stderr).contains(want), "{a:?}: {}", text(&o.stderr));
+    }
+}

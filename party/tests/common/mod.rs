@@ -2,10 +2,16 @@
 //! files, waiting for children with a deadline.
 #![allow(dead_code, unreachable_pub)]
 
+use ariann_mpc::Clear;
 use ariann_nn::layers::{Conv2d, Linear, MaxPool2d};
-use ariann_nn::{Config, Layer, Model, Weights, decode_output, encode_input, forward_fixed};
+use ariann_nn::{
+    Config, Layer, Model, Params, TrainState, Weights, decode_output, encode_input, encode_targets,
+    forward_fixed, train_step,
+};
+use ariann_party::{TrainJob, epoch_order};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_chacha::ChaCha20Rng;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -158,4 +164,57 @@ pub fn wait_ready(child: &mut Child, file: &std::path::Path) -> Option<String> {
     let _ = child.kill();
     let _ = child.wait();
     panic!("{} neither became ready nor exited", file.display());
+}
+
+/// A synthetic training set for `model`: `n` images in `[0, 1)` and labels
+/// below `classes`.
+pub fn training_set(model: &Model, n: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = (0..n * model.input_len())
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let y = (0..n).map(|_| rng.random_range(0..classes)).collect();
+    (x, y)
+}
+
+/// The reference of a training job: the same steps on the cleartext
+/// fixed-point backend, from the same initial weights, in the order the
+/// data owner draws with `shuffle_seed` (one generator for all epochs,
+/// `N / batch` steps per epoch), with the job's schedule. Returns the
+/// trained fixed-point parameters.
+pub fn train_clear(
+    job: &TrainJob,
+    w: &Weights,
+    images: &[f32],
+    labels: &[usize],
+    shuffle_seed: u64,
+) -> Params {
+    let (model, cfg, batch) = (&job.model, &job.cfg, job.batch);
+    let mut state = TrainState::new(Params::encode(model, w, cfg).expect("encode"));
+    let mut rng = ChaCha20Rng::seed_from_u64(shuffle_seed);
+    let len = model.input_len();
+    let classes = job.classes().expect("classes");
+    for epoch in 0..job.epochs {
+        let order = epoch_order(&mut rng, job.images);
+        for idx in order.chunks_exact(batch) {
+            let x: Vec<f32> = idx
+                .iter()
+                .flat_map(|&i| images[i * len..(i + 1) * len].iter().copied())
+                .collect();
+            let l: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
+            train_step(
+                &mut Clear,
+                model,
+                &mut state,
+                &encode_input(&x, cfg).expect("x"),
+                &encode_targets(&l, classes, job.tcfg.loss, cfg).expect("t"),
+                batch,
+                cfg,
+                &job.tcfg,
+                job.lr.at(epoch),
+            )
+            .expect("cleartext step");
+        }
+    }
+    state.params
 }
