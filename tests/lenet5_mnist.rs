@@ -16,27 +16,10 @@ use ariann::nn::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod common;
 
-fn data_root() -> Option<PathBuf> {
-    match std::env::var_os("ARIANN_SHARED_DATA") {
-        None => {
-            eprintln!("skipped: ARIANN_SHARED_DATA is not set (real-data conformance test)");
-            None
-        }
-        Some(root) => Some(PathBuf::from(root)),
-    }
-}
-
-fn gunzip(path: &Path) -> Vec<u8> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(f)
-        .read_to_end(&mut out)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    out
-}
+use common::gunzip;
+use std::path::Path;
 
 /// IDX test images as `pixel / 255` (first `n`) and labels.
 fn mnist_test(root: &Path, n: usize) -> (Vec<f32>, Vec<u8>) {
@@ -75,7 +58,9 @@ fn argmax(row: &[f64]) -> usize {
 
 #[test]
 fn lenet5_private_inference_on_real_mnist() {
-    let Some(root) = data_root() else { return };
+    let Some(root) = common::data_root("real-data conformance test") else {
+        return;
+    };
     let n: usize = std::env::var("ARIANN_LENET_IMAGES")
         .ok()
         .and_then(|v| v.parse().ok())

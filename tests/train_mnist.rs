@@ -15,29 +15,12 @@ use ariann::nn::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::gunzip;
+use std::path::Path;
 use std::sync::mpsc::sync_channel;
 use std::time::Duration;
-
-fn data_root() -> Option<PathBuf> {
-    match std::env::var_os("ARIANN_SHARED_DATA") {
-        None => {
-            eprintln!("skipped: ARIANN_SHARED_DATA is not set (real-data training test)");
-            None
-        }
-        Some(root) => Some(PathBuf::from(root)),
-    }
-}
-
-fn gunzip(path: &Path) -> Vec<u8> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(f)
-        .read_to_end(&mut out)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    out
-}
 
 /// The first `n` training images (`pixel / 255`) and labels.
 fn mnist_train(root: &Path, n: usize) -> (Vec<f32>, Vec<usize>) {
@@ -175,7 +158,9 @@ fn train_both(model: &Model, x: &[f32], labels: &[usize], batch: usize, steps: u
 
 #[test]
 fn network1_trains_privately_on_mnist() {
-    let Some(root) = data_root() else { return };
+    let Some(root) = common::data_root("real-data training test") else {
+        return;
+    };
     let (x, labels) = mnist_train(&root, 256);
     let (model, _, _) = zoo::by_name("network1").expect("zoo");
     // Two epochs of 8 steps of 32.
@@ -188,7 +173,9 @@ fn network1_trains_privately_on_mnist() {
 
 #[test]
 fn lenet_steps_privately_on_mnist() {
-    let Some(root) = data_root() else { return };
+    let Some(root) = common::data_root("real-data training test") else {
+        return;
+    };
     let (x, labels) = mnist_train(&root, 64);
     let (model, _, _) = zoo::by_name("lenet").expect("zoo");
     let mut model = model.permute_relu_maxpool();

@@ -132,7 +132,7 @@ fn recip_error(f: u32, max: u32, step: usize) -> (f64, f64) {
 }
 
 #[test]
-#[ignore = "measurement for the docs"]
+#[ignore = "prints the measured error table of the spline docs (slow: every input of the grid); run with `cargo test --release -p ariann-mpc --test spline -- --ignored measure_errors --nocapture`"]
 fn measure_errors() {
     for f in [12u32, 16, 20, 24] {
         let step = 1usize << f.saturating_sub(18);
