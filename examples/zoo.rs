@@ -13,7 +13,8 @@
 //!
 //! Models (`ariann::nn::zoo::by_name`): network1, network2, sarda, lenet,
 //! lenet5, alexnet, alexnet_64, alexnet_note, vgg16, vgg16_64, resnet18,
-//! resnet18_64. Batches default to ARIANN Table 2's.
+//! resnet18_64, resnet20 (CIFAR-10, batch 32). Batches default to ARIANN
+//! Table 2's.
 //!
 //! Keys: `ahead` generates the whole job's keys first and times the online
 //! phase alone (ARIANN's figures are online times); `streamed` runs the

@@ -62,6 +62,53 @@ pub fn resnet18(hw: usize, classes: usize) -> Model {
     }
 }
 
+/// The CIFAR-10 ResNet-20 of He et al. (2016, section 4.2): a 3x3
+/// convolution to 16 channels, three stages of three basic blocks (16, 32,
+/// 64 channels; the first block of stages 2 and 3 has stride 2), global
+/// average pooling and a 64x10 linear layer; 0.27 M parameters. PyTorch's
+/// usual state-dict names (`conv1`, `bn1`, `layer{1..3}.{0..2}.{conv1,bn1,
+/// conv2,bn2}`, `linear`). The shortcuts that change shape are "option B"
+/// (`layer{2,3}.0.shortcut.{0,1}`: a 1x1 stride-2 convolution and a
+/// batch-norm), which this crate can express; the paper's "option A"
+/// (subsample and zero-pad channels) is not expressible yet. As for
+/// [`resnet18`], convolutions have bias tensors: fold the batch-norms.
+pub fn resnet20() -> Model {
+    let mut layers = vec![conv("conv1", 3, 16, 3, 1, 1), bn("bn1", 16), Layer::Relu];
+    let mut c = 16;
+    for (i, oc) in [16usize, 32, 64].into_iter().enumerate() {
+        for b in 0..3 {
+            let stride = if i > 0 && b == 0 { 2 } else { 1 };
+            let p = format!("layer{}.{b}", i + 1);
+            let body = vec![
+                conv(&format!("{p}.conv1"), c, oc, 3, stride, 1),
+                bn(&format!("{p}.bn1"), oc),
+                Layer::Relu,
+                conv(&format!("{p}.conv2"), oc, oc, 3, 1, 1),
+                bn(&format!("{p}.bn2"), oc),
+            ];
+            let shortcut = if stride != 1 || c != oc {
+                vec![
+                    conv(&format!("{p}.shortcut.0"), c, oc, 1, stride, 0),
+                    bn(&format!("{p}.shortcut.1"), oc),
+                ]
+            } else {
+                vec![]
+            };
+            layers.push(Layer::residual(body, shortcut));
+            layers.push(Layer::Relu);
+            c = oc;
+        }
+    }
+    layers.push(Layer::adaptive_avg_pool(1));
+    layers.push(Layer::Flatten);
+    layers.push(linear("linear", 64, 10));
+    Model {
+        name: "ResNet-20 CIFAR-10".into(),
+        input: vec![3, 32, 32],
+        layers,
+    }
+}
+
 /// Network-1 (SecureML): 784-128-128-10 with ReLUs.
 pub fn network1() -> Model {
     Model {
@@ -305,7 +352,8 @@ pub fn alexnet_note() -> Model {
 /// A zoo model by its short name, with its dataset and ARIANN Table 2's
 /// batch size: `network1`, `network2`, `sarda`, `lenet`, `lenet5`
 /// (advertorch), `alexnet` (CIFAR-10), `alexnet_64`, `alexnet_note`,
-/// `vgg16` (CIFAR-10), `vgg16_64`, `resnet18` (224x224), `resnet18_64`.
+/// `vgg16` (CIFAR-10), `vgg16_64`, `resnet18` (224x224), `resnet18_64`,
+/// and `resnet20` (CIFAR-10, batch 32; not in ARIANN's table).
 pub fn by_name(name: &str) -> Option<(Model, &'static str, usize)> {
     Some(match name {
         "network1" => (network1(), "MNIST", 128),
@@ -320,12 +368,13 @@ pub fn by_name(name: &str) -> Option<(Model, &'static str, usize)> {
         "vgg16_64" => (vgg16(64, 2048, 200), "64x64 Tiny ImageNet", 16),
         "resnet18" => (resnet18(224, 1000), "224x224 ImageNet", 4),
         "resnet18_64" => (resnet18(64, 200), "64x64 Tiny ImageNet", 16),
+        "resnet20" => (resnet20(), "CIFAR-10", 32),
         _ => return None,
     })
 }
 
-/// The names [`by_name`] knows, in ARIANN Table 2's order.
-pub const NAMES: [&str; 12] = [
+/// The names [`by_name`] knows, in ARIANN Table 2's order (then ResNet-20).
+pub const NAMES: [&str; 13] = [
     "network1",
     "network2",
     "sarda",
@@ -338,4 +387,5 @@ pub const NAMES: [&str; 12] = [
     "vgg16_64",
     "resnet18",
     "resnet18_64",
+    "resnet20",
 ];

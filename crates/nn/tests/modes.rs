@@ -462,6 +462,7 @@ fn zoo_models_are_well_formed() {
         ("vgg16_64", 200),
         ("resnet18", 1000),
         ("resnet18_64", 200),
+        ("resnet20", 10),
     ];
     assert_eq!(expect.len(), zoo::NAMES.len());
     for (name, classes) in expect {
@@ -488,6 +489,16 @@ fn zoo_models_are_well_formed() {
     assert_eq!(
         count(&zoo::alexnet_tiny()),
         2_469_696 + 1_052_672 + 16_781_312 + 819_400
+    );
+    // ResNet-20: He et al.'s 269,722 parameters (option A), plus what this
+    // crate's form adds: bias tensors of the 19 convolutions (688 outputs),
+    // the two option-B shortcuts (16x32 + 32 and 32x64 + 64 with their
+    // batch-norms' weight and bias), and every batch-norm's running mean
+    // and variance.
+    let bn_stats = 2 * (688 + 32 + 64);
+    assert_eq!(
+        count(&zoo::resnet20()),
+        269_722 + 688 + (16 * 32 + 32 + 2 * 32) + (32 * 64 + 64 + 2 * 64) + bn_stats
     );
     assert_eq!(
         count(&zoo::vgg16(32, 4096, 10)),

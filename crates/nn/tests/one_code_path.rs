@@ -105,6 +105,7 @@ fn cifar_and_tiny_imagenet_models_consume_their_plan() {
         "vgg16",
         "vgg16_64",
         "resnet18_64",
+        "resnet20",
     ] {
         check(name, &[1], &Config::default());
     }
