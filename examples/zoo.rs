@@ -9,7 +9,14 @@
 //! cargo run --release --example zoo -- --models network1,lenet --no-wan
 //! cargo run --release --example zoo -- --models resnet18 --batch 4
 //! cargo run --release --example zoo -- --keys streamed     # or ahead, auto (default)
+//! cargo run --release --example zoo -- --variant small-key  # or one-round; default both
 //! ```
+//!
+//! `--variant` picks the comparison gates (`ariann::nn::Variant`):
+//! `one-round` (ReLU and max-pool levels in one round, ~1,050 B of key per
+//! ReLU element) or `small-key` (one more round per comparison, less than
+//! half the key bytes, the truncation before a ReLU fused into it); `both`
+//! (the default) gives a row for each. The outputs are the same.
 //!
 //! Models (`ariann::nn::zoo::by_name`): network1, network2, sarda, lenet,
 //! lenet5, alexnet, alexnet_64, alexnet_note, vgg16, vgg16_64, resnet18,
@@ -31,7 +38,7 @@ use ariann::local::{
     Preprocess, RunOptions, Wan, private_inference_checked, private_inference_with,
 };
 use ariann::mpc::plan_cost;
-use ariann::nn::{Config, Weights, plan, zoo};
+use ariann::nn::{Config, Variant, Weights, plan, zoo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use serde_json::json;
@@ -77,9 +84,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rtt: Duration::from_millis(70),
         bytes_per_sec: 40e6,
     };
-    let cfg = Config {
-        k_cmp: 24,
-        ..Config::default()
+    let variants: Vec<Variant> = match arg(&args, "--variant").map_or("both", String::as_str) {
+        "both" => vec![Variant::OneRound, Variant::SmallKey],
+        v => vec![Variant::from_name(v).ok_or_else(|| {
+            format!("--variant {v}: expected one-round, small-key or both")
+        })?],
     };
     let mut rng = ChaCha12Rng::seed_from_u64(2026);
     let mut rows = Vec::new();
@@ -93,74 +102,95 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // the others run as private affine maps.
         let (model, w) = model.fold_batchnorm(&w)?;
         let model = model.permute_relu_maxpool();
-        let preprocess = match keys {
-            "ahead" => Preprocess::Ahead,
-            "streamed" => Preprocess::Streamed,
-            _ => {
-                let est = predicted_key_bytes(&model, batch, &cfg)?;
-                if est <= 3_000_000_000 {
-                    Preprocess::Ahead
-                } else {
-                    Preprocess::Streamed
-                }
-            }
-        };
+        // The same inputs for every variant.
         let x: Vec<f32> = (0..batch * model.input_len())
             .map(|_| rng.random_range(0.0..1.0))
             .collect();
-        let opts = RunOptions {
-            wan: None,
-            preprocess,
-        };
-        let checked = private_inference_checked(&model, &w, &x, batch, &cfg, &opts)?;
-        let (lan, agree) = (checked.report, checked.agree);
-        let wan_s = if no_wan {
-            None
-        } else {
+        let mut first_output: Option<Vec<f64>> = None;
+        for &variant in &variants {
+            let cfg = Config {
+                k_cmp: 24,
+                variant,
+                ..Config::default()
+            };
+            let preprocess = match keys {
+                "ahead" => Preprocess::Ahead,
+                "streamed" => Preprocess::Streamed,
+                _ => {
+                    let est = predicted_key_bytes(&model, batch, &cfg)?;
+                    if est <= 3_000_000_000 {
+                        Preprocess::Ahead
+                    } else {
+                        Preprocess::Streamed
+                    }
+                }
+            };
             let opts = RunOptions {
-                wan: Some(wan),
+                wan: None,
                 preprocess,
             };
-            Some(private_inference_with(&model, &w, &x, batch, &cfg, &opts)?.seconds)
-        };
-        let mb = lan.stats.bytes_sent as f64 / 1e6;
-        let keys_name = match preprocess {
-            Preprocess::Ahead => "ahead",
-            Preprocess::Streamed => "streamed",
-        };
-        let b = batch as f64;
-        let row = json!({
-            "model": model.name, "key": key, "dataset": dataset, "batch": batch,
-            "lan_s": lan.seconds, "wan_s": wan_s,
-            "online_mb": mb, "rounds": lan.stats.rounds,
-            "key_mb_per_party": lan.key_bytes_per_party as f64 / 1e6,
-            "argmax_agreement": agree as f64 / b,
-            "keys": keys_name, "keygen_s": lan.keygen_seconds,
-            "online_s": lan.online_seconds, "key_wait_s": lan.key_wait_seconds,
-            "lan_s_per_image": lan.seconds / b,
-            "wan_s_per_image": wan_s.map(|s| s / b),
-            "online_mb_per_image": mb / b,
-        });
-        if !json_out {
-            println!(
-                "{:<20} {:<20} batch {:>4}  LAN {:>7.2} s ({:.4} s/img, keys {}, keygen {:.2} s)  WAN {:>9}  {:>8.2} MB ({:.3} MB/img)  {:>3} rounds  keys {:>8.1} MB/party  agreement {}/{}",
-                model.name,
-                dataset,
-                batch,
-                lan.seconds,
-                lan.seconds / b,
-                keys_name,
-                lan.keygen_seconds,
-                wan_s.map_or("-".to_string(), |s| format!("{s:.2} s")),
-                mb,
-                mb / b,
-                lan.stats.rounds,
-                lan.key_bytes_per_party as f64 / 1e6,
-                agree,
-                batch
-            );
+            let checked = private_inference_checked(&model, &w, &x, batch, &cfg, &opts)?;
+            let (lan, agree) = (checked.report, checked.agree);
+            // The variants differ in keys and rounds, never in outputs.
+            match &first_output {
+                None => first_output = Some(lan.output.clone()),
+                Some(o) if *o != lan.output => {
+                    return Err(format!(
+                        "{key}: the {variant} outputs differ from the first variant's"
+                    )
+                    .into());
+                }
+                Some(_) => {}
+            }
+            let wan_s = if no_wan {
+                None
+            } else {
+                let opts = RunOptions {
+                    wan: Some(wan),
+                    preprocess,
+                };
+                Some(private_inference_with(&model, &w, &x, batch, &cfg, &opts)?.seconds)
+            };
+            let mb = lan.stats.bytes_sent as f64 / 1e6;
+            let keys_name = match preprocess {
+                Preprocess::Ahead => "ahead",
+                Preprocess::Streamed => "streamed",
+            };
+            let b = batch as f64;
+            let row = json!({
+                "model": model.name, "key": key, "variant": variant.name(), "dataset": dataset, "batch": batch,
+                "lan_s": lan.seconds, "wan_s": wan_s,
+                "online_mb": mb, "rounds": lan.stats.rounds,
+                "key_mb_per_party": lan.key_bytes_per_party as f64 / 1e6,
+                "argmax_agreement": agree as f64 / b,
+                "keys": keys_name, "keygen_s": lan.keygen_seconds,
+                "online_s": lan.online_seconds, "key_wait_s": lan.key_wait_seconds,
+                "lan_s_per_image": lan.seconds / b,
+                "wan_s_per_image": wan_s.map(|s| s / b),
+                "online_mb_per_image": mb / b,
+            });
+            if !json_out {
+                println!(
+                    "{:<20} {:<9} {:<20} batch {:>4}  LAN {:>7.2} s ({:.4} s/img, keys {}, keygen {:.2} s)  WAN {:>9}  {:>8.2} MB ({:.3} MB/img)  {:>3} rounds  keys {:>8.1} MB/party  agreement {}/{}",
+                    model.name,
+                    variant.name(),
+                    dataset,
+                    batch,
+                    lan.seconds,
+                    lan.seconds / b,
+                    keys_name,
+                    lan.keygen_seconds,
+                    wan_s.map_or("-".to_string(), |s| format!("{s:.2} s")),
+                    mb,
+                    mb / b,
+                    lan.stats.rounds,
+                    lan.key_bytes_per_party as f64 / 1e6,
+                    agree,
+                    batch
+                );
+            }
+            rows.push(row);
         }
-        rows.push(row);
     }
     if json_out {
         println!("{}", serde_json::Value::Array(rows));

@@ -65,7 +65,7 @@ use ariann_fss::Party;
 use ariann_mpc::PreprocessingSource;
 use ariann_net::keys::{DealerConfig, DealerStreamSource};
 use ariann_net::{NetConfig, TlsConfig, WanShape};
-use ariann_nn::{Config, Model, Rounding, Weights, zoo};
+use ariann_nn::{Config, Model, Rounding, Variant, Weights, zoo};
 use ariann_party::linked::{LinkedError, open_key_file, run_linked};
 use ariann_party::{Asset, Job};
 use clap::Parser;
@@ -153,6 +153,10 @@ struct Opts {
     /// [default: floor, with --train nearest].
     #[arg(long, value_enum)]
     rounding: Option<train_cmd::RoundingArg>,
+    /// Comparison gates, `one-round` or `small-key` (must match the
+    /// dealer's) [default: one-round].
+    #[arg(long, value_parser = parse_variant)]
+    variant: Option<Variant>,
     /// The model owner's weights (safetensors, PyTorch names).
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
@@ -284,6 +288,7 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         k_trunc,
         max_gate_elems,
         rounding,
+        variant,
         weights,
         input,
         output_to,
@@ -460,7 +465,13 @@ fn config_of(o: &Opts, train: bool) -> Config {
         k_trunc: o.k_trunc.unwrap_or(d.k_trunc),
         max_gate_elems: o.max_gate_elems.unwrap_or(d.max_gate_elems),
         rounding: o.rounding.map_or(rounding, Rounding::from),
+        variant: o.variant.unwrap_or_default(),
     }
+}
+
+/// `--variant`.
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    Variant::from_name(s).ok_or_else(|| format!("{s:?}: expected one-round or small-key"))
 }
 
 /// `--keys FILE` or `--dealer ADDR` (with its TLS options).
@@ -663,10 +674,9 @@ fn daemon(o: Opts) -> Result<(), Fail> {
         .clone()
         .ok_or_else(|| anyhow!("daemon mode (--control) needs --keys-dir"))
         .map_err(Fail::Usage)?;
-    let mut cfg = Config::default();
-    if let Some(k) = o.k_cmp {
-        cfg.k_cmp = k;
-    }
+    // Every plan setting the dealer has (issue: the daemon used to take only
+    // --k-cmp, so other dealer settings could not be run).
+    let cfg = config_of(&o, false);
     let dc = ariann_party::daemon::DaemonConfig {
         control: o.control.ok_or_else(|| Fail::Usage(anyhow!("--control")))?,
         net,

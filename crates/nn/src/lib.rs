@@ -49,7 +49,7 @@ pub mod zoo;
 
 pub use error::NnError;
 pub use layers::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape};
-pub use model::{BN_EPS, Config, Layer, Model, Rounding};
+pub use model::{BN_EPS, Config, Layer, Model, Rounding, Variant};
 pub use params::Params;
 pub use run::{
     decode_output, encode_input, forward, forward_fixed, forward_float, forward_private, plan,

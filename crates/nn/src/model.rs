@@ -150,6 +150,61 @@ pub struct Config {
     /// Rounding of the training truncations (gradients and parameter
     /// updates; the forward pass always floors, as in inference).
     pub rounding: Rounding,
+    /// Which comparison gates ReLU, max-pool and argmax use: fewer rounds
+    /// or fewer key bytes ([`Variant`]). Results are the same bit for bit.
+    pub variant: Variant,
+}
+
+/// The rounds-versus-keys choice of the comparison gates. Both are exact
+/// inside the window and give the same outputs bit for bit; they differ in
+/// key bytes and rounds (per element at `k = 32`, `f = 16`; `op_costs`
+/// prints the exact figures).
+///
+/// | | one-round (default) | small-key |
+/// |---|---|---|
+/// | ReLU | 1 round, ~1,050 B | 2 rounds, ~450 B |
+/// | product, truncation, ReLU | 3 rounds, ~1,470 B | 3 rounds (truncation fused into the ReLU), ~660 B |
+/// | max-pool level | 1 round | 2 rounds |
+/// | argmax | 2 rounds | 3 rounds |
+///
+/// Choose one-round on a WAN (rounds cost latency), small-key when keys
+/// are the bottleneck (large models, a LAN, keys streamed from the dealer).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// One-round ReLU and max-pool levels: a DCF with a two-word payload
+    /// gives `ReLU(x)` from one opening.
+    #[default]
+    OneRound,
+    /// A DCF with a one-bit payload gives `[x >= 0]`, a select gate (one
+    /// more opening of one bit) multiplies; a product followed by ReLU has
+    /// its truncation fused into the ReLU gate.
+    SmallKey,
+}
+
+impl Variant {
+    /// The name used on command lines and in JSON (`one-round`, `small-key`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::OneRound => "one-round",
+            Variant::SmallKey => "small-key",
+        }
+    }
+
+    /// The variant named `s`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Variant::OneRound, Variant::SmallKey]
+            .into_iter()
+            .find(|v| v.name() == s)
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// How a truncation by `f` bits rounds. Both are exact (the truncation gate
@@ -179,6 +234,7 @@ impl Default for Config {
             k_trunc: 56,
             max_gate_elems: 1 << 18,
             rounding: Rounding::Floor,
+            variant: Variant::OneRound,
         }
     }
 }
@@ -194,8 +250,9 @@ impl Config {
             k_trunc,
             max_gate_elems,
             rounding,
+            variant,
         } = *self;
-        let mut out = Vec::with_capacity(20);
+        let mut out = Vec::with_capacity(22);
         for v in [frac_bits, k_cmp, k_trunc] {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -203,6 +260,10 @@ impl Config {
         out.push(match rounding {
             Rounding::Floor => 0,
             Rounding::Nearest => 1,
+        });
+        out.push(match variant {
+            Variant::OneRound => 0,
+            Variant::SmallKey => 1,
         });
         out
     }

@@ -234,7 +234,7 @@ fn loss_grad(
             let max_fn = u32::try_from(classes)
                 .map_err(|_| NnError::Training(format!("{classes} classes")))?;
             // The row maximum: one-hot argmax, then select (3 rounds).
-            let oh = ctx.gates.argmax(z, rows, classes, k)?;
+            let oh = crate::layers::argmax_gate(ctx, z, rows, classes)?;
             let sel = ctx.gates.bilinear(
                 Bilinear::Mul { len },
                 &RingTensor::from_vec(&[len], oh.clone())?,

@@ -33,7 +33,7 @@ use ariann_dealer::Plan;
 use ariann_dealer::keyfile::{SessionId, journal_path, to_hex, verify_file, write_key_files};
 use ariann_dealer::plan_json;
 use ariann_net::keys::{DealerTls, KeyJob, KeyServer, KeyServerConfig};
-use ariann_nn::{Config, Layer, Loss, Model, Rounding, TrainConfig, zoo};
+use ariann_nn::{Config, Layer, Loss, Model, Rounding, TrainConfig, Variant, zoo};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -113,6 +113,11 @@ struct Job {
     /// must run the permuted model too).
     #[arg(long)]
     permute_relu_maxpool: bool,
+    /// Comparison gates: `one-round` (fewer rounds) or `small-key` (less
+    /// than half the key bytes per ReLU, one more round per comparison;
+    /// the truncation before a ReLU fused into it). Same results.
+    #[arg(long, value_parser = parse_variant, default_value = "one-round")]
+    variant: Variant,
     /// Rounding of the training truncations [default: floor, with --train
     /// nearest] (inference always floors).
     #[arg(long, value_enum)]
@@ -135,6 +140,11 @@ struct Job {
     /// stops the gradient of every negative logit).
     #[arg(long, requires = "train")]
     keep_final_relu: bool,
+}
+
+/// `--variant`.
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    Variant::from_name(s).ok_or_else(|| format!("{s:?}: expected one-round or small-key"))
 }
 
 /// `--rounding`.
@@ -288,6 +298,7 @@ fn config_of(job: &Job) -> Config {
             Some(RoundingArg::Floor) => Rounding::Floor,
             Some(RoundingArg::Nearest) => Rounding::Nearest,
         },
+        variant: job.variant,
     }
 }
 

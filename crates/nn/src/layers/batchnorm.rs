@@ -116,6 +116,20 @@ impl LayerOp for BatchNorm2d {
         x: Vec<u64>,
         shape: &[usize],
     ) -> Result<Vec<u64>, NnError> {
+        let z = self.forward_untruncated(ctx, x, shape)?;
+        truncate(ctx, &z)
+    }
+
+    fn defers_truncation(&self) -> bool {
+        true
+    }
+
+    fn forward_untruncated(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+    ) -> Result<Vec<u64>, NnError> {
         let scale = ctx.params.get(&format!("{}.weight", self.name))?;
         let shift = ctx.params.get(&format!("{}.bias", self.name))?;
         let len = x.len();
@@ -136,6 +150,6 @@ impl LayerOp for BatchNorm2d {
             )?
             .to_vec();
         add_bias(&mut z, shift.as_slice(), shape);
-        truncate(ctx, &z)
+        Ok(z)
     }
 }

@@ -145,6 +145,20 @@ impl LayerOp for Conv2d {
         x: Vec<u64>,
         shape: &[usize],
     ) -> Result<Vec<u64>, NnError> {
+        let z = self.forward_untruncated(ctx, x, shape)?;
+        truncate(ctx, &z)
+    }
+
+    fn defers_truncation(&self) -> bool {
+        true
+    }
+
+    fn forward_untruncated(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+    ) -> Result<Vec<u64>, NnError> {
         let s = self
             .geometry(ctx.batch, shape)
             .ok_or_else(|| self.misfit(shape))?;
@@ -156,7 +170,7 @@ impl LayerOp for Conv2d {
             .to_vec();
         let (oh, ow) = s.out_hw()?;
         add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);
-        truncate(ctx, &z)
+        Ok(z)
     }
 
     fn forward_train(

@@ -104,6 +104,20 @@ impl LayerOp for Linear {
         &self,
         ctx: &mut Ctx<'_>,
         x: Vec<u64>,
+        shape: &[usize],
+    ) -> Result<Vec<u64>, NnError> {
+        let z = self.forward_untruncated(ctx, x, shape)?;
+        truncate(ctx, &z)
+    }
+
+    fn defers_truncation(&self) -> bool {
+        true
+    }
+
+    fn forward_untruncated(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
         _shape: &[usize],
     ) -> Result<Vec<u64>, NnError> {
         let (wn, bn) = self.names();
@@ -114,7 +128,7 @@ impl LayerOp for Linear {
         let xt = RingTensor::from_vec(&[ctx.batch, self.inp], x)?;
         let mut z = ctx.gates.bilinear(map, &xt, &wt)?.to_vec();
         add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
-        truncate(ctx, &z)
+        Ok(z)
     }
 
     fn forward_train(

@@ -1,8 +1,9 @@
 //! `MaxPool2d`: the maximum of each window (padding never wins), privately a
-//! tree of one-round ReLUs (`ceil(log2 k^2)` rounds) over groups of whole
+//! tree of ReLUs of the configured variant (`ceil(log2 k^2)` levels of one
+//! round each with one-round ReLUs, two with small-key ones) over groups of whole
 //! planes of at most `max_gate_elems` input elements per bundle.
 
-use super::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape, chunks, pool_shape};
+use super::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape, chunks, max_pool_gate, pool_shape};
 use crate::error::NnError;
 use crate::params::Params;
 use ariann_mpc::gates::beaver::Bilinear;
@@ -81,7 +82,7 @@ impl LayerOp for MaxPool2d {
         let mut out = Vec::new();
         for (r, s) in pool_chunks(&p, ctx.cfg.max_gate_elems) {
             let part = &x[r.start * plane..r.end * plane];
-            out.extend(ctx.gates.max_pool(part, s, ctx.cfg.k_cmp)?.max);
+            out.extend(max_pool_gate(ctx, part, s)?.max);
         }
         Ok(out)
     }
@@ -102,7 +103,7 @@ impl LayerOp for MaxPool2d {
         let mut sel = Vec::new();
         for (r, s) in pool_chunks(&p, ctx.cfg.max_gate_elems) {
             let part = &x[r.start * plane..r.end * plane];
-            let o = ctx.gates.max_pool(part, s, ctx.cfg.k_cmp)?;
+            let o = max_pool_gate(ctx, part, s)?;
             out.extend(o.max);
             if need_dx {
                 sel.push(o.selections);

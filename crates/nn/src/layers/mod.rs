@@ -23,10 +23,11 @@ pub use maxpool::MaxPool2d;
 pub use residual::Residual;
 
 use crate::error::NnError;
-use crate::model::{Config, Layer};
+use crate::model::{Config, Layer, Variant};
 use crate::params::Params;
 use crate::weights::Weights;
-use ariann_mpc::gates::pool::PoolShape;
+use ariann_mpc::gates::cmp::ReluOutput;
+use ariann_mpc::gates::pool::{MaxPoolOutput, PoolShape};
 use ariann_mpc::{BilinearTape, Gates};
 use ariann_ring::FixedPoint;
 use std::collections::BTreeMap;
@@ -106,6 +107,31 @@ pub trait LayerOp {
     /// Forward pass on the gate backend (`x` flat, this party's shares).
     fn forward(&self, ctx: &mut Ctx<'_>, x: Vec<u64>, shape: &[usize])
     -> Result<Vec<u64>, NnError>;
+
+    /// Whether the forward pass ends with a truncation by `f` bits that
+    /// [`LayerOp::forward_untruncated`] can leave out (products and affine
+    /// maps; a residual block whose body ends with one).
+    fn defers_truncation(&self) -> bool {
+        false
+    }
+
+    /// The forward pass without its final truncation: the output at `2f`
+    /// fractional bits (the small-key variant fuses the truncation into the
+    /// next ReLU). Only for layers that [defer it](LayerOp::defers_truncation).
+    fn forward_untruncated(
+        &self,
+        _ctx: &mut Ctx<'_>,
+        _x: Vec<u64>,
+        _shape: &[usize],
+    ) -> Result<Vec<u64>, NnError> {
+        Err(NnError::Description(format!(
+            "{} has no truncation to leave out",
+            std::any::type_name::<Self>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("layer")
+        )))
+    }
 
     /// Training forward pass on the gate backend: the output and what the
     /// backward pass needs ([`Tape`]). `need_dx` says whether the backward
@@ -378,24 +404,63 @@ pub(crate) fn truncate_grad(ctx: &mut Ctx<'_>, z: &[u64]) -> Result<Vec<u64>, Nn
 }
 
 /// Runs `layers` (at `prefix`) on the backend; returns the output and its shape.
+///
+/// With the small-key variant ([`Variant::SmallKey`]), a layer that ends
+/// with a truncation ([`LayerOp::defers_truncation`]) and is followed by a
+/// ReLU runs without its truncation, and the ReLU gate truncates
+/// ([`trunc_relu`]): `max(floor(z / 2^f), 0)` is what the two gates give,
+/// so the outputs are the same bit for bit, with one gate less.
 pub(crate) fn forward_layers(
+    ctx: &mut Ctx<'_>,
+    layers: &[Layer],
+    prefix: &str,
+    x: Vec<u64>,
+    shape: &[usize],
+) -> Result<(Vec<u64>, Vec<usize>), NnError> {
+    run_layers(ctx, layers, prefix, x, shape, false)
+}
+
+/// [`forward_layers`], optionally leaving out the last layer's truncation
+/// (`untruncated_end`: the caller checked that the last layer
+/// [defers it](LayerOp::defers_truncation)); the output is then at `2f`
+/// fractional bits.
+pub(crate) fn run_layers(
     ctx: &mut Ctx<'_>,
     layers: &[Layer],
     prefix: &str,
     mut x: Vec<u64>,
     shape: &[usize],
+    untruncated_end: bool,
 ) -> Result<(Vec<u64>, Vec<usize>), NnError> {
     let mut shape = shape.to_vec();
-    for (i, l) in layers.iter().enumerate() {
+    let mut i = 0;
+    while i < layers.len() {
+        let l = &layers[i];
         let path = l.path(prefix, i);
         let next = out_shape(l, &path, &shape)?;
+        let last = i + 1 == layers.len();
+        let fuse = !last
+            && ctx.cfg.variant == Variant::SmallKey
+            && matches!(layers[i + 1], Layer::Relu)
+            && l.op().defers_truncation();
         let outer = std::mem::replace(&mut ctx.path, path);
-        x = l
-            .op()
-            .forward(ctx, x, &shape)
-            .map_err(|e| e.at(&ctx.path))?;
+        x = if fuse || (last && untruncated_end) {
+            l.op().forward_untruncated(ctx, x, &shape)
+        } else {
+            l.op().forward(ctx, x, &shape)
+        }
+        .map_err(|e| e.at(&ctx.path))?;
         ctx.path = outer;
+        if fuse {
+            // Layer i + 1, the ReLU, with layer i's truncation in its gate.
+            let path = layers[i + 1].path(prefix, i + 1);
+            let outer = std::mem::replace(&mut ctx.path, path);
+            x = trunc_relu(ctx, &x).map_err(|e| e.at(&ctx.path))?;
+            ctx.path = outer;
+            i += 1;
+        }
         shape = next;
+        i += 1;
     }
     Ok((x, shape))
 }
@@ -456,6 +521,56 @@ pub(crate) fn truncate(ctx: &mut Ctx<'_>, z: &[u64]) -> Result<Vec<u64>, NnError
         out.extend(ctx.gates.truncate(&z[r], f, k)?);
     }
     Ok(out)
+}
+
+/// `max(floor(z / 2^f), 0)` from `z` at `2f` fractional bits: the fused
+/// truncation and ReLU gate of the small-key variant, per bundle of at most
+/// `max_gate_elems` elements (window: the ReLU's, `k_cmp` bits after the
+/// truncation).
+pub(crate) fn trunc_relu(ctx: &mut Ctx<'_>, z: &[u64]) -> Result<Vec<u64>, NnError> {
+    let (f, k) = (ctx.cfg.frac_bits, ctx.cfg.k_cmp);
+    let mut out = Vec::with_capacity(z.len());
+    for r in chunks(z.len(), ctx.cfg.max_gate_elems) {
+        out.extend(ctx.gates.trunc_relu(&z[r], f, k)?);
+    }
+    Ok(out)
+}
+
+/// The ReLU gate of the configured [`Variant`] (shares of `max(x, 0)` and
+/// of `[x >= 0]`).
+pub(crate) fn relu_gate(ctx: &mut Ctx<'_>, x: &[u64]) -> Result<ReluOutput<u64>, NnError> {
+    let k = ctx.cfg.k_cmp;
+    Ok(match ctx.cfg.variant {
+        Variant::OneRound => ctx.gates.relu(x, k)?,
+        Variant::SmallKey => ctx.gates.relu_small(x, k)?,
+    })
+}
+
+/// The max-pool gate of the configured [`Variant`].
+pub(crate) fn max_pool_gate(
+    ctx: &mut Ctx<'_>,
+    x: &[u64],
+    shape: PoolShape,
+) -> Result<MaxPoolOutput<u64>, NnError> {
+    let k = ctx.cfg.k_cmp;
+    Ok(match ctx.cfg.variant {
+        Variant::OneRound => ctx.gates.max_pool(x, shape, k)?,
+        Variant::SmallKey => ctx.gates.max_pool_small(x, shape, k)?,
+    })
+}
+
+/// The argmax gate of the configured [`Variant`] (one-hot rows).
+pub(crate) fn argmax_gate(
+    ctx: &mut Ctx<'_>,
+    x: &[u64],
+    rows: usize,
+    n: usize,
+) -> Result<Vec<u64>, NnError> {
+    let k = ctx.cfg.k_cmp;
+    Ok(match ctx.cfg.variant {
+        Variant::OneRound => ctx.gates.argmax(x, rows, n, k)?,
+        Variant::SmallKey => ctx.gates.argmax_small(x, rows, n, k)?,
+    })
 }
 
 /// Geometry of a pooling over an activation of shape `s` (`[c, h, w]`).

@@ -1,7 +1,10 @@
-//! `ReLU`: `max(x, 0)`, one one-round ReLU gate per bundle of at most
-//! `max_gate_elems` elements on the `k_cmp`-bit window.
+//! `ReLU`: `max(x, 0)`, one ReLU gate of the configured variant (one-round
+//! or small-key) per bundle of at most `max_gate_elems` elements on the
+//! `k_cmp`-bit window. With the small-key variant, a ReLU right after a
+//! product takes the product's truncation into its gate (see
+//! `forward_layers`).
 
-use super::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape, chunks};
+use super::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape, chunks, relu_gate};
 use crate::error::NnError;
 use crate::params::Params;
 use ariann_mpc::gates::beaver::Bilinear;
@@ -33,7 +36,7 @@ impl LayerOp for Relu {
     ) -> Result<Vec<u64>, NnError> {
         let mut out = Vec::with_capacity(x.len());
         for r in chunks(x.len(), ctx.cfg.max_gate_elems) {
-            out.extend(ctx.gates.relu(&x[r], ctx.cfg.k_cmp)?.relu);
+            out.extend(relu_gate(ctx, &x[r])?.relu);
         }
         Ok(out)
     }
@@ -48,7 +51,7 @@ impl LayerOp for Relu {
         let mut out = Vec::with_capacity(x.len());
         let mut bits = Vec::with_capacity(if need_dx { x.len() } else { 0 });
         for r in chunks(x.len(), ctx.cfg.max_gate_elems) {
-            let o = ctx.gates.relu(&x[r], ctx.cfg.k_cmp)?;
+            let o = relu_gate(ctx, &x[r])?;
             out.extend(o.relu);
             if need_dx {
                 bits.extend(o.drelu);

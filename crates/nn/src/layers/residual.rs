@@ -2,7 +2,7 @@
 
 use super::{
     Ctx, FloatCtx, FloatGrads, LayerOp, Tape, backward_layers, float_backward_layers, float_layers,
-    float_train_layers, forward_layers, forward_train_layers,
+    float_train_layers, forward_layers, forward_train_layers, run_layers,
 };
 use crate::error::NnError;
 use crate::model::{Config, Layer};
@@ -94,6 +94,30 @@ impl LayerOp for Residual {
         let (a, _) = forward_layers(ctx, &self.body, &format!("{here}.body"), x.clone(), shape)?;
         let (b, _) = forward_layers(ctx, &self.shortcut, &format!("{here}.shortcut"), x, shape)?;
         Ok(a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect())
+    }
+
+    fn defers_truncation(&self) -> bool {
+        self.body.last().is_some_and(|l| l.op().defers_truncation())
+    }
+
+    /// The body without its last truncation (at `2f` bits) plus the
+    /// shortcut scaled to `2f` bits (a local multiplication by `2^f`):
+    /// `floor((a + 2^f b) / 2^f) = floor(a / 2^f) + b`, so truncating the sum
+    /// later gives what truncating the body and adding would.
+    fn forward_untruncated(
+        &self,
+        ctx: &mut Ctx<'_>,
+        x: Vec<u64>,
+        shape: &[usize],
+    ) -> Result<Vec<u64>, NnError> {
+        let here = ctx.path.clone();
+        let (a, _) = run_layers(ctx, &self.body, &format!("{here}.body"), x.clone(), shape, true)?;
+        let (b, _) = forward_layers(ctx, &self.shortcut, &format!("{here}.shortcut"), x, shape)?;
+        let s = 1u64 << ctx.cfg.frac_bits;
+        Ok(a.iter()
+            .zip(&b)
+            .map(|(x, y)| x.wrapping_add(y.wrapping_mul(s)))
+            .collect())
     }
 
     fn forward_train(
