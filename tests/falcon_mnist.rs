@@ -15,7 +15,7 @@
 
 use ariann::mpc::{MemTransport, Session, VecSource, run_two_party};
 use ariann::nn::{
-    Config, Model, Weights, decode_output, encode_input, forward_fixed, forward_private, plan,
+    Config, Variant, Model, Weights, decode_output, encode_input, forward_fixed, forward_private, plan,
     share_weights, zoo,
 };
 use rand::{Rng, SeedableRng};
@@ -111,7 +111,30 @@ fn prefix(model: &Model, k: usize) -> Model {
 /// plan) on the float batch `xv`; checks that the result equals the
 /// fixed-point cleartext run bit for bit and returns it decoded.
 fn private_run(model: &Model, w: &Weights, xv: &[f32], batch: usize) -> Vec<f64> {
-    let cfg = Config::default();
+    // Both comparison variants: each private run equals its fixed-point
+    // run, and the variants' fixed-point runs are the same.
+    let one_round = private_run_with(model, w, xv, batch, Variant::OneRound);
+    let small_key = private_run_with(model, w, xv, batch, Variant::SmallKey);
+    assert!(
+        one_round == small_key,
+        "{}: the small-key variant's result differs from the one-round variant's",
+        model.name
+    );
+    one_round
+}
+
+/// [`private_run`] with one comparison variant.
+fn private_run_with(
+    model: &Model,
+    w: &Weights,
+    xv: &[f32],
+    batch: usize,
+    variant: Variant,
+) -> Vec<f64> {
+    let cfg = Config {
+        variant,
+        ..Config::default()
+    };
     let x = encode_input(xv, &cfg).expect("inputs encode");
     let reference = forward_fixed(model, w, &x, batch, &cfg).expect("fixed point");
     let mut rng = ChaCha12Rng::from_os_rng();
@@ -139,7 +162,7 @@ fn private_run(model: &Model, w: &Weights, xv: &[f32], batch: usize) -> Vec<f64>
         .collect();
     assert!(
         private == reference,
-        "{}: private result differs from the fixed-point cleartext run",
+        "{} ({variant}): private result differs from the fixed-point cleartext run",
         model.name
     );
     decode_output(&private, &cfg)

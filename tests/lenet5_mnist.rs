@@ -11,7 +11,7 @@
 
 use ariann::mpc::{MemTransport, Session, VecSource, run_two_party};
 use ariann::nn::{
-    Config, Weights, decode_output, encode_input, forward_fixed, forward_float, forward_private,
+    Config, Variant, Weights, decode_output, encode_input, forward_fixed, forward_float, forward_private,
     plan, share_weights, zoo,
 };
 use rand::{Rng, SeedableRng};
@@ -90,6 +90,21 @@ fn lenet5_private_inference_on_real_mnist() {
         let float = forward_float(&model, &w, xb, m).expect("float");
         let xe = encode_input(xb, &cfg).expect("encode");
         let fixed = forward_fixed(&model, &w, &xe, m, &cfg).expect("fixed");
+        // Alternate the comparison variants over the batches; both give
+        // the same fixed-point logits.
+        let cfg = Config {
+            variant: if (b0 / batch) % 2 == 0 {
+                Variant::OneRound
+            } else {
+                Variant::SmallKey
+            },
+            ..cfg
+        };
+        assert!(
+            forward_fixed(&model, &w, &xe, m, &cfg).expect("fixed") == fixed,
+            "batch at {b0}: the {} variant's fixed-point logits differ",
+            cfg.variant
+        );
         let p = plan(&model, m, &cfg).expect("plan");
         let (mut k0, mut k1) = (Vec::new(), Vec::new());
         for pair in p.bundles_from_os::<u64>().expect("ring") {
@@ -116,7 +131,8 @@ fn lenet5_private_inference_on_real_mnist() {
             .collect();
         assert!(
             private == fixed,
-            "batch at {b0}: private logits differ from fixed point"
+            "batch at {b0} ({}): private logits differ from fixed point",
+            cfg.variant
         );
         let logits = decode_output(&private, &cfg);
         for i in 0..m {

@@ -6,7 +6,7 @@ use ariann_nn::layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Residual,
 };
 use ariann_nn::{
-    Config, Layer, Model, NnError, Params, Weights, decode_output, encode_input, forward_fixed,
+    Config, Layer, Model, NnError, Params, Variant, Weights, decode_output, encode_input, forward_fixed,
     forward_float, forward_private, plan, share_weights, zoo,
 };
 use rand::{Rng, SeedableRng};
@@ -359,6 +359,118 @@ fn chunked_gates_give_the_same_result() {
     .gates
     .len();
     assert!(split > whole, "{split} bundles vs {whole}");
+}
+
+/// A small network with every place the small-key variant fuses a
+/// truncation into a ReLU: a convolution, a linear layer, an unfolded
+/// batch-norm, a residual block with an identity shortcut and one with a
+/// convolution shortcut; and a padded 3x3 max-pool (small-key tree).
+fn fusing_model() -> Model {
+    let block = |p: &str, c: usize, oc: usize, stride: usize| {
+        let shortcut = if stride != 1 || c != oc {
+            vec![Layer::conv2d(&format!("{p}.sc"), c, oc, 1, stride, 0)]
+        } else {
+            vec![]
+        };
+        Layer::residual(
+            vec![
+                Layer::conv2d(&format!("{p}.conv1"), c, oc, 3, stride, 1),
+                Layer::Relu,
+                Layer::conv2d(&format!("{p}.conv2"), oc, oc, 3, 1, 1),
+            ],
+            shortcut,
+        )
+    };
+    Model {
+        name: "fusing".into(),
+        input: vec![2, 8, 8],
+        layers: vec![
+            Layer::conv2d("conv1", 2, 3, 3, 1, 1),
+            Layer::batch_norm("bn1", 3),
+            Layer::Relu,
+            block("b1", 3, 3, 1),
+            Layer::Relu,
+            block("b2", 3, 4, 2),
+            Layer::Relu,
+            Layer::max_pool(3, 2, 1),
+            Layer::Flatten,
+            Layer::linear("fc1", 16, 6),
+            Layer::Relu,
+            Layer::linear("fc2", 6, 3),
+        ],
+    }
+}
+
+/// The small-key variant: private equals its fixed point bit for bit, which
+/// equals the one-round variant's; every ReLU after a product takes the
+/// truncation (no `trunc` gate is left in front of a ReLU), and ReLU keys
+/// shrink. Also with bundles split small.
+#[test]
+fn small_key_variant_gives_the_same_results_with_fused_truncations() {
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    for (model, batch) in [
+        (fusing_model(), 2),
+        (small_model(), 3),
+        (zoo::network1(), 2),
+    ] {
+        let w = Weights::random(&model, &mut rng);
+        for max_gate_elems in [Config::default().max_gate_elems, 37] {
+            let one = Config {
+                max_gate_elems,
+                ..Config::default()
+            };
+            let small = Config {
+                variant: Variant::SmallKey,
+                ..one
+            };
+            let (_, fixed_one, private_one) = run_cfg(&model, &w, batch, 5, one);
+            let (_, fixed_small, private_small) = run_cfg(&model, &w, batch, 5, small);
+            let name = &model.name;
+            assert_eq!(private_one, fixed_one, "{name}: one-round private");
+            assert_eq!(private_small, fixed_small, "{name}: small-key private");
+            assert_eq!(fixed_small, fixed_one, "{name}: the variants differ");
+            let kinds = |cfg: &Config| -> Vec<&'static str> {
+                plan(&model, batch, cfg)
+                    .expect("plan")
+                    .gates
+                    .iter()
+                    .map(|g| g.kind().name())
+                    .collect()
+            };
+            let (k1, ks) = (kinds(&one), kinds(&small));
+            let count = |k: &[&str], n: &str| k.iter().filter(|x| **x == n).count();
+            assert_eq!(count(&ks, "relu"), 0, "{name}: one-round ReLU in small-key");
+            assert_eq!(count(&k1, "relu_small") + count(&k1, "trunc_relu"), 0);
+            assert!(count(&ks, "trunc_relu") > 0, "{name}: nothing fused");
+            // Each fused bundle replaces a truncation.
+            assert_eq!(
+                count(&k1, "trunc") - count(&ks, "trunc"),
+                count(&ks, "trunc_relu"),
+                "{name}"
+            );
+        }
+    }
+    // The fusing model's plan: fused where a product meets a ReLU.
+    let m = fusing_model();
+    let small = Config {
+        variant: Variant::SmallKey,
+        ..Config::default()
+    };
+    let p = plan(&m, 2, &small).expect("plan");
+    let names: Vec<&str> = p.gates.iter().map(|g| g.kind().name()).collect();
+    let cost = |cfg: &Config| {
+        let p = plan(&m, 2, cfg).expect("plan");
+        ariann_mpc::plan_cost(&p.gates, p.ring_bits)
+            .expect("cost")
+            .total
+    };
+    let (c1, cs) = (cost(&Config::default()), cost(&small));
+    assert!(
+        cs.key_bytes * 2 < c1.key_bytes,
+        "small-key keys {} vs one-round {}: {names:?}",
+        cs.key_bytes,
+        c1.key_bytes
+    );
 }
 
 #[test]
