@@ -66,6 +66,7 @@ use ariann_mpc::PreprocessingSource;
 use ariann_net::keys::{DealerConfig, DealerStreamSource};
 use ariann_net::{NetConfig, TlsConfig, WanShape};
 use ariann_nn::{Config, Model, Rounding, Weights, zoo};
+use ariann_party::auth::ControlAuth;
 use ariann_party::linked::{LinkedError, open_key_file, run_linked};
 use ariann_party::{Asset, Job};
 use clap::Parser;
@@ -110,6 +111,17 @@ struct Opts {
     /// Daemon mode: key files at `DIR/<job id>/party<i>.keys`.
     #[arg(long, value_name = "DIR")]
     keys_dir: Option<PathBuf>,
+    /// Daemon mode: the clients allowed on the control port, one `NAME
+    /// TOKEN` line each, in a file only this user can read (mode 0600).
+    /// Clients send `authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure_local")]
+    control_tokens: Option<PathBuf>,
+    /// Daemon mode without authentication, on a loopback address only:
+    /// every user of this host can submit jobs, supply assets and fetch
+    /// outputs. For demos and tests.
+    #[arg(long)]
+    #[serde(default)]
+    insecure_local: bool,
     /// Pull this party's keys from `ariann-dealer serve` at `host:port`
     /// instead of a key file.
     #[arg(long, value_name = "ADDR")]
@@ -263,6 +275,7 @@ fn merge(cli: Opts, file: Opts) -> Opts {
             train: cli.train || file.train,
             quiet: cli.quiet || file.quiet,
             keep_final_relu: cli.keep_final_relu || file.keep_final_relu,
+            insecure_local: cli.insecure_local || file.insecure_local,
             config: cli.config, verbose: cli.verbose } };
     }
     pick!(
@@ -273,6 +286,7 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         keys,
         control,
         keys_dir,
+        control_tokens,
         dealer,
         dealer_tls_peer,
         dealer_tls_server_name,
@@ -667,6 +681,20 @@ fn daemon(o: Opts) -> Result<(), Fail> {
     if let Some(k) = o.k_cmp {
         cfg.k_cmp = k;
     }
+    let auth = match (&o.control_tokens, o.insecure_local) {
+        (Some(f), _) => ControlAuth::Tokens(
+            ariann_party::auth::Tokens::from_file(f).map_err(|e| Fail::Usage(anyhow!(e)))?,
+        ),
+        (None, true) => ControlAuth::InsecureLocal,
+        (None, false) => {
+            return Err(Fail::Usage(anyhow!(
+                "daemon mode needs --control-tokens FILE (a 0600 file of `NAME TOKEN` \
+                 lines; clients send `authorization: Bearer TOKEN`) or --insecure-local \
+                 (no authentication, loopback only: any user of this host could submit \
+                 jobs and fetch outputs)"
+            )));
+        }
+    };
     let dc = ariann_party::daemon::DaemonConfig {
         control: o.control.ok_or_else(|| Fail::Usage(anyhow!("--control")))?,
         net,
@@ -675,6 +703,8 @@ fn daemon(o: Opts) -> Result<(), Fail> {
         cfg,
         max_asset_bytes: 8 << 30,
         fetch_timeout: Duration::from_secs(3600),
+        auth,
+        max_jobs: 1024,
     };
     let rt = tokio::runtime::Runtime::new()
         .context("cannot start the runtime")
