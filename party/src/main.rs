@@ -187,6 +187,11 @@ struct Opts {
     /// The peer's pinned certificate or CA (PEM).
     #[arg(long, value_name = "PEM")]
     tls_peer: Option<PathBuf>,
+    /// Run the party link in plaintext although --tls-cert/--tls-key are
+    /// given (they are then this party's identity towards the dealer only).
+    #[arg(long, conflicts_with = "tls_peer")]
+    #[serde(default)]
+    plaintext_link: bool,
     /// Name party 1 expects in party 0's certificate.
     #[arg(long)]
     tls_server_name: Option<String>,
@@ -276,6 +281,7 @@ fn merge(cli: Opts, file: Opts) -> Opts {
             quiet: cli.quiet || file.quiet,
             keep_final_relu: cli.keep_final_relu || file.keep_final_relu,
             insecure_local: cli.insecure_local || file.insecure_local,
+            plaintext_link: cli.plaintext_link || file.plaintext_link,
             config: cli.config, verbose: cli.verbose } };
     }
     pick!(
@@ -421,10 +427,18 @@ fn net_config(o: &Opts, party: Party) -> Result<NetConfig> {
         let shape: WanShape = w.parse().with_context(|| format!("--wan {w}"))?;
         net = net.wan(shape);
     }
-    // The party link uses TLS when its peer is pinned (the certificate and
-    // key alone may be this party's identity towards the dealer only).
-    let link_tls = o.tls_peer.is_some()
-        || (o.dealer_tls_peer.is_none() && (o.tls_cert.is_some() || o.tls_key.is_some()));
+    // The party link uses TLS when its peer is pinned. A certificate and key
+    // given for the dealer alone would leave the link in plaintext: that
+    // must be asked for (--plaintext-link), never happen silently.
+    let identity = o.tls_cert.is_some() || o.tls_key.is_some();
+    if identity && o.tls_peer.is_none() && o.dealer_tls_peer.is_some() && !o.plaintext_link {
+        bail!(
+            "--tls-cert/--tls-key with --dealer-tls-peer but without --tls-peer: the party \
+             link would run in plaintext. Give --tls-peer (the other party's certificate) \
+             for a TLS link, or --plaintext-link to run it in plaintext knowingly"
+        );
+    }
+    let link_tls = o.tls_peer.is_some() || (identity && o.dealer_tls_peer.is_none());
     if link_tls {
         net = net.tls(TlsConfig {
             cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,

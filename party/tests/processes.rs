@@ -525,4 +525,14 @@ fn keys_streamed_over_mutual_tls_and_an_unpinned_party_is_refused() {
     assert!(err.contains("pinned for party 1"), "{err}");
     let (st, err) = wait(dealer, "the dealer");
     assert!(!st.success(), "the dealer:\n{err}");
+    // A certificate and key with the dealer pinned but no --tls-peer would
+    // leave the party link in plaintext: refused before anything runs.
+    let footgun = party_tls(&c1, &k1, &c0)[..8].to_vec();
+    let c = party_cmd_dealer(&f, 1, "127.0.0.1:9", &s(&footgun))
+        .args(["--peer", "127.0.0.1:9"])
+        .spawn()
+        .expect("spawn");
+    let (st, err) = wait(c, "party 1");
+    assert!(!st.success(), "{err}");
+    assert!(err.contains("--plaintext-link"), "{err}");
 }
