@@ -673,7 +673,7 @@ fn run(o: Opts) -> Result<(), Fail> {
             "predictions": pred,
         });
         match &s.output {
-            Some(f) => std::fs::write(f, json.to_string())
+            Some(f) => ariann_party::write_private(f, json.to_string().as_bytes())
                 .with_context(|| format!("cannot write {}", f.display()))
                 .map_err(Fail::Local)?,
             None => println!("{json}"),

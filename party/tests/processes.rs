@@ -177,6 +177,13 @@ fn two_processes_reveal_the_cleartext_result_and_keys_are_used_once() {
         f.expected(),
         "revealed output != fixed-point cleartext"
     );
+    // Keys and outputs are secrets: readable by their owner only.
+    #[cfg(unix)]
+    for p in [&k0, &k1, &f.path("out.json")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
 
     // The same key files again: refused before any traffic.
     let r = run(&f, &k0, &k1, &[], &[]);
