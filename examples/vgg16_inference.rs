@@ -24,12 +24,14 @@
 //! instead (this program plays both clients: weights to party 0, inputs to
 //! party 1, output from party 1), with keys prepared by the dealer under the
 //! daemons' key directory (`--job` names it; same `--k-cmp` and permutation
-//! everywhere):
+//! everywhere). The daemons below run without authentication
+//! (`--insecure-local`, loopback only); with `--control-tokens FILE` on each
+//! daemon, give this program the clients' token files with `--tokens T0,T1`:
 //!
 //! ```text
 //! ariann-dealer keys --model vgg16 --batch 32 --k-cmp 24 --permute-relu-maxpool --out jobs/demo
-//! ariann-party --id 0 --control 127.0.0.1:7100 --listen 127.0.0.1:7000 --keys-dir jobs --k-cmp 24 --permute-relu-maxpool &
-//! ariann-party --id 1 --control 127.0.0.1:7101 --peer 127.0.0.1:7000 --keys-dir jobs --k-cmp 24 --permute-relu-maxpool &
+//! ariann-party --id 0 --control 127.0.0.1:7100 --listen 127.0.0.1:7000 --keys-dir jobs --k-cmp 24 --permute-relu-maxpool --insecure-local &
+//! ariann-party --id 1 --control 127.0.0.1:7101 --peer 127.0.0.1:7000 --keys-dir jobs --k-cmp 24 --permute-relu-maxpool --insecure-local &
 //! cargo run --release --example vgg16_inference -- --remote http://127.0.0.1:7100,http://127.0.0.1:7101 --job demo
 //! ```
 

@@ -445,7 +445,12 @@ impl KeyFileWriter {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let f = File::create(&tmp).map_err(io_err(&tmp))?;
+        // Keys are secrets: readable by their owner only (0600 on Unix).
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let f = opts.open(&tmp).map_err(io_err(&tmp))?;
         let mut out = BufWriter::with_capacity(1 << 20, f);
         out.write_all(&header.encode()).map_err(io_err(&tmp))?;
         Ok(Self {

@@ -70,7 +70,21 @@ pub fn run_model(args: &Args, model: Model, zoo_name: Option<&str>, batch: usize
         let job = args.value("--job").unwrap_or("demo");
         let t = Instant::now();
         let weights = original.to_safetensors()?;
-        let (y, _) = ariann_party::client::run_remote(a0, a1, job, name, batch, weights, &x)?;
+        // --tokens T0,T1: each daemon's client token file (0600); without
+        // it the daemons must run with --insecure-local.
+        let tokens = match args.value("--tokens") {
+            Some(v) => {
+                let (f0, f1) = v
+                    .split_once(',')
+                    .ok_or("--tokens takes TOKEN_FILE0,TOKEN_FILE1")?;
+                let read = |f: &str| ariann_party::auth::read_token_file(f.as_ref());
+                Some((read(f0)?, read(f1)?))
+            }
+            None => None,
+        };
+        let tokens = tokens.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        let (y, _) =
+            ariann_party::client::run_remote(a0, a1, tokens, job, name, batch, weights, &x)?;
         let secs = t.elapsed().as_secs_f64();
         let float = forward_float(&model, &w, &x, batch)?;
         let c = y.len() / batch;

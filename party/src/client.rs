@@ -5,7 +5,9 @@
 //! ```no_run
 //! use ariann_party::client::RemoteParty;
 //! # fn main() -> Result<(), ariann_party::client::ClientError> {
-//! let mut p1 = RemoteParty::connect("http://127.0.0.1:7101")?;
+//! let token = ariann_party::auth::read_token_file("hospital.token".as_ref())
+//!     .expect("a 0600 token file");
+//! let mut p1 = RemoteParty::connect_with_token("http://127.0.0.1:7101", &token)?;
 //! p1.submit("job-1", "network1", 8, 1)?;
 //! p1.provide_input("job-1", &vec![0.0f32; 8 * 784])?;
 //! let (logits, shape) = p1.fetch_output("job-1")?;
@@ -18,6 +20,9 @@ use ariann_proto::v1::{
     SubmitJobRequest, asset_chunk, submit_job_request,
 };
 use thiserror::Error;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Errors of the client.
@@ -43,18 +48,60 @@ pub enum ClientError {
     Runtime(String),
 }
 
+/// Adds `authorization: Bearer TOKEN` to every call (if a token is set).
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Bearer(..)"
+        } else {
+            "Bearer(none)"
+        })
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
 /// A connection to one party daemon's control port.
 #[derive(Debug)]
 pub struct RemoteParty {
     rt: tokio::runtime::Runtime,
-    client: PartyControlClient<Channel>,
+    client: PartyControlClient<InterceptedService<Channel, Bearer>>,
 }
 
 const CHUNK: usize = 1 << 20;
 
 impl RemoteParty {
-    /// Connects to `addr` (`http://host:port`).
+    /// Connects to `addr` (`http://host:port`) without a token (a daemon
+    /// started with `--insecure-local`).
     pub fn connect(addr: &str) -> Result<Self, ClientError> {
+        Self::connect_inner(addr, None)
+    }
+
+    /// Connects to `addr`, sending `token` (see [`crate::auth`]) with every call.
+    pub fn connect_with_token(addr: &str, token: &str) -> Result<Self, ClientError> {
+        let v = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+            ClientError::Connect {
+                addr: addr.to_string(),
+                reason: "the token is not printable ASCII".into(),
+            }
+        })?;
+        Self::connect_inner(addr, Some(v))
+    }
+
+    fn connect_inner(
+        addr: &str,
+        bearer: Option<MetadataValue<Ascii>>,
+    ) -> Result<Self, ClientError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -67,7 +114,8 @@ impl RemoteParty {
         let ch = rt.block_on(ep.connect()).map_err(|e| err(&e))?;
         Ok(RemoteParty {
             rt,
-            client: PartyControlClient::new(ch).max_decoding_message_size(1 << 30),
+            client: PartyControlClient::with_interceptor(ch, Bearer(bearer))
+                .max_decoding_message_size(1 << 30),
         })
     }
 
@@ -181,17 +229,26 @@ impl RemoteParty {
 /// submits `model` (a zoo name) to both, the weights to party 0, the inputs
 /// to party 1, and fetches the output revealed to party 1. The daemons'
 /// key directories must hold keys for `job` (see the crate docs).
+/// `tokens`: each daemon's client token, or `None` for `--insecure-local`
+/// daemons.
+#[allow(clippy::too_many_arguments)]
 pub fn run_remote(
     party0: &str,
     party1: &str,
+    tokens: Option<(&str, &str)>,
     job: &str,
     model: &str,
     batch: usize,
     weights_safetensors: Vec<u8>,
     x: &[f32],
 ) -> Result<(Vec<f64>, Vec<u64>), ClientError> {
-    let mut p0 = RemoteParty::connect(party0)?;
-    let mut p1 = RemoteParty::connect(party1)?;
+    let (mut p0, mut p1) = match tokens {
+        Some((t0, t1)) => (
+            RemoteParty::connect_with_token(party0, t0)?,
+            RemoteParty::connect_with_token(party1, t1)?,
+        ),
+        None => (RemoteParty::connect(party0)?, RemoteParty::connect(party1)?),
+    };
     p0.submit(job, model, batch, 1)?;
     p1.submit(job, model, batch, 1)?;
     p0.provide_weights(job, weights_safetensors)?;

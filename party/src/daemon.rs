@@ -11,10 +11,17 @@
 //! `KEYS_DIR/<job id>/party<i>.keys` (written there by `ariann-dealer keys
 //! --out KEYS_DIR/<job id>`), with their use-once journal.
 //!
+//! Every call is authenticated ([`crate::auth`]): bearer tokens from a 0600
+//! file, or no authentication on loopback when the operator says
+//! `--insecure-local`. A job belongs to the client that submitted it; other
+//! clients are told it does not exist. The output is handed out once, then
+//! wiped; finished jobs are forgotten when the table is full.
+//!
 //! The control port carries this institution's plaintext asset: bind it to
 //! loopback (the default) or a private network. The party-to-party link is
 //! the one of the one-shot mode (optional mutual TLS, WAN shaping).
 
+use crate::auth::{Client, ControlAuth};
 use crate::linked::run_linked_job;
 use crate::{Asset, Job};
 use ariann_fss::Party;
@@ -32,6 +39,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 /// How a daemon runs.
@@ -52,10 +60,19 @@ pub struct DaemonConfig {
     pub max_asset_bytes: u64,
     /// How long `FetchOutput` waits for a job to finish.
     pub fetch_timeout: Duration,
+    /// Who may call the control port.
+    pub auth: ControlAuth,
+    /// Most jobs kept at a time; finished ones (output fetched, or failed)
+    /// are forgotten first when a new job needs room.
+    pub max_jobs: usize,
 }
 
 #[derive(Debug)]
 struct Entry {
+    /// The client that submitted the job.
+    owner: String,
+    /// The output was handed out (and wiped).
+    fetched: bool,
     model: Model,
     batch: usize,
     output_to: Party,
@@ -189,6 +206,20 @@ impl Daemon {
     }
 }
 
+/// The authenticated client of a call (set by the interceptor of [`serve`]).
+fn client_of<T>(req: &Request<T>) -> Result<String, Status> {
+    req.extensions()
+        .get::<Client>()
+        .map(|c| c.0.clone())
+        .ok_or_else(|| Status::unauthenticated("unauthenticated call"))
+}
+
+/// "unknown job": for a job that does not exist and for another client's
+/// job alike, so a client learns nothing about the others' jobs.
+fn unknown(id: &str) -> Status {
+    Status::not_found(format!("unknown job {id}"))
+}
+
 fn read_f32le(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
@@ -202,6 +233,7 @@ impl PartyControl for Daemon {
         &self,
         req: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
+        let owner = client_of(&req)?;
         let r = req.into_inner();
         let id = job_name(&r.job_id)?;
         let refuse = |reason: String| {
@@ -238,10 +270,22 @@ impl PartyControl for Daemon {
         if jobs.contains_key(&id) {
             return refuse(format!("job {id} already exists"));
         }
+        if jobs.len() >= self.cfg.max_jobs {
+            // Forget finished jobs (output handed out, or failed).
+            jobs.retain(|_, e| !(e.fetched || e.state == JobState::Failed));
+            if jobs.len() >= self.cfg.max_jobs {
+                return Err(Status::resource_exhausted(format!(
+                    "{} jobs are pending or running or hold an output not fetched yet",
+                    jobs.len()
+                )));
+            }
+        }
         tracing::info!(job = %id, model = %model.name, batch = r.batch, "job submitted");
         jobs.insert(
             id,
             Entry {
+                owner,
+                fetched: false,
                 model,
                 batch: r.batch as usize,
                 output_to,
@@ -261,6 +305,7 @@ impl PartyControl for Daemon {
         &self,
         req: Request<Streaming<AssetChunk>>,
     ) -> Result<Response<ProvideAssetResponse>, Status> {
+        let client = client_of(&req)?;
         let mut stream = req.into_inner();
         let Some(first) = stream.message().await? else {
             return Err(Status::invalid_argument("empty asset stream"));
@@ -271,8 +316,8 @@ impl PartyControl for Daemon {
             ));
         };
         let id = job_name(&h.job_id)?;
-        if !self.lock().contains_key(&id) {
-            return Err(Status::not_found(format!("unknown job {id}")));
+        if self.lock().get(&id).is_none_or(|e| e.owner != client) {
+            return Err(unknown(&id));
         }
         if h.total_bytes > self.cfg.max_asset_bytes {
             return Err(Status::resource_exhausted(format!(
@@ -326,22 +371,32 @@ impl PartyControl for Daemon {
         &self,
         req: Request<FetchOutputRequest>,
     ) -> Result<Response<FetchOutputResponse>, Status> {
+        let client = client_of(&req)?;
         let id = job_name(&req.into_inner().job_id)?;
         let deadline = tokio::time::Instant::now() + self.cfg.fetch_timeout;
         loop {
             {
-                let jobs = self.lock();
+                let mut jobs = self.lock();
                 let e = jobs
-                    .get(&id)
-                    .ok_or_else(|| Status::not_found(format!("unknown job {id}")))?;
+                    .get_mut(&id)
+                    .filter(|e| e.owner == client)
+                    .ok_or_else(|| unknown(&id))?;
                 if e.output_to != self.cfg.net.party {
                     return Err(Status::permission_denied(
                         "the job reveals its output to the other party",
                     ));
                 }
                 match e.state {
+                    JobState::Done if e.fetched => {
+                        return Err(Status::failed_precondition(format!(
+                            "the output of job {id} was already fetched (it is handed out once)"
+                        )));
+                    }
                     JobState::Done => {
-                        let (output, shape) = e.output.clone().unwrap_or_default();
+                        // Handed out once: the daemon keeps no copy.
+                        let (output, shape) = e.output.take().unwrap_or_default();
+                        e.fetched = true;
+                        e.detail = "done; output fetched".into();
                         return Ok(Response::new(FetchOutputResponse { output, shape }));
                     }
                     JobState::Failed => {
@@ -361,9 +416,10 @@ impl PartyControl for Daemon {
         &self,
         req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
+        let client = client_of(&req)?;
         let r = req.into_inner();
         if r.job_id.is_empty() {
-            let n = self.lock().len();
+            let n = self.lock().values().filter(|e| e.owner == client).count();
             return Ok(Response::new(StatusResponse {
                 state: JobState::Unspecified as i32,
                 detail: format!("party daemon, {n} job(s)"),
@@ -375,7 +431,8 @@ impl PartyControl for Daemon {
         let jobs = self.lock();
         let e = jobs
             .get(&id)
-            .ok_or_else(|| Status::not_found(format!("unknown job {id}")))?;
+            .filter(|e| e.owner == client)
+            .ok_or_else(|| unknown(&id))?;
         Ok(Response::new(StatusResponse {
             state: e.state as i32,
             detail: e.detail.clone(),
@@ -385,6 +442,32 @@ impl PartyControl for Daemon {
     }
 }
 
+/// The interceptor: the caller's bearer token to its client name (a request
+/// extension the handlers read), or `UNAUTHENTICATED`.
+#[allow(clippy::result_large_err)] // tonic's interceptor signature
+fn authenticate(auth: &ControlAuth, mut req: Request<()>) -> Result<Request<()>, Status> {
+    let name = match auth {
+        ControlAuth::InsecureLocal => "local".to_string(),
+        ControlAuth::Tokens(t) => {
+            let token = req
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    Status::unauthenticated(
+                        "this daemon needs a bearer token (authorization: Bearer TOKEN)",
+                    )
+                })?;
+            t.client_of(token)
+                .ok_or_else(|| Status::unauthenticated("unknown token"))?
+                .to_string()
+        }
+    };
+    req.extensions_mut().insert(Client(name));
+    Ok(req)
+}
+
 /// Runs the daemon until `shutdown` resolves (e.g. Ctrl-C). Calls `ready`
 /// with the bound control address.
 pub async fn serve(
@@ -392,8 +475,15 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), std::io::Error> {
+    if matches!(cfg.auth, ControlAuth::InsecureLocal) && !cfg.control.ip().is_loopback() {
+        return Err(std::io::Error::other(format!(
+            "--insecure-local serves loopback only, not {}",
+            cfg.control
+        )));
+    }
     let listener = tokio::net::TcpListener::bind(cfg.control).await?;
     ready(listener.local_addr()?);
+    let auth = cfg.auth.clone();
     let d = Daemon {
         cfg: Arc::new(cfg),
         jobs: Arc::default(),
@@ -403,7 +493,10 @@ pub async fn serve(
     // more than a few seconds for idle client connections to close.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .add_service(PartyControlServer::new(d).max_decoding_message_size(8 << 20))
+        .add_service(InterceptedService::new(
+            PartyControlServer::new(d).max_decoding_message_size(8 << 20),
+            move |req: Request<()>| authenticate(&auth, req),
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {

@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod client;
 pub mod daemon;
 pub mod linked;
@@ -297,4 +298,22 @@ pub fn run_job<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
         stats: transport.stats().since(&before),
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Writes `bytes` to `path`, readable by this user only (mode 0600 on Unix,
+/// also when the file existed): outputs and shares are secrets.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(bytes)?;
+    f.sync_all()
 }

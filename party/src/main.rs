@@ -66,6 +66,7 @@ use ariann_mpc::PreprocessingSource;
 use ariann_net::keys::{DealerConfig, DealerStreamSource};
 use ariann_net::{NetConfig, TlsConfig, WanShape};
 use ariann_nn::{Config, Model, Rounding, Variant, Weights, zoo};
+use ariann_party::auth::ControlAuth;
 use ariann_party::linked::{LinkedError, open_key_file, run_linked};
 use ariann_party::{Asset, Job};
 use clap::Parser;
@@ -110,6 +111,17 @@ struct Opts {
     /// Daemon mode: key files at `DIR/<job id>/party<i>.keys`.
     #[arg(long, value_name = "DIR")]
     keys_dir: Option<PathBuf>,
+    /// Daemon mode: the clients allowed on the control port, one `NAME
+    /// TOKEN` line each, in a file only this user can read (mode 0600).
+    /// Clients send `authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure_local")]
+    control_tokens: Option<PathBuf>,
+    /// Daemon mode without authentication, on a loopback address only:
+    /// every user of this host can submit jobs, supply assets and fetch
+    /// outputs. For demos and tests.
+    #[arg(long)]
+    #[serde(default)]
+    insecure_local: bool,
     /// Pull this party's keys from `ariann-dealer serve` at `host:port`
     /// instead of a key file.
     #[arg(long, value_name = "ADDR")]
@@ -179,6 +191,11 @@ struct Opts {
     /// The peer's pinned certificate or CA (PEM).
     #[arg(long, value_name = "PEM")]
     tls_peer: Option<PathBuf>,
+    /// Run the party link in plaintext although --tls-cert/--tls-key are
+    /// given (they are then this party's identity towards the dealer only).
+    #[arg(long, conflicts_with = "tls_peer")]
+    #[serde(default)]
+    plaintext_link: bool,
     /// Name party 1 expects in party 0's certificate.
     #[arg(long)]
     tls_server_name: Option<String>,
@@ -267,6 +284,8 @@ fn merge(cli: Opts, file: Opts) -> Opts {
             train: cli.train || file.train,
             quiet: cli.quiet || file.quiet,
             keep_final_relu: cli.keep_final_relu || file.keep_final_relu,
+            insecure_local: cli.insecure_local || file.insecure_local,
+            plaintext_link: cli.plaintext_link || file.plaintext_link,
             config: cli.config, verbose: cli.verbose } };
     }
     pick!(
@@ -277,6 +296,7 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         keys,
         control,
         keys_dir,
+        control_tokens,
         dealer,
         dealer_tls_peer,
         dealer_tls_server_name,
@@ -412,10 +432,18 @@ fn net_config(o: &Opts, party: Party) -> Result<NetConfig> {
         let shape: WanShape = w.parse().with_context(|| format!("--wan {w}"))?;
         net = net.wan(shape);
     }
-    // The party link uses TLS when its peer is pinned (the certificate and
-    // key alone may be this party's identity towards the dealer only).
-    let link_tls = o.tls_peer.is_some()
-        || (o.dealer_tls_peer.is_none() && (o.tls_cert.is_some() || o.tls_key.is_some()));
+    // The party link uses TLS when its peer is pinned. A certificate and key
+    // given for the dealer alone would leave the link in plaintext: that
+    // must be asked for (--plaintext-link), never happen silently.
+    let identity = o.tls_cert.is_some() || o.tls_key.is_some();
+    if identity && o.tls_peer.is_none() && o.dealer_tls_peer.is_some() && !o.plaintext_link {
+        bail!(
+            "--tls-cert/--tls-key with --dealer-tls-peer but without --tls-peer: the party \
+             link would run in plaintext. Give --tls-peer (the other party's certificate) \
+             for a TLS link, or --plaintext-link to run it in plaintext knowingly"
+        );
+    }
+    let link_tls = o.tls_peer.is_some() || (identity && o.dealer_tls_peer.is_none());
     if link_tls {
         net = net.tls(TlsConfig {
             cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
@@ -656,7 +684,7 @@ fn run(o: Opts) -> Result<(), Fail> {
             "predictions": pred,
         });
         match &s.output {
-            Some(f) => std::fs::write(f, json.to_string())
+            Some(f) => ariann_party::write_private(f, json.to_string().as_bytes())
                 .with_context(|| format!("cannot write {}", f.display()))
                 .map_err(Fail::Local)?,
             None => println!("{json}"),
@@ -677,6 +705,20 @@ fn daemon(o: Opts) -> Result<(), Fail> {
     // Every plan setting the dealer has (issue: the daemon used to take only
     // --k-cmp, so other dealer settings could not be run).
     let cfg = config_of(&o, false);
+    let auth = match (&o.control_tokens, o.insecure_local) {
+        (Some(f), _) => ControlAuth::Tokens(
+            ariann_party::auth::Tokens::from_file(f).map_err(|e| Fail::Usage(anyhow!(e)))?,
+        ),
+        (None, true) => ControlAuth::InsecureLocal,
+        (None, false) => {
+            return Err(Fail::Usage(anyhow!(
+                "daemon mode needs --control-tokens FILE (a 0600 file of `NAME TOKEN` \
+                 lines; clients send `authorization: Bearer TOKEN`) or --insecure-local \
+                 (no authentication, loopback only: any user of this host could submit \
+                 jobs and fetch outputs)"
+            )));
+        }
+    };
     let dc = ariann_party::daemon::DaemonConfig {
         control: o.control.ok_or_else(|| Fail::Usage(anyhow!("--control")))?,
         net,
@@ -685,6 +727,8 @@ fn daemon(o: Opts) -> Result<(), Fail> {
         cfg,
         max_asset_bytes: 8 << 30,
         fetch_timeout: Duration::from_secs(3600),
+        auth,
+        max_jobs: 1024,
     };
     let rt = tokio::runtime::Runtime::new()
         .context("cannot start the runtime")

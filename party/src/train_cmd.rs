@@ -471,7 +471,7 @@ pub(crate) fn run(o: Opts) -> Result<(), Fail> {
     match (bytes, &s.out) {
         (Some((b, what)), Some(f)) => {
             let b = b.context("cannot encode the result").map_err(Fail::Local)?;
-            std::fs::write(f, b)
+            ariann_party::write_private(f, &b)
                 .with_context(|| format!("cannot write {}", f.display()))
                 .map_err(Fail::Local)?;
             eprintln!("wrote {what} to {}", f.display());

@@ -3,6 +3,10 @@
 //! the data owner's client the same job and the inputs to party 1; the
 //! output is revealed to party 1 only and equals the fixed-point cleartext.
 //! Daemons run jobs one after the other and shut down on SIGTERM.
+//! The control port takes bearer tokens (0600 file): calls without a
+//! token, with an unknown one, or on another client's job are refused; an
+//! output is handed out once; a daemon without a token file (or
+//! `--insecure-local`) or with a world-readable one does not start.
 
 mod common;
 use ariann_party::client::{ClientError, RemoteParty};
@@ -16,10 +20,36 @@ fn free_port() -> u16 {
         .port()
 }
 
+const OWNER: &str = "0wner0wner0wner0wner0wner0wner00";
+const HOSPITAL: &str = "h0spitalh0spitalh0spitalh0spital";
+const STRANGER: &str = "strangerstrangerstrangerstranger";
+
+/// Writes a token file (mode 0600 unless `mode` says otherwise).
+fn token_file(f: &Fixture, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = f.path(name);
+    std::fs::write(&p, text).expect("token file");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    p
+}
+
 fn daemon(f: &Fixture, id: u8, link: &str) -> (Child, String) {
+    let (me, client) = if id == 0 {
+        ("owner", OWNER)
+    } else {
+        ("hospital", HOSPITAL)
+    };
+    let tokens = token_file(
+        f,
+        &format!("tokens{id}"),
+        &format!("# clients of party {id}\n{me} {client}\nstranger {STRANGER}\n"),
+        0o600,
+    );
     let ready = f.path(&format!("ready{id}"));
     let mut c = Command::new(party_bin());
     c.args(["--id", &id.to_string(), "--control", "127.0.0.1:0"])
+        .arg("--control-tokens")
+        .arg(&tokens)
         .args(["--connect-timeout", "10", "--exchange-timeout", "10"])
         .arg("--keys-dir")
         .arg(f.path("jobs"))
@@ -55,8 +85,9 @@ fn daemons_run_submitted_jobs_and_reveal_to_the_named_party_only() {
     let (d1, a1) = daemon(&f, 1, &link);
     let json = std::fs::read_to_string(f.path("model.json")).expect("model");
     let weights = f.weights.to_safetensors().expect("weights");
-    let mut owner = RemoteParty::connect(&a0).expect("party 0");
-    let mut hospital = RemoteParty::connect(&a1).expect("party 1");
+    let mut owner = RemoteParty::connect_with_token(&a0, OWNER).expect("party 0");
+    let mut hospital = RemoteParty::connect_with_token(&a1, HOSPITAL).expect("party 1");
+    let mut stranger = RemoteParty::connect_with_token(&a1, STRANGER).expect("party 1");
 
     for job in ["job-1", "job-2"] {
         f.keys(&format!("jobs/{job}"), BATCH);
@@ -82,7 +113,52 @@ fn daemons_run_submitted_jobs_and_reveal_to_the_named_party_only() {
             matches!(&denied, Err(ClientError::Status(s)) if s.code() == tonic::Code::PermissionDenied),
             "party 0 must not hand out the output: {denied:?}"
         );
+        // Handed out once, then wiped.
+        let again = hospital.fetch_output(job);
+        assert!(
+            matches!(&again, Err(ClientError::Status(s)) if s.code() == tonic::Code::FailedPrecondition),
+            "a second fetch: {again:?}"
+        );
     }
+
+    // Authentication: no token, an unknown token.
+    let code = |r: Result<(ariann_proto::v1::JobState, String, u64, u64), ClientError>| match r {
+        Err(ClientError::Status(s)) => Some(s.code()),
+        _ => None,
+    };
+    let mut anonymous = RemoteParty::connect(&a1).expect("connect");
+    assert_eq!(
+        code(anonymous.status("")),
+        Some(tonic::Code::Unauthenticated)
+    );
+    assert!(anonymous.submit_json("anon", &json, BATCH, 1).is_err());
+    let mut forged = RemoteParty::connect_with_token(&a1, &HOSPITAL.replace('h', "H")).expect("c");
+    assert_eq!(
+        code(forged.status("job-1")),
+        Some(tonic::Code::Unauthenticated)
+    );
+    // Another client of the same daemon cannot see, feed or fetch the
+    // hospital's job: it is "unknown" to it.
+    hospital
+        .submit_json("mine", &json, BATCH, 1)
+        .expect("submit");
+    assert_eq!(code(stranger.status("mine")), Some(tonic::Code::NotFound));
+    assert_eq!(code(stranger.status("job-2")), Some(tonic::Code::NotFound));
+    let fed = stranger.provide_input("mine", &f.x);
+    assert!(
+        matches!(&fed, Err(ClientError::Status(s)) if s.code() == tonic::Code::NotFound),
+        "{fed:?}"
+    );
+    let taken = stranger.fetch_output("mine");
+    assert!(
+        matches!(&taken, Err(ClientError::Status(s)) if s.code() == tonic::Code::NotFound),
+        "{taken:?}"
+    );
+    let (_, detail, _, _) = stranger.status("").expect("own summary");
+    assert!(
+        detail.contains("0 job"),
+        "the stranger sees only its jobs: {detail}"
+    );
 
     // A job id twice, an unknown model, a job without keys.
     assert!(matches!(
@@ -114,4 +190,57 @@ fn daemons_run_submitted_jobs_and_reveal_to_the_named_party_only() {
 
     terminate(d0, "party 0");
     terminate(d1, "party 1");
+}
+
+/// A daemon without a token file (and without `--insecure-local`), with a
+/// token file other users can read, or insecure on a non-loopback address,
+/// does not start.
+#[test]
+fn daemons_refuse_to_start_without_safe_authentication() {
+    let f = Fixture::new();
+    let start = |extra: &[&str]| {
+        let out = Command::new(party_bin())
+            .args([
+                "--id",
+                "1",
+                "--control",
+                "127.0.0.1:0",
+                "--peer",
+                "127.0.0.1:9",
+            ])
+            .arg("--keys-dir")
+            .arg(f.path("jobs"))
+            .args(extra)
+            .output()
+            .expect("run");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (st, err) = start(&[]);
+    assert!(!st.success() && err.contains("--control-tokens"), "{err}");
+    let open = token_file(&f, "open", &format!("hospital {HOSPITAL}\n"), 0o644);
+    let (st, err) = start(&["--control-tokens", open.to_str().expect("utf-8")]);
+    assert!(!st.success() && err.contains("chmod 600"), "{err}");
+    assert!(!err.contains(HOSPITAL), "the token is never printed: {err}");
+    let weak = token_file(&f, "weak", "hospital short\n", 0o600);
+    let (st, err) = start(&["--control-tokens", weak.to_str().expect("utf-8")]);
+    assert!(!st.success() && err.contains("at least"), "{err}");
+    let out = Command::new(party_bin())
+        .args([
+            "--id",
+            "1",
+            "--control",
+            "0.0.0.0:0",
+            "--peer",
+            "127.0.0.1:9",
+        ])
+        .arg("--keys-dir")
+        .arg(f.path("jobs"))
+        .arg("--insecure-local")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("loopback"), "{err}");
 }

@@ -177,6 +177,13 @@ fn two_processes_reveal_the_cleartext_result_and_keys_are_used_once() {
         f.expected(),
         "revealed output != fixed-point cleartext"
     );
+    // Keys and outputs are secrets: readable by their owner only.
+    #[cfg(unix)]
+    for p in [&k0, &k1, &f.path("out.json")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
 
     // The same key files again: refused before any traffic.
     let r = run(&f, &k0, &k1, &[], &[]);
@@ -525,4 +532,14 @@ fn keys_streamed_over_mutual_tls_and_an_unpinned_party_is_refused() {
     assert!(err.contains("pinned for party 1"), "{err}");
     let (st, err) = wait(dealer, "the dealer");
     assert!(!st.success(), "the dealer:\n{err}");
+    // A certificate and key with the dealer pinned but no --tls-peer would
+    // leave the party link in plaintext: refused before anything runs.
+    let footgun = party_tls(&c1, &k1, &c0)[..8].to_vec();
+    let c = party_cmd_dealer(&f, 1, "127.0.0.1:9", &s(&footgun))
+        .args(["--peer", "127.0.0.1:9"])
+        .spawn()
+        .expect("spawn");
+    let (st, err) = wait(c, "party 1");
+    assert!(!st.success(), "{err}");
+    assert!(err.contains("--plaintext-link"), "{err}");
 }
