@@ -54,7 +54,7 @@ pub use bundle::{
 };
 pub use cost::{GateCost, PlanCost, plan_cost};
 pub use error::{Fault, MpcError, SourceFault};
-pub use open::{open, open_batch};
+pub use open::{open, open_batch, open_bits};
 pub use plan::{BundleStream, Plan};
 pub use session::Session;
 pub use table::{GateKind, MapKind, SplineKind};
