@@ -28,15 +28,15 @@
 //!
 //! | `gate` | fields |
 //! |---|---|
-//! | `drelu`, `relu`, `eq_zero` | `m`, `k` |
-//! | `trunc` | `m`, `f`, `k` |
+//! | `drelu`, `relu`, `eq_zero`, `relu_small` | `m`, `k` |
+//! | `trunc`, `trunc_relu` | `m`, `f`, `k` (for `trunc_relu`, `k` is the window of the truncated value: `-2^(k-1) < x >> f < 2^(k-1)`) |
 //! | `triple` | `map` (`mul`, `matmul` or `conv2d`) and that map's fields: |
 //! | &nbsp;&nbsp;`"map": "mul"` | `len` |
 //! | &nbsp;&nbsp;`"map": "matmul"` | `m`, `k`, `n` (matrix dimensions: `(m x k) . (k x n)`) |
 //! | &nbsp;&nbsp;`"map": "conv2d"` | `n`, `c`, `h`, `w`, `oc`, `kh`, `kw`, `stride`, `pad` |
-//! | `max_pool`, `max_pool_one_hot` | `shape` (an object: `n`, `c`, `h`, `w`, `k`, `stride`, `pad`), `k` |
+//! | `max_pool`, `max_pool_one_hot`, `max_pool_small` | `shape` (an object: `n`, `c`, `h`, `w`, `k`, `stride`, `pad`), `k` |
 //! | `batch_norm` | `n`, `c`, `h`, `w` |
-//! | `argmax` | `rows`, `n`, `k` |
+//! | `argmax`, `argmax_small` | `rows`, `n`, `k` |
 //! | `spline` | `func` (an object: `"fn"` and that function's fields, below), `m`, `k` |
 //! | &nbsp;&nbsp;`"fn": "exp"` | `f` (`e^u` for `u <= 0`, input with `f` fractional bits) |
 //! | &nbsp;&nbsp;`"fn": "recip"` | `f`, `max` (`1/s` for `s` in `[1, max]`) |

@@ -125,6 +125,29 @@ pub trait Gates<R: Ring> {
     /// output has `2 f` fractional bits: one [`GateDesc::Spline`].
     fn spline(&mut self, func: SplineFn, x: &[R], k: u32) -> Result<Vec<R>, MpcError>;
 
+    /// ReLU and its DReLU bits on a `k`-bit window with small keys (a DCF
+    /// with a 1-bit payload), in 2 rounds: one [`GateDesc::ReluSmall`]. The
+    /// same outputs as [`Gates::relu`].
+    fn relu_small(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError>;
+
+    /// Exact `max(x >> f, 0)` (floor truncation, then ReLU) for
+    /// `|x >> f| < 2^(k-1)`, in 2 rounds: one [`GateDesc::TruncRelu`]. No
+    /// DReLU bits: for inference.
+    fn trunc_relu(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError>;
+
+    /// Max-pool (tree of `relu_small`, `2 ceil(log2 k^2)` rounds): one
+    /// [`GateDesc::MaxPoolSmall`]. The same outputs as [`Gates::max_pool`].
+    fn max_pool_small(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError>;
+
+    /// One-hot argmax with small comparison keys, in 3 rounds: one
+    /// [`GateDesc::ArgmaxSmall`]. The same output as [`Gates::argmax`].
+    fn argmax_small(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError>;
+
     /// Local: this party's share of `x + c` for a public `c`.
     fn add_public(&self, x: &[R], c: &[R]) -> Result<Vec<R>, MpcError> {
         linear::add_public(self.party(), x, c)
@@ -333,6 +356,23 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
     fn spline(&mut self, func: SplineFn, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
         Session::spline(self, func, x, k)
     }
+    fn relu_small(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
+        Session::relu_small(self, x, k)
+    }
+    fn trunc_relu(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        Session::trunc_relu(self, x, f, k)
+    }
+    fn max_pool_small(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        Session::max_pool_small(self, x, shape, k)
+    }
+    fn argmax_small(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
+        Session::argmax_small(self, x, rows, n, k)
+    }
 }
 
 // ------------------------------------------------------- cleartext backend
@@ -427,39 +467,7 @@ impl<R: Ring> Gates<R> for Clear {
         shape: PoolShape,
         _k: u32,
     ) -> Result<MaxPoolOutput<R>, MpcError> {
-        check_len("max-pool input", shape.input_len(), x.len())?;
-        // The same tree as the private gate: at each level, pairs (a, b)
-        // become b + ReLU(a - b), the selection bit is [a - b >= 0].
-        let mut cur: Vec<Vec<R>> = shape
-            .windows()?
-            .iter()
-            .map(|w| w.iter().map(|i| x[*i]).collect())
-            .collect();
-        let mut selections = Vec::new();
-        while cur.iter().any(|w| w.len() > 1) {
-            let mut sel = Vec::new();
-            for win in cur.iter_mut() {
-                let mut next = Vec::with_capacity(win.len().div_ceil(2));
-                for pair in win.chunks(2) {
-                    match *pair {
-                        [a, b] => {
-                            let d = a.wsub(b);
-                            let up = ge0(d);
-                            sel.push(bit(up));
-                            next.push(b.wadd(if up { d } else { R::ZERO }));
-                        }
-                        [a] => next.push(a),
-                        _ => {}
-                    }
-                }
-                *win = next;
-            }
-            selections.push(sel);
-        }
-        Ok(MaxPoolOutput {
-            max: cur.into_iter().map(|w| w[0]).collect(),
-            selections,
-        })
+        clear_max_pool(x, shape)
     }
     fn max_pool_one_hot(
         &mut self,
@@ -545,25 +553,97 @@ impl<R: Ring> Gates<R> for Clear {
         })
     }
     fn argmax(&mut self, x: &[R], rows: usize, n: usize, _k: u32) -> Result<Vec<R>, MpcError> {
-        if n == 0 {
-            return Err(MpcError::InvalidParameter("argmax over 0 values".into()));
-        }
-        check_len("argmax input", rows * n, x.len())?;
-        let lens = vec![n; rows];
-        let c: Vec<R> = pairwise_diffs(x, &lens)
-            .into_iter()
-            .map(|d| bit(ge0(d)))
-            .collect();
-        Ok(shifted_scores(&c, &lens, Party::P0)
-            .into_iter()
-            .map(|s| bit(s == R::ZERO))
-            .collect())
+        clear_argmax(x, rows, n)
     }
     fn spline(&mut self, func: SplineFn, x: &[R], k: u32) -> Result<Vec<R>, MpcError> {
         // The gate's spline, checked as the dealer checks it.
         let spline = func.gate_spline::<R>(k)?;
         Ok(x.iter().map(|v| spline.eval_clear(*v)).collect())
     }
+    fn relu_small(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
+        Gates::<R>::relu(self, x, k)
+    }
+    fn trunc_relu(&mut self, x: &[R], f: u32, _k: u32) -> Result<Vec<R>, MpcError> {
+        // Floor truncation (arithmetic shift), then max(., 0).
+        Ok(x.iter()
+            .map(|v| {
+                let t = v.sar(f);
+                if ge0(t) { t } else { R::ZERO }
+            })
+            .collect())
+    }
+    fn max_pool_small(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        _k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        clear_max_pool(x, shape)
+    }
+    fn argmax_small(
+        &mut self,
+        x: &[R],
+        rows: usize,
+        n: usize,
+        _k: u32,
+    ) -> Result<Vec<R>, MpcError> {
+        clear_argmax(x, rows, n)
+    }
+}
+
+/// The max tree on clear values: at each level, pairs `(a, b)` become
+/// `b + ReLU(a - b)`, the selection bit is `[a - b >= 0]` (both max-pool
+/// gates, whatever their level keys).
+fn clear_max_pool<R: Ring>(x: &[R], shape: PoolShape) -> Result<MaxPoolOutput<R>, MpcError> {
+    check_len("max-pool input", shape.input_len(), x.len())?;
+    // The same tree as the private gate: at each level, pairs (a, b)
+    // become b + ReLU(a - b), the selection bit is [a - b >= 0].
+    let mut cur: Vec<Vec<R>> = shape
+        .windows()?
+        .iter()
+        .map(|w| w.iter().map(|i| x[*i]).collect())
+        .collect();
+    let mut selections = Vec::new();
+    while cur.iter().any(|w| w.len() > 1) {
+        let mut sel = Vec::new();
+        for win in cur.iter_mut() {
+            let mut next = Vec::with_capacity(win.len().div_ceil(2));
+            for pair in win.chunks(2) {
+                match *pair {
+                    [a, b] => {
+                        let d = a.wsub(b);
+                        let up = ge0(d);
+                        sel.push(bit(up));
+                        next.push(b.wadd(if up { d } else { R::ZERO }));
+                    }
+                    [a] => next.push(a),
+                    _ => {}
+                }
+            }
+            *win = next;
+        }
+        selections.push(sel);
+    }
+    Ok(MaxPoolOutput {
+        max: cur.into_iter().map(|w| w[0]).collect(),
+        selections,
+    })
+}
+/// One-hot argmax on clear values, ties to the first (both argmax gates).
+fn clear_argmax<R: Ring>(x: &[R], rows: usize, n: usize) -> Result<Vec<R>, MpcError> {
+    if n == 0 {
+        return Err(MpcError::InvalidParameter("argmax over 0 values".into()));
+    }
+    check_len("argmax input", rows * n, x.len())?;
+    let lens = vec![n; rows];
+    let c: Vec<R> = pairwise_diffs(x, &lens)
+        .into_iter()
+        .map(|d| bit(ge0(d)))
+        .collect();
+    Ok(shifted_scores(&c, &lens, Party::P0)
+        .into_iter()
+        .map(|s| bit(s == R::ZERO))
+        .collect())
 }
 
 // ---------------------------------------------------------------- recorder
@@ -666,20 +746,9 @@ impl<R: Ring> Gates<R> for Recorder {
         shape: PoolShape,
         k: u32,
     ) -> Result<MaxPoolOutput<R>, MpcError> {
-        check_len("max-pool input", shape.input_len(), x.len())?;
-        // From the histogram of window sizes: the same counts as the
-        // private gate's tree, without building the windows.
-        let sizes = shape.window_sizes()?;
-        let outputs = count(sizes.iter().map(|(_, m)| *m).sum())?;
-        let levels = tree_levels(&sizes)?;
+        let out = tree_placeholders(x, &shape)?;
         self.gates.push(GateDesc::MaxPool { shape, k });
-        Ok(MaxPoolOutput {
-            max: vec![R::ZERO; outputs],
-            selections: levels
-                .into_iter()
-                .map(|m| count(m).map(|m| vec![R::ZERO; m]))
-                .collect::<Result<_, _>>()?,
-        })
+        Ok(out)
     }
     fn max_pool_one_hot(
         &mut self,
@@ -732,6 +801,52 @@ impl<R: Ring> Gates<R> for Recorder {
         });
         Ok(vec![R::ZERO; x.len()])
     }
+    fn relu_small(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
+        self.gates.push(GateDesc::ReluSmall { m: x.len(), k });
+        Ok(ReluOutput {
+            relu: vec![R::ZERO; x.len()],
+            drelu: vec![R::ZERO; x.len()],
+        })
+    }
+    fn trunc_relu(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        self.gates.push(GateDesc::TruncRelu { m: x.len(), f, k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+    fn max_pool_small(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        let out = tree_placeholders(x, &shape)?;
+        self.gates.push(GateDesc::MaxPoolSmall { shape, k });
+        Ok(out)
+    }
+    fn argmax_small(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
+        if n == 0 {
+            return Err(MpcError::InvalidParameter("argmax over 0 values".into()));
+        }
+        check_len("argmax input", rows * n, x.len())?;
+        self.gates.push(GateDesc::ArgmaxSmall { rows, n, k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+}
+
+/// The recorder's output of a max tree: zeros of the sizes the private
+/// gate returns, from the histogram of window sizes (the same counts as
+/// the tree, without building the windows).
+fn tree_placeholders<R: Ring>(x: &[R], shape: &PoolShape) -> Result<MaxPoolOutput<R>, MpcError> {
+    check_len("max-pool input", shape.input_len(), x.len())?;
+    let sizes = shape.window_sizes()?;
+    let outputs = count(sizes.iter().map(|(_, m)| *m).sum())?;
+    let levels = tree_levels(&sizes)?;
+    Ok(MaxPoolOutput {
+        max: vec![R::ZERO; outputs],
+        selections: levels
+            .into_iter()
+            .map(|m| count(m).map(|m| vec![R::ZERO; m]))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// A [`PreprocessingSource`] that also records: what a [`Session`] asks

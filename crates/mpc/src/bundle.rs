@@ -112,6 +112,43 @@ pub enum GateDesc {
         /// for a network's first layer).
         dx: bool,
     },
+    /// `m` two-round ReLU gates on a `k`-bit window with small keys (a DCF
+    /// with a 1-bit payload; see [`crate::gates::small`]).
+    ReluSmall {
+        /// Elements.
+        m: usize,
+        /// Window bits.
+        k: u32,
+    },
+    /// `m` exact fused truncations by `f` bits and ReLUs, `max(x >> f, 0)`,
+    /// for `|x >> f| < 2^(k-1)` (2 rounds, inference only; see
+    /// [`crate::gates::small`]).
+    TruncRelu {
+        /// Elements.
+        m: usize,
+        /// Fractional bits removed.
+        f: u32,
+        /// Window bits of the truncated value.
+        k: u32,
+    },
+    /// A max-pool on a `k`-bit window whose tree levels are `relu_small`
+    /// gates (2 rounds per level).
+    MaxPoolSmall {
+        /// Geometry.
+        shape: PoolShape,
+        /// Window bits.
+        k: u32,
+    },
+    /// Argmax over `rows` rows of `n` values on a `k`-bit window with small
+    /// comparison keys (3 rounds).
+    ArgmaxSmall {
+        /// Rows.
+        rows: usize,
+        /// Values per row.
+        n: usize,
+        /// Window bits.
+        k: u32,
+    },
 }
 
 /// A map's parameters as `Display` writes them: `len=9`, `m=2, k=3, n=4`, ...
@@ -134,10 +171,15 @@ impl core::fmt::Display for GateDesc {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let name = self.kind().name();
         match *self {
-            GateDesc::Drelu { m, k } | GateDesc::Relu { m, k } | GateDesc::EqZero { m, k } => {
+            GateDesc::Drelu { m, k }
+            | GateDesc::Relu { m, k }
+            | GateDesc::EqZero { m, k }
+            | GateDesc::ReluSmall { m, k } => {
                 write!(f, "{name}(m={m}, k={k})")
             }
-            GateDesc::Trunc { m, f: bits, k } => write!(f, "{name}(m={m}, f={bits}, k={k})"),
+            GateDesc::Trunc { m, f: bits, k } | GateDesc::TruncRelu { m, f: bits, k } => {
+                write!(f, "{name}(m={m}, f={bits}, k={k})")
+            }
             GateDesc::Triple(map) => {
                 write!(f, "{name}/{}({})", map.kind().name(), map_params(&map))
             }
@@ -147,12 +189,16 @@ impl core::fmt::Display for GateDesc {
                 map.kind().name(),
                 map_params(&map)
             ),
-            GateDesc::MaxPool { shape: s, k } | GateDesc::MaxPoolOneHot { shape: s, k } => write!(
+            GateDesc::MaxPool { shape: s, k }
+            | GateDesc::MaxPoolOneHot { shape: s, k }
+            | GateDesc::MaxPoolSmall { shape: s, k } => write!(
                 f,
                 "{name}(n={}, c={}, h={}, w={}, size={}, stride={}, pad={}, k={k})",
                 s.n, s.c, s.h, s.w, s.k, s.stride, s.pad
             ),
-            GateDesc::Argmax { rows, n, k } => write!(f, "{name}(rows={rows}, n={n}, k={k})"),
+            GateDesc::Argmax { rows, n, k } | GateDesc::ArgmaxSmall { rows, n, k } => {
+                write!(f, "{name}(rows={rows}, n={n}, k={k})")
+            }
             GateDesc::BatchNorm(s) => {
                 write!(f, "{name}(n={}, c={}, h={}, w={})", s.n, s.c, s.h, s.w)
             }
@@ -211,6 +257,10 @@ impl GateDesc {
             GateDesc::BatchNorm(_) => GateKind::BatchNorm,
             GateDesc::Spline { .. } => GateKind::Spline,
             GateDesc::TrainTriple { .. } => GateKind::TrainTriple,
+            GateDesc::ReluSmall { .. } => GateKind::ReluSmall,
+            GateDesc::TruncRelu { .. } => GateKind::TruncRelu,
+            GateDesc::MaxPoolSmall { .. } => GateKind::MaxPoolSmall,
+            GateDesc::ArgmaxSmall { .. } => GateKind::ArgmaxSmall,
         }
     }
 
@@ -228,21 +278,26 @@ impl GateDesc {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.kind().number());
         match *self {
-            GateDesc::Drelu { m, k } | GateDesc::Relu { m, k } | GateDesc::EqZero { m, k } => {
+            GateDesc::Drelu { m, k }
+            | GateDesc::Relu { m, k }
+            | GateDesc::EqZero { m, k }
+            | GateDesc::ReluSmall { m, k } => {
                 put_usize(out, m);
                 put_u32(out, k);
             }
-            GateDesc::Trunc { m, f, k } => {
+            GateDesc::Trunc { m, f, k } | GateDesc::TruncRelu { m, f, k } => {
                 put_usize(out, m);
                 put_u32(out, f);
                 put_u32(out, k);
             }
             GateDesc::Triple(map) => map.encode(out),
-            GateDesc::MaxPool { shape, k } | GateDesc::MaxPoolOneHot { shape, k } => {
+            GateDesc::MaxPool { shape, k }
+            | GateDesc::MaxPoolOneHot { shape, k }
+            | GateDesc::MaxPoolSmall { shape, k } => {
                 shape.encode(out);
                 put_u32(out, k);
             }
-            GateDesc::Argmax { rows, n, k } => {
+            GateDesc::Argmax { rows, n, k } | GateDesc::ArgmaxSmall { rows, n, k } => {
                 put_usize(out, rows);
                 put_usize(out, n);
                 put_u32(out, k);
@@ -318,6 +373,24 @@ impl GateDesc {
             GateKind::Spline => GateDesc::Spline {
                 func: SplineFn::read(rd)?,
                 m: rd.usize(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::ReluSmall => GateDesc::ReluSmall {
+                m: rd.usize(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::TruncRelu => GateDesc::TruncRelu {
+                m: rd.usize(what)?,
+                f: rd.u32(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::MaxPoolSmall => GateDesc::MaxPoolSmall {
+                shape: PoolShape::read(rd)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::ArgmaxSmall => GateDesc::ArgmaxSmall {
+                rows: rd.usize(what)?,
+                n: rd.usize(what)?,
                 k: rd.u32(what)?,
             },
             GateKind::TrainTriple => GateDesc::TrainTriple {
@@ -538,6 +611,14 @@ pub(crate) mod tests {
                 map: Bilinear::Mul { len: 5 },
                 dx: true,
             },
+            GateDesc::ReluSmall { m: 6, k: 32 },
+            GateDesc::TruncRelu { m: 8, f: 16, k: 32 },
+            GateDesc::MaxPoolSmall { shape: pool, k: 24 },
+            GateDesc::ArgmaxSmall {
+                rows: 2,
+                n: 10,
+                k: 32,
+            },
         ]
     }
 
@@ -568,7 +649,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_are_refused() {
-        for t in [0u8, 12, 255] {
+        for t in [0u8, 16, 255] {
             let mut buf = vec![t];
             buf.extend_from_slice(&[0; 64]);
             let e = GateDesc::decode(&buf).expect_err("unknown kind");

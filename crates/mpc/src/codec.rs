@@ -35,6 +35,18 @@
 //! - batch-norm: the shape, then truncation, triple, truncation, truncation,
 //!   spline, triple, truncation, triple, truncation bodies
 //! - argmax: `rows`, `n`, a DReLU body, an equality body
+//! - ReLU (small): `k` (u32), `m`, `r[m]`, `m[m]`, `mr[m]`, the bits `s[m]`
+//!   (packed: eight to a byte, lowest bit first, `ceil(m / 8)` bytes, the
+//!   padding bits zero), FSS (DCF, `Z_2`)
+//! - truncation + ReLU: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`,
+//!   `r_msb[m]`, `md[m]`, `mc[m]`, `mdmc[m]`, `md_rhi[m]`, `md_rmsb[m]`, the
+//!   bits `s[m]` and `u[m]` (packed, each), FSS (DCF on `k - 1` bits, `Z_2`),
+//!   FSS (DCF on `f` bits, `Z_2`)
+//! - max-pool (small): the shape, the number of levels, one ReLU (small)
+//!   body per level (the levels' number and sizes must be the tree's)
+//! - argmax (small): `rows`, `n`, a DReLU (small) body (`k` (u32), `m`,
+//!   `r[m]`, `m[m]`, the bits `s[m]` (packed), FSS (DCF, `Z_2`)), an
+//!   equality body (counts and windows checked against `rows` and `n`)
 //! - training product: a triple body (the map, `a`, `b`, `c`), a flag byte
 //!   (1 iff `cx` follows, as the descriptor's `dx`), then the tensors `d`
 //!   (output shape), `cx` (left operand's shape; if the flag is 1) and `cw`
@@ -88,6 +100,13 @@ pub(crate) fn put_fss<S: Scheme, P: Payload>(out: &mut Vec<u8>, k: &FssKeys<S, P
     let bytes = zeroize::Zeroizing::new(k.encode());
     put_usize(out, bytes.len());
     out.extend_from_slice(&bytes);
+}
+
+/// Bits (`0` or `1` each) packed eight to a byte, lowest bit first, the
+/// last byte padded with zeros (`ceil(n / 8)` bytes; the count is the
+/// caller's, from the body).
+pub(crate) fn put_bits(out: &mut Vec<u8>, bits: &[u8]) {
+    out.extend_from_slice(&crate::open::pack_bits(bits));
 }
 
 pub(crate) fn put_tensor<R: Ring>(out: &mut Vec<u8>, t: &RingTensor<R>) {
@@ -184,6 +203,13 @@ impl<'a> Reader<'a> {
                 R::from_u64(u64::from_le_bytes(b))
             })
             .collect())
+    }
+
+    /// `n` bits written by [`put_bits`]; padding bits must be zero.
+    pub(crate) fn bits(&mut self, n: usize, what: &str) -> Result<Vec<u8>, MpcError> {
+        let raw = self.bytes(crate::open::bit_bytes(n), what)?;
+        crate::open::unpack_bits(raw, n)
+            .ok_or_else(|| err(format!("{what}: padding bits are not zero")))
     }
 
     pub(crate) fn fss<S: Scheme, P: Payload>(

@@ -15,6 +15,10 @@
 //! from triples in one round, max-pool in `ceil(log2 k^2)` rounds, argmax in 2,
 //! and training products whose one key serves the forward product and both
 //! backward products (mask reuse: one round each way, [`gates::train`]).
+//! Small-key variants ([`gates::small`]) trade one more round for about half
+//! the key bytes: ReLU in 2 rounds from a DCF with a 1-bit payload, an exact
+//! fused truncation + ReLU in 2 rounds, and the max-pool and argmax built on
+//! them.
 //!
 //! Layers run on a gate backend ([`Gates`]): the private [`Session`], the
 //! cleartext fixed-point [`Clear`], or the [`Recorder`] whose trace of the
@@ -54,7 +58,7 @@ pub use bundle::{
 };
 pub use cost::{GateCost, PlanCost, plan_cost};
 pub use error::{Fault, MpcError, SourceFault};
-pub use open::{open, open_batch};
+pub use open::{open, open_batch, open_bits};
 pub use plan::{BundleStream, Plan};
 pub use session::Session;
 pub use table::{GateKind, MapKind, SplineKind};

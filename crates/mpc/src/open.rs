@@ -3,7 +3,8 @@
 //!
 //! Values are sent modulo `2^bits` in `ceil(bits / 8)` little-endian bytes
 //! each, so an opening on a `k`-bit comparison window costs `k` bits per
-//! element, not a full ring element.
+//! element, not a full ring element. XOR-shared bits ([`open_bits`]) are
+//! packed eight to a byte.
 
 use crate::error::MpcError;
 use crate::transport::Transport;
@@ -123,4 +124,55 @@ pub fn open_batch<R: Ring, T: Transport + ?Sized>(
         );
     }
     Ok(out)
+}
+
+/// Bytes of an opening of `n` XOR-shared bits ([`open_bits`]): `ceil(n / 8)`.
+pub fn bit_bytes(n: usize) -> usize {
+    n.div_ceil(8)
+}
+
+/// Packs bits (each `0` or `1`; only the lowest bit of each byte is read)
+/// eight to a byte, lowest bit first, the last byte padded with zeros.
+pub(crate) fn pack_bits(bits: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; bit_bytes(bits.len())];
+    for (i, b) in bits.iter().enumerate() {
+        out[i / 8] |= (b & 1) << (i % 8);
+    }
+    out
+}
+
+/// Unpacks `n` bits written by [`pack_bits`] from exactly `ceil(n / 8)`
+/// bytes; `None` if the length is wrong or a padding bit is set.
+pub(crate) fn unpack_bits(bytes: &[u8], n: usize) -> Option<Vec<u8>> {
+    if bytes.len() != bit_bytes(n) {
+        return None;
+    }
+    if !n.is_multiple_of(8) && bytes.last().is_some_and(|b| b >> (n % 8) != 0) {
+        return None;
+    }
+    Some((0..n).map(|i| (bytes[i / 8] >> (i % 8)) & 1).collect())
+}
+
+/// Opens XOR-shared bits in one round: `shares[i]` is this party's share
+/// (`0` or `1`) of a bit masked by dealer randomness; both parties send
+/// their shares packed eight to a byte ([`bit_bytes`] bytes) and the result
+/// is `share_0 XOR share_1` for every bit. A message of the wrong length is
+/// [`MpcError::WrongLength`], one with a padding bit set
+/// [`MpcError::Protocol`].
+pub fn open_bits<T: Transport + ?Sized>(t: &mut T, shares: &[u8]) -> Result<Vec<u8>, MpcError> {
+    let mine = pack_bits(shares);
+    let theirs = t.exchange(&mine)?;
+    if theirs.len() != mine.len() {
+        return Err(MpcError::WrongLength {
+            expected: mine.len(),
+            got: theirs.len(),
+        });
+    }
+    let theirs = unpack_bits(&theirs, shares.len())
+        .ok_or_else(|| MpcError::Protocol("padding bits set in a bit opening".into()))?;
+    Ok(shares
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a ^ b) & 1)
+        .collect())
 }

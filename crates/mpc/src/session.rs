@@ -213,6 +213,57 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         }
     }
 
+    /// ReLU (and its DReLU bits) of `x` on a `k`-bit window with small keys,
+    /// in 2 rounds: one [`GateDesc::ReluSmall`].
+    pub fn relu_small(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
+        let gate = GateDesc::ReluSmall { m: x.len(), k };
+        match self.key(gate)? {
+            GateKey::ReluSmall(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// Exact `max(x >> f, 0)` for `|x >> f| < 2^(k-1)`, in 2 rounds: one
+    /// [`GateDesc::TruncRelu`].
+    pub fn trunc_relu(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::TruncRelu { m: x.len(), f, k };
+        match self.key(gate)? {
+            GateKey::TruncRelu(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// Max-pool of `x` (flat `n, c, h, w`) on a `k`-bit window with
+    /// `relu_small` tree levels: one [`GateDesc::MaxPoolSmall`].
+    pub fn max_pool_small(
+        &mut self,
+        x: &[R],
+        shape: PoolShape,
+        k: u32,
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        let gate = GateDesc::MaxPoolSmall { shape, k };
+        match self.key(gate)? {
+            GateKey::MaxPoolSmall(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// One-hot argmax of each row of `x` with small comparison keys, in 3
+    /// rounds: one [`GateDesc::ArgmaxSmall`].
+    pub fn argmax_small(
+        &mut self,
+        x: &[R],
+        rows: usize,
+        n: usize,
+        k: u32,
+    ) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::ArgmaxSmall { rows, n, k };
+        match self.key(gate)? {
+            GateKey::ArgmaxSmall(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
     /// One-hot argmax of each row of `x` (`rows x n`, flat) on a `k`-bit window.
     pub fn argmax(&mut self, x: &[R], rows: usize, n: usize, k: u32) -> Result<Vec<R>, MpcError> {
         let gate = GateDesc::Argmax { rows, n, k };

@@ -21,6 +21,10 @@
 //! | 9 | `batch_norm` | `BatchNorm(BatchNormShape)` |
 //! | 10 | `train_triple` | `TrainTriple { map: Bilinear, dx: bool }` (sub-kind of `map`: [`MapKind`]) |
 //! | 11 | `spline` | `Spline { func, m, k }`, sub-kind [`SplineKind`]: 1 `exp`, 2 `recip` |
+//! | 12 | `relu_small` | `ReluSmall { m, k }` |
+//! | 13 | `trunc_relu` | `TruncRelu { m, f, k }` |
+//! | 14 | `max_pool_small` | `MaxPoolSmall { shape, k }` |
+//! | 15 | `argmax_small` | `ArgmaxSmall { rows, n, k }` |
 //!
 //! The table (`gate_table!` below) also names each kind's key type: it
 //! generates [`GateKind`], [`GateKey`] (one variant per row) and the
@@ -86,7 +90,10 @@ use crate::error::MpcError;
 use crate::gates::batchnorm::BatchNormKey;
 use crate::gates::beaver::TripleKey;
 use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
-use crate::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey};
+use crate::gates::pool::{
+    ArgmaxKey, ArgmaxSmallKey, MaxPoolKey, MaxPoolOneHotKey, MaxPoolSmallKey,
+};
+use crate::gates::small::{ReluSmallKey, TruncReluKey};
 use crate::gates::spline::SplineKey;
 use crate::gates::train::TrainTripleKey;
 use crate::gates::trunc::TruncKey;
@@ -252,6 +259,14 @@ gate_table! {
     TrainTriple = 10, "train_triple", Box<TrainTripleKey<R>>;
     /// A named public function by a one-round spline (sub-kind: [`SplineKind`]).
     Spline = 11, "spline", SplineKey<R>;
+    /// Two-round ReLU from a 1-bit-payload DCF (smaller keys).
+    ReluSmall = 12, "relu_small", ReluSmallKey<R>;
+    /// Exact fused truncation + ReLU in 2 rounds (inference).
+    TruncRelu = 13, "trunc_relu", TruncReluKey<R>;
+    /// Max-pool whose tree levels are `relu_small` gates.
+    MaxPoolSmall = 14, "max_pool_small", MaxPoolSmallKey<R>;
+    /// One-hot argmax in 3 rounds with small comparison keys.
+    ArgmaxSmall = 15, "argmax_small", ArgmaxSmallKey<R>;
 }
 
 /// One gate kind's keys, as the table dispatches to them. Each gate module
@@ -379,7 +394,7 @@ mod tests {
             assert_eq!(SplineKind::from_name(k.name()), Some(k));
         }
         assert_eq!(GateKind::from_number(0), None);
-        assert_eq!(GateKind::from_number(12), None);
+        assert_eq!(GateKind::from_number(16), None);
     }
 
     #[test]
@@ -397,6 +412,10 @@ mod tests {
             (GateKind::BatchNorm, 9, "batch_norm"),
             (GateKind::TrainTriple, 10, "train_triple"),
             (GateKind::Spline, 11, "spline"),
+            (GateKind::ReluSmall, 12, "relu_small"),
+            (GateKind::TruncRelu, 13, "trunc_relu"),
+            (GateKind::MaxPoolSmall, 14, "max_pool_small"),
+            (GateKind::ArgmaxSmall, 15, "argmax_small"),
         ];
         assert_eq!(pinned.len(), GateKind::ALL.len());
         for (k, n, name) in pinned {

@@ -70,6 +70,16 @@ fn program(g: &mut dyn Gates<u64>, i: &Inputs) -> Result<Vec<Vec<u64>>, MpcError
     out.push(b.centered);
     out.push(b.inv_std);
     out.push(g.argmax(&i.z, 3, 4, 16)?);
+    // The small-key gates: the same outputs with smaller keys.
+    let rs = g.relu_small(&i.v, 32)?;
+    out.push(rs.relu);
+    out.push(rs.drelu);
+    out.push(g.trunc_relu(prod.as_slice(), 16, 32)?);
+    out.push(g.trunc_relu(&i.v, 8, 24)?);
+    let ps = g.max_pool_small(&i.v, POOL, 32)?;
+    out.push(ps.max);
+    out.extend(ps.selections);
+    out.push(g.argmax_small(&i.z, 3, 4, 16)?);
     // Softmax pieces: e^(v - 6) (v < 6), then 1/s of 1 + (sums of 5 of them).
     let u = g.add_public(&i.v, &vec![(-6i64 << 16) as u64; i.v.len()])?;
     let e = g.spline(SplineFn::Exp { f: 16 }, &u, 40)?;
@@ -138,7 +148,7 @@ fn run_all(seed: u64) {
     let sizes = |o: &[Vec<u64>]| o.iter().map(Vec::len).collect::<Vec<_>>();
     assert_eq!(sizes(&placeholders), sizes(&clear), "placeholder sizes");
     let plan: Vec<GateDesc> = rec.into_gates();
-    assert_eq!(plan.len(), 14, "one gate per keyed call");
+    assert_eq!(plan.len(), 19, "one gate per keyed call");
 
     let (mut b0, mut b1) = (Vec::new(), Vec::new());
     for (i, g) in plan.iter().enumerate() {

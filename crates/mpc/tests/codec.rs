@@ -95,6 +95,19 @@ fn all_gates(bits: u32) -> Vec<GateDesc> {
             dx: true,
         },
     ];
+    g.extend([
+        GateDesc::ReluSmall { m: 17, k: 24 },
+        GateDesc::TruncRelu { m: 17, f: 8, k: 16 },
+        GateDesc::MaxPoolSmall {
+            shape: pool(2, 2, 4, 4, 2, 2),
+            k: 24,
+        },
+        GateDesc::ArgmaxSmall {
+            rows: 3,
+            n: 5,
+            k: 24,
+        },
+    ]);
     if bits == 64 {
         g.push(GateDesc::BatchNorm(BatchNormShape {
             n: 4,
@@ -122,15 +135,17 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
     };
     let fp = FixedPoint::new(16);
     match *gate {
-        GateDesc::Drelu { m, .. } | GateDesc::Relu { m, .. } | GateDesc::Trunc { m, .. } => {
-            Inputs {
-                x: small(m, rng),
-                y: vec![],
-                gamma: vec![],
-                beta: vec![],
-                dz: vec![],
-            }
-        }
+        GateDesc::Drelu { m, .. }
+        | GateDesc::Relu { m, .. }
+        | GateDesc::Trunc { m, .. }
+        | GateDesc::ReluSmall { m, .. }
+        | GateDesc::TruncRelu { m, .. } => Inputs {
+            x: small(m, rng),
+            y: vec![],
+            gamma: vec![],
+            beta: vec![],
+            dz: vec![],
+        },
         GateDesc::EqZero { m, .. } => Inputs {
             // Half zeros, so both outcomes are exercised.
             x: (0..m)
@@ -167,7 +182,9 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
                 dz: small(sc.iter().product(), rng),
             }
         }
-        GateDesc::MaxPool { shape, .. } | GateDesc::MaxPoolOneHot { shape, .. } => Inputs {
+        GateDesc::MaxPool { shape, .. }
+        | GateDesc::MaxPoolOneHot { shape, .. }
+        | GateDesc::MaxPoolSmall { shape, .. } => Inputs {
             x: small(shape.input_len(), rng),
             y: vec![],
             gamma: vec![],
@@ -189,7 +206,7 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
             beta: vec![],
             dz: vec![],
         },
-        GateDesc::Argmax { rows, n, .. } => Inputs {
+        GateDesc::Argmax { rows, n, .. } | GateDesc::ArgmaxSmall { rows, n, .. } => Inputs {
             x: small(rows * n, rng),
             y: vec![],
             gamma: vec![],
@@ -252,6 +269,16 @@ fn run<R: Ring>(
             [vec![o.max], o.selections].concat().concat()
         }
         GateDesc::Argmax { rows, n, k } => s.argmax(x, rows, n, k)?,
+        GateDesc::ReluSmall { k, .. } => {
+            let o = s.relu_small(x, k)?;
+            [o.relu, o.drelu].concat()
+        }
+        GateDesc::TruncRelu { f, k, .. } => s.trunc_relu(x, f, k)?,
+        GateDesc::MaxPoolSmall { shape, k } => {
+            let o = s.max_pool_small(x, shape, k)?;
+            [vec![o.max], o.selections].concat().concat()
+        }
+        GateDesc::ArgmaxSmall { rows, n, k } => s.argmax_small(x, rows, n, k)?,
         GateDesc::Spline { func, k, .. } => s.spline(func, x, k)?,
         GateDesc::BatchNorm(shape) => {
             let o = s.batch_norm(x, shape, gamma, beta, 1e-5)?;
@@ -315,7 +342,7 @@ fn cleartext<R: Ring>(gate: &GateDesc, inp: &Inputs) -> Option<Vec<R>> {
             .iter()
             .map(|v| R::from_i64((*v >= 0) as i64))
             .collect(),
-        GateDesc::Relu { .. } => {
+        GateDesc::Relu { .. } | GateDesc::ReluSmall { .. } => {
             let relu = inp.x.iter().map(|v| R::from_i64((*v).max(0)));
             let drelu = inp.x.iter().map(|v| R::from_i64((*v >= 0) as i64));
             relu.chain(drelu).collect()
@@ -326,6 +353,11 @@ fn cleartext<R: Ring>(gate: &GateDesc, inp: &Inputs) -> Option<Vec<R>> {
             .map(|v| R::from_i64((*v == 0) as i64))
             .collect(),
         GateDesc::Trunc { f, .. } => inp.x.iter().map(|v| R::from_i64(*v >> f)).collect(),
+        GateDesc::TruncRelu { f, .. } => inp
+            .x
+            .iter()
+            .map(|v| R::from_i64((*v >> f).max(0)))
+            .collect(),
         GateDesc::Triple(map) => {
             let (sa, sb, _) = map.shapes().ok()?;
             let y: Vec<R> = inp.y.iter().map(|v| R::from_i64(*v)).collect();
@@ -448,6 +480,17 @@ fn small_encodings<R: Ring>() -> Vec<(GateDesc, Vec<u8>)> {
             map: Bilinear::Mul { len: 2 },
             dx: false,
         },
+        GateDesc::ReluSmall { m: 3, k: 16 },
+        GateDesc::TruncRelu { m: 3, f: 4, k: 16 },
+        GateDesc::MaxPoolSmall {
+            shape: pool(1, 1, 2, 2, 2, 2),
+            k: 16,
+        },
+        GateDesc::ArgmaxSmall {
+            rows: 1,
+            n: 3,
+            k: 16,
+        },
     ];
     if R::BITS == 64 {
         gates.push(GateDesc::BatchNorm(BatchNormShape {
@@ -552,7 +595,7 @@ fn garbage_never_panics() {
                 g[4..6].copy_from_slice(&1u16.to_le_bytes());
                 g[6] = 64;
                 g[7] = rng.random_range(0..2);
-                g[16] = rng.random_range(0..12);
+                g[16] = rng.random_range(0..16);
                 assert!(KeyBundle::<u64>::decode(&g).is_err());
             }
         }

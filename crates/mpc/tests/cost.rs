@@ -54,6 +54,12 @@ fn run_in_session<R: Ring, S: ariann_mpc::PreprocessingSource<R>>(
             .map(drop),
         GateDesc::Argmax { rows, n, k } => s.argmax(&z(rows * n), rows, n, k).map(drop),
         GateDesc::Spline { func, m, k } => s.spline(func, &z(m), k).map(drop),
+        GateDesc::ReluSmall { m, k } => s.relu_small(&z(m), k).map(drop),
+        GateDesc::TruncRelu { m, f, k } => s.trunc_relu(&z(m), f, k).map(drop),
+        GateDesc::MaxPoolSmall { shape, k } => {
+            s.max_pool_small(&z(shape.input_len()), shape, k).map(drop)
+        }
+        GateDesc::ArgmaxSmall { rows, n, k } => s.argmax_small(&z(rows * n), rows, n, k).map(drop),
         GateDesc::TrainTriple { map, dx } => {
             // Forward, then backward: the backward consumes no bundle.
             let (sa, sb, sc) = map.shapes()?;
@@ -113,6 +119,7 @@ fn comparisons_and_equality() {
             check_both(GateDesc::Drelu { m, k }, seed);
             check_both(GateDesc::Relu { m, k }, seed + 1);
             check_both(GateDesc::EqZero { m, k }, seed + 2);
+            check_both(GateDesc::ReluSmall { m, k }, seed + 1000);
         }
     }
     for m in [1usize, 5] {
@@ -140,6 +147,36 @@ fn truncations() {
             check_both(GateDesc::Trunc { m, f, k }, 100 + 10 * i as u64 + m as u64);
         }
     }
+}
+
+#[test]
+fn fused_truncation_relus() {
+    for (i, (f, k)) in [
+        (1u32, 2u32),
+        (8, 16),
+        (12, 19),
+        (16, 15),
+        (16, 32),
+        (16, 47),
+        (1, 62),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for m in [0usize, 1, 3, 9, 64] {
+            check_both(
+                GateDesc::TruncRelu { m, f, k },
+                1100 + 10 * i as u64 + m as u64,
+            );
+        }
+    }
+    // Two rounds: a ring element, then two bits per element.
+    let c = GateDesc::TruncRelu { m: 9, f: 16, k: 32 }
+        .cost(64)
+        .expect("valid");
+    assert_eq!((c.rounds, c.bytes_sent), (2, 9 * 8 + 3));
+    let c = GateDesc::ReluSmall { m: 9, k: 32 }.cost(64).expect("valid");
+    assert_eq!((c.rounds, c.bytes_sent), (2, 9 * 8 + 2));
 }
 
 fn conv(
@@ -255,6 +292,7 @@ fn max_pools() {
             seed += 2;
             check_both(GateDesc::MaxPool { shape, k }, seed);
             check_both(GateDesc::MaxPoolOneHot { shape, k }, seed + 1);
+            check_both(GateDesc::MaxPoolSmall { shape, k }, seed + 1000);
         }
     }
     // A 1x1 window has no comparison: zero rounds, nothing sent.
@@ -266,6 +304,24 @@ fn max_pools() {
         1,
     );
     assert_eq!((c.rounds, c.bytes_sent, c.key_bytes), (0, 0, 0));
+    let c = check::<u64>(
+        GateDesc::MaxPoolSmall {
+            shape: pool(1, 1, 3, 3, 1, 1, 0),
+            k: 24,
+        },
+        1,
+    );
+    assert_eq!((c.rounds, c.bytes_sent, c.key_bytes), (0, 0, 0));
+    // Two rounds per tree level.
+    let shape = pool(1, 1, 6, 6, 3, 3, 0);
+    let (a, b) = (
+        GateDesc::MaxPool { shape, k: 32 }.cost(64).expect("valid"),
+        GateDesc::MaxPoolSmall { shape, k: 32 }
+            .cost(64)
+            .expect("valid"),
+    );
+    assert_eq!((a.rounds, b.rounds), (4, 8));
+    assert!(2 * b.key_bytes < a.key_bytes);
 }
 
 #[test]
@@ -275,6 +331,7 @@ fn argmaxes() {
         for k in [8u32, 32, 48, 64] {
             seed += 1;
             check_both(GateDesc::Argmax { rows, n, k }, seed);
+            check_both(GateDesc::ArgmaxSmall { rows, n, k }, seed + 1000);
         }
     }
 }
@@ -368,6 +425,21 @@ fn plan_totals_match_one_session() {
             func: SplineFn::Exp { f: 16 },
             m: 10,
             k: 40,
+        },
+        GateDesc::ReluSmall { m: 40, k: 32 },
+        GateDesc::TruncRelu {
+            m: 40,
+            f: 16,
+            k: 32,
+        },
+        GateDesc::MaxPoolSmall {
+            shape: pool(1, 1, 4, 10, 2, 2, 0),
+            k: 32,
+        },
+        GateDesc::ArgmaxSmall {
+            rows: 2,
+            n: 5,
+            k: 32,
         },
     ];
     let predicted = plan_cost(&plan, 64).expect("valid plan");
@@ -487,6 +559,34 @@ fn invalid_gates_are_refused_like_generation() {
             m: 3,
             k: 20,
         },
+        GateDesc::ReluSmall { m: 3, k: 1 },
+        GateDesc::ReluSmall { m: 3, k: 65 },
+        GateDesc::TruncRelu { m: 3, f: 0, k: 8 },
+        GateDesc::TruncRelu { m: 3, f: 8, k: 1 },
+        GateDesc::TruncRelu { m: 3, f: 16, k: 48 },
+        GateDesc::TruncRelu {
+            m: 3,
+            f: 1,
+            k: u32::MAX,
+        },
+        GateDesc::MaxPoolSmall {
+            shape: pool(1, 1, 4, 4, 2, 0, 0),
+            k: 24,
+        },
+        GateDesc::MaxPoolSmall {
+            shape: pool(1, 1, 4, 4, 2, 2, 0),
+            k: 1,
+        },
+        GateDesc::ArgmaxSmall {
+            rows: 2,
+            n: 0,
+            k: 24,
+        },
+        GateDesc::ArgmaxSmall {
+            rows: 2,
+            n: 3,
+            k: 1,
+        },
     ];
     for (i, g) in bad.into_iter().enumerate() {
         for bits in [32u32, 64] {
@@ -583,6 +683,28 @@ fn huge_shapes_overflow_to_errors() {
             m: m / 64,
             k: 32,
         },
+        GateDesc::ReluSmall { m, k: 32 },
+        GateDesc::ReluSmall { m: m / 8, k: 32 },
+        GateDesc::TruncRelu { m, f: 8, k: 16 },
+        GateDesc::TruncRelu {
+            m: m / 16,
+            f: 8,
+            k: 16,
+        },
+        GateDesc::MaxPoolSmall {
+            shape: pool(m, m, 4, 4, 2, 2, 0),
+            k: 24,
+        },
+        GateDesc::ArgmaxSmall {
+            rows: m,
+            n: 3,
+            k: 24,
+        },
+        GateDesc::ArgmaxSmall {
+            rows: 1,
+            n: 1 << 33,
+            k: 24,
+        },
     ];
     for g in overflowing {
         for bits in [32u32, 64] {
@@ -647,11 +769,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn random_pools_cost_what_they_run(s in pool_shape(), k in 8u32..=64, one_hot in any::<bool>(), seed in any::<u64>()) {
-        let gate = if one_hot {
-            GateDesc::MaxPoolOneHot { shape: s, k }
-        } else {
-            GateDesc::MaxPool { shape: s, k }
+    fn random_pools_cost_what_they_run(s in pool_shape(), k in 8u32..=64, kind in 0u8..3, seed in any::<u64>()) {
+        let gate = match kind {
+            0 => GateDesc::MaxPoolOneHot { shape: s, k },
+            1 => GateDesc::MaxPoolSmall { shape: s, k },
+            _ => GateDesc::MaxPool { shape: s, k },
         };
         check_both(gate, seed);
     }
@@ -678,11 +800,14 @@ proptest! {
     }
 
     #[test]
-    fn random_comparisons_cost_what_they_run(m in 0usize..300, k in 2u32..=64, kind in 0u8..4, seed in any::<u64>()) {
+    fn random_comparisons_cost_what_they_run(m in 0usize..300, k in 2u32..=64, kind in 0u8..7, seed in any::<u64>()) {
         let gate = match kind {
             0 => GateDesc::Drelu { m, k },
             1 => GateDesc::Relu { m, k },
             2 => GateDesc::EqZero { m, k },
+            3 => GateDesc::ReluSmall { m, k },
+            4 => GateDesc::TruncRelu { m, f: (k % 30).max(1), k: k.clamp(2, 62 - (k % 30).max(1)) },
+            5 => GateDesc::ArgmaxSmall { rows: m % 7, n: 1 + m % 11, k },
             _ => GateDesc::Trunc { m, f: k.clamp(2, 63) / 2, k: k.clamp(2, 63) },
         };
         check_both(gate, seed);

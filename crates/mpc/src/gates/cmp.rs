@@ -31,7 +31,7 @@ use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-fn check_window<R: Ring>(k: u32) -> Result<(), MpcError> {
+pub(crate) fn check_window<R: Ring>(k: u32) -> Result<(), MpcError> {
     if (2..=R::BITS).contains(&k) {
         Ok(())
     } else {

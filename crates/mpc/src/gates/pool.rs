@@ -25,13 +25,22 @@
 //! elements `i` beats under the strict order "larger, or equal and earlier",
 //! so exactly one element has `score = n - 1`; round 2 is an equality gate on
 //! `score_i - (n - 1)`, giving a one-hot share vector (ties go to the first).
+//!
+//! **Small-key variants** ([`MaxPoolSmallKey`], [`ArgmaxSmallKey`]): the
+//! same trees and scores with the comparisons of [`crate::gates::small`]
+//! (a DCF with a 1-bit payload, one more round to turn its XOR-shared bit
+//! into arithmetic shares): a max-pool level is a two-round `relu_small`
+//! (`2 ceil(log2 k^2)` rounds in all), the argmax comparisons a two-round
+//! DReLU (3 rounds in all); about half the key bytes, the same outputs. The
+//! tree is written once, over a crate-internal trait of its level gate.
 
 use crate::bundle::GateDesc;
 use crate::codec::{Reader, put_usize};
 use crate::cost::{self, GateCost, POOL_SHAPE, U64};
 use crate::error::MpcError;
 use crate::gates::beaver::{Bilinear, TripleKey};
-use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
+use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey, ReluOutput};
+use crate::gates::small::{DreluSmallKey, ReluSmallKey};
 use crate::gates::util::{check_len, check_party, public_share};
 use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
@@ -326,6 +335,223 @@ pub struct MaxPoolOutput<R: Ring> {
     pub selections: Vec<Vec<R>>,
 }
 
+/// A batched ReLU gate that can be a level of the max tree: the one-round
+/// [`ReluKey`] or the two-round [`ReluSmallKey`]. The tree's code
+/// ([`tree_generate`], [`tree_cost`], [`tree_eval`], [`tree_read`]) is
+/// written once over it.
+pub(crate) trait TreeLevel<R: Ring>: Sized {
+    /// Dealer: both parties' keys for `m` ReLUs on a `k`-bit window.
+    fn generate_level<G: Rng + CryptoRng + ?Sized>(
+        k: u32,
+        m: usize,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError>;
+    /// The cost of [`TreeLevel::generate_level`]'s keys and their run.
+    fn level_cost(k: u32, m: usize) -> Result<GateCost, MpcError>;
+    /// Number of ReLUs.
+    fn level_len(&self) -> usize;
+    /// Window bits.
+    fn level_window(&self) -> u32;
+    /// The ReLUs over a transport.
+    fn eval_level<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x: &[R],
+    ) -> Result<ReluOutput<R>, MpcError>;
+    /// Appends the key body.
+    fn write_level(&self, out: &mut Vec<u8>);
+    /// Reads a key body (internally consistent).
+    fn read_level(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError>;
+}
+
+impl<R: Ring> TreeLevel<R> for ReluKey<R> {
+    fn generate_level<G: Rng + CryptoRng + ?Sized>(
+        k: u32,
+        m: usize,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        Self::generate(k, m, rng)
+    }
+    fn level_cost(k: u32, m: usize) -> Result<GateCost, MpcError> {
+        Self::cost(k, m)
+    }
+    fn level_len(&self) -> usize {
+        self.len()
+    }
+    fn level_window(&self) -> u32 {
+        self.k
+    }
+    fn eval_level<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x: &[R],
+    ) -> Result<ReluOutput<R>, MpcError> {
+        self.eval(t, x)
+    }
+    fn write_level(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+    fn read_level(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        Self::read(rd, party)
+    }
+}
+
+impl<R: Ring> TreeLevel<R> for ReluSmallKey<R> {
+    fn generate_level<G: Rng + CryptoRng + ?Sized>(
+        k: u32,
+        m: usize,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        Self::generate(k, m, rng)
+    }
+    fn level_cost(k: u32, m: usize) -> Result<GateCost, MpcError> {
+        Self::cost(k, m)
+    }
+    fn level_len(&self) -> usize {
+        self.len()
+    }
+    fn level_window(&self) -> u32 {
+        self.k
+    }
+    fn eval_level<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x: &[R],
+    ) -> Result<ReluOutput<R>, MpcError> {
+        self.eval(t, x)
+    }
+    fn write_level(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+    fn read_level(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        Self::read(rd, party)
+    }
+}
+
+/// Dealer: one batched key per level of the max tree of `shape`.
+fn tree_generate<R: Ring, L: TreeLevel<R>, G: Rng + CryptoRng + ?Sized>(
+    shape: PoolShape,
+    k: u32,
+    rng: &mut G,
+) -> Result<(Vec<L>, Vec<L>), MpcError> {
+    let lens = shape.windows()?.iter().map(Vec::len).collect();
+    let mut l0 = Vec::new();
+    let mut l1 = Vec::new();
+    for m in level_sizes(lens) {
+        let (a, b) = L::generate_level(k, m, rng)?;
+        l0.push(a);
+        l1.push(b);
+    }
+    Ok((l0, l1))
+}
+
+/// Cost of the max tree of `shape` with levels `L`: the shape, the number
+/// of levels and one level body per level.
+fn tree_cost<R: Ring, L: TreeLevel<R>>(shape: PoolShape, k: u32) -> Result<GateCost, MpcError> {
+    let mut c = GateCost {
+        encoded_bytes: POOL_SHAPE + U64,
+        ..GateCost::default()
+    };
+    for m in tree_levels(&shape.window_sizes()?)? {
+        c = c.then(L::level_cost(k, cost::count(m)?)?)?;
+    }
+    Ok(c)
+}
+
+/// The max tree over a transport (see the module docs).
+fn tree_eval<R: Ring, L: TreeLevel<R>, T: Transport + ?Sized>(
+    shape: &PoolShape,
+    levels: &[L],
+    t: &mut T,
+    x_share: &[R],
+) -> Result<MaxPoolOutput<R>, MpcError> {
+    check_len("max-pool input", shape.input_len(), x_share.len())?;
+    let mut cur: Vec<Vec<R>> = shape
+        .windows()?
+        .iter()
+        .map(|w| w.iter().map(|i| x_share[*i]).collect())
+        .collect();
+    let mut selections = Vec::with_capacity(levels.len());
+    for key in levels {
+        let mut diffs = Vec::with_capacity(key.level_len());
+        for win in &cur {
+            for pair in win.chunks_exact(2) {
+                diffs.push(pair[0].wsub(pair[1]));
+            }
+        }
+        let out = key.eval_level(t, &diffs)?;
+        let mut it = out.relu.iter();
+        for win in cur.iter_mut() {
+            let mut next = Vec::with_capacity(win.len().div_ceil(2));
+            for pair in win.chunks(2) {
+                match pair {
+                    [_, b] => {
+                        // Same count as the key, by construction of `level_sizes`.
+                        let r = it.next().ok_or(MpcError::SizeMismatch {
+                            what: "max-pool level",
+                            expected: key.level_len(),
+                            got: key.level_len() + 1,
+                        })?;
+                        next.push(b.wadd(*r));
+                    }
+                    [a] => next.push(*a),
+                    _ => {}
+                }
+            }
+            *win = next;
+        }
+        selections.push(out.drelu);
+    }
+    Ok(MaxPoolOutput {
+        max: cur.into_iter().map(|w| w[0]).collect(),
+        selections,
+    })
+}
+
+/// Writes the shape, the number of levels and each level's body.
+fn tree_write<R: Ring, L: TreeLevel<R>>(shape: &PoolShape, levels: &[L], out: &mut Vec<u8>) {
+    shape.encode(out);
+    put_usize(out, levels.len());
+    for l in levels {
+        l.write_level(out);
+    }
+}
+
+/// Reads a body written by [`tree_write`] for `desc` (shape `shape`,
+/// window `k`): the levels' count, windows and sizes must be the tree's.
+fn tree_read<R: Ring, L: TreeLevel<R>>(
+    rd: &mut Reader<'_>,
+    party: Party,
+    desc: &GateDesc,
+    shape: PoolShape,
+    k: u32,
+) -> Result<Vec<L>, MpcError> {
+    if PoolShape::read(rd)? != shape {
+        return Err(body_mismatch(desc, "pool shape"));
+    }
+    let want = shape
+        .window_sizes()
+        .and_then(|sizes| tree_levels(&sizes))
+        .map_err(|e| body_mismatch(desc, &e.to_string()))?;
+    // Each level holds at least a ReLU header.
+    let n = rd.count(12, "max-pool levels")?;
+    if n != want.len() {
+        return Err(body_mismatch(desc, "number of levels"));
+    }
+    let mut levels = Vec::with_capacity(n);
+    for m in want {
+        let l = L::read_level(rd, party)?;
+        if l.level_window() != k {
+            return Err(body_mismatch(desc, "window of a level"));
+        }
+        if u64::try_from(l.level_len()).ok() != Some(m) {
+            return Err(body_mismatch(desc, "size of a level"));
+        }
+        levels.push(l);
+    }
+    Ok(levels)
+}
+
 impl<R: Ring> MaxPoolKey<R> {
     /// Dealer: keys for a max-pool of `shape` on values in a `k`-bit window
     /// (differences of two inputs must fit it too).
@@ -334,14 +560,7 @@ impl<R: Ring> MaxPoolKey<R> {
         k: u32,
         rng: &mut G,
     ) -> Result<(Self, Self), MpcError> {
-        let lens = shape.windows()?.iter().map(Vec::len).collect();
-        let mut l0 = Vec::new();
-        let mut l1 = Vec::new();
-        for m in level_sizes(lens) {
-            let (a, b) = ReluKey::generate(k, m, rng)?;
-            l0.push(a);
-            l1.push(b);
-        }
+        let (l0, l1) = tree_generate::<R, ReluKey<R>, G>(shape, k, rng)?;
         Ok((
             Self {
                 party: Party::P0,
@@ -370,14 +589,7 @@ impl<R: Ring> MaxPoolKey<R> {
     /// keys (see [`crate::cost`]): one ReLU gate per tree level; the key body
     /// is the shape, the number of levels and one ReLU body per level.
     pub fn cost(shape: PoolShape, k: u32) -> Result<GateCost, MpcError> {
-        let mut c = GateCost {
-            encoded_bytes: POOL_SHAPE + U64,
-            ..GateCost::default()
-        };
-        for m in tree_levels(&shape.window_sizes()?)? {
-            c = c.then(ReluKey::<R>::cost(k, cost::count(m)?)?)?;
-        }
-        Ok(c)
+        tree_cost::<R, ReluKey<R>>(shape, k)
     }
 
     /// Evaluates the pool on this party's share of the `(n, c, h, w)` input (flat, row-major).
@@ -387,48 +599,70 @@ impl<R: Ring> MaxPoolKey<R> {
         x_share: &[R],
     ) -> Result<MaxPoolOutput<R>, MpcError> {
         check_party(self.party, t.party())?;
-        check_len("max-pool input", self.shape.input_len(), x_share.len())?;
-        let mut cur: Vec<Vec<R>> = self
-            .shape
-            .windows()?
-            .iter()
-            .map(|w| w.iter().map(|i| x_share[*i]).collect())
-            .collect();
-        let mut selections = Vec::with_capacity(self.levels.len());
-        for key in &self.levels {
-            let mut diffs = Vec::with_capacity(key.len());
-            for win in &cur {
-                for pair in win.chunks_exact(2) {
-                    diffs.push(pair[0].wsub(pair[1]));
-                }
-            }
-            let out = key.eval(t, &diffs)?;
-            let mut it = out.relu.iter();
-            for win in cur.iter_mut() {
-                let mut next = Vec::with_capacity(win.len().div_ceil(2));
-                for pair in win.chunks(2) {
-                    match pair {
-                        [_, b] => {
-                            // Same count as the key, by construction of `level_sizes`.
-                            let r = it.next().ok_or(MpcError::SizeMismatch {
-                                what: "max-pool level",
-                                expected: key.len(),
-                                got: key.len() + 1,
-                            })?;
-                            next.push(b.wadd(*r));
-                        }
-                        [a] => next.push(*a),
-                        _ => {}
-                    }
-                }
-                *win = next;
-            }
-            selections.push(out.drelu);
-        }
-        Ok(MaxPoolOutput {
-            max: cur.into_iter().map(|w| w[0]).collect(),
-            selections,
-        })
+        tree_eval(&self.shape, &self.levels, t, x_share)
+    }
+}
+
+/// One party's keys for a max-pool whose tree levels are two-round
+/// [`ReluSmallKey`]s (`max_pool_small`): `2 ceil(log2 k^2)` rounds, about
+/// half the key bytes of [`MaxPoolKey`]; same output (the selection bits
+/// are the levels' DReLU shares).
+#[derive(Debug, Clone)]
+pub struct MaxPoolSmallKey<R: Ring> {
+    pub(crate) party: Party,
+    pub(crate) shape: PoolShape,
+    pub(crate) levels: Vec<ReluSmallKey<R>>,
+}
+
+impl<R: Ring> MaxPoolSmallKey<R> {
+    /// Dealer: keys for a max-pool of `shape` on values in a `k`-bit window
+    /// (differences of two inputs must fit it too).
+    pub fn generate<G: Rng + CryptoRng + ?Sized>(
+        shape: PoolShape,
+        k: u32,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let (l0, l1) = tree_generate::<R, ReluSmallKey<R>, G>(shape, k, rng)?;
+        Ok((
+            Self {
+                party: Party::P0,
+                shape,
+                levels: l0,
+            },
+            Self {
+                party: Party::P1,
+                shape,
+                levels: l1,
+            },
+        ))
+    }
+
+    /// Online rounds of this pool (two per tree level).
+    pub fn rounds(&self) -> usize {
+        2 * self.levels.len()
+    }
+
+    /// Key bytes held by this party.
+    pub fn key_bytes(&self) -> usize {
+        self.levels.iter().map(ReluSmallKey::key_bytes).sum()
+    }
+
+    /// Cost of a max-pool of `shape` on a `k`-bit window, without generating
+    /// keys (see [`crate::cost`]): one `relu_small` gate per tree level; the
+    /// key body is the shape, the number of levels and one `relu_small` body
+    /// per level.
+    pub fn cost(shape: PoolShape, k: u32) -> Result<GateCost, MpcError> {
+        tree_cost::<R, ReluSmallKey<R>>(shape, k)
+    }
+
+    /// Evaluates the pool on this party's share of the `(n, c, h, w)` input (flat, row-major).
+    pub fn eval<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x_share: &[R],
+    ) -> Result<MaxPoolOutput<R>, MpcError> {
+        check_party(self.party, t.party())?;
+        tree_eval(&self.shape, &self.levels, t, x_share)
     }
 }
 
@@ -637,6 +871,97 @@ impl<R: Ring> ArgmaxKey<R> {
     }
 }
 
+/// One party's keys for argmax over the last axis of a `(rows, n)` tensor
+/// with two-round DReLUs from 1-bit-payload DCFs (`argmax_small`, see
+/// [`crate::gates::small`]): 3 rounds (the pairwise comparisons, the
+/// conversion of their XOR-shared bits, the equality gate) for about half
+/// the key bytes of [`ArgmaxKey`]; same output.
+#[derive(Debug, Clone)]
+pub struct ArgmaxSmallKey<R: Ring> {
+    pub(crate) party: Party,
+    pub(crate) rows: usize,
+    pub(crate) n: usize,
+    pub(crate) cmp: DreluSmallKey<R>,
+    pub(crate) eq: EqZeroKey<R>,
+}
+
+/// Pairs and elements of `rows` argmaxes over `n >= 1` values.
+fn argmax_counts(rows: usize, n: usize) -> Result<(usize, usize), MpcError> {
+    if n == 0 {
+        return Err(MpcError::InvalidParameter("argmax over 0 values".into()));
+    }
+    let what = "argmax";
+    let (r, nn) = (cost::size(rows)?, cost::size(n)?);
+    let pairs = cost::product(&[r, nn, nn - 1], what)? / 2;
+    Ok((cost::count(pairs)?, cost::count(cost::mul(r, nn, what)?)?))
+}
+
+impl<R: Ring> ArgmaxSmallKey<R> {
+    /// Dealer: keys for `rows` argmaxes over `n >= 1` values each, in a
+    /// `k`-bit window (pairwise differences must fit it).
+    pub fn generate<G: Rng + CryptoRng + ?Sized>(
+        rows: usize,
+        n: usize,
+        k: u32,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let (pairs, total) = argmax_counts(rows, n)?;
+        let (c0, c1) = DreluSmallKey::generate(k, pairs, rng)?;
+        // Scores lie in [0, n - 1]; score - (n - 1) in [-(n-1), 0].
+        let (e0, e1) = EqZeroKey::generate(score_bits::<R>(n as u64), total, rng)?;
+        Ok((
+            Self {
+                party: Party::P0,
+                rows,
+                n,
+                cmp: c0,
+                eq: e0,
+            },
+            Self {
+                party: Party::P1,
+                rows,
+                n,
+                cmp: c1,
+                eq: e1,
+            },
+        ))
+    }
+
+    /// Key bytes held by this party.
+    pub fn key_bytes(&self) -> usize {
+        self.cmp.key_bytes() + self.eq.key_bytes()
+    }
+
+    /// Cost of `rows` argmaxes over `n` values on a `k`-bit window, without
+    /// generating keys (see [`crate::cost`]): two-round DReLU on all pairs
+    /// of a row, then equality on every element; the key body is `rows`,
+    /// `n`, a DReLU (small) body and an equality body.
+    pub fn cost(rows: usize, n: usize, k: u32) -> Result<GateCost, MpcError> {
+        let (pairs, total) = argmax_counts(rows, n)?;
+        let head = GateCost {
+            encoded_bytes: 2 * U64,
+            ..GateCost::default()
+        };
+        head.then(DreluSmallKey::<R>::cost(k, pairs)?)?
+            .then(EqZeroKey::<R>::cost(score_bits::<R>(n as u64), total)?)
+    }
+
+    /// Shares of the one-hot argmax of each row (ties to the first index), in 3 rounds.
+    pub fn eval<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x_share: &[R],
+    ) -> Result<Vec<R>, MpcError> {
+        let n = self.n;
+        check_party(self.party, t.party())?;
+        check_len("argmax input", self.rows * n, x_share.len())?;
+        let lens = vec![n; self.rows];
+        let c = self.cmp.eval(t, &pairwise_diffs(x_share, &lens))?;
+        let shifted = shifted_scores(&c, &lens, self.party);
+        self.eq.eval(t, &shifted)
+    }
+}
+
 // ------------------------------------------------ gate table: dispatch and codec
 
 impl<R: Ring> KindKeys<R> for MaxPoolKey<R> {
@@ -663,34 +988,56 @@ impl<R: Ring> KindKeys<R> for MaxPoolKey<R> {
 
     /// The shape, the number of levels, one ReLU body per level.
     fn write_body(&self, out: &mut Vec<u8>) {
-        self.shape.encode(out);
-        put_usize(out, self.levels.len());
-        for l in &self.levels {
-            l.write(out);
-        }
+        tree_write(&self.shape, &self.levels, out);
     }
 
     fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
         let GateDesc::MaxPool { shape, k } = *desc else {
             return Err(other_kind(desc, GateKind::MaxPool));
         };
-        if PoolShape::read(rd)? != shape {
-            return Err(body_mismatch(desc, "pool shape"));
-        }
-        // Each level holds at least a ReLU header.
-        let n = rd.count(12, "max-pool levels")?;
-        let mut levels = Vec::with_capacity(n);
-        for _ in 0..n {
-            let l = ReluKey::<R>::read(rd, party)?;
-            if l.k != k {
-                return Err(body_mismatch(desc, "window of a level"));
-            }
-            levels.push(l);
-        }
         Ok(MaxPoolKey {
             party,
             shape,
-            levels,
+            levels: tree_read(rd, party, desc, shape, k)?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for MaxPoolSmallKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::MaxPoolSmall { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPoolSmall));
+        };
+        Self::generate(shape, k, rng)
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::MaxPoolSmall { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPoolSmall));
+        };
+        Self::cost(shape, k)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    /// The shape, the number of levels, one `relu_small` body per level.
+    fn write_body(&self, out: &mut Vec<u8>) {
+        tree_write(&self.shape, &self.levels, out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::MaxPoolSmall { shape, k } = *desc else {
+            return Err(other_kind(desc, GateKind::MaxPoolSmall));
+        };
+        Ok(MaxPoolSmallKey {
+            party,
+            shape,
+            levels: tree_read(rd, party, desc, shape, k)?,
         })
     }
 }
@@ -794,6 +1141,63 @@ impl<R: Ring> KindKeys<R> for ArgmaxKey<R> {
         }
         let eq = EqZeroKey::<R>::read(rd, party)?;
         Ok(ArgmaxKey {
+            party,
+            rows,
+            n,
+            cmp,
+            eq,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for ArgmaxSmallKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::ArgmaxSmall { rows, n, k } = *desc else {
+            return Err(other_kind(desc, GateKind::ArgmaxSmall));
+        };
+        Self::generate(rows, n, k, rng)
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::ArgmaxSmall { rows, n, k } = *desc else {
+            return Err(other_kind(desc, GateKind::ArgmaxSmall));
+        };
+        Self::cost(rows, n, k)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    /// `rows`, `n`, a DReLU (small) body, an equality body.
+    fn write_body(&self, out: &mut Vec<u8>) {
+        put_usize(out, self.rows);
+        put_usize(out, self.n);
+        self.cmp.write(out);
+        self.eq.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::ArgmaxSmall { rows, n, k } = *desc else {
+            return Err(other_kind(desc, GateKind::ArgmaxSmall));
+        };
+        if rd.usize("argmax rows")? != rows || rd.usize("argmax n")? != n {
+            return Err(body_mismatch(desc, "rows or n"));
+        }
+        let (pairs, total) =
+            argmax_counts(rows, n).map_err(|e| body_mismatch(desc, &e.to_string()))?;
+        let cmp = DreluSmallKey::<R>::read(rd, party)?;
+        if cmp.k != k || cmp.len() != pairs {
+            return Err(body_mismatch(desc, "comparison window or count"));
+        }
+        let eq = EqZeroKey::<R>::read(rd, party)?;
+        if eq.k != score_bits::<R>(n as u64) || eq.len() != total {
+            return Err(body_mismatch(desc, "equality window or count"));
+        }
+        Ok(ArgmaxSmallKey {
             party,
             rows,
             n,
