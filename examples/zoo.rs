@@ -86,9 +86,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let variants: Vec<Variant> = match arg(&args, "--variant").map_or("both", String::as_str) {
         "both" => vec![Variant::OneRound, Variant::SmallKey],
-        v => vec![Variant::from_name(v).ok_or_else(|| {
-            format!("--variant {v}: expected one-round, small-key or both")
-        })?],
+        v => vec![
+            Variant::from_name(v)
+                .ok_or_else(|| format!("--variant {v}: expected one-round, small-key or both"))?,
+        ],
     };
     let mut rng = ChaCha12Rng::seed_from_u64(2026);
     let mut rows = Vec::new();

@@ -15,8 +15,8 @@
 
 use ariann::mpc::{MemTransport, Session, VecSource, run_two_party};
 use ariann::nn::{
-    Config, Variant, Model, Weights, decode_output, encode_input, forward_fixed, forward_private, plan,
-    share_weights, zoo,
+    Config, Model, Variant, Weights, decode_output, encode_input, forward_fixed, forward_private,
+    plan, share_weights, zoo,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;

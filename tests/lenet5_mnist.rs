@@ -11,8 +11,8 @@
 
 use ariann::mpc::{MemTransport, Session, VecSource, run_two_party};
 use ariann::nn::{
-    Config, Variant, Weights, decode_output, encode_input, forward_fixed, forward_float, forward_private,
-    plan, share_weights, zoo,
+    Config, Variant, Weights, decode_output, encode_input, forward_fixed, forward_float,
+    forward_private, plan, share_weights, zoo,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;

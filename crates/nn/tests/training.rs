@@ -7,7 +7,7 @@ use ariann_mpc::{ChannelSource, Clear, MemTransport, Session, Tracing, run_two_p
 use ariann_nn::layers::MaxPool2d;
 use ariann_nn::{
     Config, Ctx, FloatTrainer, Layer, LayerOp, Loss, Model, Params, Rounding, Tape, TrainConfig,
-    TrainState, Weights, encode_input, encode_targets, train_plan, train_step,
+    TrainState, Variant, Weights, encode_input, encode_targets, train_plan, train_step,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -308,6 +308,51 @@ fn private_training_equals_fixed_point() {
         };
         private_vs_clear(&small_model(), 4, 3, &cfg(), &tcfg);
     }
+}
+
+/// Training with the small-key comparison gates (ReLU, max-pool tree and
+/// the loss's argmax): private equals fixed point bit for bit, and the
+/// fixed-point training equals the one-round variant's (the gates are exact
+/// and give the same DReLU bits).
+#[test]
+fn private_training_with_small_key_gates_equals_fixed_point() {
+    let small = Config {
+        variant: Variant::SmallKey,
+        ..cfg()
+    };
+    let tcfg = TrainConfig {
+        loss: Loss::CrossEntropy,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+    };
+    private_vs_clear(&small_model(), 4, 2, &small, &tcfg);
+    let plan = train_plan(&small_model(), 4, &small, &tcfg).expect("plan");
+    let kinds: Vec<&str> = plan.gates.iter().map(|g| g.kind().name()).collect();
+    for k in ["relu_small", "max_pool_small", "argmax_small"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    assert!(!kinds.contains(&"relu") && !kinds.contains(&"trunc_relu"));
+    // The same fixed-point training with either variant.
+    let model = small_model();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let w = Weights::random(&model, &mut rng);
+    let (x, l) = data(&model, 4, &mut rng);
+    let states: Vec<TrainState> = [cfg(), small]
+        .iter()
+        .map(|c| {
+            let xe = encode_input(&x, c).expect("x");
+            let t = encode_targets(&l, 4, tcfg.loss, c).expect("t");
+            let mut st = TrainState::new(Params::encode(&model, &w, c).expect("encode"));
+            for _ in 0..2 {
+                train_step(&mut Clear, &model, &mut st, &xe, &t, 4, c, &tcfg, 0.05).expect("step");
+            }
+            st
+        })
+        .collect();
+    assert!(
+        states[0].params == states[1].params,
+        "the variants train alike"
+    );
 }
 
 #[test]

@@ -111,7 +111,14 @@ impl LayerOp for Residual {
         shape: &[usize],
     ) -> Result<Vec<u64>, NnError> {
         let here = ctx.path.clone();
-        let (a, _) = run_layers(ctx, &self.body, &format!("{here}.body"), x.clone(), shape, true)?;
+        let (a, _) = run_layers(
+            ctx,
+            &self.body,
+            &format!("{here}.body"),
+            x.clone(),
+            shape,
+            true,
+        )?;
         let (b, _) = forward_layers(ctx, &self.shortcut, &format!("{here}.shortcut"), x, shape)?;
         let s = 1u64 << ctx.cfg.frac_bits;
         Ok(a.iter()
