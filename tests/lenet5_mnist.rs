@@ -93,7 +93,7 @@ fn lenet5_private_inference_on_real_mnist() {
         // Alternate the comparison variants over the batches; both give
         // the same fixed-point logits.
         let cfg = Config {
-            variant: if (b0 / batch) % 2 == 0 {
+            variant: if (b0 / batch).is_multiple_of(2) {
                 Variant::OneRound
             } else {
                 Variant::SmallKey
