@@ -174,15 +174,18 @@ impl Daemon {
             ));
             me.set(&id, JobState::Running, "running".into());
             tracing::info!(job = %id, "job started");
-            let res = run_linked_job(&job, &asset, &keys, me.cfg.net.clone(), |addr| {
-                tracing::info!(job = %id, %addr, "waiting for the peer");
-                Ok(())
-            });
+            // A panic in the job ends the job, not the daemon.
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_linked_job(&job, &asset, &keys, me.cfg.net.clone(), |addr| {
+                    tracing::info!(job = %id, %addr, "waiting for the peer");
+                    Ok(())
+                })
+            }));
             drop(asset);
             let mut jobs = me.lock();
             let Some(e) = jobs.get_mut(&id) else { return };
             match res {
-                Ok(out) => {
+                Ok(Ok(out)) => {
                     tracing::info!(job = %id, seconds = out.seconds, rounds = out.stats.rounds, "job done");
                     e.state = JobState::Done;
                     e.detail = format!("done in {:.3} s", out.seconds);
@@ -195,10 +198,15 @@ impl Daemon {
                         .output
                         .map(|y| (y, vec![job.batch as u64, classes as u64]));
                 }
-                Err(err) => {
+                Ok(Err(err)) => {
                     tracing::warn!(job = %id, error = %err, "job failed");
                     e.state = JobState::Failed;
                     e.detail = err.to_string();
+                }
+                Err(_) => {
+                    tracing::error!(job = %id, "job panicked");
+                    e.state = JobState::Failed;
+                    e.detail = "internal error (the job panicked; the daemon goes on)".into();
                 }
             }
         });
@@ -212,6 +220,39 @@ fn client_of<T>(req: &Request<T>) -> Result<String, Status> {
         .get::<Client>()
         .map(|c| c.0.clone())
         .ok_or_else(|| Status::unauthenticated("unauthenticated call"))
+}
+
+/// The largest asset of `kind` the job can use: the inputs' exact size, or
+/// the weights' values as float32 plus 1 MiB for the safetensors header.
+fn asset_limit(model: &Model, batch: usize, kind: i32) -> Result<u64, Status> {
+    let overflow = || Status::invalid_argument("the job's asset size overflows");
+    let values = match AssetKind::try_from(kind) {
+        Ok(AssetKind::InputF32le) => batch
+            .checked_mul(
+                model
+                    .input
+                    .iter()
+                    .try_fold(1usize, |a, d| a.checked_mul(*d))
+                    .ok_or_else(overflow)?,
+            )
+            .ok_or_else(overflow)?,
+        Ok(AssetKind::WeightsSafetensors) => model
+            .parameters()
+            .iter()
+            .try_fold(0usize, |a, (_, s)| {
+                a.checked_add(s.iter().try_fold(1usize, |p, d| p.checked_mul(*d))?)
+            })
+            .ok_or_else(overflow)?,
+        _ => return Err(Status::invalid_argument("unknown asset kind")),
+    };
+    let bytes = (values as u64).checked_mul(4).ok_or_else(overflow)?;
+    Ok(
+        if matches!(AssetKind::try_from(kind), Ok(AssetKind::WeightsSafetensors)) {
+            bytes.saturating_add(1 << 20)
+        } else {
+            bytes
+        },
+    )
 }
 
 /// "unknown job": for a job that does not exist and for another client's
@@ -316,13 +357,21 @@ impl PartyControl for Daemon {
             ));
         };
         let id = job_name(&h.job_id)?;
-        if self.lock().get(&id).is_none_or(|e| e.owner != client) {
-            return Err(unknown(&id));
-        }
-        if h.total_bytes > self.cfg.max_asset_bytes {
+        let expected = {
+            let jobs = self.lock();
+            let e = jobs
+                .get(&id)
+                .filter(|e| e.owner == client)
+                .ok_or_else(|| unknown(&id))?;
+            asset_limit(&e.model, e.batch, h.kind)?
+        };
+        // The size comes from the job's model, never from the header alone:
+        // a header claiming more is refused before anything is reserved.
+        let limit = expected.min(self.cfg.max_asset_bytes);
+        if h.total_bytes > limit {
             return Err(Status::resource_exhausted(format!(
-                "asset of {} bytes: this daemon accepts at most {}",
-                h.total_bytes, self.cfg.max_asset_bytes
+                "asset of {} bytes: this job's asset is at most {limit} bytes",
+                h.total_bytes
             )));
         }
         let mut bytes = Vec::with_capacity(h.total_bytes as usize);

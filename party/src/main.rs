@@ -22,7 +22,7 @@
 //! stored; the dealer's session id then ties the two parties together:
 //!
 //! ```text
-//! ariann-dealer serve --model network1 --batch 4 --listen 127.0.0.1:7100
+//! ariann-dealer serve --model network1 --batch 4 --listen 127.0.0.1:7100 --insecure-plaintext
 //! ariann-party --id 0 --listen 127.0.0.1:7000 --dealer 127.0.0.1:7100 ...
 //! ariann-party --id 1 --peer 127.0.0.1:7000 --dealer 127.0.0.1:7100 ...
 //! ```
@@ -38,9 +38,13 @@
 //! `keys --train ...`) with the same job options:
 //!
 //! ```text
-//! ariann-dealer serve --train --model network1 --batch 32 --epochs 2 --train-images 1024 //!     --listen 127.0.0.1:7100
-//! ariann-party --train --id 0 --listen 127.0.0.1:7000 --dealer 127.0.0.1:7100 //!     --model network1 --batch 32 --epochs 2 --train-images 1024 --init he --reveal-to 1
-//! ariann-party --train --id 1 --peer 127.0.0.1:7000 --dealer 127.0.0.1:7100 //!     --model network1 --batch 32 --epochs 2 --train-data mnist.safetensors //!     --reveal-to 1 --out trained.safetensors
+//! ariann-dealer serve --train --model network1 --batch 32 --epochs 2 --train-images 1024 \
+//!     --listen 127.0.0.1:7100 --insecure-plaintext
+//! ariann-party --train --id 0 --listen 127.0.0.1:7000 --dealer 127.0.0.1:7100 \
+//!     --model network1 --batch 32 --epochs 2 --train-images 1024 --init he --reveal-to 1
+//! ariann-party --train --id 1 --peer 127.0.0.1:7000 --dealer 127.0.0.1:7100 \
+//!     --model network1 --batch 32 --epochs 2 --train-data mnist.safetensors \
+//!     --reveal-to 1 --out trained.safetensors
 //! ```
 //!
 //! Every option can also come from a TOML file (`--config party.toml`, keys

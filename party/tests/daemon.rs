@@ -187,6 +187,13 @@ fn daemons_run_submitted_jobs_and_reveal_to_the_named_party_only() {
         .submit_json("short", &json, BATCH, 1)
         .expect("submit");
     assert!(hospital.provide_input("short", &f.x[1..]).is_err());
+    // More than the job's input: refused from the header, before any
+    // memory is reserved (the size comes from the model, not the header).
+    let big = hospital.provide_input("short", &vec![0.5f32; f.x.len() + 1]);
+    assert!(
+        matches!(&big, Err(ClientError::Status(s)) if s.code() == tonic::Code::ResourceExhausted),
+        "{big:?}"
+    );
 
     terminate(d0, "party 0");
     terminate(d1, "party 1");

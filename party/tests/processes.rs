@@ -350,6 +350,11 @@ fn start_dealer(f: &Fixture, batch: usize, wait_secs: u64, extra: &[&str]) -> (C
         .args(["--listen", "127.0.0.1:0", "--ready-file"])
         .arg(&ready)
         .args(extra)
+        .args(if extra.contains(&"--tls-cert") {
+            &[][..]
+        } else {
+            &["--insecure-plaintext"][..]
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

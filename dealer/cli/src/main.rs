@@ -212,6 +212,11 @@ struct ServeArgs {
     /// Party 1's pinned certificate (PEM).
     #[arg(long, value_name = "PEM")]
     tls_peer1: Option<PathBuf>,
+    /// Serve without TLS, on a loopback address only (demos and tests):
+    /// without TLS, whoever first asks with the (public) plan hash gets a
+    /// party's keys.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "tls_peer0", "tls_peer1"])]
+    insecure_plaintext: bool,
     /// Ring width in bits; must be the plan's (models run on Z_2^64).
     #[arg(long)]
     ring: Option<u32>,
@@ -428,7 +433,22 @@ fn serve(args: &ServeArgs) -> Result<()> {
         &args.tls_peer0,
         &args.tls_peer1,
     ) {
-        (None, None, None, None) => None,
+        (None, None, None, None) if args.insecure_plaintext => {
+            if !args.listen.ip().is_loopback() {
+                bail!(
+                    "--insecure-plaintext serves loopback addresses only, not {}: \
+                     give --tls-cert, --tls-key, --tls-peer0 and --tls-peer1",
+                    args.listen
+                );
+            }
+            None
+        }
+        (None, None, None, None) => bail!(
+            "serving keys needs mutual TLS (--tls-cert, --tls-key, --tls-peer0 and \
+             --tls-peer1: the parties' pinned certificates), or --insecure-plaintext \
+             on a loopback address (without TLS, whoever first asks with the public \
+             plan hash gets a party's keys)"
+        ),
         (Some(c), Some(k), Some(p0), Some(p1)) => Some(DealerTls {
             cert_pem: read_text(c)?,
             key_pem: read_text(k)?,

@@ -169,6 +169,31 @@ fn bad_input_gives_a_message_and_nonzero_exit() {
             ],
             "does not match the plan",
         ),
+        (
+            vec![
+                "serve",
+                "--model",
+                "network1",
+                "--batch",
+                "1",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "needs mutual TLS",
+        ),
+        (
+            vec![
+                "serve",
+                "--model",
+                "network1",
+                "--batch",
+                "1",
+                "--listen",
+                "0.0.0.0:0",
+                "--insecure-plaintext",
+            ],
+            "loopback",
+        ),
     ];
     for (args, msg) in cases {
         let o = dealer(&args);
