@@ -4,6 +4,7 @@
 use crate::error::NnError;
 use crate::layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, LayerOp, Linear, MaxPool2d, Residual,
+    SubsamplePad,
 };
 
 /// One layer of a sequential model. Parameterised layers carry the prefix of
@@ -33,6 +34,9 @@ pub enum Layer {
     BatchNorm2d(BatchNorm2d),
     /// `body(x) + shortcut(x)` ([`Residual`]).
     Residual(Residual),
+    /// `x[:, :, ::stride, ::stride]` with `pad` zero channels on each side
+    /// ([`SubsamplePad`], the option-A shortcut of CIFAR ResNets; free).
+    SubsamplePad(SubsamplePad),
 }
 
 impl Layer {
@@ -49,6 +53,7 @@ impl Layer {
             Layer::Flatten => &crate::layers::flatten::Flatten,
             Layer::BatchNorm2d(l) => l,
             Layer::Residual(l) => l,
+            Layer::SubsamplePad(l) => l,
         }
     }
 
@@ -94,6 +99,12 @@ impl Layer {
             name: name.into(),
             c,
         })
+    }
+
+    /// `SubsamplePad(stride, pad)`: subsample rows and columns by `stride`,
+    /// add `pad` zero channels before and after.
+    pub fn subsample_pad(stride: usize, pad: usize) -> Layer {
+        Layer::SubsamplePad(SubsamplePad { stride, pad })
     }
 
     /// A residual block `body(x) + shortcut(x)` (an empty shortcut is the identity).

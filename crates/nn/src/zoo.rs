@@ -67,11 +67,11 @@ pub fn resnet18(hw: usize, classes: usize) -> Model {
 /// 64 channels; the first block of stages 2 and 3 has stride 2), global
 /// average pooling and a 64x10 linear layer; 0.27 M parameters. PyTorch's
 /// usual state-dict names (`conv1`, `bn1`, `layer{1..3}.{0..2}.{conv1,bn1,
-/// conv2,bn2}`, `linear`). The shortcuts that change shape are "option B"
-/// (`layer{2,3}.0.shortcut.{0,1}`: a 1x1 stride-2 convolution and a
-/// batch-norm), which this crate can express; the paper's "option A"
-/// (subsample and zero-pad channels) is not expressible yet. As for
-/// [`resnet18`], convolutions have bias tensors: fold the batch-norms.
+/// conv2,bn2}`, `linear`). The shortcuts that change shape are the paper's
+/// "option A": subsample by 2 and zero-pad the channels
+/// ([`Layer::subsample_pad`], free on shares), as in the widely used
+/// PyTorch CIFAR ResNets. As for [`resnet18`], convolutions have bias
+/// tensors (zero in PyTorch's `bias=False`): fold the batch-norms.
 pub fn resnet20() -> Model {
     let mut layers = vec![conv("conv1", 3, 16, 3, 1, 1), bn("bn1", 16), Layer::Relu];
     let mut c = 16;
@@ -87,10 +87,7 @@ pub fn resnet20() -> Model {
                 bn(&format!("{p}.bn2"), oc),
             ];
             let shortcut = if stride != 1 || c != oc {
-                vec![
-                    conv(&format!("{p}.shortcut.0"), c, oc, 1, stride, 0),
-                    bn(&format!("{p}.shortcut.1"), oc),
-                ]
+                vec![Layer::subsample_pad(stride, (oc - c) / 2)]
             } else {
                 vec![]
             };

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod maxpool;
 pub mod relu;
 pub mod residual;
+pub mod subsample;
 
 pub use avgpool::{AdaptiveAvgPool2d, AvgPool2d};
 pub use batchnorm::BatchNorm2d;
@@ -21,6 +22,7 @@ pub use conv2d::Conv2d;
 pub use linear::Linear;
 pub use maxpool::MaxPool2d;
 pub use residual::Residual;
+pub use subsample::SubsamplePad;
 
 use crate::error::NnError;
 use crate::model::{Config, Layer, Variant};
