@@ -15,6 +15,13 @@
 //! come from `GateDesc::cost`; the training product is also run and its
 //! measured rounds and bytes must match the prediction.
 //!
+//! Then the small-key variants (`relu_small`, `trunc_relu`,
+//! `max_pool_small`, `argmax_small`: one more round, or none for the fused
+//! truncation + ReLU, for about half the key) against the gates they
+//! replace: key bytes per party per element (per pooled output, per argmax
+//! row) and rounds, from `GateDesc::cost`; the small gates are also run in
+//! the first table (measured rows, checked against the prediction).
+//!
 //! ```text
 //! cargo run --release --example op_costs            # table
 //! cargo run --release --example op_costs -- --json  # JSON array
@@ -23,7 +30,10 @@
 use ariann::mpc::bundle::generate_bundles;
 use ariann::mpc::gates::beaver::{Bilinear, TripleKey};
 use ariann::mpc::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
-use ariann::mpc::gates::pool::{ArgmaxKey, MaxPoolKey, MaxPoolOneHotKey, PoolShape};
+use ariann::mpc::gates::pool::{
+    ArgmaxKey, ArgmaxSmallKey, MaxPoolKey, MaxPoolOneHotKey, MaxPoolSmallKey, PoolShape,
+};
+use ariann::mpc::gates::small::{ReluSmallKey, TruncReluKey};
 use ariann::mpc::gates::trunc::TruncKey;
 use ariann::mpc::{
     CommStats, GateCost, GateDesc, MpcError, Session, Transport, VecSource, run_two_party,
@@ -286,6 +296,115 @@ fn saved(reuse: u64, triples: u64) -> f64 {
     100.0 * (1.0 - reuse as f64 / triples as f64)
 }
 
+/// A small-key gate against the gate(s) it replaces (costs per party).
+struct SmallRow {
+    name: &'static str,
+    /// The `gate` of the JSON rows: replaced, small-key.
+    json_names: [&'static str; 2],
+    shape: String,
+    /// What the key bytes are counted per.
+    unit: &'static str,
+    base: GateCost,
+    small: GateCost,
+    base_per: f64,
+    small_per: f64,
+}
+
+/// relu vs relu_small, trunc + relu vs trunc_relu (and trunc + relu_small),
+/// max-pool 2x2 and 3x3 vs max_pool_small, argmax vs argmax_small over 10
+/// classes, from `GateDesc::cost` on `Z_2^64`.
+fn small_key_rows() -> Result<Vec<SmallRow>, Box<dyn std::error::Error>> {
+    let m = 10_000usize;
+    let cost = |g: GateDesc| g.cost(64);
+    let mut rows = Vec::new();
+    let mut push =
+        |name, json_names, shape: String, unit, units: usize, base: GateCost, small: GateCost| {
+            rows.push(SmallRow {
+                name,
+                json_names,
+                shape,
+                unit,
+                base,
+                small,
+                base_per: base.key_bytes as f64 / units as f64,
+                small_per: small.key_bytes as f64 / units as f64,
+            });
+        };
+    push(
+        "relu -> relu_small",
+        ["relu", "relu_small"],
+        format!("m={m}, k={K}"),
+        "element",
+        m,
+        cost(GateDesc::Relu { m, k: K })?,
+        cost(GateDesc::ReluSmall { m, k: K })?,
+    );
+    // x in a 48-bit window, truncated by 16 to a 32-bit window.
+    let trunc = cost(GateDesc::Trunc {
+        m,
+        f: 16,
+        k: K + 16,
+    })?;
+    let fused = cost(GateDesc::TruncRelu { m, f: 16, k: K })?;
+    push(
+        "trunc+relu -> trunc_relu",
+        ["trunc+relu", "trunc_relu"],
+        format!("m={m}, f=16, k={K}"),
+        "element",
+        m,
+        trunc.then(cost(GateDesc::Relu { m, k: K })?)?,
+        fused,
+    );
+    push(
+        "trunc+relu_small -> trunc_relu",
+        ["trunc+relu_small", "trunc_relu"],
+        format!("m={m}, f=16, k={K}"),
+        "element",
+        m,
+        trunc.then(cost(GateDesc::ReluSmall { m, k: K })?)?,
+        fused,
+    );
+    for (kk, st) in [(2usize, 2usize), (3, 1), (3, 2)] {
+        let shape = PoolShape {
+            n: 1,
+            c: 1,
+            h: 24,
+            w: 24,
+            k: kk,
+            stride: st,
+            pad: 0,
+        };
+        let (oh, ow) = shape.out_hw()?;
+        push(
+            "max_pool -> max_pool_small",
+            ["maxpool (tree)", "maxpool (small key)"],
+            format!("24x24, {kk}x{kk}, s={st}"),
+            "output",
+            oh * ow,
+            cost(GateDesc::MaxPool { shape, k: K })?,
+            cost(GateDesc::MaxPoolSmall { shape, k: K })?,
+        );
+    }
+    push(
+        "argmax -> argmax_small",
+        ["argmax", "argmax (small key)"],
+        "64 rows x 10 classes".into(),
+        "row",
+        64,
+        cost(GateDesc::Argmax {
+            rows: 64,
+            n: 10,
+            k: K,
+        })?,
+        cost(GateDesc::ArgmaxSmall {
+            rows: 64,
+            n: 10,
+            k: K,
+        })?,
+    );
+    Ok(rows)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let json_out = std::env::args().any(|a| a == "--json");
     let mut rng = ChaCha12Rng::seed_from_u64(1);
@@ -536,6 +655,85 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .falcon("335".into(), format!("~{}", 56 * len)),
     );
 
+    // The small-key gates, measured (ARIANN's figures of the gates they replace).
+    let (k0, k1) = ReluSmallKey::<u64>::generate(K, m, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(m)).map(|_| ()),
+        |t| k1.eval(t, &zeros(m)).map(|_| ()),
+    )?;
+    rows.push(Row::new(
+        "relu (small key)",
+        format!("m={m}, k={K}"),
+        s,
+        key_bytes(GateDesc::ReluSmall { m, k: K }, s)?,
+        2,
+        3 * m as u64,
+    ));
+    let (k0, k1) = TruncReluKey::<u64>::generate(16, K, m, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(m)).map(|_| ()),
+        |t| k1.eval(t, &zeros(m)).map(|_| ()),
+    )?;
+    rows.push(Row {
+        ariann_rounds: None,
+        ariann_values: None,
+        ..Row::new(
+            "trunc+relu (fused)",
+            format!("m={m}, f=16, k={K}"),
+            s,
+            key_bytes(GateDesc::TruncRelu { m, f: 16, k: K }, s)?,
+            0,
+            0,
+        )
+    });
+    let (k0, k1) = ArgmaxSmallKey::<u64>::generate(1, am, K, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(am)).map(|_| ()),
+        |t| k1.eval(t, &zeros(am)).map(|_| ()),
+    )?;
+    rows.push(Row::new(
+        "argmax (small key)",
+        format!("m={am}"),
+        s,
+        key_bytes(
+            GateDesc::ArgmaxSmall {
+                rows: 1,
+                n: am,
+                k: K,
+            },
+            s,
+        )?,
+        2,
+        (am * am) as u64,
+    ));
+    for (mm, kk, st) in [(24usize, 2usize, 2usize), (24, 3, 1)] {
+        let ps = PoolShape {
+            n: 1,
+            c: 1,
+            h: mm,
+            w: mm,
+            k: kk,
+            stride: st,
+            pad: 0,
+        };
+        let (k0, k1) = MaxPoolSmallKey::<u64>::generate(ps, K, &mut rng)?;
+        let len = ps.input_len();
+        let s = measure(
+            |t| k0.eval(t, &zeros(len)).map(|_| ()),
+            |t| k1.eval(t, &zeros(len)).map(|_| ()),
+        )?;
+        let o = ((mm - kk) / st + 1) as u64;
+        rows.push(Row::new(
+            "maxpool (small key)",
+            format!("{mm}x{mm}, k={kk}, s={st}"),
+            s,
+            key_bytes(GateDesc::MaxPoolSmall { shape: ps, k: K }, s)?,
+            3,
+            o * o * ((kk * kk * kk * kk) as u64 + 2),
+        ));
+    }
+    let small = small_key_rows()?;
+
     let train = training_rows(&mut rng)?;
     if json_out {
         // The training rows in the same schema: one object per variant.
@@ -547,6 +745,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     rounds: c.rounds,
                     bytes: c.bytes_sent,
                     key_bytes: usize::try_from(c.key_bytes)?,
+                    ariann_rounds: None,
+                    ariann_values: None,
+                    falcon_rounds: None,
+                    falcon_values: None,
+                });
+            }
+        }
+        for r in &small {
+            for (gate, rounds, per) in [
+                (r.json_names[0], r.base.rounds, r.base_per),
+                (r.json_names[1], r.small.rounds, r.small_per),
+            ] {
+                rows.push(Row {
+                    gate,
+                    shape: format!("{} (key bytes per {})", r.shape, r.unit),
+                    rounds,
+                    bytes: 0,
+                    key_bytes: per.round() as usize,
                     ariann_rounds: None,
                     ariann_values: None,
                     falcon_rounds: None,
@@ -603,6 +819,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 r.ariann_values.map_or("-".into(), |v| (4 * v).to_string()),
                 r.falcon_rounds.clone().unwrap_or_else(|| "-".into()),
                 r.falcon_values.clone().unwrap_or_else(|| "-".into()),
+            );
+        }
+        println!(
+            "\nSmall-key variants (Z_2^64, k = {K}; per party, from GateDesc::cost): key bytes per unit and rounds of"
+        );
+        println!(
+            "the gate(s) replaced and of the small-key gate (a DCF with a 1-bit payload, one more round to convert its bit).\n"
+        );
+        println!(
+            "{:<31} {:<22} {:<8} {:>6} {:>10} {:>6} {:>10} {:>6}",
+            "gates", "shape", "unit", "rounds", "key B", "small", "key B", "saved"
+        );
+        for r in &small {
+            println!(
+                "{:<31} {:<22} {:<8} {:>6} {:>10.1} {:>6} {:>10.1} {:>5.1}%",
+                r.name,
+                r.shape,
+                r.unit,
+                r.base.rounds,
+                r.base_per,
+                r.small.rounds,
+                r.small_per,
+                100.0 * (1.0 - r.small_per / r.base_per),
             );
         }
         println!(

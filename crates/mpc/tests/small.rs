@@ -509,6 +509,22 @@ proptest! {
     }
 
     #[test]
+    fn max_pool_small_on_random_shapes(
+        (n, c, h, w) in (1usize..3, 1usize..3, 1usize..9, 1usize..9),
+        (k, stride, pad) in (1usize..5, 1usize..4, 0usize..3),
+        seed in any::<u64>(),
+    ) {
+        let s = pool(n, c, h, w, k, stride, pad);
+        prop_assume!(s.windows().is_ok());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let half = 1i64 << 30;
+        let xs: Vec<i64> = (0..s.input_len())
+            .map(|i| if i % 5 == 0 { 0 } else { rng.random_range(-half..half) })
+            .collect();
+        check_pool_small::<u64>(s, 32, &xs, &mut rng);
+    }
+
+    #[test]
     fn argmax_small_on_random_rows(
         rows in 0usize..6,
         n in 1usize..12,
