@@ -45,7 +45,7 @@ impl SubsamplePad {
     fn apply<T: Copy>(&self, x: &[T], shape: &[usize], zero: T) -> Result<Vec<T>, NnError> {
         let [c, h, w, oc, oh, ow] = self.geometry_of(shape)?;
         let per = c * h * w;
-        if per == 0 || x.len() % per != 0 {
+        if per == 0 || !x.len().is_multiple_of(per) {
             return Err(NnError::InputSize {
                 expected: per,
                 got: x.len(),
@@ -70,7 +70,7 @@ impl SubsamplePad {
     fn adjoint<T: Copy>(&self, dy: &[T], shape: &[usize], zero: T) -> Result<Vec<T>, NnError> {
         let [c, h, w, oc, oh, ow] = self.geometry_of(shape)?;
         let per_out = oc * oh * ow;
-        if per_out == 0 || dy.len() % per_out != 0 {
+        if per_out == 0 || !dy.len().is_multiple_of(per_out) {
             return Err(NnError::InputSize {
                 expected: per_out,
                 got: dy.len(),
