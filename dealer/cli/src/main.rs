@@ -70,6 +70,16 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print a zoo model's JSON description (the format `--model-json`
+    /// reads; a starting point for one's own model).
+    Model {
+        /// The zoo name (see --model of `keys`).
+        name: String,
+        /// The description after batch-norm folding (what the plan is
+        /// derived from).
+        #[arg(long)]
+        folded: bool,
+    },
 }
 
 /// Where the plan comes from: exactly one of these.
@@ -78,7 +88,8 @@ enum Cmd {
 struct Source {
     /// A model of the zoo: network1, network2, sarda, lenet, lenet5,
     /// alexnet, alexnet_64, alexnet_note, vgg16, vgg16_64, resnet18 (224x224),
-    /// resnet18_64 (64x64).
+    /// resnet18_64 (64x64), resnet20 (CIFAR-10). `ariann-dealer model NAME`
+    /// prints one as JSON.
     #[arg(long)]
     model: Option<String>,
     /// A JSON model description (as `Model::from_json` reads).
@@ -544,6 +555,23 @@ fn verify(files: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// `ariann-dealer model NAME [--folded]`.
+fn model_cmd(name: &str, folded: bool) -> Result<()> {
+    let (m, _, _) = zoo::by_name(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown model {name:?}; the zoo has {}",
+            zoo::NAMES.join(", ")
+        )
+    })?;
+    let m = if folded {
+        m.fold_batchnorm_architecture()
+    } else {
+        m
+    };
+    println!("{}", m.to_json());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.verbose {
@@ -562,6 +590,7 @@ fn main() -> ExitCode {
         Cmd::Plan(a) => plan_cmd(a),
         Cmd::Serve(a) => serve(a),
         Cmd::Verify { files } => verify(files),
+        Cmd::Model { name, folded } => model_cmd(name, *folded),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

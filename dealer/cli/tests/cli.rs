@@ -258,6 +258,46 @@ fn model_json_gives_the_same_plan_as_the_zoo() {
     assert_eq!(text(&a.stdout), text(&b.stdout));
 }
 
+/// `ariann-dealer model NAME` prints the zoo model's description, which
+/// reads back as the same model; the variants' plans differ in hash.
+#[test]
+fn model_prints_a_zoo_description_and_variants_have_their_own_plans() {
+    let o = dealer(&["model", "resnet20"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let m = ariann_nn::Model::from_json(&text(&o.stdout)).expect("valid description");
+    assert_eq!(m, ariann_nn::zoo::resnet20());
+    let o = dealer(&["model", "resnet20", "--folded"]);
+    let m = ariann_nn::Model::from_json(&text(&o.stdout)).expect("valid description");
+    assert_eq!(m, ariann_nn::zoo::resnet20().fold_batchnorm_architecture());
+    let o = dealer(&["model", "nope"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("the zoo has"));
+    let hash = |v: &str| {
+        let o = dealer(&[
+            "plan",
+            "--model",
+            "lenet",
+            "--batch",
+            "2",
+            "--hash",
+            "--variant",
+            v,
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    assert_ne!(hash("one-round"), hash("small-key"));
+    let o = dealer(&[
+        "plan",
+        "--model",
+        "lenet",
+        "--batch",
+        "2",
+        "--variant",
+        "tiny",
+    ]);
+    assert!(!o.status.success() && text(&o.stderr).contains("small-key"));
+}
+
 #[test]
 fn train_plan_is_the_repeated_step_plan_the_parties_expect() {
     use ariann_nn::{Config, Loss, Rounding, TrainConfig, zoo};
