@@ -56,6 +56,7 @@
 use crate::Plan;
 use ariann_fss::Party;
 use ariann_mpc::bundle::check_bundle;
+use ariann_mpc::secret::SecretBuf;
 use ariann_mpc::{
     BundleTag, GateDesc, GateKey, KeyBundle, MpcError, PreprocessingSource, SourceFault,
 };
@@ -67,7 +68,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use thiserror::Error;
-use zeroize::Zeroizing;
 
 /// Magic bytes of a key file.
 pub const MAGIC: [u8; 4] = *b"ARKF";
@@ -87,6 +87,9 @@ pub const TRAILER_LEN: usize = 44;
 /// Bytes of a chunk besides the bundle: length and digest.
 pub const CHUNK_OVERHEAD: usize = 40;
 const TRAILER_MAGIC: [u8; 4] = *b"ARKE";
+/// Buffer of the key file writer and readers: large, so small bundles go
+/// to the disk in few system calls (bundles larger than it bypass it).
+const IO_BUFFER: usize = 8 << 20;
 
 /// Bytes of one party's key file for the gates of a plan on `Z_2^ring_bits`,
 /// predicted from the gate descriptions without generating any key
@@ -436,7 +439,7 @@ pub struct KeyFileWriter {
     written: u64,
     bytes: u64,
     trailer: Sha256,
-    buf: Zeroizing<Vec<u8>>,
+    buf: SecretBuf,
 }
 
 impl KeyFileWriter {
@@ -451,7 +454,7 @@ impl KeyFileWriter {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let f = opts.open(&tmp).map_err(io_err(&tmp))?;
-        let mut out = BufWriter::with_capacity(1 << 20, f);
+        let mut out = BufWriter::with_capacity(IO_BUFFER, f);
         out.write_all(&header.encode()).map_err(io_err(&tmp))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -461,7 +464,7 @@ impl KeyFileWriter {
             written: 0,
             bytes: HEADER_LEN as u64,
             trailer: trailer_hasher(&header),
-            buf: Zeroizing::new(Vec::new()),
+            buf: SecretBuf::new(),
         })
     }
 
@@ -484,7 +487,7 @@ impl KeyFileWriter {
             )));
         }
         self.buf.clear();
-        b.encode_into(&mut self.buf);
+        b.encode_secret(&mut self.buf);
         let digest = chunk_digest(&self.header, self.written, &self.buf);
         let tmp = &self.tmp;
         let Some(out) = self.out.as_mut() else {
@@ -808,7 +811,7 @@ impl<R: Ring> KeyFileSource<R> {
         let (tx, rx) = sync_channel(1);
         let reader = std::thread::Builder::new()
             .name("ariann-keyfile-reader".into())
-            .spawn(move || read_chunks(BufReader::with_capacity(1 << 20, f), len, header, tx))
+            .spawn(move || read_chunks(BufReader::with_capacity(IO_BUFFER, f), len, header, tx))
             .map_err(io_err(path))?;
         Ok(Self {
             header,
@@ -904,35 +907,56 @@ impl<R: Ring> PreprocessingSource<R> for KeyFileSource<R> {
     }
 }
 
-/// The reader thread: chunks in order, each checked before it is sent; the
-/// trailer is checked before the last bundle is sent.
+/// The reader thread, a pipeline of two stages: this thread reads the
+/// chunks in order and checks each digest (and the trailer after the last
+/// one), a decoder thread decodes the previous chunk meanwhile and sends
+/// the bundles on. Two raw buffers go round between them (reused, wiped).
 fn read_chunks<R: Ring>(
     mut rd: BufReader<File>,
     len: u64,
     header: KeyFileHeader,
     tx: SyncSender<Item<R>>,
 ) {
-    let mut pos = HEADER_LEN as u64;
-    let mut trailer = trailer_hasher(&header);
-    for i in 0..header.count {
-        let item = read_chunk::<R>(&mut rd, len, &mut pos, &header, i, &mut trailer);
-        let stop = item.is_err();
-        if tx.send(item.map_err(|f| (i, f))).is_err() || stop {
-            return;
+    let (raw_tx, raw_rx) = sync_channel::<(u64, Result<SecretBuf, SourceFault>)>(1);
+    let (free_tx, free_rx) = sync_channel::<SecretBuf>(2);
+    std::thread::scope(|sc| {
+        sc.spawn(move || {
+            for (i, raw) in raw_rx {
+                let item = raw.and_then(|buf| {
+                    let b = decode_chunk::<R>(&buf, &header, i);
+                    // The reader may have stopped: then the buffer drops (wiped).
+                    let _ = free_tx.try_send(buf);
+                    b
+                });
+                let stop = item.is_err();
+                if tx.send(item.map_err(|f| (i, f))).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        // Owned here: dropped when reading ends (or stops), so the decoder's
+        // loop ends and the scope can join it.
+        let raw_tx = raw_tx;
+        let mut pos = HEADER_LEN as u64;
+        let mut trailer = trailer_hasher(&header);
+        for i in 0..header.count {
+            let mut buf = free_rx.try_recv().unwrap_or_default();
+            let raw = read_raw_chunk(&mut rd, len, &mut pos, &header, i, &mut trailer, &mut buf)
+                .map(|()| buf);
+            let stop = raw.is_err();
+            if raw_tx.send((i, raw)).is_err() || stop {
+                return;
+            }
         }
-    }
+    });
 }
 
-fn read_chunk<R: Ring>(
-    rd: &mut BufReader<File>,
-    len: u64,
-    pos: &mut u64,
+fn decode_chunk<R: Ring>(
+    buf: &[u8],
     header: &KeyFileHeader,
     i: u64,
-    trailer: &mut Sha256,
 ) -> Result<KeyBundle<R>, SourceFault> {
-    let buf = read_raw_chunk(rd, len, pos, header, i, trailer)?;
-    let b = KeyBundle::<R>::decode(&buf).map_err(|e| SourceFault::Decode(e.to_string()))?;
+    let b = KeyBundle::<R>::decode(buf).map_err(|e| SourceFault::Decode(e.to_string()))?;
     if b.party != header.party || b.tag.index != i {
         return Err(SourceFault::Decode(format!(
             "chunk {i} holds bundle {} of party {}",
@@ -951,8 +975,8 @@ fn io_fault(e: std::io::Error) -> SourceFault {
     }
 }
 
-/// Chunk `i`'s bundle bytes, checked against its digest; after the last
-/// chunk, the trailer is checked too.
+/// Reads chunk `i`'s bundle bytes into `buf`, checked against its digest;
+/// after the last chunk, the trailer is checked too.
 fn read_raw_chunk(
     rd: &mut BufReader<File>,
     len: u64,
@@ -960,7 +984,8 @@ fn read_raw_chunk(
     header: &KeyFileHeader,
     i: u64,
     trailer: &mut Sha256,
-) -> Result<Zeroizing<Vec<u8>>, SourceFault> {
+    buf: &mut SecretBuf,
+) -> Result<(), SourceFault> {
     let mut l = [0u8; 8];
     rd.read_exact(&mut l).map_err(io_fault)?;
     *pos += 8;
@@ -970,19 +995,19 @@ fn read_raw_chunk(
         return Err(SourceFault::Truncated);
     }
     // `n < len`, which fits in memory as a file does.
-    let mut buf = Zeroizing::new(vec![0u8; n as usize]);
-    rd.read_exact(&mut buf).map_err(io_fault)?;
+    buf.zeroed(n as usize);
+    rd.read_exact(buf.as_mut_slice()).map_err(io_fault)?;
     let mut d = [0u8; 32];
     rd.read_exact(&mut d).map_err(io_fault)?;
     *pos += n + 32;
-    if chunk_digest(header, i, &buf) != d {
+    if chunk_digest(header, i, buf) != d {
         return Err(SourceFault::Checksum);
     }
     trailer.update(d);
     if i + 1 == header.count {
         check_trailer(rd, len, pos, header, trailer)?;
     }
-    Ok(buf)
+    Ok(())
 }
 
 fn check_trailer(
@@ -1018,15 +1043,16 @@ pub fn verify_file(path: &Path) -> Result<KeyFileHeader, KeyFileError> {
     let mut f = File::open(path).map_err(io_err(path))?;
     let len = f.metadata().map_err(io_err(path))?.len();
     let header = KeyFileHeader::read_from(&mut f, len, path)?;
-    let mut rd = BufReader::with_capacity(1 << 20, f);
+    let mut rd = BufReader::with_capacity(IO_BUFFER, f);
     let mut pos = HEADER_LEN as u64;
     let mut trailer = trailer_hasher(&header);
+    let mut buf = SecretBuf::new();
     if header.count == 0 {
         check_trailer(&mut rd, len, &mut pos, &header, &trailer)
             .map_err(|fault| KeyFileError::Chunk { index: 0, fault })?;
     }
     for i in 0..header.count {
-        read_raw_chunk(&mut rd, len, &mut pos, &header, i, &mut trailer)
+        read_raw_chunk(&mut rd, len, &mut pos, &header, i, &mut trailer, &mut buf)
             .map_err(|fault| KeyFileError::Chunk { index: i, fault })?;
     }
     Ok(header)

@@ -168,6 +168,12 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
         codec::encode(&self.inner)
     }
 
+    /// Appends [`FssKeys::encode`]'s output to `out`, without a temporary
+    /// buffer (the checksum covers the appended bytes only).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        codec::encode_into(&self.inner, out)
+    }
+
     /// Length of [`FssKeys::encode`]'s output, without encoding.
     pub fn encoded_len(&self) -> usize {
         codec::encoded_len::<P>(S::KIND, self.inner.params, self.len())

@@ -63,6 +63,15 @@ pub(crate) fn encoded_len<P: Payload>(kind: Kind, params: TreeParams, count: usi
 }
 
 pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(keys, &mut out);
+    out
+}
+
+/// Appends the encoding of `keys` to `out` (reserving exactly its length
+/// first), with the checksum over the appended bytes only: no temporary
+/// buffer, no copy.
+pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>) {
     let kind = keys.kind;
     let params = keys.params;
     let len = keys.len();
@@ -72,7 +81,8 @@ pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
     let leaf_bytes = (params.leaf_len() * P::BITS as usize).div_ceil(8);
     let elem_bytes = P::BITS as usize / 8;
 
-    let mut out = Vec::with_capacity(encoded_len::<P>(kind, params, len));
+    let start = out.len();
+    out.reserve(encoded_len::<P>(kind, params, len));
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.push(kind.tag());
@@ -115,9 +125,8 @@ pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
         }
         out.extend_from_slice(&leaf_tmp[..leaf_bytes]);
     }
-    let digest = Sha256::digest(&out);
+    let digest = Sha256::digest(&out[start..]);
     out.extend_from_slice(digest.as_slice());
-    out
 }
 
 fn u128_at(bytes: &[u8], at: usize) -> u128 {

@@ -97,9 +97,9 @@ pub(crate) fn put_ring<R: Ring>(out: &mut Vec<u8>, vals: &[R]) {
 }
 
 pub(crate) fn put_fss<S: Scheme, P: Payload>(out: &mut Vec<u8>, k: &FssKeys<S, P>) {
-    let bytes = zeroize::Zeroizing::new(k.encode());
-    put_usize(out, bytes.len());
-    out.extend_from_slice(&bytes);
+    // Straight into `out`: no temporary encoding to copy and wipe.
+    put_usize(out, k.encoded_len());
+    k.encode_into(out);
 }
 
 /// Bits (`0` or `1` each) packed eight to a byte, lowest bit first, the
@@ -272,6 +272,13 @@ impl<'a> Reader<'a> {
 impl<R: Ring> KeyBundle<R> {
     /// Appends the bundle's encoding (see [`crate::codec`]) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // One allocation of the exact size (predicted from the descriptor)
+        // instead of doublings that copy and page-fault large bundles.
+        if let Ok(c) = self.tag.gate.cost_in::<R>()
+            && let Ok(n) = usize::try_from(c.encoded_bytes)
+        {
+            out.reserve(n);
+        }
         out.extend_from_slice(&BUNDLE_MAGIC);
         out.extend_from_slice(&BUNDLE_VERSION.to_le_bytes());
         // Ring widths are 32 or 64.
@@ -287,6 +294,13 @@ impl<R: Ring> KeyBundle<R> {
         let mut out = Vec::new();
         self.encode_into(&mut out);
         out
+    }
+
+    /// Appends the encoding to a [`SecretBuf`](crate::secret::SecretBuf)
+    /// (wiped when dropped or cleared), reserving its exact size first so
+    /// no unwiped copy is left behind by a reallocation.
+    pub fn encode_secret(&self, out: &mut crate::secret::SecretBuf) {
+        out.append_with(|v| self.encode_into(v));
     }
 
     /// Parses exactly one bundle encoded by [`KeyBundle::encode_into`] for

@@ -48,6 +48,7 @@ mod error;
 pub mod gates;
 pub mod open;
 pub mod plan;
+pub mod secret;
 pub mod session;
 pub mod table;
 pub mod transport;

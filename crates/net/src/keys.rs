@@ -18,6 +18,7 @@
 
 use ariann_fss::Party;
 use ariann_mpc::bundle::check_bundle;
+use ariann_mpc::secret::SecretBuf;
 use ariann_mpc::{BundleTag, GateKey, KeyBundle, MpcError, PreprocessingSource, SourceFault};
 use ariann_proto::KEY_STREAM_VERSION;
 use ariann_proto::v1::key_chunk::Body;
@@ -28,6 +29,7 @@ use ariann_proto::v1::{
     KeyAck, KeyBundleChunk, KeyChunk, KeyRequest, KeyStreamHeader, PullMessage,
 };
 use ariann_ring::Ring;
+use bytes::Bytes;
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -44,15 +46,22 @@ use tonic::codec::Streaming;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Endpoint, Identity, Server};
 use tonic::{Code, Request, Response, Status};
-use zeroize::Zeroizing;
 
 use crate::config::TlsConfig;
-use crate::link::{CONN_WINDOW, STREAM_WINDOW, chain, refused, tls_cause};
+use crate::link::{chain, refused, tls_cause};
 
 /// Metadata entry of a plan refusal: the dealer's plan hash, hex.
 pub const PLAN_HASH_METADATA: &str = "ariann-plan-hash";
-/// Default chunk size of the key stream: 1 MiB.
-pub const DEFAULT_KEY_CHUNK: usize = 1 << 20;
+/// Default chunk size of the key stream: 4 MiB.
+pub const DEFAULT_KEY_CHUNK: usize = 4 << 20;
+/// HTTP/2 flow-control windows of the key stream (per stream, per
+/// connection): several chunks in flight, so the dealer never waits for a
+/// window update between chunks; a party buffers at most this much.
+const KEY_STREAM_WINDOW: u32 = 32 << 20;
+const KEY_CONN_WINDOW: u32 = 64 << 20;
+/// Largest HTTP/2 frame a party accepts from the dealer (the default is
+/// 16 KiB: 256 frames per MiB of keys).
+const KEY_FRAME: u32 = 1 << 20;
 /// Largest chunk size either end accepts.
 pub const MAX_KEY_CHUNK: usize = 16 << 20;
 /// Bytes of a chunk message beyond its payload.
@@ -189,7 +198,9 @@ enum Event {
     },
 }
 
-type Encoded = Zeroizing<Vec<u8>>;
+/// One encoded bundle: a [`SecretBuf`] behind `Bytes`, so the chunks are
+/// slices of it (no copy) and it is wiped when the last chunk is dropped.
+type Encoded = Bytes;
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<KeyChunk, Status>> + Send + 'static>>;
 
 struct KeyService {
@@ -393,18 +404,19 @@ async fn pump(
                     let _ = out.try_send(Err(Status::internal("key generation failed")));
                     return;
                 };
-                let mut pieces = bytes.chunks(chunk).peekable();
+                let total = bytes.len();
+                let mut at = 0usize;
                 let mut index = 0u32;
                 let mut broken = false;
                 loop {
-                    let payload = pieces.next().unwrap_or_default();
-                    let last = pieces.peek().is_none();
+                    let end = total.min(at.saturating_add(chunk));
+                    let last = end == total;
                     let msg = KeyChunk {
                         body: Some(Body::Chunk(KeyBundleChunk {
                             bundle: sent,
                             chunk: index,
                             last,
-                            payload: payload.to_vec(),
+                            payload: bytes.slice(at..end),
                         })),
                     };
                     if out.send(Ok(msg)).await.is_err() {
@@ -414,6 +426,7 @@ async fn pump(
                     if last {
                         break;
                     }
+                    at = end;
                     index += 1;
                 }
                 if broken {
@@ -500,8 +513,9 @@ impl KeyServer {
             .max_encoding_message_size(cfg.chunk_size + CHUNK_OVERHEAD);
         let mut builder = Server::builder()
             .tcp_nodelay(true)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONN_WINDOW)
+            .initial_stream_window_size(KEY_STREAM_WINDOW)
+            .initial_connection_window_size(KEY_CONN_WINDOW)
+            .max_frame_size(KEY_FRAME)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)));
         if let Some(t) = &cfg.tls {
@@ -589,8 +603,11 @@ impl KeyServer {
     }
 }
 
-/// The generator thread: one gate at a time, each party's bundle encoded
-/// and queued on its bounded channel.
+/// The generator thread: one gate at a time; each party's bundle goes to
+/// an encoder thread of its own (one bundle queued), which encodes it and
+/// queues it on the party's bounded channel. So the next gate's keys are
+/// generated while this one's are encoded, both parties' in parallel, and
+/// sent.
 fn generate<R: Ring, E: Display>(
     bundles: impl Iterator<Item = Result<(KeyBundle<R>, KeyBundle<R>), E>>,
     count: u64,
@@ -598,24 +615,42 @@ fn generate<R: Ring, E: Display>(
     tx1: mpsc::Sender<Encoded>,
     err: std::sync::mpsc::Sender<String>,
 ) {
-    let mut n = 0u64;
-    for pair in bundles {
-        let (a, b) = match pair {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = err.send(format!("bundle {n}: {e}"));
+    std::thread::scope(|sc| {
+        let (e0, r0) = sync_channel::<KeyBundle<R>>(1);
+        let (e1, r1) = sync_channel::<KeyBundle<R>>(1);
+        sc.spawn(move || encode_bundles(r0, tx0));
+        sc.spawn(move || encode_bundles(r1, tx1));
+        let mut n = 0u64;
+        for pair in bundles {
+            let (a, b) = match pair {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = err.send(format!("bundle {n}: {e}"));
+                    return;
+                }
+            };
+            // A closed channel: that party is gone (its pump reports it).
+            if e0.send(a).is_err() || e1.send(b).is_err() {
                 return;
             }
-        };
-        let (a, b) = (Zeroizing::new(a.encode()), Zeroizing::new(b.encode()));
-        // A closed channel: that party is gone (its pump reports it).
-        if tx0.blocking_send(a).is_err() || tx1.blocking_send(b).is_err() {
+            n += 1;
+        }
+        if n != count {
+            let _ = err.send(format!("the plan yielded {n} bundles, {count} announced"));
+        }
+    });
+}
+
+/// An encoder thread: each bundle into a buffer of its exact size, wiped
+/// once the last of its chunks is sent ([`Bytes::from_owner`]).
+fn encode_bundles<R: Ring>(rx: Receiver<KeyBundle<R>>, tx: mpsc::Sender<Encoded>) {
+    for b in rx {
+        let mut buf = SecretBuf::new();
+        b.encode_secret(&mut buf);
+        drop(b);
+        if tx.blocking_send(Bytes::from_owner(buf)).is_err() {
             return;
         }
-        n += 1;
-    }
-    if n != count {
-        let _ = err.send(format!("the plan yielded {n} bundles, {count} announced"));
     }
 }
 
@@ -964,8 +999,9 @@ async fn open(cfg: &DealerConfig) -> Result<Opened, KeyStreamError> {
     let mut endpoint = Endpoint::from_shared(uri.clone())
         .map_err(|e| KeyStreamError::Invalid(format!("bad dealer address {uri:?}: {e}")))?
         .tcp_nodelay(true)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONN_WINDOW)
+        .initial_stream_window_size(KEY_STREAM_WINDOW)
+        .initial_connection_window_size(KEY_CONN_WINDOW)
+        .max_frame_size(KEY_FRAME)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .connect_timeout(cfg.connect_timeout);
@@ -1092,7 +1128,8 @@ fn read_stream<R: Ring>(
     max_bundle: usize,
     tx: &SyncSender<Item<R>>,
 ) {
-    let mut buf: Encoded = Zeroizing::new(Vec::new());
+    // One buffer for the whole stream, wiped and reused for each bundle.
+    let mut buf = SecretBuf::new();
     let mut bundle = 0u64;
     let mut next_chunk = 0u32;
     loop {
@@ -1153,12 +1190,8 @@ fn read_stream<R: Ring>(
             }
             return;
         }
-        let mut payload = Zeroizing::new(c.payload);
-        if next_chunk == 0 {
-            std::mem::swap(&mut buf, &mut payload);
-        } else {
-            buf.extend_from_slice(&payload);
-        }
+        buf.extend_from_slice(&c.payload);
+        drop(c.payload);
         if !c.last {
             next_chunk = match next_chunk.checked_add(1) {
                 Some(n) => n,
@@ -1184,7 +1217,7 @@ fn read_stream<R: Ring>(
             ),
             Err(e) => Item::Fault(bundle, SourceFault::Decode(e.to_string())),
         };
-        buf = Zeroizing::new(Vec::new());
+        buf.clear();
         let stop = matches!(item, Item::Fault(..));
         if tx.send(item).is_err() || stop {
             return;

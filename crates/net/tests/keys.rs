@@ -300,7 +300,7 @@ mod fake {
                 bundle,
                 chunk,
                 last,
-                payload,
+                payload: payload.into(),
             })),
         })
     }
