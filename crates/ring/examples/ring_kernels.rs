@@ -30,7 +30,15 @@ fn time(reps: usize, budget: Duration, mut f: impl FnMut()) -> (f64, f64) {
     (v[0], v[v.len() / 2])
 }
 
-fn conv(n: usize, c: usize, hw: usize, oc: usize, k: usize, stride: usize, pad: usize) -> Conv2dShape {
+fn conv(
+    n: usize,
+    c: usize,
+    hw: usize,
+    oc: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Conv2dShape {
     Conv2dShape {
         n,
         c,
@@ -52,14 +60,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (5, Duration::from_secs(2))
     };
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    println!("{:<34} {:>22} {:>11} {:>11}", "kernel", "shape", "min ms", "median ms");
+    println!(
+        "{:<34} {:>22} {:>11} {:>11}",
+        "kernel", "shape", "min ms", "median ms"
+    );
     let convs = [
         ("resnet18_64 conv1 7x7/2", conv(1, 3, 64, 64, 7, 2, 3)),
         ("resnet18_64 layer1 3x3", conv(1, 64, 16, 64, 3, 1, 1)),
         ("resnet18_64 layer2 3x3", conv(1, 128, 8, 128, 3, 1, 1)),
         ("resnet18_64 layer3 3x3", conv(1, 256, 4, 256, 3, 1, 1)),
         ("resnet18_64 layer4 3x3", conv(1, 512, 2, 512, 3, 1, 1)),
-        ("gate_bench conv 64->64 32x32 b32", conv(32, 64, 32, 64, 3, 1, 1)),
+        (
+            "gate_bench conv 64->64 32x32 b32",
+            conv(32, 64, 32, 64, 3, 1, 1),
+        ),
     ];
     for (name, s) in convs {
         let x = RingTensor::<u64>::random(&s.input_shape(), &mut rng);
@@ -69,7 +83,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             black_box(conv2d(&x, &w, &s).expect("valid shapes"));
         });
         let shape = format!("{rows}x{ckk}x{}", s.oc);
-        println!("{name:<34} {shape:>22} {:>11.3} {:>11.3}", min * 1e3, med * 1e3);
+        println!(
+            "{name:<34} {shape:>22} {:>11.3} {:>11.3}",
+            min * 1e3,
+            med * 1e3
+        );
     }
     for (m, k, n) in [(128, 784, 128), (1, 2048, 512), (512, 512, 512)] {
         let a = RingTensor::<u64>::random(&[m, k], &mut rng);
@@ -78,7 +96,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             black_box(a.matmul(&b).expect("valid shapes"));
         });
         let shape = format!("{m}x{k}x{n}");
-        println!("{:<34} {shape:>22} {:>11.3} {:>11.3}", "matmul u64", min * 1e3, med * 1e3);
+        println!(
+            "{:<34} {shape:>22} {:>11.3} {:>11.3}",
+            "matmul u64",
+            min * 1e3,
+            med * 1e3
+        );
     }
     let (m, k, n) = (256, 576, 64);
     let a = RingTensor::<u32>::random(&[m, k], &mut rng);
@@ -87,6 +110,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         black_box(a.matmul(&b).expect("valid shapes"));
     });
     let shape = format!("{m}x{k}x{n}");
-    println!("{:<34} {shape:>22} {:>11.3} {:>11.3}", "matmul u32", min * 1e3, med * 1e3);
+    println!(
+        "{:<34} {shape:>22} {:>11.3} {:>11.3}",
+        "matmul u32",
+        min * 1e3,
+        med * 1e3
+    );
     Ok(())
 }

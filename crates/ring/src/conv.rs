@@ -242,11 +242,21 @@ pub fn conv2d<R: Ring>(
     w: &RingTensor<R>,
     s: &Conv2dShape,
 ) -> Result<RingTensor<R>, RingError> {
+    conv2d_with(crate::simd::kernel(), x, w, s)
+}
+
+/// [`conv2d`] with the product's kernel `kern` (tests of each path).
+pub(crate) fn conv2d_with<R: Ring>(
+    kern: crate::simd::Kernel,
+    x: &RingTensor<R>,
+    w: &RingTensor<R>,
+    s: &Conv2dShape,
+) -> Result<RingTensor<R>, RingError> {
     expect_shape(w.shape(), &s.weight_shape())?;
     let cols = im2col(x, s)?; // checks x and the geometry
     let [rows, ckk] = s.cols_shape()?;
     let wt = w.reshape(&[s.oc, ckk])?.transpose2d()?;
-    let prod = cols.matmul(&wt)?; // (N*OH*OW, OC)
+    let prod = cols.matmul_with(kern, &wt)?; // (N*OH*OW, OC)
     let out_shape = s.output_shape()?;
     let ohw = rows.checked_div(s.n).unwrap_or(0);
     let ps = prod.as_slice();

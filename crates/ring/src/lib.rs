@@ -38,7 +38,7 @@
 //! let (y0, y1) = share(&y, &mut rng);
 //! assert_eq!(reconstruct(&y0, &y1).unwrap(), y);
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
@@ -48,6 +48,7 @@ mod fixed;
 pub mod reference;
 mod ring;
 mod share;
+pub mod simd;
 mod tensor;
 
 pub use conv::{Conv2dShape, col2im, conv2d, conv2d_grad_input, conv2d_grad_weight, im2col};
