@@ -180,13 +180,39 @@ pub(crate) fn matmul_panel<R: Ring>(
     }
 }
 
+/// Rows `j0..j0 + out_t.len() / m` of `w . a^T` into `out_t`
+/// ([`crate::tensor::dot_rows`]), with kernel `kern` (as [`matmul_block`]).
+pub(crate) fn dot_rows<R: Ring>(
+    kern: Kernel,
+    a: &[R],
+    w: &[R],
+    out_t: &mut [R],
+    j0: usize,
+    m: usize,
+    k: usize,
+) {
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 if kern.is_supported() => {
+            // SAFETY: AVX-512F and AVX-512DQ were detected just above.
+            unsafe { x86::dot_rows_avx512(a, w, out_t, j0, m, k) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if kern.is_supported() => {
+            // SAFETY: AVX2 was detected just above.
+            unsafe { x86::dot_rows_avx2(a, w, out_t, j0, m, k) }
+        }
+        _ => crate::tensor::dot_rows::<R, 4>(a, w, out_t, j0, m, k),
+    }
+}
+
 /// The generic kernels of [`crate::tensor`] compiled for each instruction
 /// set. Nothing here is `unsafe` inside: the functions are only unsafe to
 /// call, on a CPU without the features.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use crate::ring::Ring;
-    use crate::tensor::{matmul_block, matmul_panel};
+    use crate::tensor::{dot_rows, matmul_block, matmul_panel};
 
     /// The 4 x 8 register tile: 8 accumulators of 4 u64 lanes (of the 16
     /// ymm registers), leaving room for the multiply's temporaries.
@@ -215,6 +241,32 @@ mod x86 {
         n: usize,
     ) {
         matmul_block::<R, 4, 16>(a, b, out, i0, rows, k, n)
+    }
+
+    /// 4 accumulators of 4 u64 lanes per dot product.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn dot_rows_avx2<R: Ring>(
+        a: &[R],
+        w: &[R],
+        out_t: &mut [R],
+        j0: usize,
+        m: usize,
+        k: usize,
+    ) {
+        dot_rows::<R, 4>(a, w, out_t, j0, m, k)
+    }
+
+    /// 4 accumulators of 8 u64 lanes per dot product.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) fn dot_rows_avx512<R: Ring>(
+        a: &[R],
+        w: &[R],
+        out_t: &mut [R],
+        j0: usize,
+        m: usize,
+        k: usize,
+    ) {
+        dot_rows::<R, 8>(a, w, out_t, j0, m, k)
     }
 
     #[target_feature(enable = "avx2")]

@@ -516,6 +516,92 @@ pub(crate) fn matmul_panel<R: Ring>(
     }
 }
 
+/// `out_t (n x m) = w (n x k) . a^T` for `a (m x k)`, all row-major:
+/// `out_t[j][i]` is the dot product of row `j` of `w` and row `i` of `a`.
+///
+/// The product of [`crate::conv2d`] when the unrolled input has few rows
+/// (batch 1, deep layers): the weight `(OC x C*KH*KW)` is used as stored,
+/// with no transposed copy, and the result comes out in the output's
+/// `(OC, pixels)` layout. On rayon over blocks of rows of `w` once the work
+/// reaches [`MATMUL_PAR_THRESHOLD`].
+pub(crate) fn matmul_abt_into<R: Ring>(
+    kern: Kernel,
+    a: &[R],
+    w: &[R],
+    out_t: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let work = m.saturating_mul(k).saturating_mul(n);
+    if work < MATMUL_PAR_THRESHOLD {
+        simd::dot_rows(kern, a, w, out_t, 0, m, k);
+    } else {
+        // 16 rows of `w` per task (a multiple of the 4-row tile).
+        out_t
+            .par_chunks_mut(16 * m)
+            .enumerate()
+            .for_each(|(t, blk)| simd::dot_rows(kern, a, w, blk, 16 * t, m, k));
+    }
+}
+
+/// Rows `j0..j0 + out_t.len() / m` of `w . a^T` into `out_t` (see
+/// [`matmul_abt_into`]): tiles of 4 rows of `w` against one row of `a`,
+/// each dot product accumulated in `L` lanes over the contiguous inner
+/// dimension, then summed (wrapping addition is associative and
+/// commutative, so the order does not change the result). Always inlined,
+/// like [`matmul_block`].
+#[inline(always)]
+pub(crate) fn dot_rows<R: Ring, const L: usize>(
+    a: &[R],
+    w: &[R],
+    out_t: &mut [R],
+    j0: usize,
+    m: usize,
+    k: usize,
+) {
+    const JT: usize = 4;
+    let jn = out_t.len() / m;
+    let kv = k - k % L;
+    let full = jn - jn % JT;
+    for jj in (0..full).step_by(JT) {
+        let wr: [&[R]; JT] = core::array::from_fn(|t| &w[(j0 + jj + t) * k..(j0 + jj + t + 1) * k]);
+        for i in 0..m {
+            let ar = &a[i * k..(i + 1) * k];
+            let mut acc = [[R::ZERO; L]; JT];
+            for p in (0..kv).step_by(L) {
+                let av = &ar[p..p + L];
+                for t in 0..JT {
+                    let wv = &wr[t][p..p + L];
+                    for l in 0..L {
+                        acc[t][l] = acc[t][l].wadd(av[l].wmul(wv[l]));
+                    }
+                }
+            }
+            for t in 0..JT {
+                let mut s = acc[t].iter().fold(R::ZERO, |s, &v| s.wadd(v));
+                for p in kv..k {
+                    s = s.wadd(ar[p].wmul(wr[t][p]));
+                }
+                out_t[(jj + t) * m + i] = s;
+            }
+        }
+    }
+    for jj in full..jn {
+        let wr = &w[(j0 + jj) * k..(j0 + jj + 1) * k];
+        for i in 0..m {
+            let ar = &a[i * k..(i + 1) * k];
+            out_t[jj * m + i] = ar
+                .iter()
+                .zip(wr)
+                .fold(R::ZERO, |s, (&x, &y)| s.wadd(x.wmul(y)));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
