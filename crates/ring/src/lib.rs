@@ -20,6 +20,10 @@
 //!   dealer.
 //! - [`reference`](mod@reference): naive matmul and direct convolution the fast paths are
 //!   tested against.
+//! - [`simd`]: the instruction set of the products, chosen at run time
+//!   (AVX2, AVX-512 or portable; `ARIANN_SIMD=off` forces the portable
+//!   path). The crate's only `unsafe` lives there; the default build needs
+//!   no `target-cpu=native`, and every path gives the same bits.
 //!
 //! ```
 //! use ariann_ring::{FixedPoint, RingTensor, reconstruct, share};
