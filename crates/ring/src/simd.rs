@@ -4,9 +4,10 @@
 //!
 //! The default build targets the portable x86-64 baseline (SSE2), so that a
 //! binary built on one machine runs on every party's and dealer's host. The
-//! product's kernels (`tensor.rs`: the register-blocked micro-kernel
-//! the column-panel loop, the dot-product kernel of small convolutions) are written once, generic and
-//! `#[inline(always)]`; here they are instantiated inside functions compiled
+//! product's kernels (`tensor.rs`: the register-blocked micro-kernel, the
+//! column-panel loop, the dot-product kernel of small convolutions) are
+//! written once, generic and `#[inline(always)]`; here they are
+//! instantiated inside functions compiled
 //! with `#[target_feature(enable = ...)]`, so that the compiler vectorises
 //! each clone for its instruction set:
 //!
