@@ -12,7 +12,13 @@
 
 use crate::error::RingError;
 use crate::ring::Ring;
-use crate::tensor::{PAR_ELEMS, RingTensor, checked_len};
+use crate::tensor::{PAR_ELEMS, RingTensor, checked_len, matmul_abt_into};
+use zeroize::Zeroize;
+
+/// Below this many rows of the unrolled input (`N * OH * OW`),
+/// [`conv2d`] computes `W . cols^T` with the weight as stored rather than
+/// `cols . W^T` with a transposed copy of the weight.
+const FEW_ROWS: usize = 64;
 use rayon::prelude::*;
 
 /// Convolution geometry (NCHW input, OIHW weight).
@@ -242,15 +248,49 @@ pub fn conv2d<R: Ring>(
     w: &RingTensor<R>,
     s: &Conv2dShape,
 ) -> Result<RingTensor<R>, RingError> {
+    conv2d_with(crate::simd::kernel(), x, w, s)
+}
+
+/// [`conv2d`] with the product's kernel `kern` (tests of each path).
+pub(crate) fn conv2d_with<R: Ring>(
+    kern: crate::simd::Kernel,
+    x: &RingTensor<R>,
+    w: &RingTensor<R>,
+    s: &Conv2dShape,
+) -> Result<RingTensor<R>, RingError> {
     expect_shape(w.shape(), &s.weight_shape())?;
     let cols = im2col(x, s)?; // checks x and the geometry
     let [rows, ckk] = s.cols_shape()?;
-    let wt = w.reshape(&[s.oc, ckk])?.transpose2d()?;
-    let prod = cols.matmul(&wt)?; // (N*OH*OW, OC)
     let out_shape = s.output_shape()?;
     let ohw = rows.checked_div(s.n).unwrap_or(0);
-    let ps = prod.as_slice();
     let mut out = vec![R::ZERO; checked_len(&out_shape)?];
+    if rows < FEW_ROWS {
+        // Few output pixels (batch 1, deep layers): `W . cols^T`, reading
+        // the weight as stored, instead of transposing a weight that may be
+        // much larger than the product's work.
+        let mut prod_t = vec![R::ZERO; checked_len(&[s.oc, rows])?]; // (OC, N*OH*OW)
+        matmul_abt_into(
+            kern,
+            cols.as_slice(),
+            w.as_slice(),
+            &mut prod_t,
+            rows,
+            ckk,
+            s.oc,
+        );
+        // (oc, n, pixel) -> (n, oc, pixel)
+        for (ni, img) in out.chunks_mut((s.oc * ohw).max(1)).enumerate() {
+            for (oc, plane) in img.chunks_mut(ohw.max(1)).enumerate() {
+                let src = oc * rows + ni * ohw;
+                plane.copy_from_slice(&prod_t[src..src + plane.len()]);
+            }
+        }
+        prod_t.zeroize();
+        return RingTensor::from_vec(&out_shape, out);
+    }
+    let wt = w.reshape(&[s.oc, ckk])?.transpose2d()?;
+    let prod = cols.matmul_with(kern, &wt)?; // (N*OH*OW, OC)
+    let ps = prod.as_slice();
     // (n, pixel, oc) -> (n, oc, pixel)
     for (ni, img) in out.chunks_mut((s.oc * ohw).max(1)).enumerate() {
         for (oc, plane) in img.chunks_mut(ohw.max(1)).enumerate() {

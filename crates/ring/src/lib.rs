@@ -20,6 +20,10 @@
 //!   dealer.
 //! - [`reference`](mod@reference): naive matmul and direct convolution the fast paths are
 //!   tested against.
+//! - [`simd`]: the instruction set of the products, chosen at run time
+//!   (AVX2, AVX-512 or portable; `ARIANN_SIMD=off` forces the portable
+//!   path). The crate's only `unsafe` lives there; the default build needs
+//!   no `target-cpu=native`, and every path gives the same bits.
 //!
 //! ```
 //! use ariann_ring::{FixedPoint, RingTensor, reconstruct, share};
@@ -38,7 +42,7 @@
 //! let (y0, y1) = share(&y, &mut rng);
 //! assert_eq!(reconstruct(&y0, &y1).unwrap(), y);
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
@@ -48,6 +52,7 @@ mod fixed;
 pub mod reference;
 mod ring;
 mod share;
+pub mod simd;
 mod tensor;
 
 pub use conv::{Conv2dShape, col2im, conv2d, conv2d_grad_input, conv2d_grad_weight, im2col};

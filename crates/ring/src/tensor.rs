@@ -3,6 +3,7 @@
 
 use crate::error::RingError;
 use crate::ring::Ring;
+use crate::simd::{self, Kernel};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rayon::prelude::*;
 use zeroize::Zeroize;
@@ -320,6 +321,11 @@ impl<R: Ring> RingTensor<R> {
     /// [`RingError::ShapeMismatch`] if the inner dimensions differ
     /// (`expected` = `[k, n]`, `got` = the right operand's shape).
     pub fn matmul(&self, o: &Self) -> Result<Self, RingError> {
+        self.matmul_with(simd::kernel(), o)
+    }
+
+    /// [`matmul`](Self::matmul) with the kernel `kern` (tests of each path).
+    pub(crate) fn matmul_with(&self, kern: Kernel, o: &Self) -> Result<Self, RingError> {
         let (m, k) = self.dims2()?;
         let (k2, n) = o.dims2()?;
         if k != k2 {
@@ -330,7 +336,7 @@ impl<R: Ring> RingTensor<R> {
         }
         let len = checked_len(&[m, n])?;
         let mut out = vec![R::ZERO; len];
-        matmul_into(self.as_slice(), o.as_slice(), &mut out, m, k, n);
+        matmul_into(kern, self.as_slice(), o.as_slice(), &mut out, m, k, n);
         Ok(Self::from_checked_vec(&[m, n], out))
     }
 
@@ -354,22 +360,31 @@ impl<R: Ring> RingTensor<R> {
     }
 }
 
-/// `out (m x n) += a (m x k) . b (k x n)`, all row-major; `out` starts zeroed.
-fn matmul_into<R: Ring>(a: &[R], b: &[R], out: &mut [R], m: usize, k: usize, n: usize) {
+/// `out (m x n) += a (m x k) . b (k x n)`, all row-major; `out` starts
+/// zeroed. `kern` selects the instruction set ([`simd`]).
+pub(crate) fn matmul_into<R: Ring>(
+    kern: Kernel,
+    a: &[R],
+    b: &[R],
+    out: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
     let work = m.saturating_mul(k).saturating_mul(n);
     let row_tasks = m.div_ceil(MM_ROWS);
     if work < MATMUL_PAR_THRESHOLD {
-        matmul_block(a, b, out, 0, m, k, n);
+        simd::matmul_block(kern, a, b, out, 0, m, k, n);
     } else if row_tasks >= 4 || n <= MM_N {
         out.par_chunks_mut(MM_ROWS * n)
             .enumerate()
             .for_each(|(t, blk)| {
                 let i0 = t * MM_ROWS;
                 let rows = blk.len() / n;
-                matmul_block(a, b, blk, i0, rows, k, n);
+                simd::matmul_block(kern, a, b, blk, i0, rows, k, n);
             });
     } else {
         // Few rows (e.g. a batch-1 linear layer): split the columns instead;
@@ -381,7 +396,7 @@ fn matmul_into<R: Ring>(a: &[R], b: &[R], out: &mut [R], m: usize, k: usize, n: 
                 let j1 = (j0 + MM_N).min(n);
                 let width = j1 - j0;
                 let mut panel = vec![R::ZERO; m * width];
-                matmul_panel(a, b, &mut panel, m, k, n, j0, j1);
+                simd::matmul_panel(kern, a, b, &mut panel, m, k, n, j0, j1);
                 (j0, panel)
             })
             .collect();
@@ -396,18 +411,19 @@ fn matmul_into<R: Ring>(a: &[R], b: &[R], out: &mut [R], m: usize, k: usize, n: 
     }
 }
 
-/// Rows of the register-blocked micro-kernel.
-const KR: usize = 4;
-/// Columns of the register-blocked micro-kernel (two 512-bit vectors of u64).
-const KC: usize = 16;
-
 /// Rows `i0..i0 + rows` of the product into `out` (`rows x n`).
 ///
 /// Column panels of `KC` columns of `b` are packed contiguously (`k x KC`),
 /// then each `KR x KC` block of `out` is accumulated in registers over the
 /// whole inner dimension: one load of `b` feeds `KR` rows, and `out` is
-/// written once. Edges fall back to the plain loop.
-fn matmul_block<R: Ring>(
+/// written once. Edges fall back to the plain loop. `KR x KC` is the
+/// register tile (4 x 16 on the portable path and with AVX-512: two 512-bit
+/// vectors of u64 per row; 4 x 8 with AVX2).
+///
+/// Generic and always inlined: [`simd`] compiles it once per instruction
+/// set, inside `#[target_feature]` functions.
+#[inline(always)]
+pub(crate) fn matmul_block<R: Ring, const KR: usize, const KC: usize>(
     a: &[R],
     b: &[R],
     out: &mut [R],
@@ -470,8 +486,10 @@ fn matmul_block<R: Ring>(
 }
 
 /// Columns `j0..j1` of the full product into `panel` (`m x (j1 - j0)`).
+/// Always inlined, like [`matmul_block`].
 #[allow(clippy::too_many_arguments)]
-fn matmul_panel<R: Ring>(
+#[inline(always)]
+pub(crate) fn matmul_panel<R: Ring>(
     a: &[R],
     b: &[R],
     panel: &mut [R],
@@ -494,6 +512,92 @@ fn matmul_panel<R: Ring>(
                     *oj = oj.wadd(aip.wmul(bj));
                 }
             }
+        }
+    }
+}
+
+/// `out_t (n x m) = w (n x k) . a^T` for `a (m x k)`, all row-major:
+/// `out_t[j][i]` is the dot product of row `j` of `w` and row `i` of `a`.
+///
+/// The product of [`crate::conv2d`] when the unrolled input has few rows
+/// (batch 1, deep layers): the weight `(OC x C*KH*KW)` is used as stored,
+/// with no transposed copy, and the result comes out in the output's
+/// `(OC, pixels)` layout. On rayon over blocks of rows of `w` once the work
+/// reaches [`MATMUL_PAR_THRESHOLD`].
+pub(crate) fn matmul_abt_into<R: Ring>(
+    kern: Kernel,
+    a: &[R],
+    w: &[R],
+    out_t: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let work = m.saturating_mul(k).saturating_mul(n);
+    if work < MATMUL_PAR_THRESHOLD {
+        simd::dot_rows(kern, a, w, out_t, 0, m, k);
+    } else {
+        // 16 rows of `w` per task (a multiple of the 4-row tile).
+        out_t
+            .par_chunks_mut(16 * m)
+            .enumerate()
+            .for_each(|(t, blk)| simd::dot_rows(kern, a, w, blk, 16 * t, m, k));
+    }
+}
+
+/// Rows `j0..j0 + out_t.len() / m` of `w . a^T` into `out_t` (see
+/// [`matmul_abt_into`]): tiles of 4 rows of `w` against one row of `a`,
+/// each dot product accumulated in `L` lanes over the contiguous inner
+/// dimension, then summed (wrapping addition is associative and
+/// commutative, so the order does not change the result). Always inlined,
+/// like [`matmul_block`].
+#[inline(always)]
+pub(crate) fn dot_rows<R: Ring, const L: usize>(
+    a: &[R],
+    w: &[R],
+    out_t: &mut [R],
+    j0: usize,
+    m: usize,
+    k: usize,
+) {
+    const JT: usize = 4;
+    let jn = out_t.len() / m;
+    let kv = k - k % L;
+    let full = jn - jn % JT;
+    for jj in (0..full).step_by(JT) {
+        let wr: [&[R]; JT] = core::array::from_fn(|t| &w[(j0 + jj + t) * k..(j0 + jj + t + 1) * k]);
+        for i in 0..m {
+            let ar = &a[i * k..(i + 1) * k];
+            let mut acc = [[R::ZERO; L]; JT];
+            for p in (0..kv).step_by(L) {
+                let av = &ar[p..p + L];
+                for t in 0..JT {
+                    let wv = &wr[t][p..p + L];
+                    for l in 0..L {
+                        acc[t][l] = acc[t][l].wadd(av[l].wmul(wv[l]));
+                    }
+                }
+            }
+            for t in 0..JT {
+                let mut s = acc[t].iter().fold(R::ZERO, |s, &v| s.wadd(v));
+                for p in kv..k {
+                    s = s.wadd(ar[p].wmul(wr[t][p]));
+                }
+                out_t[(jj + t) * m + i] = s;
+            }
+        }
+    }
+    for jj in full..jn {
+        let wr = &w[(j0 + jj) * k..(j0 + jj + 1) * k];
+        for i in 0..m {
+            let ar = &a[i * k..(i + 1) * k];
+            out_t[jj * m + i] = ar
+                .iter()
+                .zip(wr)
+                .fold(R::ZERO, |s, (&x, &y)| s.wadd(x.wmul(y)));
         }
     }
 }
