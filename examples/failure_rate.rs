@@ -1,5 +1,6 @@
 //! Failure-rate run: many random in-bound inputs through the comparison,
-//! ReLU, max-pool and truncation gates (both parties on threads, in-memory
+//! ReLU, max-pool and truncation gates, and the small-key variant's ReLU
+//! and fused truncation + ReLU (both parties on threads, in-memory
 //! transport), counting every output that differs from the cleartext result.
 //! The gates are exact inside their window, so the expected count is zero
 //! (ARIANN's comparison fails about once in 4 million).
@@ -13,6 +14,7 @@
 
 use ariann::mpc::gates::cmp::{DreluKey, ReluKey};
 use ariann::mpc::gates::pool::{MaxPoolKey, PoolShape};
+use ariann::mpc::gates::small::{ReluSmallKey, TruncReluKey};
 use ariann::mpc::gates::trunc::TruncKey;
 use ariann::mpc::run_two_party;
 use ariann::ring::Ring;
@@ -70,7 +72,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut results = Vec::new();
     let mut total_errors = 0usize;
 
-    for gate in ["comparison", "relu", "truncation", "maxpool2x2"] {
+    for gate in [
+        "comparison",
+        "relu",
+        "truncation",
+        "maxpool2x2",
+        "relu_small",
+        "trunc_relu",
+    ] {
         let t = Instant::now();
         let (mut done, mut errors, mut checked) = (0usize, 0usize, 0usize);
         while done < n {
@@ -113,6 +122,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .iter()
                         .zip(&y)
                         .filter(|(x, y)| **y != (**x >> 16) as u64)
+                        .count();
+                    checked += y.len();
+                }
+                "relu_small" => {
+                    let xs = inputs(m, k, &mut rng);
+                    let (x0, x1) = shares(&xs, &mut rng);
+                    let (k0, k1) = ReluSmallKey::<u64>::generate(k, m, &mut rng)?;
+                    let (a, b) = run_two_party(|t| k0.eval(t, &x0), |t| k1.eval(t, &x1));
+                    let (a, b) = (a?, b?);
+                    let (y, d) = (add(&a.relu, &b.relu), add(&a.drelu, &b.drelu));
+                    errors += xs
+                        .iter()
+                        .zip(y.iter().zip(&d))
+                        .filter(|(x, (y, d))| {
+                            **y != (**x).max(0) as u64 || **d != u64::from(**x >= 0)
+                        })
+                        .count();
+                    checked += y.len();
+                }
+                "trunc_relu" => {
+                    // Untruncated products (32 fractional bits) whose truncation
+                    // by f = 16 lies in the open k-bit window: x in (-2^47, 2^47)
+                    // with x >> 16 > -2^31.
+                    let xs: Vec<i64> = inputs(m, 48, &mut rng)
+                        .into_iter()
+                        .map(|x| x.max(-(1i64 << 47) + (1 << 16)))
+                        .collect();
+                    let (x0, x1) = shares(&xs, &mut rng);
+                    let (k0, k1) = TruncReluKey::<u64>::generate(16, k, m, &mut rng)?;
+                    let (a, b) = run_two_party(|t| k0.eval(t, &x0), |t| k1.eval(t, &x1));
+                    let y = add(&a?, &b?);
+                    errors += xs
+                        .iter()
+                        .zip(&y)
+                        .filter(|(x, y)| **y != (**x >> 16).max(0) as u64)
                         .count();
                     checked += y.len();
                 }
