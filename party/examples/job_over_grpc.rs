@@ -13,7 +13,7 @@
 
 use ariann_fss::Party;
 use ariann_mpc::{MemTransport, VecSource, run_two_party};
-use ariann_net::{GrpcTransport, Listener, NetConfig, WanShape};
+use ariann_net::{GrpcTransport, LinkSecret, Listener, NetConfig, WanShape};
 use ariann_nn::{Config, Weights, zoo};
 use ariann_party::{Asset, Job, Outcome, run_job};
 use rand::{Rng, SeedableRng};
@@ -39,7 +39,10 @@ fn over_grpc(
     wan: Option<WanShape>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
     let (mut k0, mut k1) = keys;
+    // The job's link secret (a dealer delivers it with the keys).
+    let secret = LinkSecret::from_bytes(rand::random());
     let mut c0 = NetConfig::new(Party::P0, b"job-over-grpc".to_vec())
+        .link_secret(secret.clone())
         .listen("127.0.0.1:0".parse()?)
         .exchange_timeout(Duration::from_secs(600));
     if let Some(w) = wan {
@@ -47,6 +50,7 @@ fn over_grpc(
     }
     let listener = Listener::bind(c0.clone())?;
     let mut c1 = NetConfig::new(Party::P1, b"job-over-grpc".to_vec())
+        .link_secret(secret)
         .peer(listener.local_addr().to_string())
         .exchange_timeout(Duration::from_secs(600));
     if let Some(w) = wan {

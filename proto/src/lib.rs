@@ -17,7 +17,7 @@ pub mod v1 {
 }
 
 /// Version of the PartyLink protocol spoken by this build (`Hello.protocol_version`).
-pub const LINK_PROTOCOL_VERSION: u32 = 1;
+pub const LINK_PROTOCOL_VERSION: u32 = 2;
 
 /// Version of the KeyStream protocol spoken by this build
 /// (`KeyRequest.format_version`, `KeyStreamHeader.format_version`).

@@ -10,7 +10,7 @@
 
 use ariann_fss::Party;
 use ariann_mpc::{MemTransport, ShapedTransport, Transport};
-use ariann_net::{GrpcTransport, Listener, NetConfig, TlsConfig, WanShape};
+use ariann_net::{GrpcTransport, LinkSecret, Listener, NetConfig, TlsConfig, WanShape};
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -74,6 +74,10 @@ fn grpc_pair(
     let mut c0 =
         NetConfig::new(Party::P0, session.clone()).exchange_timeout(Duration::from_secs(120));
     let mut c1 = NetConfig::new(Party::P1, session).exchange_timeout(Duration::from_secs(120));
+    // The job's link secret (a dealer delivers it with the keys).
+    let secret = LinkSecret::from_bytes(rand::random());
+    c0 = c0.link_secret(secret.clone());
+    c1 = c1.link_secret(secret);
     if let Some((a, b)) = tls {
         c0 = c0.tls(a);
         c1 = c1.tls(b);

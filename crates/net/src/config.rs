@@ -5,6 +5,34 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// A job's link secret: 32 random bytes the dealer puts in both parties'
+/// (signed) keys. The link's handshake proves with it that each end holds
+/// this job's keys (HMAC-SHA256 challenge-response, see the crate docs); it
+/// never travels itself. Zeroized on drop; `Debug` shows no byte of it.
+#[derive(Clone)]
+pub struct LinkSecret(Zeroizing<[u8; 32]>);
+
+impl LinkSecret {
+    /// Bytes of a link secret.
+    pub const LEN: usize = 32;
+
+    /// Wraps the 32 bytes delivered with the keys.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        LinkSecret(Zeroizing::new(bytes))
+    }
+
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LinkSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkSecret(..)")
+    }
+}
 
 /// Errors of building a [`NetConfig`] or parsing a [`WanShape`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -183,14 +211,16 @@ impl std::fmt::Debug for TlsConfig {
 /// How one party reaches the other for one job.
 ///
 /// Party 0 listens on `listen` (a tonic server); party 1 connects to `peer`,
-/// retrying until `connect_timeout`. Both check the other's `Hello`
-/// (protocol version, `session_id`, party).
+/// retrying until `connect_timeout`. Both prove to each other that they hold
+/// the job's [`LinkSecret`] (and so its keys) before anything else.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
     /// This party.
     pub party: Party,
     /// Session (job) id, both parties equal; at most [`NetConfig::MAX_SESSION_ID`] bytes.
     pub session_id: Vec<u8>,
+    /// The job's link secret (from the dealer's keys); required to link.
+    pub link_secret: Option<LinkSecret>,
     /// Where party 0 listens (party 1 ignores it).
     pub listen: SocketAddr,
     /// Where party 1 connects, `host:port` (party 0 ignores it).
@@ -222,13 +252,15 @@ impl NetConfig {
     /// Largest chunk size allowed (below gRPC framing limits with headroom).
     pub const MAX_CHUNK: usize = 16 << 20;
 
-    /// A configuration with defaults: listen on `127.0.0.1:0`, no peer,
+    /// A configuration with defaults: no link secret (set one with
+    /// [`NetConfig::link_secret`]), listen on `127.0.0.1:0`, no peer,
     /// 30 s to connect, 60 s per exchange, 2 s of linger, 1 MiB chunks, 1 GiB messages,
     /// no TLS, no WAN shaping.
     pub fn new(party: Party, session_id: impl Into<Vec<u8>>) -> Self {
         NetConfig {
             party,
             session_id: session_id.into(),
+            link_secret: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             peer: String::new(),
             connect_timeout: Duration::from_secs(30),
@@ -239,6 +271,12 @@ impl NetConfig {
             tls: None,
             wan: None,
         }
+    }
+
+    /// Sets the job's link secret (from the dealer's keys).
+    pub fn link_secret(mut self, secret: LinkSecret) -> Self {
+        self.link_secret = Some(secret);
+        self
     }
 
     /// Sets the listen address (party 0).
@@ -313,6 +351,13 @@ impl NetConfig {
         }
         if self.connect_timeout.is_zero() || self.exchange_timeout.is_zero() {
             return Err(ConfigError::Invalid("zero timeout".to_string()));
+        }
+        if self.link_secret.is_none() {
+            return Err(ConfigError::Invalid(
+                "no link secret: the link proves the job's link secret, which comes with the \
+                 dealer's keys"
+                    .to_string(),
+            ));
         }
         if self.party == Party::P1 && self.peer.is_empty() {
             return Err(ConfigError::Invalid(

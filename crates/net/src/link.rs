@@ -8,13 +8,16 @@ use ariann_proto::LINK_PROTOCOL_VERSION;
 use ariann_proto::v1::link_message::Body;
 use ariann_proto::v1::party_link_client::PartyLinkClient;
 use ariann_proto::v1::party_link_server::{PartyLink, PartyLinkServer};
-use ariann_proto::v1::{Close, Frame, Hello, LinkMessage};
+use ariann_proto::v1::{Close, Frame, Hello, LinkAuth, LinkMessage};
+use hmac::{Hmac, KeyInit, Mac};
+use rand::RngCore;
+use sha2::Sha256;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -47,66 +50,130 @@ fn protocol(msg: impl Into<String>) -> MpcError {
     MpcError::Protocol(msg.into())
 }
 
-fn party_id(p: Party) -> u32 {
-    match p {
-        Party::P0 => 0,
-        Party::P1 => 1,
-    }
-}
-
 /// The largest gRPC message this party decodes: one frame.
 fn max_frame(cfg: &NetConfig) -> usize {
     cfg.chunk_size + FRAME_OVERHEAD
 }
 
-fn hello(cfg: &NetConfig) -> LinkMessage {
+/// Bytes of a handshake nonce.
+const NONCE_LEN: usize = 32;
+/// How long party 0 gives one caller to complete its handshake (at most
+/// half the connect deadline, so a silent caller is refused, and named in
+/// the deadline's error, before party 0 gives up).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes party 0 runs at once; more callers are refused at once.
+const MAX_PENDING_HANDSHAKES: usize = 16;
+/// Domain of the handshake MACs.
+const MAC_DOMAIN: &[u8] = b"ariann-rs link v2";
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn fresh_nonce() -> Vec<u8> {
+    let mut n = vec![0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut n);
+    n
+}
+
+/// The handshake transcript's MAC for `role` (0: party 0's Hello, 1: party
+/// 1's LinkAuth): both nonces, the version, both chunk limits and the
+/// session id, under the job's link secret.
+fn transcript_mac(
+    cfg: &NetConfig,
+    role: u8,
+    n1: &[u8],
+    n0: &[u8],
+    chunk1: u32,
+    chunk0: u32,
+) -> Result<HmacSha256, MpcError> {
+    let secret = cfg.link_secret.as_ref().ok_or_else(|| {
+        MpcError::InvalidParameter("the link needs the job's link secret".to_string())
+    })?;
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.expose())
+        .map_err(|_| MpcError::InvalidParameter("bad link secret".to_string()))?;
+    mac.update(MAC_DOMAIN);
+    mac.update(&[role]);
+    mac.update(&(cfg.session_id.len() as u64).to_le_bytes());
+    mac.update(&cfg.session_id);
+    mac.update(n1);
+    mac.update(n0);
+    mac.update(&LINK_PROTOCOL_VERSION.to_le_bytes());
+    mac.update(&chunk1.to_le_bytes());
+    mac.update(&chunk0.to_le_bytes());
+    Ok(mac)
+}
+
+fn chunk_limit(cfg: &NetConfig) -> u32 {
+    u32::try_from(cfg.chunk_size).unwrap_or(u32::MAX)
+}
+
+/// Party 1's first message: no MAC, a fresh nonce.
+fn hello1(cfg: &NetConfig, nonce: &[u8]) -> LinkMessage {
     LinkMessage {
         body: Some(Body::Hello(Hello {
             protocol_version: LINK_PROTOCOL_VERSION,
-            session_id: cfg.session_id.clone(),
-            party: party_id(cfg.party),
-            max_chunk: cfg.chunk_size as u32,
+            session_id: Vec::new(),
+            party: 1,
+            max_chunk: chunk_limit(cfg),
+            nonce: nonce.to_vec(),
+            mac: Vec::new(),
+            fresh: true,
         })),
     }
 }
 
-/// Checks the peer's first message; returns the chunk size to send with.
-fn check_hello(cfg: &NetConfig, msg: Option<LinkMessage>) -> Result<usize, MpcError> {
-    let h = match msg.and_then(|m| m.body) {
-        Some(Body::Hello(h)) => h,
-        Some(Body::Frame(_) | Body::Close(_)) => {
-            return Err(protocol("peer sent a frame before its Hello"));
-        }
-        None => {
-            return Err(protocol(
-                "peer sent an empty first message instead of a Hello",
-            ));
-        }
-    };
+/// Checks the fields of a Hello every role shares; returns the sender's
+/// chunk limit.
+fn check_hello_fields(h: &Hello, from: u32) -> Result<u32, MpcError> {
     if h.protocol_version != LINK_PROTOCOL_VERSION {
         return Err(protocol(format!(
             "peer speaks link protocol version {}, this party {}",
             h.protocol_version, LINK_PROTOCOL_VERSION
         )));
     }
-    if h.session_id != cfg.session_id {
+    if h.party != from {
         return Err(protocol(format!(
-            "peer is in session {}, this party in session {}",
-            hex(&h.session_id),
-            hex(&cfg.session_id)
-        )));
-    }
-    let other = 1 - party_id(cfg.party);
-    if h.party != other {
-        return Err(protocol(format!(
-            "peer claims to be party {}, expected party {other}",
+            "peer claims to be party {}, expected party {from}",
             h.party
         )));
     }
     if h.max_chunk == 0 {
         return Err(protocol("peer accepts chunks of 0 bytes"));
     }
-    Ok(cfg.chunk_size.min(h.max_chunk as usize))
+    if h.nonce.len() != NONCE_LEN {
+        return Err(protocol(format!(
+            "Hello with a nonce of {} bytes",
+            h.nonce.len()
+        )));
+    }
+    if !h.session_id.is_empty() {
+        return Err(protocol("Hello naming a session (link protocol 1?)"));
+    }
+    if !h.fresh {
+        return Err(protocol(
+            "peer states that its keys of this dealer session were used before",
+        ));
+    }
+    Ok(h.max_chunk)
+}
+
+fn first_hello(msg: Option<LinkMessage>) -> Result<Hello, MpcError> {
+    match msg.and_then(|m| m.body) {
+        Some(Body::Hello(h)) => Ok(h),
+        Some(Body::Frame(_) | Body::Close(_) | Body::Auth(_)) => {
+            Err(protocol("peer sent something else before its Hello"))
+        }
+        None => Err(protocol(
+            "peer sent an empty first message instead of a Hello",
+        )),
+    }
+}
+
+/// Refusals party 0 has made while waiting: how many, and the last reason
+/// (with the caller's address), for the error if nobody valid comes.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+    last: Option<String>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -314,10 +381,13 @@ struct Established {
 
 type Slot = Arc<Mutex<Option<oneshot::Sender<Result<Established, MpcError>>>>>;
 
-/// Party 0's `PartyLink` service: accepts one link for its session.
+/// Party 0's `PartyLink` service: accepts one authenticated link for its
+/// session; refuses every other caller without ending the job.
 struct LinkService {
     cfg: NetConfig,
     slot: Slot,
+    pending: Arc<Semaphore>,
+    refusals: Arc<Mutex<Refusals>>,
 }
 
 #[tonic::async_trait]
@@ -328,44 +398,111 @@ impl PartyLink for LinkService {
         &self,
         request: Request<Streaming<LinkMessage>>,
     ) -> Result<Response<Self::LinkStream>, Status> {
-        let Some(waiter) = self
-            .slot
-            .lock()
-            .map_err(|_| Status::internal("poisoned"))?
-            .take()
-        else {
-            return Err(Status::already_exists(
-                "this party already has a link for its session",
-            ));
-        };
-        let mut inbound = request.into_inner();
-        let first = tokio::time::timeout(self.cfg.connect_timeout, inbound.message()).await;
-        let checked = match first {
-            Err(_) => Err(protocol("peer sent no Hello in time")),
-            Ok(Err(s)) => Err(status_error(&s)),
-            Ok(Ok(m)) => check_hello(&self.cfg, m),
-        };
-        let send_chunk = match checked {
-            Ok(c) => c,
-            Err(e) => {
-                let status = Status::failed_precondition(e.to_string());
-                let _ = waiter.send(Err(e));
-                return Err(status);
-            }
-        };
-        let (out, rx) = mpsc::channel(OUT_CHUNKS);
-        // Cannot fail: fresh channel with room.
-        let _ = out.try_send(Ok(hello(&self.cfg)));
-        let est = Established {
-            inbound,
-            out,
-            send_chunk,
-        };
-        if waiter.send(Ok(est)).is_err() {
-            return Err(Status::unavailable("party 0 stopped waiting"));
+        let taken = self.slot.lock().map(|s| s.is_none()).unwrap_or(true);
+        if taken {
+            return Err(Status::unavailable("no link is open for callers"));
         }
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted("too many link attempts at once"));
+        };
+        let caller = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "an unknown address".to_string());
+        let inbound = request.into_inner();
+        let (out, rx) = mpsc::channel(OUT_CHUNKS);
+        let cfg = self.cfg.clone();
+        let slot = self.slot.clone();
+        let refusals = self.refusals.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let deadline = Instant::now() + HANDSHAKE_TIMEOUT.min(cfg.connect_timeout / 2);
+            let fail = match handshake0(&cfg, inbound, &out, deadline).await {
+                Ok((inbound, send_chunk)) => {
+                    let waiter = slot.lock().ok().and_then(|mut s| s.take());
+                    match waiter {
+                        Some(w) => {
+                            let est = Established {
+                                inbound,
+                                out,
+                                send_chunk,
+                            };
+                            if w.send(Ok(est)).is_err() {
+                                tracing::debug!("party 0 stopped waiting for its link");
+                            }
+                            return;
+                        }
+                        None => "party 0 already has its link".to_string(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(caller = %caller, reason = %fail, "party link: refused a caller");
+            if let Ok(mut r) = refusals.lock() {
+                r.count += 1;
+                r.last = Some(format!("{caller}: {fail}"));
+            }
+            // No detail of the job for a caller that has not proven it.
+            let _ = out
+                .send(Err(Status::unauthenticated(
+                    "link refused: the handshake did not prove this job's link secret",
+                )))
+                .await;
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Party 0's side of the handshake with one caller: its Hello, this party's
+/// Hello with `mac0`, the caller's `LinkAuth`. Returns the stream and the
+/// chunk size to send with once the caller has proven the link secret.
+async fn handshake0(
+    cfg: &NetConfig,
+    mut inbound: Streaming<LinkMessage>,
+    out: &Outbound,
+    deadline: Instant,
+) -> Result<(Streaming<LinkMessage>, usize), MpcError> {
+    let first = match tokio::time::timeout_at(deadline, inbound.message()).await {
+        Err(_) => return Err(protocol("no Hello in time")),
+        Ok(Err(s)) => return Err(status_error(&s)),
+        Ok(Ok(m)) => first_hello(m)?,
+    };
+    let chunk1 = check_hello_fields(&first, 1)?;
+    if !first.mac.is_empty() {
+        return Err(protocol("party 1's Hello carries a MAC"));
+    }
+    let n0 = fresh_nonce();
+    let chunk0 = chunk_limit(cfg);
+    let mac0 = transcript_mac(cfg, 0, &first.nonce, &n0, chunk1, chunk0)?
+        .finalize()
+        .into_bytes()
+        .to_vec();
+    let reply = LinkMessage {
+        body: Some(Body::Hello(Hello {
+            protocol_version: LINK_PROTOCOL_VERSION,
+            session_id: Vec::new(),
+            party: 0,
+            max_chunk: chunk0,
+            nonce: n0.clone(),
+            mac: mac0,
+            fresh: true,
+        })),
+    };
+    if out.send(Ok(reply)).await.is_err() {
+        return Err(MpcError::PeerGone);
+    }
+    let auth = match tokio::time::timeout_at(deadline, inbound.message()).await {
+        Err(_) => return Err(protocol("no LinkAuth in time")),
+        Ok(Err(s)) => return Err(status_error(&s)),
+        Ok(Ok(m)) => match m.and_then(|m| m.body) {
+            Some(Body::Auth(a)) => a,
+            _ => return Err(protocol("something else than LinkAuth after the Hellos")),
+        },
+    };
+    transcript_mac(cfg, 1, &first.nonce, &n0, chunk1, chunk0)?
+        .verify_slice(&auth.mac)
+        .map_err(|_| protocol("wrong link MAC: the caller does not hold this job's link secret"))?;
+    Ok((inbound, cfg.chunk_size.min(chunk1 as usize)))
 }
 
 /// Party 0's listening socket, before the peer has connected.
@@ -377,6 +514,7 @@ pub struct Listener {
     rt: Rt,
     addr: SocketAddr,
     waiter: oneshot::Receiver<Result<Established, MpcError>>,
+    refusals: Arc<Mutex<Refusals>>,
     server: JoinHandle<()>,
     shutdown: oneshot::Sender<()>,
 }
@@ -415,9 +553,12 @@ impl Listener {
             .local_addr()
             .map_err(|e| MpcError::Connect(format!("no local address: {e}")))?;
         let (tx, waiter) = oneshot::channel();
+        let refusals = Arc::new(Mutex::new(Refusals::default()));
         let service = LinkService {
             cfg: cfg.clone(),
             slot: Arc::new(Mutex::new(Some(tx))),
+            pending: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            refusals: refusals.clone(),
         };
         let svc = PartyLinkServer::new(service)
             .max_decoding_message_size(max_frame(&cfg))
@@ -449,6 +590,7 @@ impl Listener {
             rt,
             addr,
             waiter,
+            refusals,
             server,
             shutdown,
         })
@@ -460,15 +602,18 @@ impl Listener {
     }
 
     /// Waits up to `connect_timeout` for party 1's link and handshake.
+    /// Callers that fail the handshake (strangers, a party 1 of another
+    /// job) are refused and logged; waiting goes on.
     ///
-    /// Errors: [`MpcError::Timeout`] if no valid peer arrived in time,
-    /// [`MpcError::Protocol`] if the peer's Hello is wrong (other version,
-    /// session or party).
+    /// Errors: [`MpcError::Timeout`] if nobody called in time,
+    /// [`MpcError::Protocol`] if callers came but none proved the job's link
+    /// secret (with the number of refusals and the last reason).
     pub fn accept(self) -> Result<GrpcTransport, MpcError> {
         let Listener {
             cfg,
             rt,
             waiter,
+            refusals,
             server,
             shutdown,
             ..
@@ -476,7 +621,16 @@ impl Listener {
         let h = rt.handle().clone();
         let got = h.block_on(async { tokio::time::timeout(cfg.connect_timeout, waiter).await });
         let est = match got {
-            Err(_) => Err(MpcError::Timeout(cfg.connect_timeout)),
+            Err(_) => Err(match refusals.lock().ok().filter(|r| r.count > 0) {
+                Some(r) => protocol(format!(
+                    "no peer proved this job's link secret within {:?}; {} link attempt(s) \
+                     refused, the last from {}",
+                    cfg.connect_timeout,
+                    r.count,
+                    r.last.as_deref().unwrap_or("?")
+                )),
+                None => MpcError::Timeout(cfg.connect_timeout),
+            }),
             Ok(Err(_)) => Err(MpcError::PeerGone),
             Ok(Ok(r)) => r,
         };
@@ -629,7 +783,8 @@ async fn try_link(
         .max_decoding_message_size(max_frame(cfg))
         .max_encoding_message_size(max_frame(cfg));
     let (out, rx) = mpsc::channel::<Result<LinkMessage, Status>>(OUT_CHUNKS);
-    let _ = out.try_send(Ok(hello(cfg)));
+    let n1 = fresh_nonce();
+    let _ = out.try_send(Ok(hello1(cfg, &n1)));
     // The request stream ends at the first Err (an abort).
     let req = ReceiverStream::new(rx).map_while(Result::ok);
     let left = deadline.saturating_duration_since(Instant::now());
@@ -644,11 +799,35 @@ async fn try_link(
         Ok(Err(s)) => return Err(Attempt::Fatal(link_status(&s, cfg.tls.is_some()))),
         Ok(Ok(m)) => m,
     };
-    let send_chunk = check_hello(cfg, first).map_err(Attempt::Fatal)?;
+    let fatal = Attempt::Fatal;
+    let h = first_hello(first).map_err(fatal)?;
+    let chunk0 = check_hello_fields(&h, 0).map_err(fatal)?;
+    let chunk1 = chunk_limit(cfg);
+    transcript_mac(cfg, 0, &n1, &h.nonce, chunk1, chunk0)
+        .map_err(fatal)?
+        .verify_slice(&h.mac)
+        .map_err(|_| {
+            fatal(protocol(format!(
+                "the party at {} did not prove this job's link secret: it holds keys of \
+                 another dealer session, or it is not the other party",
+                cfg.peer
+            )))
+        })?;
+    let mac1 = transcript_mac(cfg, 1, &n1, &h.nonce, chunk1, chunk0)
+        .map_err(fatal)?
+        .finalize()
+        .into_bytes()
+        .to_vec();
+    let auth = LinkMessage {
+        body: Some(Body::Auth(LinkAuth { mac: mac1 })),
+    };
+    if out.send(Ok(auth)).await.is_err() {
+        return Err(fatal(MpcError::PeerGone));
+    }
     Ok(Established {
         inbound,
         out,
-        send_chunk,
+        send_chunk: cfg.chunk_size.min(chunk0 as usize),
     })
 }
 

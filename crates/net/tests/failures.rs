@@ -6,25 +6,29 @@ mod common;
 use ariann_fss::Party;
 use ariann_mpc::gates::cmp::ReluKey;
 use ariann_mpc::{MpcError, Transport};
-use ariann_net::{GrpcTransport, Listener, NetConfig};
+use ariann_net::{GrpcTransport, LinkSecret, Listener, NetConfig};
 use ariann_proto::LINK_PROTOCOL_VERSION;
 use ariann_proto::v1::link_message::Body;
 use ariann_proto::v1::party_link_client::PartyLinkClient;
-use ariann_proto::v1::{Frame, Hello, LinkMessage};
-use common::{configs, connect, pair, session};
+use ariann_proto::v1::{Frame, Hello, LinkAuth, LinkMessage};
+use common::{configs, connect, pair, secret_bytes, session};
+use hmac::{Hmac, KeyInit, Mac};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sha2::Sha256;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio_stream::StreamExt;
 
-fn hello(version: u32, session: &[u8], party: u32) -> LinkMessage {
+fn hello(version: u32, party: u32, nonce: &[u8]) -> LinkMessage {
     LinkMessage {
         body: Some(Body::Hello(Hello {
             protocol_version: version,
-            session_id: session.to_vec(),
+            session_id: Vec::new(),
             party,
             max_chunk: 1 << 20,
+            nonce: nonce.to_vec(),
+            mac: Vec::new(),
+            fresh: true,
         })),
     }
 }
@@ -42,13 +46,46 @@ fn frame(session: &[u8], seq: u64, chunk: u32, last: bool, payload: Vec<u8>) -> 
     }
 }
 
+/// The handshake MAC as the link protocol's documentation specifies it
+/// (crate docs of ariann-net), computed here independently of the crate.
+fn spec_mac(
+    secret: &[u8; 32],
+    role: u8,
+    session: &[u8],
+    n1: &[u8],
+    n0: &[u8],
+    c1: u32,
+    c0: u32,
+) -> Vec<u8> {
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("any key length");
+    m.update(b"ariann-rs link v2");
+    m.update(&[role]);
+    m.update(&(session.len() as u64).to_le_bytes());
+    m.update(session);
+    m.update(n1);
+    m.update(n0);
+    m.update(&LINK_PROTOCOL_VERSION.to_le_bytes());
+    m.update(&c1.to_le_bytes());
+    m.update(&c0.to_le_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
 /// What a hand-made tonic client saw: the messages, then the final status
 /// (None if the stream ended cleanly or the 5 s budget ran out).
 type Seen = (Vec<LinkMessage>, Option<tonic::Status>);
 
-/// A hand-made party 1: sends `msgs` (and keeps its stream open), collects
-/// what party 0 answers.
-fn handmade(addr: SocketAddr, msgs: Vec<LinkMessage>) -> Seen {
+/// How the hand-made party 1 starts.
+enum Start {
+    /// A stranger: sends `msgs` from the first message on.
+    Stranger,
+    /// Completes the handshake with this secret and session (checking party
+    /// 0's MAC), then sends `msgs`.
+    Authenticated([u8; 32], Vec<u8>),
+}
+
+/// A hand-made party 1: starts as `start` says, sends `msgs` (and keeps its
+/// stream open), collects what party 0 answers.
+fn handmade(addr: SocketAddr, start: Start, msgs: Vec<LinkMessage>) -> Seen {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -59,13 +96,48 @@ fn handmade(addr: SocketAddr, msgs: Vec<LinkMessage>) -> Seen {
             .expect("connect")
             .max_encoding_message_size(64 << 20)
             .max_decoding_message_size(64 << 20);
-        let req = tokio_stream::iter(msgs).chain(tokio_stream::pending());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let req = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        let n1 = [0x11u8; 32];
+        let mut seen = Vec::new();
+        match &start {
+            Start::Stranger => {
+                for m in msgs.iter().cloned() {
+                    let _ = tx.send(m);
+                }
+            }
+            Start::Authenticated(..) => {
+                let _ = tx.send(hello(LINK_PROTOCOL_VERSION, 1, &n1));
+            }
+        }
         let mut inbound = match client.link(req).await {
             Ok(r) => r.into_inner(),
             Err(s) => return (Vec::new(), Some(s)),
         };
-        let mut seen = Vec::new();
         let end = tokio::time::Instant::now() + Duration::from_secs(5);
+        if let Start::Authenticated(secret, session) = &start {
+            let h = match tokio::time::timeout_at(end, inbound.message()).await {
+                Ok(Ok(Some(LinkMessage {
+                    body: Some(Body::Hello(h)),
+                }))) => h,
+                other => panic!("party 0 answered {other:?} instead of its Hello"),
+            };
+            let mac0 = spec_mac(secret, 0, session, &n1, &h.nonce, 1 << 20, h.max_chunk);
+            assert_eq!(
+                h.mac, mac0,
+                "party 0's MAC follows the documented transcript"
+            );
+            let mac1 = spec_mac(secret, 1, session, &n1, &h.nonce, 1 << 20, h.max_chunk);
+            let _ = tx.send(LinkMessage {
+                body: Some(Body::Auth(LinkAuth { mac: mac1 })),
+            });
+            for m in msgs {
+                let _ = tx.send(m);
+            }
+            seen.push(LinkMessage {
+                body: Some(Body::Hello(h)),
+            });
+        }
         loop {
             match tokio::time::timeout_at(end, inbound.message()).await {
                 Ok(Ok(Some(m))) => seen.push(m),
@@ -82,19 +154,23 @@ fn cfg0(tag: &str) -> NetConfig {
 
 /// Party 0 accepts the hand-made client, then tries one exchange; returns
 /// party 0's error and what the client saw.
-fn party0_against(cfg: NetConfig, msgs: Vec<LinkMessage>) -> (MpcError, Seen, Duration) {
+fn party0_against(
+    cfg: NetConfig,
+    start: Start,
+    msgs: Vec<LinkMessage>,
+) -> (MpcError, Seen, Duration) {
     let listener = Listener::bind(cfg).expect("bind");
     let addr = listener.local_addr();
-    let start = Instant::now();
+    let began = Instant::now();
     std::thread::scope(|s| {
-        let h = s.spawn(move || handmade(addr, msgs));
+        let h = s.spawn(move || handmade(addr, start, msgs));
         let e = match listener.accept() {
             Ok(mut t) => t
                 .exchange(b"party 0's share")
                 .expect_err("garbage must fail"),
             Err(e) => e,
         };
-        let took = start.elapsed();
+        let took = began.elapsed();
         (e, h.join().expect("client"), took)
     })
 }
@@ -106,64 +182,267 @@ fn assert_protocol(e: &MpcError, needle: &str) {
     }
 }
 
+/// True if `needle` occurs in anything the client saw (messages, as
+/// encoded on the wire, and the final status).
+fn leaks(seen: &Seen, needle: &[u8]) -> bool {
+    let has = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    seen.0
+        .iter()
+        .any(|m| has(&prost::Message::encode_to_vec(m)))
+        || seen
+            .1
+            .as_ref()
+            .is_some_and(|s| has(s.message().as_bytes()) || has(s.details()))
+}
+
+/// Callers that do not prove the link secret: each is refused with
+/// UNAUTHENTICATED and nothing about the job, party 0 keeps waiting, and
+/// its deadline error names the refusal.
 #[test]
-fn another_protocol_version_is_refused() {
-    let s = session("version");
-    let (e, (seen, status), took) = party0_against(cfg0("version"), vec![hello(99, &s, 1)]);
-    assert_protocol(&e, "version 99");
-    assert!(seen.is_empty());
-    let status = status.expect("client told why");
-    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-    assert!(status.message().contains("version"), "{status:?}");
-    assert!(took < Duration::from_secs(3));
+fn strangers_are_refused_and_learn_nothing() {
+    let tag = |t: &str| format!("stranger-{t}");
+    let cases: Vec<(&str, Start, Vec<LinkMessage>, &str)> = vec![
+        (
+            "version",
+            Start::Stranger,
+            vec![hello(99, 1, &[1; 32])],
+            "version 99",
+        ),
+        (
+            "party",
+            Start::Stranger,
+            vec![hello(LINK_PROTOCOL_VERSION, 0, &[1; 32])],
+            "party 0",
+        ),
+        (
+            "frame",
+            Start::Stranger,
+            vec![frame(b"guess", 0, 0, true, vec![1])],
+            "before its Hello",
+        ),
+        (
+            "empty",
+            Start::Stranger,
+            vec![LinkMessage { body: None }],
+            "empty first message",
+        ),
+        (
+            "nonce",
+            Start::Stranger,
+            vec![hello(LINK_PROTOCOL_VERSION, 1, &[1; 5])],
+            "nonce of 5",
+        ),
+        (
+            "v1-hello",
+            Start::Stranger,
+            vec![LinkMessage {
+                body: Some(Body::Hello(Hello {
+                    protocol_version: LINK_PROTOCOL_VERSION,
+                    session_id: session("stranger-v1-hello"),
+                    party: 1,
+                    max_chunk: 1024,
+                    nonce: vec![1; 32],
+                    mac: Vec::new(),
+                    fresh: true,
+                })),
+            }],
+            "naming a session",
+        ),
+        (
+            "no-auth",
+            Start::Stranger,
+            vec![
+                hello(LINK_PROTOCOL_VERSION, 1, &[1; 32]),
+                frame(b"x", 0, 0, true, vec![1]),
+            ],
+            "something else than LinkAuth",
+        ),
+        (
+            "wrong-mac",
+            Start::Authenticated([9; 32], session("stranger-wrong-mac")),
+            vec![],
+            "wrong link MAC",
+        ),
+        ("silent", Start::Stranger, vec![], "no Hello in time"),
+        (
+            "used",
+            Start::Stranger,
+            vec![LinkMessage {
+                body: Some(Body::Hello(Hello {
+                    fresh: false,
+                    ..match hello(LINK_PROTOCOL_VERSION, 1, &[1; 32]).body {
+                        Some(Body::Hello(h)) => h,
+                        _ => unreachable!("hello() builds a Hello"),
+                    }
+                })),
+            }],
+            "were used before",
+        ),
+    ];
+    std::thread::scope(|s| {
+        for (t, start, msgs, needle) in cases {
+            s.spawn(move || {
+                let t = tag(t);
+                let c = configs(&t).0.connect_timeout(Duration::from_millis(1500));
+                let listener = Listener::bind(c).expect("bind");
+                let addr = listener.local_addr();
+                let h = std::thread::spawn(move || {
+                    // A wrong MAC: the hand-made client checks party 0's MAC
+                    // with its own (wrong) secret, so compute it leniently.
+                    match start {
+                        Start::Authenticated(secret, sess) => {
+                            wrong_secret_client(addr, secret, sess)
+                        }
+                        other => handmade(addr, other, msgs),
+                    }
+                });
+                let e = listener.accept().expect_err("nobody valid came");
+                let e = match e {
+                    MpcError::Protocol(m) => MpcError::Protocol(format!("{t}: {m}")),
+                    other => panic!("{t}: {other:?}"),
+                };
+                assert_protocol(&e, "1 link attempt(s) refused");
+                assert_protocol(&e, needle);
+                let seen = h.join().expect("client");
+                let status = seen.1.clone().unwrap_or_else(|| panic!("{t}: no status"));
+                assert_eq!(
+                    status.code(),
+                    tonic::Code::Unauthenticated,
+                    "{t}: {status:?}"
+                );
+                assert!(!leaks(&seen, &session(&t)), "{t}: the session id leaked");
+                assert!(!leaks(&seen, &secret_bytes(&t)), "{t}: the secret leaked");
+            });
+        }
+    });
+}
+
+/// A caller holding another secret: a Hello, then a LinkAuth with a MAC under
+/// its own secret (party 0's MAC cannot be checked by it).
+fn wrong_secret_client(addr: SocketAddr, secret: [u8; 32], session: Vec<u8>) -> Seen {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let mut client = PartyLinkClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let n1 = [0x22u8; 32];
+        let _ = tx.send(hello(LINK_PROTOCOL_VERSION, 1, &n1));
+        let req = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        let mut inbound = match client.link(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return (Vec::new(), Some(s)),
+        };
+        let mut seen = Vec::new();
+        let end = tokio::time::Instant::now() + Duration::from_secs(5);
+        if let Ok(Ok(Some(m))) = tokio::time::timeout_at(end, inbound.message()).await {
+            if let Some(Body::Hello(h)) = &m.body {
+                let mac = spec_mac(&secret, 1, &session, &n1, &h.nonce, 1 << 20, h.max_chunk);
+                let _ = tx.send(LinkMessage {
+                    body: Some(Body::Auth(LinkAuth { mac })),
+                });
+            }
+            seen.push(m);
+        }
+        loop {
+            match tokio::time::timeout_at(end, inbound.message()).await {
+                Ok(Ok(Some(m))) => seen.push(m),
+                Ok(Ok(None)) | Err(_) => return (seen, None),
+                Ok(Err(s)) => return (seen, Some(s)),
+            }
+        }
+    })
+}
+
+/// Strangers before and during the real party 1's call do not end the job:
+/// a refused caller, then one that stays silent while party 1 links.
+#[test]
+fn strangers_do_not_end_the_job() {
+    let (c0, c1) = configs("strangers-job");
+    let listener = Listener::bind(c0).expect("bind");
+    let addr = listener.local_addr();
+    let c1 = c1.peer(addr.to_string());
+    let began = Instant::now();
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let seen = handmade(
+                addr,
+                Start::Stranger,
+                vec![frame(b"x", 0, 0, true, vec![1])],
+            );
+            assert_eq!(seen.1.map(|s| s.code()), Some(tonic::Code::Unauthenticated));
+            // A second stranger says nothing and keeps its call open.
+            let silent = std::thread::spawn(move || handmade(addr, Start::Stranger, vec![]));
+            std::thread::sleep(Duration::from_millis(100));
+            let mut t1 = GrpcTransport::connect(c1).expect("the real party 1 links");
+            let got = t1.exchange(b"from 1").expect("round");
+            drop(silent);
+            got
+        });
+        let mut t0 = listener
+            .accept()
+            .expect("party 0 links with the real party 1");
+        assert_eq!(t0.exchange(b"from 0").expect("round"), b"from 1");
+        assert_eq!(h.join().expect("party 1"), b"from 0");
+    });
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
 }
 
 #[test]
-fn same_party_id_is_refused() {
-    let s = session("party");
-    let (e, _, _) = party0_against(cfg0("party"), vec![hello(LINK_PROTOCOL_VERSION, &s, 0)]);
-    assert_protocol(&e, "party 0");
-}
-
-#[test]
-fn frame_before_hello_is_refused() {
-    let s = session("nohello");
-    let (e, _, _) = party0_against(cfg0("nohello"), vec![frame(&s, 0, 0, true, vec![1])]);
-    assert_protocol(&e, "before its Hello");
-}
-
-#[test]
-fn another_session_is_refused_on_both_sides() {
+fn another_job_is_refused_on_both_sides() {
+    // Party 1 holds another job's keys (another link secret): it refuses
+    // party 0's Hello at once; party 0 refuses it and, nobody else coming,
+    // fails at its deadline saying so.
     let (c0, _) = configs("session-a");
     let (_, c1) = configs("session-b");
-    let start = Instant::now();
-    let (t0, t1) = connect(c0, c1);
+    let began = Instant::now();
+    let (t0, t1) = connect(c0.connect_timeout(Duration::from_millis(1500)), c1);
     let (e0, e1) = (t0.expect_err("p0 refuses"), t1.expect_err("p1 refused"));
-    assert_protocol(&e0, "session");
-    assert_protocol(&e1, "session");
-    assert!(start.elapsed() < Duration::from_secs(3));
+    assert_protocol(&e0, "1 link attempt(s) refused");
+    assert_protocol(&e1, "did not prove this job's link secret");
+    assert!(began.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn no_link_without_a_secret() {
+    let c0 = NetConfig::new(Party::P0, session("nosecret"));
+    let e = Listener::bind(c0).expect_err("no secret");
+    assert!(
+        matches!(e, MpcError::InvalidParameter(ref m) if m.contains("link secret")),
+        "{e:?}"
+    );
+    let c1 = NetConfig::new(Party::P1, session("nosecret")).peer("127.0.0.1:9");
+    let e = GrpcTransport::connect(c1).expect_err("no secret");
+    assert!(
+        matches!(e, MpcError::InvalidParameter(ref m) if m.contains("link secret")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn garbage_frames_are_protocol_errors() {
-    let v = LINK_PROTOCOL_VERSION;
-    let ok = |tag: &str| hello(v, &session(tag), 1);
     let s = |tag: &str| session(tag);
     let cases: Vec<(&str, Vec<LinkMessage>, &str)> = vec![
         (
             "g-seq",
-            vec![ok("g-seq"), frame(&s("g-seq"), 1, 0, true, vec![1, 2])],
+            vec![frame(&s("g-seq"), 1, 0, true, vec![1, 2])],
             "message 1 where message 0",
         ),
         (
             "g-chunk",
-            vec![ok("g-chunk"), frame(&s("g-chunk"), 0, 1, true, vec![1])],
+            vec![frame(&s("g-chunk"), 0, 1, true, vec![1])],
             "chunk 1 of message 0 where chunk 0",
         ),
         (
             "g-chunk2",
             vec![
-                ok("g-chunk2"),
                 frame(&s("g-chunk2"), 0, 0, false, vec![1]),
                 frame(&s("g-chunk2"), 0, 0, true, vec![1]),
             ],
@@ -171,34 +450,32 @@ fn garbage_frames_are_protocol_errors() {
         ),
         (
             "g-session",
-            vec![ok("g-session"), frame(b"intruder", 0, 0, true, vec![1])],
+            vec![frame(b"intruder", 0, 0, true, vec![1])],
             "another session",
         ),
         (
             "g-hello",
-            vec![ok("g-hello"), ok("g-hello")],
+            vec![hello(LINK_PROTOCOL_VERSION, 1, &[3; 32])],
             "second Hello",
         ),
         (
             "g-version",
-            vec![
-                ok("g-version"),
-                LinkMessage {
-                    body: Some(Body::Frame(Frame {
-                        version: 7,
-                        session_id: s("g-version"),
-                        seq: 0,
-                        chunk: 0,
-                        last: true,
-                        payload: vec![],
-                    })),
-                },
-            ],
+            vec![LinkMessage {
+                body: Some(Body::Frame(Frame {
+                    version: 7,
+                    session_id: s("g-version"),
+                    seq: 0,
+                    chunk: 0,
+                    last: true,
+                    payload: vec![],
+                })),
+            }],
             "version 7",
         ),
     ];
     for (tag, msgs, needle) in cases {
-        let (e, (seen, status), took) = party0_against(cfg0(tag), msgs);
+        let start = Start::Authenticated(secret_bytes(tag), s(tag));
+        let (e, (seen, status), took) = party0_against(cfg0(tag), start, msgs);
         assert_protocol(&e, needle);
         assert!(took < Duration::from_secs(3), "{tag}: {took:?}");
         // The client got party 0's Hello, then the link ended with the reason.
@@ -219,33 +496,28 @@ fn oversized_frames_and_messages_are_refused() {
     // A frame far over the gRPC decoding limit (one chunk + 1 KiB).
     let tag = "big-frame";
     let c = cfg0(tag).chunk_size(64 << 10);
-    let msgs = vec![
-        hello(LINK_PROTOCOL_VERSION, &session(tag), 1),
-        frame(&session(tag), 0, 0, true, vec![7; 1 << 20]),
-    ];
-    let (e, _, took) = party0_against(c, msgs);
+    let msgs = vec![frame(&session(tag), 0, 0, true, vec![7; 1 << 20])];
+    let auth = |tag: &str| Start::Authenticated(secret_bytes(tag), session(tag));
+    let (e, _, took) = party0_against(c, auth(tag), msgs);
     assert_protocol(&e, "oversized frame");
     assert!(took < Duration::from_secs(3));
 
     // A frame just over the chunk size (inside gRPC's limit).
     let tag = "big-chunk";
     let c = cfg0(tag).chunk_size(64 << 10);
-    let msgs = vec![
-        hello(LINK_PROTOCOL_VERSION, &session(tag), 1),
-        frame(&session(tag), 0, 0, true, vec![7; (64 << 10) + 10]),
-    ];
-    let (e, _, _) = party0_against(c, msgs);
+    let msgs = vec![frame(&session(tag), 0, 0, true, vec![7; (64 << 10) + 10])];
+    let (e, _, _) = party0_against(c, auth(tag), msgs);
     assert_protocol(&e, "at most 65536");
 
     // A message over the maximum message size, in legal chunks: refused
     // at the chunk that crosses the limit, nothing more is buffered.
     let tag = "big-message";
     let c = cfg0(tag).chunk_size(4096).max_message_size(10_000);
-    let mut msgs = vec![hello(LINK_PROTOCOL_VERSION, &session(tag), 1)];
+    let mut msgs = vec![];
     for i in 0..1000 {
         msgs.push(frame(&session(tag), 0, i, false, vec![1; 4096]));
     }
-    let (e, _, _) = party0_against(c, msgs);
+    let (e, _, _) = party0_against(c, auth(tag), msgs);
     assert_protocol(&e, "longer than the maximum of 10000 bytes");
 }
 
@@ -302,6 +574,7 @@ fn nobody_there_is_an_error_within_the_deadline() {
         .and_then(|l| l.local_addr())
         .expect("free port");
     let c1 = NetConfig::new(Party::P1, session("nobody"))
+        .link_secret(LinkSecret::from_bytes([1; 32]))
         .peer(port.to_string())
         .connect_timeout(Duration::from_millis(500));
     let start = Instant::now();

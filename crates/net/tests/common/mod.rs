@@ -4,7 +4,7 @@
 
 use ariann_fss::Party;
 use ariann_mpc::MpcError;
-use ariann_net::{GrpcTransport, Listener, NetConfig, TlsConfig};
+use ariann_net::{GrpcTransport, LinkSecret, Listener, NetConfig, TlsConfig};
 use ariann_ring::Ring;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
@@ -14,13 +14,26 @@ pub fn session(tag: &str) -> Vec<u8> {
     format!("test-{tag}").into_bytes()
 }
 
+/// A test's link secret: the tag's bytes, zero-padded (tags differ, so do
+/// their secrets).
+pub fn secret_bytes(tag: &str) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    for (x, y) in b.iter_mut().zip(tag.bytes()) {
+        *x = y;
+    }
+    b
+}
+
 /// Configurations of both parties for a loopback test with short deadlines.
 pub fn configs(tag: &str) -> (NetConfig, NetConfig) {
     let s = session(tag);
+    let secret = LinkSecret::from_bytes(secret_bytes(tag));
     let c0 = NetConfig::new(Party::P0, s.clone())
+        .link_secret(secret.clone())
         .connect_timeout(Duration::from_secs(10))
         .exchange_timeout(Duration::from_secs(20));
     let c1 = NetConfig::new(Party::P1, s)
+        .link_secret(secret)
         .connect_timeout(Duration::from_secs(10))
         .exchange_timeout(Duration::from_secs(20));
     (c0, c1)
