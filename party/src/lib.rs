@@ -100,6 +100,43 @@ impl Job {
         Ok(ariann_nn::plan(&self.model, self.batch, &self.cfg)?)
     }
 
+    /// The largest message either party sends in this job, from its plan:
+    /// the largest gate's online bytes (a bound on each of its rounds), the
+    /// weight share (safetensors, with room for its header), the input and
+    /// the output shares. The link refuses longer messages from the peer
+    /// (`NetConfig::max_message_size`), so a peer cannot make this party
+    /// buffer more than the job needs.
+    pub fn max_message_of(&self, plan: &ariann_dealer::Plan) -> Result<usize, PartyError> {
+        let overflow = || PartyError::Protocol("the job's message sizes overflow".to_string());
+        let mut max: u64 = 64 << 10;
+        for g in &plan.gates {
+            max = max.max(g.cost(plan.ring_bits)?.bytes_sent);
+        }
+        let mut weights: u64 = 4096;
+        for (_, shape) in self.model.parameters() {
+            let n = shape
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+                .ok_or_else(overflow)?;
+            weights = n
+                .checked_mul(8)
+                .and_then(|b| b.checked_add(256))
+                .and_then(|b| b.checked_add(weights))
+                .ok_or_else(overflow)?;
+        }
+        let per_row = |n: usize| (self.batch as u64).checked_mul(n as u64)?.checked_mul(8);
+        let out_len = self
+            .model
+            .shapes()?
+            .last()
+            .map(|s| s.iter().product::<usize>())
+            .unwrap_or(0);
+        let input = per_row(self.model.input_len()).ok_or_else(overflow)?;
+        let output = per_row(out_len).ok_or_else(overflow)?;
+        let max = max.max(weights).max(input).max(output);
+        usize::try_from(max).map_err(|_| overflow())
+    }
+
     /// A digest of everything both parties must agree on.
     pub fn digest(&self) -> Result<[u8; 32], PartyError> {
         Ok(self.digest_of(&self.plan()?))

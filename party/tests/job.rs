@@ -157,3 +157,47 @@ fn bad_local_assets_are_refused_before_anything_is_sent() {
     use ariann_mpc::Transport;
     assert_eq!(t0.stats().rounds, 0, "nothing was sent");
 }
+
+/// A transport that records the longest message it sends.
+struct Longest<'a> {
+    inner: &'a mut MemTransport,
+    max: usize,
+}
+
+impl ariann_mpc::Transport for Longest<'_> {
+    fn party(&self) -> Party {
+        self.inner.party()
+    }
+    fn exchange(&mut self, msg: &[u8]) -> Result<Vec<u8>, ariann_mpc::MpcError> {
+        self.max = self.max.max(msg.len());
+        self.inner.exchange(msg)
+    }
+    fn stats(&self) -> ariann_mpc::CommStats {
+        self.inner.stats()
+    }
+}
+
+#[test]
+fn the_message_limit_from_the_plan_covers_every_message() {
+    for batch in [1, 5] {
+        let (job, w, x) = setup(batch, Party::P1);
+        let plan = job.plan().expect("plan");
+        let limit = job.max_message_of(&plan).expect("limit");
+        let (mut k0, mut k1) = keys(&job, 2);
+        let (a0, a1) = (Asset::Weights(w), Asset::Input(x));
+        let (m0, m1) = run_two_party(
+            |t: &mut MemTransport| {
+                let mut l = Longest { inner: t, max: 0 };
+                run_job(&job, &a0, &mut l, &mut k0).map(|_| l.max)
+            },
+            |t: &mut MemTransport| {
+                let mut l = Longest { inner: t, max: 0 };
+                run_job(&job, &a1, &mut l, &mut k1).map(|_| l.max)
+            },
+        );
+        let longest = m0.expect("party 0").max(m1.expect("party 1"));
+        assert!(longest <= limit, "a message of {longest} bytes over the limit {limit}");
+        // Not a vacuous bound: the tiny model's limit is its 64 KiB floor.
+        assert!(limit <= (64 << 10).max(4 * longest), "{limit} vs {longest}");
+    }
+}
