@@ -159,5 +159,6 @@ pub fn run_linked_job(
 ) -> Result<Outcome, LinkedError> {
     let plan = job.plan()?;
     let (session, mut source) = open_key_file(keys, net.party, plan.hash())?;
+    let net = net.max_message_size(job.max_message_of(&plan)?);
     run_linked(job, asset, &mut source, &session, net, on_listen)
 }

@@ -645,12 +645,17 @@ fn run(o: Opts) -> Result<(), Fail> {
     );
     // The dealer session is the link's session id: both parties must hold
     // keys from the same `ariann-dealer keys` run (or `serve` job).
+    // The peer may send no message longer than this job needs.
+    let limit = s
+        .job
+        .max_message_of(&plan)
+        .map_err(|e| Fail::Usage(e.into()))?;
     let out = run_linked(
         &s.job,
         &s.asset,
         &mut *source,
         &session,
-        s.net.clone(),
+        s.net.clone().max_message_size(limit),
         |addr| {
             tracing::info!(%addr, "listening");
             match &s.ready_file {

@@ -196,7 +196,10 @@ fn the_message_limit_from_the_plan_covers_every_message() {
             },
         );
         let longest = m0.expect("party 0").max(m1.expect("party 1"));
-        assert!(longest <= limit, "a message of {longest} bytes over the limit {limit}");
+        assert!(
+            longest <= limit,
+            "a message of {longest} bytes over the limit {limit}"
+        );
         // Not a vacuous bound: the tiny model's limit is its 64 KiB floor.
         assert!(limit <= (64 << 10).max(4 * longest), "{limit} vs {longest}");
     }

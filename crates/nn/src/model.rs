@@ -290,11 +290,16 @@ pub(crate) fn walk_shapes(
 ) -> Result<Vec<usize>, NnError> {
     let mut cur = shape.to_vec();
     for (i, l) in layers.iter().enumerate() {
-        cur = l.op().out_shape(&cur).ok_or_else(|| NnError::LayerShape {
-            path: l.path(prefix, i),
-            layer: l.describe(),
-            shape: cur.clone(),
-        })?;
+        // An empty output (a zero dimension) is refused like a misfit.
+        cur = l
+            .op()
+            .out_shape(&cur)
+            .filter(|s| crate::layers::checked_len(s).is_ok_and(|n| n > 0))
+            .ok_or_else(|| NnError::LayerShape {
+                path: l.path(prefix, i),
+                layer: l.describe(),
+                shape: cur.clone(),
+            })?;
         each(&cur);
     }
     Ok(cur)
@@ -305,7 +310,12 @@ impl Model {
     /// checks that every layer fits its input.
     pub fn shapes(&self) -> Result<Vec<Vec<usize>>, NnError> {
         let mut out = Vec::with_capacity(self.layers.len());
-        crate::layers::checked_len(&self.input)?;
+        if crate::layers::checked_len(&self.input)? == 0 {
+            return Err(NnError::Description(format!(
+                "input shape {:?} holds no value",
+                self.input
+            )));
+        }
         walk_shapes(&self.layers, "", &self.input, |s| out.push(s.to_vec()))?;
         Ok(out)
     }

@@ -40,7 +40,7 @@ impl Conv2d {
 
     /// The convolution's geometry on a batch of `n` inputs of shape `s` (`[c, h, w]`).
     pub fn geometry(&self, n: usize, s: &[usize]) -> Option<Conv2dShape> {
-        (s.len() == 3 && s[0] == self.c).then_some(Conv2dShape {
+        (s.len() == 3 && s[0] == self.c).then(|| Conv2dShape {
             n,
             c: self.c,
             h: s[1],
