@@ -448,6 +448,12 @@ fn net_config(o: &Opts, party: Party) -> Result<NetConfig> {
         );
     }
     let link_tls = o.tls_peer.is_some() || (identity && o.dealer_tls_peer.is_none());
+    if o.tls_server_name.is_some() && !link_tls {
+        bail!(
+            "--tls-server-name is for a TLS party link: give --tls-cert, --tls-key and \
+             --tls-peer too (nothing runs in plaintext because of a partial TLS setup)"
+        );
+    }
     if link_tls {
         net = net.tls(TlsConfig {
             cert_pem: read_pem(&o.tls_cert, "--tls-cert")?,
@@ -530,7 +536,32 @@ fn keys_of(o: &Opts) -> Result<Keys> {
     if o.dealer_tls_peer.is_some() && o.dealer.is_none() {
         bail!("--dealer-tls-peer needs --dealer");
     }
+    if o.dealer_tls_server_name.is_some() && o.dealer_tls_peer.is_none() {
+        bail!(
+            "--dealer-tls-server-name is for a TLS dealer stream: give --dealer-tls-peer \
+             (and --tls-cert, --tls-key) too"
+        );
+    }
+    if let Keys::Dealer { addr, tls: None } = &keys
+        && !is_loopback(addr)
+    {
+        bail!(
+            "keys from the dealer at {addr} would travel in plaintext: give --dealer-tls-peer \
+             (the dealer's certificate) with --tls-cert and --tls-key; plaintext is for a \
+             dealer on this host only (127.0.0.1, ::1, localhost)"
+        );
+    }
     Ok(keys)
+}
+
+/// True if `addr` (`host:port`) names this host.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A dealer session id and the key source of this party.

@@ -547,4 +547,34 @@ fn keys_streamed_over_mutual_tls_and_an_unpinned_party_is_refused() {
     let (st, err) = wait(c, "party 1");
     assert!(!st.success(), "{err}");
     assert!(err.contains("--plaintext-link"), "{err}");
+    // Every other partial TLS setup is a usage error naming what is missing.
+    let k0s = f.path("keys/party0.keys").display().to_string();
+    let partial: [(Vec<&str>, &str); 4] = [
+        (
+            vec!["--keys", &k0s, "--tls-server-name", "x"],
+            "--tls-server-name is for a TLS",
+        ),
+        (
+            vec!["--dealer", "127.0.0.1:9", "--dealer-tls-server-name", "x"],
+            "give --dealer-tls-peer",
+        ),
+        (
+            vec!["--dealer", "10.1.2.3:7100"],
+            "would travel in plaintext",
+        ),
+        (
+            vec!["--keys", &k0s, "--tls-cert", &c0],
+            "--tls-key is missing",
+        ),
+    ];
+    for (args, want) in partial {
+        let c = party_base(&f, 0)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .spawn()
+            .expect("spawn");
+        let (st, err) = wait(c, "party 0");
+        assert_eq!(st.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err} lacks {want:?}");
+    }
 }

@@ -465,7 +465,23 @@ fn serve(args: &ServeArgs) -> Result<()> {
             key_pem: read_text(k)?,
             party_pems: [read_text(p0)?, read_text(p1)?],
         }),
-        _ => bail!("--tls-cert, --tls-key, --tls-peer0 and --tls-peer1 go together"),
+        (c, k, p0, p1) => {
+            let missing: Vec<&str> = [
+                (c.is_none(), "--tls-cert"),
+                (k.is_none(), "--tls-key"),
+                (p0.is_none(), "--tls-peer0"),
+                (p1.is_none(), "--tls-peer1"),
+            ]
+            .iter()
+            .filter(|(m, _)| *m)
+            .map(|(_, n)| *n)
+            .collect();
+            bail!(
+                "--tls-cert, --tls-key, --tls-peer0 and --tls-peer1 go together: {} missing \
+                 (the dealer never serves keys in plaintext because of a partial TLS setup)",
+                missing.join(", ")
+            )
+        }
     };
     let session = SessionId::random().context("cannot draw a session id")?;
     let job = KeyJob {

@@ -194,6 +194,22 @@ fn bad_input_gives_a_message_and_nonzero_exit() {
             ],
             "loopback",
         ),
+        (
+            vec![
+                "serve",
+                "--model",
+                "network1",
+                "--batch",
+                "1",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                "d.crt",
+                "--tls-peer0",
+                "p0.crt",
+            ],
+            "--tls-key, --tls-peer1 missing",
+        ),
     ];
     for (args, msg) in cases {
         let o = dealer(&args);
