@@ -1096,3 +1096,251 @@ fn ints_attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n [i64]> {
 fn string_attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n str> {
     attr(n, name).and_then(|a| std::str::from_utf8(a.s()).ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{
+        GraphProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, type_proto,
+    };
+
+    fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(1),
+                    shape: Some(TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|d| tensor_shape_proto::Dimension {
+                                value: Some(tensor_shape_proto::dimension::Value::DimValue(*d)),
+                            })
+                            .collect(),
+                    }),
+                })),
+            }),
+        }
+    }
+
+    fn init(name: &str, dims: &[i64]) -> TensorProto {
+        let n: i64 = dims.iter().product();
+        TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(1),
+            float_data: (0..n).map(|i| i as f32 / 10.0).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            ints: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn int(name: &str, v: i64) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            i: Some(v),
+            ..Default::default()
+        }
+    }
+
+    fn node(
+        op: &str,
+        name: &str,
+        ins: &[&str],
+        out: &str,
+        attrs: Vec<AttributeProto>,
+    ) -> NodeProto {
+        NodeProto {
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            name: Some(name.into()),
+            op_type: Some(op.into()),
+            domain: None,
+            attribute: attrs,
+        }
+    }
+
+    /// A model on input `x` `[1, 2, 4, 4]` with output `y`.
+    fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>) -> Vec<u8> {
+        ModelProto {
+            ir_version: Some(8),
+            graph: Some(GraphProto {
+                node: nodes,
+                name: Some("g".into()),
+                initializer: inits,
+                input: vec![value("x", &[1, 2, 4, 4])],
+                output: vec![value("y", &[])],
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn conv(name: &str, x: &str, out: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+        node("Conv", name, &[x, "w"], out, attrs)
+    }
+
+    fn use_reason(bytes: &[u8]) -> (String, String) {
+        match crate::import(bytes) {
+            Err(OnnxError::UnsupportedUse { node, reason, .. }) => (node, reason),
+            other => panic!("expected UnsupportedUse, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_graph_imports() {
+        let b = model(
+            vec![
+                conv("c", "x", "a", vec![ints("pads", &[1, 1, 1, 1])]),
+                node("Relu", "r", &["a"], "y", vec![]),
+            ],
+            vec![init("w", &[3, 2, 3, 3])],
+        );
+        let m = crate::import(&b).expect("imports").model;
+        assert_eq!(
+            m.layers,
+            vec![Layer::conv2d("w", 2, 3, 3, 1, 1), Layer::Relu]
+        );
+        assert_eq!(m.input, vec![2, 4, 4]);
+    }
+
+    #[test]
+    fn unsupported_forms_name_the_node() {
+        let w = || vec![init("w", &[3, 2, 3, 3])];
+        for (attrs, want) in [
+            (vec![int("group", 2)], "group"),
+            (vec![ints("pads", &[0, 1, 0, 1])], "pads"),
+            (vec![ints("strides", &[1, 2])], "strides"),
+            (vec![ints("dilations", &[2, 2])], "dilations"),
+        ] {
+            let b = model(vec![conv("the_conv", "x", "y", attrs)], w());
+            let (node, reason) = use_reason(&b);
+            assert_eq!(node, "the_conv");
+            assert!(reason.contains(want), "{reason}");
+        }
+        // An activation as the weight.
+        let b = model(vec![node("Conv", "c", &["x", "x"], "y", vec![])], vec![]);
+        assert!(use_reason(&b).1.contains("initializer"));
+    }
+
+    #[test]
+    fn other_domains_are_refused() {
+        let mut n = node("Relu", "r", &["x"], "y", vec![]);
+        n.domain = Some("com.microsoft".into());
+        match crate::import(&model(vec![n], vec![])) {
+            Err(OnnxError::UnsupportedOp {
+                op_type,
+                node,
+                domain,
+            }) => {
+                assert_eq!((op_type.as_str(), node.as_str()), ("Relu", "r"));
+                assert!(domain.contains("com.microsoft"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn forks_must_join_in_one_add() {
+        // Three readers of x.
+        let b = model(
+            vec![
+                node("Relu", "a", &["x"], "a", vec![]),
+                node("Relu", "b", &["x"], "b", vec![]),
+                node("Relu", "c", &["x"], "c", vec![]),
+                node("Add", "ab", &["a", "b"], "ab", vec![]),
+                node("Add", "y", &["ab", "c"], "y", vec![]),
+            ],
+            vec![],
+        );
+        assert!(matches!(crate::import(&b), Err(OnnxError::Graph(_))));
+        // A branch that ends at the output instead of joining.
+        let b = model(
+            vec![
+                node("Relu", "a", &["x"], "y", vec![]),
+                node("Relu", "b", &["x"], "b", vec![]),
+            ],
+            vec![],
+        );
+        assert!(crate::import(&b).is_err());
+        // x + relu(x): a residual block with an identity shortcut.
+        let b = model(
+            vec![
+                node("Relu", "a", &["x"], "a", vec![]),
+                node("Add", "y", &["x", "a"], "y", vec![]),
+            ],
+            vec![],
+        );
+        let m = crate::import(&b).expect("imports").model;
+        assert_eq!(m.layers, vec![Layer::residual(vec![Layer::Relu], vec![])]);
+        // A node off the path to the output.
+        let b = model(
+            vec![
+                node("Relu", "r", &["x"], "y", vec![]),
+                node("Relu", "stray", &["z"], "q", vec![]),
+            ],
+            vec![],
+        );
+        match crate::import(&b) {
+            Err(OnnxError::Graph(m)) => assert!(m.contains("stray"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn slices_and_pads_outside_option_a_are_refused() {
+        let c = |name: &str, v: &[i64]| TensorProto {
+            name: Some(name.into()),
+            dims: vec![v.len() as i64],
+            data_type: Some(7),
+            int64_data: v.to_vec(),
+            ..Default::default()
+        };
+        // x[:, :, 1::2, ::2]: not from the start.
+        let b = model(
+            vec![node(
+                "Slice",
+                "s",
+                &["x", "st", "en", "ax", "sp"],
+                "y",
+                vec![],
+            )],
+            vec![
+                c("st", &[1, 0]),
+                c("en", &[i64::MAX, i64::MAX]),
+                c("ax", &[2, 3]),
+                c("sp", &[2, 2]),
+            ],
+        );
+        assert_eq!(use_reason(&b).0, "s");
+        // x[:, :, ::2, ::2] then 1 zero channel on each side: SubsamplePad.
+        let b = model(
+            vec![
+                node("Slice", "s", &["x", "st", "en", "ax", "sp"], "s", vec![]),
+                node("Pad", "p", &["s", "pads"], "y", vec![]),
+            ],
+            vec![
+                c("st", &[0, 0]),
+                c("en", &[i64::MAX, i64::MAX]),
+                c("ax", &[-2, -1]),
+                c("sp", &[2, 2]),
+                c("pads", &[0, 1, 0, 0, 0, 1, 0, 0]),
+            ],
+        );
+        let m = crate::import(&b).expect("imports").model;
+        assert_eq!(m.layers, vec![Layer::subsample_pad(2, 1)]);
+        // Spatial padding is refused.
+        let b = model(
+            vec![node("Pad", "p", &["x", "pads"], "y", vec![])],
+            vec![c("pads", &[0, 0, 1, 1, 0, 0, 1, 1])],
+        );
+        assert_eq!(use_reason(&b).0, "p");
+    }
+}
