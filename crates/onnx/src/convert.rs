@@ -133,7 +133,13 @@ struct Importer<'a> {
     weights: Weights,
     prefixes: HashSet<String>,
     output: String,
+    /// Residual blocks open around the node being converted.
+    depth: usize,
 }
+
+/// Deepest nesting of residual blocks accepted (the walk recurses once per
+/// level; a hostile file must not exhaust the stack).
+const MAX_DEPTH: usize = 64;
 
 /// What a node conversion gives: the output value and its shape.
 type Step = (String, Vec<usize>);
@@ -168,6 +174,7 @@ impl<'a> Importer<'a> {
             weights: Weights::new(),
             prefixes: HashSet::new(),
             output: String::new(),
+            depth: 0,
         })
     }
 
@@ -311,6 +318,25 @@ impl<'a> Importer<'a> {
     /// A residual block: the branches starting at nodes `a` and `b`, both
     /// reading `v`, must meet in one `Add`.
     fn fork(
+        &mut self,
+        v: &str,
+        shape: &[usize],
+        a: usize,
+        b: usize,
+        layers: &mut Vec<Layer>,
+    ) -> Result<Step, OnnxError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(OnnxError::Graph(format!(
+                "residual blocks nested more than {MAX_DEPTH} deep"
+            )));
+        }
+        self.depth += 1;
+        let r = self.fork_branches(v, shape, a, b, layers);
+        self.depth -= 1;
+        r
+    }
+
+    fn fork_branches(
         &mut self,
         v: &str,
         shape: &[usize],
@@ -806,7 +832,10 @@ impl<'a> Importer<'a> {
     fn reshape(&self, i: usize, shape: &[usize]) -> Result<(), OnnxError> {
         let (name, c) = self.need_input(i, 1, "target shape")?;
         let t = c.ints(name)?;
-        let per: usize = shape.iter().product();
+        let per = shape
+            .iter()
+            .try_fold(1usize, |a, d| a.checked_mul(*d))
+            .ok_or_else(|| self.unsupported(i, format!("the size of {shape:?} overflows")))?;
         let allowzero = int_attr(&self.nodes[i], "allowzero").unwrap_or(0) != 0;
         let ok = match *t {
             [a, b] => {
@@ -891,7 +920,10 @@ impl<'a> Importer<'a> {
     ) -> Result<(), OnnxError> {
         let f = shape[0];
         let [g, beta, mean, var] = self.batch_norm_params(i, f)?;
-        let Some(Layer::Linear(lin)) = layers.last() else {
+        let Some(Layer::Linear(lin)) = layers
+            .last()
+            .filter(|l| matches!(l, Layer::Linear(l) if l.out == f))
+        else {
             return Err(self.unsupported(
                 i,
                 "a batch-norm of a [N, F] activation must follow a Gemm or MatMul (it is folded into it)",
@@ -1342,5 +1374,34 @@ mod tests {
             vec![c("pads", &[0, 0, 1, 1, 0, 0, 1, 1])],
         );
         assert_eq!(use_reason(&b).0, "p");
+    }
+
+    #[test]
+    fn deeply_nested_forks_are_refused_without_exhausting_the_stack() {
+        // x -> (relu_k, skip) -> add_k ... 10,000 levels of nesting:
+        // each block's body opens the next block.
+        let depth = 10_000;
+        let mut nodes = Vec::new();
+        let mut cur = "x".to_string();
+        let mut pending = Vec::new();
+        for k in 0..depth {
+            let r = format!("r{k}");
+            nodes.push(node("Relu", &r, &[&cur], &r, vec![]));
+            pending.push((cur.clone(), k));
+            cur = r;
+        }
+        for (skip, k) in pending.into_iter().rev() {
+            let out = if k == 0 {
+                "y".to_string()
+            } else {
+                format!("a{k}")
+            };
+            nodes.push(node("Add", &out, &[&cur, &skip], &out, vec![]));
+            cur = out;
+        }
+        match crate::import(&model(nodes, vec![])) {
+            Err(OnnxError::Graph(m)) => assert!(m.contains("nested"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
