@@ -143,6 +143,11 @@ struct Opts {
     /// A JSON model description instead of a zoo model.
     #[arg(long, value_name = "FILE")]
     model_json: Option<PathBuf>,
+    /// An ONNX model instead of a zoo model (e.g. from `torch.onnx.export`):
+    /// the architecture, and for the model owner without --weights, the
+    /// weights from its initializers.
+    #[arg(long, value_name = "FILE")]
+    model_onnx: Option<PathBuf>,
     /// Inputs per batch.
     #[arg(long)]
     batch: Option<usize>,
@@ -306,6 +311,7 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         dealer_tls_server_name,
         model,
         model_json,
+        model_onnx,
         batch,
         k_cmp,
         frac_bits,
@@ -470,6 +476,12 @@ fn net_config(o: &Opts, party: Party) -> Result<NetConfig> {
 
 /// The model of `--model` or `--model-json`, as described (not folded).
 fn model_of(o: &Opts) -> Result<Model> {
+    if let Some(path) = &o.model_onnx {
+        if o.model.is_some() || o.model_json.is_some() {
+            bail!("give exactly one of --model, --model-json and --model-onnx");
+        }
+        return Ok(onnx_import(path)?.model);
+    }
     Ok(match (&o.model, &o.model_json) {
         (Some(name), None) => {
             zoo::by_name(name)
@@ -483,8 +495,14 @@ fn model_of(o: &Opts) -> Result<Model> {
         }
         (None, Some(path)) => Model::from_json(&String::from_utf8_lossy(&read(path)?))
             .with_context(|| format!("invalid model description {}", path.display()))?,
-        _ => bail!("give exactly one of --model and --model-json"),
+        _ => bail!("give exactly one of --model, --model-json and --model-onnx"),
     })
+}
+
+/// The ONNX model of `--model-onnx`: architecture and initializers.
+fn onnx_import(path: &Path) -> Result<ariann_onnx::Imported> {
+    ariann_onnx::import(&read(path)?)
+        .with_context(|| format!("cannot import the ONNX model {}", path.display()))
 }
 
 /// The fixed-point configuration from the options; `train` picks the
@@ -622,6 +640,14 @@ fn setup(o: &Opts) -> Result<Setup> {
                 model.fold_batchnorm_architecture(),
                 Asset::Input(x.to_vec()),
             )
+        }
+        (None, None) => {
+            let Some(path) = &o.model_onnx else {
+                bail!("give exactly one of --weights (model owner) and --input (data owner)");
+            };
+            // The model owner of an ONNX model: the weights are its initializers.
+            let (m, w) = model.fold_batchnorm(&onnx_import(path)?.weights)?;
+            (m, Asset::Weights(w))
         }
         _ => bail!("give exactly one of --weights (model owner) and --input (data owner)"),
     };

@@ -98,6 +98,10 @@ struct Source {
     /// A JSON plan (format `ariann-plan/2`, see `ariann_dealer::plan_json`).
     #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
+    /// An ONNX model (e.g. from `torch.onnx.export`): its architecture
+    /// only; the initializers' values are not used.
+    #[arg(long, value_name = "FILE")]
+    model_onnx: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -256,6 +260,13 @@ fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The architecture of an ONNX model (`--model-onnx`).
+fn onnx_architecture(path: &Path) -> Result<Model> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    ariann_onnx::architecture(&bytes)
+        .with_context(|| format!("cannot import the ONNX model {}", path.display()))
+}
+
 /// The plan of the job described by the arguments.
 fn plan_of(job: &Job) -> Result<Plan> {
     let model = match (&job.source.model, &job.source.model_json, &job.source.plan) {
@@ -272,13 +283,16 @@ fn plan_of(job: &Job) -> Result<Plan> {
             return plan_json::from_json(&read_text(path)?)
                 .with_context(|| format!("invalid plan {}", path.display()));
         }
-        _ => bail!("one of --model, --model-json or --plan is required"),
+        _ => match &job.source.model_onnx {
+            Some(path) => onnx_architecture(path)?,
+            None => bail!("one of --model, --model-json, --model-onnx or --plan is required"),
+        },
     };
     if job.train {
         return train_plan_of(job, model);
     }
     let Some(batch) = job.batch else {
-        bail!("--batch is required with --model and --model-json");
+        bail!("--batch is required with --model, --model-json and --model-onnx");
     };
     if batch == 0 {
         bail!("--batch must be at least 1");
