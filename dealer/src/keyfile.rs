@@ -117,12 +117,13 @@ const TRAILER_DOMAIN: &[u8] = b"ariann-rs key trailer v1";
 #[non_exhaustive]
 pub enum KeyFileError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not also chained as `source()`:
+        /// a printed error chain names each cause once).
+        error: std::io::Error,
     },
     /// The file is not a key file.
     #[error("{path}: not an ariann key file (bad magic)")]
@@ -259,9 +260,9 @@ fn version_message(found: u16, supported: u16) -> String {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
-    move |source| KeyFileError::Io {
+    move |error| KeyFileError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

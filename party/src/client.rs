@@ -42,10 +42,18 @@ pub enum ClientError {
     Refused(String),
     /// The daemon answered with an error status.
     #[error("{}: {}", .0.code(), .0.message())]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     /// The local runtime could not start.
     #[error("runtime: {0}")]
     Runtime(String),
+}
+
+/// The status is in the message; it is not also chained as `source()` (a
+/// printed error chain names each cause once).
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        ClientError::Status(s)
+    }
 }
 
 /// Adds `authorization: Bearer TOKEN` to every call (if a token is set).

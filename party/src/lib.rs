@@ -25,6 +25,10 @@
 //! go to the party the job names (module [`train`];
 //! [`linked::run_linked_training`] between two processes).
 //!
+//! The data owner's input files ([`inputs`]): `.npy` (read with `npyz`, a
+//! small pure-Rust reader of NumPy's format, the one most Python pipelines
+//! save) or safetensors, NCHW.
+//!
 //! Nothing but a fresh random share, a masked value or the job's revealed
 //! output crosses the transport. Any mismatch (another job, the same asset
 //! on both sides, a share of the wrong length) is an error before any data
@@ -35,6 +39,7 @@
 pub mod auth;
 pub mod client;
 pub mod daemon;
+pub mod inputs;
 pub mod linked;
 pub mod train;
 

@@ -18,12 +18,12 @@ use thiserror::Error;
 pub enum LinkedError {
     /// The key file (missing, corrupt, another party's, plan or session,
     /// already used, exhausted).
-    #[error("key file {path}: {source}")]
+    #[error("key file {path}: {cause}")]
     KeyFile {
         /// The file.
         path: String,
-        /// Cause.
-        source: KeyFileError,
+        /// Cause (in the message, so not also chained as `source()`).
+        cause: KeyFileError,
     },
     /// Keys failed mid-job (corrupt or missing bundle, wrong gate).
     #[error("keys: {0}")]
@@ -39,7 +39,7 @@ pub enum LinkedError {
     #[error(transparent)]
     Local(PartyError),
     /// A local file could not be written (e.g. the ready file).
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -82,9 +82,9 @@ pub fn open_key_file(
     party: Party,
     plan_hash: [u8; 32],
 ) -> Result<([u8; 16], KeyFileSource<u64>), LinkedError> {
-    let key_err = |source| LinkedError::KeyFile {
+    let key_err = |cause| LinkedError::KeyFile {
         path: keys.display().to_string(),
-        source,
+        cause,
     };
     let header = KeyFileHeader::read(keys).map_err(key_err)?;
     let expected = Expected {

@@ -49,7 +49,15 @@
 //!
 //! Every option can also come from a TOML file (`--config party.toml`, keys
 //! named like the long options: `id = 0`, `listen = "..."`, `keys = "..."`,
-//! `tls-cert = "..."`); the command line wins.
+//! `tls-cert = "..."`); the command line wins. The public job (model, batch,
+//! output party, every plan setting the dealer has) can come from a job file
+//! (`--job job.toml`, `ariann_job`, the file the dealer reads), below both.
+//!
+//! The data owner's `--input` is `.npy` or safetensors, NCHW
+//! (`ariann_party::inputs`); fewer inputs than the batch are padded with
+//! zeros and the padding's rows dropped from the output it writes.
+//! `ariann-party reference ...` runs a model locally in float and in fixed
+//! point (module `reference`).
 //!
 //! Exit status: 0 success; 2 usage or configuration error; 3 key file
 //! or dealer problem (missing, corrupt, another party's, plan or session,
@@ -61,16 +69,19 @@
 //! `NnError::fault`, `LinkedError`), with no catch-all. Logs go
 //! to stderr (`-v`, `RUST_LOG`) and never contain shares, keys or data.
 
+mod reference;
 mod train_cmd;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ariann_dealer::keyfile::to_hex;
 use ariann_fss::Party;
+use ariann_job::JobFile;
 use ariann_mpc::PreprocessingSource;
 use ariann_net::keys::{DealerConfig, DealerStreamSource};
 use ariann_net::{NetConfig, TlsConfig, WanShape};
-use ariann_nn::{Config, Model, Rounding, Variant, Weights, zoo};
+use ariann_nn::{Config, Model, Rounding, Variant, Weights};
 use ariann_party::auth::ControlAuth;
+use ariann_party::inputs::read_inputs;
 use ariann_party::linked::{LinkedError, open_key_file, run_linked};
 use ariann_party::{Asset, Job};
 use clap::Parser;
@@ -86,6 +97,9 @@ use std::time::Duration;
     name = "ariann-party",
     version,
     about = "One party of ariann-rs two-party private inference (or training, with --train)",
+    long_about = "One party of ariann-rs two-party private inference (or training, with --train).\n\n\
+                  `ariann-party reference --help`: run a model locally in float and in fixed \
+                  point first (no keys, no peer).",
     after_help = train_cmd::AFTER_HELP
 )]
 struct Opts {
@@ -93,6 +107,11 @@ struct Opts {
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     config: Option<PathBuf>,
+    /// The job file (TOML): the public job shared with the dealer and the
+    /// peer (model, batch, every plan setting; see docs/job-file.md).
+    /// Options given here or in --config override it.
+    #[arg(long, value_name = "FILE")]
+    job: Option<PathBuf>,
     /// This party: 0 (listens) or 1 (connects).
     #[arg(long)]
     id: Option<u8>,
@@ -151,10 +170,10 @@ struct Opts {
     /// Inputs per batch.
     #[arg(long)]
     batch: Option<usize>,
-    /// Swap ReLU and max-pool where adjacent (must match the dealer's flag).
-    #[arg(long)]
-    #[serde(default)]
-    permute_relu_maxpool: bool,
+    /// Swap ReLU and max-pool where adjacent (must match the dealer's flag;
+    /// `=false` overrides a job file).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    permute_relu_maxpool: Option<bool>,
     /// Comparison window in bits (must match the dealer's).
     #[arg(long)]
     k_cmp: Option<u32>,
@@ -219,9 +238,8 @@ struct Opts {
     exchange_timeout: Option<u64>,
     /// Training mode: train the model privately (options below, under
     /// "Training").
-    #[arg(long)]
-    #[serde(default)]
-    train: bool,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    train: Option<bool>,
     /// Passes over the training set [default: 1].
     #[arg(long, help_heading = "Training")]
     epochs: Option<usize>,
@@ -272,9 +290,14 @@ struct Opts {
     out: Option<PathBuf>,
     /// Keep a final ReLU on the logits (dropped by default, like the dealer:
     /// it stops the gradient of every negative logit).
-    #[arg(long, help_heading = "Training")]
-    #[serde(default)]
-    keep_final_relu: bool,
+    #[arg(
+        long,
+        help_heading = "Training",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    keep_final_relu: Option<bool>,
     /// No progress bar and no per-epoch lines.
     #[arg(short, long, help_heading = "Training")]
     #[serde(default)]
@@ -287,17 +310,26 @@ struct Opts {
 
 /// Command line over configuration file.
 fn merge(cli: Opts, file: Opts) -> Opts {
+    // A model given above replaces the one below (no conflict).
+    let file = if cli.model.is_some() || cli.model_json.is_some() || cli.model_onnx.is_some() {
+        Opts {
+            model: None,
+            model_json: None,
+            model_onnx: None,
+            ..file
+        }
+    } else {
+        file
+    };
     macro_rules! pick {
         ($($f:ident),*) => { Opts { $($f: cli.$f.or(file.$f),)*
-            permute_relu_maxpool: cli.permute_relu_maxpool || file.permute_relu_maxpool,
-            train: cli.train || file.train,
             quiet: cli.quiet || file.quiet,
-            keep_final_relu: cli.keep_final_relu || file.keep_final_relu,
             insecure_local: cli.insecure_local || file.insecure_local,
             plaintext_link: cli.plaintext_link || file.plaintext_link,
             config: cli.config, verbose: cli.verbose } };
     }
     pick!(
+        job,
         id,
         listen,
         peer,
@@ -313,6 +345,9 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         model_json,
         model_onnx,
         batch,
+        permute_relu_maxpool,
+        train,
+        keep_final_relu,
         k_cmp,
         frac_bits,
         k_trunc,
@@ -415,6 +450,9 @@ struct Setup {
     keys: Keys,
     ready_file: Option<PathBuf>,
     output: Option<PathBuf>,
+    /// At the data owner: how many of the batch's inputs are real (the
+    /// others are zero padding, dropped from the output it writes).
+    images: Option<usize>,
 }
 
 /// The party link's configuration from the options.
@@ -474,29 +512,19 @@ fn net_config(o: &Opts, party: Party) -> Result<NetConfig> {
     Ok(net)
 }
 
-/// The model of `--model` or `--model-json`, as described (not folded).
+/// The model of `--model`, `--model-json` or `--model-onnx`, as described
+/// (not folded).
 fn model_of(o: &Opts) -> Result<Model> {
-    if let Some(path) = &o.model_onnx {
-        if o.model.is_some() || o.model_json.is_some() {
-            bail!("give exactly one of --model, --model-json and --model-onnx");
-        }
-        return Ok(onnx_import(path)?.model);
+    let source = JobFile {
+        model: o.model.clone(),
+        model_json: o.model_json.clone(),
+        model_onnx: o.model_onnx.clone(),
+        ..JobFile::default()
     }
-    Ok(match (&o.model, &o.model_json) {
-        (Some(name), None) => {
-            zoo::by_name(name)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "unknown model {name:?}; the zoo has {}",
-                        zoo::NAMES.join(", ")
-                    )
-                })?
-                .0
-        }
-        (None, Some(path)) => Model::from_json(&String::from_utf8_lossy(&read(path)?))
-            .with_context(|| format!("invalid model description {}", path.display()))?,
-        _ => bail!("give exactly one of --model, --model-json and --model-onnx"),
-    })
+    .model_source()
+    .map_err(|_| anyhow!("give only one of --model, --model-json and --model-onnx"))?
+    .ok_or_else(|| anyhow!("give one of --model, --model-json and --model-onnx"))?;
+    Ok(source.load()?)
 }
 
 /// The ONNX model of `--model-onnx`: architecture and initializers.
@@ -506,22 +534,68 @@ fn onnx_import(path: &Path) -> Result<ariann_onnx::Imported> {
 }
 
 /// The fixed-point configuration from the options; `train` picks the
-/// training defaults (20 fractional bits, rounding to nearest), as the
-/// dealer does.
-fn config_of(o: &Opts, train: bool) -> Config {
-    let d = Config::default();
-    let (frac_bits, rounding) = if train {
-        (20, Rounding::Nearest)
-    } else {
-        (d.frac_bits, d.rounding)
+/// training defaults (20 fractional bits, rounding to nearest). The same
+/// function as the dealer's (`ariann_job::JobFile::config`), so the
+/// defaults cannot drift apart.
+fn config_of(o: &Opts, train: bool) -> Result<Config> {
+    Ok(JobFile {
+        frac_bits: o.frac_bits,
+        k_cmp: o.k_cmp,
+        k_trunc: o.k_trunc,
+        max_gate_elems: o.max_gate_elems,
+        rounding: o.rounding.map(Rounding::from),
+        variant: o.variant,
+        train: Some(train),
+        ..JobFile::default()
+    }
+    .config()?)
+}
+
+/// The job file's settings as options (below the command line's and
+/// --config's).
+fn opts_of_job(j: JobFile) -> Opts {
+    Opts {
+        model: j.model,
+        model_json: j.model_json,
+        model_onnx: j.model_onnx,
+        batch: j.batch,
+        frac_bits: j.frac_bits,
+        k_cmp: j.k_cmp,
+        k_trunc: j.k_trunc,
+        max_gate_elems: j.max_gate_elems,
+        variant: j.variant,
+        rounding: j.rounding.map(train_cmd::RoundingArg::from),
+        permute_relu_maxpool: j.permute_relu_maxpool,
+        output_to: j.output_to,
+        train: j.train,
+        epochs: j.epochs,
+        train_images: j.train_images,
+        loss: j.loss.map(train_cmd::LossArg::from),
+        keep_final_relu: j.keep_final_relu,
+        lr: j.lr,
+        lr_step: j.lr_step,
+        lr_gamma: j.lr_gamma,
+        momentum: j.momentum,
+        weight_decay: j.weight_decay,
+        reveal_to: j.reveal_to,
+        ..Opts::default()
+    }
+}
+
+/// The options: the command line over `--config` over `--job`.
+fn options(cli: Opts) -> Result<Opts> {
+    let o = match &cli.config {
+        None => cli,
+        Some(path) => {
+            let b = read(path)?;
+            let file = toml::from_str::<Opts>(&String::from_utf8_lossy(&b))
+                .map_err(|e| anyhow!("invalid config file {}: {}", path.display(), e.message()))?;
+            merge(cli, file)
+        }
     };
-    Config {
-        frac_bits: o.frac_bits.unwrap_or(frac_bits),
-        k_cmp: o.k_cmp.unwrap_or(d.k_cmp),
-        k_trunc: o.k_trunc.unwrap_or(d.k_trunc),
-        max_gate_elems: o.max_gate_elems.unwrap_or(d.max_gate_elems),
-        rounding: o.rounding.map_or(rounding, Rounding::from),
-        variant: o.variant.unwrap_or_default(),
+    match o.job.clone() {
+        None => Ok(o),
+        Some(path) => Ok(merge(o, opts_of_job(JobFile::read(&path)?))),
     }
 }
 
@@ -621,6 +695,8 @@ fn setup(o: &Opts) -> Result<Setup> {
         bail!("--batch is required and must be at least 1");
     };
     let model = model_of(o)?;
+    // The data owner's count of real inputs (the rest of the batch is padding).
+    let mut images = None;
     let (model, asset) = match (&o.weights, &o.input) {
         (Some(path), None) => {
             let w = Weights::from_safetensors(&read(path)?)
@@ -631,14 +707,20 @@ fn setup(o: &Opts) -> Result<Setup> {
             (m, Asset::Weights(w))
         }
         (None, Some(path)) => {
-            let t = Weights::from_safetensors(&read(path)?)
-                .with_context(|| format!("cannot load inputs {}", path.display()))?;
-            let (_, x) = t
-                .get("input")
-                .ok_or_else(|| anyhow!("{} has no tensor named `input`", path.display()))?;
+            let x = read_inputs(path, &model.input)?;
+            if x.images < batch {
+                eprintln!(
+                    "{} holds {} input(s): padding the batch of {batch} with {} zero input(s) \
+                     (their outputs are dropped)",
+                    path.display(),
+                    x.images,
+                    batch - x.images
+                );
+            }
+            images = Some(x.images);
             (
                 model.fold_batchnorm_architecture(),
-                Asset::Input(x.to_vec()),
+                Asset::Input(x.padded(batch)?),
             )
         }
         (None, None) => {
@@ -651,7 +733,7 @@ fn setup(o: &Opts) -> Result<Setup> {
         }
         _ => bail!("give exactly one of --weights (model owner) and --input (data owner)"),
     };
-    let model = if o.permute_relu_maxpool {
+    let model = if o.permute_relu_maxpool.unwrap_or(false) {
         model.permute_relu_maxpool()
     } else {
         model
@@ -659,7 +741,7 @@ fn setup(o: &Opts) -> Result<Setup> {
     let job = Job {
         model,
         batch,
-        cfg: config_of(o, false),
+        cfg: config_of(o, false)?,
         output_to,
     };
     let keys = keys_of(o)?;
@@ -672,6 +754,7 @@ fn setup(o: &Opts) -> Result<Setup> {
         keys,
         ready_file: o.ready_file.clone(),
         output: o.output.clone(),
+        images,
     })
 }
 
@@ -737,7 +820,10 @@ fn run(o: Opts) -> Result<(), Fail> {
     );
     if let Some(y) = out.output {
         let classes = y.len() / s.job.batch;
-        let rows: Vec<&[f64]> = y.chunks(classes.max(1)).collect();
+        let mut rows: Vec<&[f64]> = y.chunks(classes.max(1)).collect();
+        // The padding's outputs are dropped where the count is known (the
+        // data owner); the model owner does not know it and gets every row.
+        rows.truncate(s.images.unwrap_or(s.job.batch));
         let pred: Vec<usize> = rows
             .iter()
             .map(|r| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
@@ -746,6 +832,7 @@ fn run(o: Opts) -> Result<(), Fail> {
             "job": to_hex(&digest),
             "model": s.job.model.name,
             "batch": s.job.batch,
+            "inputs": rows.len(),
             "outputs": rows,
             "predictions": pred,
         });
@@ -770,7 +857,26 @@ fn daemon(o: Opts) -> Result<(), Fail> {
         .map_err(Fail::Usage)?;
     // Every plan setting the dealer has (issue: the daemon used to take only
     // --k-cmp, so other dealer settings could not be run).
-    let cfg = config_of(&o, false);
+    let cfg = config_of(&o, false).map_err(Fail::Usage)?;
+    // The model, batch and output party come with each client's job; only
+    // the plan settings apply to all of them.
+    let per_job: Vec<&str> = [
+        (o.model.is_some(), "model"),
+        (o.model_json.is_some(), "model-json"),
+        (o.model_onnx.is_some(), "model-onnx"),
+        (o.batch.is_some(), "batch"),
+        (o.output_to.is_some(), "output-to"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    if !per_job.is_empty() {
+        return Err(Fail::Usage(anyhow!(
+            "daemon mode takes {} from each client's job, not from its options or job file \
+             (only the plan settings apply to all jobs)",
+            per_job.join(", ")
+        )));
+    }
     let auth = match (&o.control_tokens, o.insecure_local) {
         (Some(f), _) => ControlAuth::Tokens(
             ariann_party::auth::Tokens::from_file(f).map_err(|e| Fail::Usage(anyhow!(e)))?,
@@ -789,7 +895,7 @@ fn daemon(o: Opts) -> Result<(), Fail> {
         control: o.control.ok_or_else(|| Fail::Usage(anyhow!("--control")))?,
         net,
         keys_dir,
-        permute_relu_maxpool: o.permute_relu_maxpool,
+        permute_relu_maxpool: o.permute_relu_maxpool.unwrap_or(false),
         cfg,
         max_asset_bytes: 8 << 30,
         fetch_timeout: Duration::from_secs(3600),
@@ -832,6 +938,17 @@ fn daemon(o: Opts) -> Result<(), Fail> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "reference") {
+        // `ariann-party reference ...`: a local run, no keys, no peer.
+        let o = reference::RefOpts::parse_from(std::env::args_os().skip(1));
+        return match reference::run(o) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Opts::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -844,20 +961,12 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let opts = match &cli.config {
-        None => Ok(cli),
-        Some(path) => read(path)
-            .and_then(|b| {
-                toml::from_str::<Opts>(&String::from_utf8_lossy(&b))
-                    .with_context(|| format!("invalid config file {}", path.display()))
-            })
-            .map(|file| merge(cli, file)),
-    };
+    let opts = options(cli);
     let res = match opts {
-        Ok(o) if o.train && o.control.is_some() => Err(Fail::Usage(anyhow!(
+        Ok(o) if o.train == Some(true) && o.control.is_some() => Err(Fail::Usage(anyhow!(
             "--train runs one job: it does not combine with daemon mode (--control)"
         ))),
-        Ok(o) if o.train => train_cmd::run(o),
+        Ok(o) if o.train == Some(true) => train_cmd::run(o),
         Ok(o) if o.control.is_some() => daemon(o),
         Ok(o) => run(o),
         Err(e) => Err(Fail::Usage(e)),

@@ -53,6 +53,24 @@ pub(crate) enum RoundingArg {
     Nearest,
 }
 
+impl From<Rounding> for RoundingArg {
+    fn from(r: Rounding) -> Self {
+        match r {
+            Rounding::Floor => RoundingArg::Floor,
+            Rounding::Nearest => RoundingArg::Nearest,
+        }
+    }
+}
+
+impl From<ariann_job::LossName> for LossArg {
+    fn from(l: ariann_job::LossName) -> Self {
+        match l {
+            ariann_job::LossName::Ce => LossArg::Ce,
+            ariann_job::LossName::Mse => LossArg::Mse,
+        }
+    }
+}
+
 impl From<RoundingArg> for Rounding {
     fn from(r: RoundingArg) -> Self {
         match r {
@@ -106,7 +124,7 @@ fn training_options(o: &Opts) -> Vec<&'static str> {
     given(o.train_data.is_some(), "--train-data");
     given(o.shuffle_seed.is_some(), "--shuffle-seed");
     given(o.out.is_some(), "--out");
-    given(o.keep_final_relu, "--keep-final-relu");
+    given(o.keep_final_relu.is_some(), "--keep-final-relu");
     v
 }
 
@@ -217,10 +235,10 @@ fn setup(o: &Opts) -> Result<Setup> {
         None => bail!("--reveal-to is required (0, 1 or shares)"),
     };
     let mut model = model_of(o)?;
-    if !o.keep_final_relu && matches!(model.layers.last(), Some(Layer::Relu)) {
+    if !o.keep_final_relu.unwrap_or(false) && matches!(model.layers.last(), Some(Layer::Relu)) {
         model.layers.pop();
     }
-    let model = if o.permute_relu_maxpool {
+    let model = if o.permute_relu_maxpool.unwrap_or(false) {
         model.permute_relu_maxpool()
     } else {
         model
@@ -296,7 +314,7 @@ fn setup(o: &Opts) -> Result<Setup> {
     let job = TrainJob {
         model,
         batch,
-        cfg: config_of(o, true),
+        cfg: config_of(o, true)?,
         tcfg: TrainConfig {
             loss: match o.loss {
                 None => d.loss,

@@ -488,3 +488,103 @@ fn bad_training_options_and_assets_fail_before_the_link() {
     }
     assert!(!Path::new(&out).exists());
 }
+
+/// One job file for a training job: `ariann-dealer keys --job` and both
+/// `ariann-party --job` processes (the training options and plan settings
+/// all from the file, away from their defaults) run the same plan, and the
+/// revealed weights equal the same job trained in cleartext fixed point.
+#[test]
+fn a_training_job_file_drives_the_dealer_and_both_parties() {
+    let f = Fixture::new(Dtype::U8);
+    let job_path = f.path("train.toml");
+    std::fs::write(
+        &job_path,
+        format!(
+            "model-json = \"model.json\"\ntrain = true\nbatch = {BATCH}\nepochs = 1\n\
+             train-images = {N}\nloss = \"mse\"\nfrac-bits = 18\nk-cmp = 30\n\
+             max-gate-elems = 100\nvariant = \"small-key\"\nrounding = \"floor\"\n\
+             lr = 0.1\nmomentum = 0.8\nweight-decay = 0.001\nreveal-to = \"1\"\n"
+        ),
+    )
+    .expect("write job");
+    let jp = job_path.display().to_string();
+    let keys = f.path("keys");
+    let st = Command::new(dealer_bin())
+        .args(["keys", "--no-progress", "--job", &jp, "--out"])
+        .arg(&keys)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run ariann-dealer");
+    assert!(st.success(), "ariann-dealer keys --job failed");
+    let ready = f.path("ready");
+    let init = f.path("init.safetensors").display().to_string();
+    let out = f.path("trained.safetensors").display().to_string();
+    let party = |id: u8| {
+        let mut c = Command::new(party_bin());
+        c.args(["--job", &jp, "--id", &id.to_string(), "--keys"])
+            .arg(keys.join(format!("party{id}.keys")))
+            .args(["--connect-timeout", "5", "--exchange-timeout", "20", "-q"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut c0 = party(0)
+        .args([
+            "--weights",
+            &init,
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .spawn()
+        .expect("spawn party 0");
+    let addr = wait_ready(&mut c0, &ready).expect("party 0 listens");
+    let c1 = party(1)
+        .args(s(&data_owner(&f)))
+        .args(["--out", &out, "--peer", &addr])
+        .spawn()
+        .expect("spawn party 1");
+    let r1 = wait(c1, "party 1");
+    let r0 = wait(c0, "party 0");
+    ok(&r0, "party 0");
+    ok(&r1, "party 1");
+
+    let j = TrainJob {
+        model: model(),
+        batch: BATCH,
+        cfg: Config {
+            frac_bits: 18,
+            k_cmp: 30,
+            max_gate_elems: 100,
+            rounding: Rounding::Floor,
+            variant: ariann_nn::Variant::SmallKey,
+            ..Config::default()
+        },
+        tcfg: TrainConfig {
+            loss: Loss::Mse,
+            momentum: 0.8,
+            weight_decay: 0.001,
+        },
+        epochs: 1,
+        images: N,
+        lr: LrSchedule {
+            lr: 0.1,
+            step_epochs: None,
+            gamma: 0.1,
+        },
+        reveal: Reveal::To(Party::P1),
+    };
+    let want = decode_params(
+        &j.model,
+        &train_clear(&j, &f.weights, &f.images, &f.labels, SHUFFLE),
+        &j.cfg,
+    )
+    .expect("decode");
+    let got = Weights::from_safetensors(&std::fs::read(&out).expect("party 1 wrote the weights"))
+        .expect("weights");
+    assert_eq!(
+        got, want,
+        "revealed weights != cleartext fixed-point training"
+    );
+}

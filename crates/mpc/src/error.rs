@@ -88,14 +88,14 @@ pub enum MpcError {
         requested: u32,
     },
     /// A gate of a plan could not be generated.
-    #[error("gate {index} ({kind}) of the plan: {source}")]
+    #[error("gate {index} ({kind}) of the plan: {cause}")]
     Gate {
         /// Plan index.
         index: u64,
         /// Its kind.
         kind: crate::table::GateKind,
-        /// Cause.
-        source: Box<MpcError>,
+        /// Cause (in the message, so not also chained as `source()`).
+        cause: Box<MpcError>,
     },
     /// An error of the FSS layer.
     #[error(transparent)]
@@ -163,7 +163,7 @@ impl MpcError {
             | MpcError::Codec(_)
             | MpcError::KeySource { .. } => Fault::Keys,
             MpcError::Fss(FssError::IncompatibleKey { .. }) => Fault::Keys,
-            MpcError::Gate { source, .. } => source.fault(),
+            MpcError::Gate { cause, .. } => cause.fault(),
             MpcError::SizeMismatch { .. }
             | MpcError::RingMismatch { .. }
             | MpcError::InvalidParameter(_)

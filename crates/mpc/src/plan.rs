@@ -137,10 +137,10 @@ impl<R: Ring, G: Rng + CryptoRng> Iterator for BundleStream<'_, R, G> {
         let index = self.next as u64;
         self.next += 1;
         Some(
-            generate_bundles::<R, G>(index, gate, &mut self.rng).map_err(|source| MpcError::Gate {
+            generate_bundles::<R, G>(index, gate, &mut self.rng).map_err(|cause| MpcError::Gate {
                 index,
                 kind: gate.kind(),
-                source: Box::new(source),
+                cause: Box::new(cause),
             }),
         )
     }

@@ -30,13 +30,16 @@ pub enum NnError {
         got: Vec<usize>,
     },
     /// A layer does not fit the activation it receives.
-    #[error("layer {path} ({layer}) cannot take an input of shape {shape:?}")]
+    #[error("layer {path} ({layer}) takes an input of shape {expected}, not {shape:?}")]
     LayerShape {
         /// Path of the layer: its parameter prefix (`layer1.0.conv2`), or its
         /// position (`5.body.2`) for layers without parameters.
         path: String,
         /// Layer kind and settings.
         layer: String,
+        /// The input shape the layer takes (without batch), e.g. `[27]` or
+        /// `[3, H, W] with H and W at least 3`.
+        expected: String,
         /// Incoming activation shape (without batch).
         shape: Vec<usize>,
     },
@@ -57,13 +60,15 @@ pub enum NnError {
     /// A model description could not be parsed.
     #[error("model description: {0}")]
     Description(String),
-    /// An error inside one layer.
-    #[error("layer {path}: {source}")]
+    /// An error inside one layer. The message includes the cause, which is
+    /// therefore not also chained as `source()` (a printed error chain
+    /// names each cause once).
+    #[error("layer {path}: {cause}")]
     InLayer {
         /// Path of the layer (see [`NnError::LayerShape`]).
         path: String,
         /// What went wrong there.
-        source: Box<NnError>,
+        cause: Box<NnError>,
     },
     /// A layer kind has no backward pass yet (training refuses the model).
     #[error("{0} layers cannot be trained yet (no backward pass)")]
@@ -87,7 +92,7 @@ impl NnError {
             e @ (NnError::InLayer { .. } | NnError::LayerShape { .. }) => e,
             e => NnError::InLayer {
                 path: path.to_string(),
-                source: Box::new(e),
+                cause: Box::new(e),
             },
         }
     }
@@ -97,7 +102,7 @@ impl NnError {
     pub fn fault(&self) -> Fault {
         match self {
             NnError::Mpc(e) => e.fault(),
-            NnError::InLayer { source, .. } => source.fault(),
+            NnError::InLayer { cause, .. } => cause.fault(),
             NnError::MissingTensor(_)
             | NnError::UnexpectedTensor(_)
             | NnError::TensorShape { .. }
@@ -115,7 +120,7 @@ impl NnError {
     /// The innermost cause (under any [`NnError::InLayer`] wrappers).
     pub fn root(&self) -> &NnError {
         match self {
-            NnError::InLayer { source, .. } => source.root(),
+            NnError::InLayer { cause, .. } => cause.root(),
             e => e,
         }
     }

@@ -288,21 +288,78 @@ pub(crate) fn walk_shapes(
     shape: &[usize],
     mut each: impl FnMut(&[usize]),
 ) -> Result<Vec<usize>, NnError> {
+    walk_shapes_dyn(layers, prefix, shape, &mut each)
+}
+
+/// [`walk_shapes`] without a generic parameter (it recurses into residual
+/// blocks).
+fn walk_shapes_dyn(
+    layers: &[Layer],
+    prefix: &str,
+    shape: &[usize],
+    each: &mut dyn FnMut(&[usize]),
+) -> Result<Vec<usize>, NnError> {
     let mut cur = shape.to_vec();
     for (i, l) in layers.iter().enumerate() {
-        // An empty output (a zero dimension) is refused like a misfit.
+        let path = l.path(prefix, i);
+        if let Layer::Residual(r) = l {
+            // Name the layer inside the block that does not fit.
+            let body = walk_shapes_dyn(&r.body, &format!("{path}.body"), &cur, &mut |_| {})?;
+            let short =
+                walk_shapes_dyn(&r.shortcut, &format!("{path}.shortcut"), &cur, &mut |_| {})?;
+            if body != short {
+                return Err(NnError::LayerShape {
+                    path,
+                    layer: "Residual".into(),
+                    expected: format!(
+                        "{cur:?} giving one shape from both branches (the body gives \
+                         {body:?}, the shortcut {short:?})"
+                    ),
+                    shape: cur,
+                });
+            }
+        }
         cur = l
             .op()
             .out_shape(&cur)
+            // An empty output (a zero dimension) is refused like a misfit.
             .filter(|s| crate::layers::checked_len(s).is_ok_and(|n| n > 0))
-            .ok_or_else(|| NnError::LayerShape {
-                path: l.path(prefix, i),
-                layer: l.describe(),
-                shape: cur.clone(),
-            })?;
+            .ok_or_else(|| layer_shape_error(l, path, &cur))?;
         each(&cur);
     }
     Ok(cur)
+}
+
+/// The input shape `layer` takes, for messages.
+pub(crate) fn expected_input(layer: &Layer) -> String {
+    let at_least = |k: usize, pad: usize| k.saturating_sub(pad.saturating_mul(2)).max(1);
+    match layer {
+        Layer::Linear(l) => format!("[{}]", l.inp),
+        Layer::Conv2d(l) => format!(
+            "[{}, H, W] with H and W at least {}",
+            l.c,
+            at_least(l.k, l.pad)
+        ),
+        Layer::BatchNorm2d(l) => format!("[{}, H, W]", l.c),
+        Layer::MaxPool2d(l) => format!("[C, H, W] with H and W at least {}", at_least(l.k, l.pad)),
+        Layer::AvgPool2d(l) => format!("[C, H, W] with H and W at least {}", l.k.max(1)),
+        Layer::AdaptiveAvgPool2d(l) => {
+            format!("[C, H, W] with H and W multiples of {}", l.out)
+        }
+        Layer::SubsamplePad(_) => "[C, H, W] (and a stride of at least 1)".into(),
+        Layer::Relu | Layer::Flatten => "any shape".into(),
+        Layer::Residual(_) => "one that both branches take".into(),
+    }
+}
+
+/// [`NnError::LayerShape`] for `layer` at `path` receiving `shape`.
+pub(crate) fn layer_shape_error(layer: &Layer, path: String, shape: &[usize]) -> NnError {
+    NnError::LayerShape {
+        path,
+        layer: layer.describe(),
+        expected: expected_input(layer),
+        shape: shape.to_vec(),
+    }
 }
 
 impl Model {

@@ -5,8 +5,10 @@
 //!   `--plan FILE`), generates both parties' keys from the operating
 //!   system's randomness and writes `DIR/party0.keys` and `DIR/party1.keys`
 //!   (format: `ariann_dealer::keyfile`), streaming, one gate at a time.
-//! - `ariann-dealer plan --model network1 --batch 128` prints the plan as
-//!   JSON (`--hash` prints only its hash).
+//! - `ariann-dealer plan --model network1 --batch 128` prints what the job
+//!   costs before any work, from the gate costs (`ariann_mpc::cost`): keys
+//!   per party, key file sizes, online bytes per party and rounds
+//!   (`--json` prints the plan itself, `--hash` only its hash).
 //! - `ariann-dealer verify DIR/party0.keys ...` checks key files end to end
 //!   (every digest and the trailer) without using them.
 //! - `ariann-dealer serve --model network1 --batch 128 --listen ADDR` serves
@@ -24,6 +26,14 @@
 //! change the plan (the parties check them between themselves). A training
 //! job's keys are large: `serve` streams them one bundle at a time.
 //!
+//! Every job option can come from a job file (`--job job.toml`, see
+//! `ariann_job` and `docs/job-file.md`), the file `ariann-party --job` reads
+//! too; options on the command line override it. `keys` refuses to start
+//! when both key files would not fit in the free space of `--out`'s disk
+//! (asked with the `fs4` crate: a small, maintained, pure-Rust wrapper of
+//! `statvfs`/`GetDiskFreeSpaceEx`, so no `unsafe` here) and points to
+//! `serve`, which stores nothing.
+//!
 //! Logs go to stderr (`-v`, `-vv`, or `RUST_LOG`); key material is never
 //! logged. Exit status: 0 on success, 1 on any error (with a message), 2 on
 //! a usage error.
@@ -32,13 +42,16 @@ use anyhow::{Context, Result, bail};
 use ariann_dealer::Plan;
 use ariann_dealer::keyfile::{SessionId, journal_path, to_hex, verify_file, write_key_files};
 use ariann_dealer::plan_json;
+use ariann_job::{JobFile, LossName};
 use ariann_net::keys::{DealerTls, KeyJob, KeyServer, KeyServerConfig};
-use ariann_nn::{Config, Layer, Loss, Model, Rounding, TrainConfig, Variant, zoo};
+use ariann_nn::{Config, Layer, Model, Rounding, TrainConfig, Variant, zoo};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+mod sizes;
 
 #[derive(Parser)]
 #[command(
@@ -58,7 +71,9 @@ struct Cli {
 enum Cmd {
     /// Generate a job's keys: writes OUT/party0.keys and OUT/party1.keys.
     Keys(KeysArgs),
-    /// Print a job's plan as JSON (or only its hash).
+    /// Print what a job costs before any work: keys per party, key file
+    /// sizes, online bytes and rounds (`--json`: the plan itself; `--hash`:
+    /// its hash).
     Plan(PlanArgs),
     /// Serve one job's keys over gRPC to the two parties (`ariann-party
     /// --dealer ADDR`), streamed as they are generated, never stored.
@@ -82,9 +97,10 @@ enum Cmd {
     },
 }
 
-/// Where the plan comes from: exactly one of these.
+/// Where the plan comes from: at most one of these (or the job file's
+/// model).
 #[derive(Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 struct Source {
     /// A model of the zoo: network1, network2, sarda, lenet, lenet5,
     /// alexnet, alexnet_64, alexnet_note, vgg16, vgg16_64, resnet18 (224x224),
@@ -92,7 +108,8 @@ struct Source {
     /// prints one as JSON.
     #[arg(long)]
     model: Option<String>,
-    /// A JSON model description (as `Model::from_json` reads).
+    /// A JSON model description (format: docs/model-formats.md;
+    /// `ariann-dealer model NAME` prints one).
     #[arg(long, value_name = "FILE")]
     model_json: Option<PathBuf>,
     /// A JSON plan (format `ariann-plan/2`, see `ariann_dealer::plan_json`).
@@ -106,55 +123,61 @@ struct Source {
 
 #[derive(Args)]
 struct Job {
+    /// The job file (TOML, keys named like these options; see
+    /// docs/job-file.md). Options given here override it.
+    #[arg(long, value_name = "FILE")]
+    job: Option<PathBuf>,
     #[command(flatten)]
     source: Source,
-    /// Inputs per batch (required with --model and --model-json).
+    /// Inputs per batch (required with a model).
     #[arg(long)]
     batch: Option<usize>,
     /// Fractional bits of the fixed-point encoding [default: 16, with
     /// --train 20].
     #[arg(long)]
     frac_bits: Option<u32>,
-    /// Comparison window of ReLU and max-pool, in bits.
-    #[arg(long, default_value_t = Config::default().k_cmp)]
-    k_cmp: u32,
-    /// Window of the truncations after products, in bits.
-    #[arg(long, default_value_t = Config::default().k_trunc)]
-    k_trunc: u32,
-    /// Largest number of elements per ReLU, truncation or max-pool bundle.
-    #[arg(long, default_value_t = Config::default().max_gate_elems)]
-    max_gate_elems: usize,
-    /// Swap ReLU and max-pool where adjacent (exact, cheaper; both parties
-    /// must run the permuted model too).
+    /// Comparison window of ReLU and max-pool, in bits [default: 32].
     #[arg(long)]
-    permute_relu_maxpool: bool,
+    k_cmp: Option<u32>,
+    /// Window of the truncations after products, in bits [default: 56].
+    #[arg(long)]
+    k_trunc: Option<u32>,
+    /// Largest number of elements per ReLU, truncation or max-pool bundle
+    /// [default: 262144].
+    #[arg(long)]
+    max_gate_elems: Option<usize>,
+    /// Swap ReLU and max-pool where adjacent (exact, cheaper; both parties
+    /// must run the permuted model too). `=false` overrides a job file.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    permute_relu_maxpool: Option<bool>,
     /// Comparison gates: `one-round` (fewer rounds) or `small-key` (less
     /// than half the key bytes per ReLU, one more round per comparison;
-    /// the truncation before a ReLU fused into it). Same results.
-    #[arg(long, value_parser = parse_variant, default_value = "one-round")]
-    variant: Variant,
+    /// the truncation before a ReLU fused into it). Same results
+    /// [default: one-round].
+    #[arg(long, value_parser = parse_variant)]
+    variant: Option<Variant>,
     /// Rounding of the training truncations [default: floor, with --train
     /// nearest] (inference always floors).
     #[arg(long, value_enum)]
     rounding: Option<RoundingArg>,
     /// The plan of a private training job (see --epochs, --train-images,
     /// --loss) instead of inference.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    train: Option<bool>,
+    /// Training: passes over the training set [default: 1].
     #[arg(long)]
-    train: bool,
-    /// Training: passes over the training set.
-    #[arg(long, requires = "train", default_value_t = 1)]
-    epochs: usize,
+    epochs: Option<usize>,
     /// Training: the number of training images N (each epoch runs
     /// N / batch steps; the batch must be a power of two).
-    #[arg(long, value_name = "N", requires = "train")]
+    #[arg(long, value_name = "N")]
     train_images: Option<usize>,
-    /// Training: the loss.
-    #[arg(long, value_enum, requires = "train", default_value_t = LossArg::Ce)]
-    loss: LossArg,
+    /// Training: the loss [default: ce].
+    #[arg(long, value_enum)]
+    loss: Option<LossArg>,
     /// Training: keep a final ReLU on the logits (dropped by default: it
     /// stops the gradient of every negative logit).
-    #[arg(long, requires = "train")]
-    keep_final_relu: bool,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    keep_final_relu: Option<bool>,
 }
 
 /// `--variant`.
@@ -193,6 +216,9 @@ struct KeysArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Tests only: take this many bytes as the free space of --out's disk.
+    #[arg(long, hide = true, value_name = "BYTES")]
+    assume_free_bytes: Option<u64>,
 }
 
 #[derive(Args)]
@@ -242,145 +268,196 @@ struct PlanArgs {
     #[command(flatten)]
     job: Job,
     /// Print only the plan hash (hex).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     hash: bool,
-}
-
-fn zoo_model(name: &str) -> Result<Model> {
-    match zoo::by_name(name) {
-        Some((m, _, _)) => Ok(m),
-        None => bail!(
-            "unknown model {name:?}; the zoo has {}",
-            zoo::NAMES.join(", ")
-        ),
-    }
+    /// Print the plan itself as JSON (format `ariann-plan/2`, what
+    /// `--plan FILE` reads) instead of the summary.
+    #[arg(long)]
+    json: bool,
 }
 
 fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// The architecture of an ONNX model (`--model-onnx`).
-fn onnx_architecture(path: &Path) -> Result<Model> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    ariann_onnx::architecture(&bytes)
-        .with_context(|| format!("cannot import the ONNX model {}", path.display()))
+/// The job: the command line's settings over the job file's.
+fn job_file_of(job: &Job) -> Result<JobFile> {
+    let cli = JobFile {
+        model: job.source.model.clone(),
+        model_json: job.source.model_json.clone(),
+        model_onnx: job.source.model_onnx.clone(),
+        batch: job.batch,
+        frac_bits: job.frac_bits,
+        k_cmp: job.k_cmp,
+        k_trunc: job.k_trunc,
+        max_gate_elems: job.max_gate_elems,
+        variant: job.variant,
+        rounding: job.rounding.map(|r| match r {
+            RoundingArg::Floor => Rounding::Floor,
+            RoundingArg::Nearest => Rounding::Nearest,
+        }),
+        permute_relu_maxpool: job.permute_relu_maxpool,
+        train: job.train,
+        epochs: job.epochs,
+        train_images: job.train_images,
+        loss: job.loss.map(|l| match l {
+            LossArg::Ce => LossName::Ce,
+            LossArg::Mse => LossName::Mse,
+        }),
+        keep_final_relu: job.keep_final_relu,
+        ..JobFile::default()
+    };
+    Ok(match &job.job {
+        Some(path) => cli.or(JobFile::read(path)?),
+        None => cli,
+    })
 }
 
-/// The plan of the job described by the arguments.
-fn plan_of(job: &Job) -> Result<Plan> {
-    let model = match (&job.source.model, &job.source.model_json, &job.source.plan) {
-        (Some(name), _, _) => zoo_model(name)?,
-        (_, Some(path), _) => Model::from_json(&read_text(path)?)
-            .with_context(|| format!("invalid model description {}", path.display()))?,
-        (_, _, Some(path)) => {
-            if job.train {
-                bail!("--train does not apply to --plan (the plan fixes the job)");
-            }
-            if job.batch.is_some() {
-                bail!("--batch does not apply to --plan (the plan fixes the batch)");
-            }
-            return plan_json::from_json(&read_text(path)?)
-                .with_context(|| format!("invalid plan {}", path.display()));
+/// A plan and what it is, for the summary.
+struct JobPlan {
+    plan: Plan,
+    /// One line: model, batch, mode and settings.
+    what: String,
+    /// Inputs per batch (inference), for per-image figures.
+    batch: Option<usize>,
+}
+
+/// The plan of the job described by the arguments (and the job file).
+fn plan_of(job: &Job) -> Result<JobPlan> {
+    if let Some(path) = &job.source.plan {
+        if job.job.is_some() {
+            bail!("--plan fixes the whole job: it does not combine with --job");
         }
-        _ => match &job.source.model_onnx {
-            Some(path) => onnx_architecture(path)?,
-            None => bail!("one of --model, --model-json, --model-onnx or --plan is required"),
-        },
-    };
-    if job.train {
-        return train_plan_of(job, model);
+        if job.train.unwrap_or(false) {
+            bail!("--train does not apply to --plan (the plan fixes the job)");
+        }
+        if job.batch.is_some() {
+            bail!("--batch does not apply to --plan (the plan fixes the batch)");
+        }
+        let plan = plan_json::from_json(&read_text(path)?)
+            .with_context(|| format!("invalid plan {}", path.display()))?;
+        return Ok(JobPlan {
+            plan,
+            what: format!("the plan of {}", path.display()),
+            batch: None,
+        });
     }
-    let Some(batch) = job.batch else {
-        bail!("--batch is required with --model, --model-json and --model-onnx");
+    let j = job_file_of(job)?;
+    let Some(source) = j.model_source()? else {
+        bail!(
+            "one of --model, --model-json, --model-onnx or --plan is required (or a model in --job)"
+        );
+    };
+    let model = source.load()?;
+    let cfg = j.config()?;
+    let settings = format!(
+        "f = {}, k_cmp = {}, k_trunc = {}, {}, at most {} elements per bundle{}",
+        cfg.frac_bits,
+        cfg.k_cmp,
+        cfg.k_trunc,
+        cfg.variant,
+        cfg.max_gate_elems,
+        if j.permute_relu_maxpool.unwrap_or(false) {
+            ", ReLU and max-pool permuted"
+        } else {
+            ""
+        }
+    );
+    if j.is_train() {
+        let (plan, what) = train_plan_of(&j, &cfg, model)?;
+        return Ok(JobPlan {
+            plan,
+            what: format!("{what}; {settings}"),
+            batch: None,
+        });
+    }
+    let given: Vec<&str> = [
+        (j.epochs.is_some(), "--epochs"),
+        (j.train_images.is_some(), "--train-images"),
+        (j.loss.is_some(), "--loss"),
+        (j.keep_final_relu.is_some(), "--keep-final-relu"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    if !given.is_empty() {
+        bail!("{} only apply with --train", given.join(", "));
+    }
+    let Some(batch) = j.batch else {
+        bail!("--batch is required with a model");
     };
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let cfg = config_of(job);
     // Batch-norms are folded into their convolutions, as the parties do;
     // the plan depends on the architecture only, so any weights will do.
     let model = model.fold_batchnorm_architecture();
-    let model = if job.permute_relu_maxpool {
+    let model = if j.permute_relu_maxpool.unwrap_or(false) {
         model.permute_relu_maxpool()
     } else {
         model
     };
     tracing::info!(model = %model.name, batch, "deriving the plan");
-    ariann_nn::plan(&model, batch, &cfg).context("cannot derive a plan from the model")
-}
-
-/// The fixed-point configuration from the options (training defaults with
-/// `--train`: 20 fractional bits, rounding to nearest).
-fn config_of(job: &Job) -> Config {
-    let (frac_bits, rounding) = if job.train {
-        (20, Rounding::Nearest)
-    } else {
-        (Config::default().frac_bits, Config::default().rounding)
-    };
-    Config {
-        frac_bits: job.frac_bits.unwrap_or(frac_bits),
-        k_cmp: job.k_cmp,
-        k_trunc: job.k_trunc,
-        max_gate_elems: job.max_gate_elems.max(1),
-        rounding: match job.rounding {
-            None => rounding,
-            Some(RoundingArg::Floor) => Rounding::Floor,
-            Some(RoundingArg::Nearest) => Rounding::Nearest,
-        },
-        variant: job.variant,
-    }
+    let plan =
+        ariann_nn::plan(&model, batch, &cfg).context("cannot derive a plan from the model")?;
+    Ok(JobPlan {
+        plan,
+        what: format!("{}, batch {batch}, inference; {settings}", model.name),
+        batch: Some(batch),
+    })
 }
 
 /// The plan of a training job: `ariann_nn::train::train_job_plan` for
 /// `epochs * (N / batch)` steps of the model as the parties train it
 /// (final ReLU dropped unless kept, permuted if asked; batch-norms are not
 /// folded: training refuses them).
-fn train_plan_of(job: &Job, mut model: Model) -> Result<Plan> {
-    let Some(batch) = job.batch else {
+fn train_plan_of(j: &JobFile, cfg: &Config, mut model: Model) -> Result<(Plan, String)> {
+    let Some(batch) = j.batch else {
         bail!("--batch is required with --train");
     };
     if !batch.is_power_of_two() {
         bail!("--batch {batch}: training needs a power of two");
     }
-    let Some(images) = job.train_images else {
+    let Some(images) = j.train_images else {
         bail!("--train needs --train-images N (the number of training images)");
     };
-    if job.epochs == 0 {
+    let epochs = j.epochs.unwrap_or(1);
+    if epochs == 0 {
         bail!("--epochs must be at least 1");
     }
     let per_epoch = images / batch;
     if per_epoch == 0 {
         bail!("--train-images {images} make no batch of {batch}");
     }
-    let steps = job
-        .epochs
+    let steps = epochs
         .checked_mul(per_epoch)
         .context("--epochs times the steps per epoch overflows")?;
-    if !job.keep_final_relu && matches!(model.layers.last(), Some(Layer::Relu)) {
+    if !j.keep_final_relu.unwrap_or(false) && matches!(model.layers.last(), Some(Layer::Relu)) {
         model.layers.pop();
     }
-    let model = if job.permute_relu_maxpool {
+    let model = if j.permute_relu_maxpool.unwrap_or(false) {
         model.permute_relu_maxpool()
     } else {
         model
     };
-    let cfg = config_of(job);
     // Only the loss shapes the plan (the optimiser's settings are local).
+    let loss = j.loss.unwrap_or(LossName::Ce);
     let tcfg = TrainConfig {
-        loss: match job.loss {
-            LossArg::Ce => Loss::CrossEntropy,
-            LossArg::Mse => Loss::Mse,
-        },
+        loss: loss.into(),
         ..TrainConfig::default()
     };
-    tracing::info!(model = %model.name, batch, images, epochs = job.epochs, steps, "deriving the training plan");
-    ariann_nn::train::train_job_plan(&model, batch, &cfg, &tcfg, steps)
-        .context("cannot derive a training plan from the model")
+    tracing::info!(model = %model.name, batch, images, epochs, steps, "deriving the training plan");
+    let plan = ariann_nn::train::train_job_plan(&model, batch, cfg, &tcfg, steps)
+        .context("cannot derive a training plan from the model")?;
+    let what = format!(
+        "{}, training: batch {batch}, {epochs} epoch(s) of {per_epoch} steps on {images} images, loss {loss:?}",
+        model.name
+    );
+    Ok((plan, what))
 }
 
 fn keys(args: &KeysArgs) -> Result<()> {
-    let plan = plan_of(&args.job)?;
+    let JobPlan { plan, .. } = plan_of(&args.job)?;
     if let Some(r) = args.ring
         && r != plan.ring_bits
     {
@@ -389,6 +466,9 @@ fn keys(args: &KeysArgs) -> Result<()> {
             plan.ring_bits
         );
     }
+    // Sizes before work: refuse a job whose files would not fit.
+    let sz = sizes::sizes(&plan)?;
+    sizes::check_fits(&sz, &args.out, args.assume_free_bytes)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
     let n = plan.gates.len() as u64;
@@ -443,7 +523,7 @@ fn keys(args: &KeysArgs) -> Result<()> {
 }
 
 fn serve(args: &ServeArgs) -> Result<()> {
-    let plan = plan_of(&args.job)?;
+    let JobPlan { plan, .. } = plan_of(&args.job)?;
     if let Some(r) = args.ring
         && r != plan.ring_bits
     {
@@ -549,11 +629,17 @@ fn serve(args: &ServeArgs) -> Result<()> {
 }
 
 fn plan_cmd(args: &PlanArgs) -> Result<()> {
-    let plan = plan_of(&args.job)?;
+    let JobPlan { plan, what, batch } = plan_of(&args.job)?;
     if args.hash {
         println!("{}", to_hex(&plan.hash()));
-    } else {
+    } else if args.json {
         println!("{}", plan_json::to_json(&plan));
+    } else {
+        let s = sizes::sizes(&plan)?;
+        print!(
+            "{}",
+            sizes::summary(&what, &to_hex(&plan.hash()), &s, batch)
+        );
     }
     Ok(())
 }

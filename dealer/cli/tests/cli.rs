@@ -57,7 +57,7 @@ fn keys_for_network1_batch_2() {
         "{stdout}"
     );
     // The JSON plan parses, hashes the same, and drives `keys --plan`.
-    let j = dealer(&["plan", "--model", "network1", "--batch", "2"]);
+    let j = dealer(&["plan", "--model", "network1", "--batch", "2", "--json"]);
     assert!(j.status.success());
     let plan = from_json(&text(&j.stdout)).expect("plan JSON");
     assert_eq!(to_hex(&plan.hash()), hash);
@@ -379,12 +379,18 @@ fn train_plan_is_the_repeated_step_plan_the_parties_expect() {
     assert_eq!(lenet(false).trim(), to_hex(&plan.hash()));
     assert_ne!(lenet(false), lenet(true));
 
-    // Refusals: a training option without --train (usage, 2), then
-    // jobs that cannot train (1, with a message).
+    // Refusals: a training option without --train (1: checked once the
+    // job file, which may say `train = true`, is read), then jobs that
+    // cannot train (1, with a message).
     let o = dealer(&[
         "plan", "--model", "network1", "--batch", "16", "--epochs", "2",
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--epochs only apply with --train"),
+        "{}",
+        text(&o.stderr)
+    );
     for (extra, want) in [
         (
             vec!["--batch", "12", "--train-images", "64"],
@@ -403,4 +409,96 @@ fn train_plan_is_the_repeated_step_plan_the_parties_expect() {
         assert_eq!(o.status.code(), Some(1), "{a:?}");
         assert!(text(&o.stderr).contains(want), "{a:?}: {}", text(&o.stderr));
     }
+}
+
+/// `plan` prints the job's sizes before any work, from the gate costs: the
+/// numbers the test computes from the same plan with `plan_cost` and
+/// `key_file_len`; the key files it then writes have the announced size.
+#[test]
+fn plan_prints_sizes_and_keys_refuses_what_does_not_fit() {
+    use ariann_dealer::keyfile::key_file_len;
+    use ariann_mpc::cost::plan_cost;
+    use ariann_nn::{Config, Variant, zoo};
+    let cfg = Config {
+        variant: Variant::SmallKey,
+        ..Config::default()
+    };
+    let plan = ariann_nn::plan(&zoo::lenet(), 3, &cfg).expect("plan");
+    let cost = plan_cost(&plan.gates, 64).expect("cost");
+    let file = key_file_len(&plan.gates, 64).expect("file length");
+    let o = dealer(&[
+        "plan",
+        "--model",
+        "lenet",
+        "--batch",
+        "3",
+        "--variant",
+        "small-key",
+    ]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let line = |key: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key:?} line in {out}"))
+            .to_string()
+    };
+    assert!(line("plan hash:").ends_with(&to_hex(&plan.hash())), "{out}");
+    assert!(
+        line("keys:").contains(&format!("{} bytes per party", cost.total.key_bytes)),
+        "{out}"
+    );
+    assert!(
+        line("key files:").contains(&format!("{file} bytes each")),
+        "{out}"
+    );
+    assert!(
+        line("online:").contains(&format!("{} bytes sent per party", cost.total.bytes_sent)),
+        "{out}"
+    );
+    assert_eq!(
+        line("rounds:").trim_start_matches("rounds:").trim(),
+        cost.total.rounds.to_string()
+    );
+    assert!(line("bundles:").contains(&plan.gates.len().to_string()));
+
+    // `keys` refuses when both files do not fit (the free space given by a
+    // hidden test option), points to `serve`, and writes nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("keys");
+    let d = out_dir.to_str().expect("utf-8");
+    let free = (2 * file - 1).to_string();
+    let args = [
+        "keys",
+        "--model",
+        "lenet",
+        "--batch",
+        "3",
+        "--variant",
+        "small-key",
+        "--out",
+        d,
+        "--no-progress",
+        "--assume-free-bytes",
+    ];
+    let mut refused = args.to_vec();
+    refused.push(&free);
+    let o = dealer(&refused);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ariann-dealer serve") && err.contains("free"),
+        "{err}"
+    );
+    assert!(!out_dir.exists(), "nothing is written");
+    // Exactly enough room: the files are written, of the announced size.
+    let enough = (2 * file).to_string();
+    let mut fits = args.to_vec();
+    fits.push(&enough);
+    let o = dealer(&fits);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let len = std::fs::metadata(out_dir.join("party0.keys"))
+        .expect("written")
+        .len();
+    assert_eq!(len, file);
 }

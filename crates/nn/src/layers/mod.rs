@@ -494,11 +494,9 @@ pub(crate) fn float_layers(
 }
 
 fn out_shape(l: &Layer, path: &str, shape: &[usize]) -> Result<Vec<usize>, NnError> {
-    l.op().out_shape(shape).ok_or_else(|| NnError::LayerShape {
-        path: path.to_string(),
-        layer: l.describe(),
-        shape: shape.to_vec(),
-    })
+    l.op()
+        .out_shape(shape)
+        .ok_or_else(|| crate::model::layer_shape_error(l, path.to_string(), shape))
 }
 
 /// The product of `dims`, or an error if it overflows.

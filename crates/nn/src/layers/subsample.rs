@@ -37,6 +37,7 @@ impl SubsamplePad {
         geometry(self, shape).ok_or_else(|| NnError::LayerShape {
             path: String::new(),
             layer: format!("{self:?}"),
+            expected: "[C, H, W] (and a stride of at least 1)".into(),
             shape: shape.to_vec(),
         })
     }
