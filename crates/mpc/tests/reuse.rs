@@ -265,6 +265,21 @@ fn reuse_keys_hold_no_right_mask() {
             "cut {cut}"
         );
     }
+    // On Z_2^32 too; a bundle of one ring is refused by the other.
+    let plan32 = Plan::new(32, plan.gates.clone());
+    let mut it = plan32
+        .bundles::<u32, _>(rand_chacha::ChaCha20Rng::seed_from_u64(1))
+        .expect("plan");
+    let _ = it.next().expect("first").expect("keys");
+    let (reuse32, _) = it.next().expect("second").expect("keys");
+    assert_eq!(reuse32.key.key_bytes(), 4 * (20 + 24));
+    let bytes32 = reuse32.encode();
+    assert_eq!(
+        KeyBundle::<u32>::decode(&bytes32).expect("decodes").encode(),
+        bytes32
+    );
+    assert!(KeyBundle::<u64>::decode(&bytes32).is_err());
+    assert!(KeyBundle::<u32>::decode(&bytes).is_err());
     // Without the stream, a reuse gate has no keys.
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     assert!(generate_bundles::<u64, _>(1, plan.gates[1], &mut rng).is_err());
