@@ -275,7 +275,9 @@ fn reuse_keys_hold_no_right_mask() {
     assert_eq!(reuse32.key.key_bytes(), 4 * (20 + 24));
     let bytes32 = reuse32.encode();
     assert_eq!(
-        KeyBundle::<u32>::decode(&bytes32).expect("decodes").encode(),
+        KeyBundle::<u32>::decode(&bytes32)
+            .expect("decodes")
+            .encode(),
         bytes32
     );
     assert!(KeyBundle::<u64>::decode(&bytes32).is_err());
