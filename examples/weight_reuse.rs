@@ -53,6 +53,9 @@ fn per_batch(p: &Plan, batches: usize) -> Result<Vec<GateCost>, Box<dyn std::err
     Ok(out)
 }
 
+/// Reconstructed outputs, party 0's counters per batch, wall time.
+type RunResult = Result<(Vec<u64>, Vec<CommStats>, f64), Box<dyn std::error::Error>>;
+
 /// Runs the job privately; returns the reconstructed outputs, party 0's
 /// counters per batch and the wall time.
 fn run(
@@ -63,7 +66,7 @@ fn run(
     batches: usize,
     cfg: &Config,
     reuse: bool,
-) -> Result<(Vec<u64>, Vec<CommStats>, f64), Box<dyn std::error::Error>> {
+) -> RunResult {
     let mut rng = ChaCha12Rng::from_os_rng();
     let (w0, w1) = share_weights(m, w, cfg, &mut rng)?;
     let x0: Vec<u64> = xe.iter().map(|_| rng.random()).collect();
@@ -210,7 +213,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     println!(
-        "{:<10} {:>7} | {:>12} {:>12} {:>12} | {:>10} {:>10} {:>10}",
+        "{:<10} {:>6} | {:>12} {:>12} {:>12} | {:>10} {:>10} {:>10}",
         "model",
         "rounds",
         "online first",
@@ -223,7 +226,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for r in &rows {
         let f = |k: &str, v: &str| r[k][v].as_f64().unwrap_or(0.0);
         println!(
-            "{:<10} {:>7} | {:>9.3} MB {:>9.3} MB {:>9.3} MB | {:>7.1} MB {:>7.1} MB {:>7.1} MB",
+            "{:<10} {:>6} | {:>9.3} MB {:>9.3} MB {:>9.3} MB | {:>7.1} MB {:>7.1} MB {:>7.1} MB",
             r["model"].as_str().unwrap_or(""),
             r["first_batch"]["rounds"],
             f("first_batch", "online_mb_per_party"),

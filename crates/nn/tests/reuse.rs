@@ -223,7 +223,7 @@ fn training_never_reuses_weight_masks() {
         &m,
         &mut state,
         &vec![0; 2 * m.input_len()],
-        &vec![0; 2 * 10],
+        &[0; 2 * 10],
         2,
         &cfg,
         &tcfg,
