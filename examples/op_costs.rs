@@ -22,6 +22,10 @@
 //! row) and rounds, from `GateDesc::cost`; the small gates are also run in
 //! the first table (measured rows, checked against the prediction).
 //!
+//! The `conv2d, reused W` row is a later batch's product of a
+//! multi-batch inference job (`triple_reuse`): the weight's opening is the
+//! first batch's, so only the input is opened and the key has no `b`.
+//!
 //! ```text
 //! cargo run --release --example op_costs            # table
 //! cargo run --release --example op_costs -- --json  # JSON array
@@ -544,6 +548,62 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .falcon("1".into(), format!("~{}", n * c * hw * hw * kk * kk)),
         );
+    }
+
+    // The same real layer in a later batch of a multi-batch inference job:
+    // a `triple_reuse` gate reuses the first batch's opening of the weight
+    // (`ariann::mpc::gates::reuse`) and opens only the input. Measured as
+    // the first product plus the reuse, minus the first product's
+    // (measured above, equal to its prediction).
+    {
+        let cs = Conv2dShape {
+            n: 1,
+            c: 64,
+            h: 32,
+            w: 32,
+            oc: 64,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let map = Bilinear::Conv2d(cs);
+        let reuse = GateDesc::TripleReuse { map, from: 0 };
+        let p = ariann::mpc::Plan::new(64, vec![GateDesc::Triple(map), reuse]);
+        let (mut b0, mut b1) = (vec![], vec![]);
+        for pair in p.bundles_from_os::<u64>()? {
+            let (a, b) = pair?;
+            b0.push(a);
+            b1.push(b);
+        }
+        let x = RingTensor::<u64>::zeros(&cs.input_shape());
+        let w = RingTensor::<u64>::zeros(&cs.weight_shape());
+        let ((x0, x1), (w0, w1)) = (share(&x, &mut rng), share(&w, &mut rng));
+        let run = |t: &mut ariann::mpc::MemTransport, b, x: &RingTensor<u64>, w| {
+            let mut src = VecSource::new(b);
+            let mut s = Session::new(t, &mut src);
+            s.bilinear_keeping(map, x, w)?;
+            s.bilinear_reuse(map, 0, x, w).map(|_| ())
+        };
+        let both = measure(|t| run(t, b0, &x0, &w0), |t| run(t, b1, &x1, &w1))?;
+        let first = GateDesc::Triple(map).cost(64)?;
+        let s = CommStats {
+            rounds: both.rounds - first.rounds,
+            bytes_sent: both.bytes_sent - first.bytes_sent,
+            bytes_received: both.bytes_received - first.bytes_sent,
+        };
+        let mut row = Row::new(
+            "conv2d, reused W",
+            "1x64x32x32, 64 filters 3x3, s=1, p=1".into(),
+            s,
+            key_bytes(reuse, s)?,
+            1,
+            0,
+        );
+        // ARIANN has no reuse across batches.
+        row.ariann_rounds = None;
+        row.ariann_values = None;
+        rows.push(row);
     }
 
     // Argmax over m = 10 values.

@@ -41,6 +41,7 @@
 //! | &nbsp;&nbsp;`"fn": "exp"` | `f` (`e^u` for `u <= 0`, input with `f` fractional bits) |
 //! | &nbsp;&nbsp;`"fn": "recip"` | `f`, `max` (`1/s` for `s` in `[1, max]`) |
 //! | `train_triple` | `map` (an object: a `triple`'s `map` and its fields, e.g. `{"map": "matmul", "m": 64, "k": 800, "n": 500}`), `dx` (`true` or `false`: whether the backward computes the input gradient) |
+//! | `triple_reuse` | `map` (an object, as `train_triple`'s), `from` (the plan index of an earlier `triple` gate with the same right operand's shape, whose weight mask this product reuses: a later batch of a multi-batch inference job; the dealer keeps that gate's mask until its last reuse) |
 //!
 //! Version 1 (`ariann-plan/1`: flat `matmul`/`mul`/`conv2d` gates, a pool's
 //! window as `size`) is refused with a request to regenerate the plan. The

@@ -11,7 +11,9 @@
 //!    other asset;
 //! 2. the owner of each asset secret-shares it: it keeps one share and
 //!    sends the other (uniformly random on its own) to the peer;
-//! 3. both run the private forward pass ([`forward_private`]);
+//! 3. both run the private forward pass ([`ariann_nn::forward_private`];
+//!    a job of several batches, [`run_job_batches`], runs them one after the
+//!    other and opens the weights' masks in the first batch only);
 //! 4. the party the job does not name sends its output share to the named
 //!    party, which reconstructs and decodes the output. The other party
 //!    learns nothing.
@@ -52,7 +54,7 @@ use ariann_fss::Party;
 use ariann_mpc::{CommStats, MpcError, PreprocessingSource, Session, Transport};
 pub use ariann_nn::Config;
 use ariann_nn::{
-    Model, NnError, Params, Weights, decode_output, encode_input, forward_private, share_weights,
+    Model, NnError, Params, Weights, decode_output, encode_input, forward_batches, share_weights,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -142,6 +144,20 @@ impl Job {
         usize::try_from(max).map_err(|_| overflow())
     }
 
+    /// The dealer's plan of a job of `batches` batches of this job's batch
+    /// ([`run_job_batches`]): the first batch is [`Job::plan`], every later
+    /// batch reuses the first batch's weight masks
+    /// ([`ariann_nn::plan_batches`]). One batch is [`Job::plan`].
+    pub fn plan_batches(&self, batches: usize) -> Result<ariann_dealer::Plan, PartyError> {
+        Ok(ariann_nn::plan_batches(
+            &self.model,
+            self.batch,
+            batches,
+            &self.cfg,
+            true,
+        )?)
+    }
+
     /// A digest of everything both parties must agree on.
     pub fn digest(&self) -> Result<[u8; 32], PartyError> {
         Ok(self.digest_of(&self.plan()?))
@@ -182,7 +198,8 @@ impl Asset {
 /// What a job produced at this party.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// The decoded output (`batch x classes`), only at the party the job names.
+    /// The decoded output (`batch x classes`, for each batch of the job in
+    /// order), only at the party the job names.
     pub output: Option<Vec<f64>>,
     /// This party's traffic for the whole job (sharing, inference, reveal).
     pub stats: CommStats,
@@ -238,11 +255,31 @@ pub fn run_job<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
     transport: &mut T,
     source: &mut S,
 ) -> Result<Outcome, PartyError> {
+    run_job_batches(job, 1, asset, transport, source)
+}
+
+/// [`run_job`] for `batches` batches of `job.batch` inputs each (the data
+/// owner's asset holds `batches x batch` inputs), with keys of
+/// [`Job::plan_batches`]: the weights are masked and opened once, in the
+/// first batch, and every later batch opens only activations (weight masks
+/// reused, `ariann_mpc::gates::reuse`). The job digest covers the number
+/// of batches (through the plan hash); one batch is exactly [`run_job`].
+pub fn run_job_batches<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
+    job: &Job,
+    batches: usize,
+    asset: &Asset,
+    transport: &mut T,
+    source: &mut S,
+) -> Result<Outcome, PartyError> {
     let start = Instant::now();
     let before = transport.stats();
     let me = transport.party();
     let model = &job.model;
-    let n_in = job.batch * model.input_len();
+    let n_in = job
+        .batch
+        .checked_mul(batches)
+        .and_then(|v| v.checked_mul(model.input_len()))
+        .ok_or_else(|| NnError::Overflow(format!("{batches} batches of {}", job.batch)))?;
     // Local checks first: nothing is sent for a job this party cannot run.
     match asset {
         Asset::Weights(w) => w.check(model)?,
@@ -255,7 +292,7 @@ pub fn run_job<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
         }
         Asset::Input(_) => {}
     }
-    let digest = job.digest()?;
+    let digest = job.digest_of(&job.plan_batches(batches)?);
 
     // 1. Same job, complementary assets.
     let mut hello = digest.to_vec();
@@ -318,7 +355,18 @@ pub fn run_job<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
     // 3. The private forward pass.
     let y = {
         let mut session = Session::new(&mut *transport, source);
-        forward_private(&mut session, model, &weights, &input, job.batch, &job.cfg)?
+        if batches > 1 {
+            session = session.with_weight_reuse();
+        }
+        forward_batches(
+            &mut session,
+            model,
+            &weights,
+            &input,
+            job.batch,
+            batches,
+            &job.cfg,
+        )?
     };
 
     // 4. Reveal to the named party only.

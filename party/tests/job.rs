@@ -6,7 +6,7 @@ use ariann_fss::Party;
 use ariann_mpc::{MemTransport, VecSource, run_two_party};
 use ariann_nn::layers::{Conv2d, Linear, MaxPool2d};
 use ariann_nn::{Layer, Model, Weights, decode_output, encode_input, forward_fixed};
-use ariann_party::{Asset, Config, Job, PartyError, run_job};
+use ariann_party::{Asset, Config, Job, PartyError, run_job, run_job_batches};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -203,4 +203,59 @@ fn the_message_limit_from_the_plan_covers_every_message() {
         // Not a vacuous bound: the tiny model's limit is its 64 KiB floor.
         assert!(limit <= (64 << 10).max(4 * longest), "{limit} vs {longest}");
     }
+}
+
+/// A job of three batches: one key stream for all of them (weight masks
+/// reused after the first batch), the revealed outputs equal the
+/// fixed-point run of each batch, and its digest differs from the
+/// one-batch job's, whose plan is the multi-batch plan's first batch.
+#[test]
+fn a_job_of_several_batches_reuses_weight_masks() {
+    let (job, w, _) = setup(2, Party::P1);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let x: Vec<f32> = (0..3 * 2 * job.model.input_len())
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let enc = encode_input(&x, &job.cfg).expect("enc");
+    let one = 2 * job.model.input_len();
+    let expect: Vec<f64> = (0..3)
+        .flat_map(|b| {
+            decode_output(
+                &forward_fixed(&job.model, &w, &enc[b * one..(b + 1) * one], 2, &job.cfg)
+                    .expect("fixed"),
+                &job.cfg,
+            )
+        })
+        .collect();
+    let plan = job.plan_batches(3).expect("plan");
+    let single = job.plan().expect("plan");
+    assert_eq!(&plan.gates[..single.gates.len()], single.gates.as_slice());
+    assert_eq!(job.plan_batches(1).expect("plan"), single);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for pair in plan.bundles_from_seed::<u64>([4; 32]).expect("ring") {
+        let (x, y) = pair.expect("gate");
+        a.push(x);
+        b.push(y);
+    }
+    let (mut k0, mut k1) = (VecSource::new(a), VecSource::new(b));
+    let (wa, xa) = (Asset::Weights(w), Asset::Input(x));
+    let (o0, o1) = run_two_party(
+        |t: &mut MemTransport| run_job_batches(&job, 3, &wa, t, &mut k0),
+        |t: &mut MemTransport| run_job_batches(&job, 3, &xa, t, &mut k1),
+    );
+    let (o0, o1) = (o0.expect("party 0"), o1.expect("party 1"));
+    assert_eq!(o1.output.as_deref(), Some(expect.as_slice()));
+    assert_eq!(o0.output, None);
+    assert_eq!((k0.remaining(), k1.remaining()), (0, 0), "every key used");
+    // A peer running the one-batch job is refused before any data moves.
+    let Asset::Input(x) = xa else { unreachable!() };
+    let x1 = Asset::Input(x[..one].to_vec());
+    let (mut k0, _) = keys(&job, 1);
+    let (_, mut k1) = keys(&job, 1);
+    let (o0, o1) = run_two_party(
+        |t: &mut MemTransport| run_job_batches(&job, 3, &wa, t, &mut k0),
+        |t: &mut MemTransport| run_job(&job, &x1, t, &mut k1),
+    );
+    assert!(matches!(o0, Err(PartyError::JobMismatch { .. })), "{o0:?}");
+    assert!(matches!(o1, Err(PartyError::JobMismatch { .. })), "{o1:?}");
 }

@@ -53,6 +53,31 @@ pub trait Gates<R: Ring> {
         y: &RingTensor<R>,
     ) -> Result<RingTensor<R>, MpcError>;
 
+    /// `x * w` where `w` is the model weight named `name` (PyTorch name),
+    /// the same for the whole job. Without weight-mask reuse (the default
+    /// of every backend) exactly [`Gates::bilinear`]. With it
+    /// ([`Session::with_weight_reuse`], [`Recorder::with_weight_reuse`];
+    /// inference only), the first product with `name` is a
+    /// [`GateDesc::Triple`] whose opening of `w - b` both parties keep, and
+    /// every later one a [`GateDesc::TripleReuse`] naming that gate, which
+    /// opens only `x - a` ([`crate::gates::reuse`]).
+    fn bilinear_weight(
+        &mut self,
+        name: &str,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        w: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        let _ = name;
+        self.bilinear(map, x, w)
+    }
+
+    /// Whether [`Gates::bilinear_weight`] reuses weight masks on this
+    /// backend (training refuses a backend that does).
+    fn reuses_weight_masks(&self) -> bool {
+        false
+    }
+
     /// Training forward of `x * y`: the product, as [`Gates::bilinear`], and
     /// what [`Gates::bilinear_backward`] needs. Privately the masked openings
     /// `x - a` and `y - b` of this product serve the backward products too
@@ -294,6 +319,18 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
         y: &RingTensor<R>,
     ) -> Result<RingTensor<R>, MpcError> {
         Session::bilinear(self, map, x, y)
+    }
+    fn bilinear_weight(
+        &mut self,
+        name: &str,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        w: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        Session::bilinear_weight(self, name, map, x, w)
+    }
+    fn reuses_weight_masks(&self) -> bool {
+        Session::reuses_weight_masks(self)
     }
     fn bilinear_train(
         &mut self,
@@ -655,12 +692,24 @@ fn clear_argmax<R: Ring>(x: &[R], rows: usize, n: usize) -> Result<Vec<R>, MpcEr
 #[derive(Debug, Default, Clone)]
 pub struct Recorder {
     gates: Vec<GateDesc>,
+    /// Whether products with named weights reuse their masks.
+    reuse: bool,
+    /// The plan index of the first product with each named weight.
+    weight_gates: std::collections::BTreeMap<String, u64>,
 }
 
 impl Recorder {
     /// An empty trace.
     pub fn new() -> Self {
         Self::default()
+    }
+    /// An empty trace of code run with weight masks reused: the trace of
+    /// a [`Session::with_weight_reuse`] (see [`Gates::bilinear_weight`]).
+    pub fn with_weight_reuse() -> Self {
+        Self {
+            reuse: true,
+            ..Self::default()
+        }
     }
     /// The gates recorded so far, in order.
     pub fn gates(&self) -> &[GateDesc] {
@@ -685,6 +734,29 @@ impl<R: Ring> Gates<R> for Recorder {
         let out = check_bilinear(&map, x, y)?;
         self.gates.push(GateDesc::Triple(map));
         Ok(RingTensor::zeros(&out))
+    }
+    fn bilinear_weight(
+        &mut self,
+        name: &str,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        w: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        let out = check_bilinear(&map, x, w)?;
+        let index = self.gates.len() as u64;
+        match self.weight_gates.get(name) {
+            Some(&from) if self.reuse => self.gates.push(GateDesc::TripleReuse { map, from }),
+            _ => {
+                self.gates.push(GateDesc::Triple(map));
+                if self.reuse {
+                    self.weight_gates.insert(name.to_string(), index);
+                }
+            }
+        }
+        Ok(RingTensor::zeros(&out))
+    }
+    fn reuses_weight_masks(&self) -> bool {
+        self.reuse
     }
     fn bilinear_train(
         &mut self,

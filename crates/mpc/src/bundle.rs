@@ -149,6 +149,17 @@ pub enum GateDesc {
         /// Window bits.
         k: u32,
     },
+    /// A bilinear map whose right operand (a model weight, the same for the
+    /// whole job) reuses the mask the `triple` gate at plan index `from`
+    /// opened: one round opening the left operand only (see
+    /// [`crate::gates::reuse`]). Its keys come from the plan's bundle
+    /// stream, which keeps that gate's mask.
+    TripleReuse {
+        /// The map (its right operand has the shape of gate `from`'s).
+        map: Bilinear,
+        /// Plan index of the `triple` gate whose weight opening is reused.
+        from: u64,
+    },
 }
 
 /// A map's parameters as `Display` writes them: `len=9`, `m=2, k=3, n=4`, ...
@@ -186,6 +197,12 @@ impl core::fmt::Display for GateDesc {
             GateDesc::TrainTriple { map, dx } => write!(
                 f,
                 "{name}/{}({}, dx={dx})",
+                map.kind().name(),
+                map_params(&map)
+            ),
+            GateDesc::TripleReuse { map, from } => write!(
+                f,
+                "{name}/{}({}, from={from})",
                 map.kind().name(),
                 map_params(&map)
             ),
@@ -261,13 +278,15 @@ impl GateDesc {
             GateDesc::TruncRelu { .. } => GateKind::TruncRelu,
             GateDesc::MaxPoolSmall { .. } => GateKind::MaxPoolSmall,
             GateDesc::ArgmaxSmall { .. } => GateKind::ArgmaxSmall,
+            GateDesc::TripleReuse { .. } => GateKind::TripleReuse,
         }
     }
 
     /// Appends the descriptor's binary encoding to `out`: the kind's number
     /// (one byte, from the [gate table](crate::table)), then its parameters
     /// in declaration order, little-endian, sizes as `u64` and windows and
-    /// bit counts (`k`, `f`) as `u32` and flags (`dx`) as one byte 0 or 1;
+    /// bit counts (`k`, `f`) as `u32`, flags (`dx`) as one byte 0 or 1 and
+    /// plan indices (`from`) as `u64`;
     /// a [`Bilinear`] map is its kind's number then its dimensions, a
     /// [`PoolShape`] is `n, c, h, w, k, stride, pad`, a
     /// [`BatchNormShape`] `n, c, h, w` and a [`SplineFn`] its kind's number
@@ -311,6 +330,10 @@ impl GateDesc {
             GateDesc::TrainTriple { map, dx } => {
                 map.encode(out);
                 out.push(u8::from(dx));
+            }
+            GateDesc::TripleReuse { map, from } => {
+                map.encode(out);
+                crate::codec::put_u64(out, from);
             }
         }
     }
@@ -405,6 +428,10 @@ impl GateDesc {
                     }
                 },
             },
+            GateKind::TripleReuse => GateDesc::TripleReuse {
+                map: Bilinear::read(rd)?,
+                from: rd.u64(what)?,
+            },
         })
     }
 
@@ -417,15 +444,27 @@ impl GateDesc {
     }
 }
 
-/// Dealer: both parties' bundles for gate `index` of a plan.
+/// Dealer: both parties' bundles for gate `index` of a plan. A
+/// [`GateDesc::TripleReuse`] is refused: its keys depend on another gate's
+/// mask and come from the plan's stream ([`crate::Plan::bundles`]).
 pub fn generate_bundles<R: Ring, G: Rng + CryptoRng + ?Sized>(
     index: u64,
     gate: GateDesc,
     rng: &mut G,
 ) -> Result<(KeyBundle<R>, KeyBundle<R>), MpcError> {
     let (k0, k1) = gate.generate(rng)?;
+    Ok(tag_bundles(index, gate, k0, k1))
+}
+
+/// Both parties' keys for gate `index`, tagged.
+pub(crate) fn tag_bundles<R: Ring>(
+    index: u64,
+    gate: GateDesc,
+    k0: GateKey<R>,
+    k1: GateKey<R>,
+) -> (KeyBundle<R>, KeyBundle<R>) {
     let tag = BundleTag { index, gate };
-    Ok((
+    (
         KeyBundle {
             party: Party::P0,
             tag,
@@ -436,7 +475,7 @@ pub fn generate_bundles<R: Ring, G: Rng + CryptoRng + ?Sized>(
             tag,
             key: k1,
         },
-    ))
+    )
 }
 
 /// Where a party's key bundles come from (memory, a key file, a dealer stream).
@@ -619,6 +658,10 @@ pub(crate) mod tests {
                 n: 10,
                 k: 32,
             },
+            GateDesc::TripleReuse {
+                map: Bilinear::MatMul { m: 3, k: 3, n: 4 },
+                from: 5,
+            },
         ]
     }
 
@@ -649,7 +692,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_are_refused() {
-        for t in [0u8, 16, 255] {
+        for t in [0u8, 17, 255] {
             let mut buf = vec![t];
             buf.extend_from_slice(&[0; 64]);
             let e = GateDesc::decode(&buf).expect_err("unknown kind");

@@ -97,6 +97,36 @@ pub enum MpcError {
         /// Cause (in the message, so not also chained as `source()`).
         cause: Box<MpcError>,
     },
+    /// A `triple_reuse` gate ran without the weight opening of the gate it
+    /// names (that gate did not run in this session, or ran without
+    /// keeping it).
+    #[error("no kept weight opening of gate {from} for a triple_reuse gate")]
+    WeightOpeningMissing {
+        /// Plan index of the gate whose opening was needed.
+        from: u64,
+    },
+    /// A `triple_reuse` gate's right operand has another shape than the
+    /// weight opening it reuses.
+    #[error(
+        "the weight opening kept from gate {from} has shape {kept:?}, the product's right operand {got:?}"
+    )]
+    WeightOpeningShape {
+        /// Plan index of the gate whose opening is reused.
+        from: u64,
+        /// Shape of the kept opening.
+        kept: Vec<usize>,
+        /// Shape of the right operand.
+        got: Vec<usize>,
+    },
+    /// A `triple_reuse` gate's right operand is not the weight share the
+    /// reused opening was made with (changed weights need a fresh mask).
+    #[error(
+        "the weight share differs from the one gate {from} opened: changed weights need a fresh mask"
+    )]
+    WeightChanged {
+        /// Plan index of the gate whose opening was to be reused.
+        from: u64,
+    },
     /// An error of the FSS layer.
     #[error(transparent)]
     Fss(#[from] FssError),
@@ -167,6 +197,9 @@ impl MpcError {
             MpcError::SizeMismatch { .. }
             | MpcError::RingMismatch { .. }
             | MpcError::InvalidParameter(_)
+            | MpcError::WeightOpeningMissing { .. }
+            | MpcError::WeightOpeningShape { .. }
+            | MpcError::WeightChanged { .. }
             | MpcError::Fss(_)
             | MpcError::Ring(_) => Fault::Caller,
         }

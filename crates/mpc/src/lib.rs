@@ -15,6 +15,9 @@
 //! from triples in one round, max-pool in `ceil(log2 k^2)` rounds, argmax in 2,
 //! and training products whose one key serves the forward product and both
 //! backward products (mask reuse: one round each way, [`gates::train`]).
+//! Weight masks reused across batches ([`gates::reuse`]): in a job of many
+//! batches of inference, the first product with each weight opens its mask
+//! and later batches' products (`triple_reuse`) open only the activations.
 //! Small-key variants ([`gates::small`]) trade one more round for about half
 //! the key bytes: ReLU in 2 rounds from a DCF with a 1-bit payload, an exact
 //! fused truncation + ReLU in 2 rounds, and the max-pool and argmax built on

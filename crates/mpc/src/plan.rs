@@ -9,6 +9,15 @@
 //! and the plan's [`Plan::hash`] identifies the job in key files and
 //! streams.
 //!
+//! Weight masks reused across batches ([`crate::gates::reuse`]): a
+//! [`GateDesc::TripleReuse`] names the plan index of an earlier `triple`
+//! gate whose right operand's mask it reuses. The plan says which gate
+//! reuses which, so the plan hash covers it and the dealer and both parties
+//! agree; [`Plan::weight_reuse`] checks the references, and the bundle
+//! stream keeps the dealer's mask `B` of each named gate from that gate
+//! until its last reuse (memory: the size of the model's weights), never
+//! longer.
+//!
 //! Randomness: [`Plan::bundles_from_os`] seeds a CSPRNG from the operating
 //! system (production); [`Plan::bundles_from_seed`] is deterministic (tests).
 //!
@@ -17,13 +26,16 @@
 //! format (`ariann_dealer::plan_json`) is that serialization plus a format
 //! string.
 
-use crate::bundle::{GateDesc, KeyBundle, generate_bundles};
+use crate::bundle::{GateDesc, GateKey, KeyBundle, generate_bundles, tag_bundles};
 use crate::error::MpcError;
-use ariann_ring::Ring;
+use crate::gates::beaver::TripleKey;
+use crate::gates::reuse::ReuseTripleKey;
+use ariann_ring::{Ring, RingTensor};
 use rand::{CryptoRng, Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// The public description of a job: ring width and gates in order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,10 +96,51 @@ impl Plan {
         Some(h.finalize().into())
     }
 
+    /// The weight-mask reuse of this plan: for each `triple` gate that a
+    /// later [`GateDesc::TripleReuse`] names, the plan index of its last
+    /// reuse. Refuses (with [`MpcError::Gate`] at the reusing gate's index)
+    /// a reuse gate that names itself, a later gate or a gate that is not a
+    /// `triple`, or whose right operand's shape is not that gate's.
+    pub fn weight_reuse(&self) -> Result<BTreeMap<u64, u64>, MpcError> {
+        let mut last = BTreeMap::new();
+        for (i, g) in self.gates.iter().enumerate() {
+            let GateDesc::TripleReuse { map, from } = *g else {
+                continue;
+            };
+            let index = i as u64;
+            let bad = |why: String| MpcError::Gate {
+                index,
+                kind: g.kind(),
+                cause: Box::new(MpcError::InvalidParameter(why)),
+            };
+            let src = usize::try_from(from)
+                .ok()
+                .filter(|f| *f < i)
+                .and_then(|f| self.gates.get(f))
+                .ok_or_else(|| bad(format!("{g} names no earlier gate of the plan")))?;
+            let GateDesc::Triple(first) = *src else {
+                return Err(bad(format!("{g} names {src}, not a triple gate")));
+            };
+            let (_, want, _) = first.shapes().map_err(|e| bad(e.to_string()))?;
+            let (_, got, _) = map.shapes().map_err(|e| bad(e.to_string()))?;
+            if want != got {
+                return Err(bad(format!(
+                    "{g}: right operand {got:?}, but gate {from} ({src}) masks {want:?}"
+                )));
+            }
+            last.insert(from, index);
+        }
+        Ok(last)
+    }
+
     /// Both parties' bundles, gate by gate, from `rng` (lazy: one gate's keys
     /// exist at a time unless the caller keeps them). Errors with
-    /// [`MpcError::RingMismatch`] if the plan is not for `R`; each item
-    /// errors with [`MpcError::Gate`] if its gate cannot be generated.
+    /// [`MpcError::RingMismatch`] if the plan is not for `R`, and as
+    /// [`Plan::weight_reuse`] if its reuse gates are inconsistent; each
+    /// item errors with [`MpcError::Gate`] if its gate cannot be generated.
+    ///
+    /// The stream keeps the right mask of every `triple` gate that a later
+    /// `triple_reuse` gate names, from that gate to its last reuse.
     pub fn bundles<R: Ring, G: Rng + CryptoRng>(
         &self,
         rng: G,
@@ -98,11 +151,13 @@ impl Plan {
                 requested: R::BITS,
             });
         }
+        let last_use = self.weight_reuse()?;
         Ok(BundleStream {
             plan: self,
             next: 0,
             rng,
-            _ring: core::marker::PhantomData,
+            last_use,
+            kept: BTreeMap::new(),
         })
     }
 
@@ -121,12 +176,67 @@ impl Plan {
 }
 
 /// Iterator over `(party 0 bundle, party 1 bundle)` for each gate of a plan.
-#[derive(Debug)]
 pub struct BundleStream<'a, R: Ring, G> {
     plan: &'a Plan,
     next: usize,
     rng: G,
-    _ring: core::marker::PhantomData<R>,
+    /// For each `triple` gate a later reuse names, its last reuse.
+    last_use: BTreeMap<u64, u64>,
+    /// The dealer's right masks of those gates, until their last reuse
+    /// (secrets: never printed).
+    kept: BTreeMap<u64, RingTensor<R>>,
+}
+
+impl<R: Ring, G> core::fmt::Debug for BundleStream<'_, R, G> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BundleStream")
+            .field("gates", &self.plan.gates.len())
+            .field("next", &self.next)
+            .field("kept_masks", &self.kept.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Ring, G: Rng + CryptoRng> BundleStream<'_, R, G> {
+    /// Both parties' keys for gate `index`, keeping or using the weight
+    /// masks of the plan's reuse.
+    fn deal(
+        &mut self,
+        index: u64,
+        gate: GateDesc,
+    ) -> Result<(KeyBundle<R>, KeyBundle<R>), MpcError> {
+        match gate {
+            GateDesc::Triple(map) if self.last_use.contains_key(&index) => {
+                let (k0, k1, b) = TripleKey::generate_keeping(map, &mut self.rng)?;
+                self.kept.insert(index, b);
+                Ok(tag_bundles(
+                    index,
+                    gate,
+                    GateKey::Triple(Box::new(k0)),
+                    GateKey::Triple(Box::new(k1)),
+                ))
+            }
+            GateDesc::TripleReuse { map, from } => {
+                // `weight_reuse` checked that gate `from` is an earlier
+                // triple, which kept its mask when it was dealt.
+                let b = self
+                    .kept
+                    .get(&from)
+                    .ok_or(MpcError::WeightOpeningMissing { from })?;
+                let (k0, k1) = ReuseTripleKey::generate(map, from, b, &mut self.rng)?;
+                if self.last_use.get(&from) == Some(&index) {
+                    self.kept.remove(&from);
+                }
+                Ok(tag_bundles(
+                    index,
+                    gate,
+                    GateKey::TripleReuse(Box::new(k0)),
+                    GateKey::TripleReuse(Box::new(k1)),
+                ))
+            }
+            _ => generate_bundles::<R, G>(index, gate, &mut self.rng),
+        }
+    }
 }
 
 impl<R: Ring, G: Rng + CryptoRng> Iterator for BundleStream<'_, R, G> {
@@ -136,13 +246,11 @@ impl<R: Ring, G: Rng + CryptoRng> Iterator for BundleStream<'_, R, G> {
         let gate = *self.plan.gates.get(self.next)?;
         let index = self.next as u64;
         self.next += 1;
-        Some(
-            generate_bundles::<R, G>(index, gate, &mut self.rng).map_err(|cause| MpcError::Gate {
-                index,
-                kind: gate.kind(),
-                cause: Box::new(cause),
-            }),
-        )
+        Some(self.deal(index, gate).map_err(|cause| MpcError::Gate {
+            index,
+            kind: gate.kind(),
+            cause: Box::new(cause),
+        }))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -169,7 +277,7 @@ mod tests {
             if let GateDesc::Spline { func, .. } = g {
                 assert_eq!(v["func"]["fn"], func.kind().name(), "{v}");
             }
-            if let GateDesc::TrainTriple { map, .. } = g {
+            if let GateDesc::TrainTriple { map, .. } | GateDesc::TripleReuse { map, .. } = g {
                 assert_eq!(v["map"]["map"], map.kind().name(), "{v}");
             }
             let back: GateDesc = serde_json::from_value(v).expect("parses");
@@ -214,7 +322,20 @@ mod tests {
                 dx: true
             }
         );
+        let g: GateDesc = serde_json::from_str(
+            r#"{"gate": "triple_reuse", "map": {"map": "matmul", "m": 2, "k": 3, "n": 4}, "from": 7}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            g,
+            GateDesc::TripleReuse {
+                map: crate::gates::beaver::Bilinear::MatMul { m: 2, k: 3, n: 4 },
+                from: 7
+            }
+        );
         for bad in [
+            r#"{"gate": "triple_reuse", "map": {"map": "mul", "len": 2}}"#,
+            r#"{"gate": "triple_reuse", "map": {"map": "mul", "len": 2}, "from": -1}"#,
             r#"{"gate": "relu", "m": 2, "k": 3, "x": 1}"#,
             r#"{"gate": "relu", "m": 2}"#,
             r#"{"gate": "gelu", "m": 2, "k": 3}"#,

@@ -2,6 +2,12 @@
 //! and the position in the plan. Each call runs one gate of the plan: it
 //! fetches the gate's bundle (checking kind, shape, index and party before
 //! anything is opened), then masks, opens and finishes.
+//!
+//! A session also holds the weight openings it keeps for reuse
+//! ([`crate::gates::reuse`]): with [`Session::with_weight_reuse`], the first
+//! product with each named weight ([`Gates::bilinear_weight`](crate::Gates::bilinear_weight)) keeps the
+//! opened `W - B`, and later products with it run `triple_reuse` gates. The
+//! store lives as long as the session (one job) and is dropped with it.
 
 use crate::backend::{BilinearTape, check_bilinear};
 use crate::bundle::{BundleTag, GateDesc, GateKey, PreprocessingSource};
@@ -9,10 +15,12 @@ use crate::error::MpcError;
 use crate::gates::beaver::Bilinear;
 use crate::gates::cmp::ReluOutput;
 use crate::gates::pool::{MaxPoolOutput, PoolShape};
+use crate::gates::reuse::{WeightMasks, eval_keeping};
 use crate::gates::spline::SplineFn;
 use crate::gates::train;
 use crate::transport::Transport;
 use ariann_ring::{Ring, RingTensor};
+use std::collections::BTreeMap;
 
 /// One party's side of a job in progress.
 #[derive(Debug)]
@@ -20,7 +28,12 @@ pub struct Session<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized
     transport: &'a mut T,
     source: &'a mut S,
     next: u64,
-    _ring: core::marker::PhantomData<R>,
+    /// Whether products with named weights reuse their masks.
+    reuse: bool,
+    /// The plan index of the first product with each named weight.
+    weight_gates: BTreeMap<String, u64>,
+    /// The weight openings kept for reuse, by plan index.
+    weights: WeightMasks<R>,
 }
 
 impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Session<'a, T, S, R> {
@@ -30,8 +43,31 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             transport,
             source,
             next: 0,
-            _ring: core::marker::PhantomData,
+            reuse: false,
+            weight_gates: BTreeMap::new(),
+            weights: WeightMasks::new(),
         }
+    }
+
+    /// This session with weight masks reused across products
+    /// ([`crate::gates::reuse`]): the first product with each named weight
+    /// ([`Gates::bilinear_weight`](crate::Gates::bilinear_weight)) keeps its opening, later ones reuse
+    /// it. The plan must have been traced the same way
+    /// ([`crate::Recorder::with_weight_reuse`]). Inference only: weights
+    /// that change need a fresh mask.
+    pub fn with_weight_reuse(mut self) -> Self {
+        self.reuse = true;
+        self
+    }
+
+    /// Whether products with named weights reuse their masks.
+    pub fn reuses_weight_masks(&self) -> bool {
+        self.reuse
+    }
+
+    /// The weight openings this session keeps.
+    pub fn weight_masks(&self) -> &WeightMasks<R> {
+        &self.weights
     }
 
     /// Index of the next gate of the plan.
@@ -119,6 +155,72 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             GateKey::Triple(key) => key.eval(self.transport, x, y),
             _ => Err(Self::wrong(gate)),
         }
+    }
+
+    /// `x * y` for a bilinear map whose right operand `y` is a weight: one
+    /// [`GateDesc::Triple`], as [`Session::bilinear`], whose opening of
+    /// `y - b` this session keeps under the gate's plan index for later
+    /// [`Session::bilinear_reuse`] products. Returns the product and that
+    /// index.
+    pub fn bilinear_keeping(
+        &mut self,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<(RingTensor<R>, u64), MpcError> {
+        let gate = GateDesc::Triple(map);
+        let index = self.next;
+        match self.key(gate)? {
+            GateKey::Triple(key) => {
+                let z = eval_keeping(&key, self.transport, x, y, index, &mut self.weights)?;
+                Ok((z, index))
+            }
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// `x * y` for a bilinear map whose right operand `y` is the weight
+    /// whose opening the product at plan index `from` kept
+    /// ([`Session::bilinear_keeping`]): one [`GateDesc::TripleReuse`],
+    /// opening only `x - a`. Refused before anything is opened if there
+    /// is no such opening ([`MpcError::WeightOpeningMissing`]), if `y` has
+    /// another shape ([`MpcError::WeightOpeningShape`]) or another value
+    /// ([`MpcError::WeightChanged`]).
+    pub fn bilinear_reuse(
+        &mut self,
+        map: Bilinear,
+        from: u64,
+        x: &RingTensor<R>,
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        check_bilinear(&map, x, y)?;
+        let gate = GateDesc::TripleReuse { map, from };
+        match self.key(gate)? {
+            GateKey::TripleReuse(key) => key.eval(self.transport, x, y, &self.weights),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
+    /// `x * w` for the weight named `name`: [`Session::bilinear`] without
+    /// weight reuse; with it, [`Session::bilinear_keeping`] for the first
+    /// product with `name` and [`Session::bilinear_reuse`] of that one's
+    /// opening for every later product.
+    pub fn bilinear_weight(
+        &mut self,
+        name: &str,
+        map: Bilinear,
+        x: &RingTensor<R>,
+        w: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        if !self.reuse {
+            return self.bilinear(map, x, w);
+        }
+        if let Some(&from) = self.weight_gates.get(name) {
+            return self.bilinear_reuse(map, from, x, w);
+        }
+        let (z, index) = self.bilinear_keeping(map, x, w)?;
+        self.weight_gates.insert(name.to_string(), index);
+        Ok(z)
     }
 
     /// Training forward of `x * y` for a bilinear map: this party's share of

@@ -25,6 +25,7 @@
 //! | 13 | `trunc_relu` | `TruncRelu { m, f, k }` |
 //! | 14 | `max_pool_small` | `MaxPoolSmall { shape, k }` |
 //! | 15 | `argmax_small` | `ArgmaxSmall { rows, n, k }` |
+//! | 16 | `triple_reuse` | `TripleReuse { map: Bilinear, from: u64 }` (a product reusing the weight mask opened by the `triple` gate at plan index `from`) |
 //!
 //! The table (`gate_table!` below) also names each kind's key type: it
 //! generates [`GateKind`], [`GateKey`] (one variant per row) and the
@@ -93,6 +94,7 @@ use crate::gates::cmp::{DreluKey, EqZeroKey, ReluKey};
 use crate::gates::pool::{
     ArgmaxKey, ArgmaxSmallKey, MaxPoolKey, MaxPoolOneHotKey, MaxPoolSmallKey,
 };
+use crate::gates::reuse::ReuseTripleKey;
 use crate::gates::small::{ReluSmallKey, TruncReluKey};
 use crate::gates::spline::SplineKey;
 use crate::gates::train::TrainTripleKey;
@@ -267,6 +269,9 @@ gate_table! {
     MaxPoolSmall = 14, "max_pool_small", MaxPoolSmallKey<R>;
     /// One-hot argmax in 3 rounds with small comparison keys.
     ArgmaxSmall = 15, "argmax_small", ArgmaxSmallKey<R>;
+    /// A product whose right operand (a weight) reuses the mask opened by
+    /// an earlier `triple` gate of the plan: opens only the left operand.
+    TripleReuse = 16, "triple_reuse", Box<ReuseTripleKey<R>>;
 }
 
 /// One gate kind's keys, as the table dispatches to them. Each gate module
@@ -394,7 +399,7 @@ mod tests {
             assert_eq!(SplineKind::from_name(k.name()), Some(k));
         }
         assert_eq!(GateKind::from_number(0), None);
-        assert_eq!(GateKind::from_number(16), None);
+        assert_eq!(GateKind::from_number(17), None);
     }
 
     #[test]
@@ -416,6 +421,7 @@ mod tests {
             (GateKind::TruncRelu, 13, "trunc_relu"),
             (GateKind::MaxPoolSmall, 14, "max_pool_small"),
             (GateKind::ArgmaxSmall, 15, "argmax_small"),
+            (GateKind::TripleReuse, 16, "triple_reuse"),
         ];
         assert_eq!(pinned.len(), GateKind::ALL.len());
         for (k, n, name) in pinned {

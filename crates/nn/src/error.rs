@@ -73,6 +73,12 @@ pub enum NnError {
     /// A layer kind has no backward pass yet (training refuses the model).
     #[error("{0} layers cannot be trained yet (no backward pass)")]
     Untrainable(String),
+    /// Training was asked to run on a backend that reuses weight masks
+    /// (inference only: weights change every step and need a fresh mask).
+    #[error(
+        "training on a backend that reuses weight masks: weights change every step and need a fresh mask"
+    )]
+    WeightReuseInTraining,
     /// A training setting or input is invalid.
     #[error("training: {0}")]
     Training(String),
@@ -113,6 +119,7 @@ impl NnError {
             | NnError::Description(_)
             | NnError::Untrainable(_)
             | NnError::Training(_)
+            | NnError::WeightReuseInTraining
             | NnError::Ring(_) => Fault::Caller,
         }
     }

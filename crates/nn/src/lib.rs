@@ -52,8 +52,8 @@ pub use layers::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape};
 pub use model::{BN_EPS, Config, Layer, Model, Rounding, Variant};
 pub use params::Params;
 pub use run::{
-    decode_output, encode_input, forward, forward_fixed, forward_float, forward_private, plan,
-    share_weights,
+    decode_output, encode_input, forward, forward_batches, forward_fixed, forward_float,
+    forward_private, plan, plan_batches, share_weights,
 };
 pub use train::{
     FloatTrainer, Loss, StepOutput, TrainConfig, TrainState, encode_targets, train_plan, train_step,

@@ -115,6 +115,92 @@ pub fn plan(model: &Model, batch: usize, cfg: &Config) -> Result<Plan, NnError> 
     Ok(Plan::new(64, rec.into_gates()))
 }
 
+/// The forward pass of `batches` batches of `batch` inputs each, one
+/// after the other, on any gate backend: `x` holds `batches x batch` inputs
+/// (this party's shares), the output the batches' outputs in order. On a
+/// backend with weight-mask reuse ([`ariann_mpc::Session::with_weight_reuse`],
+/// [`Recorder::with_weight_reuse`]) the first batch's products open each
+/// weight's mask and every later batch reuses it (inference only; see
+/// [`ariann_mpc::gates::reuse`]); otherwise every batch is [`forward`] as a
+/// job of one batch.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_batches(
+    gates: &mut dyn Gates<u64>,
+    model: &Model,
+    params: &Params,
+    x: &[u64],
+    batch: usize,
+    batches: usize,
+    cfg: &Config,
+) -> Result<Vec<u64>, NnError> {
+    let one = input_len(model, batch)?;
+    let total = one
+        .checked_mul(batches)
+        .ok_or_else(|| NnError::Overflow(format!("{batches} batches of {batch}")))?;
+    if x.len() != total {
+        return Err(NnError::InputSize {
+            expected: total,
+            got: x.len(),
+        });
+    }
+    let mut out = Vec::new();
+    for i in 0..batches {
+        out.extend(forward(
+            gates,
+            model,
+            params,
+            &x[i * one..(i + 1) * one],
+            batch,
+            cfg,
+        )?);
+    }
+    Ok(out)
+}
+
+/// The dealer's plan for [`forward_batches`] of `batches` batches of
+/// `batch` inputs. With `reuse_weight_masks` (what a job of many batches
+/// of inference uses) the first batch's trace is [`plan`]'s and every later
+/// batch's replaces each weight's `triple` with a `triple_reuse` naming
+/// the first batch's gate, so later batches open only the activations;
+/// without it the plan is [`plan`] repeated. Both are the
+/// [`Recorder`]'s trace of [`forward_batches`] (traced for two batches and
+/// repeated: every later batch's trace is the second's).
+pub fn plan_batches(
+    model: &Model,
+    batch: usize,
+    batches: usize,
+    cfg: &Config,
+    reuse_weight_masks: bool,
+) -> Result<Plan, NnError> {
+    model.shapes()?;
+    let n = input_len(model, batch)?;
+    let params = Params::zeros(model)?;
+    let mut rec = if reuse_weight_masks {
+        Recorder::with_weight_reuse()
+    } else {
+        Recorder::new()
+    };
+    forward(&mut rec, model, &params, &vec![0; n], batch, cfg)?;
+    let first = rec.gates().len();
+    if batches == 0 {
+        return Ok(Plan::new(64, vec![]));
+    }
+    if batches > 1 {
+        forward(&mut rec, model, &params, &vec![0; n], batch, cfg)?;
+    }
+    let mut gates = rec.into_gates();
+    let later = gates.len() - first;
+    let total = later
+        .checked_mul(batches - 1)
+        .and_then(|v| v.checked_add(first))
+        .ok_or_else(|| NnError::Overflow(format!("{batches} batches")))?;
+    gates.reserve(total - gates.len());
+    for _ in 2..batches {
+        gates.extend_from_within(first..first + later);
+    }
+    Ok(Plan::new(64, gates))
+}
+
 /// The model owner secret-shares its weights: `(party 0's, party 1's)`.
 pub fn share_weights<G: Rng + CryptoRng + ?Sized>(
     model: &Model,

@@ -399,6 +399,9 @@ pub fn train_step(
     tcfg: &TrainConfig,
     lr: f64,
 ) -> Result<StepOutput, NnError> {
+    if gates.reuses_weight_masks() {
+        return Err(NnError::WeightReuseInTraining);
+    }
     model.shapes()?;
     state.params.check(model)?;
     batch_shift(batch)?;
@@ -461,6 +464,12 @@ pub fn gradients(
     cfg: &Config,
     loss: Loss,
 ) -> Result<(Vec<u64>, Params), NnError> {
+    // Weights change every step: each step's products need fresh masks
+    // (the training products never call `bilinear_weight`; this refuses a
+    // backend set up for inference reuse outright).
+    if gates.reuses_weight_masks() {
+        return Err(NnError::WeightReuseInTraining);
+    }
     let classes = classes(model)?;
     let mut ctx = Ctx {
         gates,

@@ -223,6 +223,21 @@ impl<R: Ring> TripleKey<R> {
         Self::deal_from(map, &a, &b, rng)
     }
 
+    /// Dealer: [`TripleKey::generate`] (the same draws from `rng`, so the
+    /// same keys), also returning the right mask `b`, which the dealer keeps
+    /// for the later `triple_reuse` gates of the same weight
+    /// ([`crate::gates::reuse`]).
+    pub(crate) fn generate_keeping<G: Rng + CryptoRng + ?Sized>(
+        map: Bilinear,
+        rng: &mut G,
+    ) -> Result<(Self, Self, RingTensor<R>), MpcError> {
+        let (sa, sb, _) = map.shapes()?;
+        let a = RingTensor::<R>::random(&sa, rng);
+        let b = RingTensor::<R>::random(&sb, rng);
+        let (k0, k1) = Self::deal_from(map, &a, &b, rng)?;
+        Ok((k0, k1, b))
+    }
+
     /// Dealer: both parties' shares of the triple `a`, `b`, `c = a * b` for
     /// the given masks (of the map's operand shapes).
     pub(crate) fn deal_from<G: Rng + CryptoRng + ?Sized>(

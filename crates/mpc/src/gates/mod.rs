@@ -6,6 +6,7 @@ pub mod beaver;
 pub mod cmp;
 pub mod linear;
 pub mod pool;
+pub mod reuse;
 pub mod small;
 pub mod spline;
 pub mod train;

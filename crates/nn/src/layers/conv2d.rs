@@ -164,9 +164,11 @@ impl LayerOp for Conv2d {
             .ok_or_else(|| self.misfit(shape))?;
         let (wn, bn) = self.names();
         let xt = RingTensor::from_vec(&s.input_shape(), x)?;
+        // The weight is the same for every batch of a job: with weight-mask
+        // reuse its masked opening is made once (`Gates::bilinear_weight`).
         let mut z = ctx
             .gates
-            .bilinear(Bilinear::Conv2d(s), &xt, ctx.params.get(&wn)?)?
+            .bilinear_weight(&wn, Bilinear::Conv2d(s), &xt, ctx.params.get(&wn)?)?
             .to_vec();
         let (oh, ow) = s.out_hw()?;
         add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);

@@ -126,7 +126,9 @@ impl LayerOp for Linear {
         let wt = ctx.params.get(&wn)?.transpose2d()?;
         let map = self.map(ctx.batch);
         let xt = RingTensor::from_vec(&[ctx.batch, self.inp], x)?;
-        let mut z = ctx.gates.bilinear(map, &xt, &wt)?.to_vec();
+        // The weight is the same for every batch of a job: with weight-mask
+        // reuse its masked opening is made once (`Gates::bilinear_weight`).
+        let mut z = ctx.gates.bilinear_weight(&wn, map, &xt, &wt)?.to_vec();
         add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
         Ok(z)
     }
