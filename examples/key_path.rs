@@ -16,7 +16,9 @@
 //! `--skip-files`, `--skip-stream` leave those stages out. Keys are random
 //! (OS randomness); nothing secret is printed.
 
+use ariann::dealer::auth::{DealerSigningKey, KeyTrust, LinkSecret};
 use ariann::dealer::keyfile::{Expected, KeyFileSource, write_key_files};
+use ariann::dealer::ledger::Ledger;
 use ariann::fss::Party;
 use ariann::mpc::secret::SecretBuf;
 use ariann::mpc::{BundleTag, KeyBundle, Plan, PreprocessingSource};
@@ -113,8 +115,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         std::fs::create_dir_all(&dir)?;
+        // The dealer's signing key and the parties' trust: a fresh key and
+        // ledger per run (the ledger in the key directory).
+        let key = DealerSigningKey::generate()?;
+        let state = dir.join("state");
+        let trust = KeyTrust {
+            dealer: key.public(),
+            ledger: Ledger::open(&state)?,
+        };
         let t = Instant::now();
-        let summary = write_key_files::<u64>(&p, &dir, |_, _| {})?;
+        let summary = write_key_files::<u64>(&p, &dir, &key, |_, _| {})?;
         let w = t.elapsed().as_secs_f64();
         line(
             "key files: generate + write both",
@@ -125,11 +135,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         for (i, party) in [Party::P0, Party::P1].into_iter().enumerate() {
             let expected = Expected {
-                party,
-                plan_hash: summary.plan_hash,
                 session: Some(summary.session),
+                ..Expected::for_plan(party, &p)
             };
-            let mut src = KeyFileSource::<u64>::open(&summary.paths[i], &expected)?;
+            let mut src = KeyFileSource::<u64>::open(&summary.paths[i], &expected, &trust)?;
             for (index, gate) in p.gates.iter().enumerate() {
                 let tag = BundleTag {
                     index: index as u64,
@@ -149,19 +158,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = std::fs::remove_file(path);
             let _ = std::fs::remove_file(ariann::dealer::keyfile::journal_path(path));
         }
+        let _ = std::fs::remove_dir_all(&state);
         if dir_arg.is_none() {
             let _ = std::fs::remove_dir(&dir);
         }
     }
 
     if !skip_stream {
+        let key = DealerSigningKey::generate()?;
+        let state =
+            std::env::temp_dir().join(format!("ariann-key-path-state-{}", std::process::id()));
+        let trust = KeyTrust {
+            dealer: key.public(),
+            ledger: Ledger::open(&state)?,
+        };
         let job = KeyJob {
-            session: [7; 16],
+            session: ariann::dealer::keyfile::SessionId::random()?.0,
             plan_hash: p.hash(),
             ring_bits: 64,
             bundles: p.gates.len() as u64,
+            link_secret: LinkSecret::random()?,
         };
-        let server = KeyServer::bind(KeyServerConfig::new("127.0.0.1:0".parse()?), job)?;
+        let server = KeyServer::bind(KeyServerConfig::new("127.0.0.1:0".parse()?), job, &key)?;
         let addr = server.local_addr().to_string();
         let t = Instant::now();
         let report = std::thread::scope(|sc| -> Result<_, String> {
@@ -169,8 +187,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for party in [Party::P0, Party::P1] {
                 let addr = addr.clone();
                 let p = &p;
+                let trust = trust.clone();
                 parties.push(sc.spawn(move || -> Result<(), String> {
-                    let mut cfg = DealerConfig::new(addr, party, p.hash());
+                    let mut cfg =
+                        DealerConfig::new(addr, party, p.hash(), p.gates.len() as u64, trust);
                     cfg.recv_timeout = Duration::from_secs(600);
                     let mut src =
                         DealerStreamSource::<u64>::connect(cfg).map_err(|e| e.to_string())?;
@@ -196,6 +216,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(report)
         })?;
         let s = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&state);
         line(
             "stream: generate + gRPC + decode",
             s,

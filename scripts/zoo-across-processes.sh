@@ -15,18 +15,19 @@ bin=target/release
 "$bin/examples/random_assets" --model "$model" --batch "$batch" \
     --weights "$work/w.safetensors" --input "$work/x.safetensors" >/dev/null
 plan=(--model "$model" --batch "$batch" --variant "$variant" --k-cmp "$kcmp" --permute-relu-maxpool)
+"$bin/ariann-dealer" identity --out "$work/id" >/dev/null
 start=$(date +%s.%N)
-"$bin/ariann-dealer" serve "${plan[@]}" --listen 127.0.0.1:0 --ready-file "$work/dealer" \
+"$bin/ariann-dealer" serve "${plan[@]}" --signing-key "$work/id/dealer.key" --listen 127.0.0.1:0 --ready-file "$work/dealer" \
     --insecure-plaintext > "$work/dealer.out" 2> "$work/dealer.log" &
 dealer=$!
 for _ in $(seq 300); do [ -s "$work/dealer" ] && break; sleep 0.05; done
 party=(--model "$model" --batch "$batch" --variant "$variant" --k-cmp "$kcmp" --permute-relu-maxpool
-    --dealer "$(cat "$work/dealer")" --output-to 1)
-"$bin/ariann-party" --id 0 "${party[@]}" --listen 127.0.0.1:0 --ready-file "$work/p0" \
+    --dealer "$(cat "$work/dealer")" --output-to 1 --dealer-pubkey "$work/id/dealer.pub")
+"$bin/ariann-party" --id 0 "${party[@]}" --state-dir "$work/state0" --listen 127.0.0.1:0 --ready-file "$work/p0" \
     --weights "$work/w.safetensors" 2> "$work/p0.log" &
 p0=$!
 for _ in $(seq 300); do [ -s "$work/p0" ] && break; sleep 0.05; done
-"$bin/ariann-party" --id 1 "${party[@]}" --peer "$(cat "$work/p0")" \
+"$bin/ariann-party" --id 1 "${party[@]}" --state-dir "$work/state1" --peer "$(cat "$work/p0")" \
     --input "$work/x.safetensors" --output "$work/out.json" 2> "$work/p1.log"
 wait "$p0" "$dealer"
 end=$(date +%s.%N)

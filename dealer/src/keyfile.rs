@@ -8,20 +8,22 @@
 //! has handed out. A key file whose journal says any bundle was consumed is
 //! refused: FSS keys and Beaver triples must never be used twice.
 //!
-//! # File format (version 2; integers little-endian)
+//! # File format (version 3; integers little-endian)
 //!
-//! Header, 96 bytes:
+//! Header, 192 bytes:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `ARKF` |
-//! | 2 | format version (2) |
+//! | 2 | format version (3) |
 //! | 1 | ring width in bits (32 or 64) |
 //! | 1 | party (0 or 1) |
 //! | 32 | plan hash ([`Plan::hash`]) |
 //! | 16 | session id (random, from the OS; the same in both parties' files) |
 //! | 8 | bundle count |
-//! | 32 | SHA-256 of the 64 bytes above |
+//! | 32 | link secret ([`LinkSecret`]; the same in both parties' files) |
+//! | 32 | the dealer's Ed25519 public key |
+//! | 64 | Ed25519 signature of `"ariann-rs key file header v3" ‖` the 128 bytes above |
 //!
 //! Then one chunk per bundle, `i = 0, 1, ...`:
 //!
@@ -29,19 +31,35 @@
 //! |---|---|
 //! | 8 | `len`, bytes of the encoded bundle |
 //! | `len` | the bundle ([`KeyBundle::encode_into`], see `ariann_mpc::codec`) |
-//! | 32 | `SHA-256("ariann-rs key chunk v1" ‖ session ‖ party ‖ plan hash ‖ i ‖ len ‖ bundle)` |
+//! | 32 | `digest_i = SHA-256("ariann-rs key chunk v1" ‖ session ‖ party ‖ plan hash ‖ i ‖ len ‖ bundle)` |
+//! | 64 | Ed25519 signature of `"ariann-rs key chunk v3" ‖ digest_i` |
 //!
-//! Then a 44-byte trailer: magic `ARKE`, the bundle count, and
-//! `SHA-256("ariann-rs key trailer v1" ‖ session ‖ party ‖ count ‖ digest_0 ‖ ... ‖ digest_{count-1})`.
+//! Then a 108-byte trailer: magic `ARKE`, the bundle count (8),
+//! `SHA-256("ariann-rs key trailer v1" ‖ session ‖ party ‖ count ‖ digest_0 ‖ ... ‖ digest_{count-1})`
+//! (32), and the Ed25519 signature (64) of `"ariann-rs key trailer v3" ‖`
+//! the 44 bytes before it.
 //!
-//! What is detected, and when: a bit flip anywhere (header at open, chunk
-//! `i` when bundle `i` is read), a chunk spliced from another session, party
-//! or position (its digest binds all three), another plan or party or
-//! session (header, at open), a truncated file (when the missing chunk is
-//! needed, and a missing or wrong trailer before the *last* bundle is
-//! handed out), trailing bytes (with the trailer). The digests are plain
-//! SHA-256: they catch accidents and mix-ups, not a forger with write access
-//! to the file (who could anyway delete it).
+//! Version 2 (the same without link secret, public key and signatures, a
+//! SHA-256 of the header instead) and version 1 are refused with a request
+//! to regenerate the keys.
+//!
+//! What is checked, and when. At open: the header's public key is the one
+//! the party pins and its signature verifies (so every field, the link
+//! secret included, is the dealer's), the ring, party, plan hash (and a
+//! pinned session), the bundle count equals the number of gates of the
+//! party's plan, the journal and the party-wide ledger ([`crate::ledger`])
+//! record no use of the session. Chunk `i`, before its bundle is decoded
+//! or handed out: its digest (binding session, party, plan, position and
+//! length) and the dealer's signature on it, so a chunk spliced from
+//! another session, party or position, or changed in any bit, is refused.
+//! The trailer (missing, wrong, unsigned, trailing bytes) before the *last*
+//! bundle is handed out. Whoever can write the file can still delete or
+//! truncate it (a refused job), not change what a party computes.
+//!
+//! Signing costs one Ed25519 signature per chunk for the dealer and one
+//! verification per chunk for the party (tens of microseconds; bundles are
+//! kilobytes to megabytes, so the key path's throughput is dominated by
+//! SHA-256 and I/O, see the README's key path numbers).
 //!
 //! # Journal format
 //!
@@ -54,6 +72,11 @@
 //! writes a new key file; a journal of another session is treated as stale.
 
 use crate::Plan;
+use crate::auth::{
+    AuthError, DealerPublicKey, DealerSigningKey, KeyTrust, LINK_SECRET_LEN, LinkSecret,
+    PUBLIC_KEY_LEN, SIGNATURE_LEN,
+};
+use crate::ledger::{Ledger, LedgerError};
 use ariann_fss::Party;
 use ariann_mpc::bundle::check_bundle;
 use ariann_mpc::secret::SecretBuf;
@@ -73,19 +96,25 @@ use thiserror::Error;
 pub const MAGIC: [u8; 4] = *b"ARKF";
 /// Current key file format version.
 ///
-/// 2: the plan hash in the header is [`Plan::hash`] of plan-hash domain v2
-/// (gates encoded with `GateDesc::encode`); version 1 files carry a v1 plan
-/// hash and are refused with a request to regenerate them.
-pub const VERSION: u16 = 2;
+/// 3: signed by the dealer (header, every chunk, trailer) and carrying the
+/// session's link secret. 2: the plan hash in the header is [`Plan::hash`]
+/// of plan-hash domain v2 (gates encoded with `GateDesc::encode`); version
+/// 1 files carry a v1 plan hash. Older files are refused with a request to
+/// regenerate them.
+pub const VERSION: u16 = 3;
 /// Version of the use-once journal record (unchanged since version 1 of the
 /// key file format).
 const JOURNAL_VERSION: u16 = 1;
-/// Bytes of the header, checksum included.
-pub const HEADER_LEN: usize = 96;
-/// Bytes of the trailer.
-pub const TRAILER_LEN: usize = 44;
-/// Bytes of a chunk besides the bundle: length and digest.
-pub const CHUNK_OVERHEAD: usize = 40;
+/// Bytes of the header, signature included.
+pub const HEADER_LEN: usize = 192;
+/// Bytes of the header covered by its signature.
+const HEADER_SIGNED: usize = HEADER_LEN - SIGNATURE_LEN;
+/// Bytes of the trailer, signature included.
+pub const TRAILER_LEN: usize = 108;
+/// Bytes of the trailer covered by its signature.
+const TRAILER_SIGNED: usize = TRAILER_LEN - SIGNATURE_LEN;
+/// Bytes of a chunk besides the bundle: length, digest and signature.
+pub const CHUNK_OVERHEAD: usize = 40 + SIGNATURE_LEN;
 const TRAILER_MAGIC: [u8; 4] = *b"ARKE";
 /// Buffer of the key file writer and readers: large, so small bundles go
 /// to the disk in few system calls (bundles larger than it bypass it).
@@ -111,6 +140,10 @@ const JOURNAL_MAGIC: [u8; 4] = *b"ARKJ";
 const JOURNAL_LEN: usize = 48;
 const CHUNK_DOMAIN: &[u8] = b"ariann-rs key chunk v1";
 const TRAILER_DOMAIN: &[u8] = b"ariann-rs key trailer v1";
+/// Domains of the dealer's signatures (header, chunk digest, trailer).
+const HEADER_SIG_DOMAIN: &[u8] = b"ariann-rs key file header v3";
+const CHUNK_SIG_DOMAIN: &[u8] = b"ariann-rs key chunk v3";
+const TRAILER_SIG_DOMAIN: &[u8] = b"ariann-rs key trailer v3";
 
 /// Errors of writing and opening key files.
 #[derive(Debug, Error)]
@@ -140,12 +173,47 @@ pub enum KeyFileError {
         /// Version this build reads.
         supported: u16,
     },
-    /// The header is corrupted.
-    #[error("{path}: header checksum mismatch (corrupted key file)")]
-    HeaderChecksum {
+    /// The header's signature does not verify under the pinned dealer key:
+    /// the header was changed (corruption or forgery).
+    #[error(
+        "{path}: bad dealer signature on the header (corrupted or tampered key file, \
+         or not signed by the pinned dealer key)"
+    )]
+    HeaderSignature {
         /// The file.
         path: PathBuf,
     },
+    /// The file is signed by another dealer key than the one pinned.
+    #[error(
+        "{path}: signed by dealer key {file}, but this party pins dealer key {pinned} \
+         (keys of another dealer, or a forged file)"
+    )]
+    WrongDealer {
+        /// The file.
+        path: PathBuf,
+        /// The key named in the file (hex).
+        file: String,
+        /// The pinned key (hex).
+        pinned: String,
+    },
+    /// The bundle count of the file is not the number of gates of the plan.
+    #[error(
+        "key file announces {file} bundles, but this job's plan has {expected} gates \
+         (damaged or forged key file)"
+    )]
+    BundleCount {
+        /// Bundles announced in the file.
+        file: u64,
+        /// Gates of the plan.
+        expected: u64,
+    },
+    /// The party-wide ledger refuses the session (already used on this host)
+    /// or cannot be written.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The dealer's identity could not be loaded or used.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The file is shorter than its header.
     #[error("{path}: truncated key file ({len} bytes, the header alone is {HEADER_LEN})")]
     TruncatedHeader {
@@ -301,7 +369,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// The header of a key file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFileHeader {
     /// Ring width of the keys.
     pub ring_bits: u32,
@@ -313,11 +381,16 @@ pub struct KeyFileHeader {
     pub session: SessionId,
     /// Bundles in the file.
     pub count: u64,
+    /// The session's link secret (the same in both parties' files).
+    pub link_secret: LinkSecret,
+    /// The dealer's public key (the signer).
+    pub dealer: DealerPublicKey,
 }
 
 impl KeyFileHeader {
-    fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut h = [0u8; HEADER_LEN];
+    /// The header signed with `key` (whose public half must be `self.dealer`).
+    fn encode(&self, key: &DealerSigningKey) -> zeroize::Zeroizing<[u8; HEADER_LEN]> {
+        let mut h = zeroize::Zeroizing::new([0u8; HEADER_LEN]);
         h[0..4].copy_from_slice(&MAGIC);
         h[4..6].copy_from_slice(&VERSION.to_le_bytes());
         // Ring widths are 32 or 64.
@@ -326,12 +399,19 @@ impl KeyFileHeader {
         h[8..40].copy_from_slice(&self.plan_hash);
         h[40..56].copy_from_slice(&self.session.0);
         h[56..64].copy_from_slice(&self.count.to_le_bytes());
-        let d = Sha256::digest(&h[..64]);
-        h[64..].copy_from_slice(&d);
+        h[64..96].copy_from_slice(self.link_secret.expose());
+        h[96..128].copy_from_slice(&self.dealer.to_bytes());
+        let sig = key.sign(HEADER_SIG_DOMAIN, &h[..HEADER_SIGNED]);
+        h[HEADER_SIGNED..].copy_from_slice(&sig);
         h
     }
 
-    fn decode(h: &[u8; HEADER_LEN], path: &Path) -> Result<Self, KeyFileError> {
+    /// Decodes a header and checks its signature under `pinned`.
+    fn decode(
+        h: &[u8; HEADER_LEN],
+        path: &Path,
+        pinned: &DealerPublicKey,
+    ) -> Result<Self, KeyFileError> {
         if h[0..4] != MAGIC {
             return Err(KeyFileError::BadMagic {
                 path: path.to_path_buf(),
@@ -344,11 +424,22 @@ impl KeyFileHeader {
                 supported: VERSION,
             });
         }
-        if Sha256::digest(&h[..64]).as_slice() != &h[64..] {
-            return Err(KeyFileError::HeaderChecksum {
+        let mut pk = [0u8; PUBLIC_KEY_LEN];
+        pk.copy_from_slice(&h[96..128]);
+        if pk != pinned.to_bytes() {
+            return Err(KeyFileError::WrongDealer {
                 path: path.to_path_buf(),
+                file: to_hex(&pk),
+                pinned: pinned.to_hex(),
             });
         }
+        let mut sig = [0u8; SIGNATURE_LEN];
+        sig.copy_from_slice(&h[HEADER_SIGNED..]);
+        pinned
+            .verify(HEADER_SIG_DOMAIN, &h[..HEADER_SIGNED], &sig, "header")
+            .map_err(|_| KeyFileError::HeaderSignature {
+                path: path.to_path_buf(),
+            })?;
         let party = Party::from_index(h[7])
             .ok_or_else(|| KeyFileError::InvalidHeader(format!("party {}", h[7])))?;
         if h[6] != 32 && h[6] != 64 {
@@ -360,33 +451,42 @@ impl KeyFileHeader {
         session.copy_from_slice(&h[40..56]);
         let mut count = [0u8; 8];
         count.copy_from_slice(&h[56..64]);
+        let mut link = [0u8; LINK_SECRET_LEN];
+        link.copy_from_slice(&h[64..96]);
         Ok(KeyFileHeader {
             ring_bits: u32::from(h[6]),
             party,
             plan_hash,
             session: SessionId(session),
             count: u64::from_le_bytes(count),
+            link_secret: LinkSecret::from_bytes(link),
+            dealer: *pinned,
         })
     }
 
-    /// Reads and checks the header of the key file at `path` (no journal,
-    /// no bundles).
-    pub fn read(path: &Path) -> Result<Self, KeyFileError> {
+    /// Reads and checks the header of the key file at `path` (its signature
+    /// under `pinned`; no journal, no bundles).
+    pub fn read(path: &Path, pinned: &DealerPublicKey) -> Result<Self, KeyFileError> {
         let mut f = File::open(path).map_err(io_err(path))?;
         let len = f.metadata().map_err(io_err(path))?.len();
-        Self::read_from(&mut f, len, path)
+        Self::read_from(&mut f, len, path, pinned)
     }
 
-    fn read_from(f: &mut File, len: u64, path: &Path) -> Result<Self, KeyFileError> {
+    fn read_from(
+        f: &mut File,
+        len: u64,
+        path: &Path,
+        pinned: &DealerPublicKey,
+    ) -> Result<Self, KeyFileError> {
         if len < HEADER_LEN as u64 {
             return Err(KeyFileError::TruncatedHeader {
                 path: path.to_path_buf(),
                 len,
             });
         }
-        let mut h = [0u8; HEADER_LEN];
-        f.read_exact(&mut h).map_err(io_err(path))?;
-        Self::decode(&h, path)
+        let mut h = zeroize::Zeroizing::new([0u8; HEADER_LEN]);
+        f.read_exact(h.as_mut()).map_err(io_err(path))?;
+        Self::decode(&h, path, pinned)
     }
 }
 
@@ -419,6 +519,14 @@ pub fn key_file_name(party: Party) -> &'static str {
     }
 }
 
+/// The temporary name of the key file `path` while it is written
+/// (`<path>.tmp`); removed on every failure.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
 /// The use-once journal next to the key file at `key_path`.
 pub fn journal_path(key_path: &Path) -> PathBuf {
     let mut s = key_path.as_os_str().to_owned();
@@ -427,16 +535,21 @@ pub fn journal_path(key_path: &Path) -> PathBuf {
 }
 
 /// Writes one party's key file, one bundle at a time (buffered, never all
-/// bundles in memory). The file appears under its final name only when
-/// [`KeyFileWriter::finish`] succeeds; until then it is `<path>.tmp`, which
-/// an unfinished writer removes when dropped.
+/// bundles in memory), signing header, chunks and trailer with the dealer's
+/// key. The file appears under its final name only when
+/// [`KeyFileWriter::finish`] succeeds; until then it is `<path>.tmp`
+/// (created 0600), which is removed on every failure and when an
+/// unfinished writer is dropped.
 #[derive(Debug)]
 pub struct KeyFileWriter {
     path: PathBuf,
     tmp: PathBuf,
-    /// `None` once finished.
+    /// `None` once finished (or failed in `finish`).
     out: Option<BufWriter<File>>,
+    /// Set once the file has its final name: the `.tmp` is gone.
+    done: bool,
     header: KeyFileHeader,
+    key: DealerSigningKey,
     written: u64,
     bytes: u64,
     trailer: Sha256,
@@ -444,29 +557,51 @@ pub struct KeyFileWriter {
 }
 
 impl KeyFileWriter {
-    /// Starts the key file `path` announcing `header.count` bundles.
-    pub fn create(path: &Path, header: KeyFileHeader) -> Result<Self, KeyFileError> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+    /// Starts the key file `path` announcing `header.count` bundles, signed
+    /// with `key` (`header.dealer` must be its public half). A stale
+    /// `<path>.tmp` is replaced.
+    pub fn create(
+        path: &Path,
+        header: KeyFileHeader,
+        key: &DealerSigningKey,
+    ) -> Result<Self, KeyFileError> {
+        if header.dealer != key.public() {
+            return Err(KeyFileError::InvalidHeader(
+                "the header names another dealer key than the signing key".into(),
+            ));
+        }
+        let tmp = tmp_path(path);
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&tmp)(e)),
+        }
         // Keys are secrets: readable by their owner only (0600 on Unix).
         let mut opts = OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let f = opts.open(&tmp).map_err(io_err(&tmp))?;
-        let mut out = BufWriter::with_capacity(IO_BUFFER, f);
-        out.write_all(&header.encode()).map_err(io_err(&tmp))?;
-        Ok(Self {
+        let out = BufWriter::with_capacity(IO_BUFFER, f);
+        let trailer = trailer_hasher(&header);
+        // From here on, dropping `w` removes the `.tmp`.
+        let mut w = Self {
             path: path.to_path_buf(),
             tmp,
             out: Some(out),
+            done: false,
             header,
+            key: key.clone(),
             written: 0,
             bytes: HEADER_LEN as u64,
-            trailer: trailer_hasher(&header),
+            trailer,
             buf: SecretBuf::new(),
-        })
+        };
+        let h = w.header.encode(key);
+        if let Some(out) = w.out.as_mut() {
+            out.write_all(h.as_ref()).map_err(io_err(&w.tmp))?;
+        }
+        Ok(w)
     }
 
     /// Appends the next bundle (its party, ring and plan index must fit).
@@ -490,6 +625,7 @@ impl KeyFileWriter {
         self.buf.clear();
         b.encode_secret(&mut self.buf);
         let digest = chunk_digest(&self.header, self.written, &self.buf);
+        let sig = self.key.sign(CHUNK_SIG_DOMAIN, &digest);
         let tmp = &self.tmp;
         let Some(out) = self.out.as_mut() else {
             return Err(KeyFileError::BundleMismatch(
@@ -499,6 +635,7 @@ impl KeyFileWriter {
         out.write_all(&(self.buf.len() as u64).to_le_bytes())
             .and_then(|()| out.write_all(&self.buf))
             .and_then(|()| out.write_all(&digest))
+            .and_then(|()| out.write_all(&sig))
             .map_err(io_err(tmp))?;
         self.trailer.update(digest);
         self.written += 1;
@@ -512,8 +649,9 @@ impl KeyFileWriter {
         self.bytes
     }
 
-    /// Writes the trailer, syncs, moves the file to its final name and
-    /// removes a stale journal of that name. Returns the file's size.
+    /// Writes the signed trailer, syncs, moves the file to its final name
+    /// and removes a stale journal of that name. Returns the file's size.
+    /// On failure the `.tmp` is removed.
     pub fn finish(mut self) -> Result<u64, KeyFileError> {
         if self.written != self.header.count {
             return Err(KeyFileError::CountMismatch {
@@ -524,7 +662,9 @@ impl KeyFileWriter {
         let mut t = [0u8; TRAILER_LEN];
         t[..4].copy_from_slice(&TRAILER_MAGIC);
         t[4..12].copy_from_slice(&self.header.count.to_le_bytes());
-        t[12..].copy_from_slice(&self.trailer.clone().finalize());
+        t[12..TRAILER_SIGNED].copy_from_slice(&self.trailer.clone().finalize());
+        let sig = self.key.sign(TRAILER_SIG_DOMAIN, &t[..TRAILER_SIGNED]);
+        t[TRAILER_SIGNED..].copy_from_slice(&sig);
         let tmp = self.tmp.clone();
         let Some(mut out) = self.out.take() else {
             return Err(KeyFileError::BundleMismatch(
@@ -539,6 +679,7 @@ impl KeyFileWriter {
         // the old session next to the new file, which is treated as stale;
         // the other order could leave an already used file without its journal.
         std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+        self.done = true;
         let journal = journal_path(&self.path);
         match std::fs::remove_file(&journal) {
             Ok(()) => {}
@@ -550,9 +691,17 @@ impl KeyFileWriter {
 }
 
 impl Drop for KeyFileWriter {
-    /// An unfinished writer removes its temporary file.
+    /// A writer that did not finish removes its temporary file.
     fn drop(&mut self) {
-        if self.out.take().is_some() {
+        // Closes the file first (its buffered bytes are not worth writing).
+        if let Some(out) = self.out.take() {
+            let (f, buf) = out.into_parts();
+            drop(f);
+            if let Ok(mut b) = buf {
+                zeroize::Zeroize::zeroize(&mut b);
+            }
+        }
+        if !self.done {
             // Best effort: the file may already be gone.
             let _ = std::fs::remove_file(&self.tmp);
         }
@@ -575,16 +724,19 @@ pub struct KeyFilesSummary {
 }
 
 /// Dealer: generates the keys of `plan` from the OS's randomness under a
-/// fresh session id and writes `dir/party0.keys` and `dir/party1.keys`,
-/// bundle by bundle (at most one gate's keys in memory). `progress` is
-/// called after each bundle with the bundles done and the bytes written per
-/// party so far.
+/// fresh session id and link secret and writes `dir/party0.keys` and
+/// `dir/party1.keys`, signed with `key`, bundle by bundle (at most one
+/// gate's keys in memory). `progress` is called after each bundle with the
+/// bundles done and the bytes written per party so far. On any error both
+/// `.tmp` files are removed.
 pub fn write_key_files<R: Ring>(
     plan: &Plan,
     dir: &Path,
+    key: &DealerSigningKey,
     mut progress: impl FnMut(u64, [u64; 2]),
 ) -> Result<KeyFilesSummary, KeyFileError> {
     let session = SessionId::random()?;
+    let link_secret = LinkSecret::random()?;
     let plan_hash = plan.hash();
     let count = plan.gates.len() as u64;
     let stream = plan.bundles_from_os::<R>()?;
@@ -594,13 +746,15 @@ pub fn write_key_files<R: Ring>(
         plan_hash,
         session,
         count,
+        link_secret: link_secret.clone(),
+        dealer: key.public(),
     };
     let paths = [
         dir.join(key_file_name(Party::P0)),
         dir.join(key_file_name(Party::P1)),
     ];
-    let mut w0 = KeyFileWriter::create(&paths[0], header(Party::P0))?;
-    let mut w1 = KeyFileWriter::create(&paths[1], header(Party::P1))?;
+    let mut w0 = KeyFileWriter::create(&paths[0], header(Party::P0), key)?;
+    let mut w1 = KeyFileWriter::create(&paths[1], header(Party::P1), key)?;
     // Pipeline: a generator thread runs at most one gate ahead of the
     // writers (bounded memory), and the two files are encoded, hashed and
     // written concurrently.
@@ -653,6 +807,54 @@ pub struct Expected {
     /// The dealer session, if the party was told it (e.g. by the dealer's
     /// output or the peer); `None` accepts any session.
     pub session: Option<SessionId>,
+    /// Bundles of the job: the number of gates of the party's plan.
+    pub bundles: u64,
+}
+
+impl Expected {
+    /// What a party running `plan` expects (any session).
+    pub fn for_plan(party: Party, plan: &Plan) -> Self {
+        Expected {
+            party,
+            plan_hash: plan.hash(),
+            session: None,
+            bundles: plan.gates.len() as u64,
+        }
+    }
+}
+
+/// Bundles of `header`'s session the journal next to `key_path` records as
+/// consumed (0 without a journal, or with a journal of another session);
+/// reads the journal without locking or changing it (`verify`).
+pub fn journal_consumed(key_path: &Path, header: &KeyFileHeader) -> Result<u64, KeyFileError> {
+    let path = journal_path(key_path);
+    let old = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let corrupt = |reason: &str| KeyFileError::JournalCorrupt {
+        path: path.clone(),
+        reason: reason.into(),
+    };
+    if old.len() != JOURNAL_LEN || old[..4] != JOURNAL_MAGIC {
+        return Err(corrupt("not a journal record"));
+    }
+    if Sha256::digest(&old[..32])[..16] != old[32..] {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let mut s = [0u8; 16];
+    s.copy_from_slice(&old[8..24]);
+    let mut c = [0u8; 8];
+    c.copy_from_slice(&old[24..32]);
+    if SessionId(s) == header.session && old[6] == header.party.index() {
+        Ok(u64::from_le_bytes(c))
+    } else {
+        Ok(0)
+    }
 }
 
 /// The use-once journal of an open key file (held locked).
@@ -750,15 +952,18 @@ impl Journal {
 type Item<R> = Result<KeyBundle<R>, (u64, SourceFault)>;
 
 /// A party's [`PreprocessingSource`] over its key file: bundles are read,
-/// checked and decoded by a reader thread at most one bundle ahead, and
-/// each is recorded in the use-once journal (written and fsynced) before
-/// it is handed out.
+/// checked (digest and dealer signature) and decoded by a reader thread at
+/// most one bundle ahead; the session is claimed in the party-wide ledger
+/// before the first bundle is handed out, and each bundle is recorded in the
+/// use-once journal (written and fsynced) before it is handed out.
 pub struct KeyFileSource<R: Ring> {
     header: KeyFileHeader,
     rx: Option<Receiver<Item<R>>>,
     reader: Option<JoinHandle<()>>,
     pending: Option<KeyBundle<R>>,
     journal: Journal,
+    ledger: Ledger,
+    path: PathBuf,
     next: u64,
     failed: Option<MpcError>,
 }
@@ -774,14 +979,16 @@ impl<R: Ring> core::fmt::Debug for KeyFileSource<R> {
 }
 
 impl<R: Ring> KeyFileSource<R> {
-    /// Opens the key file at `path` for `expected.party`. Refuses another
-    /// ring, party, plan or (if pinned) session, a corrupted or truncated
-    /// header, a file already in use, and a file whose journal records
-    /// consumed bundles.
-    pub fn open(path: &Path, expected: &Expected) -> Result<Self, KeyFileError> {
+    /// Opens the key file at `path` for `expected.party`. Refuses a header
+    /// not signed by `trust.dealer` (unsigned, another dealer's, tampered),
+    /// another ring, party, plan or (if pinned) session, a bundle count
+    /// other than `expected.bundles`, a truncated header, a file already in
+    /// use, a file whose journal records consumed bundles, and a session the
+    /// ledger `trust.ledger` records as used on this host.
+    pub fn open(path: &Path, expected: &Expected, trust: &KeyTrust) -> Result<Self, KeyFileError> {
         let mut f = File::open(path).map_err(io_err(path))?;
         let len = f.metadata().map_err(io_err(path))?.len();
-        let header = KeyFileHeader::read_from(&mut f, len, path)?;
+        let header = KeyFileHeader::read_from(&mut f, len, path, &trust.dealer)?;
         if header.ring_bits != R::BITS {
             return Err(KeyFileError::RingMismatch {
                 file: header.ring_bits,
@@ -808,11 +1015,19 @@ impl<R: Ring> KeyFileSource<R> {
                 expected: s,
             });
         }
+        if header.count != expected.bundles {
+            return Err(KeyFileError::BundleCount {
+                file: header.count,
+                expected: expected.bundles,
+            });
+        }
         let journal = Journal::open(path, &header)?;
+        trust.ledger.check(header.session, header.party)?;
         let (tx, rx) = sync_channel(1);
+        let h = header.clone();
         let reader = std::thread::Builder::new()
             .name("ariann-keyfile-reader".into())
-            .spawn(move || read_chunks(BufReader::with_capacity(IO_BUFFER, f), len, header, tx))
+            .spawn(move || read_chunks(BufReader::with_capacity(IO_BUFFER, f), len, h, tx))
             .map_err(io_err(path))?;
         Ok(Self {
             header,
@@ -820,9 +1035,17 @@ impl<R: Ring> KeyFileSource<R> {
             reader: Some(reader),
             pending: None,
             journal,
+            ledger: trust.ledger.clone(),
+            path: path.to_path_buf(),
             next: 0,
             failed: None,
         })
+    }
+
+    /// The session's link secret (from the signed header), for the party
+    /// link's authenticated Hello.
+    pub fn link_secret(&self) -> LinkSecret {
+        self.header.link_secret.clone()
     }
 
     /// The file's header.
@@ -891,6 +1114,18 @@ impl<R: Ring> PreprocessingSource<R> for KeyFileSource<R> {
             // A mismatch consumes nothing.
             check_bundle(b, party, expected)?;
         }
+        if self.next == 0 {
+            let what = format!("key file {}", self.path.display());
+            if let Err(e) = self
+                .ledger
+                .claim(self.header.session, self.header.party, &what)
+            {
+                return Err(self.fail(MpcError::KeySource {
+                    index: 0,
+                    fault: SourceFault::Journal(e.to_string()),
+                }));
+            }
+        }
         if let Err(e) = self.journal.write(self.next + 1) {
             let index = self.next;
             return Err(self.fail(MpcError::KeySource {
@@ -920,11 +1155,12 @@ fn read_chunks<R: Ring>(
 ) {
     let (raw_tx, raw_rx) = sync_channel::<(u64, Result<SecretBuf, SourceFault>)>(1);
     let (free_tx, free_rx) = sync_channel::<SecretBuf>(2);
+    let party = header.party;
     std::thread::scope(|sc| {
         sc.spawn(move || {
             for (i, raw) in raw_rx {
                 let item = raw.and_then(|buf| {
-                    let b = decode_chunk::<R>(&buf, &header, i);
+                    let b = decode_chunk::<R>(&buf, party, i);
                     // The reader may have stopped: then the buffer drops (wiped).
                     let _ = free_tx.try_send(buf);
                     b
@@ -952,13 +1188,9 @@ fn read_chunks<R: Ring>(
     });
 }
 
-fn decode_chunk<R: Ring>(
-    buf: &[u8],
-    header: &KeyFileHeader,
-    i: u64,
-) -> Result<KeyBundle<R>, SourceFault> {
+fn decode_chunk<R: Ring>(buf: &[u8], party: Party, i: u64) -> Result<KeyBundle<R>, SourceFault> {
     let b = KeyBundle::<R>::decode(buf).map_err(|e| SourceFault::Decode(e.to_string()))?;
-    if b.party != header.party || b.tag.index != i {
+    if b.party != party || b.tag.index != i {
         return Err(SourceFault::Decode(format!(
             "chunk {i} holds bundle {} of party {}",
             b.tag.index,
@@ -976,8 +1208,10 @@ fn io_fault(e: std::io::Error) -> SourceFault {
     }
 }
 
-/// Reads chunk `i`'s bundle bytes into `buf`, checked against its digest;
-/// after the last chunk, the trailer is checked too.
+/// Reads chunk `i`'s bundle bytes into `buf`, checked against its digest
+/// and the dealer's signature on it (`header.dealer`, verified against the
+/// pinned key when the header was read); after the last chunk, the trailer
+/// is checked too.
 fn read_raw_chunk(
     rd: &mut BufReader<File>,
     len: u64,
@@ -991,8 +1225,9 @@ fn read_raw_chunk(
     rd.read_exact(&mut l).map_err(io_fault)?;
     *pos += 8;
     let n = u64::from_le_bytes(l);
+    let tail = (32 + SIGNATURE_LEN) as u64;
     // Bounded by the file before allocating.
-    if n > len.saturating_sub(*pos).saturating_sub(32) {
+    if n > len.saturating_sub(*pos).saturating_sub(tail) {
         return Err(SourceFault::Truncated);
     }
     // `n < len`, which fits in memory as a file does.
@@ -1000,10 +1235,16 @@ fn read_raw_chunk(
     rd.read_exact(buf.as_mut_slice()).map_err(io_fault)?;
     let mut d = [0u8; 32];
     rd.read_exact(&mut d).map_err(io_fault)?;
-    *pos += n + 32;
+    let mut sig = [0u8; SIGNATURE_LEN];
+    rd.read_exact(&mut sig).map_err(io_fault)?;
+    *pos += n + tail;
     if chunk_digest(header, i, buf) != d {
         return Err(SourceFault::Checksum);
     }
+    header
+        .dealer
+        .verify(CHUNK_SIG_DOMAIN, &d, &sig, "chunk")
+        .map_err(|e| SourceFault::Signature(e.to_string()))?;
     trailer.update(d);
     if i + 1 == header.count {
         check_trailer(rd, len, pos, header, trailer)?;
@@ -1025,9 +1266,18 @@ fn check_trailer(
     })?;
     *pos += TRAILER_LEN as u64;
     let want = trailer.clone().finalize();
-    if t[..4] != TRAILER_MAGIC || t[4..12] != header.count.to_le_bytes() || t[12..] != want[..] {
+    if t[..4] != TRAILER_MAGIC
+        || t[4..12] != header.count.to_le_bytes()
+        || t[12..TRAILER_SIGNED] != want[..]
+    {
         return Err(SourceFault::Trailer("does not match the chunks".into()));
     }
+    let mut sig = [0u8; SIGNATURE_LEN];
+    sig.copy_from_slice(&t[TRAILER_SIGNED..]);
+    header
+        .dealer
+        .verify(TRAILER_SIG_DOMAIN, &t[..TRAILER_SIGNED], &sig, "trailer")
+        .map_err(|e| SourceFault::Signature(e.to_string()))?;
     if *pos != len {
         return Err(SourceFault::Trailer(format!(
             "{} bytes after the trailer",
@@ -1038,12 +1288,12 @@ fn check_trailer(
 }
 
 /// Checks a whole key file without handing out (or decoding) any bundle and
-/// without touching its journal: header, every chunk's digest, the trailer.
-/// Returns the header.
-pub fn verify_file(path: &Path) -> Result<KeyFileHeader, KeyFileError> {
+/// without touching its journal: the header's signature under `pinned`,
+/// every chunk's digest and signature, the trailer. Returns the header.
+pub fn verify_file(path: &Path, pinned: &DealerPublicKey) -> Result<KeyFileHeader, KeyFileError> {
     let mut f = File::open(path).map_err(io_err(path))?;
     let len = f.metadata().map_err(io_err(path))?.len();
-    let header = KeyFileHeader::read_from(&mut f, len, path)?;
+    let header = KeyFileHeader::read_from(&mut f, len, path, pinned)?;
     let mut rd = BufReader::with_capacity(IO_BUFFER, f);
     let mut pos = HEADER_LEN as u64;
     let mut trailer = trailer_hasher(&header);

@@ -16,13 +16,23 @@
 //! bundle it hands out in a use-once journal, so keys are never used twice.
 //! Plans also have a JSON form ([`plan_json`]).
 //!
+//! The dealer signs what it deals ([`auth`]): key files and key streams
+//! carry an Ed25519 signature by the dealer's key, which parties pin, and a
+//! per-session [`auth::LinkSecret`] for the party link. The party-wide
+//! [`ledger`] makes use-once survive a copied key file.
+//!
+//! Dependencies beyond the workspace's usual ones: `ed25519-dalek` (the
+//! dealer's signatures; see [`auth`]).
+//!
 //! The `ariann-dealer` binary is the `ariann-dealer-cli` package
 //! (`dealer/cli`; it needs `ariann-nn` to turn models into plans).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
+pub mod auth;
 pub mod keyfile;
+pub mod ledger;
 pub mod plan_json;
 
 pub use ariann_mpc::{BundleStream, GateDesc, KeyBundle, MpcError, Plan};

@@ -65,6 +65,9 @@ pub struct DaemonConfig {
     /// Most jobs kept at a time; finished ones (output fetched, or failed)
     /// are forgotten first when a new job needs room.
     pub max_jobs: usize,
+    /// The pinned dealer key (key files must carry its signature) and this
+    /// host's use-once ledger.
+    pub trust: ariann_dealer::auth::KeyTrust,
 }
 
 #[derive(Debug)]
@@ -176,10 +179,17 @@ impl Daemon {
             tracing::info!(job = %id, "job started");
             // A panic in the job ends the job, not the daemon.
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_linked_job(&job, &asset, &keys, me.cfg.net.clone(), |addr| {
-                    tracing::info!(job = %id, %addr, "waiting for the peer");
-                    Ok(())
-                })
+                run_linked_job(
+                    &job,
+                    &asset,
+                    &keys,
+                    me.cfg.net.clone(),
+                    &me.cfg.trust,
+                    |addr| {
+                        tracing::info!(job = %id, %addr, "waiting for the peer");
+                        Ok(())
+                    },
+                )
             }));
             drop(asset);
             let mut jobs = me.lock();

@@ -3,7 +3,8 @@
 
 use crate::train::{TrainAsset, TrainJob, TrainOutcome, TrainProgress, run_training};
 use crate::{Asset, Job, Outcome, PartyError, run_job};
-use ariann_dealer::keyfile::{Expected, KeyFileError, KeyFileHeader, KeyFileSource};
+use ariann_dealer::auth::KeyTrust;
+use ariann_dealer::keyfile::{Expected, KeyFileError, KeyFileSource};
 use ariann_fss::Party;
 use ariann_mpc::{Fault, MpcError, PreprocessingSource};
 use ariann_net::{GrpcTransport, Listener, NetConfig};
@@ -74,32 +75,38 @@ impl From<PartyError> for LinkedError {
     }
 }
 
-/// Opens this party's key file for `plan_hash` (refusing another party's,
-/// another plan's, a damaged or an already used file) and returns the dealer
-/// session it belongs to with the source.
+/// Opens this party's key file for the plan of hash `plan_hash` and
+/// `bundles` gates (refusing a file not signed by `trust.dealer`, another
+/// party's, another plan's, a damaged one, or one whose session this host's
+/// ledger or the file's journal records as used) and returns the dealer
+/// session it belongs to with the source (whose
+/// [`KeyFileSource::link_secret`] is the session's link secret).
 pub fn open_key_file(
     keys: &Path,
     party: Party,
     plan_hash: [u8; 32],
+    bundles: u64,
+    trust: &KeyTrust,
 ) -> Result<([u8; 16], KeyFileSource<u64>), LinkedError> {
     let key_err = |cause| LinkedError::KeyFile {
         path: keys.display().to_string(),
         cause,
     };
-    let header = KeyFileHeader::read(keys).map_err(key_err)?;
     let expected = Expected {
         party,
         plan_hash,
         session: None,
+        bundles,
     };
-    let source = KeyFileSource::<u64>::open(keys, &expected).map_err(key_err)?;
-    Ok((header.session.0, source))
+    let source = KeyFileSource::<u64>::open(keys, &expected, trust).map_err(key_err)?;
+    Ok((source.header().session.0, source))
 }
 
 /// Runs `job` at `net.party` with keys from `source` over a gRPC link
 /// configured by `net`, whose session id becomes `session` (the dealer
 /// session of the keys: both parties must hold keys of the same dealer
-/// run). Party 0 listens and calls `on_listen` with the bound address
+/// run); `net` carries the keys' link secret, which the link's handshake
+/// proves on both ends. Party 0 listens and calls `on_listen` with the bound address
 /// before waiting for party 1.
 pub fn run_linked<S: PreprocessingSource<u64> + ?Sized>(
     job: &Job,
@@ -148,17 +155,22 @@ pub fn run_linked_training<S: PreprocessingSource<u64> + ?Sized>(
     Ok(run_training(job, asset, &mut transport, source, progress)?)
 }
 
-/// [`run_linked`] with keys from the key file `keys` (its journal makes
-/// them single-use); keys are checked before any network traffic.
+/// [`run_linked`] with keys from the key file `keys`, signed by
+/// `trust.dealer` (its journal and this host's ledger make them
+/// single-use); keys are checked before any network traffic.
 pub fn run_linked_job(
     job: &Job,
     asset: &Asset,
     keys: &Path,
     net: NetConfig,
+    trust: &KeyTrust,
     on_listen: impl FnOnce(SocketAddr) -> std::io::Result<()>,
 ) -> Result<Outcome, LinkedError> {
     let plan = job.plan()?;
-    let (session, mut source) = open_key_file(keys, net.party, plan.hash())?;
-    let net = net.max_message_size(job.max_message_of(&plan)?);
+    let (session, mut source) =
+        open_key_file(keys, net.party, plan.hash(), plan.gates.len() as u64, trust)?;
+    let net = net
+        .max_message_size(job.max_message_of(&plan)?)
+        .link_secret(source.link_secret());
     run_linked(job, asset, &mut source, &session, net, on_listen)
 }

@@ -10,19 +10,29 @@
 //! revealed to the party named by `--output-to` only.
 //!
 //! ```text
-//! ariann-dealer keys --model network1 --batch 4 --out keys/
+//! ariann-dealer identity --out id/          # once: id/dealer.key, id/dealer.pub
+//! ariann-dealer keys --signing-key id/dealer.key --model network1 --batch 4 --out keys/
 //! ariann-party --id 0 --listen 127.0.0.1:7000 --keys keys/party0.keys \
+//!     --dealer-pubkey id/dealer.pub \
 //!     --model network1 --batch 4 --weights net1.safetensors --output-to 1
 //! ariann-party --id 1 --peer 127.0.0.1:7000 --keys keys/party1.keys \
+//!     --dealer-pubkey id/dealer.pub \
 //!     --model network1 --batch 4 --input digits.safetensors --output-to 1 --output out.json
 //! ```
+//!
+//! Keys must be signed by the dealer whose public key the party pins
+//! (`--dealer-pubkey`, required whenever keys are used); each dealer
+//! session runs once per host: a use-once ledger in `--state-dir` (default
+//! `$XDG_STATE_HOME/ariann-party`, else `$HOME/.local/state/ariann-party`)
+//! refuses a copied or renamed key file or a deleted journal.
 //!
 //! Instead of key files, both parties can pull their keys from a running
 //! dealer (`ariann-dealer serve`), streamed as they are generated and never
 //! stored; the dealer's session id then ties the two parties together:
 //!
 //! ```text
-//! ariann-dealer serve --model network1 --batch 4 --listen 127.0.0.1:7100 --insecure-plaintext
+//! ariann-dealer serve --signing-key id/dealer.key --model network1 --batch 4 \
+//!     --listen 127.0.0.1:7100 --insecure-plaintext
 //! ariann-party --id 0 --listen 127.0.0.1:7000 --dealer 127.0.0.1:7100 ...
 //! ariann-party --id 1 --peer 127.0.0.1:7000 --dealer 127.0.0.1:7100 ...
 //! ```
@@ -60,8 +70,9 @@
 //! point (module `reference`).
 //!
 //! Exit status: 0 success; 2 usage or configuration error; 3 key file
-//! or dealer problem (missing, corrupt, another party's, plan or session,
-//! already used, exhausted; dealer unreachable, serving another plan,
+//! or dealer problem (missing, corrupt, unsigned or signed by another
+//! dealer key, another party's, plan or session, a bundle count other than
+//! the plan's, already used (journal or ledger), exhausted; dealer unreachable, serving another plan,
 //! stream broken or ended early); 4 link problem (peer unreachable or gone, timeout, TLS
 //! or handshake refused, protocol violation); 5 the peer runs another job or
 //! brings the same asset; 1 this party's own model, weights, inputs or
@@ -73,7 +84,9 @@ mod reference;
 mod train_cmd;
 
 use anyhow::{Context, Result, anyhow, bail};
+use ariann_dealer::auth::{DealerPublicKey, KeyTrust, LinkSecret};
 use ariann_dealer::keyfile::to_hex;
+use ariann_dealer::ledger::Ledger;
 use ariann_fss::Party;
 use ariann_job::JobFile;
 use ariann_mpc::PreprocessingSource;
@@ -156,6 +169,17 @@ struct Opts {
     /// Name this party expects in the dealer's certificate.
     #[arg(long)]
     dealer_tls_server_name: Option<String>,
+    /// The dealer's public key (dealer.pub from `ariann-dealer identity`):
+    /// key files and dealer streams must carry its signature. Required
+    /// whenever keys are used (a job, --train, daemon mode).
+    #[arg(long, value_name = "FILE")]
+    dealer_pubkey: Option<PathBuf>,
+    /// This party's state directory: the use-once ledger of dealer sessions
+    /// used on this host (created 0700; refused if group- or
+    /// world-writable) [default: $XDG_STATE_HOME/ariann-party, else
+    /// $HOME/.local/state/ariann-party].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// A zoo model (network1, lenet, alexnet, vgg16, resnet18, ...).
     #[arg(long)]
     model: Option<String>,
@@ -341,6 +365,8 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         dealer,
         dealer_tls_peer,
         dealer_tls_server_name,
+        dealer_pubkey,
+        state_dir,
         model,
         model_json,
         model_onnx,
@@ -656,25 +682,55 @@ fn is_loopback(addr: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A dealer session id and the key source of this party.
-type OpenKeys = ([u8; 16], Box<dyn PreprocessingSource<u64>>);
+/// What this party trusts for its keys: `--dealer-pubkey` (required) and
+/// the ledger in `--state-dir` (or the default state directory). A missing
+/// option is a usage error; an unreadable key or unusable directory a key
+/// problem.
+pub(crate) fn trust_of(o: &Opts) -> Result<KeyTrust, Fail> {
+    let Some(pk) = &o.dealer_pubkey else {
+        return Err(Fail::Usage(anyhow!(
+            "--dealer-pubkey FILE is required: the dealer's public key (dealer.pub from \
+             `ariann-dealer identity`); keys not signed by it are refused"
+        )));
+    };
+    let dealer = DealerPublicKey::load(pk)
+        .context("--dealer-pubkey")
+        .map_err(Fail::Keys)?;
+    let dir = match &o.state_dir {
+        Some(d) => d.clone(),
+        None => Ledger::default_dir().ok_or_else(|| {
+            Fail::Usage(anyhow!(
+                "no state directory: give --state-dir DIR (neither XDG_STATE_HOME nor HOME is set)"
+            ))
+        })?,
+    };
+    let ledger = Ledger::open(&dir)
+        .context("the use-once ledger (--state-dir)")
+        .map_err(Fail::Keys)?;
+    Ok(KeyTrust { dealer, ledger })
+}
 
-/// Opens this party's keys for the plan `plan_hash`: the key file (refusing
-/// another party's, plan's or a used one) or the dealer's stream. Returns
-/// the dealer session (the link's session id) and the source.
+/// A dealer session id, its link secret and the key source of this party.
+type OpenKeys = ([u8; 16], LinkSecret, Box<dyn PreprocessingSource<u64>>);
+
+/// Opens this party's keys for the plan `(hash, gates)`: the key file
+/// (refusing another party's, plan's, an unsigned or a used one) or the
+/// dealer's stream, trusted as `trust` says. Returns the dealer session
+/// (the link's session id), the session's link secret and the source.
 fn open_keys(
     keys: &Keys,
     party: Party,
-    plan_hash: [u8; 32],
+    (plan_hash, bundles): ([u8; 32], u64),
     net: &NetConfig,
+    trust: &KeyTrust,
 ) -> Result<OpenKeys, Fail> {
     Ok(match keys {
         Keys::File(path) => {
-            let (session, source) = open_key_file(path, party, plan_hash)?;
-            (session, Box::new(source))
+            let (session, source) = open_key_file(path, party, plan_hash, bundles, trust)?;
+            (session, source.link_secret(), Box::new(source))
         }
         Keys::Dealer { addr, tls } => {
-            let mut cfg = DealerConfig::new(addr.clone(), party, plan_hash);
+            let mut cfg = DealerConfig::new(addr.clone(), party, plan_hash, bundles, trust.clone());
             cfg.connect_timeout = net.connect_timeout;
             cfg.recv_timeout = net.exchange_timeout;
             cfg.tls = tls.clone();
@@ -682,7 +738,11 @@ fn open_keys(
                 .with_context(|| format!("keys from the dealer at {addr}"))
                 .map_err(Fail::Keys)?;
             tracing::info!(bundles = source.header().bundles, "dealer stream open");
-            (source.header().session, Box::new(source))
+            (
+                source.header().session,
+                source.link_secret(),
+                Box::new(source),
+            )
         }
     })
 }
@@ -772,8 +832,16 @@ impl From<LinkedError> for Fail {
 fn run(o: Opts) -> Result<(), Fail> {
     let s = setup(&o).map_err(Fail::Usage)?;
     let plan = s.job.plan().map_err(|e| Fail::Usage(e.into()))?;
+    let trust = trust_of(&o)?;
     // Keys first: a wrong key file or dealer fails before the party link.
-    let (session, mut source) = open_keys(&s.keys, s.party, plan.hash(), &s.net)?;
+    // The link secret goes into the party link's Hello (issue 12, item 3).
+    let (session, link_secret, mut source) = open_keys(
+        &s.keys,
+        s.party,
+        (plan.hash(), plan.gates.len() as u64),
+        &s.net,
+        &trust,
+    )?;
     let digest = s.job.digest_of(&plan);
     tracing::info!(
         party = ?s.party,
@@ -795,7 +863,10 @@ fn run(o: Opts) -> Result<(), Fail> {
         &s.asset,
         &mut *source,
         &session,
-        s.net.clone().max_message_size(limit),
+        s.net
+            .clone()
+            .max_message_size(limit)
+            .link_secret(link_secret),
         |addr| {
             tracing::info!(%addr, "listening");
             match &s.ready_file {
@@ -891,6 +962,7 @@ fn daemon(o: Opts) -> Result<(), Fail> {
             )));
         }
     };
+    let trust = trust_of(&o)?;
     let dc = ariann_party::daemon::DaemonConfig {
         control: o.control.ok_or_else(|| Fail::Usage(anyhow!("--control")))?,
         net,
@@ -901,6 +973,7 @@ fn daemon(o: Opts) -> Result<(), Fail> {
         fetch_timeout: Duration::from_secs(3600),
         auth,
         max_jobs: 1024,
+        trust,
     };
     let rt = tokio::runtime::Runtime::new()
         .context("cannot start the runtime")

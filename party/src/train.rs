@@ -238,6 +238,15 @@ impl TrainJob {
             .ok_or_else(|| NnError::Overflow(format!("{steps} steps")).into())
     }
 
+    /// Key bundles of the job: the gates of one step's plan times the
+    /// steps (what the dealer's header must announce).
+    pub fn bundles(&self) -> Result<u64, PartyError> {
+        let steps = self.steps()? as u64;
+        (self.step_plan()?.gates.len() as u64)
+            .checked_mul(steps)
+            .ok_or_else(|| NnError::Overflow(format!("{steps} steps")).into())
+    }
+
     /// A digest of everything both parties must agree on.
     pub fn digest(&self) -> Result<[u8; 32], PartyError> {
         Ok(self.digest_of(&self.plan_hash()?))

@@ -11,7 +11,7 @@
 //! inference (see the binary's docs).
 
 use crate::{
-    Fail, Keys, Opts, config_of, keys_of, model_of, net_config, open_keys, party_of, read,
+    Fail, Keys, Opts, config_of, keys_of, model_of, net_config, open_keys, party_of, read, trust_of,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use ariann_dealer::keyfile::to_hex;
@@ -440,7 +440,11 @@ pub(crate) fn run(o: Opts) -> Result<(), Fail> {
         .check(&s.job)
         .context("this party's asset does not fit the job")
         .map_err(Fail::Local)?;
-    let (session, mut source) = open_keys(&s.keys, s.party, plan_hash, &s.net)?;
+    let bundles = s.job.bundles().map_err(|e| Fail::Usage(e.into()))?;
+    let trust = trust_of(&o)?;
+    // The link secret goes into the party link's Hello (issue 12, item 3).
+    let (session, link_secret, mut source) =
+        open_keys(&s.keys, s.party, (plan_hash, bundles), &s.net, &trust)?;
     let digest = s.job.digest_of(&plan_hash);
     let steps = s.job.steps().map_err(|e| Fail::Usage(e.into()))?;
     tracing::info!(
@@ -457,7 +461,7 @@ pub(crate) fn run(o: Opts) -> Result<(), Fail> {
         &s.asset,
         &mut *source,
         &session,
-        s.net.clone(),
+        s.net.clone().link_secret(link_secret),
         |addr| {
             tracing::info!(%addr, "listening");
             match &s.ready_file {

@@ -10,7 +10,7 @@
 
 mod common;
 use ariann_party::client::{ClientError, RemoteParty};
-use common::{BATCH, Fixture, party_bin, wait, wait_ready};
+use common::{BATCH, Fixture, party_bin, trust_args, wait, wait_ready};
 use std::process::{Child, Command, Stdio};
 
 fn free_port() -> u16 {
@@ -47,7 +47,8 @@ fn daemon(f: &Fixture, id: u8, link: &str) -> (Child, String) {
     );
     let ready = f.path(&format!("ready{id}"));
     let mut c = Command::new(party_bin());
-    c.args(["--id", &id.to_string(), "--control", "127.0.0.1:0"])
+    c.args(trust_args(f.dir.path(), id))
+        .args(["--id", &id.to_string(), "--control", "127.0.0.1:0"])
         .arg("--control-tokens")
         .arg(&tokens)
         .args(["--connect-timeout", "10", "--exchange-timeout", "10"])
@@ -207,6 +208,7 @@ fn daemons_refuse_to_start_without_safe_authentication() {
     let f = Fixture::new();
     let start = |extra: &[&str]| {
         let out = Command::new(party_bin())
+            .args(trust_args(f.dir.path(), 1))
             .args([
                 "--id",
                 "1",
@@ -235,6 +237,7 @@ fn daemons_refuse_to_start_without_safe_authentication() {
     let (st, err) = start(&["--control-tokens", weak.to_str().expect("utf-8")]);
     assert!(!st.success() && err.contains("at least"), "{err}");
     let out = Command::new(party_bin())
+        .args(trust_args(f.dir.path(), 1))
         .args([
             "--id",
             "1",

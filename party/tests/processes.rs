@@ -11,12 +11,16 @@
 //! `dealer/tests/keyfile.rs` (the dealer cannot write such a file).
 
 mod common;
-use common::{BATCH, Fixture, dealer_bin, party_bin, wait, wait_ready};
+use common::{BATCH, Fixture, dealer_bin, party_bin, signing_args, trust_args, wait, wait_ready};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The fixture with key files for the job in `keys/`.
+fn journal_of(k: &Path) -> std::path::PathBuf {
+    ariann_dealer::keyfile::journal_path(k)
+}
+
 fn fixture() -> Fixture {
     let f = Fixture::new();
     f.keys("keys", BATCH);
@@ -43,6 +47,7 @@ fn party_cmd_dealer(f: &Fixture, id: u8, dealer: &str, extra: &[&str]) -> Comman
 fn party_base(f: &Fixture, id: u8) -> Command {
     let mut c = Command::new(party_bin());
     c.args(["--id", &id.to_string(), "--batch", &BATCH.to_string()])
+        .args(trust_args(f.dir.path(), id))
         .args([
             "--output-to",
             "1",
@@ -189,6 +194,18 @@ fn two_processes_reveal_the_cleartext_result_and_keys_are_used_once() {
     let r = run(&f, &k0, &k1, &[], &[]);
     assert_failed(&r, 0, 3, "already used");
     assert_eq!(r.p1.0.code(), Some(3), "party 1 too:\n{}", r.p1.1);
+
+    // Copies under other names (no journals): the host's ledger refuses them.
+    let (c0, c1) = (f.path("copy0.keys"), f.path("copy1.keys"));
+    std::fs::copy(&k0, &c0).expect("copy");
+    std::fs::copy(&k1, &c1).expect("copy");
+    let r = run(&f, &c0, &c1, &[], &[]);
+    assert_failed(&r, 0, 3, "were already used on this host (ledger");
+    assert!(
+        r.p1.1.contains("were already used on this host (ledger"),
+        "party 1 too:\n{}",
+        r.p1.1
+    );
 }
 
 #[test]
@@ -222,6 +239,48 @@ fn damaged_or_foreign_key_files_fail_clearly() {
     std::fs::write(&k0, bytes).expect("write");
     let r = run(&f, &k0, &k1b, &[], &[]);
     assert_failed(&r, 0, 3, "checksum");
+
+    // Signed by another dealer key than the pinned one (a forger's).
+    let (k0, k1f) = fresh("forged");
+    let other = tempfile::tempdir().expect("tempdir");
+    let st = Command::new(dealer_bin())
+        .args(["keys", "--no-progress", "--batch", &BATCH.to_string()])
+        .args(signing_args(other.path()))
+        .arg("--model-json")
+        .arg(f.path("model.json"))
+        .arg("--out")
+        .arg(other.path().join("k"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run ariann-dealer");
+    assert!(st.success());
+    std::fs::copy(other.path().join("k/party0.keys"), &k0).expect("replace");
+    let r = run(&f, &k0, &k1f, &[], &[]);
+    assert_failed(&r, 0, 3, "this party pins dealer key");
+
+    // No pinned dealer key at all: a usage error, nothing runs.
+    let (k0, _) = fresh("unpinned");
+    let out = Command::new(party_bin())
+        .args([
+            "--id",
+            "0",
+            "--batch",
+            &BATCH.to_string(),
+            "--output-to",
+            "1",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--model-json"])
+        .arg(f.path("model.json"))
+        .arg("--weights")
+        .arg(f.path("weights.safetensors"))
+        .arg("--keys")
+        .arg(&k0)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--dealer-pubkey"), "{err}");
+    assert!(!journal_of(&k0).exists(), "the key file was not opened");
 
     // The other party's file.
     let (_, k1c) = fresh("swap");
@@ -344,6 +403,7 @@ fn start_dealer(f: &Fixture, batch: usize, wait_secs: u64, extra: &[&str]) -> (C
     let _ = std::fs::remove_file(&ready);
     let child = Command::new(dealer_bin())
         .args(["serve", "--batch", &batch.to_string()])
+        .args(signing_args(f.dir.path()))
         .args(["--wait", &wait_secs.to_string()])
         .arg("--model-json")
         .arg(f.path("model.json"))

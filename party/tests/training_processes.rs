@@ -11,7 +11,10 @@ use ariann_fss::Party;
 use ariann_nn::train::decode_params;
 use ariann_nn::{Config, Init, Loss, Params, Rounding, TrainConfig, Weights};
 use ariann_party::{LrSchedule, Reveal, TrainJob};
-use common::{dealer_bin, model, party_bin, train_clear, training_set, wait, wait_ready};
+use common::{
+    dealer_bin, model, party_bin, signing_args, train_clear, training_set, trust_args, wait,
+    wait_ready,
+};
 use rand::SeedableRng;
 use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
 use safetensors::Dtype;
@@ -137,7 +140,9 @@ impl Fixture {
     /// `extra` gives them), its asset, `extra`.
     fn party(&self, id: u8, loss: &str, keys: &[String], extra: &[&str]) -> Command {
         let mut c = Command::new(party_bin());
-        c.args(["--id", &id.to_string()]).args(plan_args(loss));
+        c.args(["--id", &id.to_string()])
+            .args(trust_args(self.dir.path(), id))
+            .args(plan_args(loss));
         for (flag, value) in [
             ("--lr", "0.1"),
             ("--lr-step", "1"),
@@ -191,6 +196,7 @@ impl Fixture {
     fn key_files(&self, loss: &str, out: &str) -> [Vec<String>; 2] {
         let st = Command::new(dealer_bin())
             .args(["keys", "--no-progress"])
+            .args(signing_args(self.dir.path()))
             .args(plan_args(loss))
             .arg("--model-json")
             .arg(self.path("model.json"))
@@ -215,6 +221,7 @@ impl Fixture {
         let ready = self.path("dealer-ready");
         let mut child = Command::new(dealer_bin())
             .arg("serve")
+            .args(signing_args(self.dir.path()))
             .args(plan_args(loss))
             .args(["--wait", "20", "--insecure-plaintext"])
             .args(["--listen", "127.0.0.1:0", "--ready-file"])
@@ -395,6 +402,7 @@ fn other_hyper_parameters_are_refused_before_any_data_is_shared() {
 /// One party alone, failing before it reaches keys or peer.
 fn alone(f: &Fixture, args: &[&str]) -> (i32, String) {
     let c = Command::new(party_bin())
+        .args(trust_args(f.dir.path(), 1))
         .args(["--id", "1", "--peer", "127.0.0.1:9", "--keys"])
         .arg(f.path("no.keys"))
         .arg("--model-json")

@@ -22,7 +22,9 @@ pub const LINK_PROTOCOL_VERSION: u32 = 2;
 /// Version of the KeyStream protocol spoken by this build
 /// (`KeyRequest.format_version`, `KeyStreamHeader.format_version`).
 ///
-/// Version 2: the plan hash is v2 (one binary encoding of a gate
-/// descriptor, shared with the key bundle header); a version 1 dealer or
-/// party is refused with a message naming both versions.
-pub const KEY_STREAM_VERSION: u32 = 2;
+/// Version 3: the header carries the session's link secret, the dealer's
+/// public key and its Ed25519 signature over the header's fields. Version
+/// 2: the plan hash is v2 (one binary encoding of a gate descriptor, shared
+/// with the key bundle header). A dealer or party of another version is
+/// refused with a message naming both versions.
+pub const KEY_STREAM_VERSION: u32 = 3;

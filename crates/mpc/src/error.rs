@@ -160,6 +160,10 @@ pub enum SourceFault {
     /// The use-once journal could not be updated, so the bundle is withheld.
     #[error("journal update failed: {0}")]
     Journal(String),
+    /// The dealer's signature on the bytes does not verify under the pinned
+    /// dealer key (tampered, or signed by another key), or is missing.
+    #[error("bad dealer signature: {0}")]
+    Signature(String),
 }
 
 /// Who is at fault for an error: what a caller branches on (an exit code,

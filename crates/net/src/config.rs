@@ -5,34 +5,12 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 use thiserror::Error;
-use zeroize::Zeroizing;
 
 /// A job's link secret: 32 random bytes the dealer puts in both parties'
-/// (signed) keys. The link's handshake proves with it that each end holds
-/// this job's keys (HMAC-SHA256 challenge-response, see the crate docs); it
-/// never travels itself. Zeroized on drop; `Debug` shows no byte of it.
-#[derive(Clone)]
-pub struct LinkSecret(Zeroizing<[u8; 32]>);
-
-impl LinkSecret {
-    /// Bytes of a link secret.
-    pub const LEN: usize = 32;
-
-    /// Wraps the 32 bytes delivered with the keys.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        LinkSecret(Zeroizing::new(bytes))
-    }
-
-    pub(crate) fn expose(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for LinkSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LinkSecret(..)")
-    }
-}
+/// (signed) keys; the link's handshake proves with it that each end holds
+/// this job's keys (HMAC-SHA256 challenge-response, see the crate docs). It
+/// never travels itself.
+pub use ariann_dealer::auth::LinkSecret;
 
 /// Errors of building a [`NetConfig`] or parsing a [`WanShape`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

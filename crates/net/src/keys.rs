@@ -15,7 +15,33 @@
 //! (generation blocks while a party is slow; the parties run in lock-step),
 //! and a party holds at most two decoded bundles beyond the gate it runs.
 //! Keys are never stored: a bundle is dropped once handed out.
+//!
+//! # Signed headers, link secret, use-once
+//!
+//! The dealer signs each party's header with its Ed25519 key
+//! ([`ariann_dealer::auth`]): session id, party, plan hash, bundle count,
+//! ring bits, the session's [`LinkSecret`] and its public key. A party
+//! refuses a header signed by another key than the one it pins, a bad
+//! signature, a bundle count other than its plan's number of gates, and a
+//! session its use-once ledger ([`ariann_dealer::ledger`]) records as used
+//! on this host; it claims the session in the ledger before the first
+//! bundle is handed out. The link secret is
+//! [`DealerStreamSource::link_secret`].
+//!
+//! Bundles are not signed one by one. With mutual TLS (the way to serve
+//! keys across hosts) the channel authenticates every byte from the pinned
+//! dealer certificate. Without TLS (`--insecure-plaintext`, loopback only)
+//! the header is signed and the bundles are not: another user of the host
+//! cannot inject bytes into an established loopback TCP connection without
+//! privileges, and signing every bundle would add a SHA-256 of every key
+//! byte on both ends of the key path, which the key path's throughput
+//! (issue 11) does not need to pay for on the only path where it would help.
 
+use ariann_dealer::auth::{
+    DealerPublicKey, DealerSigningKey, KeyTrust, LINK_SECRET_LEN, LinkSecret, PUBLIC_KEY_LEN,
+    SIGNATURE_LEN,
+};
+use ariann_dealer::keyfile::SessionId;
 use ariann_fss::Party;
 use ariann_mpc::bundle::check_bundle;
 use ariann_mpc::secret::SecretBuf;
@@ -77,8 +103,32 @@ fn party_index(p: Party) -> u32 {
     u32::from(p.index())
 }
 
+/// Domain of the dealer's signature on a key stream header.
+const HEADER_SIG_DOMAIN: &[u8] = b"ariann-rs key stream header v3";
+
+/// The bytes the dealer signs for `party`'s header (after the domain).
+fn header_message(
+    session: &[u8; 16],
+    party: u8,
+    plan_hash: &[u8; 32],
+    bundles: u64,
+    ring_bits: u32,
+    link: &LinkSecret,
+    public: &[u8; PUBLIC_KEY_LEN],
+) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut m = zeroize::Zeroizing::new(Vec::with_capacity(16 + 1 + 32 + 8 + 4 + 32 + 32));
+    m.extend_from_slice(session);
+    m.push(party);
+    m.extend_from_slice(plan_hash);
+    m.extend_from_slice(&bundles.to_le_bytes());
+    m.extend_from_slice(&ring_bits.to_le_bytes());
+    m.extend_from_slice(link.expose());
+    m.extend_from_slice(public);
+    m
+}
+
 /// The job a [`KeyServer`] serves, as announced in both headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyJob {
     /// Dealer session id (fresh and random per job).
     pub session: [u8; 16],
@@ -88,6 +138,9 @@ pub struct KeyJob {
     pub ring_bits: u32,
     /// Bundles per party (gates of the plan).
     pub bundles: u64,
+    /// The session's link secret (fresh and random per job), in both
+    /// parties' signed headers.
+    pub link_secret: LinkSecret,
 }
 
 /// The dealer's TLS: its certificate and key, and each party's pinned
@@ -205,6 +258,9 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<KeyChunk, Status>> + Send + 
 
 struct KeyService {
     job: KeyJob,
+    /// Each party's signed header fields: the dealer's public key and its
+    /// signature.
+    signed: [(Vec<u8>, Vec<u8>); 2],
     chunk_size: usize,
     slots: Arc<Mutex<[Option<mpsc::Receiver<Encoded>>; 2]>>,
     events: std::sync::mpsc::Sender<Event>,
@@ -344,6 +400,9 @@ impl KeyStream for KeyService {
                 ring_bits: self.job.ring_bits,
                 plan_hash: self.job.plan_hash.to_vec(),
                 max_chunk: self.chunk_size as u32,
+                link_secret: self.job.link_secret.expose().to_vec(),
+                dealer_public_key: self.signed[party as usize].0.clone(),
+                signature: self.signed[party as usize].1.clone(),
             })),
         };
         // Cannot fail: fresh channel with room.
@@ -464,8 +523,12 @@ impl std::fmt::Debug for KeyServer {
 
 impl KeyServer {
     /// Binds `cfg.listen` and starts serving `job` (bundles flow once
-    /// [`KeyServer::serve`] runs).
-    pub fn bind(cfg: KeyServerConfig, job: KeyJob) -> Result<KeyServer, KeyServeError> {
+    /// [`KeyServer::serve`] runs), each party's header signed with `key`.
+    pub fn bind(
+        cfg: KeyServerConfig,
+        job: KeyJob,
+        key: &DealerSigningKey,
+    ) -> Result<KeyServer, KeyServeError> {
         if cfg.chunk_size == 0 || cfg.chunk_size > MAX_KEY_CHUNK {
             return Err(KeyServeError::Invalid(format!(
                 "chunk size {} (1..={MAX_KEY_CHUNK})",
@@ -501,8 +564,23 @@ impl KeyServer {
             ]),
             None => None,
         };
+        let public = key.public().to_bytes();
+        let sign = |party: u8| {
+            let m = header_message(
+                &job.session,
+                party,
+                &job.plan_hash,
+                job.bundles,
+                job.ring_bits,
+                &job.link_secret,
+                &public,
+            );
+            (public.to_vec(), key.sign(HEADER_SIG_DOMAIN, &m).to_vec())
+        };
+        let signed = [sign(0), sign(1)];
         let service = KeyService {
-            job,
+            job: job.clone(),
+            signed,
             chunk_size: cfg.chunk_size,
             slots: Arc::new(Mutex::new([Some(rx0), Some(rx1)])),
             events: ev_tx,
@@ -585,7 +663,7 @@ impl KeyServer {
         std::thread::scope(|sc| {
             let [tx0, tx1] = senders;
             sc.spawn(move || generate(bundles, job.bundles, tx0, tx1, gen_err_tx));
-            let res = wait_parties(&events, &gen_err, &cfg, job);
+            let res = wait_parties(&events, &gen_err, &cfg, &job);
             if res.is_ok() {
                 // Let the final trailers reach the parties (bounded).
                 rt.block_on(async {
@@ -658,7 +736,7 @@ fn wait_parties(
     events: &std::sync::mpsc::Receiver<Event>,
     gen_err: &std::sync::mpsc::Receiver<String>,
     cfg: &KeyServerConfig,
-    job: KeyJob,
+    job: &KeyJob,
 ) -> Result<ServeReport, KeyServeError> {
     let start = std::time::Instant::now();
     let mut first: Option<std::time::Instant> = None;
@@ -748,16 +826,30 @@ pub struct DealerConfig {
     /// Mutual TLS: this party's certificate and key, the dealer's pinned
     /// certificate as `peer_pem`, the dealer's name as `server_name`.
     pub tls: Option<TlsConfig>,
+    /// Bundles of the job (the number of gates of this party's plan): a
+    /// header announcing another count is refused.
+    pub bundles: u64,
+    /// The pinned dealer key and this host's use-once ledger.
+    pub trust: KeyTrust,
 }
 
 impl DealerConfig {
-    /// Defaults: 30 s to connect, 60 s per bundle, chunks up to 16 MiB,
-    /// bundles up to 16 GiB, no TLS.
-    pub fn new(addr: impl Into<String>, party: Party, plan_hash: [u8; 32]) -> Self {
+    /// Keys of a plan with hash `plan_hash` and `bundles` gates, from a
+    /// dealer trusted as `trust` says. Defaults: 30 s to connect, 60 s per
+    /// bundle, chunks up to 16 MiB, bundles up to 16 GiB, no TLS.
+    pub fn new(
+        addr: impl Into<String>,
+        party: Party,
+        plan_hash: [u8; 32],
+        bundles: u64,
+        trust: KeyTrust,
+    ) -> Self {
         DealerConfig {
             addr: addr.into(),
             party,
             plan_hash,
+            bundles,
+            trust,
             connect_timeout: Duration::from_secs(30),
             recv_timeout: Duration::from_secs(60),
             max_chunk: MAX_KEY_CHUNK,
@@ -812,6 +904,21 @@ pub enum KeyStreamError {
     /// The dealer broke the key stream protocol.
     #[error("key stream protocol error: {0}")]
     Protocol(String),
+    /// The header is not signed by the pinned dealer key (unsigned, signed
+    /// by another key, or tampered with).
+    #[error("the key stream is not signed by the pinned dealer key: {0}")]
+    Signature(String),
+    /// The dealer announces another number of bundles than the plan's gates.
+    #[error("the dealer announces {dealer} bundles, but this job's plan has {expected} gates")]
+    BundleCount {
+        /// Bundles announced.
+        dealer: u64,
+        /// Gates of the plan.
+        expected: u64,
+    },
+    /// The session was already used on this host, or the ledger failed.
+    #[error("{0}")]
+    Ledger(String),
 }
 
 /// What the dealer announced for this party's stream.
@@ -848,6 +955,9 @@ enum Item<R: Ring> {
 /// errors of [`check_bundle`]. Errors are sticky.
 pub struct DealerStreamSource<R: Ring> {
     header: StreamHeader,
+    link_secret: LinkSecret,
+    ledger: ariann_dealer::ledger::Ledger,
+    dealer_addr: String,
     party: Party,
     rt: Option<Runtime>,
     rx: Option<Receiver<Item<R>>>,
@@ -918,16 +1028,16 @@ impl<R: Ring> DealerStreamSource<R> {
             .build()
             .map_err(|e| KeyStreamError::Invalid(format!("tokio runtime: {e}")))?;
         let opened = rt.block_on(open(&cfg)).and_then(|(out, inbound, header)| {
-            if header.ring_bits == R::BITS {
+            if header.0.ring_bits == R::BITS {
                 Ok((out, inbound, header))
             } else {
                 Err(KeyStreamError::RingMismatch {
-                    dealer: header.ring_bits,
+                    dealer: header.0.ring_bits,
                     expected: R::BITS,
                 })
             }
         });
-        let (out, inbound, header) = match opened {
+        let (out, inbound, (header, link_secret)) = match opened {
             Ok(x) => x,
             Err(e) => {
                 rt.shutdown_background();
@@ -962,6 +1072,9 @@ impl<R: Ring> DealerStreamSource<R> {
         }
         Ok(DealerStreamSource {
             header,
+            link_secret,
+            ledger: cfg.trust.ledger.clone(),
+            dealer_addr: cfg.addr.clone(),
             party,
             rt: Some(rt),
             rx: Some(rx),
@@ -979,6 +1092,12 @@ impl<R: Ring> DealerStreamSource<R> {
         &self.header
     }
 
+    /// The session's link secret (from the dealer's signed header), for
+    /// the party link's authenticated Hello.
+    pub fn link_secret(&self) -> LinkSecret {
+        self.link_secret.clone()
+    }
+
     /// Bundles handed out so far.
     pub fn consumed(&self) -> u64 {
         self.next
@@ -990,7 +1109,11 @@ impl<R: Ring> DealerStreamSource<R> {
     }
 }
 
-type Opened = (mpsc::Sender<PullMessage>, Streaming<KeyChunk>, StreamHeader);
+type Opened = (
+    mpsc::Sender<PullMessage>,
+    Streaming<KeyChunk>,
+    (StreamHeader, LinkSecret),
+);
 
 async fn open(cfg: &DealerConfig) -> Result<Opened, KeyStreamError> {
     let deadline = Instant::now() + cfg.connect_timeout;
@@ -1075,7 +1198,10 @@ async fn open(cfg: &DealerConfig) -> Result<Opened, KeyStreamError> {
     Ok((out, inbound, header))
 }
 
-fn check_header(h: &KeyStreamHeader, cfg: &DealerConfig) -> Result<StreamHeader, KeyStreamError> {
+fn check_header(
+    h: &KeyStreamHeader,
+    cfg: &DealerConfig,
+) -> Result<(StreamHeader, LinkSecret), KeyStreamError> {
     if h.format_version != KEY_STREAM_VERSION {
         return Err(KeyStreamError::Protocol(format!(
             "the dealer speaks key stream version {}, this party {KEY_STREAM_VERSION} (run the same ariann-rs version on the dealer and both parties)",
@@ -1107,13 +1233,74 @@ fn check_header(h: &KeyStreamHeader, cfg: &DealerConfig) -> Result<StreamHeader,
             h.max_chunk, cfg.max_chunk
         )));
     }
-    Ok(StreamHeader {
-        session,
-        bundles: h.bundles,
-        ring_bits: h.ring_bits,
-        plan_hash,
-        max_chunk: h.max_chunk as usize,
-    })
+    // The dealer's signature: before anything of the header is trusted
+    // further (the count, the session, the link secret).
+    let pinned = cfg.trust.dealer;
+    let public: [u8; PUBLIC_KEY_LEN] = h.dealer_public_key.as_slice().try_into().map_err(|_| {
+        KeyStreamError::Signature(format!(
+            "the header carries no dealer public key ({} bytes)",
+            h.dealer_public_key.len()
+        ))
+    })?;
+    if public != pinned.to_bytes() {
+        return Err(KeyStreamError::Signature(format!(
+            "signed by dealer key {}, this party pins {}",
+            hex(&public),
+            pinned.to_hex()
+        )));
+    }
+    let signature: [u8; SIGNATURE_LEN] = h.signature.as_slice().try_into().map_err(|_| {
+        KeyStreamError::Signature(format!(
+            "the header carries no signature ({} bytes)",
+            h.signature.len()
+        ))
+    })?;
+    let mut link = zeroize::Zeroizing::new([0u8; LINK_SECRET_LEN]);
+    if h.link_secret.len() != LINK_SECRET_LEN {
+        return Err(KeyStreamError::Protocol(format!(
+            "link secret of {} bytes",
+            h.link_secret.len()
+        )));
+    }
+    link.copy_from_slice(&h.link_secret);
+    let link = LinkSecret::from_bytes(*link);
+    let m = header_message(
+        &session,
+        cfg.party.index(),
+        &plan_hash,
+        h.bundles,
+        h.ring_bits,
+        &link,
+        &public,
+    );
+    DealerPublicKey::verify(
+        &pinned,
+        HEADER_SIG_DOMAIN,
+        &m,
+        &signature,
+        "key stream header",
+    )
+    .map_err(|e| KeyStreamError::Signature(e.to_string()))?;
+    if h.bundles != cfg.bundles {
+        return Err(KeyStreamError::BundleCount {
+            dealer: h.bundles,
+            expected: cfg.bundles,
+        });
+    }
+    cfg.trust
+        .ledger
+        .check(SessionId(session), cfg.party)
+        .map_err(|e| KeyStreamError::Ledger(e.to_string()))?;
+    Ok((
+        StreamHeader {
+            session,
+            bundles: h.bundles,
+            ring_bits: h.ring_bits,
+            plan_hash,
+            max_chunk: h.max_chunk as usize,
+        },
+        link,
+    ))
 }
 
 /// The reader thread: chunks in order, bundles reassembled, decoded and
@@ -1275,6 +1462,18 @@ impl<R: Ring> PreprocessingSource<R> for DealerStreamSource<R> {
         if let Some(b) = &self.pending {
             // A mismatch consumes nothing.
             check_bundle(b, party, expected)?;
+        }
+        if self.next == 0 {
+            let what = format!("dealer stream from {}", self.dealer_addr);
+            if let Err(e) = self
+                .ledger
+                .claim(SessionId(self.header.session), self.party, &what)
+            {
+                return Err(self.fail(MpcError::KeySource {
+                    index: 0,
+                    fault: SourceFault::Journal(e.to_string()),
+                }));
+            }
         }
         self.next += 1;
         if self.next == self.header.bundles

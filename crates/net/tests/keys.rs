@@ -4,6 +4,8 @@
 //! certificate), a party leaving early, an unreachable dealer.
 
 mod common;
+use ariann_dealer::auth::{DealerSigningKey, KeyTrust, LinkSecret};
+use ariann_dealer::ledger::Ledger;
 use ariann_fss::Party;
 use ariann_mpc::bundle::generate_bundles;
 use ariann_mpc::{GateDesc, KeyBundle, MpcError, PreprocessingSource, SourceFault};
@@ -49,13 +51,41 @@ fn bundles(seed: u64, big: usize) -> Vec<Pair> {
         .collect()
 }
 
+/// A fresh random session per job (every test's parties keep their own
+/// ledger anyway).
 fn job(big: usize) -> KeyJob {
+    use rand::RngCore;
+    let mut session = [0u8; 16];
+    rand::rng().fill_bytes(&mut session);
     KeyJob {
-        session: [3; 16],
+        session,
         plan_hash: PLAN,
         ring_bits: 64,
         bundles: gates(big).len() as u64,
+        link_secret: LinkSecret::from_bytes([5; 32]),
     }
+}
+
+/// The dealer of these tests (a fixed seed), and another one.
+fn dealer_key() -> DealerSigningKey {
+    DealerSigningKey::from_seed(&[0x42; 32])
+}
+
+fn other_key() -> DealerSigningKey {
+    DealerSigningKey::from_seed(&[0x17; 32])
+}
+
+/// A fresh, empty ledger directory under the target's temporary directory.
+fn fresh_ledger() -> Ledger {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "net-keys-ledger-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ledger::open(&dir).expect("ledger")
 }
 
 fn server(tls: Option<DealerTls>, big: usize) -> KeyServer {
@@ -63,14 +93,23 @@ fn server(tls: Option<DealerTls>, big: usize) -> KeyServer {
     cfg.chunk_size = 4096;
     cfg.wait_timeout = Duration::from_secs(20);
     cfg.tls = tls;
-    KeyServer::bind(cfg, job(big)).expect("bind")
+    KeyServer::bind(cfg, job(big), &dealer_key()).expect("bind")
 }
 
-fn party_cfg(addr: &str, party: Party, plan: [u8; 32]) -> DealerConfig {
-    let mut c = DealerConfig::new(addr, party, plan);
+/// A party expecting the plan of `gates(big)` (or `bundles` gates).
+fn party_cfg_n(addr: &str, party: Party, plan: [u8; 32], bundles: u64) -> DealerConfig {
+    let trust = KeyTrust {
+        dealer: dealer_key().public(),
+        ledger: fresh_ledger(),
+    };
+    let mut c = DealerConfig::new(addr, party, plan, bundles, trust);
     c.connect_timeout = Duration::from_secs(5);
     c.recv_timeout = Duration::from_secs(10);
     c
+}
+
+fn party_cfg(addr: &str, party: Party, plan: [u8; 32], big: usize) -> DealerConfig {
+    party_cfg_n(addr, party, plan, gates(big).len() as u64)
 }
 
 /// Serves `bundles(seed, big)` on a thread.
@@ -112,9 +151,9 @@ fn both_parties_receive_their_bundles_in_chunks() {
         for party in [Party::P0, Party::P1] {
             let (addr, want) = (&addr, &want);
             sc.spawn(move || {
-                let mut src =
-                    DealerStreamSource::<u64>::connect(party_cfg(addr, party, PLAN)).expect("open");
-                assert_eq!(src.header().session, [3; 16]);
+                let mut src = DealerStreamSource::<u64>::connect(party_cfg(addr, party, PLAN, 0))
+                    .expect("open");
+                assert_eq!(src.link_secret(), LinkSecret::from_bytes([5; 32]));
                 assert_eq!(src.header().bundles, 4);
                 consume(&mut src, party, want);
                 // Past the end: exhausted, not a hang.
@@ -139,21 +178,22 @@ fn asking_twice_or_for_another_plan_is_refused() {
     let addr = s.local_addr().to_string();
     let h = serve(s, 2, BIG);
     let want = bundles(2, BIG);
-    let mut p0 = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN)).expect("p0");
-    let again = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN))
+    let mut p0 =
+        DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN, BIG)).expect("p0");
+    let again = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN, BIG))
         .expect_err("a second request of party 0");
     match &again {
         KeyStreamError::Refused(m) => assert!(m.contains("already pulled"), "{m}"),
         e => panic!("expected a refusal, got {e:?}"),
     }
-    let other = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P1, [8; 32]))
+    let other = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P1, [8; 32], BIG))
         .expect_err("another plan");
     assert!(
         matches!(&other, KeyStreamError::PlanMismatch { dealer, .. } if dealer.starts_with("0707")),
         "{other:?}"
     );
     assert!(other.to_string().contains("another plan"), "{other}");
-    let wrong_ring = DealerStreamSource::<u32>::connect(party_cfg(&addr, Party::P1, PLAN));
+    let wrong_ring = DealerStreamSource::<u32>::connect(party_cfg(&addr, Party::P1, PLAN, BIG));
     // The ring is checked on the header, after the dealer handed out the
     // slot: party 1's keys are gone with it, so the job fails.
     assert!(matches!(
@@ -185,8 +225,10 @@ fn a_party_leaving_early_fails_the_dealer_and_the_other_party() {
     let addr = s.local_addr().to_string();
     let h = serve(s, 3, BIG);
     let want = bundles(3, BIG);
-    let mut p0 = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN)).expect("p0");
-    let mut p1 = DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P1, PLAN)).expect("p1");
+    let mut p0 =
+        DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P0, PLAN, BIG)).expect("p0");
+    let mut p1 =
+        DealerStreamSource::<u64>::connect(party_cfg(&addr, Party::P1, PLAN, BIG)).expect("p1");
     p1.next_bundle(Party::P1, &want[0].1.tag)
         .expect("first bundle");
     drop(p1);
@@ -217,7 +259,7 @@ fn a_party_leaving_early_fails_the_dealer_and_the_other_party() {
 
 #[test]
 fn an_unreachable_dealer_fails_within_the_deadline() {
-    let mut c = party_cfg("127.0.0.1:9", Party::P0, PLAN);
+    let mut c = party_cfg("127.0.0.1:9", Party::P0, PLAN, 0);
     c.connect_timeout = Duration::from_secs(1);
     let start = Instant::now();
     let e = DealerStreamSource::<u64>::connect(c).expect_err("nobody there");
@@ -246,7 +288,7 @@ fn mutual_tls_pins_each_party() {
         server_name: "dealer.test".into(),
     };
     // Party 0's certificate cannot pull party 1's keys.
-    let mut c = party_cfg(&addr, Party::P1, PLAN);
+    let mut c = party_cfg(&addr, Party::P1, PLAN, 0);
     c.tls = Some(tls(&c0, &k0));
     match DealerStreamSource::<u64>::connect(c) {
         Err(KeyStreamError::Refused(m)) => assert!(m.contains("pinned for party 1"), "{m}"),
@@ -256,7 +298,7 @@ fn mutual_tls_pins_each_party() {
         for (party, cert, key) in [(Party::P0, &c0, &k0), (Party::P1, &c1, &k1)] {
             let (addr, want, tls) = (&addr, &want, &tls);
             sc.spawn(move || {
-                let mut c = party_cfg(addr, party, PLAN);
+                let mut c = party_cfg(addr, party, PLAN, 0);
                 c.tls = Some(tls(cert, key));
                 let mut src = DealerStreamSource::<u64>::connect(c).expect("open over TLS");
                 consume(&mut src, party, want);
@@ -288,6 +330,39 @@ mod fake {
         EarlyEnd,
         /// The header, then silence with the stream open.
         Silent,
+        /// A header without signature (then as EarlyEnd).
+        Unsigned,
+        /// A header signed by another dealer key, naming that key.
+        OtherKey,
+        /// A header signed by another key but naming the pinned one.
+        ForgedKey,
+        /// A header whose bundle count was raised after signing.
+        Tampered,
+    }
+
+    /// The header of the fake job (session [1; 16], party 0, 3 bundles,
+    /// link secret [6; 32]) signed with `key` as `keys.proto` specifies.
+    fn signed_header(key: &DealerSigningKey, named: [u8; 32], bundles: u64) -> KeyStreamHeader {
+        let mut m = Vec::new();
+        m.extend_from_slice(&[1; 16]);
+        m.push(0);
+        m.extend_from_slice(&PLAN);
+        m.extend_from_slice(&bundles.to_le_bytes());
+        m.extend_from_slice(&64u32.to_le_bytes());
+        m.extend_from_slice(&[6; 32]);
+        m.extend_from_slice(&named);
+        KeyStreamHeader {
+            format_version: KEY_STREAM_VERSION,
+            session_id: vec![1; 16],
+            party: 0,
+            bundles,
+            ring_bits: 64,
+            plan_hash: PLAN.to_vec(),
+            max_chunk: 4096,
+            link_secret: vec![6; 32],
+            dealer_public_key: named.to_vec(),
+            signature: key.sign(b"ariann-rs key stream header v3", &m).to_vec(),
+        }
     }
 
     struct Fake(Fault);
@@ -316,16 +391,23 @@ mod fake {
             let mut inbound = req.into_inner();
             let _ = inbound.message().await;
             let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let pinned = dealer_key().public().to_bytes();
+            let h = match self.0 {
+                Fault::Unsigned => KeyStreamHeader {
+                    dealer_public_key: Vec::new(),
+                    signature: Vec::new(),
+                    ..signed_header(&dealer_key(), pinned, 3)
+                },
+                Fault::OtherKey => signed_header(&other_key(), other_key().public().to_bytes(), 3),
+                Fault::ForgedKey => signed_header(&other_key(), pinned, 3),
+                Fault::Tampered => KeyStreamHeader {
+                    bundles: 4,
+                    ..signed_header(&dealer_key(), pinned, 3)
+                },
+                _ => signed_header(&dealer_key(), pinned, 3),
+            };
             let header = KeyChunk {
-                body: Some(Body::Header(KeyStreamHeader {
-                    format_version: KEY_STREAM_VERSION,
-                    session_id: vec![1; 16],
-                    party: 0,
-                    bundles: 3,
-                    ring_bits: 64,
-                    plan_hash: PLAN.to_vec(),
-                    max_chunk: 4096,
-                })),
+                body: Some(Body::Header(h)),
             };
             let first = bundles(9, 0).remove(0).0.encode();
             let fault = self.0;
@@ -338,7 +420,11 @@ mod fake {
                     Fault::OutOfOrder => {
                         let _ = tx.send(chunk(0, 1, true, first[..10].to_vec())).await;
                     }
-                    Fault::EarlyEnd => {
+                    Fault::EarlyEnd
+                    | Fault::Unsigned
+                    | Fault::OtherKey
+                    | Fault::ForgedKey
+                    | Fault::Tampered => {
                         let n = first.len().div_ceil(4096);
                         for (i, c) in first.chunks(4096).enumerate() {
                             let _ = tx.send(chunk(0, i as u32, i + 1 == n, c.to_vec())).await;
@@ -382,7 +468,7 @@ fn a_broken_dealer_stream_is_a_typed_error_never_a_hang() {
     let tag1 = want[1].0.tag;
     let open = |fault| {
         let (rt, addr) = fake::start(fault);
-        let mut c = party_cfg(&addr, Party::P0, PLAN);
+        let mut c = party_cfg_n(&addr, Party::P0, PLAN, 3);
         c.recv_timeout = Duration::from_secs(1);
         let src = DealerStreamSource::<u64>::connect(c).expect("header");
         (rt, src)
@@ -421,4 +507,61 @@ fn a_broken_dealer_stream_is_a_typed_error_never_a_hang() {
     assert!(start.elapsed() < Duration::from_secs(5));
     // Errors are sticky.
     assert!(src.next_bundle(Party::P0, &tag0).is_err());
+}
+
+#[test]
+fn unsigned_forged_or_tampered_headers_are_refused() {
+    for (fault, what) in [
+        (fake::Fault::Unsigned, "no dealer public key"),
+        (fake::Fault::OtherKey, "this party pins"),
+        (fake::Fault::ForgedKey, "bad dealer signature"),
+        (fake::Fault::Tampered, "bad dealer signature"),
+    ] {
+        let (_rt, addr) = fake::start(fault);
+        let mut c = party_cfg_n(&addr, Party::P0, PLAN, 3);
+        if matches!(fault, fake::Fault::Tampered) {
+            // The count the tampered header claims: only the signature fails.
+            c.bundles = 4;
+        }
+        match DealerStreamSource::<u64>::connect(c) {
+            Err(e @ KeyStreamError::Signature(_)) => {
+                assert!(e.to_string().contains(what), "{e}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_bundle_count_other_than_the_plans_is_refused() {
+    let (_rt, addr) = fake::start(fake::Fault::EarlyEnd);
+    match DealerStreamSource::<u64>::connect(party_cfg_n(&addr, Party::P0, PLAN, 2)) {
+        Err(KeyStreamError::BundleCount {
+            dealer: 3,
+            expected: 2,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_replayed_session_is_refused_by_the_ledger() {
+    // The fake dealer serves the same signed session every time, as a
+    // recording of a real one would.
+    let (_rt, addr) = fake::start(fake::Fault::EarlyEnd);
+    let c = party_cfg_n(&addr, Party::P0, PLAN, 3);
+    let ledger = c.trust.ledger.clone();
+    let tag0 = bundles(9, 0)[0].0.tag;
+    let mut src = DealerStreamSource::<u64>::connect(c.clone()).expect("first time");
+    assert_eq!(src.link_secret(), LinkSecret::from_bytes([6; 32]));
+    assert_eq!(format!("{:?}", src.link_secret()), "LinkSecret(..)");
+    src.next_bundle(Party::P0, &tag0).expect("bundle 0");
+    drop(src);
+    assert!(ledger.is_used(ariann_dealer::keyfile::SessionId([1; 16]), Party::P0));
+    match DealerStreamSource::<u64>::connect(c) {
+        Err(e @ KeyStreamError::Ledger(_)) => {
+            assert!(e.to_string().contains("already used on this host"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

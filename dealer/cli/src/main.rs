@@ -1,17 +1,28 @@
 //! `ariann-dealer`: the trusted dealer's command line.
 //!
-//! - `ariann-dealer keys --model network1 --batch 128 --out DIR` derives the
+//! - `ariann-dealer identity --out DIR` creates the dealer's Ed25519 key
+//!   pair: `DIR/dealer.key` (the secret seed, mode 0600; never leaves this
+//!   host) and `DIR/dealer.pub` (the public key, one line of hex, which each
+//!   party pins with `ariann-party --dealer-pubkey`).
+//! - `ariann-dealer keys --signing-key DIR/dealer.key --model network1 --batch 128 --out DIR` derives the
 //!   job's plan from a zoo model (or `--model-json FILE`, or a JSON plan with
 //!   `--plan FILE`), generates both parties' keys from the operating
 //!   system's randomness and writes `DIR/party0.keys` and `DIR/party1.keys`
-//!   (format: `ariann_dealer::keyfile`), streaming, one gate at a time.
+//!   (format: `ariann_dealer::keyfile`), streaming, one gate at a time,
+//!   signed with the dealer's key. A file being written is `*.keys.tmp`
+//!   (0600); it is removed on any error and on SIGINT/SIGTERM (a handler
+//!   from the `ctrlc` crate: std has no portable signal handling, and a
+//!   killed dealer must not leave plaintext keys behind).
 //! - `ariann-dealer plan --model network1 --batch 128` prints what the job
 //!   costs before any work, from the gate costs (`ariann_mpc::cost`): keys
 //!   per party, key file sizes, online bytes per party and rounds
 //!   (`--json` prints the plan itself, `--hash` only its hash).
-//! - `ariann-dealer verify DIR/party0.keys ...` checks key files end to end
-//!   (every digest and the trailer) without using them.
-//! - `ariann-dealer serve --model network1 --batch 128 --listen ADDR` serves
+//! - `ariann-dealer verify --dealer-pubkey dealer.pub DIR/party0.keys ...`
+//!   checks key files end to end (the dealer's signatures on header, every
+//!   chunk and trailer) without using them, and says "already used" for a
+//!   file whose journal (or, with `--state-dir`, that party host's ledger)
+//!   records it as consumed (exit 1).
+//! - `ariann-dealer serve --signing-key dealer.key --model network1 --batch 128 --listen ADDR` serves
 //!   one job's keys over gRPC (`KeyStream`, see `proto/ariann/v1/keys.proto`)
 //!   to the two parties (`ariann-party --dealer ADDR`), generated one gate
 //!   at a time under a fresh session id and never stored; exits 0 once both
@@ -40,8 +51,13 @@
 
 use anyhow::{Context, Result, bail};
 use ariann_dealer::Plan;
-use ariann_dealer::keyfile::{SessionId, journal_path, to_hex, verify_file, write_key_files};
+use ariann_dealer::auth::{DealerPublicKey, DealerSigningKey, LinkSecret};
+use ariann_dealer::keyfile::{
+    SessionId, journal_consumed, key_file_name, tmp_path, to_hex, verify_file, write_key_files,
+};
+use ariann_dealer::ledger::Ledger;
 use ariann_dealer::plan_json;
+use ariann_fss::Party;
 use ariann_job::{JobFile, LossName};
 use ariann_net::keys::{DealerTls, KeyJob, KeyServer, KeyServerConfig};
 use ariann_nn::{Config, Layer, Model, Rounding, TrainConfig, Variant, zoo};
@@ -69,6 +85,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Create the dealer's signing identity: OUT/dealer.key (secret, 0600)
+    /// and OUT/dealer.pub (what the parties pin with --dealer-pubkey).
+    Identity {
+        /// Output directory (created if missing; an existing dealer.key is
+        /// never overwritten).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Generate a job's keys: writes OUT/party0.keys and OUT/party1.keys.
     Keys(KeysArgs),
     /// Print what a job costs before any work: keys per party, key file
@@ -78,9 +102,17 @@ enum Cmd {
     /// Serve one job's keys over gRPC to the two parties (`ariann-party
     /// --dealer ADDR`), streamed as they are generated, never stored.
     Serve(ServeArgs),
-    /// Check key files end to end (header, every chunk, trailer) without
-    /// using them: their journals are not touched.
+    /// Check key files end to end (the dealer's signatures on header, every
+    /// chunk and trailer) without using them: their journals are not
+    /// touched. A file already used (journal, or ledger with --state-dir)
+    /// is reported and fails the command.
     Verify {
+        /// The dealer's public key (dealer.pub).
+        #[arg(long, value_name = "FILE")]
+        dealer_pubkey: PathBuf,
+        /// Also consult this party state directory's use-once ledger.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
         /// Key files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -207,6 +239,9 @@ enum LossArg {
 struct KeysArgs {
     #[command(flatten)]
     job: Job,
+    /// The dealer's secret key (dealer.key from `ariann-dealer identity`).
+    #[arg(long, value_name = "FILE")]
+    signing_key: PathBuf,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -225,6 +260,9 @@ struct KeysArgs {
 struct ServeArgs {
     #[command(flatten)]
     job: Job,
+    /// The dealer's secret key (dealer.key from `ariann-dealer identity`).
+    #[arg(long, value_name = "FILE")]
+    signing_key: PathBuf,
     /// Where to listen, e.g. `0.0.0.0:7100` (port 0 picks a free port).
     #[arg(long)]
     listen: SocketAddr,
@@ -469,8 +507,23 @@ fn keys(args: &KeysArgs) -> Result<()> {
     // Sizes before work: refuse a job whose files would not fit.
     let sz = sizes::sizes(&plan)?;
     sizes::check_fits(&sz, &args.out, args.assume_free_bytes)?;
+    let key = load_signing_key(&args.signing_key)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    // SIGINT/SIGTERM while writing: remove the half-written files (plaintext
+    // keys) before exiting. Errors are handled by the writers themselves.
+    let tmps = [
+        tmp_path(&args.out.join(key_file_name(Party::P0))),
+        tmp_path(&args.out.join(key_file_name(Party::P1))),
+    ];
+    ctrlc::set_handler(move || {
+        for t in &tmps {
+            let _ = std::fs::remove_file(t);
+        }
+        eprintln!("interrupted: no key file written");
+        std::process::exit(130);
+    })
+    .context("cannot install the SIGINT/SIGTERM handler")?;
     let n = plan.gates.len() as u64;
     tracing::info!(
         plan_hash = %to_hex(&plan.hash()),
@@ -496,8 +549,8 @@ fn keys(args: &KeysArgs) -> Result<()> {
         tracing::debug!(done, bytes = bytes[0], "bundle written");
     };
     let summary = match plan.ring_bits {
-        64 => write_key_files::<u64>(&plan, &args.out, progress),
-        32 => write_key_files::<u32>(&plan, &args.out, progress),
+        64 => write_key_files::<u64>(&plan, &args.out, &key, progress),
+        32 => write_key_files::<u32>(&plan, &args.out, &key, progress),
         b => bail!("plan ring width {b} is not 32 or 64"),
     }
     .with_context(|| format!("cannot write key files to {}", args.out.display()))?;
@@ -507,6 +560,7 @@ fn keys(args: &KeysArgs) -> Result<()> {
     println!("plan hash:  {}", to_hex(&summary.plan_hash));
     println!("session:    {}", summary.session);
     println!("bundles:    {}", summary.bundles);
+    println!("dealer key: {}", key.public());
     for (path, bytes) in summary.paths.iter().zip(summary.bytes) {
         println!(
             "{}: {bytes} bytes ({:.1} MB)",
@@ -577,19 +631,21 @@ fn serve(args: &ServeArgs) -> Result<()> {
             )
         }
     };
+    let key = load_signing_key(&args.signing_key)?;
     let session = SessionId::random().context("cannot draw a session id")?;
     let job = KeyJob {
         session: session.0,
         plan_hash: plan.hash(),
         ring_bits: plan.ring_bits,
         bundles: plan.gates.len() as u64,
+        link_secret: LinkSecret::random().context("cannot draw a link secret")?,
     };
     let mut cfg = KeyServerConfig::new(args.listen);
     cfg.wait_timeout = Duration::from_secs(args.wait.max(1));
     cfg.buffer = args.buffer;
     cfg.chunk_size = args.chunk_size;
     cfg.tls = tls;
-    let server = KeyServer::bind(cfg, job)?;
+    let server = KeyServer::bind(cfg, job.clone(), &key)?;
     let addr = server.local_addr();
     eprintln!(
         "serving plan {} ({} bundles per party, session {session}) on {addr}{}",
@@ -644,21 +700,66 @@ fn plan_cmd(args: &PlanArgs) -> Result<()> {
     Ok(())
 }
 
-fn verify(files: &[PathBuf]) -> Result<()> {
+fn load_signing_key(path: &Path) -> Result<DealerSigningKey> {
+    DealerSigningKey::load(path).with_context(|| {
+        format!(
+            "cannot load the dealer's signing key {} (create one with `ariann-dealer identity`)",
+            path.display()
+        )
+    })
+}
+
+fn identity(out: &Path) -> Result<()> {
+    let key = DealerSigningKey::generate().context("cannot draw a dealer key")?;
+    let [sk, pk] = key
+        .write_identity(out)
+        .context("cannot write the dealer identity")?;
+    println!(
+        "secret key: {} (keep it on this host, mode 0600)",
+        sk.display()
+    );
+    println!(
+        "public key: {} (give it to both parties: --dealer-pubkey)",
+        pk.display()
+    );
+    println!("dealer key: {}", key.public());
+    Ok(())
+}
+
+fn verify(files: &[PathBuf], pubkey: &Path, state_dir: Option<&Path>) -> Result<()> {
+    let pinned = DealerPublicKey::load(pubkey).context("cannot load --dealer-pubkey")?;
+    let ledger = match state_dir {
+        Some(d) => Some(Ledger::open(d).context("--state-dir")?),
+        None => None,
+    };
+    let mut used_files = Vec::new();
     for path in files {
         let start = Instant::now();
-        let h = verify_file(path).with_context(|| format!("{} is not intact", path.display()))?;
+        let h = verify_file(path, &pinned)
+            .with_context(|| format!("{} is not intact", path.display()))?;
         let secs = start.elapsed().as_secs_f64();
         let bytes = std::fs::metadata(path)
             .with_context(|| format!("cannot stat {}", path.display()))?
             .len();
-        let used = if journal_path(path).exists() {
-            "journal present (opened by a party before)"
-        } else {
-            "no journal (never opened)"
+        let consumed = journal_consumed(path, &h)
+            .with_context(|| format!("cannot read the journal of {}", path.display()))?;
+        let in_ledger = ledger
+            .as_ref()
+            .filter(|l| l.is_used(h.session, h.party))
+            .map(|l| l.record_path(h.session, h.party));
+        let used = match (consumed, &in_ledger) {
+            (0, None) => "not used".to_string(),
+            (n, None) => format!(
+                "already used ({n} of {} bundles consumed, journal)",
+                h.count
+            ),
+            (_, Some(r)) => format!("already used (ledger {})", r.display()),
         };
+        if consumed > 0 || in_ledger.is_some() {
+            used_files.push(path.display().to_string());
+        }
         println!(
-            "{}: ok; party {}, Z_2^{}, plan {}, session {}, {} bundles, {bytes} bytes, read at {:.1} MB/s; {used}",
+            "{}: signature ok; party {}, Z_2^{}, plan {}, session {}, {} bundles, {bytes} bytes, read at {:.1} MB/s; {used}",
             path.display(),
             h.party.index(),
             h.ring_bits,
@@ -666,6 +767,12 @@ fn verify(files: &[PathBuf]) -> Result<()> {
             h.session,
             h.count,
             bytes as f64 / 1e6 / secs.max(1e-9)
+        );
+    }
+    if !used_files.is_empty() {
+        bail!(
+            "already used: {} (keys run once; ask the dealer for fresh keys)",
+            used_files.join(", ")
         );
     }
     Ok(())
@@ -705,7 +812,12 @@ fn main() -> ExitCode {
         Cmd::Keys(a) => keys(a),
         Cmd::Plan(a) => plan_cmd(a),
         Cmd::Serve(a) => serve(a),
-        Cmd::Verify { files } => verify(files),
+        Cmd::Verify {
+            files,
+            dealer_pubkey,
+            state_dir,
+        } => verify(files, dealer_pubkey, state_dir.as_deref()),
+        Cmd::Identity { out } => identity(out),
         Cmd::Model { name, folded } => model_cmd(name, *folded),
     };
     match res {

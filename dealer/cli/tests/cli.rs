@@ -1,9 +1,14 @@
 //! The `ariann-dealer` binary: writes key files for a zoo model, prints the
 //! plan and its hash, and fails with a message (never a panic) on bad input.
 
-use ariann_dealer::keyfile::{KeyFileHeader, to_hex};
-use ariann_dealer::plan_json::from_json;
+use ariann_dealer::auth::{DealerPublicKey, KeyTrust};
+use ariann_dealer::keyfile::{Expected, KeyFileHeader, KeyFileSource, journal_path, to_hex};
+use ariann_dealer::ledger::Ledger;
+use ariann_dealer::plan_json::{from_json, to_json};
+use ariann_dealer::{GateDesc, Plan};
 use ariann_fss::Party;
+use ariann_mpc::{BundleTag, PreprocessingSource};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn dealer(args: &[&str]) -> Output {
@@ -17,12 +22,29 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `ariann-dealer identity --out DIR/id`: the paths of dealer.key and
+/// dealer.pub.
+fn identity(dir: &Path) -> (PathBuf, PathBuf) {
+    let id = dir.join("id");
+    let o = dealer(&["identity", "--out", id.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    (id.join("dealer.key"), id.join("dealer.pub"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
 #[test]
 fn keys_for_network1_batch_2() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let (sk, pk) = identity(dir.path());
+    let pinned = DealerPublicKey::load(&pk).expect("dealer.pub");
     let out = dir.path().join("keys");
     let o = dealer(&[
         "keys",
+        "--signing-key",
+        s(&sk),
         "--model",
         "network1",
         "--batch",
@@ -43,8 +65,12 @@ fn keys_for_network1_batch_2() {
     let hash = text(&h.stdout).trim().to_string();
     assert_eq!(hash.len(), 64);
     assert!(stdout.contains(&format!("plan hash:  {hash}")), "{stdout}");
-    let h0 = KeyFileHeader::read(&p0).expect("header 0");
-    let h1 = KeyFileHeader::read(&p1).expect("header 1");
+    let h0 = KeyFileHeader::read(&p0, &pinned).expect("header 0");
+    let h1 = KeyFileHeader::read(&p1, &pinned).expect("header 1");
+    assert_eq!(
+        h0.link_secret, h1.link_secret,
+        "one link secret per session"
+    );
     assert_eq!(to_hex(&h0.plan_hash), hash);
     assert_eq!((h0.party, h1.party), (Party::P0, Party::P1));
     assert_eq!(h0.session, h1.session);
@@ -67,6 +93,8 @@ fn keys_for_network1_batch_2() {
     let out2 = dir.path().join("keys2");
     let o = dealer(&[
         "keys",
+        "--signing-key",
+        s(&sk),
         "--plan",
         pf.to_str().expect("utf-8"),
         "--out",
@@ -79,16 +107,34 @@ fn keys_for_network1_batch_2() {
     // `verify` accepts intact files and refuses a flipped bit.
     let v = dealer(&[
         "verify",
+        "--dealer-pubkey",
+        s(&pk),
         p0.to_str().expect("utf-8"),
         p1.to_str().expect("utf-8"),
     ]);
     assert!(v.status.success(), "{}", text(&v.stderr));
-    assert_eq!(text(&v.stdout).matches(": ok;").count(), 2);
+    assert_eq!(text(&v.stdout).matches(": signature ok;").count(), 2);
+    assert_eq!(text(&v.stdout).matches("; not used").count(), 2);
+    // Another dealer's key: refused.
+    let other = tempfile::tempdir().expect("tempdir");
+    let (_, other_pk) = identity(other.path());
+    let v = dealer(&["verify", "--dealer-pubkey", s(&other_pk), s(&p0)]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        text(&v.stderr).contains("this party pins dealer key"),
+        "{}",
+        text(&v.stderr)
+    );
     let mut b = std::fs::read(&p1).expect("read");
     let mid = b.len() / 2;
     b[mid] ^= 1;
     std::fs::write(&p1, b).expect("write");
-    let v = dealer(&["verify", p1.to_str().expect("utf-8")]);
+    let v = dealer(&[
+        "verify",
+        "--dealer-pubkey",
+        s(&pk),
+        p1.to_str().expect("utf-8"),
+    ]);
     assert_eq!(v.status.code(), Some(1));
     assert!(
         text(&v.stderr).contains("is not intact"),
@@ -211,6 +257,32 @@ fn bad_input_gives_a_message_and_nonzero_exit() {
             "--tls-key, --tls-peer1 missing",
         ),
     ];
+    let (sk, _) = identity(dir.path());
+    let mut cases = cases;
+    for (args, _) in cases.iter_mut() {
+        if args[0] == "keys" || args[0] == "serve" {
+            args.extend(["--signing-key", s(&sk)]);
+        }
+    }
+    cases.push((
+        vec!["keys", "--model", "network1", "--batch", "2", "--out", d],
+        "--signing-key",
+    ));
+    cases.push((
+        vec![
+            "keys",
+            "--model",
+            "network1",
+            "--batch",
+            "2",
+            "--out",
+            d,
+            "--signing-key",
+            "/nonexistent/dealer.key",
+        ],
+        "ariann-dealer identity",
+    ));
+    cases.push((vec!["verify", "x.keys"], "--dealer-pubkey"));
     for (args, msg) in cases {
         let o = dealer(&args);
         let err = text(&o.stderr);
@@ -223,6 +295,8 @@ fn bad_input_gives_a_message_and_nonzero_exit() {
     std::fs::write(&f, b"x").expect("write");
     let o = dealer(&[
         "keys",
+        "--signing-key",
+        s(&sk),
         "--model",
         "network1",
         "--batch",
@@ -501,4 +575,142 @@ fn plan_prints_sizes_and_keys_refuses_what_does_not_fit() {
         .expect("written")
         .len();
     assert_eq!(len, file);
+}
+
+/// Writes key files of a tiny plan with the CLI; returns (dir, plan,
+/// dealer.pub, party 0's file).
+fn tiny_keys() -> (tempfile::TempDir, Plan, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sk, pk) = identity(dir.path());
+    let plan = Plan::new(
+        64,
+        vec![
+            GateDesc::Relu { m: 3, k: 16 },
+            GateDesc::Relu { m: 2, k: 16 },
+        ],
+    );
+    let pf = dir.path().join("plan.json");
+    std::fs::write(&pf, to_json(&plan)).expect("write");
+    let out = dir.path().join("keys");
+    let o = dealer(&[
+        "keys",
+        "--signing-key",
+        s(&sk),
+        "--plan",
+        s(&pf),
+        "--out",
+        s(&out),
+        "--no-progress",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&sk, &out.join("party0.keys"), &out.join("party1.keys")] {
+            let mode = std::fs::metadata(f).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+        }
+    }
+    (dir, plan, pk, out.join("party0.keys"))
+}
+
+#[test]
+fn verify_says_already_used_for_consumed_files() {
+    let (dir, plan, pk, p0) = tiny_keys();
+    let state = dir.path().join("state");
+    let trust = KeyTrust {
+        dealer: DealerPublicKey::load(&pk).expect("pub"),
+        ledger: Ledger::open(&state).expect("ledger"),
+    };
+    {
+        let mut src =
+            KeyFileSource::<u64>::open(&p0, &Expected::for_plan(Party::P0, &plan), &trust)
+                .expect("open");
+        src.next_bundle(
+            Party::P0,
+            &BundleTag {
+                index: 0,
+                gate: plan.gates[0],
+            },
+        )
+        .expect("bundle 0");
+    }
+    let v = dealer(&["verify", "--dealer-pubkey", s(&pk), s(&p0)]);
+    assert_eq!(v.status.code(), Some(1));
+    let out = text(&v.stdout);
+    assert!(
+        out.contains("signature ok")
+            && out.contains("already used (1 of 2 bundles consumed, journal)"),
+        "{out}"
+    );
+    assert!(
+        text(&v.stderr).contains("already used"),
+        "{}",
+        text(&v.stderr)
+    );
+    // Without its journal, the party host's ledger still knows.
+    std::fs::remove_file(journal_path(&p0)).expect("rm journal");
+    let v = dealer(&["verify", "--dealer-pubkey", s(&pk), s(&p0)]);
+    assert!(v.status.success(), "the file alone looks unused");
+    let v = dealer(&[
+        "verify",
+        "--dealer-pubkey",
+        s(&pk),
+        "--state-dir",
+        s(&state),
+        s(&p0),
+    ]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        text(&v.stdout).contains("already used (ledger"),
+        "{}",
+        text(&v.stdout)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_while_writing_leaves_no_tmp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sk, _) = identity(dir.path());
+    let out = dir.path().join("keys");
+    // A large job (VGG16): still writing when the signal comes.
+    let child = Command::new(env!("CARGO_BIN_EXE_ariann-dealer"))
+        .args([
+            "keys",
+            "--signing-key",
+            s(&sk),
+            "--model",
+            "vgg16",
+            "--batch",
+            "1",
+            "--out",
+            s(&out),
+            "--no-progress",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let tmp = out.join("party0.keys.tmp");
+    let start = std::time::Instant::now();
+    while !tmp.exists() {
+        assert!(start.elapsed().as_secs() < 60, "no .tmp appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let k = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(k.success());
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
+    for name in [
+        "party0.keys.tmp",
+        "party1.keys.tmp",
+        "party0.keys",
+        "party1.keys",
+    ] {
+        assert!(!out.join(name).exists(), "{name} left behind");
+    }
 }

@@ -3,7 +3,9 @@
 //! equals the fixed-point cleartext bit for bit (and the run with in-memory
 //! bundles of the same seed).
 
+use ariann_dealer::auth::{DealerSigningKey, KeyTrust};
 use ariann_dealer::keyfile::{Expected, KeyFileError, KeyFileSource, write_key_files};
+use ariann_dealer::ledger::Ledger;
 use ariann_fss::Party;
 use ariann_mpc::{MemTransport, PreprocessingSource, Session, VecSource};
 use ariann_nn::layers::Linear;
@@ -99,15 +101,20 @@ fn check(model: Model, batch: usize) {
         .collect();
     let p = plan(&model, batch, &cfg).expect("plan");
     let dir = tempfile::tempdir().expect("tempdir");
-    let summary = write_key_files::<u64>(&p, dir.path(), |_, _| {}).expect("key files");
+    let key = DealerSigningKey::from_seed(&[0x42; 32]);
+    let trust = KeyTrust {
+        dealer: key.public(),
+        ledger: Ledger::open(&dir.path().join("state")).expect("ledger"),
+    };
+    let summary = write_key_files::<u64>(&p, dir.path(), &key, |_, _| {}).expect("key files");
     let open = |i: usize, party| {
         KeyFileSource::<u64>::open(
             &summary.paths[i],
             &Expected {
-                party,
-                plan_hash: p.hash(),
                 session: Some(summary.session),
+                ..Expected::for_plan(party, &p)
             },
+            &trust,
         )
         .expect("open")
     };
@@ -154,11 +161,8 @@ fn check(model: Model, batch: usize) {
     assert!(matches!(
         KeyFileSource::<u64>::open(
             &summary.paths[0],
-            &Expected {
-                party: Party::P0,
-                plan_hash: p.hash(),
-                session: None,
-            },
+            &Expected::for_plan(Party::P0, &p),
+            &trust
         ),
         Err(KeyFileError::AlreadyUsed { .. })
     ));

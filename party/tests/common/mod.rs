@@ -36,6 +36,39 @@ pub fn dealer_bin() -> PathBuf {
     p
 }
 
+/// The dealer identity of a test directory (`DIR/id/dealer.key`,
+/// `DIR/id/dealer.pub`), created on first use.
+pub fn identity(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let id = dir.join("id");
+    let (sk, pk) = (id.join("dealer.key"), id.join("dealer.pub"));
+    if !pk.exists() {
+        ariann_dealer::auth::DealerSigningKey::generate()
+            .expect("OS randomness")
+            .write_identity(&id)
+            .expect("write the dealer identity");
+    }
+    (sk, pk)
+}
+
+/// `--signing-key DIR/id/dealer.key` for `ariann-dealer keys` and `serve`.
+pub fn signing_args(dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "--signing-key".into(),
+        identity(dir).0.display().to_string(),
+    ]
+}
+
+/// Party `id`'s `--dealer-pubkey DIR/id/dealer.pub --state-dir DIR/state<id>`
+/// (each party its own ledger, as on two hosts).
+pub fn trust_args(dir: &std::path::Path, id: u8) -> Vec<String> {
+    vec![
+        "--dealer-pubkey".into(),
+        identity(dir).1.display().to_string(),
+        "--state-dir".into(),
+        dir.join(format!("state{id}")).display().to_string(),
+    ]
+}
+
 /// A small CNN: conv, ReLU, max-pool, linear.
 pub fn model() -> Model {
     Model {
@@ -109,6 +142,7 @@ impl Fixture {
     pub fn keys(&self, out: &str, batch: usize) {
         let st = Command::new(dealer_bin())
             .args(["keys", "--no-progress", "--batch", &batch.to_string()])
+            .args(signing_args(self.dir.path()))
             .arg("--model-json")
             .arg(self.path("model.json"))
             .arg("--out")
