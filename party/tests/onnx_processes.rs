@@ -7,7 +7,7 @@
 
 mod common;
 use ariann_nn::{Config, Weights, decode_output, encode_input, forward_fixed};
-use common::{dealer_bin, party_bin, wait, wait_ready};
+use common::{dealer_bin, party_bin, signing_args, trust_args, wait, wait_ready};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -47,6 +47,7 @@ fn an_onnx_resnet_runs_through_the_binaries() {
 
     let st = Command::new(dealer_bin())
         .args(["keys", "--no-progress", "--batch", &batch.to_string()])
+        .args(signing_args(dir.path()))
         .arg("--model-onnx")
         .arg(&onnx)
         .arg("--out")
@@ -61,6 +62,7 @@ fn an_onnx_resnet_runs_through_the_binaries() {
         c.args(["--id", &id.to_string(), "--batch", &batch.to_string()])
             .args(["--output-to", "1", "--connect-timeout", "5"])
             .args(["--exchange-timeout", "20"])
+            .args(trust_args(dir.path(), id))
             .arg("--model-onnx")
             .arg(&onnx)
             .arg("--keys")

@@ -293,8 +293,8 @@ fn damaged_or_foreign_key_files_fail_clearly() {
     let r = run(&f, &f.path("other-plan/party0.keys"), &k1, &[], &[]);
     assert_failed(&r, 0, 3, "plan");
 
-    // Keys of the same plan from two dealer runs: sessions differ, the
-    // link handshake refuses.
+    // Keys of the same plan from two dealer runs: link secrets differ, the
+    // link handshake refuses on both sides (party 0 at its deadline).
     let (k0e, _) = fresh("session-a");
     let (_, k1e) = fresh("session-b");
     let r = run(&f, &k0e, &k1e, &[], &[]);
@@ -302,10 +302,48 @@ fn damaged_or_foreign_key_files_fail_clearly() {
     for (p, (st, err)) in [(0, &r.p0), (1, &r.p1)] {
         assert_eq!(st.code(), Some(4), "party {p}:\n{err}");
         assert!(
-            err.contains("session"),
-            "party {p} names the session:\n{err}"
+            err.contains("dealer session") && err.contains("link secret"),
+            "party {p} says why:\n{err}"
         );
     }
+
+    // A stranger on the link (a party 1 of another job, then raw garbage)
+    // does not end party 0's job: the real party 1 comes after it and the
+    // job runs.
+    let (k0g, k1g) = fresh("stranger-real");
+    let (_, k1s) = fresh("stranger-other");
+    let _ = std::fs::remove_file(f.path("out.json"));
+    let (c0, addr) = start_p0(&f, &k0g, &[]);
+    let addr = addr.expect("party 0 listens");
+    let stranger = party_cmd(&f, 1, &k1s, &[])
+        .args(["--peer", &addr])
+        .spawn()
+        .expect("spawn the stranger");
+    let (st, err) = wait(stranger, "the stranger");
+    assert_eq!(st.code(), Some(4), "{err}");
+    assert!(
+        err.contains("did not prove this job's link secret"),
+        "{err}"
+    );
+    {
+        use std::io::Write;
+        let mut tcp = std::net::TcpStream::connect(&addr).expect("connect");
+        let _ = tcp.write_all(b"GET / HTTP/1.0\r\n\r\n garbage");
+    }
+    let real = party_cmd(&f, 1, &k1g, &[])
+        .args(["--peer", &addr])
+        .spawn()
+        .expect("spawn party 1");
+    let (s1, e1) = wait(real, "party 1");
+    let (s0, e0) = wait(c0, "party 0");
+    assert!(s1.success(), "party 1:\n{e1}");
+    assert!(s0.success(), "party 0:\n{e0}");
+    assert!(
+        e0.contains("refused a caller"),
+        "party 0 logs the stranger:\n{e0}"
+    );
+    let out = std::fs::read_to_string(f.path("out.json")).expect("output");
+    assert_eq!(outputs(&out), f.expected());
 }
 
 #[test]
@@ -631,6 +669,7 @@ fn keys_streamed_over_mutual_tls_and_an_unpinned_party_is_refused() {
         let c = party_base(&f, 0)
             .args(["--listen", "127.0.0.1:0"])
             .args(&args)
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
         let (st, err) = wait(c, "party 0");

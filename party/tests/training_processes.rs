@@ -519,6 +519,7 @@ fn a_training_job_file_drives_the_dealer_and_both_parties() {
     let keys = f.path("keys");
     let st = Command::new(dealer_bin())
         .args(["keys", "--no-progress", "--job", &jp, "--out"])
+        .args(signing_args(f.dir.path()))
         .arg(&keys)
         .stdout(Stdio::null())
         .status()
@@ -532,6 +533,7 @@ fn a_training_job_file_drives_the_dealer_and_both_parties() {
         c.args(["--job", &jp, "--id", &id.to_string(), "--keys"])
             .arg(keys.join(format!("party{id}.keys")))
             .args(["--connect-timeout", "5", "--exchange-timeout", "20", "-q"])
+            .args(trust_args(f.dir.path(), id))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c

@@ -6,7 +6,9 @@ mod common;
 use ariann_nn::{
     Config, Rounding, Variant, decode_output, encode_input, forward_fixed, forward_float,
 };
-use common::{BATCH, Fixture, dealer_bin, model, party_bin, wait, wait_ready};
+use common::{
+    BATCH, Fixture, dealer_bin, model, party_bin, signing_args, trust_args, wait, wait_ready,
+};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -44,8 +46,35 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// One dealer identity (and the parties' ledgers) for this test binary.
+fn auth_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
+}
+
+/// The dealer's signing key for `keys`, a party's pinned key and ledger.
+fn auth_args(bin: &Path, args: &[&str]) -> Vec<String> {
+    if bin == dealer_bin() {
+        return if args.first() == Some(&"keys") {
+            signing_args(auth_dir())
+        } else {
+            Vec::new()
+        };
+    }
+    match args.iter().position(|a| *a == "--id") {
+        Some(i) if args.get(i + 1) == Some(&"0") => trust_args(auth_dir(), 0),
+        Some(_) => trust_args(auth_dir(), 1),
+        None => Vec::new(),
+    }
+}
+
 fn run(bin: &Path, args: &[&str]) -> Output {
-    Command::new(bin).args(args).output().expect("run binary")
+    Command::new(bin)
+        .args(args)
+        .args(auth_args(bin, args))
+        .output()
+        .expect("run binary")
 }
 
 fn p(path: &Path) -> &str {
@@ -147,6 +176,7 @@ fn one_job_file_drives_the_dealer_and_both_parties() {
     let mut p0 = Command::new(party_bin())
         .args(["--job", p(&job), "--id", "0", "--listen", "127.0.0.1:0"])
         .args(["--ready-file", p(&ready), "--connect-timeout", "10"])
+        .args(trust_args(auth_dir(), 0))
         .args(["--keys", p(&keys.join("party0.keys"))])
         .args(["--weights", p(&f.path("weights.safetensors"))])
         .stdout(Stdio::piped())
@@ -158,6 +188,7 @@ fn one_job_file_drives_the_dealer_and_both_parties() {
     let p1 = Command::new(party_bin())
         .args(["--job", p(&job), "--id", "1", "--peer", &addr])
         .args(["--connect-timeout", "10"])
+        .args(trust_args(auth_dir(), 1))
         .args(["--keys", p(&keys.join("party1.keys"))])
         .args(["--input", p(&npy), "--output", p(&out)])
         .stdout(Stdio::piped())

@@ -453,6 +453,15 @@ impl PartyLink for LinkService {
     }
 }
 
+/// A caller that ends its call after party 0's Hello: it could not check
+/// party 0's MAC.
+fn hung_up() -> MpcError {
+    protocol(
+        "the caller hung up after this party's Hello: it holds keys of another dealer \
+         session (another link secret), or it is not a party",
+    )
+}
+
 /// Party 0's side of the handshake with one caller: its Hello, this party's
 /// Hello with `mac0`, the caller's `LinkAuth`. Returns the stream and the
 /// chunk size to send with once the caller has proven the link secret.
@@ -493,8 +502,15 @@ async fn handshake0(
     }
     let auth = match tokio::time::timeout_at(deadline, inbound.message()).await {
         Err(_) => return Err(protocol("no LinkAuth in time")),
-        Ok(Err(s)) => return Err(status_error(&s)),
-        Ok(Ok(m)) => match m.and_then(|m| m.body) {
+
+        Ok(Ok(None)) => return Err(hung_up()),
+        Ok(Err(s)) => {
+            return Err(match status_error(&s) {
+                MpcError::PeerGone => hung_up(),
+                e => e,
+            });
+        }
+        Ok(Ok(Some(m))) => match m.body {
             Some(Body::Auth(a)) => a,
             _ => return Err(protocol("something else than LinkAuth after the Hellos")),
         },

@@ -542,8 +542,11 @@ fn plan_prints_sizes_and_keys_refuses_what_does_not_fit() {
     let out_dir = dir.path().join("keys");
     let d = out_dir.to_str().expect("utf-8");
     let free = (2 * file - 1).to_string();
+    let (sk, _) = identity(dir.path());
     let args = [
         "keys",
+        "--signing-key",
+        s(&sk),
         "--model",
         "lenet",
         "--batch",
