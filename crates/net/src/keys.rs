@@ -76,8 +76,9 @@ use tonic::{Code, Request, Response, Status};
 use crate::config::TlsConfig;
 use crate::link::{chain, refused, tls_cause};
 
-/// Metadata entry of a plan refusal: the dealer's plan hash, hex.
-pub const PLAN_HASH_METADATA: &str = "ariann-plan-hash";
+/// Metadata entry marking a plan refusal (value `1`). The dealer's own plan
+/// hash is not disclosed to a caller that names another plan.
+pub const PLAN_MISMATCH_METADATA: &str = "ariann-plan-mismatch";
 /// Default chunk size of the key stream: 4 MiB.
 pub const DEFAULT_KEY_CHUNK: usize = 4 << 20;
 /// HTTP/2 flow-control windows of the key stream (per stream, per
@@ -173,19 +174,23 @@ pub struct KeyServerConfig {
     pub buffer: usize,
     /// How long to wait for both parties to ask for their keys.
     pub wait_timeout: Duration,
+    /// The whole job's deadline, from the start of `serve`: a job still
+    /// running then fails (a stalled party cannot hold the dealer forever).
+    pub deadline: Duration,
     /// Mutual TLS (plaintext HTTP/2 when `None`).
     pub tls: Option<DealerTls>,
 }
 
 impl KeyServerConfig {
     /// Defaults: 1 MiB chunks, 2 bundles per party, 10 minutes to wait for
-    /// the parties, no TLS.
+    /// the parties, a 24-hour deadline for the whole job, no TLS.
     pub fn new(listen: SocketAddr) -> Self {
         KeyServerConfig {
             listen,
             chunk_size: DEFAULT_KEY_CHUNK,
             buffer: 2,
             wait_timeout: Duration::from_secs(600),
+            deadline: Duration::from_secs(24 * 3600),
             tls: None,
         }
     }
@@ -201,6 +206,12 @@ pub enum KeyServeError {
     /// The server could not start (runtime, socket, TLS setup).
     #[error("cannot serve keys: {0}")]
     Setup(String),
+    /// The job did not finish within the dealer's overall deadline.
+    #[error(
+        "the job did not finish within the dealer's deadline of {0:?} (bundles sent: party 0 \
+         {1}, party 1 {2}); the job failed"
+    )]
+    Deadline(Duration, u64, u64),
     /// A party (or both) did not ask for its keys in time.
     #[error("{missing} did not ask for keys within {timeout:?}")]
     NoParty {
@@ -314,16 +325,14 @@ impl KeyService {
         };
         if req.plan_hash != self.job.plan_hash {
             let mut md = MetadataMap::new();
-            if let Ok(v) = MetadataValue::try_from(hex(&self.job.plan_hash)) {
-                md.insert(PLAN_HASH_METADATA, v);
-            }
+            md.insert(PLAN_MISMATCH_METADATA, MetadataValue::from_static("1"));
+            // Nothing about this dealer's job for a caller of another plan.
             return Err(self.refuse(
                 p,
                 Status::with_metadata(
                     Code::FailedPrecondition,
                     format!(
-                        "this dealer serves plan {}, party {party} asked for plan {}",
-                        hex(&self.job.plan_hash),
+                        "party {party} asked for plan {}, which this dealer does not serve",
                         hex(&req.plan_hash)
                     ),
                     md,
@@ -535,9 +544,9 @@ impl KeyServer {
                 cfg.chunk_size
             )));
         }
-        if cfg.buffer == 0 || cfg.wait_timeout.is_zero() {
+        if cfg.buffer == 0 || cfg.wait_timeout.is_zero() || cfg.deadline.is_zero() {
             return Err(KeyServeError::Invalid(
-                "buffer and wait timeout must be positive".into(),
+                "buffer, wait timeout and deadline must be positive".into(),
             ));
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -756,6 +765,9 @@ fn wait_parties(
                 seconds: secs,
             });
         }
+        if start.elapsed() > cfg.deadline {
+            return Err(KeyServeError::Deadline(cfg.deadline, sent[0], sent[1]));
+        }
         if started != [true, true] && start.elapsed() > cfg.wait_timeout {
             let missing = match started {
                 [true, _] => "party 1",
@@ -881,11 +893,14 @@ pub enum KeyStreamError {
     Tls(String),
     /// The dealer serves another plan.
     #[error(
-        "the dealer serves another plan: dealer plan hash {dealer}, this party's job has plan hash {expected}"
+        "the dealer serves another plan than this party's job (plan hash {expected}{}): check the \
+         model, batch and settings on both sides (`ariann-dealer plan --hash`)",
+        dealer.as_ref().map(|d| format!("; the dealer's: {d}")).unwrap_or_default()
     )]
     PlanMismatch {
-        /// The dealer's plan hash (hex).
-        dealer: String,
+        /// The dealer's plan hash (hex), when its header told it (a
+        /// refusal does not disclose it).
+        dealer: Option<String>,
         /// This party's plan hash (hex).
         expected: String,
     },
@@ -982,14 +997,9 @@ fn status_to_error(s: &Status, cfg: &DealerConfig) -> KeyStreamError {
     if let Some(t) = tls_cause(s) {
         return KeyStreamError::Tls(t);
     }
-    if s.code() == Code::FailedPrecondition
-        && let Some(dealer) = s
-            .metadata()
-            .get(PLAN_HASH_METADATA)
-            .and_then(|v| v.to_str().ok())
-    {
+    if s.code() == Code::FailedPrecondition && s.metadata().get(PLAN_MISMATCH_METADATA).is_some() {
         return KeyStreamError::PlanMismatch {
-            dealer: dealer.to_string(),
+            dealer: None,
             expected: hex(&cfg.plan_hash),
         };
     }
@@ -1220,7 +1230,7 @@ fn check_header(
     })?;
     if plan_hash != cfg.plan_hash {
         return Err(KeyStreamError::PlanMismatch {
-            dealer: hex(&plan_hash),
+            dealer: Some(hex(&plan_hash)),
             expected: hex(&cfg.plan_hash),
         });
     }

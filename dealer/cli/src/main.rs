@@ -272,6 +272,10 @@ struct ServeArgs {
     /// Seconds to wait for both parties to ask for their keys.
     #[arg(long, default_value_t = 600)]
     wait: u64,
+    /// Seconds the whole job may take, from the start (the job fails then,
+    /// so a stalled party cannot hold the dealer forever).
+    #[arg(long, default_value_t = 86_400)]
+    deadline: u64,
     /// Encoded bundles buffered per party (generation waits for a slow party).
     #[arg(long, default_value_t = 2)]
     buffer: usize,
@@ -642,6 +646,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
     };
     let mut cfg = KeyServerConfig::new(args.listen);
     cfg.wait_timeout = Duration::from_secs(args.wait.max(1));
+    cfg.deadline = Duration::from_secs(args.deadline.max(1));
     cfg.buffer = args.buffer;
     cfg.chunk_size = args.chunk_size;
     cfg.tls = tls;
