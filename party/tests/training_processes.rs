@@ -518,8 +518,9 @@ fn a_training_job_file_drives_the_dealer_and_both_parties() {
     let jp = job_path.display().to_string();
     let keys = f.path("keys");
     let st = Command::new(dealer_bin())
-        .args(["keys", "--no-progress", "--job", &jp, "--out"])
+        .args(["keys", "--no-progress", "--job", &jp])
         .args(signing_args(f.dir.path()))
+        .arg("--out")
         .arg(&keys)
         .stdout(Stdio::null())
         .status()
