@@ -1,5 +1,8 @@
 //! Who may use a daemon's control port: bearer tokens read from a file only
-//! its owner can read.
+//! its owner can read, or mutual TLS with pinned client certificates
+//! ([`ControlTls`], the daemon's `--control-tls-cert`, `--control-tls-key`
+//! and one `--control-client NAME=CERT.pem` per client), at the operator's
+//! choice.
 //!
 //! The operator writes a token file (mode 0600) with one client per line,
 //! `NAME TOKEN` (`#` starts a comment); each client keeps its own token in
@@ -10,7 +13,11 @@
 //! output (it is told the job is unknown), and the output is handed out
 //! once, then wiped.
 //!
-//! Without a token file the daemon refuses to start unless told
+//! Bearer tokens travel in plaintext HTTP/2: serve them on loopback (or
+//! behind a TLS-terminating proxy); across hosts use mutual TLS, where a
+//! client's identity is its certificate and every byte is encrypted.
+//!
+//! Without a token file or client certificates the daemon refuses to start unless told
 //! `--insecure-local`, which serves a loopback address only and lets every
 //! local user of the host act as one client.
 //!
@@ -195,11 +202,126 @@ pub fn read_token_file(path: &Path) -> Result<String, AuthError> {
     Ok(token.to_string())
 }
 
+/// Clients identified by pinned TLS client certificates: a client is
+/// whoever presents, in the TLS handshake, the certificate pinned under its
+/// name (the daemon's TLS accepts exactly these certificates as client
+/// roots, and the interceptor maps the presented leaf back to its name by
+/// its SHA-256).
+#[derive(Clone, Default)]
+pub struct CertClients {
+    by_digest: HashMap<[u8; 32], String>,
+    roots_pem: String,
+}
+
+impl std::fmt::Debug for CertClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.by_digest.values().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("CertClients")
+            .field("clients", &names)
+            .finish()
+    }
+}
+
+impl CertClients {
+    /// Pins `pem` (a PEM certificate; its first certificate is the one the
+    /// client must present) for the client `name`; `source` names the PEM
+    /// in errors. A name or a certificate pinned twice is refused.
+    pub fn add(&mut self, name: &str, pem: &str, source: &str) -> Result<(), AuthError> {
+        let err = |reason: String| AuthError::Syntax {
+            path: source.to_string(),
+            line: 0,
+            reason,
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b'=') {
+            return Err(err(format!(
+                "client name {name:?}: printable ASCII without spaces or `=`"
+            )));
+        }
+        if self.by_digest.values().any(|n| n == name) {
+            return Err(err(format!("client {name:?} appears twice")));
+        }
+        let certs = ariann_net::keys::pem_certs(pem).map_err(err)?;
+        let leaf = Sha256::digest(&certs[0]).into();
+        if self.by_digest.contains_key(&leaf) {
+            return Err(err("two clients share a certificate".into()));
+        }
+        self.by_digest.insert(leaf, name.to_string());
+        self.roots_pem.push_str(pem.trim_end());
+        self.roots_pem.push('\n');
+        Ok(())
+    }
+
+    /// Reads `NAME=CERT.pem` pins (the daemon's `--control-client`).
+    pub fn from_specs(specs: &[String]) -> Result<Self, AuthError> {
+        let mut c = CertClients::default();
+        for spec in specs {
+            let Some((name, path)) = spec.split_once('=') else {
+                return Err(AuthError::Syntax {
+                    path: spec.clone(),
+                    line: 0,
+                    reason: "expected NAME=CERT.pem".into(),
+                });
+            };
+            let pem = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+            c.add(name, &pem, path)?;
+        }
+        Ok(c)
+    }
+
+    /// The client whose pinned certificate is `leaf` (DER), if any.
+    pub fn client_of(&self, leaf: &[u8]) -> Option<&str> {
+        let d: [u8; 32] = Sha256::digest(leaf).into();
+        self.by_digest.get(&d).map(String::as_str)
+    }
+
+    /// Every pinned certificate (PEM): the TLS server's client roots.
+    pub fn roots_pem(&self) -> &str {
+        &self.roots_pem
+    }
+
+    /// Number of clients.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// True if no client is pinned.
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+}
+
+/// The daemon's side of mutual TLS on its control port: its certificate
+/// and key, and the pinned client certificates.
+#[derive(Clone)]
+pub struct ControlTls {
+    /// The daemon's certificate chain (PEM).
+    pub cert_pem: String,
+    /// The daemon's private key (PEM).
+    pub key_pem: String,
+    /// The clients, by pinned certificate.
+    pub clients: CertClients,
+}
+
+impl std::fmt::Debug for ControlTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlTls")
+            .field("clients", &self.clients)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How a daemon's control port authenticates its clients.
 #[derive(Debug, Clone)]
 pub enum ControlAuth {
     /// Bearer tokens (see the module docs).
     Tokens(Tokens),
+    /// Mutual TLS with pinned client certificates: the client is the name
+    /// its certificate is pinned under; nothing travels in plaintext.
+    Tls(ControlTls),
     /// No authentication, loopback only: every local user is the client
     /// `local`.
     InsecureLocal,
@@ -242,6 +364,39 @@ mod tests {
         }
         // Debug shows names, not tokens.
         assert!(!format!("{t:?}").contains(T1));
+    }
+
+    #[test]
+    fn pinned_client_certificates_name_their_clients() {
+        let pem = |n: &str| {
+            rcgen::generate_simple_self_signed(vec![n.to_string()])
+                .expect("rcgen")
+                .cert
+                .pem()
+        };
+        let (a, b) = (pem("a.test"), pem("b.test"));
+        let mut c = CertClients::default();
+        c.add("hospital", &a, "a.crt").expect("first");
+        c.add("audit", &b, "b.crt").expect("second");
+        assert_eq!(c.len(), 2);
+        let der = |p: &str| ariann_net::keys::pem_certs(p).expect("pem").remove(0);
+        assert_eq!(c.client_of(&der(&a)), Some("hospital"));
+        assert_eq!(c.client_of(&der(&b)), Some("audit"));
+        assert_eq!(c.client_of(&der(&pem("c.test"))), None);
+        assert!(c.roots_pem().contains(a.trim_end()) && c.roots_pem().contains(b.trim_end()));
+        // A name or a certificate twice, a bad name, no certificate.
+        for (name, p) in [
+            ("hospital", pem("d.test")),
+            ("other", a.clone()),
+            ("", pem("e.test")),
+            ("a=b", pem("f.test")),
+            ("x", "not a certificate".to_string()),
+        ] {
+            assert!(c.add(name, &p, "f").is_err(), "{name:?}");
+        }
+        assert_eq!(c.len(), 2);
+        assert!(CertClients::from_specs(&["no-equals-sign".into()]).is_err());
+        assert!(CertClients::from_specs(&["x=/no/such/file.pem".into()]).is_err());
     }
 
     #[cfg(unix)]

@@ -79,6 +79,28 @@ impl Interceptor for Bearer {
     }
 }
 
+/// A client's side of mutual TLS with a daemon's control port.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// The daemon's certificate (PEM), pinned: the only one accepted.
+    pub daemon_pem: String,
+    /// This client's certificate (PEM), pinned at the daemon.
+    pub cert_pem: String,
+    /// This client's private key (PEM).
+    pub key_pem: String,
+    /// The name expected in the daemon's certificate (default: the
+    /// address's host).
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A connection to one party daemon's control port.
 #[derive(Debug)]
 pub struct RemoteParty {
@@ -106,9 +128,25 @@ impl RemoteParty {
         Self::connect_inner(addr, Some(v))
     }
 
+    /// Connects to `addr` (`https://host:port`) with mutual TLS: the client
+    /// presents `tls.cert_pem` (the certificate the daemon pinned under
+    /// this client's name) and accepts only the daemon certificate
+    /// `tls.daemon_pem`.
+    pub fn connect_tls(addr: &str, tls: &ClientTls) -> Result<Self, ClientError> {
+        Self::connect_with(addr, None, Some(tls))
+    }
+
     fn connect_inner(
         addr: &str,
         bearer: Option<MetadataValue<Ascii>>,
+    ) -> Result<Self, ClientError> {
+        Self::connect_with(addr, bearer, None)
+    }
+
+    fn connect_with(
+        addr: &str,
+        bearer: Option<MetadataValue<Ascii>>,
+        tls: Option<&ClientTls>,
     ) -> Result<Self, ClientError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -118,7 +156,17 @@ impl RemoteParty {
             addr: addr.to_string(),
             reason: e.to_string(),
         };
-        let ep = Channel::from_shared(addr.to_string()).map_err(|e| err(&e))?;
+        let mut ep = Channel::from_shared(addr.to_string()).map_err(|e| err(&e))?;
+        if let Some(t) = tls {
+            use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+            let mut c = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&t.daemon_pem))
+                .identity(Identity::from_pem(&t.cert_pem, &t.key_pem));
+            if let Some(name) = &t.server_name {
+                c = c.domain_name(name.clone());
+            }
+            ep = ep.tls_config(c).map_err(|e| err(&e))?;
+        }
         let ch = rt.block_on(ep.connect()).map_err(|e| err(&e))?;
         Ok(RemoteParty {
             rt,

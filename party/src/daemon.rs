@@ -12,17 +12,17 @@
 //! --out KEYS_DIR/<job id>`), with their use-once journal.
 //!
 //! Every call is authenticated ([`crate::auth`]): bearer tokens from a 0600
-//! file, or no authentication on loopback when the operator says
-//! `--insecure-local`. A job belongs to the client that submitted it; other
+//! file, mutual TLS with pinned client certificates, or no authentication
+//! on loopback when the operator says `--insecure-local`. A job belongs to the client that submitted it; other
 //! clients are told it does not exist. The output is handed out once, then
 //! wiped; finished jobs are forgotten when the table is full.
 //!
 //! The control port carries this institution's plaintext asset: bind it to
-//! loopback (the default) or a private network. The party-to-party link is
+//! loopback (the default), or use mutual TLS across hosts. The party-to-party link is
 //! the one of the one-shot mode (optional mutual TLS, WAN shaping).
 
 use crate::auth::{Client, ControlAuth};
-use crate::linked::run_linked_job;
+use crate::linked::{run_linked_job, run_linked_job_from_dealer};
 use crate::{Asset, Job};
 use ariann_fss::Party;
 use ariann_mpc::CommStats;
@@ -42,6 +42,24 @@ use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Where a daemon's jobs take their keys.
+#[derive(Debug, Clone)]
+pub enum DaemonKeys {
+    /// Key files at `DIR/<job id>/party<i>.keys` (`ariann-dealer keys
+    /// --out DIR/<job id>`).
+    Dir(PathBuf),
+    /// Each job pulls its keys from `ariann-dealer serve` at `addr` (the
+    /// operator starts one `serve` per job, with the job's plan; a dealer
+    /// serving another plan fails the job, saying so), over mutual TLS
+    /// when `tls` is set (plaintext only on loopback).
+    Dealer {
+        /// `host:port` of the dealer.
+        addr: String,
+        /// This party's certificate and key and the dealer's pinned one.
+        tls: Option<ariann_net::TlsConfig>,
+    },
+}
+
 /// How a daemon runs.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -50,8 +68,8 @@ pub struct DaemonConfig {
     /// The party link (party, listen or peer address, TLS, WAN, deadlines);
     /// its session id is set per job from the key file.
     pub net: NetConfig,
-    /// Directory of the jobs' key files.
-    pub keys_dir: PathBuf,
+    /// Where each job's keys come from.
+    pub keys: DaemonKeys,
     /// Swap ReLU and max-pool where adjacent (must match the dealer's flag).
     pub permute_relu_maxpool: bool,
     /// Fixed-point configuration of every job (must match the dealer's).
@@ -171,26 +189,39 @@ impl Daemon {
         std::thread::spawn(move || {
             let _link = me.link.lock().unwrap_or_else(|e| e.into_inner());
             let party = me.cfg.net.party;
-            let keys = me.cfg.keys_dir.join(&id).join(format!(
-                "party{}.keys",
-                if party == Party::P0 { 0 } else { 1 }
-            ));
             me.set(&id, JobState::Running, "running".into());
             tracing::info!(job = %id, "job started");
+            let on_listen = |addr| {
+                tracing::info!(job = %id, %addr, "waiting for the peer");
+                Ok(())
+            };
             // A panic in the job ends the job, not the daemon.
-            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_linked_job(
-                    &job,
-                    &asset,
-                    &keys,
-                    me.cfg.net.clone(),
-                    &me.cfg.trust,
-                    |addr| {
-                        tracing::info!(job = %id, %addr, "waiting for the peer");
-                        Ok(())
-                    },
-                )
-            }));
+            let res =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &me.cfg.keys {
+                    DaemonKeys::Dir(dir) => {
+                        let keys = dir.join(&id).join(format!(
+                            "party{}.keys",
+                            if party == Party::P0 { 0 } else { 1 }
+                        ));
+                        run_linked_job(
+                            &job,
+                            &asset,
+                            &keys,
+                            me.cfg.net.clone(),
+                            &me.cfg.trust,
+                            on_listen,
+                        )
+                    }
+                    DaemonKeys::Dealer { addr, tls } => run_linked_job_from_dealer(
+                        &job,
+                        &asset,
+                        addr,
+                        tls.clone(),
+                        me.cfg.net.clone(),
+                        &me.cfg.trust,
+                        on_listen,
+                    ),
+                }));
             drop(asset);
             let mut jobs = me.lock();
             let Some(e) = jobs.get_mut(&id) else { return };
@@ -522,6 +553,20 @@ fn authenticate(auth: &ControlAuth, mut req: Request<()>) -> Result<Request<()>,
                 .ok_or_else(|| Status::unauthenticated("unknown token"))?
                 .to_string()
         }
+        // The TLS handshake already refused any certificate not pinned; the
+        // leaf names the client.
+        ControlAuth::Tls(t) => {
+            let certs = req.peer_certs().ok_or_else(|| {
+                Status::unauthenticated("this daemon needs a pinned client certificate")
+            })?;
+            let leaf = certs
+                .first()
+                .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+            t.clients
+                .client_of(leaf.as_ref())
+                .ok_or_else(|| Status::unauthenticated("unknown client certificate"))?
+                .to_string()
+        }
     };
     req.extensions_mut().insert(Client(name));
     Ok(req)
@@ -540,6 +585,31 @@ pub async fn serve(
             cfg.control
         )));
     }
+    let mut builder = tonic::transport::Server::builder();
+    match &cfg.auth {
+        ControlAuth::Tls(t) => {
+            let tls = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(
+                    &t.cert_pem,
+                    &t.key_pem,
+                ))
+                .client_ca_root(tonic::transport::Certificate::from_pem(
+                    t.clients.roots_pem(),
+                ))
+                .client_auth_optional(false);
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| std::io::Error::other(format!("control port TLS: {e}")))?;
+        }
+        ControlAuth::Tokens(_) if !cfg.control.ip().is_loopback() => {
+            tracing::warn!(
+                control = %cfg.control,
+                "bearer tokens travel in plaintext on a non-loopback control port: \
+                 use --control-tls-cert/--control-tls-key/--control-client across hosts"
+            );
+        }
+        _ => {}
+    }
     let listener = tokio::net::TcpListener::bind(cfg.control).await?;
     ready(listener.local_addr()?);
     let auth = cfg.auth.clone();
@@ -551,7 +621,7 @@ pub async fn serve(
     // Graceful: stop accepting, let running calls finish, but do not wait
     // more than a few seconds for idle client connections to close.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let server = builder
         .add_service(InterceptedService::new(
             PartyControlServer::new(d).max_decoding_message_size(8 << 20),
             move |req: Request<()>| authenticate(&auth, req),

@@ -101,6 +101,48 @@ pub struct Job {
     pub output_to: Party,
 }
 
+/// The largest message one gate of `plan` sends in a round (at least
+/// 64 KiB, room for the small protocol messages).
+pub(crate) fn largest_gate_message(plan: &ariann_dealer::Plan) -> Result<u64, PartyError> {
+    let mut max: u64 = 64 << 10;
+    for g in &plan.gates {
+        max = max.max(g.cost(plan.ring_bits)?.bytes_sent);
+    }
+    Ok(max)
+}
+
+/// A bound on the bytes of a share of `model`'s parameters as safetensors
+/// (8 bytes per value, room for each tensor's header entry and the file's).
+pub(crate) fn params_message_bound(model: &ariann_nn::Model) -> Result<u64, PartyError> {
+    let overflow = || PartyError::Protocol("the job's message sizes overflow".to_string());
+    let mut weights: u64 = 4096;
+    for (_, shape) in model.parameters() {
+        let n = shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+            .ok_or_else(overflow)?;
+        weights = n
+            .checked_mul(8)
+            .and_then(|b| b.checked_add(256))
+            .and_then(|b| b.checked_add(weights))
+            .ok_or_else(overflow)?;
+    }
+    Ok(weights)
+}
+
+/// The largest key bundle of `plan` in bytes (the bundle encoding of one
+/// gate's key: the same size for both parties). A party streaming its
+/// keys from the dealer buffers no more than this per bundle
+/// (`DealerConfig::max_bundle`): a dealer or impostor announcing a longer
+/// bundle is refused at the first byte past it.
+pub fn max_bundle_of(plan: &ariann_dealer::Plan) -> Result<u64, PartyError> {
+    let mut max: u64 = 0;
+    for g in &plan.gates {
+        max = max.max(g.cost(plan.ring_bits)?.encoded_bytes);
+    }
+    Ok(max)
+}
+
 impl Job {
     /// The dealer's plan of this job.
     pub fn plan(&self) -> Result<ariann_dealer::Plan, PartyError> {
@@ -115,22 +157,8 @@ impl Job {
     /// buffer more than the job needs.
     pub fn max_message_of(&self, plan: &ariann_dealer::Plan) -> Result<usize, PartyError> {
         let overflow = || PartyError::Protocol("the job's message sizes overflow".to_string());
-        let mut max: u64 = 64 << 10;
-        for g in &plan.gates {
-            max = max.max(g.cost(plan.ring_bits)?.bytes_sent);
-        }
-        let mut weights: u64 = 4096;
-        for (_, shape) in self.model.parameters() {
-            let n = shape
-                .iter()
-                .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
-                .ok_or_else(overflow)?;
-            weights = n
-                .checked_mul(8)
-                .and_then(|b| b.checked_add(256))
-                .and_then(|b| b.checked_add(weights))
-                .ok_or_else(overflow)?;
-        }
+        let max = largest_gate_message(plan)?;
+        let weights = params_message_bound(&self.model)?;
         let per_row = |n: usize| (self.batch as u64).checked_mul(n as u64)?.checked_mul(8);
         let out_len = self
             .model

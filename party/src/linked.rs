@@ -26,6 +26,15 @@ pub enum LinkedError {
         /// Cause (in the message, so not also chained as `source()`).
         cause: KeyFileError,
     },
+    /// The dealer's key stream could not be opened (unreachable, another
+    /// plan, refused, unsigned or signed by another key, already used).
+    #[error("keys from the dealer at {addr}: {cause}")]
+    KeyStream {
+        /// The dealer's address.
+        addr: String,
+        /// Cause (in the message, so not also chained as `source()`).
+        cause: ariann_net::keys::KeyStreamError,
+    },
     /// Keys failed mid-job (corrupt or missing bundle, wrong gate).
     #[error("keys: {0}")]
     Keys(MpcError),
@@ -169,6 +178,45 @@ pub fn run_linked_job(
     let plan = job.plan()?;
     let (session, mut source) =
         open_key_file(keys, net.party, plan.hash(), plan.gates.len() as u64, trust)?;
+    let net = net
+        .max_message_size(job.max_message_of(&plan)?)
+        .link_secret(source.link_secret());
+    run_linked(job, asset, &mut source, &session, net, on_listen)
+}
+
+/// [`run_linked`] with keys pulled from `ariann-dealer serve` at `addr`
+/// (mutual TLS when `tls` is set), signed by `trust.dealer` and recorded
+/// in this host's ledger; the stream is opened (header checked: plan,
+/// party, bundle count, signature) before any network traffic to the
+/// peer. Connect and per-bundle deadlines are the link's.
+pub fn run_linked_job_from_dealer(
+    job: &Job,
+    asset: &Asset,
+    addr: &str,
+    tls: Option<ariann_net::TlsConfig>,
+    net: NetConfig,
+    trust: &KeyTrust,
+    on_listen: impl FnOnce(SocketAddr) -> std::io::Result<()>,
+) -> Result<Outcome, LinkedError> {
+    use ariann_net::keys::{DealerConfig, DealerStreamSource};
+    let plan = job.plan()?;
+    let mut cfg = DealerConfig::new(
+        addr,
+        net.party,
+        plan.hash(),
+        plan.gates.len() as u64,
+        trust.clone(),
+    );
+    cfg.connect_timeout = net.connect_timeout;
+    cfg.recv_timeout = net.exchange_timeout;
+    cfg.max_bundle = usize::try_from(crate::max_bundle_of(&plan)?).unwrap_or(usize::MAX);
+    cfg.tls = tls;
+    let mut source =
+        DealerStreamSource::<u64>::connect(cfg).map_err(|cause| LinkedError::KeyStream {
+            addr: addr.to_string(),
+            cause,
+        })?;
+    let session = source.header().session;
     let net = net
         .max_message_size(job.max_message_of(&plan)?)
         .link_secret(source.link_secret());

@@ -158,8 +158,22 @@ struct Opts {
     #[arg(long)]
     #[serde(default)]
     insecure_local: bool,
+    /// Daemon mode: mutual TLS on the control port with this certificate
+    /// (PEM; with --control-tls-key and one --control-client per client),
+    /// instead of bearer tokens. Use it when clients connect across hosts.
+    #[arg(long, value_name = "PEM", conflicts_with_all = ["control_tokens", "insecure_local"])]
+    control_tls_cert: Option<PathBuf>,
+    /// Daemon mode: the private key of --control-tls-cert (PEM).
+    #[arg(long, value_name = "PEM")]
+    control_tls_key: Option<PathBuf>,
+    /// Daemon mode with --control-tls-cert: a client allowed on the control
+    /// port, `NAME=CERT.pem` (the certificate it must present, pinned);
+    /// repeat for each client. A job belongs to the client that submitted it.
+    #[arg(long, value_name = "NAME=PEM")]
+    control_client: Option<Vec<String>>,
     /// Pull this party's keys from `ariann-dealer serve` at `host:port`
-    /// instead of a key file.
+    /// instead of a key file (daemon mode: each job's keys, from the
+    /// `serve` run for it, instead of --keys-dir).
     #[arg(long, value_name = "ADDR")]
     dealer: Option<String>,
     /// The dealer's pinned certificate (PEM): turns on mutual TLS with the
@@ -362,6 +376,9 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         control,
         keys_dir,
         control_tokens,
+        control_tls_cert,
+        control_tls_key,
+        control_client,
         dealer,
         dealer_tls_peer,
         dealer_tls_server_name,
@@ -447,6 +464,10 @@ fn party_of(v: Option<u8>, what: &str) -> Result<Party> {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn read_text(p: &Path) -> Result<String> {
+    String::from_utf8(read(p)?).with_context(|| format!("{} is not PEM text", p.display()))
 }
 
 fn read_pem(path: &Option<PathBuf>, what: &str) -> Result<String> {
@@ -720,7 +741,7 @@ type OpenKeys = ([u8; 16], LinkSecret, Box<dyn PreprocessingSource<u64>>);
 fn open_keys(
     keys: &Keys,
     party: Party,
-    (plan_hash, bundles): ([u8; 32], u64),
+    (plan_hash, bundles, max_bundle): ([u8; 32], u64, u64),
     net: &NetConfig,
     trust: &KeyTrust,
 ) -> Result<OpenKeys, Fail> {
@@ -734,6 +755,8 @@ fn open_keys(
             cfg.connect_timeout = net.connect_timeout;
             cfg.recv_timeout = net.exchange_timeout;
             cfg.tls = tls.clone();
+            // No bundle longer than the plan's largest is buffered.
+            cfg.max_bundle = usize::try_from(max_bundle).unwrap_or(usize::MAX);
             let source = DealerStreamSource::<u64>::connect(cfg)
                 .with_context(|| format!("keys from the dealer at {addr}"))
                 .map_err(Fail::Keys)?;
@@ -821,7 +844,9 @@ fn setup(o: &Opts) -> Result<Setup> {
 impl From<LinkedError> for Fail {
     fn from(e: LinkedError) -> Self {
         match e {
-            e @ (LinkedError::KeyFile { .. } | LinkedError::Keys(_)) => Fail::Keys(e.into()),
+            e @ (LinkedError::KeyFile { .. }
+            | LinkedError::KeyStream { .. }
+            | LinkedError::Keys(_)) => Fail::Keys(e.into()),
             e @ LinkedError::Link(_) => Fail::Link(e.into()),
             e @ LinkedError::Job(_) => Fail::Job(e.into()),
             e @ (LinkedError::Local(_) | LinkedError::Io(_)) => Fail::Local(e.into()),
@@ -838,7 +863,11 @@ fn run(o: Opts) -> Result<(), Fail> {
     let (session, link_secret, mut source) = open_keys(
         &s.keys,
         s.party,
-        (plan.hash(), plan.gates.len() as u64),
+        (
+            plan.hash(),
+            plan.gates.len() as u64,
+            ariann_party::max_bundle_of(&plan).map_err(|e| Fail::Usage(e.into()))?,
+        ),
         &s.net,
         &trust,
     )?;
@@ -918,14 +947,83 @@ fn run(o: Opts) -> Result<(), Fail> {
 }
 
 /// Daemon mode: serve clients until Ctrl-C or SIGTERM.
+/// The control port's authentication from the options: bearer tokens,
+/// mutual TLS with pinned client certificates, or (loopback demos) none.
+fn control_auth(o: &Opts) -> Result<ControlAuth, Fail> {
+    let usage = |m: String| Fail::Usage(anyhow!(m));
+    let tls = o.control_tls_cert.is_some()
+        || o.control_tls_key.is_some()
+        || o.control_client.as_ref().is_some_and(|c| !c.is_empty());
+    let chosen = [o.control_tokens.is_some(), tls, o.insecure_local]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if chosen > 1 {
+        return Err(usage(
+            "choose one of --control-tokens, mutual TLS (--control-tls-cert, \
+             --control-tls-key, --control-client) and --insecure-local"
+                .into(),
+        ));
+    }
+    if let Some(f) = &o.control_tokens {
+        return Ok(ControlAuth::Tokens(
+            ariann_party::auth::Tokens::from_file(f).map_err(|e| Fail::Usage(anyhow!(e)))?,
+        ));
+    }
+    if tls {
+        let (Some(cert), Some(key)) = (&o.control_tls_cert, &o.control_tls_key) else {
+            return Err(usage(
+                "mutual TLS on the control port needs --control-tls-cert and --control-tls-key"
+                    .into(),
+            ));
+        };
+        let specs = o.control_client.clone().unwrap_or_default();
+        if specs.is_empty() {
+            return Err(usage(
+                "mutual TLS on the control port needs at least one --control-client \
+                 NAME=CERT.pem (the certificate that client presents)"
+                    .into(),
+            ));
+        }
+        let clients = ariann_party::auth::CertClients::from_specs(&specs)
+            .map_err(|e| Fail::Usage(anyhow!(e)))?;
+        return Ok(ControlAuth::Tls(ariann_party::auth::ControlTls {
+            cert_pem: read_text(cert).map_err(Fail::Usage)?,
+            key_pem: read_text(key).map_err(Fail::Usage)?,
+            clients,
+        }));
+    }
+    if o.insecure_local {
+        return Ok(ControlAuth::InsecureLocal);
+    }
+    Err(usage(
+        "daemon mode needs --control-tokens FILE (a 0600 file of `NAME TOKEN` lines; \
+         clients send `authorization: Bearer TOKEN`), mutual TLS (--control-tls-cert, \
+         --control-tls-key, --control-client NAME=CERT.pem) or --insecure-local (no \
+         authentication, loopback only: any user of this host could submit jobs and \
+         fetch outputs)"
+            .into(),
+    ))
+}
+
 fn daemon(o: Opts) -> Result<(), Fail> {
     let party = party_of(o.id, "id").map_err(Fail::Usage)?;
     let net = net_config(&o, party).map_err(Fail::Usage)?;
-    let keys_dir = o
-        .keys_dir
-        .clone()
-        .ok_or_else(|| anyhow!("daemon mode (--control) needs --keys-dir"))
-        .map_err(Fail::Usage)?;
+    // Keys: a directory of key files per job, or a streaming dealer.
+    let keys = match (&o.keys_dir, &o.dealer) {
+        (Some(dir), None) => ariann_party::daemon::DaemonKeys::Dir(dir.clone()),
+        (None, Some(_)) => match keys_of(&o).map_err(Fail::Usage)? {
+            Keys::Dealer { addr, tls } => ariann_party::daemon::DaemonKeys::Dealer { addr, tls },
+            Keys::File(_) => return Err(Fail::Usage(anyhow!("daemon mode takes no --keys"))),
+        },
+        _ => {
+            return Err(Fail::Usage(anyhow!(
+                "daemon mode (--control) needs --keys-dir DIR (key files at \
+                 DIR/<job id>/party<i>.keys) or --dealer ADDR (each job's keys from \
+                 `ariann-dealer serve` at ADDR), not both"
+            )));
+        }
+    };
     // Every plan setting the dealer has (issue: the daemon used to take only
     // --k-cmp, so other dealer settings could not be run).
     let cfg = config_of(&o, false).map_err(Fail::Usage)?;
@@ -948,25 +1046,12 @@ fn daemon(o: Opts) -> Result<(), Fail> {
             per_job.join(", ")
         )));
     }
-    let auth = match (&o.control_tokens, o.insecure_local) {
-        (Some(f), _) => ControlAuth::Tokens(
-            ariann_party::auth::Tokens::from_file(f).map_err(|e| Fail::Usage(anyhow!(e)))?,
-        ),
-        (None, true) => ControlAuth::InsecureLocal,
-        (None, false) => {
-            return Err(Fail::Usage(anyhow!(
-                "daemon mode needs --control-tokens FILE (a 0600 file of `NAME TOKEN` \
-                 lines; clients send `authorization: Bearer TOKEN`) or --insecure-local \
-                 (no authentication, loopback only: any user of this host could submit \
-                 jobs and fetch outputs)"
-            )));
-        }
-    };
+    let auth = control_auth(&o)?;
     let trust = trust_of(&o)?;
     let dc = ariann_party::daemon::DaemonConfig {
         control: o.control.ok_or_else(|| Fail::Usage(anyhow!("--control")))?,
         net,
-        keys_dir,
+        keys,
         permute_relu_maxpool: o.permute_relu_maxpool.unwrap_or(false),
         cfg,
         max_asset_bytes: 8 << 30,

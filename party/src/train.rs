@@ -238,6 +238,27 @@ impl TrainJob {
             .ok_or_else(|| NnError::Overflow(format!("{steps} steps")).into())
     }
 
+    /// The largest message either party sends in this job (the link
+    /// refuses longer ones from the peer, `NetConfig::max_message_size`):
+    /// the largest gate's online bytes in one step's plan `step_plan`, a
+    /// share of the parameters (the initial weights and the revealed
+    /// result), and a batch's share (images and targets).
+    pub fn max_message_of(&self, step_plan: &Plan) -> Result<usize, PartyError> {
+        let overflow = || PartyError::Protocol("the job's message sizes overflow".to_string());
+        let gates = crate::largest_gate_message(step_plan)?;
+        let params = crate::params_message_bound(&self.model)?;
+        let row = self
+            .model
+            .input_len()
+            .checked_add(self.classes()?)
+            .ok_or_else(overflow)?;
+        let batch = (self.batch as u64)
+            .checked_mul(row as u64)
+            .and_then(|n| n.checked_mul(8))
+            .ok_or_else(overflow)?;
+        usize::try_from(gates.max(params).max(batch)).map_err(|_| overflow())
+    }
+
     /// Key bundles of the job: the gates of one step's plan times the
     /// steps (what the dealer's header must announce).
     pub fn bundles(&self) -> Result<u64, PartyError> {

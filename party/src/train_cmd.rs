@@ -441,10 +441,23 @@ pub(crate) fn run(o: Opts) -> Result<(), Fail> {
         .context("this party's asset does not fit the job")
         .map_err(Fail::Local)?;
     let bundles = s.job.bundles().map_err(|e| Fail::Usage(e.into()))?;
+    let step_plan = s.job.step_plan().map_err(|e| Fail::Usage(e.into()))?;
+    let max_bundle = ariann_party::max_bundle_of(&step_plan).map_err(|e| Fail::Usage(e.into()))?;
+    // The peer may send no message longer than this job needs.
+    let limit = s
+        .job
+        .max_message_of(&step_plan)
+        .map_err(|e| Fail::Usage(e.into()))?;
+    drop(step_plan);
     let trust = trust_of(&o)?;
     // The link secret goes into the party link's Hello (issue 12, item 3).
-    let (session, link_secret, mut source) =
-        open_keys(&s.keys, s.party, (plan_hash, bundles), &s.net, &trust)?;
+    let (session, link_secret, mut source) = open_keys(
+        &s.keys,
+        s.party,
+        (plan_hash, bundles, max_bundle),
+        &s.net,
+        &trust,
+    )?;
     let digest = s.job.digest_of(&plan_hash);
     let steps = s.job.steps().map_err(|e| Fail::Usage(e.into()))?;
     tracing::info!(
@@ -461,7 +474,10 @@ pub(crate) fn run(o: Opts) -> Result<(), Fail> {
         &s.asset,
         &mut *source,
         &session,
-        s.net.clone().link_secret(link_secret),
+        s.net
+            .clone()
+            .max_message_size(limit)
+            .link_secret(link_secret),
         |addr| {
             tracing::info!(%addr, "listening");
             match &s.ready_file {

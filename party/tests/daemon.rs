@@ -10,7 +10,7 @@
 
 mod common;
 use ariann_party::client::{ClientError, RemoteParty};
-use common::{BATCH, Fixture, party_bin, trust_args, wait, wait_ready};
+use common::{BATCH, Fixture, dealer_bin, party_bin, signing_args, trust_args, wait, wait_ready};
 use std::process::{Child, Command, Stdio};
 
 fn free_port() -> u16 {
@@ -34,6 +34,12 @@ fn token_file(f: &Fixture, name: &str, text: &str, mode: u32) -> std::path::Path
 }
 
 fn daemon(f: &Fixture, id: u8, link: &str) -> (Child, String) {
+    let dir = f.path("jobs").display().to_string();
+    daemon_with(f, id, link, &["--keys-dir", &dir])
+}
+
+/// A daemon taking its keys as `keys` says (`--keys-dir DIR` or `--dealer ADDR`).
+fn daemon_with(f: &Fixture, id: u8, link: &str, keys: &[&str]) -> (Child, String) {
     let (me, client) = if id == 0 {
         ("owner", OWNER)
     } else {
@@ -52,8 +58,7 @@ fn daemon(f: &Fixture, id: u8, link: &str) -> (Child, String) {
         .arg("--control-tokens")
         .arg(&tokens)
         .args(["--connect-timeout", "10", "--exchange-timeout", "10"])
-        .arg("--keys-dir")
-        .arg(f.path("jobs"))
+        .args(keys)
         .arg("--ready-file")
         .arg(&ready)
         .args(if id == 0 {
@@ -253,4 +258,200 @@ fn daemons_refuse_to_start_without_safe_authentication() {
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("loopback"), "{err}");
+}
+
+/// Mutual TLS on the control port (`--control-tls-cert`, `--control-tls-key`,
+/// one `--control-client NAME=CERT.pem` per client): a client is the name
+/// its certificate is pinned under, so jobs belong to certificates; an
+/// unpinned certificate, a plaintext call and a client that pins another
+/// daemon certificate are refused; half a TLS setup does not start.
+#[test]
+fn control_port_with_mutual_tls_and_pinned_client_certificates() {
+    use ariann_party::client::ClientTls;
+    let f = Fixture::new();
+    let pem = |name: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
+        let (c, k) = (
+            f.path(&format!("{name}.crt")),
+            f.path(&format!("{name}.key")),
+        );
+        std::fs::write(&c, ck.cert.pem()).expect("write");
+        std::fs::write(&k, ck.signing_key.serialize_pem()).expect("write");
+        (c, k)
+    };
+    let (dc, dk) = pem("party1.test");
+    let (hc, hk) = pem("hospital.test");
+    let (sc, sk) = pem("stranger.test");
+    let (xc, xk) = pem("intruder.test");
+    let (oc, _) = pem("other-daemon.test");
+    let s = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+    let base = |c: &mut Command| {
+        c.args(trust_args(f.dir.path(), 1))
+            .args([
+                "--id",
+                "1",
+                "--control",
+                "127.0.0.1:0",
+                "--peer",
+                "127.0.0.1:9",
+            ])
+            .arg("--keys-dir")
+            .arg(f.path("jobs"));
+    };
+    // Half a setup, or TLS and tokens at once: usage errors.
+    let tokens = token_file(&f, "tokens", &format!("hospital {HOSPITAL}\n"), 0o600);
+    for extra in [
+        vec!["--control-tls-cert", &s(&dc), "--control-tls-key", &s(&dk)],
+        vec![
+            "--control-tls-cert",
+            &s(&dc),
+            "--control-client",
+            &format!("h={}", s(&hc)),
+        ],
+        vec![
+            "--control-tls-cert",
+            &s(&dc),
+            "--control-tls-key",
+            &s(&dk),
+            "--control-client",
+            &format!("h={}", s(&hc)),
+            "--control-tokens",
+            &s(&tokens),
+        ],
+    ] {
+        let mut c = Command::new(party_bin());
+        base(&mut c);
+        let out = c.args(&extra).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("--control"), "{err}");
+    }
+
+    let ready = f.path("ready-tls");
+    let mut c = Command::new(party_bin());
+    base(&mut c);
+    c.args(["--control-tls-cert", &s(&dc), "--control-tls-key", &s(&dk)])
+        .args(["--control-client", &format!("hospital={}", s(&hc))])
+        .args(["--control-client", &format!("stranger={}", s(&sc))])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut d = c.spawn().expect("spawn daemon");
+    let addr = wait_ready(&mut d, &ready).expect("daemon listening");
+    let url = format!("https://{addr}");
+    let client =
+        |cert: &std::path::Path, key: &std::path::Path, daemon: &std::path::Path| ClientTls {
+            daemon_pem: std::fs::read_to_string(daemon).expect("pem"),
+            cert_pem: std::fs::read_to_string(cert).expect("pem"),
+            key_pem: std::fs::read_to_string(key).expect("pem"),
+            server_name: Some("party1.test".into()),
+        };
+    let json = std::fs::read_to_string(f.path("model.json")).expect("model");
+    let mut hospital = RemoteParty::connect_tls(&url, &client(&hc, &hk, &dc)).expect("hospital");
+    hospital
+        .submit_json("mine", &json, BATCH, 1)
+        .expect("submit");
+    let (_, detail, _, _) = hospital.status("").expect("summary");
+    assert!(detail.contains("1 job"), "{detail}");
+    // The stranger's certificate is pinned too, but the job is not its own.
+    let mut stranger = RemoteParty::connect_tls(&url, &client(&sc, &sk, &dc)).expect("stranger");
+    let r = stranger.status("mine");
+    assert!(
+        matches!(&r, Err(ClientError::Status(s)) if s.code() == tonic::Code::NotFound),
+        "{r:?}"
+    );
+    assert!(matches!(
+        stranger.fetch_output("mine"),
+        Err(ClientError::Status(s)) if s.code() == tonic::Code::NotFound
+    ));
+    // Refused: an unpinned certificate, plaintext, another daemon pinned.
+    let refused = |r: Result<RemoteParty, ClientError>, what: &str| match r {
+        Err(_) => {}
+        Ok(mut p) => {
+            let st = p.status("");
+            assert!(st.is_err(), "{what}: {st:?}");
+        }
+    };
+    refused(
+        RemoteParty::connect_tls(&url, &client(&xc, &xk, &dc)),
+        "unpinned client certificate",
+    );
+    refused(RemoteParty::connect(&format!("http://{addr}")), "plaintext");
+    refused(
+        RemoteParty::connect_tls(&url, &client(&hc, &hk, &oc)),
+        "another daemon's certificate pinned",
+    );
+    // The hospital's job is still there, untouched.
+    let (_, detail, _, _) = hospital.status("").expect("summary");
+    assert!(detail.contains("1 job"), "{detail}");
+    terminate(d, "party 1");
+}
+
+/// Daemon mode with keys from a streaming dealer (`--dealer ADDR` instead of
+/// `--keys-dir`): each job pulls its keys from the `ariann-dealer serve`
+/// run for it; the output equals the fixed-point cleartext; a job whose
+/// dealer is gone fails with a key error and the daemon stays up.
+#[test]
+fn daemons_take_keys_from_a_streaming_dealer() {
+    let f = Fixture::new();
+    let ready = f.path("dealer-ready");
+    let mut dealer = Command::new(dealer_bin())
+        .args(["serve", "--batch", &BATCH.to_string()])
+        .args(signing_args(f.dir.path()))
+        .arg("--model-json")
+        .arg(f.path("model.json"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-plaintext",
+            "--wait",
+            "60",
+        ])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ariann-dealer serve");
+    let addr = wait_ready(&mut dealer, &ready).expect("dealer listening");
+    let link = format!("127.0.0.1:{}", free_port());
+    let (d0, a0) = daemon_with(&f, 0, &link, &["--dealer", &addr]);
+    let (d1, a1) = daemon_with(&f, 1, &link, &["--dealer", &addr]);
+    let json = std::fs::read_to_string(f.path("model.json")).expect("model");
+    let mut owner = RemoteParty::connect_with_token(&a0, OWNER).expect("party 0");
+    let mut hospital = RemoteParty::connect_with_token(&a1, HOSPITAL).expect("party 1");
+    owner
+        .submit_json("streamed", &json, BATCH, 1)
+        .expect("submit");
+    hospital
+        .submit_json("streamed", &json, BATCH, 1)
+        .expect("submit");
+    owner
+        .provide_weights("streamed", f.weights.to_safetensors().expect("weights"))
+        .expect("weights");
+    hospital.provide_input("streamed", &f.x).expect("inputs");
+    let (y, _) = hospital
+        .fetch_output("streamed")
+        .expect("output at party 1");
+    assert_eq!(y, f.expected(), "revealed output != fixed-point cleartext");
+    let (st, err) = wait(dealer, "the dealer");
+    assert!(st.success(), "the dealer served both parties:\n{err}");
+    // The dealer is gone: the next job fails on its keys, the daemon lives.
+    owner.submit_json("again", &json, BATCH, 1).expect("submit");
+    hospital
+        .submit_json("again", &json, BATCH, 1)
+        .expect("submit");
+    owner
+        .provide_weights("again", f.weights.to_safetensors().expect("weights"))
+        .expect("weights");
+    hospital.provide_input("again", &f.x).expect("inputs");
+    let r = hospital.fetch_output("again");
+    assert!(
+        matches!(&r, Err(ClientError::Status(s)) if s.message().contains("dealer")),
+        "{r:?}"
+    );
+    assert!(hospital.status("").is_ok(), "the daemon is still up");
+    terminate(d0, "party 0");
+    terminate(d1, "party 1");
 }

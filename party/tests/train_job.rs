@@ -53,7 +53,7 @@ fn run(
     owner: Party,
     w: &Weights,
     data: &(Vec<f32>, Vec<usize>),
-) -> [(Result<TrainOutcome, PartyError>, CommStats); 2] {
+) -> [(Result<TrainOutcome, PartyError>, CommStats, usize); 2] {
     let plan = job0.plan().expect("plan");
     assert_eq!(plan.hash(), job0.plan_hash().expect("hash"));
     let (tx0, rx0) = sync_channel(2);
@@ -84,22 +84,43 @@ fn run(
             |t: &mut MemTransport| {
                 let mut src = ChannelSource::new(rx0, timeout);
                 let mut seen = Vec::new();
-                let r = run_training(job0, a0, t, &mut src, |p| seen.push((p.epoch, p.step)));
+                let mut t = Longest { inner: t, max: 0 };
+                let r = run_training(job0, a0, &mut t, &mut src, |p| seen.push((p.epoch, p.step)));
                 if r.is_ok() {
                     // Every epoch announced, then each of its steps.
                     let want: Vec<_> = (0..2).flat_map(|e| (0..=4).map(move |s| (e, s))).collect();
                     assert_eq!(seen, want);
                 }
-                (r, t.stats())
+                (r, t.stats(), t.max)
             },
             |t: &mut MemTransport| {
                 let mut src = ChannelSource::new(rx1, timeout);
-                let r = run_training(job1, a1, t, &mut src, |_| {});
-                (r, t.stats())
+                let mut t = Longest { inner: t, max: 0 };
+                let r = run_training(job1, a1, &mut t, &mut src, |_| {});
+                (r, t.stats(), t.max)
             },
         );
         [r0, r1]
     })
+}
+
+/// A transport that records the longest message it sends.
+struct Longest<'a> {
+    inner: &'a mut MemTransport,
+    max: usize,
+}
+
+impl Transport for Longest<'_> {
+    fn party(&self) -> Party {
+        self.inner.party()
+    }
+    fn exchange(&mut self, msg: &[u8]) -> Result<Vec<u8>, ariann_mpc::MpcError> {
+        self.max = self.max.max(msg.len());
+        self.inner.exchange(msg)
+    }
+    fn stats(&self) -> CommStats {
+        self.inner.stats()
+    }
 }
 
 fn fixture() -> (Weights, (Vec<f32>, Vec<usize>)) {
@@ -114,7 +135,18 @@ fn trained_weights_equal_the_cleartext_fixed_point_run() {
     // Cross-entropy, revealed to the data owner (party 1).
     let j = job(Loss::CrossEntropy, Reveal::To(Party::P1));
     let want = train_clear(&j, &w, &data.0, &data.1, SEED);
-    let [(o0, s0), (o1, _)] = run(&j, &j, Party::P0, &w, &data);
+    let [(o0, s0, m0), (o1, _, m1)] = run(&j, &j, Party::P0, &w, &data);
+    // The link's message limit from the job covers every message sent
+    // (and is not a vacuous bound).
+    let limit = j
+        .max_message_of(&j.step_plan().expect("step plan"))
+        .expect("limit");
+    let longest = m0.max(m1);
+    assert!(
+        longest <= limit,
+        "a message of {longest} bytes over {limit}"
+    );
+    assert!(limit <= (64 << 10).max(4 * longest), "{limit} vs {longest}");
     let (o0, o1) = (o0.expect("party 0"), o1.expect("party 1"));
     assert!(
         o0.weights.is_none() && o0.share.is_none(),
@@ -130,7 +162,7 @@ fn trained_weights_equal_the_cleartext_fixed_point_run() {
     // MSE, shares kept, the model owner is party 1.
     let j = job(Loss::Mse, Reveal::Shares);
     let want = train_clear(&j, &w, &data.0, &data.1, SEED);
-    let [(o0, _), (o1, _)] = run(&j, &j, Party::P1, &w, &data);
+    let [(o0, _, _), (o1, _, _)] = run(&j, &j, Party::P1, &w, &data);
     let (o0, o1) = (o0.expect("party 0"), o1.expect("party 1"));
     assert!(o0.weights.is_none() && o1.weights.is_none());
     let got = Params::reconstruct(&o0.share.expect("share 0"), &o1.share.expect("share 1"))
@@ -172,7 +204,7 @@ fn any_other_hyper_parameter_is_refused_after_the_hello_alone() {
     for other in &others {
         // The plan is the same (keys are accepted): only the digest differs.
         assert_eq!(other.plan_hash().ok(), base.plan_hash().ok());
-        let [(r0, s0), (r1, s1)] = run(&base, other, Party::P0, &w, &data);
+        let [(r0, s0, _), (r1, s1, _)] = run(&base, other, Party::P0, &w, &data);
         for r in [&r0, &r1] {
             assert!(matches!(r, Err(PartyError::JobMismatch { .. })), "{r:?}");
         }

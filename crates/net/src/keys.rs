@@ -278,7 +278,9 @@ struct KeyService {
     pinned: Option<[Vec<Vec<u8>>; 2]>,
 }
 
-fn pem_certs(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+/// The certificates of a PEM text, DER-encoded, in order (an error if it
+/// holds none or a malformed one).
+pub fn pem_certs(pem: &str) -> Result<Vec<Vec<u8>>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem.as_bytes())

@@ -172,6 +172,60 @@ fn both_parties_receive_their_bundles_in_chunks() {
     assert!(b0 > 100_000, "bundles span many 4 KiB chunks");
 }
 
+/// A party buffers no bundle longer than its plan's largest: the plan's
+/// exact bundle sizes (`GateDesc::cost`) let every bundle through, a limit
+/// one byte below the largest refuses that bundle, naming the limit.
+#[test]
+fn bundles_past_the_plans_largest_are_refused() {
+    let largest = gates(0)
+        .iter()
+        .map(|g| g.cost(64).expect("cost").encoded_bytes)
+        .max()
+        .expect("gates") as usize;
+    let want = bundles(4, 0);
+    let actual = want
+        .iter()
+        .map(|(a, b)| a.encode().len().max(b.encode().len()));
+    assert_eq!(actual.max(), Some(largest), "the cost is the exact size");
+    for limit in [largest, largest - 1] {
+        let s = server(None, 0);
+        let addr = s.local_addr().to_string();
+        let h = serve(s, 4, 0);
+        let outcomes: Vec<Result<(), String>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = [Party::P0, Party::P1]
+                .into_iter()
+                .map(|party| {
+                    let (addr, want) = (&addr, &want);
+                    sc.spawn(move || {
+                        let mut c = party_cfg(addr, party, PLAN, 0);
+                        c.max_bundle = limit;
+                        let mut src = DealerStreamSource::<u64>::connect(c).expect("open");
+                        for (a, b) in want {
+                            let tag = if party == Party::P0 { a.tag } else { b.tag };
+                            src.next_bundle(party, &tag).map_err(|e| e.to_string())?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("party"))
+                .collect()
+        });
+        if limit == largest {
+            assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+            h.join().expect("server thread").expect("served");
+        } else {
+            for o in &outcomes {
+                let e = o.as_ref().expect_err("the largest bundle is refused");
+                assert!(e.contains(&format!("limit of {limit} bytes")), "{e}");
+            }
+            let _ = h.join().expect("server thread");
+        }
+    }
+}
+
 #[test]
 fn asking_twice_or_for_another_plan_is_refused() {
     let s = server(None, BIG);
