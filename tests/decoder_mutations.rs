@@ -179,3 +179,28 @@ fn mutated_plans_never_panic() {
         "{c:?}: most mutants must be refused"
     );
 }
+
+/// The overflow the security review found: an input shape whose product
+/// wraps (2^32 x 2^32 would flatten to 0) is refused with an error naming
+/// it, by the model, its plan and a job's input size, never accepted as an
+/// empty input.
+#[test]
+fn an_input_shape_whose_size_overflows_is_refused() {
+    let json = r#"{"name":"wrap","input":[4294967296,4294967296],
+        "layers":[{"type":"Flatten"},{"type":"Linear","name":"fc","inp":0,"out":2}]}"#;
+    let refused = match Model::from_json(json) {
+        Err(_) => true,
+        Ok(m) => {
+            let shapes = m.shapes();
+            let plan = ariann_nn::plan(&m, 1, &Config::default());
+            assert!(shapes.is_err() && plan.is_err(), "{shapes:?}");
+            let e = plan.expect_err("plan").to_string();
+            assert!(
+                e.contains("overflow") || e.contains("4294967296"),
+                "the error names the cause: {e}"
+            );
+            true
+        }
+    };
+    assert!(refused);
+}
