@@ -82,6 +82,7 @@ pub fn model() -> Model {
                 k: 3,
                 stride: 1,
                 pad: 1,
+                bias: true,
             }),
             Layer::Relu,
             Layer::MaxPool2d(MaxPool2d {
@@ -94,6 +95,7 @@ pub fn model() -> Model {
                 name: "fc".into(),
                 inp: 27,
                 out: 4,
+                bias: true,
             }),
         ],
     }
