@@ -67,7 +67,8 @@
 //! (`ariann_party::inputs`); fewer inputs than the batch are padded with
 //! zeros and the padding's rows dropped from the output it writes.
 //! `ariann-party reference ...` runs a model locally in float and in fixed
-//! point (module `reference`).
+//! point (module `reference`); `ariann-party input --image a.png ...`
+//! turns PNG/JPEG images into an input file (module `input_cmd`).
 //!
 //! Exit status: 0 success; 2 usage or configuration error; 3 key file
 //! or dealer problem (missing, corrupt, unsigned or signed by another
@@ -80,6 +81,7 @@
 //! `NnError::fault`, `LinkedError`), with no catch-all. Logs go
 //! to stderr (`-v`, `RUST_LOG`) and never contain shares, keys or data.
 
+mod input_cmd;
 mod reference;
 mod train_cmd;
 
@@ -1015,6 +1017,17 @@ fn main() -> ExitCode {
         // `ariann-party reference ...`: a local run, no keys, no peer.
         let o = reference::RefOpts::parse_from(std::env::args_os().skip(1));
         return match reference::run(o) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "input") {
+        // `ariann-party input --image ...`: images to an input file.
+        let o = input_cmd::InputOpts::parse_from(std::env::args_os().skip(1));
+        return match input_cmd::run(o) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
