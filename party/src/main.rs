@@ -114,7 +114,8 @@ use std::time::Duration;
     about = "One party of ariann-rs two-party private inference (or training, with --train)",
     long_about = "One party of ariann-rs two-party private inference (or training, with --train).\n\n\
                   `ariann-party reference --help`: run a model locally in float and in fixed \
-                  point first (no keys, no peer).",
+                  point first (no keys, no peer). `ariann-party input --help`: turn PNG/JPEG \
+                  images into an --input file.",
     after_help = train_cmd::AFTER_HELP
 )]
 struct Opts {
@@ -226,8 +227,9 @@ struct Opts {
     /// The model owner's weights (safetensors, PyTorch names).
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
-    /// The data owner's inputs: safetensors with a tensor `input` of shape
-    /// `[batch, ...]` (float32).
+    /// The data owner's inputs: `.npy`, or safetensors with a tensor `input`
+    /// of shape `[N, ...]` (float32, NCHW, N at most the batch; from images:
+    /// `ariann-party input`).
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// The party that learns the output (0 or 1).
