@@ -37,6 +37,10 @@ pub enum ClientError {
         /// Cause.
         reason: String,
     },
+    /// An ONNX model this client cannot import (an unsupported op names
+    /// its type and node).
+    #[error("cannot import the ONNX model: {0}")]
+    Onnx(String),
     /// The daemon refused the job.
     #[error("job refused: {0}")]
     Refused(String),
@@ -218,6 +222,35 @@ impl RemoteParty {
     ) -> Result<(), ClientError> {
         let m = submit_job_request::Model::ModelJson(model_json.to_string());
         self.submit_with(job, m, batch, output_party)
+    }
+
+    /// Submits job `job` for an ONNX model (the bytes of an `.onnx` file,
+    /// e.g. from `torch.onnx.export`), as the one-shot `--model-onnx` does:
+    /// its architecture is imported here (`ariann_onnx::architecture`, the
+    /// dealer's `keys --model-onnx` reads the same) and submitted as its
+    /// JSON description; the daemon never parses ONNX. The model owner then
+    /// hands over the file's initializers with
+    /// [`RemoteParty::provide_onnx_weights`].
+    pub fn submit_onnx(
+        &mut self,
+        job: &str,
+        onnx: &[u8],
+        batch: usize,
+        output_party: u32,
+    ) -> Result<(), ClientError> {
+        let m = ariann_onnx::architecture(onnx).map_err(|e| ClientError::Onnx(e.to_string()))?;
+        self.submit_json(job, &m.to_json(), batch, output_party)
+    }
+
+    /// The model owner's weights of an ONNX model for `job`: the file's
+    /// initializers under the names the imported architecture uses.
+    pub fn provide_onnx_weights(&mut self, job: &str, onnx: &[u8]) -> Result<u64, ClientError> {
+        let w = ariann_onnx::import(onnx)
+            .map_err(|e| ClientError::Onnx(e.to_string()))?
+            .weights
+            .to_safetensors()
+            .map_err(|e| ClientError::Onnx(e.to_string()))?;
+        self.provide_weights(job, w)
     }
 
     fn provide(

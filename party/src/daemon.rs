@@ -3,7 +3,9 @@
 //! its peer daemon, one at a time.
 //!
 //! A client (the institution's own operator) submits a job to its party
-//! (`SubmitJob`: job id, model, batch, output party), streams its asset
+//! (`SubmitJob`: job id, model — a zoo name or a JSON description; an ONNX
+//! model is imported by the client, `RemoteParty::submit_onnx` and
+//! `provide_onnx_weights` —, batch, output party), streams its asset
 //! (`ProvideAsset`: the model owner's weights or the data owner's inputs),
 //! and the party named in the job hands out the revealed output
 //! (`FetchOutput`, waiting for the job to finish). The other party refuses

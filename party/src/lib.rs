@@ -41,6 +41,7 @@
 pub mod auth;
 pub mod client;
 pub mod daemon;
+pub mod images;
 pub mod inputs;
 pub mod linked;
 pub mod train;

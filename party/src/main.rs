@@ -67,7 +67,8 @@
 //! (`ariann_party::inputs`); fewer inputs than the batch are padded with
 //! zeros and the padding's rows dropped from the output it writes.
 //! `ariann-party reference ...` runs a model locally in float and in fixed
-//! point (module `reference`).
+//! point (module `reference`); `ariann-party input --image a.png ...`
+//! turns PNG/JPEG images into an input file (module `input_cmd`).
 //!
 //! Exit status: 0 success; 2 usage or configuration error; 3 key file
 //! or dealer problem (missing, corrupt, unsigned or signed by another
@@ -80,6 +81,7 @@
 //! `NnError::fault`, `LinkedError`), with no catch-all. Logs go
 //! to stderr (`-v`, `RUST_LOG`) and never contain shares, keys or data.
 
+mod input_cmd;
 mod reference;
 mod train_cmd;
 
@@ -112,7 +114,8 @@ use std::time::Duration;
     about = "One party of ariann-rs two-party private inference (or training, with --train)",
     long_about = "One party of ariann-rs two-party private inference (or training, with --train).\n\n\
                   `ariann-party reference --help`: run a model locally in float and in fixed \
-                  point first (no keys, no peer).",
+                  point first (no keys, no peer). `ariann-party input --help`: turn PNG/JPEG \
+                  images into an --input file.",
     after_help = train_cmd::AFTER_HELP
 )]
 struct Opts {
@@ -238,8 +241,9 @@ struct Opts {
     /// The model owner's weights (safetensors, PyTorch names).
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
-    /// The data owner's inputs: safetensors with a tensor `input` of shape
-    /// `[batch, ...]` (float32).
+    /// The data owner's inputs: `.npy`, or safetensors with a tensor `input`
+    /// of shape `[N, ...]` (float32, NCHW, N at most the batch; from images:
+    /// `ariann-party input`).
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// The party that learns the output (0 or 1).
@@ -1100,6 +1104,17 @@ fn main() -> ExitCode {
         // `ariann-party reference ...`: a local run, no keys, no peer.
         let o = reference::RefOpts::parse_from(std::env::args_os().skip(1));
         return match reference::run(o) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "input") {
+        // `ariann-party input --image ...`: images to an input file.
+        let o = input_cmd::InputOpts::parse_from(std::env::args_os().skip(1));
+        return match input_cmd::run(o) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -127,6 +127,13 @@ fn daemons_run_submitted_jobs_and_reveal_to_the_named_party_only() {
         );
     }
 
+    // An ONNX model (PyTorch export: a bias-free Conv + BatchNormalization,
+    // a batch-norm after a ReLU, Gemm + 1-d batch-norm), as the one-shot
+    // `--model-onnx`: keys from `ariann-dealer keys --model-onnx`, the
+    // architecture submitted by the clients, the initializers from the model
+    // owner's client. The revealed output equals the fixed-point cleartext.
+    onnx_job(&f, &mut owner, &mut hospital);
+
     // Authentication: no token, an unknown token.
     let code = |r: Result<(ariann_proto::v1::JobState, String, u64, u64), ClientError>| match r {
         Err(ClientError::Status(s)) => Some(s.code()),
@@ -203,6 +210,72 @@ fn daemons_run_submitted_jobs_and_reveal_to_the_named_party_only() {
 
     terminate(d0, "party 0");
     terminate(d1, "party 1");
+}
+
+fn onnx_job(f: &Fixture, owner: &mut RemoteParty, hospital: &mut RemoteParty) {
+    use ariann_nn::{Config, decode_output, encode_input, forward_fixed};
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/onnx/tests/data");
+    let onnx = std::fs::read(data.join("conv_bn.onnx")).expect("test model");
+    let case: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("conv_bn.json")).expect("case"))
+            .expect("json");
+    let x: Vec<f32> = case["input"]
+        .as_array()
+        .expect("input")
+        .iter()
+        .map(|v| v.as_f64().expect("number") as f32)
+        .collect();
+    let batch = case["input_shape"][0].as_u64().expect("batch") as usize;
+    let st = Command::new(common::dealer_bin())
+        .args(["keys", "--no-progress", "--batch", &batch.to_string()])
+        .args(common::signing_args(f.dir.path()))
+        .arg("--model-onnx")
+        .arg(data.join("conv_bn.onnx"))
+        .arg("--out")
+        .arg(f.path("jobs/onnx"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run ariann-dealer");
+    assert!(st.success(), "ariann-dealer keys --model-onnx failed");
+    owner
+        .submit_onnx("onnx", &onnx, batch, 1)
+        .expect("submit at 0");
+    hospital
+        .submit_onnx("onnx", &onnx, batch, 1)
+        .expect("submit at 1");
+    owner.provide_onnx_weights("onnx", &onnx).expect("weights");
+    hospital.provide_input("onnx", &x).expect("inputs");
+    let (y, shape) = hospital.fetch_output("onnx").expect("output at party 1");
+    let imp = ariann_onnx::import(&onnx).expect("import");
+    let (m, w) = imp.model.fold_batchnorm(&imp.weights).expect("fold");
+    let cfg = Config::default();
+    let xe = encode_input(&x, &cfg).expect("encode");
+    let want = decode_output(
+        &forward_fixed(&m, &w, &xe, batch, &cfg).expect("fixed"),
+        &cfg,
+    );
+    assert_eq!(
+        y, want,
+        "ONNX job: revealed output != fixed-point cleartext"
+    );
+    assert_eq!(shape[0], batch as u64);
+    // And the reference runtime's output, within the
+    // fixed-point tolerance of crates/onnx/tests/exported.rs.
+    let reference: Vec<f64> = case["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .map(|v| v.as_f64().expect("number"))
+        .collect();
+    let err = y
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(err < 2e-3, "ONNX job vs onnxruntime: {err}");
+    // An ONNX file the importer refuses is refused by the client, with why.
+    let bad = owner.submit_onnx("bad", b"not onnx", batch, 1);
+    assert!(matches!(&bad, Err(ClientError::Onnx(_))), "{bad:?}");
 }
 
 /// A daemon without a token file (and without `--insecure-local`), with a

@@ -23,6 +23,7 @@ fn model() -> Model {
                 k: 3,
                 stride: 1,
                 pad: 1,
+                bias: true,
             }),
             Layer::MaxPool2d(MaxPool2d {
                 k: 2,
@@ -35,6 +36,7 @@ fn model() -> Model {
                 name: "fc".into(),
                 inp: 27,
                 out: 4,
+                bias: true,
             }),
         ],
     }

@@ -86,7 +86,6 @@ pub enum JobError {
         /// Why (in the message, so not also chained as `source()`).
         error: ariann_nn::NnError,
     },
-    /// An ONNX model, but this build has no ONNX importer.
     /// An ONNX file the importer refuses (an unsupported op names its type
     /// and node; see `ariann_onnx`).
     #[error("cannot import the ONNX model {path}: {error}")]

@@ -4,13 +4,14 @@
 use crate::error::NnError;
 use crate::layers::{BatchNorm2d, Conv2d, Residual};
 use crate::model::{BN_EPS, Layer, Model};
-use crate::weights::Weights;
+use crate::weights::{Weights, param};
 
 impl Model {
     /// Folds every batch-norm that follows a convolution into that
     /// convolution's weight and bias (exact affine algebra in float:
     /// `W' = W g / sqrt(v + eps)`, `b' = (b - m) g / sqrt(v + eps) + beta`).
-    /// A convolution without a bias tensor (PyTorch `bias=False`) gets one.
+    /// A convolution without a bias (`bias: false`, PyTorch's `bias=False`)
+    /// gets one: the folded convolution has `bias: true`.
     /// A batch-norm not preceded by a convolution stays: the fixed-point and
     /// private passes run it as the exact per-channel affine map
     /// `x * g / sqrt(v + eps) + (beta - m g / sqrt(v + eps))` (one Beaver
@@ -34,7 +35,12 @@ pub(crate) fn fold_architecture(layers: &[Layer]) -> Vec<Layer> {
     let mut res: Vec<Layer> = Vec::with_capacity(layers.len());
     for l in layers {
         match l {
-            Layer::BatchNorm2d(_) if matches!(res.last(), Some(Layer::Conv2d(_))) => {}
+            Layer::BatchNorm2d(_) if matches!(res.last(), Some(Layer::Conv2d(_))) => {
+                // The fold gives the convolution a bias.
+                if let Some(Layer::Conv2d(c)) = res.last_mut() {
+                    c.bias = true;
+                }
+            }
             Layer::Residual(Residual { body, shortcut }) => res.push(Layer::residual(
                 fold_architecture(body),
                 fold_architecture(shortcut),
@@ -50,7 +56,13 @@ fn fold_layers(layers: &[Layer], w: &Weights, out: &mut Weights) -> Result<Vec<L
     for l in layers {
         match l {
             Layer::BatchNorm2d(BatchNorm2d { name, .. }) => {
-                let Some(Layer::Conv2d(Conv2d { name: conv, oc, .. })) = res.last() else {
+                let Some(Layer::Conv2d(Conv2d {
+                    name: conv,
+                    oc,
+                    bias: has_bias,
+                    ..
+                })) = res.last_mut()
+                else {
                     // Not right after a convolution (e.g. after a ReLU or a
                     // max-pool, as in Falcon's AlexNet): it stays a layer and
                     // runs as a private per-channel affine map.
@@ -59,6 +71,7 @@ fn fold_layers(layers: &[Layer], w: &Weights, out: &mut Weights) -> Result<Vec<L
                 };
                 let conv = conv.clone();
                 let oc = *oc;
+                let had_bias = std::mem::replace(has_bias, true);
                 let get = |t: &str| -> Result<Vec<f32>, NnError> {
                     let n = format!("{name}.{t}");
                     let (_, d) = w.get(&n).ok_or(NnError::MissingTensor(n))?;
@@ -76,10 +89,12 @@ fn fold_layers(layers: &[Layer], w: &Weights, out: &mut Weights) -> Result<Vec<L
                     .ok_or_else(|| NnError::MissingTensor(wn.clone()))?;
                 let (ws, mut wd) = (ws.to_vec(), wd.to_vec());
                 let bn = format!("{conv}.bias");
-                let mut bias = w
-                    .get(&bn)
-                    .map(|(_, d)| d.to_vec())
-                    .unwrap_or_else(|| vec![0.0; oc]);
+                // A bias-free convolution folds as one with a zero bias.
+                let mut bias = if had_bias {
+                    param(w, &bn)?.1.to_vec()
+                } else {
+                    vec![0.0; oc]
+                };
                 let per = wd.len() / oc;
                 for o in 0..oc {
                     let scale = f64::from(g[o]) / (f64::from(var[o]) + BN_EPS).sqrt();

@@ -63,6 +63,17 @@ impl Layer {
             name: name.into(),
             inp,
             out,
+            bias: true,
+        })
+    }
+
+    /// `Linear(inp, out, bias=False)`: parameter `{name}.weight` only.
+    pub fn linear_no_bias(name: &str, inp: usize, out: usize) -> Layer {
+        Layer::Linear(Linear {
+            name: name.into(),
+            inp,
+            out,
+            bias: false,
         })
     }
 
@@ -75,6 +86,27 @@ impl Layer {
             k,
             stride,
             pad,
+            bias: true,
+        })
+    }
+
+    /// `Conv2d(c, oc, k, stride, pad, bias=False)`: parameter `{name}.weight` only.
+    pub fn conv2d_no_bias(
+        name: &str,
+        c: usize,
+        oc: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Layer {
+        Layer::Conv2d(Conv2d {
+            name: name.into(),
+            c,
+            oc,
+            k,
+            stride,
+            pad,
+            bias: false,
         })
     }
 
@@ -385,6 +417,31 @@ impl Model {
             l.op().parameters(&mut p);
         }
         p
+    }
+
+    /// The names a bias of each layer without one (`bias: false`) would
+    /// have (`{name}.bias`), in layer order.
+    pub fn absent_biases(&self) -> Vec<String> {
+        fn walk(layers: &[Layer], out: &mut Vec<String>) {
+            for l in layers {
+                match l {
+                    Layer::Conv2d(Conv2d { name, bias, .. })
+                    | Layer::Linear(Linear { name, bias, .. })
+                        if !bias =>
+                    {
+                        out.push(format!("{name}.bias"))
+                    }
+                    Layer::Residual(r) => {
+                        walk(&r.body, out);
+                        walk(&r.shortcut, out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.layers, &mut out);
+        out
     }
 
     /// The same network with every `ReLU, MaxPool2d` pair swapped to

@@ -104,8 +104,17 @@ impl Weights {
         w
     }
 
-    /// Checks that every parameter of `model` is present with its shape.
+    /// Checks that every parameter of `model` is present with its shape, and
+    /// that no layer without a bias (`bias: false`) has a bias tensor here
+    /// (it would be silently left out otherwise).
     pub fn check(&self, model: &Model) -> Result<(), NnError> {
+        if let Some(name) = model
+            .absent_biases()
+            .into_iter()
+            .find(|n| self.get(n).is_some())
+        {
+            return Err(NnError::UnexpectedTensor(name));
+        }
         for (name, shape) in model.parameters() {
             let (s, _) = self
                 .get(&name)

@@ -26,6 +26,7 @@ fn small_model() -> Model {
                 k: 3,
                 stride: 1,
                 pad: 1,
+                bias: true,
             }),
             Layer::Relu,
             Layer::MaxPool2d(MaxPool2d {
@@ -39,6 +40,7 @@ fn small_model() -> Model {
                 name: "fc".into(),
                 inp: 16,
                 out: 5,
+                bias: true,
             }),
         ],
     }
@@ -142,6 +144,7 @@ fn safetensors_round_trip_and_clear_errors() {
             name: "fc".into(),
             inp: 3,
             out: 2,
+            bias: true,
         })],
         ..small_model()
     };
@@ -259,6 +262,7 @@ fn residual_and_batchnorm_fold() {
                 k: 3,
                 stride: 1,
                 pad: 1,
+                bias: true,
             }),
             Layer::BatchNorm2d(BatchNorm2d {
                 name: "b0".into(),
@@ -274,6 +278,7 @@ fn residual_and_batchnorm_fold() {
                         k: 3,
                         stride: 2,
                         pad: 1,
+                        bias: true,
                     }),
                     Layer::BatchNorm2d(BatchNorm2d {
                         name: "b1".into(),
@@ -289,6 +294,7 @@ fn residual_and_batchnorm_fold() {
                         k: 1,
                         stride: 2,
                         pad: 0,
+                        bias: true,
                     }),
                     Layer::BatchNorm2d(BatchNorm2d {
                         name: "db".into(),
@@ -303,6 +309,7 @@ fn residual_and_batchnorm_fold() {
                 name: "fc".into(),
                 inp: 8,
                 out: 3,
+                bias: true,
             }),
         ],
     };
@@ -535,6 +542,7 @@ fn batchnorm_after_relu_runs_privately() {
                 k: 3,
                 stride: 2,
                 pad: 1,
+                bias: true,
             }),
             Layer::Relu,
             Layer::MaxPool2d(MaxPool2d {
@@ -551,6 +559,7 @@ fn batchnorm_after_relu_runs_privately() {
                 name: "fc".into(),
                 inp: 16,
                 out: 3,
+                bias: true,
             }),
         ],
     };
@@ -687,6 +696,7 @@ fn adaptive_average_pool_matches_the_fixed_window() {
                 k: 3,
                 stride: 1,
                 pad: 1,
+                bias: true,
             }),
             Layer::Relu,
             pool,
@@ -695,6 +705,7 @@ fn adaptive_average_pool_matches_the_fixed_window() {
                 name: "fc".into(),
                 inp: 12,
                 out: 2,
+                bias: true,
             }),
         ],
     };

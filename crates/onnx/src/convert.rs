@@ -664,21 +664,35 @@ impl<'a> Importer<'a> {
                         format!("bias `{bn}` has {} values for {oc} channels", b.len()),
                     ));
                 }
-                b.floats(bn)?.to_vec()
+                Some(b.floats(bn)?.to_vec())
             }
-            None => vec![0.0; oc],
+            // PyTorch's `bias=False`: a bias-free layer (a batch-norm
+            // folded into it gives it one).
+            None => None,
         };
         let data = w.floats(&wname)?.to_vec();
         let p = self.prefix(&wname);
         self.insert(format!("{p}.weight"), w.dims.clone(), data)?;
-        self.insert(format!("{p}.bias"), vec![oc], bias)?;
-        Ok(Layer::conv2d(&p, c, oc, k, stride, pad))
+        Ok(match bias {
+            Some(bias) => {
+                self.insert(format!("{p}.bias"), vec![oc], bias)?;
+                Layer::conv2d(&p, c, oc, k, stride, pad)
+            }
+            None => Layer::conv2d_no_bias(&p, c, oc, k, stride, pad),
+        })
     }
 
-    /// `(bias values)` from constant input `k`, broadcast to `out`, times `scale`.
-    fn bias(&self, i: usize, k: usize, out: usize, scale: f32) -> Result<Vec<f32>, OnnxError> {
+    /// `(bias values)` from constant input `k`, broadcast to `out`, times
+    /// `scale`; `None` without that input (a bias-free layer).
+    fn bias(
+        &self,
+        i: usize,
+        k: usize,
+        out: usize,
+        scale: f32,
+    ) -> Result<Option<Vec<f32>>, OnnxError> {
         let Some((name, c)) = self.const_input(i, k) else {
-            return Ok(vec![0.0; out]);
+            return Ok(None);
         };
         let v = c.floats(name)?;
         let fits = c.dims.iter().filter(|d| **d != 1).count() <= 1;
@@ -695,7 +709,7 @@ impl<'a> Importer<'a> {
                 ));
             }
         };
-        Ok(b.into_iter().map(|x| x * scale).collect())
+        Ok(Some(b.into_iter().map(|x| x * scale).collect()))
     }
 
     fn gemm(&mut self, i: usize, shape: &[usize]) -> Result<Layer, OnnxError> {
@@ -731,8 +745,7 @@ impl<'a> Importer<'a> {
         let bias = self.bias(i, 2, out, beta)?;
         let p = self.prefix(&wname);
         self.insert(format!("{p}.weight"), vec![out, inp], weight)?;
-        self.insert(format!("{p}.bias"), vec![out], bias)?;
-        Ok(Layer::linear(&p, inp, out))
+        self.linear_layer(&p, inp, out, bias)
     }
 
     fn matmul(
@@ -760,7 +773,7 @@ impl<'a> Importer<'a> {
         let wname = wname.to_string();
         let mut end = n.output.first().cloned().unwrap_or_default();
         // `Add(MatMul(x, W), b)` (either order) with `b` a constant: the bias.
-        let mut bias = vec![0.0; out];
+        let mut bias = None;
         if let Some(a) = self.sole_user(&end, "Add")
             && let [p, q] = self.nodes[a].input.as_slice()
         {
@@ -774,9 +787,26 @@ impl<'a> Importer<'a> {
         }
         let p = self.prefix(&wname);
         self.insert(format!("{p}.weight"), vec![out, inp], weight)?;
-        self.insert(format!("{p}.bias"), vec![out], bias)?;
-        let s = self.push(i, Layer::linear(&p, inp, out), shape, layers)?;
+        let lin = self.linear_layer(&p, inp, out, bias)?;
+        let s = self.push(i, lin, shape, layers)?;
         Ok((end, s))
+    }
+
+    /// A `Linear` at prefix `p` with its bias stored, or a bias-free one.
+    fn linear_layer(
+        &mut self,
+        p: &str,
+        inp: usize,
+        out: usize,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Layer, OnnxError> {
+        Ok(match bias {
+            Some(b) => {
+                self.insert(format!("{p}.bias"), vec![out], b)?;
+                Layer::linear(p, inp, out)
+            }
+            None => Layer::linear_no_bias(p, inp, out),
+        })
     }
 
     fn max_pool(&self, i: usize) -> Result<Layer, OnnxError> {
@@ -921,7 +951,7 @@ impl<'a> Importer<'a> {
         let f = shape[0];
         let [g, beta, mean, var] = self.batch_norm_params(i, f)?;
         let Some(Layer::Linear(lin)) = layers
-            .last()
+            .last_mut()
             .filter(|l| matches!(l, Layer::Linear(l) if l.out == f))
         else {
             return Err(self.unsupported(
@@ -933,7 +963,13 @@ impl<'a> Importer<'a> {
         let missing = || OnnxError::Graph(format!("no weights for layer {}", lin.name));
         let (ws, wd) = self.weights.get(&wn).ok_or_else(missing)?;
         let (ws, mut wd) = (ws.to_vec(), wd.to_vec());
-        let mut b = self.weights.get(&bn).ok_or_else(missing)?.1.to_vec();
+        // A bias-free layer folds as one with a zero bias, and gets one.
+        let mut b = if lin.bias {
+            self.weights.get(&bn).ok_or_else(missing)?.1.to_vec()
+        } else {
+            vec![0.0; f]
+        };
+        lin.bias = true;
         let per = lin.inp;
         for o in 0..f {
             let s = f64::from(g[o]) / (f64::from(var[o]) + BN_EPS).sqrt();
@@ -1235,11 +1271,15 @@ mod tests {
             ],
             vec![init("w", &[3, 2, 3, 3])],
         );
-        let m = crate::import(&b).expect("imports").model;
+        let imp = crate::import(&b).expect("imports");
+        let m = imp.model;
+        // A Conv without a bias input is a bias-free layer: no bias tensor
+        // is invented.
         assert_eq!(
             m.layers,
-            vec![Layer::conv2d("w", 2, 3, 3, 1, 1), Layer::Relu]
+            vec![Layer::conv2d_no_bias("w", 2, 3, 3, 1, 1), Layer::Relu]
         );
+        assert!(imp.weights.get("w.bias").is_none());
         assert_eq!(m.input, vec![2, 4, 4]);
     }
 

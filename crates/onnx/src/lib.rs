@@ -22,9 +22,9 @@
 //!
 //! | ONNX | becomes | conditions |
 //! |---|---|---|
-//! | `Conv` | `Conv2d` | weight an initializer, bias optional (zeros when absent), `group = 1`, `dilations = 1`, square kernel, equal strides, equal pads on all sides (`auto_pad` `NOTSET` or `VALID`) |
-//! | `Gemm` | `Linear` | `B` (and `C`) initializers, `transA = 0`, `transB` 0 or 1, `alpha`, `beta` folded into the weights |
-//! | `MatMul` (+ `Add`) | `Linear` | `x @ W` with `W [in, out]` an initializer; an `Add` of a constant `[out]` right after it is the bias |
+//! | `Conv` | `Conv2d` | weight an initializer, bias optional (without one a bias-free layer, `"bias": false`), `group = 1`, `dilations = 1`, square kernel, equal strides, equal pads on all sides (`auto_pad` `NOTSET` or `VALID`) |
+//! | `Gemm` | `Linear` | `B` (and `C`; without `C` a bias-free layer) initializers, `transA = 0`, `transB` 0 or 1, `alpha`, `beta` folded into the weights |
+//! | `MatMul` (+ `Add`) | `Linear` | `x @ W` with `W [in, out]` an initializer; an `Add` of a constant `[out]` right after it is the bias (without one, a bias-free layer) |
 //! | `Relu` | `Relu` | |
 //! | `MaxPool` | `MaxPool2d` | square kernel, equal strides and pads, `ceil_mode = 0`, `dilations = 1`, `Indices` output unused |
 //! | `AveragePool` | `AvgPool2d` | square kernel, equal strides, no padding, `ceil_mode = 0` |

@@ -169,12 +169,27 @@ fn architectures_are_what_the_graphs_say() {
     let Layer::Residual(r2) = &b[5] else {
         panic!("{:?}", b[5])
     };
+    // PyTorch's `bias=False` convolution is imported bias-free (no zero
+    // bias invented); folding its batch-norm gives it a bias.
     assert_eq!(
         r2.shortcut,
         vec![
-            Layer::conv2d("layer2.shortcut.0", 8, 16, 1, 2, 0),
+            Layer::conv2d_no_bias("layer2.shortcut.0", 8, 16, 1, 2, 0),
             Layer::batch_norm("layer2.shortcut.1", 16)
         ]
+    );
+    let Layer::Residual(f2) = &ariann_nn::Model {
+        name: String::new(),
+        input: vec![],
+        layers: vec![b[5].clone()],
+    }
+    .fold_batchnorm_architecture()
+    .layers[0] else {
+        panic!("a residual folds to a residual")
+    };
+    assert_eq!(
+        f2.shortcut,
+        vec![Layer::conv2d("layer2.shortcut.0", 8, 16, 1, 2, 0)]
     );
     // The batch-norm after a ReLU stays a layer after folding; the 1-d one
     // after a Gemm was folded into it at import.

@@ -25,12 +25,14 @@ fn tiny_mlp() -> Model {
                 name: "fc1".into(),
                 inp: 12,
                 out: 8,
+                bias: true,
             }),
             Layer::Relu,
             Layer::Linear(Linear {
                 name: "fc2".into(),
                 inp: 8,
                 out: 3,
+                bias: true,
             }),
         ],
     }

@@ -41,6 +41,11 @@ pub fn dealer_bin() -> PathBuf {
 pub fn identity(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     let id = dir.join("id");
     let (sk, pk) = (id.join("dealer.key"), id.join("dealer.pub"));
+    // Tests running in parallel share one directory (usability.rs): one
+    // creates the identity, the others wait for it (not a second write,
+    // which `write_identity` refuses).
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CREATING.lock().unwrap_or_else(|e| e.into_inner());
     if !pk.exists() {
         ariann_dealer::auth::DealerSigningKey::generate()
             .expect("OS randomness")
@@ -82,6 +87,7 @@ pub fn model() -> Model {
                 k: 3,
                 stride: 1,
                 pad: 1,
+                bias: true,
             }),
             Layer::Relu,
             Layer::MaxPool2d(MaxPool2d {
@@ -94,6 +100,7 @@ pub fn model() -> Model {
                 name: "fc".into(),
                 inp: 27,
                 out: 4,
+                bias: true,
             }),
         ],
     }

@@ -12,7 +12,8 @@ use ariann_mpc::gates::beaver::Bilinear;
 use ariann_ring::{Conv2dShape, RingTensor};
 
 /// NCHW cross-correlation; parameters `{name}.weight` `[oc, c, k, k]`,
-/// `{name}.bias` `[oc]`. Fixed point: the weight at `f` bits, the bias at `2f`.
+/// `{name}.bias` `[oc]` (none with `bias: false`, PyTorch's `bias=False`).
+/// Fixed point: the weight at `f` bits, the bias at `2f`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conv2d {
@@ -28,13 +29,19 @@ pub struct Conv2d {
     pub stride: usize,
     /// Zero padding.
     pub pad: usize,
+    /// Whether it has a bias (`{name}.bias`). JSON: `"bias": false` for
+    /// none; absent means `true` (and `true` is not written, so a model
+    /// with biases has the same description and digests as before).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub bias: bool,
 }
 
 impl Conv2d {
-    fn names(&self) -> (String, String) {
+    /// The weight's name and the bias's, if it has one.
+    fn names(&self) -> (String, Option<String>) {
         (
             format!("{}.weight", self.name),
-            format!("{}.bias", self.name),
+            self.bias.then(|| format!("{}.bias", self.name)),
         )
     }
 
@@ -71,7 +78,9 @@ impl LayerOp for Conv2d {
     fn parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
         let (w, b) = self.names();
         out.push((w, vec![self.oc, self.c, self.k, self.k]));
-        out.push((b, vec![self.oc]));
+        if let Some(b) = b {
+            out.push((b, vec![self.oc]));
+        }
     }
 
     fn fixed_parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
@@ -85,7 +94,7 @@ impl LayerOp for Conv2d {
         out: &mut Params,
     ) -> Result<(), NnError> {
         let (wn, bn) = self.names();
-        encode_weight_bias(w, cfg, out, &wn, &bn)
+        encode_weight_bias(w, cfg, out, &wn, bn.as_deref())
     }
 
     fn forward_float(
@@ -100,7 +109,9 @@ impl LayerOp for Conv2d {
             .ok_or_else(|| self.misfit(shape))?;
         let (wn, bn) = self.names();
         let (_, wt) = param(ctx.weights, &wn)?;
-        let (_, b) = param(ctx.weights, &bn)?;
+        let b = bn
+            .map(|bn| param(ctx.weights, &bn).map(|(_, b)| b))
+            .transpose()?;
         let (oh, ow) = s.out_hw()?;
         // im2col in f64 then a plain product (fast enough for references).
         let kk = s.c * s.kh * s.kw;
@@ -127,7 +138,7 @@ impl LayerOp for Conv2d {
                     }
                     for o in 0..s.oc {
                         let wr = &wt[o * kk..(o + 1) * kk];
-                        y[((n * s.oc + o) * oh + i) * ow + j] = f64::from(b[o])
+                        y[((n * s.oc + o) * oh + i) * ow + j] = b.map_or(0.0, |b| f64::from(b[o]))
                             + wr.iter()
                                 .zip(&col)
                                 .map(|(a, v)| f64::from(*a) * v)
@@ -171,7 +182,9 @@ impl LayerOp for Conv2d {
             .bilinear_weight(&wn, Bilinear::Conv2d(s), &xt, ctx.params.get(&wn)?)?
             .to_vec();
         let (oh, ow) = s.out_hw()?;
-        add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);
+        if let Some(bn) = bn {
+            add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);
+        }
         Ok(z)
     }
 
@@ -192,7 +205,9 @@ impl LayerOp for Conv2d {
                 .bilinear_train(Bilinear::Conv2d(s), &xt, ctx.params.get(&wn)?, need_dx)?;
         let mut z = z.to_vec();
         let (oh, ow) = s.out_hw()?;
-        add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);
+        if let Some(bn) = bn {
+            add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.oc, oh, ow]);
+        }
         Ok((truncate(ctx, &z)?, Tape::Product(tape)))
     }
 
@@ -214,13 +229,17 @@ impl LayerOp for Conv2d {
             .ok_or_else(|| self.misfit(shape))?;
         let (wn, bn) = self.names();
         let (oh, ow) = s.out_hw()?;
-        let db = bias_grad(&dy, &[self.oc, oh, ow], u64::wrapping_add);
+        let db = bn
+            .is_some()
+            .then(|| bias_grad(&dy, &[self.oc, oh, ow], u64::wrapping_add));
         let dz = RingTensor::from_vec(&s.output_shape()?, dy)?;
         let (dx, dw) = ctx
             .gates
             .bilinear_backward(tape, &dz, ctx.params.get(&wn)?)?;
         add_grad(grads, &wn, &s.weight_shape(), dw.as_slice())?;
-        add_grad(grads, &bn, &[self.oc], &db)?;
+        if let (Some(bn), Some(db)) = (bn, db) {
+            add_grad(grads, &bn, &[self.oc], &db)?;
+        }
         dx.map(|dx| truncate_grad(ctx, dx.as_slice())).transpose()
     }
 
@@ -271,11 +290,13 @@ impl LayerOp for Conv2d {
             }
         }
         add_float_grad(grads, &wn, &dw);
-        add_float_grad(
-            grads,
-            &bn,
-            &bias_grad(&dy, &[self.oc, oh, ow], |a, b| a + b),
-        );
+        if let Some(bn) = bn {
+            add_float_grad(
+                grads,
+                &bn,
+                &bias_grad(&dy, &[self.oc, oh, ow], |a, b| a + b),
+            );
+        }
         Ok(dx)
     }
 }

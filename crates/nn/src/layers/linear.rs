@@ -12,7 +12,8 @@ use ariann_mpc::gates::beaver::Bilinear;
 use ariann_ring::RingTensor;
 
 /// `y = x W^T + b`; parameters `{name}.weight` `[out, inp]`, `{name}.bias`
-/// `[out]` (PyTorch layout). Fixed point: the weight at `f` bits, the bias at
+/// `[out]` (PyTorch layout; no bias with `bias: false`, PyTorch's
+/// `bias=False`). Fixed point: the weight at `f` bits, the bias at
 /// `2f` (added to the product before the truncation back to `f`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,13 +24,19 @@ pub struct Linear {
     pub inp: usize,
     /// Output features.
     pub out: usize,
+    /// Whether it has a bias (`{name}.bias`). JSON: `"bias": false` for
+    /// none; absent means `true` (and `true` is not written, so a model
+    /// with biases has the same description and digests as before).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub bias: bool,
 }
 
 impl Linear {
-    fn names(&self) -> (String, String) {
+    /// The weight's name and the bias's, if it has one.
+    fn names(&self) -> (String, Option<String>) {
         (
             format!("{}.weight", self.name),
-            format!("{}.bias", self.name),
+            self.bias.then(|| format!("{}.bias", self.name)),
         )
     }
 }
@@ -57,7 +64,9 @@ impl LayerOp for Linear {
     fn parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
         let (w, b) = self.names();
         out.push((w, vec![self.out, self.inp]));
-        out.push((b, vec![self.out]));
+        if let Some(b) = b {
+            out.push((b, vec![self.out]));
+        }
     }
 
     fn fixed_parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
@@ -71,7 +80,7 @@ impl LayerOp for Linear {
         out: &mut Params,
     ) -> Result<(), NnError> {
         let (wn, bn) = self.names();
-        encode_weight_bias(w, cfg, out, &wn, &bn)
+        encode_weight_bias(w, cfg, out, &wn, bn.as_deref())
     }
 
     fn forward_float(
@@ -83,13 +92,15 @@ impl LayerOp for Linear {
         let (inp, out) = (self.inp, self.out);
         let (wn, bn) = self.names();
         let (_, wt) = param(ctx.weights, &wn)?;
-        let (_, b) = param(ctx.weights, &bn)?;
+        let b = bn
+            .map(|bn| param(ctx.weights, &bn).map(|(_, b)| b))
+            .transpose()?;
         let mut y = vec![0f64; ctx.batch * out];
         for n in 0..ctx.batch {
             for o in 0..out {
                 let row = &wt[o * inp..(o + 1) * inp];
                 let xs = &x[n * inp..(n + 1) * inp];
-                y[n * out + o] = f64::from(b[o])
+                y[n * out + o] = b.map_or(0.0, |b| f64::from(b[o]))
                     + row
                         .iter()
                         .zip(xs)
@@ -129,7 +140,9 @@ impl LayerOp for Linear {
         // The weight is the same for every batch of a job: with weight-mask
         // reuse its masked opening is made once (`Gates::bilinear_weight`).
         let mut z = ctx.gates.bilinear_weight(&wn, map, &xt, &wt)?.to_vec();
-        add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
+        if let Some(bn) = bn {
+            add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
+        }
         Ok(z)
     }
 
@@ -147,7 +160,9 @@ impl LayerOp for Linear {
             .gates
             .bilinear_train(self.map(ctx.batch), &xt, &wt, need_dx)?;
         let mut z = z.to_vec();
-        add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
+        if let Some(bn) = bn {
+            add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
+        }
         Ok((truncate(ctx, &z)?, Tape::Product(tape)))
     }
 
@@ -166,7 +181,9 @@ impl LayerOp for Linear {
         };
         let (wn, bn) = self.names();
         let wt = ctx.params.get(&wn)?.transpose2d()?;
-        let db = bias_grad(&dy, &[self.out], u64::wrapping_add);
+        let db = bn
+            .is_some()
+            .then(|| bias_grad(&dy, &[self.out], u64::wrapping_add));
         let dz = RingTensor::from_vec(&[ctx.batch, self.out], dy)?;
         let (dx, dwt) = ctx.gates.bilinear_backward(tape, &dz, &wt)?;
         add_grad(
@@ -175,7 +192,9 @@ impl LayerOp for Linear {
             &[self.out, self.inp],
             dwt.transpose2d()?.as_slice(),
         )?;
-        add_grad(grads, &bn, &[self.out], &db)?;
+        if let (Some(bn), Some(db)) = (bn, db) {
+            add_grad(grads, &bn, &[self.out], &db)?;
+        }
         dx.map(|dx| truncate_grad(ctx, dx.as_slice())).transpose()
     }
 
@@ -209,7 +228,9 @@ impl LayerOp for Linear {
             }
         }
         add_float_grad(grads, &wn, &dw);
-        add_float_grad(grads, &bn, &bias_grad(&dy, &[out], |a, b| a + b));
+        if let Some(bn) = bn {
+            add_float_grad(grads, &bn, &bias_grad(&dy, &[out], |a, b| a + b));
+        }
         Ok(dx)
     }
 }

@@ -606,20 +606,35 @@ pub(crate) fn add_bias(z: &mut [u64], b: &[u64], next: &[usize]) {
     }
 }
 
-/// Encodes a layer's `weight` at `f` bits and `bias` at `2f` (added to the
-/// product before its truncation) into the store, under their own names.
+/// Encodes a layer's `weight` at `f` bits and its `bias`, if it has one, at
+/// `2f` (added to the product before its truncation) into the store, under
+/// their own names.
 pub(crate) fn encode_weight_bias(
     w: &Weights,
     cfg: &Config,
     out: &mut Params,
     weight: &str,
-    bias: &str,
+    bias: Option<&str>,
 ) -> Result<(), NnError> {
     let (ws, wd) = crate::weights::param(w, weight)?;
     out.insert(weight, encode(cfg.frac_bits, ws, wd)?);
-    let (bs, bd) = crate::weights::param(w, bias)?;
-    out.insert(bias, encode(2 * cfg.frac_bits, bs, bd)?);
+    if let Some(bias) = bias {
+        let (bs, bd) = crate::weights::param(w, bias)?;
+        out.insert(bias, encode(2 * cfg.frac_bits, bs, bd)?);
+    }
     Ok(())
+}
+
+/// The default of a layer's `bias` field (a bias, as in PyTorch).
+pub(crate) fn yes() -> bool {
+    true
+}
+
+/// Whether `bias` is the default (`true`): the field is then left out of
+/// the JSON, so the description of a model with biases (and every digest
+/// over it) is the same as before the field existed.
+pub(crate) fn is_true(bias: &bool) -> bool {
+    *bias
 }
 
 /// Encodes float values at `frac` fractional bits into a tensor of `shape`.
