@@ -14,6 +14,8 @@
 //! `--epochs N`, `--batch B` (a power of two, default 64), `--lr X`
 //! (default 0.05), `--momentum X` (0.9), `--weight-decay X` (5e-4),
 //! `--lr-step N --lr-gamma X` (step schedule: times gamma every N epochs),
+//! `--variant one-round|small-key` (the comparison gates, `Config::variant`:
+//! fewer rounds or fewer key bytes; the same training bit for bit),
 //! `--optimizer sgd`, `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
 //! nearest|floor`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
 //! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
@@ -38,7 +40,8 @@ use ariann::mpc::{
     Transport, plan_cost, run_two_party,
 };
 use ariann::nn::{
-    Config, FloatTrainer, Init, Loss, Model, Params, Rounding, TrainConfig, TrainState, Weights,
+    Config, FloatTrainer, Init, Loss, Model, Params, Rounding, TrainConfig, TrainState, Variant,
+    Weights,
     encode_input, encode_targets, forward, forward_float, train_plan, train_step, zoo,
 };
 use ariann_fss::Party;
@@ -289,6 +292,11 @@ fn main() -> Res<()> {
             other => return Err(format!("--rounding {other}: nearest or floor").into()),
         },
         max_gate_elems: args.parse("--max-gate-elems", 1 << 16)?,
+        variant: match args.value("--variant") {
+            None => Variant::OneRound,
+            Some(v) => Variant::from_name(v)
+                .ok_or_else(|| format!("--variant {v}: one-round or small-key"))?,
+        },
         ..Config::default()
     };
     let init = match args.value("--init").unwrap_or("he") {
@@ -344,11 +352,12 @@ fn main() -> Res<()> {
     if !json {
         println!(
             "{name}: {} training images ({steps} steps of {batch}), {} test images, {epochs} epoch(s), \
-             f = {}, {:?} rounding, SGD lr {lr0} momentum {} weight decay {}, {:?} loss{}",
+             f = {}, {:?} rounding, {} gates, SGD lr {lr0} momentum {} weight decay {}, {:?} loss{}",
             train.y.len(),
             test.y.len(),
             cfg.frac_bits,
             cfg.rounding,
+            cfg.variant.name(),
             tcfg.momentum,
             tcfg.weight_decay,
             tcfg.loss,
@@ -581,6 +590,7 @@ fn main() -> Res<()> {
                 "model": name, "batch": batch, "train_images": steps * batch,
                 "test_images": test.y.len(), "frac_bits": cfg.frac_bits,
                 "rounding": format!("{:?}", cfg.rounding).to_lowercase(),
+                "variant": cfg.variant.name(),
                 "mode": if fixed_only { "fixed" } else { "private" },
                 "epochs": ep, "rounds_per_step": rounds_step,
                 "key_mb_per_step_per_party": keys_step as f64 / 1e6,
