@@ -41,8 +41,7 @@ use ariann::mpc::{
 };
 use ariann::nn::{
     Config, FloatTrainer, Init, Loss, Model, Params, Rounding, TrainConfig, TrainState, Variant,
-    Weights,
-    encode_input, encode_targets, forward, forward_float, train_plan, train_step, zoo,
+    Weights, encode_input, encode_targets, forward, forward_float, train_plan, train_step, zoo,
 };
 use ariann_fss::Party;
 use rand::seq::SliceRandom;
