@@ -19,7 +19,9 @@
 //! `--optimizer sgd`, `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
 //! nearest|floor`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
 //! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
-//! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind), `--float-only`, `--fixed` (train in cleartext fixed point instead: the exact
+//! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind),
+//! `--profile` (one step's phases apart: the dealer's key generation by
+//! gate kind, then the parties' step from keys in memory), `--float-only`, `--fixed` (train in cleartext fixed point instead: the exact
 //! arithmetic of the private run without keys or parties, for quick
 //! accuracy studies), `--no-float`.
 //!
@@ -390,6 +392,9 @@ fn main() -> Res<()> {
             println!("| {k} | {n} | {r} | {:.1} |", b as f64 / 1e6);
         }
     }
+    if args.flag("--profile") {
+        return profile(&model, &plan, &train, batch, &w0, &cfg, &tcfg, lr0);
+    }
     let mut stats = vec![EpochStats::default(); epochs];
 
     // ---- private (or cleartext fixed-point) training
@@ -628,6 +633,78 @@ fn main() -> Res<()> {
             println!("plot: {path}");
         }
     }
+    Ok(())
+}
+
+/// `--profile`: one step's phases apart. The dealer alone generates the
+/// step's keys (timed per gate kind, keys kept in memory); then the two
+/// parties run the step from those keys with no dealer beside them. Their
+/// sum against the pipelined step of a normal run says what bounds it.
+#[allow(clippy::too_many_arguments)]
+fn profile(
+    model: &Model,
+    plan: &ariann::mpc::Plan,
+    train: &Mnist,
+    batch: usize,
+    w0: &Weights,
+    cfg: &Config,
+    tcfg: &TrainConfig,
+    lr: f64,
+) -> Res<()> {
+    use ariann::mpc::VecSource;
+    let mut by: std::collections::BTreeMap<&str, f64> = Default::default();
+    let (mut b0, mut b1) = (Vec::new(), Vec::new());
+    let t0 = Instant::now();
+    let mut it = plan.bundles_from_os::<u64>()?;
+    for g in &plan.gates {
+        let t = Instant::now();
+        let (a, b) = it.next().ok_or("plan ended early")??;
+        *by.entry(g.kind().name()).or_default() += t.elapsed().as_secs_f64();
+        b0.push(a);
+        b1.push(b);
+    }
+    let keygen = t0.elapsed().as_secs_f64();
+    println!("dealer alone, one step's keys: {keygen:.2} s");
+    println!("| gate kind | keygen s per step |");
+    println!("|---|---|");
+    for (k, v) in &by {
+        println!("| {k} | {v:.2} |");
+    }
+    let idx: Vec<usize> = (0..batch).collect();
+    let (x, l) = gather(train, &idx);
+    let params = Params::encode(model, w0, cfg)?;
+    let (s0, s1) = params.share(&mut ChaCha12Rng::from_os_rng());
+    let xe = encode_input(&x, cfg)?;
+    let te = encode_targets(&l, 10, tcfg.loss, cfg)?;
+    let run = |t: &mut MemTransport, keys: Vec<_>, p: Params, party: usize| -> Res<f64> {
+        let mut src = VecSource::new(keys);
+        let mut st = TrainState::new(p);
+        let xs = my_share(&xe, party, 7, 0);
+        let ts = my_share(&te, party, 7, 1);
+        let t0 = Instant::now();
+        train_step(
+            &mut Session::new(t, &mut src),
+            model,
+            &mut st,
+            &xs,
+            &ts,
+            batch,
+            cfg,
+            tcfg,
+            lr,
+        )?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    let (a, b) = run_two_party(|t| run(t, b0, s0, 0), |t| run(t, b1, s1, 1));
+    let (a, b) = (
+        a.map_err(|e| format!("party 0: {e}"))?,
+        b.map_err(|e| format!("party 1: {e}"))?,
+    );
+    println!(
+        "parties alone (keys in memory), one step: {:.2} s; dealer + parties one after the other: {:.2} s per step",
+        a.max(b),
+        keygen + a.max(b)
+    );
     Ok(())
 }
 
