@@ -15,7 +15,7 @@
 //! come from `GateDesc::cost`; the training product is also run and its
 //! measured rounds and bytes must match the prediction.
 //!
-//! Then the small-key variants (`relu_small`, `trunc_relu`,
+//! Then the small-key variants (`relu_small`, `trunc_relu`, `trunc_small`,
 //! `max_pool_small`, `argmax_small`: one more round, or none for the fused
 //! truncation + ReLU, for about half the key) against the gates they
 //! replace: key bytes per party per element (per pooled output, per argmax
@@ -38,7 +38,7 @@ use ariann::mpc::gates::pool::{
     ArgmaxKey, ArgmaxSmallKey, MaxPoolKey, MaxPoolOneHotKey, MaxPoolSmallKey, PoolShape,
 };
 use ariann::mpc::gates::small::{ReluSmallKey, TruncReluKey};
-use ariann::mpc::gates::trunc::TruncKey;
+use ariann::mpc::gates::trunc::{TruncKey, TruncSmallKey};
 use ariann::mpc::{
     CommStats, GateCost, GateDesc, MpcError, Session, Transport, VecSource, run_two_party,
 };
@@ -368,6 +368,21 @@ fn small_key_rows() -> Result<Vec<SmallRow>, Box<dyn std::error::Error>> {
         trunc.then(cost(GateDesc::ReluSmall { m, k: K })?)?,
         fused,
     );
+    // The exact truncation with a 1-bit borrow DCF (training's truncations
+    // with small keys). The key depends on f (the DCF's width), not on the
+    // window k (which only sets the offset): f = 20 on k = 56 (training's
+    // default) and on k = 36 cost the same.
+    for (f, k) in [(16u32, 48u32), (20, 56), (20, 36)] {
+        push(
+            "trunc -> trunc_small",
+            ["trunc", "trunc (small key)"],
+            format!("m={m}, f={f}, k={k}"),
+            "element",
+            m,
+            cost(GateDesc::Trunc { m, f, k })?,
+            cost(GateDesc::TruncSmall { m, f, k })?,
+        );
+    }
     for (kk, st) in [(2usize, 2usize), (3, 1), (3, 2)] {
         let shape = PoolShape {
             n: 1,
@@ -742,6 +757,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("m={m}, f=16, k={K}"),
             s,
             key_bytes(GateDesc::TruncRelu { m, f: 16, k: K }, s)?,
+            0,
+            0,
+        )
+    });
+    let (k0, k1) = TruncSmallKey::<u64>::generate(16, 48, m, &mut rng)?;
+    let s = measure(
+        |t| k0.eval(t, &zeros(m)).map(|_| ()),
+        |t| k1.eval(t, &zeros(m)).map(|_| ()),
+    )?;
+    rows.push(Row {
+        ariann_rounds: None,
+        ariann_values: None,
+        ..Row::new(
+            "truncation (exact, small key)",
+            format!("m={m}, f=16, k=48"),
+            s,
+            key_bytes(GateDesc::TruncSmall { m, f: 16, k: 48 }, s)?,
             0,
             0,
         )

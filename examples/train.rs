@@ -14,10 +14,14 @@
 //! `--epochs N`, `--batch B` (a power of two, default 64), `--lr X`
 //! (default 0.05), `--momentum X` (0.9), `--weight-decay X` (5e-4),
 //! `--lr-step N --lr-gamma X` (step schedule: times gamma every N epochs),
+//! `--variant one-round|small-key` (the comparison gates, `Config::variant`:
+//! fewer rounds or fewer key bytes; the same training bit for bit),
 //! `--optimizer sgd`, `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
 //! nearest|floor`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
 //! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
-//! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind), `--float-only`, `--fixed` (train in cleartext fixed point instead: the exact
+//! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind),
+//! `--profile` (one step's phases apart: the dealer's key generation by
+//! gate kind, then the parties' step from keys in memory), `--float-only`, `--fixed` (train in cleartext fixed point instead: the exact
 //! arithmetic of the private run without keys or parties, for quick
 //! accuracy studies), `--no-float`.
 //!
@@ -38,8 +42,8 @@ use ariann::mpc::{
     Transport, plan_cost, run_two_party,
 };
 use ariann::nn::{
-    Config, FloatTrainer, Init, Loss, Model, Params, Rounding, TrainConfig, TrainState, Weights,
-    encode_input, encode_targets, forward, forward_float, train_plan, train_step, zoo,
+    Config, FloatTrainer, Init, Loss, Model, Params, Rounding, TrainConfig, TrainState, Variant,
+    Weights, encode_input, encode_targets, forward, forward_float, train_plan, train_step, zoo,
 };
 use ariann_fss::Party;
 use rand::seq::SliceRandom;
@@ -289,6 +293,11 @@ fn main() -> Res<()> {
             other => return Err(format!("--rounding {other}: nearest or floor").into()),
         },
         max_gate_elems: args.parse("--max-gate-elems", 1 << 16)?,
+        variant: match args.value("--variant") {
+            None => Variant::OneRound,
+            Some(v) => Variant::from_name(v)
+                .ok_or_else(|| format!("--variant {v}: one-round or small-key"))?,
+        },
         ..Config::default()
     };
     let init = match args.value("--init").unwrap_or("he") {
@@ -344,11 +353,12 @@ fn main() -> Res<()> {
     if !json {
         println!(
             "{name}: {} training images ({steps} steps of {batch}), {} test images, {epochs} epoch(s), \
-             f = {}, {:?} rounding, SGD lr {lr0} momentum {} weight decay {}, {:?} loss{}",
+             f = {}, {:?} rounding, {} gates, SGD lr {lr0} momentum {} weight decay {}, {:?} loss{}",
             train.y.len(),
             test.y.len(),
             cfg.frac_bits,
             cfg.rounding,
+            cfg.variant.name(),
             tcfg.momentum,
             tcfg.weight_decay,
             tcfg.loss,
@@ -381,6 +391,9 @@ fn main() -> Res<()> {
         for (k, (b, r, n)) in by {
             println!("| {k} | {n} | {r} | {:.1} |", b as f64 / 1e6);
         }
+    }
+    if args.flag("--profile") {
+        return profile(&model, &plan, &train, batch, &w0, &cfg, &tcfg, lr0);
     }
     let mut stats = vec![EpochStats::default(); epochs];
 
@@ -581,6 +594,7 @@ fn main() -> Res<()> {
                 "model": name, "batch": batch, "train_images": steps * batch,
                 "test_images": test.y.len(), "frac_bits": cfg.frac_bits,
                 "rounding": format!("{:?}", cfg.rounding).to_lowercase(),
+                "variant": cfg.variant.name(),
                 "mode": if fixed_only { "fixed" } else { "private" },
                 "epochs": ep, "rounds_per_step": rounds_step,
                 "key_mb_per_step_per_party": keys_step as f64 / 1e6,
@@ -619,6 +633,78 @@ fn main() -> Res<()> {
             println!("plot: {path}");
         }
     }
+    Ok(())
+}
+
+/// `--profile`: one step's phases apart. The dealer alone generates the
+/// step's keys (timed per gate kind, keys kept in memory); then the two
+/// parties run the step from those keys with no dealer beside them. Their
+/// sum against the pipelined step of a normal run says what bounds it.
+#[allow(clippy::too_many_arguments)]
+fn profile(
+    model: &Model,
+    plan: &ariann::mpc::Plan,
+    train: &Mnist,
+    batch: usize,
+    w0: &Weights,
+    cfg: &Config,
+    tcfg: &TrainConfig,
+    lr: f64,
+) -> Res<()> {
+    use ariann::mpc::VecSource;
+    let mut by: std::collections::BTreeMap<&str, f64> = Default::default();
+    let (mut b0, mut b1) = (Vec::new(), Vec::new());
+    let t0 = Instant::now();
+    let mut it = plan.bundles_from_os::<u64>()?;
+    for g in &plan.gates {
+        let t = Instant::now();
+        let (a, b) = it.next().ok_or("plan ended early")??;
+        *by.entry(g.kind().name()).or_default() += t.elapsed().as_secs_f64();
+        b0.push(a);
+        b1.push(b);
+    }
+    let keygen = t0.elapsed().as_secs_f64();
+    println!("dealer alone, one step's keys: {keygen:.2} s");
+    println!("| gate kind | keygen s per step |");
+    println!("|---|---|");
+    for (k, v) in &by {
+        println!("| {k} | {v:.2} |");
+    }
+    let idx: Vec<usize> = (0..batch).collect();
+    let (x, l) = gather(train, &idx);
+    let params = Params::encode(model, w0, cfg)?;
+    let (s0, s1) = params.share(&mut ChaCha12Rng::from_os_rng());
+    let xe = encode_input(&x, cfg)?;
+    let te = encode_targets(&l, 10, tcfg.loss, cfg)?;
+    let run = |t: &mut MemTransport, keys: Vec<_>, p: Params, party: usize| -> Res<f64> {
+        let mut src = VecSource::new(keys);
+        let mut st = TrainState::new(p);
+        let xs = my_share(&xe, party, 7, 0);
+        let ts = my_share(&te, party, 7, 1);
+        let t0 = Instant::now();
+        train_step(
+            &mut Session::new(t, &mut src),
+            model,
+            &mut st,
+            &xs,
+            &ts,
+            batch,
+            cfg,
+            tcfg,
+            lr,
+        )?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    let (a, b) = run_two_party(|t| run(t, b0, s0, 0), |t| run(t, b1, s1, 1));
+    let (a, b) = (
+        a.map_err(|e| format!("party 0: {e}"))?,
+        b.map_err(|e| format!("party 1: {e}"))?,
+    );
+    println!(
+        "parties alone (keys in memory), one step: {:.2} s; dealer + parties one after the other: {:.2} s per step",
+        a.max(b),
+        keygen + a.max(b)
+    );
     Ok(())
 }
 

@@ -109,6 +109,11 @@ pub trait Gates<R: Ring> {
     /// Exact `x >> f` (floor) for `x` in a `k`-bit window: one [`GateDesc::Trunc`].
     fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError>;
 
+    /// Exact `x >> f` (floor) for `x` in a `k`-bit window with small keys (a
+    /// 1-bit-payload DCF for the borrow), in 2 rounds: one
+    /// [`GateDesc::TruncSmall`]. The same outputs as [`Gates::truncate`].
+    fn truncate_small(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError>;
+
     /// ReLU and its DReLU bits on a `k`-bit window: one [`GateDesc::Relu`].
     fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError>;
 
@@ -352,6 +357,9 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
     fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
         Session::truncate(self, x, f, k)
     }
+    fn truncate_small(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        Session::truncate_small(self, x, f, k)
+    }
     fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
         Session::relu(self, x, k)
     }
@@ -481,6 +489,9 @@ impl<R: Ring> Gates<R> for Clear {
         Ok((dx, tape.map.back_y(&tape.x, dz)?))
     }
     fn truncate(&mut self, x: &[R], f: u32, _k: u32) -> Result<Vec<R>, MpcError> {
+        Ok(x.iter().map(|v| v.sar(f)).collect())
+    }
+    fn truncate_small(&mut self, x: &[R], f: u32, _k: u32) -> Result<Vec<R>, MpcError> {
         Ok(x.iter().map(|v| v.sar(f)).collect())
     }
     fn relu(&mut self, x: &[R], _k: u32) -> Result<ReluOutput<R>, MpcError> {
@@ -795,6 +806,10 @@ impl<R: Ring> Gates<R> for Recorder {
     }
     fn truncate(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
         self.gates.push(GateDesc::Trunc { m: x.len(), f, k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+    fn truncate_small(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        self.gates.push(GateDesc::TruncSmall { m: x.len(), f, k });
         Ok(vec![R::ZERO; x.len()])
     }
     fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {

@@ -131,6 +131,17 @@ pub enum GateDesc {
         /// Window bits of the truncated value.
         k: u32,
     },
+    /// `m` exact truncations by `f` bits of values in a `k`-bit window, in
+    /// 2 rounds with small keys (a DCF with a 1-bit payload for the borrow;
+    /// see [`crate::gates::trunc`]); the same outputs as [`GateDesc::Trunc`].
+    TruncSmall {
+        /// Elements.
+        m: usize,
+        /// Fractional bits removed.
+        f: u32,
+        /// Window bits.
+        k: u32,
+    },
     /// A max-pool on a `k`-bit window whose tree levels are `relu_small`
     /// gates (2 rounds per level).
     MaxPoolSmall {
@@ -188,7 +199,9 @@ impl core::fmt::Display for GateDesc {
             | GateDesc::ReluSmall { m, k } => {
                 write!(f, "{name}(m={m}, k={k})")
             }
-            GateDesc::Trunc { m, f: bits, k } | GateDesc::TruncRelu { m, f: bits, k } => {
+            GateDesc::Trunc { m, f: bits, k }
+            | GateDesc::TruncRelu { m, f: bits, k }
+            | GateDesc::TruncSmall { m, f: bits, k } => {
                 write!(f, "{name}(m={m}, f={bits}, k={k})")
             }
             GateDesc::Triple(map) => {
@@ -276,6 +289,7 @@ impl GateDesc {
             GateDesc::TrainTriple { .. } => GateKind::TrainTriple,
             GateDesc::ReluSmall { .. } => GateKind::ReluSmall,
             GateDesc::TruncRelu { .. } => GateKind::TruncRelu,
+            GateDesc::TruncSmall { .. } => GateKind::TruncSmall,
             GateDesc::MaxPoolSmall { .. } => GateKind::MaxPoolSmall,
             GateDesc::ArgmaxSmall { .. } => GateKind::ArgmaxSmall,
             GateDesc::TripleReuse { .. } => GateKind::TripleReuse,
@@ -304,7 +318,9 @@ impl GateDesc {
                 put_usize(out, m);
                 put_u32(out, k);
             }
-            GateDesc::Trunc { m, f, k } | GateDesc::TruncRelu { m, f, k } => {
+            GateDesc::Trunc { m, f, k }
+            | GateDesc::TruncRelu { m, f, k }
+            | GateDesc::TruncSmall { m, f, k } => {
                 put_usize(out, m);
                 put_u32(out, f);
                 put_u32(out, k);
@@ -403,6 +419,11 @@ impl GateDesc {
                 k: rd.u32(what)?,
             },
             GateKind::TruncRelu => GateDesc::TruncRelu {
+                m: rd.usize(what)?,
+                f: rd.u32(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::TruncSmall => GateDesc::TruncSmall {
                 m: rd.usize(what)?,
                 f: rd.u32(what)?,
                 k: rd.u32(what)?,
@@ -652,6 +673,7 @@ pub(crate) mod tests {
             },
             GateDesc::ReluSmall { m: 6, k: 32 },
             GateDesc::TruncRelu { m: 8, f: 16, k: 32 },
+            GateDesc::TruncSmall { m: 7, f: 12, k: 40 },
             GateDesc::MaxPoolSmall { shape: pool, k: 24 },
             GateDesc::ArgmaxSmall {
                 rows: 2,
@@ -692,7 +714,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_are_refused() {
-        for t in [0u8, 17, 255] {
+        for t in [0u8, 18, 255] {
             let mut buf = vec![t];
             buf.extend_from_slice(&[0; 64]);
             let e = GateDesc::decode(&buf).expect_err("unknown kind");

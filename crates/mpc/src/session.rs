@@ -143,6 +143,15 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         }
     }
 
+    /// Exact `x >> f` for `x` in a `k`-bit window, with small keys (2 rounds).
+    pub fn truncate_small(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::TruncSmall { m: x.len(), f, k };
+        match self.key(gate)? {
+            GateKey::TruncSmall(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
     /// `x * y` for a bilinear map (elementwise, matmul, conv2d).
     pub fn bilinear(
         &mut self,

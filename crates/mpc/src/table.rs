@@ -26,6 +26,7 @@
 //! | 14 | `max_pool_small` | `MaxPoolSmall { shape, k }` |
 //! | 15 | `argmax_small` | `ArgmaxSmall { rows, n, k }` |
 //! | 16 | `triple_reuse` | `TripleReuse { map: Bilinear, from: u64 }` (a product reusing the weight mask opened by the `triple` gate at plan index `from`) |
+//! | 17 | `trunc_small` | `TruncSmall { m, f, k }` |
 //!
 //! The table (`gate_table!` below) also names each kind's key type: it
 //! generates [`GateKind`], [`GateKey`] (one variant per row) and the
@@ -98,7 +99,7 @@ use crate::gates::reuse::ReuseTripleKey;
 use crate::gates::small::{ReluSmallKey, TruncReluKey};
 use crate::gates::spline::SplineKey;
 use crate::gates::train::TrainTripleKey;
-use crate::gates::trunc::TruncKey;
+use crate::gates::trunc::{TruncKey, TruncSmallKey};
 use ariann_fss::Party;
 use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
@@ -272,6 +273,8 @@ gate_table! {
     /// A product whose right operand (a weight) reuses the mask opened by
     /// an earlier `triple` gate of the plan: opens only the left operand.
     TripleReuse = 16, "triple_reuse", Box<ReuseTripleKey<R>>;
+    /// Exact truncation in 2 rounds from a 1-bit-payload DCF (smaller keys).
+    TruncSmall = 17, "trunc_small", TruncSmallKey<R>;
 }
 
 /// One gate kind's keys, as the table dispatches to them. Each gate module
@@ -399,7 +402,7 @@ mod tests {
             assert_eq!(SplineKind::from_name(k.name()), Some(k));
         }
         assert_eq!(GateKind::from_number(0), None);
-        assert_eq!(GateKind::from_number(17), None);
+        assert_eq!(GateKind::from_number(18), None);
     }
 
     #[test]
@@ -422,6 +425,7 @@ mod tests {
             (GateKind::MaxPoolSmall, 14, "max_pool_small"),
             (GateKind::ArgmaxSmall, 15, "argmax_small"),
             (GateKind::TripleReuse, 16, "triple_reuse"),
+            (GateKind::TruncSmall, 17, "trunc_small"),
         ];
         assert_eq!(pinned.len(), GateKind::ALL.len());
         for (k, n, name) in pinned {

@@ -36,6 +36,7 @@ fn all_gates(bits: u32) -> Vec<GateDesc> {
         GateDesc::Relu { m: 17, k: 24 },
         GateDesc::EqZero { m: 17, k: 12 },
         GateDesc::Trunc { m: 17, f: 8, k: 24 },
+        GateDesc::TruncSmall { m: 17, f: 8, k: 24 },
         GateDesc::Triple(Bilinear::Mul { len: 9 }),
         GateDesc::Triple(Bilinear::MatMul { m: 3, k: 4, n: 5 }),
         GateDesc::Triple(Bilinear::Conv2d(Conv2dShape {
@@ -138,6 +139,7 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
         GateDesc::Drelu { m, .. }
         | GateDesc::Relu { m, .. }
         | GateDesc::Trunc { m, .. }
+        | GateDesc::TruncSmall { m, .. }
         | GateDesc::ReluSmall { m, .. }
         | GateDesc::TruncRelu { m, .. } => Inputs {
             x: small(m, rng),
@@ -274,6 +276,7 @@ fn run<R: Ring>(
             [o.relu, o.drelu].concat()
         }
         GateDesc::TruncRelu { f, k, .. } => s.trunc_relu(x, f, k)?,
+        GateDesc::TruncSmall { f, k, .. } => s.truncate_small(x, f, k)?,
         GateDesc::MaxPoolSmall { shape, k } => {
             let o = s.max_pool_small(x, shape, k)?;
             [vec![o.max], o.selections].concat().concat()
@@ -359,7 +362,9 @@ fn cleartext<R: Ring>(gate: &GateDesc, inp: &Inputs) -> Option<Vec<R>> {
             .iter()
             .map(|v| R::from_i64((*v == 0) as i64))
             .collect(),
-        GateDesc::Trunc { f, .. } => inp.x.iter().map(|v| R::from_i64(*v >> f)).collect(),
+        GateDesc::Trunc { f, .. } | GateDesc::TruncSmall { f, .. } => {
+            inp.x.iter().map(|v| R::from_i64(*v >> f)).collect()
+        }
         GateDesc::TruncRelu { f, .. } => inp
             .x
             .iter()
@@ -489,6 +494,7 @@ fn small_encodings<R: Ring>() -> Vec<(GateDesc, Vec<u8>)> {
         },
         GateDesc::ReluSmall { m: 3, k: 16 },
         GateDesc::TruncRelu { m: 3, f: 4, k: 16 },
+        GateDesc::TruncSmall { m: 3, f: 4, k: 16 },
         GateDesc::MaxPoolSmall {
             shape: pool(1, 1, 2, 2, 2, 2),
             k: 16,

@@ -40,6 +40,7 @@ fn run_in_session<R: Ring, S: ariann_mpc::PreprocessingSource<R>>(
         GateDesc::Relu { m, k } => s.relu(&z(m), k).map(drop),
         GateDesc::EqZero { m, k } => s.eq_zero(&z(m), k).map(drop),
         GateDesc::Trunc { m, f, k } => s.truncate(&z(m), f, k).map(drop),
+        GateDesc::TruncSmall { m, f, k } => s.truncate_small(&z(m), f, k).map(drop),
         GateDesc::Triple(map) => {
             let (sa, sb, _) = map.shapes()?;
             s.bilinear(map, &RingTensor::zeros(&sa), &RingTensor::zeros(&sb))
@@ -150,6 +151,10 @@ fn truncations() {
     {
         for m in [0usize, 1, 3, 64] {
             check_both(GateDesc::Trunc { m, f, k }, 100 + 10 * i as u64 + m as u64);
+            check_both(
+                GateDesc::TruncSmall { m, f, k },
+                700 + 10 * i as u64 + m as u64,
+            );
         }
     }
 }

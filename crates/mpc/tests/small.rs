@@ -1,4 +1,4 @@
-//! The small-key gates (`relu_small`, `trunc_relu`, `max_pool_small`,
+//! The small-key gates (`relu_small`, `trunc_relu`, `trunc_small`, `max_pool_small`,
 //! `argmax_small`, and the two-round DReLU inside `argmax_small`) against
 //! their cleartext functions, both parties on threads over the in-memory
 //! transport: exhaustively on small windows (every input, several fresh
@@ -9,6 +9,7 @@ mod common;
 use ariann_mpc::bundle::generate_bundles;
 use ariann_mpc::gates::pool::{ArgmaxSmallKey, MaxPoolSmallKey, PoolShape};
 use ariann_mpc::gates::small::{DreluSmallKey, ReluSmallKey, TruncReluKey};
+use ariann_mpc::gates::trunc::{TruncKey, TruncSmallKey};
 use ariann_mpc::{Clear, GateDesc, Gates, MpcError, Transport, open_bits, run_two_party};
 use ariann_ring::Ring;
 use common::{add, shares};
@@ -220,6 +221,90 @@ fn trunc_relu_full_windows_with_edges() {
         }
         check_trunc_relu::<u32>(f, k, &xs, &mut rng);
     }
+}
+
+/// Private `trunc_small` and the one-round `trunc` of the same `xs`
+/// (fresh masks each), reconstructed, and `trunc_small`'s counters.
+fn trunc_small_and_trunc<R: Ring>(
+    f: u32,
+    k: u32,
+    xs: &[i64],
+    rng: &mut ChaCha8Rng,
+) -> (Vec<R>, Vec<R>, ariann_mpc::CommStats) {
+    let (x0, x1) = shares::<R>(xs, rng);
+    let (k0, k1) = TruncSmallKey::<R>::generate(f, k, xs.len(), rng).expect("valid params");
+    let (t0, t1) = TruncKey::<R>::generate(f, k, xs.len(), rng).expect("valid params");
+    let ((o0, s0, p0), (o1, s1, p1)) = run_two_party(
+        |t| {
+            let o = k0.eval(t, &x0);
+            let s = t.stats();
+            (o, s, t0.eval(t, &x0))
+        },
+        |t| {
+            let o = k1.eval(t, &x1);
+            let s = t.stats();
+            (o, s, t1.eval(t, &x1))
+        },
+    );
+    assert_eq!(s0, s1, "symmetric");
+    (
+        add(&o0.expect("party 0"), &o1.expect("party 1")),
+        add(&p0.expect("party 0"), &p1.expect("party 1")),
+        s0,
+    )
+}
+
+/// `trunc_small` is the exact floor on its whole `k`-bit window, equal to
+/// the one-round `trunc` bit for bit, in 2 rounds of one ring element then
+/// one bit per element.
+fn check_trunc_small<R: Ring>(f: u32, k: u32, xs: &[i64], rng: &mut ChaCha8Rng) {
+    let (y, one_round, s) = trunc_small_and_trunc::<R>(f, k, xs, rng);
+    for (x, y) in xs.iter().zip(&y) {
+        assert_eq!(*y, R::from_i64(x >> f), "f={f} k={k} x={x}");
+    }
+    assert!(y == one_round, "trunc_small == trunc");
+    assert_eq!(s.rounds, 2);
+    let w = u64::from(R::BITS / 8);
+    assert_eq!(
+        s.bytes_sent,
+        w * xs.len() as u64 + xs.len().div_ceil(8) as u64
+    );
+}
+
+#[test]
+fn trunc_small_exhaustive_small_windows_and_edges() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    // Every value of small windows (`-2^(k-1) <= x < 2^(k-1)`), both rings.
+    for (f, k) in [(1u32, 2u32), (3, 8), (5, 9), (7, 8)] {
+        let xs = whole_window(k, 3);
+        check_trunc_small::<u64>(f, k, &xs, &mut rng);
+        check_trunc_small::<u32>(f, k, &xs, &mut rng);
+    }
+    // Full-size windows: the training setting (f = 20, k = 56), the loss's
+    // f + log2 B, the largest k; the window's ends and random values.
+    for (f, k) in [(20u32, 56u32), (26, 56), (16, 63), (1, 40)] {
+        let half = 1i64 << (k - 1);
+        let mut xs = vec![-half, -half + 1, half - 1, half - 2, 0, -1, 1];
+        xs.extend((0..300).map(|_| rng.random_range(-half..half)));
+        check_trunc_small::<u64>(f, k, &xs, &mut rng);
+    }
+    let half = 1i64 << 30;
+    let mut xs = vec![-half, half - 1, 0, -1];
+    xs.extend((0..300).map(|_| rng.random_range(-half..half)));
+    check_trunc_small::<u32>(12, 31, &xs, &mut rng);
+}
+
+#[test]
+fn trunc_small_parameters_are_checked() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    for (f, k) in [(0u32, 8u32), (8, 8), (8, 64)] {
+        assert!(
+            TruncSmallKey::<u64>::generate(f, k, 3, &mut rng).is_err(),
+            "f={f} k={k}"
+        );
+    }
+    assert!(TruncSmallKey::<u32>::generate(8, 32, 3, &mut rng).is_err());
+    assert!(TruncSmallKey::<u64>::generate(20, 56, 0, &mut rng).is_ok());
 }
 
 #[test]
@@ -453,8 +538,18 @@ fn key_sizes_per_element() {
     let relu_small = per(&|m| GateDesc::ReluSmall { m, k: 32 });
     let trunc = per(&|m| GateDesc::Trunc { m, f: 16, k: 48 });
     let trunc_relu = per(&|m| GateDesc::TruncRelu { m, f: 16, k: 32 });
+    let trunc_small = per(&|m| GateDesc::TruncSmall { m, f: 16, k: 48 });
+    // The training setting: f = 20 (k does not change the key).
+    let trunc20 = per(&|m| GateDesc::Trunc { m, f: 20, k: 56 });
+    let trunc_small20 = per(&|m| GateDesc::TruncSmall { m, f: 20, k: 56 });
     eprintln!(
-        "key bytes per element: relu {relu}, relu_small {relu_small}, trunc {trunc}, trunc_relu {trunc_relu}"
+        "key bytes per element: relu {relu}, relu_small {relu_small}, trunc {trunc}, trunc_relu {trunc_relu}, \
+         trunc_small {trunc_small}; f = 20: trunc {trunc20}, trunc_small {trunc_small20}"
+    );
+    assert!(trunc_small < 0.6 * trunc, "{trunc_small} vs {trunc}");
+    assert!(
+        trunc_small20 < 0.6 * trunc20,
+        "{trunc_small20} vs {trunc20}"
     );
     assert!(relu_small <= 480.0, "{relu_small}");
     assert!(trunc_relu <= 670.0, "{trunc_relu}");

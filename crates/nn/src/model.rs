@@ -193,8 +193,9 @@ pub struct Config {
     /// Rounding of the training truncations (gradients and parameter
     /// updates; the forward pass always floors, as in inference).
     pub rounding: Rounding,
-    /// Which comparison gates ReLU, max-pool and argmax use: fewer rounds
-    /// or fewer key bytes ([`Variant`]). Results are the same bit for bit.
+    /// Which comparison gates ReLU, max-pool and argmax use (and, in
+    /// training, which truncation gate): fewer rounds or fewer key bytes
+    /// ([`Variant`]). Results are the same bit for bit.
     pub variant: Variant,
 }
 
@@ -209,6 +210,7 @@ pub struct Config {
 /// | product, truncation, ReLU | 3 rounds, ~1,470 B | 3 rounds (truncation fused into the ReLU), ~660 B |
 /// | max-pool level | 1 round | 2 rounds |
 /// | argmax | 2 rounds | 3 rounds |
+/// | truncation in training (`f = 20`) | 1 round, 515 B | 2 rounds, 274 B |
 ///
 /// Choose one-round on a WAN (rounds cost latency), small-key when keys
 /// are the bottleneck (large models, a LAN, keys streamed from the dealer).
@@ -223,7 +225,9 @@ pub enum Variant {
     OneRound,
     /// A DCF with a one-bit payload gives `[x >= 0]`, a select gate (one
     /// more opening of one bit) multiplies; a product followed by ReLU has
-    /// its truncation fused into the ReLU gate.
+    /// its truncation fused into the ReLU gate (inference). Training's
+    /// truncations use `trunc_small` (the borrow from a one-bit DCF, one
+    /// more round, about half the key bytes of `trunc`).
     SmallKey,
 }
 

@@ -12,8 +12,10 @@
 //! bits ([`Config::frac_bits`]); biases `2f` (as in inference: they are added
 //! to a product before its truncation). A product's backward gives the
 //! weight's gradient at `2f` bits; it is not truncated on its own but inside
-//! the optimiser's first truncation. Every truncation is the exact one-round
-//! gate (no error, no failure probability); [`Config::rounding`] says whether
+//! the optimiser's first truncation. Every truncation is an exact gate (no
+//! error, no failure probability): the one-round `trunc`, or with the
+//! small-key variant ([`crate::Variant::SmallKey`]) the two-round
+//! `trunc_small`, about half the key bytes, the same bits; [`Config::rounding`] says whether
 //! it floors or rounds to nearest (the default for training should be
 //! [`Rounding::Nearest`]: flooring the updates biases every weight upwards
 //! by half an ulp per step).
@@ -34,7 +36,7 @@
 
 use crate::error::NnError;
 use crate::layers::{
-    Ctx, FloatCtx, FloatGrads, backward_layers, chunks, float_backward_layers, float_train_layers,
+    Ctx, FloatCtx, FloatGrads, backward_layers, float_backward_layers, float_train_layers,
     forward_train_layers,
 };
 use crate::model::{Config, Model, Rounding};
@@ -188,20 +190,16 @@ fn fixed(v: f64, f: u32) -> Result<u64, NnError> {
 }
 
 /// Exact truncation by `bits` with the configured rounding, in bundles of
-/// at most `max_gate_elems` (one gate each).
+/// at most `max_gate_elems` (one gate each; `trunc_small` with the
+/// small-key variant).
 fn shift(ctx: &mut Ctx<'_>, z: &[u64], bits: u32) -> Result<Vec<u64>, NnError> {
-    let k = ctx.cfg.k_trunc;
     let z = if ctx.cfg.rounding == Rounding::Nearest {
         ctx.gates
             .add_public(z, &vec![1u64 << (bits - 1); z.len()])?
     } else {
         z.to_vec()
     };
-    let mut out = Vec::with_capacity(z.len());
-    for r in chunks(z.len(), ctx.cfg.max_gate_elems) {
-        out.extend(ctx.gates.truncate(&z[r], bits, k)?);
-    }
-    Ok(out)
+    crate::layers::truncate_train(ctx, &z, bits)
 }
 
 /// The loss's gradient with respect to the logits `z` (shares, `f` bits),

@@ -310,8 +310,8 @@ fn private_training_equals_fixed_point() {
     }
 }
 
-/// Training with the small-key comparison gates (ReLU, max-pool tree and
-/// the loss's argmax): private equals fixed point bit for bit, and the
+/// Training with the small-key gates (ReLU, max-pool tree, the loss's
+/// argmax and every truncation): private equals fixed point bit for bit, and the
 /// fixed-point training equals the one-round variant's (the gates are exact
 /// and give the same DReLU bits).
 #[test]
@@ -328,10 +328,17 @@ fn private_training_with_small_key_gates_equals_fixed_point() {
     private_vs_clear(&small_model(), 4, 2, &small, &tcfg);
     let plan = train_plan(&small_model(), 4, &small, &tcfg).expect("plan");
     let kinds: Vec<&str> = plan.gates.iter().map(|g| g.kind().name()).collect();
-    for k in ["relu_small", "max_pool_small", "argmax_small"] {
+    for k in [
+        "relu_small",
+        "max_pool_small",
+        "argmax_small",
+        "trunc_small",
+    ] {
         assert!(kinds.contains(&k), "{k} in {kinds:?}");
     }
-    assert!(!kinds.contains(&"relu") && !kinds.contains(&"trunc_relu"));
+    for k in ["relu", "trunc_relu", "trunc", "max_pool", "argmax"] {
+        assert!(!kinds.contains(&k), "no {k} in {kinds:?}");
+    }
     // The same fixed-point training with either variant.
     let model = small_model();
     let mut rng = ChaCha8Rng::seed_from_u64(3);

@@ -107,19 +107,22 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 // ------------------------------------------------------------ shared pieces
 
 /// `m` uniform bits (`0` or `1`) from the dealer's CSPRNG.
-fn random_bits<G: Rng + CryptoRng + ?Sized>(m: usize, rng: &mut G) -> Vec<u8> {
+pub(crate) fn random_bits<G: Rng + CryptoRng + ?Sized>(m: usize, rng: &mut G) -> Vec<u8> {
     (0..m).map(|_| (rng.next_u32() & 1) as u8).collect()
 }
 
 /// XOR sharing of dealer bits: `(random, v XOR random)`.
-fn split_bits<G: Rng + CryptoRng + ?Sized>(bits: &[u8], rng: &mut G) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn split_bits<G: Rng + CryptoRng + ?Sized>(
+    bits: &[u8],
+    rng: &mut G,
+) -> (Vec<u8>, Vec<u8>) {
     let a = random_bits(bits.len(), rng);
     let b = bits.iter().zip(&a).map(|(v, a)| (v ^ a) & 1).collect();
     (a, b)
 }
 
 /// Dealer values of bits as ring elements.
-fn bits_to_ring<R: Ring>(bits: &[u8]) -> Vec<R> {
+pub(crate) fn bits_to_ring<R: Ring>(bits: &[u8]) -> Vec<R> {
     bits.iter()
         .map(|b| R::from_u64(u64::from(*b & 1)))
         .collect()
@@ -128,7 +131,7 @@ fn bits_to_ring<R: Ring>(bits: &[u8]) -> Vec<R> {
 /// This party's share of `d = e + (1 - 2e) m` for the opened `e = d XOR m`
 /// and its share of the dealer bit `m`.
 #[inline]
-fn bit_to_arith<R: Ring>(p: Party, e: u8, m: R) -> R {
+pub(crate) fn bit_to_arith<R: Ring>(p: Party, e: u8, m: R) -> R {
     if e & 1 == 1 {
         public_share(p, R::ONE).wsub(m)
     } else {
@@ -193,7 +196,7 @@ fn xor_drelu_shares(
 
 /// Checks an opened bit vector's length (the opening returns as many bits as
 /// it was given; this guards the sans-IO entry points).
-fn check_bits(what: &'static str, expected: usize, got: &[u8]) -> Result<(), MpcError> {
+pub(crate) fn check_bits(what: &'static str, expected: usize, got: &[u8]) -> Result<(), MpcError> {
     check_len(what, expected, got.len())
 }
 

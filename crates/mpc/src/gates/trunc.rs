@@ -14,16 +14,30 @@
 //! `y >> f = (y^ >> f) - (r >> f) - c + 2^(B-f) w`. Because `y < 2^(B-1)`,
 //! the wrap is `w = r_msb (1 - y^_msb)`: linear in shares of `r_msb`, no second
 //! comparison. Finally `x >> f = (y >> f) - 2^(k-1-f)`.
+//!
+//! # The small-key truncation ([`TruncSmallKey`], `trunc_small`, 2 rounds)
+//!
+//! The same truncation with the borrow `c` from a DCF with a **one-bit**
+//! payload ([`Z2`], XOR shares; see [`crate::gates::small`]): its key holds
+//! one seed correction word per level and no 64-bit payload correction, so
+//! about half the bytes (at `f = 20` on `Z_2^64`: 275 B per element
+//! against 507 B). The parties then hold XOR shares of `c`; a second
+//! opening of `c XOR m_c` (one bit per element, `m_c` a dealer bit) turns
+//! them into arithmetic shares, `c = e + (1 - 2e) m_c`. Same window, same
+//! output bit for bit (exact floor), one round and one bit per element more.
 
 use crate::bundle::GateDesc;
+use crate::codec::put_bits;
 use crate::codec::{Reader, put_fss, put_ring, put_u32, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
+use crate::gates::small::{bit_to_arith, bits_to_ring, check_bits, random_bits, split_bits};
 use crate::gates::util::{check_len, check_party, split};
+use crate::open::{bit_bytes, open_bits};
 use crate::open::{low_mask, open};
 use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
-use ariann_fss::{Dcf, DcfKeys, Party, TreeParams};
+use ariann_fss::{Dcf, DcfKeys, Party, TreeParams, Z2};
 use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -271,6 +285,284 @@ impl<R: Ring> KindKeys<R> for TruncKey<R> {
     fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
         let GateDesc::Trunc { m, f, k } = *desc else {
             return Err(other_kind(desc, GateKind::Trunc));
+        };
+        let key = Self::read(rd, party)?;
+        if key.f != f || key.k != k || key.r.len() != m {
+            return Err(body_mismatch(desc, "f, window or element count"));
+        }
+        Ok(key)
+    }
+}
+
+// ------------------------------------------------ trunc_small: 1-bit borrow DCF
+
+/// One party's key for `m` exact truncations in two rounds with a 1-bit
+/// borrow DCF (`trunc_small`; see the module docs): the same outputs as
+/// [`TruncKey`], about half the key bytes.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct TruncSmallKey<R: Ring> {
+    #[zeroize(skip)]
+    pub(crate) party: Party,
+    #[zeroize(skip)]
+    pub(crate) f: u32,
+    #[zeroize(skip)]
+    pub(crate) k: u32,
+    /// Share of the mask `r`.
+    pub(crate) r: Vec<R>,
+    /// Share of `r >> f` (logical).
+    pub(crate) r_hi: Vec<R>,
+    /// Share of the top bit of `r`.
+    pub(crate) r_msb: Vec<R>,
+    /// Share of the mask bit `m_c` of the borrow.
+    pub(crate) mc: Vec<R>,
+    /// XOR share of `m_c`.
+    pub(crate) u: Vec<u8>,
+    /// DCF keys (`Z_2` payload, `f` bits) for `[y^ mod 2^f < r mod 2^f]`.
+    #[zeroize(skip)]
+    pub(crate) dcf: DcfKeys<Z2>,
+}
+
+impl<R: Ring> core::fmt::Debug for TruncSmallKey<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TruncSmallKey")
+            .field("party", &self.party)
+            .field("f", &self.f)
+            .field("k", &self.k)
+            .field("len", &self.r.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ring vectors per element in a [`TruncSmallKey`].
+const TRUNC_SMALL_RING: usize = 4;
+
+impl<R: Ring> TruncSmallKey<R> {
+    /// Dealer: keys for `m` truncations by `f` bits of values in a `k`-bit
+    /// signed window (`1 <= f < k <= BITS - 1`).
+    pub fn generate<G: Rng + CryptoRng + ?Sized>(
+        f: u32,
+        k: u32,
+        m: usize,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        check_params::<R>(f, k)?;
+        let r: Vec<R> = (0..m).map(|_| R::random(rng)).collect();
+        let alphas: Vec<u64> = r.iter().map(|v| v.to_u64() & low_mask(f)).collect();
+        let r_hi: Vec<R> = r.iter().map(|v| v.shr(f)).collect();
+        let r_msb: Vec<R> = r.iter().map(|v| v.shr(R::BITS - 1)).collect();
+        let mc_bits = random_bits(m, rng);
+        let params = TreeParams::new::<Z2>(f)?;
+        let (d0, d1) = DcfKeys::<Z2>::generate(params, &alphas, &vec![Z2(true); m], rng)?;
+        let (u0, u1) = split_bits(&mc_bits, rng);
+        let (r0, r1) = split(&r, rng);
+        let (h0, h1) = split(&r_hi, rng);
+        let (s0, s1) = split(&r_msb, rng);
+        let (c0, c1) = split(&bits_to_ring::<R>(&mc_bits), rng);
+        let key = |party, r, r_hi, r_msb, mc, u, dcf| Self {
+            party,
+            f,
+            k,
+            r,
+            r_hi,
+            r_msb,
+            mc,
+            u,
+            dcf,
+        };
+        Ok((
+            key(Party::P0, r0, h0, s0, c0, u0, d0),
+            key(Party::P1, r1, h1, s1, c1, u1, d1),
+        ))
+    }
+
+    /// Number of gates.
+    pub fn len(&self) -> usize {
+        self.r.len()
+    }
+    /// True if the key holds no gate.
+    pub fn is_empty(&self) -> bool {
+        self.r.is_empty()
+    }
+    /// Key bytes held by this party: per element the DCF key and four ring
+    /// shares, and one bit per element packed.
+    pub fn key_bytes(&self) -> usize {
+        self.len() * (self.dcf.key_bytes() + TRUNC_SMALL_RING * (R::BITS as usize / 8))
+            + bit_bytes(self.len())
+    }
+
+    /// Cost of `m` small-key truncations by `f` bits in a `k`-bit window,
+    /// without generating keys (see [`crate::cost`]): one ring element then
+    /// one bit per element; the key body is `f`, `k`, `m`, `r[m]`,
+    /// `r_hi[m]`, `r_msb[m]`, `mc[m]`, the bits `u[m]` and the DCF batch (on
+    /// `f` bits, `Z_2` payload).
+    pub fn cost(f: u32, k: u32, m: usize) -> Result<GateCost, MpcError> {
+        check_params::<R>(f, k)?;
+        let params = TreeParams::new::<Z2>(f)?;
+        let (mm, w) = (cost::size(m)?, cost::ring_bytes::<R>());
+        let bits = cost::size(bit_bytes(m))?;
+        let what = "truncation (small) key";
+        let ring = cost::mul(TRUNC_SMALL_RING as u64, w, what)?;
+        let per = cost::add(cost::fss_key_bytes::<Dcf, Z2>(params)?, ring, what)?;
+        Ok(GateCost {
+            rounds: 2,
+            bytes_sent: cost::add(cost::mul(mm, w, what)?, bits, what)?,
+            key_bytes: cost::add(cost::mul(mm, per, what)?, bits, what)?,
+            encoded_bytes: cost::sum(
+                &[
+                    U32 + U32 + U64,
+                    cost::mul(mm, ring, what)?,
+                    bits,
+                    cost::fss_field::<Dcf, Z2>(params, mm)?,
+                ],
+                what,
+            )?,
+        })
+    }
+
+    /// Local step 1: the share to open, `x_b + r_b (+ 2^(k-1) for party 0)`
+    /// (as [`TruncKey::mask`]).
+    pub fn mask(&self, x_share: &[R]) -> Result<Vec<R>, MpcError> {
+        check_len("truncation input", self.len(), x_share.len())?;
+        let offset = if self.party == Party::P0 {
+            R::from_u64(1u64 << (self.k - 1))
+        } else {
+            R::ZERO
+        };
+        Ok(x_share
+            .iter()
+            .zip(&self.r)
+            .map(|(x, r)| x.wadd(*r).wadd(offset))
+            .collect())
+    }
+
+    /// Local step 2: from the opened `y + r`, this party's XOR share of
+    /// `c XOR m_c`, to open as bits.
+    pub fn xor_shares(&self, opened: &[R]) -> Result<Vec<u8>, MpcError> {
+        check_len("truncation opened values", self.len(), opened.len())?;
+        let lows: Vec<u64> = opened
+            .iter()
+            .map(|v| v.to_u64() & low_mask(self.f))
+            .collect();
+        let c = self.dcf.eval_to_vec(&lows)?;
+        Ok(c.iter()
+            .zip(&self.u)
+            .map(|(c, u)| u8::from(c.0) ^ (u & 1))
+            .collect())
+    }
+
+    /// Local step 3: from the opened `y + r` and the opened bits
+    /// `c XOR m_c`, this party's share of `x >> f`.
+    pub fn finish(&self, opened: &[R], e: &[u8]) -> Result<Vec<R>, MpcError> {
+        let n = self.len();
+        check_len("truncation opened values", n, opened.len())?;
+        check_bits("truncation opened bits", n, e)?;
+        let p0 = self.party == Party::P0;
+        // 2^(B - f), with 1 <= f so the shift is at most 63.
+        let top = R::from_u64(1u64 << (R::BITS - self.f));
+        let half_shifted = R::from_u64(1u64 << (self.k - 1 - self.f));
+        Ok((0..n)
+            .map(|i| {
+                let y = opened[i];
+                let w = if y.shr(R::BITS - 1) == R::ZERO {
+                    self.r_msb[i]
+                } else {
+                    R::ZERO
+                };
+                let public = if p0 {
+                    y.shr(self.f).wsub(half_shifted)
+                } else {
+                    R::ZERO
+                };
+                let c = bit_to_arith(self.party, e[i], self.mc[i]);
+                public.wsub(self.r_hi[i]).wsub(c).wadd(top.wmul(w))
+            })
+            .collect())
+    }
+
+    /// The whole gate over a transport: two rounds, one ring element then
+    /// one bit per element.
+    pub fn eval<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x_share: &[R],
+    ) -> Result<Vec<R>, MpcError> {
+        check_party(self.party, t.party())?;
+        let opened = open(t, &self.mask(x_share)?, R::BITS)?;
+        let e = open_bits(t, &self.xor_shares(&opened)?)?;
+        self.finish(&opened, &e)
+    }
+
+    /// Key body: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`,
+    /// `mc[m]`, the bits `u` (packed), the DCF keys.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.f);
+        put_u32(out, self.k);
+        put_usize(out, self.r.len());
+        put_ring(out, &self.r);
+        put_ring(out, &self.r_hi);
+        put_ring(out, &self.r_msb);
+        put_ring(out, &self.mc);
+        put_bits(out, &self.u);
+        put_fss(out, &self.dcf);
+    }
+
+    /// Reads a body written by [`TruncSmallKey::write`] (internally consistent).
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let f = rd.u32("truncation (small) f")?;
+        let k = rd.u32("truncation (small) k")?;
+        if !(f >= 1 && f < k && k < R::BITS) {
+            return Err(MpcError::Codec(format!(
+                "truncation (small) f = {f}, k = {k} (need 1 <= f < k <= {})",
+                R::BITS - 1
+            )));
+        }
+        let m = rd.count(
+            TRUNC_SMALL_RING * (R::BITS as usize / 8),
+            "truncation (small) elements",
+        )?;
+        Ok(TruncSmallKey {
+            party,
+            f,
+            k,
+            r: rd.ring(m, "truncation (small) r")?,
+            r_hi: rd.ring(m, "truncation (small) r_hi")?,
+            r_msb: rd.ring(m, "truncation (small) r_msb")?,
+            mc: rd.ring(m, "truncation (small) mc")?,
+            u: rd.bits(m, "truncation (small) u")?,
+            dcf: rd.fss::<_, Z2>(party, f, m, "truncation (small) DCF keys")?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for TruncSmallKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::TruncSmall { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::TruncSmall));
+        };
+        Self::generate(f, k, m, rng)
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::TruncSmall { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::TruncSmall));
+        };
+        Self::cost(f, k, m)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::TruncSmall { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::TruncSmall));
         };
         let key = Self::read(rd, party)?;
         if key.f != f || key.k != k || key.r.len() != m {

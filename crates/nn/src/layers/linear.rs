@@ -2,7 +2,7 @@
 
 use super::{
     Ctx, FloatCtx, FloatGrads, LayerOp, Tape, add_bias, add_float_grad, add_grad, bias_grad,
-    encode_weight_bias, truncate, truncate_grad,
+    encode_weight_bias, truncate, truncate_grad, truncate_train,
 };
 use crate::error::NnError;
 use crate::model::Config;
@@ -163,7 +163,10 @@ impl LayerOp for Linear {
         if let Some(bn) = bn {
             add_bias(&mut z, ctx.params.get(&bn)?.as_slice(), &[self.out]);
         }
-        Ok((truncate(ctx, &z)?, Tape::Product(tape)))
+        Ok((
+            truncate_train(ctx, &z, ctx.cfg.frac_bits)?,
+            Tape::Product(tape),
+        ))
     }
 
     fn backward(

@@ -399,10 +399,27 @@ pub(crate) fn truncate_grad(ctx: &mut Ctx<'_>, z: &[u64]) -> Result<Vec<u64>, Nn
     if ctx.cfg.rounding == crate::model::Rounding::Nearest {
         let half = vec![1u64 << (f - 1); z.len()];
         let z = ctx.gates.add_public(z, &half)?;
-        truncate(ctx, &z)
+        truncate_train(ctx, &z, f)
     } else {
-        truncate(ctx, z)
+        truncate_train(ctx, z, f)
     }
+}
+
+/// Exact truncations by `bits` in training (forward products, backward
+/// products, loss and optimiser), in bundles of at most `max_gate_elems`
+/// elements on the `k_trunc`-bit window: the one-round `trunc` gate, or with
+/// the small-key variant the two-round `trunc_small` (a 1-bit borrow DCF,
+/// about half the key bytes). Both are the exact floor: the same bits.
+pub(crate) fn truncate_train(ctx: &mut Ctx<'_>, z: &[u64], bits: u32) -> Result<Vec<u64>, NnError> {
+    let k = ctx.cfg.k_trunc;
+    let mut out = Vec::with_capacity(z.len());
+    for r in chunks(z.len(), ctx.cfg.max_gate_elems) {
+        out.extend(match ctx.cfg.variant {
+            Variant::OneRound => ctx.gates.truncate(&z[r], bits, k)?,
+            Variant::SmallKey => ctx.gates.truncate_small(&z[r], bits, k)?,
+        });
+    }
+    Ok(out)
 }
 
 /// Runs `layers` (at `prefix`) on the backend; returns the output and its shape.
