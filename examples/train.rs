@@ -16,7 +16,9 @@
 //! `--lr-step N --lr-gamma X` (step schedule: times gamma every N epochs),
 //! `--variant one-round|small-key` (the comparison gates, `Config::variant`:
 //! fewer rounds or fewer key bytes; the same training bit for bit),
-//! `--optimizer sgd`, `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
+//! `--optimizer sgd|adam` (Adam: `--beta1 X` (0.9), `--beta2 X` (0.999),
+//! `--eps X` (1e-8); `--momentum` is SGD's; `--weight-decay` is both
+//! optimisers' L2 term), `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
 //! nearest|floor`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
 //! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
 //! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind),
@@ -42,7 +44,8 @@ use ariann::mpc::{
     Transport, plan_cost, run_two_party,
 };
 use ariann::nn::{
-    Config, FloatTrainer, Init, Loss, Model, Params, Rounding, TrainConfig, TrainState, Variant,
+    Config, FloatTrainer, Init, Loss, Model, Optimizer, Params, Rounding, TrainConfig, TrainState,
+    Variant,
     Weights, encode_input, encode_targets, forward, forward_float, train_plan, train_step, zoo,
 };
 use ariann_fss::Party;
@@ -279,12 +282,16 @@ fn main() -> Res<()> {
         },
         momentum: args.parse("--momentum", 0.9)?,
         weight_decay: args.parse("--weight-decay", 5e-4)?,
+        optimizer: match args.value("--optimizer").unwrap_or("sgd") {
+            "sgd" => Optimizer::Sgd,
+            "adam" => Optimizer::Adam {
+                beta1: args.parse("--beta1", 0.9)?,
+                beta2: args.parse("--beta2", 0.999)?,
+                eps: args.parse("--eps", 1e-8)?,
+            },
+            other => return Err(format!("--optimizer {other}: sgd or adam").into()),
+        },
     };
-    if let Some(o) = args.value("--optimizer")
-        && o != "sgd"
-    {
-        return Err(format!("--optimizer {o}: only sgd (with momentum) is available").into());
-    }
     let cfg = Config {
         frac_bits: args.parse("--frac-bits", 20)?,
         rounding: match args.value("--rounding").unwrap_or("nearest") {
@@ -353,12 +360,13 @@ fn main() -> Res<()> {
     if !json {
         println!(
             "{name}: {} training images ({steps} steps of {batch}), {} test images, {epochs} epoch(s), \
-             f = {}, {:?} rounding, {} gates, SGD lr {lr0} momentum {} weight decay {}, {:?} loss{}",
+             f = {}, {:?} rounding, {} gates, {:?} lr {lr0} momentum {} weight decay {}, {:?} loss{}",
             train.y.len(),
             test.y.len(),
             cfg.frac_bits,
             cfg.rounding,
             cfg.variant.name(),
+            tcfg.optimizer,
             tcfg.momentum,
             tcfg.weight_decay,
             tcfg.loss,

@@ -55,6 +55,7 @@ fn train_both(model: &Model, x: &[f32], labels: &[usize], batch: usize, steps: u
         loss: Loss::CrossEntropy,
         momentum: 0.9,
         weight_decay: 5e-4,
+        optimizer: ariann::nn::Optimizer::Sgd,
     };
     let lr = 0.05;
     let mut rng = ChaCha12Rng::seed_from_u64(5);

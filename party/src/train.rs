@@ -34,8 +34,8 @@ use ariann_fss::Party;
 use ariann_mpc::{CommStats, PreprocessingSource, Session, Transport};
 use ariann_nn::train::{batch_shift, decode_params, train_job_plan};
 use ariann_nn::{
-    Config, Loss, Model, NnError, Params, TrainConfig, TrainState, Weights, encode_input,
-    encode_targets, train_plan, train_step,
+    Config, Loss, Model, NnError, Optimizer, Params, TrainConfig, TrainState, Weights,
+    encode_input, encode_targets, train_plan, train_step,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -101,7 +101,7 @@ pub struct TrainJob {
     /// Fixed-point parameters (training: 20 fractional bits and rounding to
     /// nearest are the sensible defaults).
     pub cfg: Config,
-    /// Loss, momentum and weight decay.
+    /// Loss, optimiser, momentum and weight decay.
     pub tcfg: TrainConfig,
     /// Passes over the training set.
     pub epochs: usize,
@@ -168,7 +168,9 @@ impl TrainJob {
             loss: _,
             momentum,
             weight_decay,
+            optimizer,
         } = self.tcfg;
+        optimizer.check()?;
         if !(0.0..=1.0).contains(&momentum) {
             return Err(invalid(format!("momentum {momentum} is not in [0, 1]")));
         }
@@ -279,6 +281,7 @@ impl TrainJob {
             loss,
             momentum,
             weight_decay,
+            optimizer,
         } = self.tcfg;
         let LrSchedule {
             lr,
@@ -312,6 +315,17 @@ impl TrainJob {
             Reveal::To(p) => party_byte(p),
             Reveal::Shares => 2,
         }]);
+        // Appended for Adam only: an SGD job's digest is what it was
+        // before the optimiser became a choice.
+        match optimizer {
+            Optimizer::Sgd => {}
+            Optimizer::Adam { beta1, beta2, eps } => {
+                h.update(b"adam");
+                for v in [beta1, beta2, eps] {
+                    h.update(v.to_bits().to_le_bytes());
+                }
+            }
+        }
         h.finalize().into()
     }
 }

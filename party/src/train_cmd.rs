@@ -310,6 +310,7 @@ fn setup(o: &Opts) -> Result<Setup> {
         loss: Loss::CrossEntropy,
         momentum: 0.9,
         weight_decay: 5e-4,
+        optimizer: ariann_nn::Optimizer::Sgd,
     };
     let job = TrainJob {
         model,
@@ -323,6 +324,7 @@ fn setup(o: &Opts) -> Result<Setup> {
             },
             momentum: o.momentum.unwrap_or(d.momentum),
             weight_decay: o.weight_decay.unwrap_or(d.weight_decay),
+            optimizer: d.optimizer,
         },
         epochs: o.epochs.unwrap_or(1),
         images,

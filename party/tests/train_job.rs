@@ -33,6 +33,7 @@ fn job(loss: Loss, reveal: Reveal) -> TrainJob {
             loss,
             momentum: 0.9,
             weight_decay: 5e-4,
+            optimizer: ariann_nn::Optimizer::Sgd,
         },
         epochs: 2,
         // 4 steps per epoch, 8 images dropped each epoch.

@@ -239,6 +239,9 @@ impl core::fmt::Display for GateDesc {
                     SplineFn::Recip { f: bits, max } => {
                         write!(f, "{name}/{sub}(f={bits}, max={max}, m={m}, k={k})")
                     }
+                    SplineFn::RecipSqrt { eps } => {
+                        write!(f, "{name}/{sub}(eps={eps}, m={m}, k={k})")
+                    }
                 }
             }
         }
@@ -649,6 +652,11 @@ pub(crate) mod tests {
                 m: 3,
                 k: 40,
             },
+            GateDesc::Spline {
+                func: SplineFn::RecipSqrt { eps: 43 },
+                m: 2,
+                k: 40,
+            },
             GateDesc::TrainTriple {
                 map: Bilinear::MatMul { m: 2, k: 3, n: 4 },
                 dx: true,
@@ -723,7 +731,7 @@ pub(crate) mod tests {
         let mut buf = vec![GateKind::Triple.number(), 4];
         buf.extend_from_slice(&[0; 64]);
         assert!(GateDesc::decode(&buf).is_err());
-        for t in [0u8, 3, 255] {
+        for t in [0u8, 4, 255] {
             let mut buf = vec![GateKind::Spline.number(), t];
             buf.extend_from_slice(&[0; 64]);
             let e = GateDesc::decode(&buf).expect_err("unknown spline function");

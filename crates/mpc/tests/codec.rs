@@ -201,6 +201,8 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
                     SplineFn::Recip { f, max } => {
                         rng.random_range(-(1 << f)..(i64::from(max) + 2) << f)
                     }
+                    // v at 32 fractional bits, up to 32.
+                    SplineFn::RecipSqrt { .. } => rng.random_range(-1..32i64 << 32),
                 })
                 .collect(),
             y: vec![],

@@ -56,6 +56,7 @@ pub use run::{
     forward_private, plan, plan_batches, share_weights,
 };
 pub use train::{
-    FloatTrainer, Loss, StepOutput, TrainConfig, TrainState, encode_targets, train_plan, train_step,
+    FloatTrainer, Loss, Optimizer, StepOutput, TrainConfig, TrainState, encode_targets, train_plan,
+    train_step,
 };
 pub use weights::{Init, Weights};

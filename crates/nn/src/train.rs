@@ -43,7 +43,7 @@ use crate::model::{Config, Model, Rounding};
 use crate::params::Params;
 use crate::weights::Weights;
 use ariann_mpc::gates::beaver::Bilinear;
-use ariann_mpc::gates::spline::SplineFn;
+use ariann_mpc::gates::spline::{RECIP_SQRT_IN_BITS, RECIP_SQRT_OUT_BITS, SplineFn};
 use ariann_mpc::{Gates, Plan, Recorder};
 use ariann_ring::RingTensor;
 
@@ -68,6 +68,61 @@ pub enum Loss {
     Mse,
 }
 
+/// The optimiser of a training job.
+///
+/// Serialized (serde) with its name under `"kind"`: `{"kind": "sgd"}`,
+/// `{"kind": "adam", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Optimizer {
+    /// SGD with momentum ([`TrainConfig::momentum`]) and weight decay:
+    /// `v = mu v + g + wd W; W -= lr v`. 2 rounds per step.
+    #[default]
+    Sgd,
+    /// Adam (Kingma and Ba; PyTorch's `torch.optim.Adam`, weight decay as
+    /// its L2 term `g + wd W`, on weights only as for SGD): `m = b1 m +
+    /// (1 - b1) g`, `v = b2 v + (1 - b2) g^2`, `W -= lr_t m / (sqrt(v) +
+    /// eps)` with the public bias corrections folded into the step's
+    /// learning rate, `lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)` (so `eps` is
+    /// added to `sqrt(v)`, not to PyTorch's `sqrt(v / (1 - b2^t))`: the
+    /// "eps-hat" form of the paper's section 2). 7 rounds per step; see
+    /// [`train_step`] for the fixed point.
+    Adam {
+        /// Decay of the first moment (PyTorch's default 0.9), in `[0, 1)`.
+        beta1: f64,
+        /// Decay of the second moment (0.999), in `[0, 1)`.
+        beta2: f64,
+        /// Added to `sqrt(v)` (`1e-8`), in `[0, 1)`; part of the
+        /// `recip_sqrt` spline's key, rounded to a multiple of `2^-32`.
+        eps: f64,
+    },
+}
+
+impl Optimizer {
+    /// Checks the hyper-parameters: Adam's betas and `eps` in `[0, 1)`.
+    pub fn check(&self) -> Result<(), NnError> {
+        if let Optimizer::Adam { beta1, beta2, eps } = *self {
+            for (name, x) in [("beta1", beta1), ("beta2", beta2), ("eps", eps)] {
+                if !(0.0..1.0).contains(&x) {
+                    return Err(NnError::Training(format!(
+                        "Adam's {name} = {x} is not in [0, 1)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adam with PyTorch's defaults (`0.9`, `0.999`, `1e-8`).
+    pub fn adam() -> Self {
+        Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
 /// Optimiser and loss settings of a training job (public: part of the
 /// job's description). The learning rate is given per step
 /// ([`train_step`]), so a schedule changes no key.
@@ -76,9 +131,13 @@ pub struct TrainConfig {
     /// The loss.
     pub loss: Loss,
     /// SGD momentum `mu` (`v = mu v + g + wd W; W -= lr v`); 0 for plain SGD.
+    /// Unused by Adam.
     pub momentum: f64,
     /// Weight decay `wd` (on weights, not on biases).
     pub weight_decay: f64,
+    /// The optimiser (SGD when absent from a serialized configuration).
+    #[serde(default)]
+    pub optimizer: Optimizer,
 }
 
 impl Default for TrainConfig {
@@ -87,17 +146,26 @@ impl Default for TrainConfig {
             loss: Loss::Mse,
             momentum: 0.9,
             weight_decay: 0.0,
+            optimizer: Optimizer::Sgd,
         }
     }
 }
 
 /// One party's training state: its shares of the parameters and of the
-/// optimiser's state (SGD's velocity, one tensor per parameter, `f` bits).
+/// optimiser's state (SGD's velocity at `f` bits or Adam's first moment at
+/// `f + 8`, one tensor per parameter; Adam's second moment at
+/// [`ADAM_V_BITS`] bits), and the number of steps taken (public).
 pub struct TrainState {
     /// Shares of the parameters (as [`Params`] holds them for inference).
     pub params: Params,
-    /// Shares of the velocity, by parameter name.
+    /// Shares of SGD's velocity or Adam's first moment `m`, by parameter
+    /// name.
     pub velocity: Params,
+    /// Shares of Adam's second moment `v` ([`ADAM_V_BITS`] fractional
+    /// bits), by parameter name; empty until the first Adam step.
+    pub second_moment: Params,
+    /// Steps taken (Adam's bias corrections depend on it).
+    pub steps: u64,
 }
 
 impl std::fmt::Debug for TrainState {
@@ -115,7 +183,12 @@ impl TrainState {
         for (name, t) in params.iter() {
             velocity.insert(name, RingTensor::zeros(t.shape()));
         }
-        TrainState { params, velocity }
+        TrainState {
+            params,
+            velocity,
+            second_moment: Params::new(),
+            steps: 0,
+        }
     }
 }
 
@@ -193,13 +266,19 @@ fn fixed(v: f64, f: u32) -> Result<u64, NnError> {
 /// at most `max_gate_elems` (one gate each; `trunc_small` with the
 /// small-key variant).
 fn shift(ctx: &mut Ctx<'_>, z: &[u64], bits: u32) -> Result<Vec<u64>, NnError> {
+    let k = ctx.cfg.k_trunc;
+    shift_k(ctx, z, bits, k)
+}
+
+/// [`shift`] on a `k`-bit window.
+fn shift_k(ctx: &mut Ctx<'_>, z: &[u64], bits: u32, k: u32) -> Result<Vec<u64>, NnError> {
     let z = if ctx.cfg.rounding == Rounding::Nearest {
         ctx.gates
             .add_public(z, &vec![1u64 << (bits - 1); z.len()])?
     } else {
         z.to_vec()
     };
-    crate::layers::truncate_train(ctx, &z, bits)
+    crate::layers::truncate_train_k(ctx, &z, bits, k)
 }
 
 /// The loss's gradient with respect to the logits `z` (shares, `f` bits),
@@ -382,6 +461,221 @@ fn sgd(
     Ok(())
 }
 
+/// Fractional bits of Adam's second moment `v`
+/// ([`TrainState::second_moment`]): the input precision of the
+/// `recip_sqrt` spline.
+pub const ADAM_V_BITS: u32 = RECIP_SQRT_IN_BITS;
+/// The shift of Adam's moment updates (one truncation for both moments).
+const ADAM_SHIFT: u32 = 26;
+/// Fractional bits of `1/(sqrt(v) + eps)` after its truncation.
+const ADAM_R_BITS: u32 = 10;
+/// Fractional bits of the step's learning rate.
+const ADAM_LR_BITS: u32 = 22;
+/// Adam's first moment has `f + 8` fractional bits
+/// ([`TrainState::velocity`]).
+pub const ADAM_M_EXTRA_BITS: u32 = 8;
+/// Window of Adam's truncations (their keys do not depend on it).
+const ADAM_K_TRUNC: u32 = 63;
+/// Window of the `recip_sqrt` spline: `v < 2^(44 - 2 - 32) = 1024`.
+pub const ADAM_K_SPLINE: u32 = 44;
+
+/// `x^n` by squaring (multiplications only, in a fixed order: the same on
+/// every IEEE 754 platform, so both parties encode the same learning rate).
+fn powu(mut x: f64, mut n: u64) -> f64 {
+    let mut acc = 1.0;
+    while n > 0 {
+        if n & 1 == 1 {
+            acc *= x;
+        }
+        x *= x;
+        n >>= 1;
+    }
+    acc
+}
+
+/// Adam's learning rate of step `t` (from 1) with the bias corrections:
+/// `lr sqrt(1 - b2^t) / (1 - b1^t)`.
+pub fn adam_lr(lr: f64, beta1: f64, beta2: f64, t: u64) -> f64 {
+    lr * (1.0 - powu(beta2, t)).sqrt() / (1.0 - powu(beta1, t))
+}
+
+/// A product `x * y` elementwise, in bundles of at most `max_gate_elems`.
+fn products(ctx: &mut Ctx<'_>, x: &[u64], y: &[u64]) -> Result<Vec<u64>, NnError> {
+    let mut out = Vec::with_capacity(x.len());
+    for r in chunks(x.len(), ctx.cfg.max_gate_elems) {
+        let len = r.len();
+        let p = ctx.gates.bilinear(
+            Bilinear::Mul { len },
+            &RingTensor::from_vec(&[len], x[r.clone()].to_vec())?,
+            &RingTensor::from_vec(&[len], y[r].to_vec())?,
+        )?;
+        out.extend_from_slice(p.as_slice());
+    }
+    Ok(out)
+}
+
+/// Adam on the shares, 7 rounds for the whole model (each a batch of
+/// gates over every parameter, split by `max_gate_elems`):
+///
+/// 1. `g = (g + wd W) >> f` for the weights (their gradients are at `2f`
+///    bits; the biases' are at `f`);
+/// 2. `g^2` (a Beaver product, at `2f` bits);
+/// 3. one truncation by 26 for both moments: `m += ((1 - b1) (g - m)) >>
+///    26` (`1 - b1` at 26 bits, `m` at `f + 8`, [`ADAM_M_EXTRA_BITS`]) and
+///    `v += ((1 - b2) (g^2 - v)) >> 26` (`1 - b2` at `58 - 2f` bits, `v` at
+///    [`ADAM_V_BITS`] = 32);
+/// 4. `r = 1/(sqrt(v) + eps)`, the `recip_sqrt` spline (output at 46 bits);
+/// 5. `r >> 36` (10 bits);
+/// 6. `(lr_t m) r` (`lr_t` at 22 bits, public; a Beaver product);
+/// 7. `>> 40`: the step at `f` bits, subtracted from the weights (and,
+///    shifted left by `f`, from the biases at `2f`).
+///
+/// Every truncation but the first (which is SGD's) is on a 63-bit window.
+/// The windows hold `(1 - b2) g^2 < 16`, `v < 1024` (the spline's window,
+/// [`ADAM_K_SPLINE`]: gradient entries below 32) and `|lr_t m r| < 4` at
+/// `f = 20` (64 at `f = 16`; `|m| / sqrt(v)` is at most about 7 with the
+/// default betas, so a learning rate below 0.5). Needs `16 <= f <= 20`.
+///
+/// Precision: the spline's relative error is below `2^-5` (one knot per
+/// octave); its floor `v >= 2^-30` makes the denominator at least `2^-15`
+/// on the biased `v` (the 64-bit ring's limit for a one-round spline of
+/// this range, see [`SplineFn::RecipSqrt`]): a gradient entry below about
+/// `1e-3` takes smaller steps than float Adam's in the first steps (where
+/// `sqrt(v) = 0.03 |g|`), as a larger `eps` would give.
+#[allow(clippy::too_many_arguments)]
+fn adam(
+    ctx: &mut Ctx<'_>,
+    state: &mut TrainState,
+    grads: &Params,
+    tcfg: &TrainConfig,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+) -> Result<(), NnError> {
+    let f = ctx.cfg.frac_bits;
+    if !(16..=20).contains(&f) {
+        return Err(NnError::Training(format!(
+            "Adam needs 16 <= f <= 20 fractional bits, not {f}"
+        )));
+    }
+    let t = state.steps + 1;
+    let lr_t = fixed(adam_lr(lr, beta1, beta2, t), ADAM_LR_BITS)?;
+    let wd = fixed(tcfg.weight_decay, f)?;
+    let c_m = fixed(1.0 - beta1, ADAM_SHIFT)?;
+    let c_v = fixed(1.0 - beta2, ADAM_SHIFT + ADAM_V_BITS - 2 * f)?;
+    let eps_units = (eps * 2f64.powi(RECIP_SQRT_IN_BITS as i32)).round() as u32;
+    let names: Vec<String> = state.params.iter().map(|(n, _)| n.to_string()).collect();
+    for name in &names {
+        if state.second_moment.get(name).is_err() {
+            let shape = state.params.get(name)?.shape().to_vec();
+            state.second_moment.insert(name, RingTensor::zeros(&shape));
+        }
+    }
+    // Round 1: the weights' gradients (plus the L2 term) to f bits.
+    let mut wacc = Vec::new();
+    for name in &names {
+        let w = state.params.get(name)?.as_slice();
+        let g = grads
+            .get(name)
+            .map_err(|_| NnError::Training(format!("no gradient for parameter `{name}`")))?
+            .as_slice();
+        let (m, v) = (
+            state.velocity.get(name)?.as_slice(),
+            state.second_moment.get(name)?.as_slice(),
+        );
+        if g.len() != w.len() || m.len() != w.len() || v.len() != w.len() {
+            return Err(NnError::Training(format!(
+                "`{name}`: sizes of gradient and state differ"
+            )));
+        }
+        if !is_bias(name) {
+            let dw = ctx.gates.mul_public(w, wd);
+            wacc.extend(g.iter().zip(&dw).map(|(a, b)| a.wrapping_add(*b)));
+        }
+    }
+    let gw = shift(ctx, &wacc, f)?;
+    let (mut g, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    let mut at = 0;
+    for name in &names {
+        if is_bias(name) {
+            g.extend_from_slice(grads.get(name)?.as_slice());
+        } else {
+            let n = state.params.get(name)?.len();
+            g.extend_from_slice(&gw[at..at + n]);
+            at += n;
+        }
+        m.extend_from_slice(state.velocity.get(name)?.as_slice());
+        v.extend_from_slice(state.second_moment.get(name)?.as_slice());
+    }
+    let n = g.len();
+    // Round 2: g^2 at 2f bits.
+    let g2 = products(ctx, &g, &g)?;
+    // Round 3: both moments, one truncation.
+    let up = 2 * f - ADAM_V_BITS;
+    let dm: Vec<u64> = g
+        .iter()
+        .zip(&m)
+        .map(|(g, m)| g.wrapping_shl(ADAM_M_EXTRA_BITS).wrapping_sub(*m))
+        .collect();
+    let dv: Vec<u64> = g2
+        .iter()
+        .zip(&v)
+        .map(|(g2, v)| g2.wrapping_sub(v.wrapping_shl(up)))
+        .collect();
+    let mut acc = ctx.gates.mul_public(&dm, c_m);
+    acc.extend(ctx.gates.mul_public(&dv, c_v));
+    let d = shift_k(ctx, &acc, ADAM_SHIFT, ADAM_K_TRUNC)?;
+    let m: Vec<u64> = m
+        .iter()
+        .zip(&d[..n])
+        .map(|(a, b)| a.wrapping_add(*b))
+        .collect();
+    let v: Vec<u64> = v
+        .iter()
+        .zip(&d[n..])
+        .map(|(a, b)| a.wrapping_add(*b))
+        .collect();
+    // Round 4: 1/(sqrt(v) + eps) at 46 bits; round 5: to 12 bits.
+    let func = SplineFn::RecipSqrt { eps: eps_units };
+    let mut r = Vec::with_capacity(n);
+    for span in chunks(n, ctx.cfg.max_gate_elems) {
+        r.extend(ctx.gates.spline(func, &v[span], ADAM_K_SPLINE)?);
+    }
+    let r = shift_k(ctx, &r, RECIP_SQRT_OUT_BITS - ADAM_R_BITS, ADAM_K_TRUNC)?;
+    // Round 6: (lr_t m) r; round 7: the step at f bits.
+    let lm = ctx.gates.mul_public(&m, lr_t);
+    let p = products(ctx, &lm, &r)?;
+    let step = shift_k(
+        ctx,
+        &p,
+        ADAM_LR_BITS + ADAM_M_EXTRA_BITS + ADAM_R_BITS,
+        ADAM_K_TRUNC,
+    )?;
+    let mut at = 0;
+    for name in &names {
+        let len = state.params.get(name)?.len();
+        let span = at..at + len;
+        at += len;
+        state
+            .velocity
+            .get_mut(name)?
+            .as_mut_slice()
+            .copy_from_slice(&m[span.clone()]);
+        state
+            .second_moment
+            .get_mut(name)?
+            .as_mut_slice()
+            .copy_from_slice(&v[span.clone()]);
+        let up = if is_bias(name) { f } else { 0 };
+        let p = state.params.get_mut(name)?.as_mut_slice();
+        for (p, s) in p.iter_mut().zip(&step[span]) {
+            *p = p.wrapping_sub(s.wrapping_shl(up));
+        }
+    }
+    Ok(())
+}
+
 /// One training step on any backend: `x` is this party's share of the
 /// encoded input batch, `targets` its share of [`encode_targets`]; updates
 /// `state` in place with learning rate `lr`.
@@ -426,6 +720,7 @@ pub fn train_step(
             tcfg.momentum, tcfg.weight_decay
         )));
     }
+    tcfg.optimizer.check()?;
     let (z, grads) = gradients(
         &mut *gates,
         model,
@@ -443,7 +738,13 @@ pub fn train_step(
         cfg,
         path: String::new(),
     };
-    sgd(&mut ctx, state, &grads, tcfg, lr)?;
+    match tcfg.optimizer {
+        Optimizer::Sgd => sgd(&mut ctx, state, &grads, tcfg, lr)?,
+        Optimizer::Adam { beta1, beta2, eps } => {
+            adam(&mut ctx, state, &grads, tcfg, lr, beta1, beta2, eps)?
+        }
+    }
+    state.steps += 1;
     Ok(StepOutput { logits: z })
 }
 
@@ -568,15 +869,22 @@ pub fn train_job_plan(
 pub struct FloatTrainer {
     /// The parameters.
     pub weights: Weights,
+    /// SGD's velocity or Adam's first moment.
     velocity: FloatGrads,
+    /// Adam's second moment.
+    second: FloatGrads,
+    /// Steps taken.
+    steps: u64,
 }
 
 impl FloatTrainer {
-    /// Starts from `weights` with zero velocity.
+    /// Starts from `weights` with zero optimiser state.
     pub fn new(weights: Weights) -> Self {
         FloatTrainer {
             weights,
             velocity: FloatGrads::new(),
+            second: FloatGrads::new(),
+            steps: 0,
         }
     }
 
@@ -610,8 +918,9 @@ impl FloatTrainer {
         Ok((grads, value))
     }
 
-    /// One SGD step (the private optimiser's rule in `f64`); returns the
-    /// batch's loss before the step.
+    /// One optimiser step (the private optimiser's rule in `f64`; Adam as
+    /// PyTorch's `torch.optim.Adam`, with `eps` added to `sqrt(v / (1 -
+    /// b2^t))`); returns the batch's loss before the step.
     pub fn step(
         &mut self,
         model: &Model,
@@ -621,6 +930,8 @@ impl FloatTrainer {
         lr: f64,
     ) -> Result<f64, NnError> {
         let (grads, value) = self.gradients(model, x, labels, tcfg.loss)?;
+        self.steps += 1;
+        let t = self.steps;
         for (name, shape) in model.parameters() {
             let g = grads
                 .get(&name)
@@ -636,9 +947,29 @@ impl FloatTrainer {
                 tcfg.weight_decay
             };
             let mut new = Vec::with_capacity(w.len());
-            for ((v, g), w) in v.iter_mut().zip(g).zip(w) {
-                *v = tcfg.momentum * *v + g + wd * f64::from(*w);
-                new.push((f64::from(*w) - lr * *v) as f32);
+            match tcfg.optimizer {
+                Optimizer::Sgd => {
+                    for ((v, g), w) in v.iter_mut().zip(g).zip(w) {
+                        *v = tcfg.momentum * *v + g + wd * f64::from(*w);
+                        new.push((f64::from(*w) - lr * *v) as f32);
+                    }
+                }
+                Optimizer::Adam { beta1, beta2, eps } => {
+                    let s = self
+                        .second
+                        .entry(name.clone())
+                        .or_insert_with(|| vec![0.0; g.len()]);
+                    let bc1 = 1.0 - powu(beta1, t);
+                    let bc2 = 1.0 - powu(beta2, t);
+                    for (((m, s), g), w) in v.iter_mut().zip(s.iter_mut()).zip(g).zip(w) {
+                        let w = f64::from(*w);
+                        let g = g + wd * w;
+                        *m = beta1 * *m + (1.0 - beta1) * g;
+                        *s = beta2 * *s + (1.0 - beta2) * g * g;
+                        let denom = (*s / bc2).sqrt() + eps;
+                        new.push((w - lr * (*m / bc1) / denom) as f32);
+                    }
+                }
             }
             self.weights.insert(&name, shape, new)?;
         }

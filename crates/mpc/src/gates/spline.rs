@@ -14,7 +14,8 @@
 //!
 //! The key serves two gates: the `spline` gate kind of the
 //! [gate table](crate::table) ([`GateDesc::Spline`]), for a closed set of
-//! named public functions ([`SplineFn`]: `e^u` and `1/s`, for a softmax),
+//! named public functions ([`SplineFn`]: `e^u` and `1/s`, for a softmax;
+//! `1/(sqrt(v) + eps)`, for Adam),
 //! and the inverse square root inside the batch-norm gate.
 
 use crate::bundle::GateDesc;
@@ -90,6 +91,19 @@ const RECIP_PER_OCTAVE: usize = 6;
 /// `2^(1/6)`: the ratio of consecutive knots of [`SplineFn::Recip`].
 const RECIP_RATIO: f64 = 1.122_462_048_309_373;
 
+/// Fractional bits of the input of [`SplineFn::RecipSqrt`] (fixed).
+pub const RECIP_SQRT_IN_BITS: u32 = 32;
+/// Fractional bits of the slopes of [`SplineFn::RecipSqrt`].
+pub const RECIP_SQRT_SLOPE_BITS: u32 = 14;
+/// Fractional bits of the output of [`SplineFn::RecipSqrt`]
+/// (`RECIP_SQRT_IN_BITS + RECIP_SQRT_SLOPE_BITS`).
+pub const RECIP_SQRT_OUT_BITS: u32 = RECIP_SQRT_IN_BITS + RECIP_SQRT_SLOPE_BITS;
+/// `log2` of the bottom of the domain of [`SplineFn::RecipSqrt`]
+/// (`v = 2^-30`, `sqrt v = 2^-15`).
+pub const RECIP_SQRT_LOW_LOG2: i32 = -30;
+/// `log2` of the top of the domain of [`SplineFn::RecipSqrt`] (`v = 16`).
+pub const RECIP_SQRT_HIGH_LOG2: i32 = 4;
+
 /// Smallest fractional bit count of a [`SplineFn`].
 pub const SPLINE_FN_MIN_FRAC_BITS: u32 = 6;
 /// Largest fractional bit count of a [`SplineFn`].
@@ -124,8 +138,14 @@ pub const SPLINE_FN_MAX_FRAC_BITS: u32 = 24;
 /// `recip` error is `2^-9.14` from the interpolation, up to `2^-8.75` at
 /// the largest `max` from the rounding of the slopes to `f` bits.
 ///
+/// [`SplineFn::RecipSqrt`] (Adam's denominator) has its own fixed
+/// precisions (input at 32 fractional bits, output at 46) and its own
+/// accuracy (relative error below `2^-5` on its domain `[2^-30, 16]`;
+/// `crates/mpc/tests/spline.rs` measures it).
+///
 /// Serialized (serde) with its name from [`SplineKind`] under `"fn"`, beside
-/// its fields: `{"fn": "exp", "f": 16}`, `{"fn": "recip", "f": 16, "max": 10}`.
+/// its fields: `{"fn": "exp", "f": 16}`, `{"fn": "recip", "f": 16, "max": 10}`,
+/// `{"fn": "recip_sqrt", "eps": 43}`.
 /// Binary encoding: [`SplineFn::encode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "fn", rename_all = "snake_case", deny_unknown_fields)]
@@ -153,6 +173,21 @@ pub enum SplineFn {
         /// The top of the domain (e.g. the number of classes of a softmax).
         max: u32,
     },
+    /// `1/(sqrt(v) + eps)` (Adam's denominator) for `v` in `[2^-30, 16]`,
+    /// input `v` with 32 fractional bits ([`RECIP_SQRT_IN_BITS`]), slopes
+    /// with 14 ([`RECIP_SQRT_SLOPE_BITS`]), output with 46
+    /// ([`RECIP_SQRT_OUT_BITS`]); `eps` in units of `2^-32`. Below `2^-30`
+    /// (zero and negative included) the value at `2^-30`, i.e. the
+    /// denominator is at least `2^-15 + eps`; above 16, `1/(4 + eps)`.
+    /// Knots `2^e` for `e = -30, ..., 4` (one per octave of `v`, 35 knots);
+    /// max relative error `2^-5.2` (the interpolation's, measured in
+    /// `crates/mpc/tests/spline.rs`). The output is below `2^15` (`2^61` as
+    /// a ring element): the gate needs `Z_2^64`, and a window `k >= 40`
+    /// holds inputs up to `2^(k-34)` (`64` at `k = 40`).
+    RecipSqrt {
+        /// `eps` in units of `2^-32` (`eps = 1e-8` is 43).
+        eps: u32,
+    },
 }
 
 impl core::fmt::Display for SplineFn {
@@ -162,6 +197,7 @@ impl core::fmt::Display for SplineFn {
         match *self {
             SplineFn::Exp { f } => write!(fm, "{name}(f={f})"),
             SplineFn::Recip { f, max } => write!(fm, "{name}(f={f}, max={max})"),
+            SplineFn::RecipSqrt { eps } => write!(fm, "{name}(eps={eps})"),
         }
     }
 }
@@ -172,19 +208,34 @@ impl SplineFn {
         match self {
             SplineFn::Exp { .. } => SplineKind::Exp,
             SplineFn::Recip { .. } => SplineKind::Recip,
+            SplineFn::RecipSqrt { .. } => SplineKind::RecipSqrt,
         }
     }
 
-    /// Fractional bits of the input (the output has twice as many).
+    /// Fractional bits of the input (the output has twice as many, except
+    /// for [`SplineFn::RecipSqrt`]: [`SplineFn::out_bits`]).
     pub fn frac_bits(&self) -> u32 {
         match *self {
             SplineFn::Exp { f } | SplineFn::Recip { f, .. } => f,
+            SplineFn::RecipSqrt { .. } => RECIP_SQRT_IN_BITS,
+        }
+    }
+
+    /// Fractional bits of the output: `2 f`, or [`RECIP_SQRT_OUT_BITS`].
+    pub fn out_bits(&self) -> u32 {
+        match *self {
+            SplineFn::Exp { f } | SplineFn::Recip { f, .. } => 2 * f,
+            SplineFn::RecipSqrt { .. } => RECIP_SQRT_OUT_BITS,
         }
     }
 
     /// Checks the parameters: `6 <= f <= 24`; for [`SplineFn::Recip`],
-    /// `2 <= max` and `max^2 <= 2^(f-4)`.
+    /// `2 <= max` and `max^2 <= 2^(f-4)` (any `eps` of
+    /// [`SplineFn::RecipSqrt`] is valid).
     pub fn validate(&self) -> Result<(), MpcError> {
+        if let SplineFn::RecipSqrt { .. } = self {
+            return Ok(());
+        }
         let f = self.frac_bits();
         if !(SPLINE_FN_MIN_FRAC_BITS..=SPLINE_FN_MAX_FRAC_BITS).contains(&f) {
             return Err(MpcError::InvalidParameter(format!(
@@ -251,6 +302,8 @@ impl SplineFn {
                     (one + m / 2) / m,
                 )
             }
+            // Its own precisions and knots.
+            SplineFn::RecipSqrt { eps } => return recip_sqrt_spline(eps),
         };
         let mut a = Vec::with_capacity(knots.len() + 1);
         let mut b = Vec::with_capacity(knots.len() + 1);
@@ -275,11 +328,10 @@ impl SplineFn {
     /// (so that, for inputs `|x| < 2^(k-2)`, `x - p` stays in the window).
     pub fn gate_spline<R: Ring>(&self, k: u32) -> Result<Spline, MpcError> {
         let spline = self.spline()?;
-        let f = self.frac_bits();
-        if 2 * f + 2 > R::BITS {
+        let out = self.out_bits();
+        if out + 2 > R::BITS || (out > 2 * self.frac_bits() && R::BITS < 64) {
             return Err(MpcError::InvalidParameter(format!(
-                "spline function {self}: the output has {} fractional bits, too many for Z_2^{}",
-                2 * f,
+                "spline function {self}: the output has {out} fractional bits, too many for Z_2^{}",
                 R::BITS
             )));
         }
@@ -295,10 +347,12 @@ impl SplineFn {
     }
 
     /// Appends the function's binary encoding: its kind number (one byte,
-    /// [`SplineKind`]), then `f` (`u32` LE), then for `recip` `max` (`u32` LE).
+    /// [`SplineKind`]), then `f` (`u32` LE), then for `recip` `max` (`u32` LE);
+    /// for `recip_sqrt` only `eps` (`u32` LE).
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.kind().number());
         match *self {
+            SplineFn::RecipSqrt { eps } => put_u32(out, eps),
             SplineFn::Exp { f } => put_u32(out, f),
             SplineFn::Recip { f, max } => {
                 put_u32(out, f);
@@ -319,6 +373,9 @@ impl SplineFn {
             SplineKind::Recip => SplineFn::Recip {
                 f: rd.u32("recip f")?,
                 max: rd.u32("recip max")?,
+            },
+            SplineKind::RecipSqrt => SplineFn::RecipSqrt {
+                eps: rd.u32("recip_sqrt eps")?,
             },
         })
     }
@@ -351,9 +408,54 @@ fn exp_fixed(x: f64) -> f64 {
     p * pow2(n as i32)
 }
 
+/// The spline of [`SplineFn::RecipSqrt`]: knots `2^e` (`e` from
+/// [`RECIP_SQRT_LOW_LOG2`] to [`RECIP_SQRT_HIGH_LOG2`]) at 32 fractional
+/// bits, each piece fitted as in [`SplineFn::spline`] (slopes at 14 bits,
+/// intercepts at 46), constant outside the knots.
+fn recip_sqrt_spline(eps: u32) -> Result<Spline, MpcError> {
+    let e = f64::from(eps) * pow2(-(RECIP_SQRT_IN_BITS as i32));
+    let g = move |v: f64| 1.0 / (v.sqrt() + e);
+    // v.sqrt() is correctly rounded by IEEE 754: the same on every platform.
+    let dg = move |v: f64| {
+        let r = v.sqrt();
+        -1.0 / (2.0 * r * (r + e) * (r + e))
+    };
+    let knots: Vec<i64> = (RECIP_SQRT_LOW_LOG2..=RECIP_SQRT_HIGH_LOG2)
+        .map(|k| 1i64 << (k + RECIP_SQRT_IN_BITS as i32))
+        .collect();
+    let sa = pow2(RECIP_SQRT_SLOPE_BITS as i32);
+    let sb = pow2(RECIP_SQRT_OUT_BITS as i32);
+    let si = pow2(RECIP_SQRT_IN_BITS as i32);
+    let at = |v: f64| (g(v) * sb).round() as i64;
+    let mut a = vec![0];
+    let mut b = vec![at(pow2(RECIP_SQRT_LOW_LOG2))];
+    for w in knots.windows(2) {
+        let (ai, bi) = fit_piece_scaled(&g, &dg, w[0] as f64 / si, w[1] as f64 / si, sa, sb);
+        a.push(ai);
+        b.push(bi);
+    }
+    a.push(0);
+    b.push(at(pow2(RECIP_SQRT_HIGH_LOG2)));
+    let spline = Spline { knots, a, b };
+    spline.validate()?;
+    Ok(spline)
+}
+
 /// The line for the convex `g` (derivative `dg`) on `[x0, x1]`, as integers:
 /// slope with `log2 s` fractional bits, intercept with twice as many.
 fn fit_piece(g: Curve, dg: Curve, x0: f64, x1: f64, s: f64) -> (i64, i64) {
+    fit_piece_scaled(&g, &dg, x0, x1, s, s * s)
+}
+
+/// [`fit_piece`] with the slope scaled by `sa` and the intercept by `sb`.
+fn fit_piece_scaled(
+    g: &dyn Fn(f64) -> f64,
+    dg: &dyn Fn(f64) -> f64,
+    x0: f64,
+    x1: f64,
+    s: f64,
+    sb: f64,
+) -> (i64, i64) {
     let secant = (g(x1) - g(x0)) / (x1 - x0) * s;
     let mut best: Option<(f64, i64, f64)> = None;
     for a_int in [secant.floor(), secant.ceil()] {
@@ -385,7 +487,7 @@ fn fit_piece(g: Curve, dg: Curve, x0: f64, x1: f64, s: f64) -> (i64, i64) {
     }
     // Both candidates are finite: `best` is set.
     let (_, a, b) = best.unwrap_or((0.0, 0, 0.0));
-    (a, (b * s * s).round() as i64)
+    (a, (b * sb).round() as i64)
 }
 
 fn check_params<R: Ring>(spline: &Spline, k: u32) -> Result<(), MpcError> {

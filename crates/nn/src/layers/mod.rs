@@ -412,6 +412,16 @@ pub(crate) fn truncate_grad(ctx: &mut Ctx<'_>, z: &[u64]) -> Result<Vec<u64>, Nn
 /// about half the key bytes). Both are the exact floor: the same bits.
 pub(crate) fn truncate_train(ctx: &mut Ctx<'_>, z: &[u64], bits: u32) -> Result<Vec<u64>, NnError> {
     let k = ctx.cfg.k_trunc;
+    truncate_train_k(ctx, z, bits, k)
+}
+
+/// [`truncate_train`] on a `k`-bit window.
+pub(crate) fn truncate_train_k(
+    ctx: &mut Ctx<'_>,
+    z: &[u64],
+    bits: u32,
+    k: u32,
+) -> Result<Vec<u64>, NnError> {
     let mut out = Vec::with_capacity(z.len());
     for r in chunks(z.len(), ctx.cfg.max_gate_elems) {
         out.extend(match ctx.cfg.variant {
