@@ -20,7 +20,7 @@
 //! | 8 | `max_pool_one_hot` | `MaxPoolOneHot { shape, k }` |
 //! | 9 | `batch_norm` | `BatchNorm(BatchNormShape)` |
 //! | 10 | `train_triple` | `TrainTriple { map: Bilinear, dx: bool }` (sub-kind of `map`: [`MapKind`]) |
-//! | 11 | `spline` | `Spline { func, m, k }`, sub-kind [`SplineKind`]: 1 `exp`, 2 `recip` |
+//! | 11 | `spline` | `Spline { func, m, k }`, sub-kind [`SplineKind`]: 1 `exp`, 2 `recip`, 3 `inv_sqrt` |
 //! | 12 | `relu_small` | `ReluSmall { m, k }` |
 //! | 13 | `trunc_relu` | `TruncRelu { m, f, k }` |
 //! | 14 | `max_pool_small` | `MaxPoolSmall { shape, k }` |
@@ -357,6 +357,8 @@ kind_table! {
         Exp = 1, "exp";
         /// `1/s` on `[1, max]`.
         Recip = 2, "recip";
+        /// `1/sqrt(v)` on `[2^-8, 2^8]`.
+        InvSqrt = 3, "inv_sqrt";
     }
 }
 
@@ -436,7 +438,11 @@ mod tests {
         for (k, n, name) in pinned {
             assert_eq!((k.number(), k.name()), (n, name));
         }
-        let pinned = [(SplineKind::Exp, 1, "exp"), (SplineKind::Recip, 2, "recip")];
+        let pinned = [
+            (SplineKind::Exp, 1, "exp"),
+            (SplineKind::Recip, 2, "recip"),
+            (SplineKind::InvSqrt, 3, "inv_sqrt"),
+        ];
         assert_eq!(pinned.len(), SplineKind::ALL.len());
         for (k, n, name) in pinned {
             assert_eq!((k.number(), k.name()), (n, name));

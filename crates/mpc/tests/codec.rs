@@ -199,6 +199,7 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
                     SplineFn::Recip { f, max } => {
                         rng.random_range(-(1 << f)..(i64::from(max) + 2) << f)
                     }
+                    SplineFn::InvSqrt { f } => rng.random_range(-(1 << f)..300 << f),
                 })
                 .collect(),
             y: vec![],
