@@ -468,16 +468,25 @@ fn bn_float_backward_matches_finite_differences_and_updates_running_stats() {
 #[test]
 fn bn_fixed_point_gradients_match_float() {
     // Tolerances: the inverse square root's spline (1.22e-3 relative at
-    // f = 16) through three batch-norms, and the truncations (largest
-    // errors measured: 3.5e-3 with MSE, 4.1e-3 with cross-entropy, on the
+    // f = 16, 4e-4 at 20) through three batch-norms, and the truncations
+    // (largest errors measured: 3.5e-3 with MSE and 3.9e-3 with
+    // cross-entropy at f = 16, 7.2e-4 and 1.05e-3 at f = 20, on the
     // convolution's bias before a batch-norm, whose float gradient is 0);
-    // the running statistics within 1e-3 relative.
+    // the running statistics within 1e-3 relative (1.9e-5 measured).
+    for f in [16, 20] {
+        bn_gradients(f);
+    }
+}
+
+fn bn_gradients(f: u32) {
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let model = bn_model();
-    let cfg = cfg();
+    let cfg = Config {
+        frac_bits: f,
+        ..cfg()
+    };
     let w = bn_weights(&model, &mut rng);
     let (x, labels) = data(&model, 8, &mut rng);
-    let f = cfg.frac_bits;
     for (loss, abs, rel) in [(Loss::Mse, 6e-3, 1e-2), (Loss::CrossEntropy, 6e-3, 3e-2)] {
         let (fg, _) = FloatTrainer::new(w.clone())
             .gradients(&model, &x, &labels, loss)
@@ -516,7 +525,7 @@ fn bn_fixed_point_gradients_match_float() {
             }
         }
         eprintln!(
-            "{loss:?}: batch-norm model, largest gradient error, fixed point (f = {f}) vs float: {worst:.2e}; running statistics {worst_buf:.2e}"
+            "{loss:?}: batch-norm model, largest gradient error, fixed point (f = {f}) vs float: {worst:.2e}; running statistics {worst_buf:.2e} (relative)"
         );
     }
 }

@@ -12,38 +12,42 @@
 //! In training (a training store holds gamma, beta and the running
 //! statistics, [`crate::Params::train_spec`]) it normalises with the
 //! batch's statistics over the `M = N H W` values of each channel, as
-//! PyTorch's `BatchNorm2d` in `train()` mode: 9 rounds forward, 5 backward
-//! (1 without the input's gradient). Forward:
+//! PyTorch's `BatchNorm2d` in `train()` mode: 10 rounds forward, 6 backward
+//! (1 without the input's gradient). Every product is of two `f`-bit values
+//! and every truncation exact (63-bit window), rounding as
+//! [`Config::rounding`] says. Forward:
 //!
 //! | round | step |
 //! |---|---|
-//! | 1 | `mu = (sum x) * round(2^(e+p) / M) >> (e+p)` (`e = ceil log2 M`) |
+//! | 1 | `mu = (sum x) round(2^(e+p) / M) >> (e+p)` (`e = ceil log2 M`) |
 //! | 2 | `xc^2` (Beaver), `xc = x - mu` local |
 //! | 3 | `S = (sum xc^2) >> f`; running mean `(0.9 rm + 0.1 mu) >> f` |
 //! | 4 | `var = S round(2^(e+p) / M) >> (e+p)`; running variance `(rv round(0.9 2^(e+p)) + S round(0.1 2^(e+p) / (M-1))) >> (e+p)` (unbiased) |
-//! | 5 | `rstd = 1/sqrt(var + eps)`: the `inv_sqrt` spline ([`SplineFn::InvSqrt`]) |
-//! | 6 | `xc * rstd` and `gamma * rstd` (one Beaver batch) |
-//! | 7 | truncate both by `2f`: `x_hat`, `g = gamma * rstd` |
-//! | 8 | `gamma * x_hat` (Beaver), `+ beta` |
-//! | 9 | truncate: `y` |
+//! | 5 | `1/sqrt(var + eps)` by the `inv_sqrt` spline ([`SplineFn::InvSqrt`], `2f` bits out) |
+//! | 6 | truncate: `rstd` |
+//! | 7 | `xc * rstd` and `gamma * rstd` (one Beaver batch) |
+//! | 8 | truncate: `x_hat` and `g = gamma * rstd` |
+//! | 9 | `gamma * x_hat` (Beaver), `+ beta` |
+//! | 10 | truncate: `y` |
 //!
 //! Backward, from `dy`: `dbeta = sum dy`, `dgamma = sum dy x_hat` (one
-//! Beaver product, untruncated: a weight's gradient at `2f` bits), then
+//! Beaver product, untruncated: a weight's gradient at `2f` bits); then
 //! `dx = g (dy - mean(dy) - x_hat mean(dy x_hat))`: both means in one
-//! truncation, `x_hat * mean(dy x_hat)` (Beaver), `g * (...)` (Beaver, at
-//! `3f` bits), one truncation by `2f`. The new running statistics travel
-//! on the tape and come out of the backward pass under their names (see
-//! [`crate::train_step`]).
+//! truncation, `x_hat * mean(dy x_hat)` (Beaver), truncation of the
+//! bracket, `g * (...)` (Beaver), truncation. The new running statistics
+//! travel on the tape and come out of the backward pass under their names
+//! (see [`crate::train_step`]).
 //!
-//! Precision: `1/M` carries `p = min(30, 53 - f - e)` bits for the
-//! statistics (`62 - 2f - e - 4` for the backward's means; exact when `M`
-//! is a power of two) and `rstd` the spline's relative error (`1.22e-3` at
-//! `f = 16`). Documented limits (the truncations' window is 63 bits):
-//! channel means and variances below `2^8` in magnitude, `|x_hat| < 2^14`,
-//! `|mean(dy x_hat)|, |mean(dy)| < 16`; variances below `2^-8` give
-//! `rstd = 16` (the spline saturates: a channel that near constant is
-//! normalised less than in float), above `2^8` `1/16`. Needs `M >= 2` and
-//! `16 <= f <= 24`.
+//! Precision: `1/M` carries `p = min(30, 62 - f - e - vb)` bits for the
+//! statistics and `min(30, 58 - 2f - e)` for the backward's means (exact
+//! when `M` is a power of two; otherwise refused below 8 and 4 bits), and
+//! `rstd` has the spline's relative error (`1.22e-3` at `f = 16`).
+//! Documented limits: channel means and variances below `2^vb`,
+//! `vb = min(8, 62 - 2f - e)` (refused below 2: e.g. `M <= 2^14` at
+//! `f = 20` for `vb = 8`, `M <= 2^18` for `vb = 4`), `|mean(dy x_hat)|,
+//! |mean(dy)| < 16` (`2f + e <= 58`); variances below `2^-8` give `rstd = 16`
+//! (the spline saturates: a channel that near constant is normalised less
+//! than in float), above `2^8` `1/16`. Needs `M >= 2` and `16 <= f <= 24`.
 
 use super::{
     Ctx, FloatCtx, FloatGrads, LayerOp, Tape, add_bias, add_float_grad, add_grad, chunks, encode,
@@ -151,6 +155,38 @@ fn constant(v: f64, bits: u32) -> Result<u64, NnError> {
 /// `e = ceil(log2 m)`.
 fn ceil_log2(m: usize) -> u32 {
     usize::BITS - (m.max(2) - 1).leading_zeros()
+}
+
+fn too_many(m: usize, f: u32) -> NnError {
+    NnError::Training(format!(
+        "a training batch-norm over {m} values per channel at {f} fractional bits: \
+         the sums leave the 63-bit window of the truncations"
+    ))
+}
+
+/// `e = ceil(log2 M)` and the bound `2^vb` on the channel means and
+/// variances: the sum of `M` squares at `2f` bits stays in the window
+/// (`2f + e + vb <= 62`), `vb <= 8`; refused below `vb = 2`.
+fn stat_bounds(m: usize, f: u32) -> Result<(u32, u32), NnError> {
+    let e = ceil_log2(m);
+    let vb = 62u32
+        .checked_sub(2 * f + e)
+        .filter(|vb| *vb >= 2)
+        .ok_or_else(|| too_many(m, f))?
+        .min(8);
+    Ok((e, vb))
+}
+
+/// Refuses a `1/M` with fewer than `min` bits of precision (`p`), unless
+/// `M` is a power of two (exact).
+fn check_precision(m: usize, f: u32, p: u32, min: u32) -> Result<(), NnError> {
+    if p < min && !m.is_power_of_two() {
+        return Err(NnError::Training(format!(
+            "a training batch-norm over {m} values per channel at {f} fractional bits: \
+             {p} bits of precision left for 1/M (needs {min}, or M a power of two)"
+        )));
+    }
+    Ok(())
 }
 
 impl BatchNorm2d {
@@ -294,13 +330,10 @@ impl LayerOp for BatchNorm2d {
                 "a training batch-norm needs at least 2 values per channel (has {m}) and 16 to 24 fractional bits (has {f})"
             )));
         }
-        let e = ceil_log2(m);
-        let p = (53 - f - e.min(53 - f)).min(30);
-        if p < 8 {
-            return Err(NnError::Training(format!(
-                "a training batch-norm over {m} values per channel at {f} fractional bits: too little precision left for 1/M"
-            )));
-        }
+        let (e, vb) = stat_bounds(m, f)?;
+        // |mu|, var < 2^vb: (f + e + p + vb)-bit products.
+        let p = (62 - f - e - vb).min(30);
+        check_precision(m, f, p, 8)?;
         let name = |t: &str| format!("{}.{t}", self.name);
         let gamma = ctx.params.get(&name("weight"))?.as_slice().to_vec();
         let beta = ctx.params.get(&name("bias"))?.as_slice().to_vec();
@@ -340,21 +373,22 @@ impl LayerOp for BatchNorm2d {
         z.extend(a.iter().zip(&b).map(|(a, b)| a.wrapping_add(*b)));
         let t = trunc(ctx, &z, scale)?;
         let (var, rv_new) = t.split_at(c);
-        // 5: 1/sqrt(var + eps), 2f bits.
+        // 5, 6: 1/sqrt(var + eps), 2f bits, truncated to f.
         let eps = constant(BN_EPS, f)?;
         let ve = ctx.gates.add_public(var, &vec![eps; c])?;
         let rstd = ctx
             .gates
             .spline(SplineFn::InvSqrt { f }, &ve, ctx.cfg.k_cmp)?;
-        // 6, 7: x_hat and gamma * rstd, 3f bits, truncated by 2f.
+        let rstd = trunc(ctx, &rstd, f)?;
+        // 7, 8: x_hat and gamma * rstd.
         let mut a = xc;
         a.extend_from_slice(&gamma);
         let mut b = broadcast(&rstd, c, plane, len);
         b.extend_from_slice(&rstd);
         let prod = mul(ctx, a, b)?;
-        let t = trunc(ctx, &prod, 2 * f)?;
+        let t = trunc(ctx, &prod, f)?;
         let (x_hat, g) = t.split_at(len);
-        // 8, 9: y = gamma * x_hat + beta.
+        // 9, 10: y = gamma * x_hat + beta.
         let mut y = mul(ctx, broadcast(&gamma, c, plane, len), x_hat.to_vec())?;
         add_bias(&mut y, &beta, shape);
         let y = trunc(ctx, &y, f)?;
@@ -412,18 +446,18 @@ impl LayerOp for BatchNorm2d {
         }
         // mean(dy x_hat) and mean(dy), both from 2f + e + q bits.
         let e = ceil_log2(m);
-        let q = (62 - 2 * f - 4).saturating_sub(e).min(30);
-        if q < 4 {
-            return Err(NnError::Training(format!(
-                "a training batch-norm over {m} values per channel at {f} fractional bits: too little precision left for 1/M"
-            )));
-        }
+        // |mean(dy x_hat)|, |mean(dy)| < 16: (2f + e + q + 4)-bit products.
+        let q = (58u32)
+            .checked_sub(2 * f + e)
+            .ok_or_else(|| too_many(m, f))?
+            .min(30);
+        check_precision(m, f, q, 4)?;
         let inv_m = constant(1.0 / m as f64, e + q)?;
         let mut z = ctx.gates.mul_public(&sp, inv_m);
         z.extend(ctx.gates.mul_public(&sdy, inv_m.wrapping_mul(1 << f)));
         let t = trunc(ctx, &z, f + e + q)?;
         let (mb, ma) = t.split_at(c);
-        // x_hat * mean(dy x_hat), 2f bits.
+        // u = dy - mean(dy) - x_hat * mean(dy x_hat), f bits.
         let r = mul(ctx, x_hat, broadcast(mb, c, plane, len))?;
         let mab = broadcast(ma, c, plane, len);
         let u: Vec<u64> = dy
@@ -432,9 +466,10 @@ impl LayerOp for BatchNorm2d {
             .zip(&r)
             .map(|((d, a), r)| (d.wrapping_sub(*a) << f).wrapping_sub(*r))
             .collect();
-        // g * u at 3f bits, truncated by 2f.
+        let u = trunc(ctx, &u, f)?;
+        // dx = g * u.
         let dx = mul(ctx, broadcast(&g, c, plane, len), u)?;
-        Ok(Some(trunc(ctx, &dx, 2 * f)?))
+        Ok(Some(trunc(ctx, &dx, f)?))
     }
 
     fn backward_float(
