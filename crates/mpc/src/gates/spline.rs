@@ -14,8 +14,9 @@
 //!
 //! The key serves two gates: the `spline` gate kind of the
 //! [gate table](crate::table) ([`GateDesc::Spline`]), for a closed set of
-//! named public functions ([`SplineFn`]: `e^u` and `1/s`, for a softmax),
-//! and the inverse square root inside the batch-norm gate.
+//! named public functions ([`SplineFn`]: `e^u` and `1/s`, for a softmax,
+//! and `1/sqrt(v)`, for a training batch-norm), and the inverse square root
+//! inside the batch-norm gate.
 
 use crate::bundle::GateDesc;
 use crate::codec::{Reader, put_fss, put_ring, put_u32, put_u64, put_usize};
@@ -131,6 +132,7 @@ pub const SPLINE_FN_MAX_FRAC_BITS: u32 = 24;
 /// | `exp`, absolute on `u <= 0` | 19 | 7.96e-4 | 7.92e-4 | 7.92e-4 | 7.92e-4 |
 /// | `recip`, `max = 10`, relative on `[1, 10]` | 21 | 1.84e-3 | 1.78e-3 | 1.77e-3 | 1.77e-3 |
 /// | `recip`, largest `max` (16, 64, 256, 1024) | 25, 37, 49, 61 | 2.32e-3 | 2.32e-3 | 2.32e-3 | 2.32e-3 |
+/// | `inv_sqrt`, relative on `[2^-8, 2^8]` | 129 | (`f >= 16`) | 1.22e-3 | 3.97e-4 | 3.61e-4 |
 ///
 /// (`2^-10 = 9.77e-4`, `2^-8 = 3.91e-3`.) The `exp` error is the cut-off's,
 /// `e^-T = 2^-10.30`, and the pieces' is as large (at most `2^-10.3` before
@@ -139,7 +141,8 @@ pub const SPLINE_FN_MAX_FRAC_BITS: u32 = 24;
 /// the largest `max` from the rounding of the slopes to `f` bits.
 ///
 /// Serialized (serde) with its name from [`SplineKind`] under `"fn"`, beside
-/// its fields: `{"fn": "exp", "f": 16}`, `{"fn": "recip", "f": 16, "max": 10}`.
+/// its fields: `{"fn": "exp", "f": 16}`, `{"fn": "recip", "f": 16, "max": 10}`,
+/// `{"fn": "inv_sqrt", "f": 16}`.
 /// Binary encoding: [`SplineFn::encode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "fn", rename_all = "snake_case", deny_unknown_fields)]
