@@ -61,10 +61,11 @@ use ariann_mpc::gates::beaver::Bilinear;
 use ariann_mpc::gates::spline::SplineFn;
 use ariann_ring::{FixedPoint, RingTensor};
 
-/// Inference batch-norm; parameters `{name}.weight`, `.bias`,
-/// `.running_mean`, `.running_var` (`[c]`, eps = 1e-5). In the parameter
-/// store (fixed point) it holds its affine map: `{name}.weight` is the scale
-/// at `f` bits, `{name}.bias` the shift at `2f`.
+/// Batch-norm; parameters `{name}.weight`, `.bias`, `.running_mean`,
+/// `.running_var` (`[c]`, eps = 1e-5). In the inference parameter store
+/// (fixed point) it holds its affine map: `{name}.weight` is the scale at
+/// `f` bits, `{name}.bias` the shift at `2f`; in a training store its four
+/// PyTorch tensors (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchNorm2d {
