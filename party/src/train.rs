@@ -381,7 +381,7 @@ impl TrainAsset {
         let model = &job.model;
         match self {
             TrainAsset::ModelOwner(w) => {
-                Params::encode(model, w, &job.cfg)?;
+                Params::encode_train(model, w, &job.cfg)?;
             }
             TrainAsset::DataOwner { images, labels, .. } => {
                 let n = job.images;
@@ -479,10 +479,11 @@ fn split<G: Rng + ?Sized>(v: &[u64], rng: &mut G) -> (Vec<u64>, Vec<u64>) {
     (mine, theirs)
 }
 
-/// A parameter share received from the peer: exactly the model's tensors.
+/// A parameter share received from the peer: exactly the model's training
+/// tensors ([`Params::train_spec`]).
 fn params_from_peer(bytes: &[u8], model: &Model, what: &str) -> Result<Params, PartyError> {
     Params::from_safetensors(bytes)
-        .and_then(|p| p.check(model).map(|()| p))
+        .and_then(|p| p.check_train(model).map(|()| p))
         .map_err(|e| PartyError::Protocol(format!("{what}: {e}")))
 }
 
@@ -552,7 +553,7 @@ where
     let mut rng = ChaCha20Rng::from_os_rng();
     let params = match asset {
         TrainAsset::ModelOwner(w) => {
-            let (mine, theirs) = Params::encode(model, w, cfg)?.share(&mut rng);
+            let (mine, theirs) = Params::encode_train(model, w, cfg)?.share(&mut rng);
             send_only(transport, &theirs.to_safetensors()?, "weight share")?;
             mine
         }

@@ -235,7 +235,9 @@ impl core::fmt::Display for GateDesc {
             GateDesc::Spline { func, m, k } => {
                 let sub = func.kind().name();
                 match func {
-                    SplineFn::Exp { f: bits } => write!(f, "{name}/{sub}(f={bits}, m={m}, k={k})"),
+                    SplineFn::Exp { f: bits } | SplineFn::InvSqrt { f: bits } => {
+                        write!(f, "{name}/{sub}(f={bits}, m={m}, k={k})")
+                    }
                     SplineFn::Recip { f: bits, max } => {
                         write!(f, "{name}/{sub}(f={bits}, max={max}, m={m}, k={k})")
                     }

@@ -20,7 +20,7 @@
 //! | 8 | `max_pool_one_hot` | `MaxPoolOneHot { shape, k }` |
 //! | 9 | `batch_norm` | `BatchNorm(BatchNormShape)` |
 //! | 10 | `train_triple` | `TrainTriple { map: Bilinear, dx: bool }` (sub-kind of `map`: [`MapKind`]) |
-//! | 11 | `spline` | `Spline { func, m, k }`, sub-kind [`SplineKind`]: 1 `exp`, 2 `recip`, 3 `recip_sqrt` |
+//! | 11 | `spline` | `Spline { func, m, k }`, sub-kind [`SplineKind`]: 1 `exp`, 2 `recip`, 3 `recip_sqrt`, 4 `inv_sqrt` |
 //! | 12 | `relu_small` | `ReluSmall { m, k }` |
 //! | 13 | `trunc_relu` | `TruncRelu { m, f, k }` |
 //! | 14 | `max_pool_small` | `MaxPoolSmall { shape, k }` |
@@ -362,6 +362,8 @@ kind_table! {
         Recip = 2, "recip";
         /// `1/(sqrt(v) + eps)` on `[2^-30, 16]` (Adam).
         RecipSqrt = 3, "recip_sqrt";
+        /// `1/sqrt(v)` on `[2^-8, 2^8]` (training batch-norm).
+        InvSqrt = 4, "inv_sqrt";
     }
 }
 
@@ -446,6 +448,7 @@ mod tests {
             (SplineKind::Exp, 1, "exp"),
             (SplineKind::Recip, 2, "recip"),
             (SplineKind::RecipSqrt, 3, "recip_sqrt"),
+            (SplineKind::InvSqrt, 4, "inv_sqrt"),
         ];
         assert_eq!(pinned.len(), SplineKind::ALL.len());
         for (k, n, name) in pinned {

@@ -203,6 +203,7 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
                     }
                     // v at 32 fractional bits, up to 32.
                     SplineFn::RecipSqrt { .. } => rng.random_range(-1..32i64 << 32),
+                    SplineFn::InvSqrt { f } => rng.random_range(-(1 << f)..300 << f),
                 })
                 .collect(),
             y: vec![],

@@ -466,3 +466,96 @@ fn recip_sqrt_gate_is_the_clear_spline() {
     assert!(func.gate_spline::<u64>(38).is_err());
     assert!(func.gate_spline::<u64>(39).is_ok());
 }
+
+/// Max relative error of `inv_sqrt` over the inputs of the grid in
+/// `[2^-8, 2^8]` (every `step`-th), with where it is.
+fn inv_sqrt_error(f: u32, step: usize) -> (f64, f64) {
+    inv_sqrt_range(f, (1i64 << f) >> 8, (1i64 << f) << 8, step)
+}
+
+/// [`inv_sqrt_error`] on every input from `2^-8` to `2^-8 + top` ulps.
+fn inv_sqrt_error_below(f: u32, top: i64) -> (f64, f64) {
+    let lo = (1i64 << f) >> 8;
+    inv_sqrt_range(f, lo, lo + top, 1)
+}
+
+fn inv_sqrt_range(f: u32, lo: i64, hi: i64, step: usize) -> (f64, f64) {
+    let spline = SplineFn::InvSqrt { f }.spline().expect("valid");
+    let s = f64::from(1u32 << f);
+    let out = s * s;
+    let mut worst = (0.0f64, 0.0f64);
+    for x in (lo..=hi).step_by(step) {
+        let y = spline.eval_clear(x as u64) as i64 as f64 / out;
+        let v = x as f64 / s;
+        let e = (y * v.sqrt() - 1.0).abs();
+        if e > worst.0 {
+            worst = (e, v);
+        }
+    }
+    worst
+}
+
+#[test]
+fn inv_sqrt_is_within_its_documented_error() {
+    // f = 16: every 3rd input of the grid on [2^-8, 2^8] (5.6 million),
+    // and every input near the bottom, where the input's own rounding
+    // matters most.
+    // The documented bounds: 2^-9.5 at f = 16 (1.22e-3 measured), 4e-4 at
+    // f = 20.
+    let (e, at) = inv_sqrt_error(16, 3);
+    assert!(e < 1.25e-3, "f = 16: {e:.3e} at {at}");
+    let (e, at) = inv_sqrt_error_below(16, 1 << 12);
+    assert!(e < 1.25e-3, "f = 16 (every input): {e:.3e} at {at}");
+    let (e, at) = inv_sqrt_error(20, 61);
+    assert!(e < 4e-4, "f = 20: {e:.3e} at {at}");
+    // Saturated outside the domain: 16 below 2^-8 (0 and negatives too),
+    // 1/16 above 2^8.
+    for f in [16u32, 20, 24] {
+        let spline = SplineFn::InvSqrt { f }.spline().expect("valid");
+        assert_eq!(spline.knots.len(), 129);
+        let one = 1i64 << (2 * f);
+        for x in [-(1i64 << f), -1, 0, 1, ((1i64 << f) >> 8) - 1] {
+            assert_eq!(
+                spline.eval_clear(x as u64) as i64,
+                16 * one,
+                "f = {f}, x = {x}"
+            );
+        }
+        for x in [(1i64 << f) << 8, ((1i64 << f) << 8) + 1, 1i64 << (f + 12)] {
+            assert_eq!(
+                spline.eval_clear(x as u64) as i64,
+                one / 16,
+                "f = {f}, x = {x}"
+            );
+        }
+    }
+}
+
+#[test]
+fn inv_sqrt_gate_is_the_clear_spline() {
+    // f = 16: the knots are 256..=2^24; inputs around the bottom, spread
+    // over the domain and past its top.
+    let func = SplineFn::InvSqrt { f: 16 };
+    let mut xs: Vec<i64> = (-5..=40).chain(250..=300).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(33);
+    xs.extend((0..200).map(|_| rng.random_range(0..(1i64 << 25))));
+    agree::<u64>(func, 32, &xs, 34);
+    // Too many fractional bits for the output on Z_2^32; too few for the
+    // domain.
+    assert!(SplineFn::InvSqrt { f: 16 }.gate_spline::<u32>(32).is_err());
+    assert!(SplineFn::InvSqrt { f: 15 }.validate().is_err());
+    assert!(SplineFn::InvSqrt { f: 25 }.validate().is_err());
+}
+
+#[test]
+#[ignore = "prints the measured error of inv_sqrt for the spline docs; run with `cargo test --release -p ariann-mpc --test spline -- --ignored measure_inv_sqrt --nocapture`"]
+fn measure_inv_sqrt() {
+    for f in [16u32, 20, 24] {
+        let step = 1usize << f.saturating_sub(16);
+        let (e, at) = inv_sqrt_error(f, step);
+        eprintln!(
+            "inv_sqrt f={f}: {e:.3e} = 2^{:.2} at {at} (step {step})",
+            e.log2()
+        );
+    }
+}

@@ -30,7 +30,8 @@ pub enum Layer {
     AdaptiveAvgPool2d(AdaptiveAvgPool2d),
     /// Flattens `[c, h, w]` to `[c h w]` (NCHW order, as `torch.flatten(x, 1)`).
     Flatten,
-    /// Inference batch-norm ([`BatchNorm2d`]).
+    /// Batch-norm ([`BatchNorm2d`]): running statistics in inference, batch
+    /// statistics in training.
     BatchNorm2d(BatchNorm2d),
     /// `body(x) + shortcut(x)` ([`Residual`]).
     Residual(Residual),

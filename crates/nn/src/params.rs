@@ -6,6 +6,8 @@
 //! PyTorch's layout and `{name}.bias` at `2f` (added to the product before
 //! its truncation); for a batch-norm that is not folded, its affine map
 //! (`{name}.weight` = scale at `f`, `{name}.bias` = shift at `2f`).
+//! A training store ([`Params::train_spec`]) holds a batch-norm's PyTorch
+//! tensors instead (gamma, beta and the running statistics).
 //! [`Params::spec`] lists the names and shapes a model needs;
 //! [`Params::check`] refuses a store with a missing, extra or misshapen
 //! tensor. Stores are saved to and loaded from safetensors by name (`U64`
@@ -104,8 +106,11 @@ impl Params {
     /// Checks that the store holds exactly the tensors of `model` with
     /// their shapes.
     pub fn check(&self, model: &Model) -> Result<(), NnError> {
-        let spec = Self::spec(model);
-        for (name, shape) in &spec {
+        self.check_spec(&Self::spec(model))
+    }
+
+    fn check_spec(&self, spec: &[(String, Vec<usize>)]) -> Result<(), NnError> {
+        for (name, shape) in spec {
             let t = self.get(name)?;
             if t.shape() != shape.as_slice() {
                 return Err(NnError::TensorShape {
@@ -144,6 +149,47 @@ impl Params {
     pub fn zeros(model: &Model) -> Result<Params, NnError> {
         let mut out = Params::new();
         for (name, shape) in Self::spec(model) {
+            crate::layers::checked_len(&shape)?;
+            out.insert(&name, RingTensor::zeros(&shape));
+        }
+        Ok(out)
+    }
+
+    /// `(name, shape)` of every fixed-point tensor of a training store of
+    /// `model`: [`Params::spec`], except that a batch-norm holds its PyTorch
+    /// tensors (`weight` = gamma at `f` bits, `bias` = beta at `2f`,
+    /// `running_mean` and `running_var` at `f`) instead of its affine map.
+    /// The same as [`Params::spec`] for a model without batch-norm.
+    pub fn train_spec(model: &Model) -> Vec<(String, Vec<usize>)> {
+        let mut p = Vec::new();
+        for l in &model.layers {
+            l.op().train_parameters(&mut p);
+        }
+        p
+    }
+
+    /// [`Params::check`] against [`Params::train_spec`].
+    pub fn check_train(&self, model: &Model) -> Result<(), NnError> {
+        self.check_spec(&Self::train_spec(model))
+    }
+
+    /// [`Params::encode`] for training ([`Params::train_spec`]).
+    pub fn encode_train(model: &Model, w: &Weights, cfg: &Config) -> Result<Params, NnError> {
+        w.check(model)?;
+        let mut out = Params::new();
+        for (i, l) in model.layers.iter().enumerate() {
+            l.op()
+                .encode_train_parameters(w, cfg, &mut out)
+                .map_err(|e| e.at(&l.path("", i)))?;
+        }
+        out.check_train(model)?;
+        Ok(out)
+    }
+
+    /// [`Params::zeros`] for training ([`Params::train_spec`]).
+    pub fn zeros_train(model: &Model) -> Result<Params, NnError> {
+        let mut out = Params::new();
+        for (name, shape) in Self::train_spec(model) {
             crate::layers::checked_len(&shape)?;
             out.insert(&name, RingTensor::zeros(&shape));
         }

@@ -156,7 +156,8 @@ impl Default for TrainConfig {
 /// `f + 8`, one tensor per parameter; Adam's second moment at
 /// [`ADAM_V_BITS`] bits), and the number of steps taken (public).
 pub struct TrainState {
-    /// Shares of the parameters (as [`Params`] holds them for inference).
+    /// Shares of the parameters (a training store, [`Params::train_spec`]:
+    /// as [`Params`] holds them for inference, except for batch-norms).
     pub params: Params,
     /// Shares of SGD's velocity or Adam's first moment `m`, by parameter
     /// name.
@@ -381,6 +382,37 @@ fn is_bias(name: &str) -> bool {
     name.ends_with(".bias")
 }
 
+/// Whether the store's tensor `name` is a batch-norm's running statistic
+/// (`f` bits): not trained by the optimiser but replaced, each step, by the
+/// value the layer's backward pass leaves in the gradients (PyTorch's
+/// momentum-0.1 update, computed privately in the forward pass).
+fn is_buffer(name: &str) -> bool {
+    name.ends_with(".running_mean") || name.ends_with(".running_var")
+}
+
+/// Replaces the running statistics of `params` by their new values from
+/// the backward pass (`grads`).
+fn update_buffers(params: &mut Params, grads: &Params) -> Result<(), NnError> {
+    let names: Vec<String> = params
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .filter(|n| is_buffer(n))
+        .collect();
+    for name in names {
+        let new = grads
+            .get(&name)
+            .map_err(|_| NnError::Training(format!("no new value for `{name}`")))?;
+        let p = params.get_mut(&name)?;
+        if p.shape() != new.shape() {
+            return Err(NnError::Training(format!(
+                "`{name}`: the new value's shape differs"
+            )));
+        }
+        p.as_mut_slice().copy_from_slice(new.as_slice());
+    }
+    Ok(())
+}
+
 /// SGD with momentum and weight decay on the shares, two rounds for the
 /// whole model: `v' = (mu v + g + wd W) >> f` for every tensor in one
 /// batch of truncations, then `W' = W - (lr v') >> f` for the weights (a
@@ -396,7 +428,12 @@ fn sgd(
     let mu = fixed(tcfg.momentum, f)?;
     let wd = fixed(tcfg.weight_decay, f)?;
     let lr = fixed(lr, f)?;
-    let names: Vec<String> = state.params.iter().map(|(n, _)| n.to_string()).collect();
+    let names: Vec<String> = state
+        .params
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .filter(|n| !is_buffer(n))
+        .collect();
     // Round 1: the velocities.
     let mut acc = Vec::new();
     let mut spans = Vec::with_capacity(names.len());
@@ -565,7 +602,13 @@ fn adam(
     let c_m = fixed(1.0 - beta1, ADAM_SHIFT)?;
     let c_v = fixed(1.0 - beta2, ADAM_SHIFT + ADAM_V_BITS - 2 * f)?;
     let eps_units = (eps * 2f64.powi(RECIP_SQRT_IN_BITS as i32)).round() as u32;
-    let names: Vec<String> = state.params.iter().map(|(n, _)| n.to_string()).collect();
+    // A batch-norm's running statistics are not trained ([`update_buffers`]).
+    let names: Vec<String> = state
+        .params
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .filter(|n| !is_buffer(n))
+        .collect();
     for name in &names {
         if state.second_moment.get(name).is_err() {
             let shape = state.params.get(name)?.shape().to_vec();
@@ -695,7 +738,7 @@ pub fn train_step(
         return Err(NnError::WeightReuseInTraining);
     }
     model.shapes()?;
-    state.params.check(model)?;
+    state.params.check_train(model)?;
     batch_shift(batch)?;
     let classes = classes(model)?;
     let n_in = batch
@@ -738,6 +781,7 @@ pub fn train_step(
         cfg,
         path: String::new(),
     };
+    update_buffers(&mut state.params, &grads)?;
     match tcfg.optimizer {
         Optimizer::Sgd => sgd(&mut ctx, state, &grads, tcfg, lr)?,
         Optimizer::Adam { beta1, beta2, eps } => {
@@ -751,7 +795,9 @@ pub fn train_step(
 /// The forward pass, the loss's gradient and the backward pass of a batch
 /// on any backend: this party's shares of the logits and of the
 /// parameters' gradients of the mean loss (weights at `2f` bits, biases at
-/// `f`, as the optimiser takes them). Used by [`train_step`].
+/// `f`, as the optimiser takes them) and, under the names of a batch-norm's
+/// running statistics, their updated values (`f` bits). Used by
+/// [`train_step`].
 #[allow(clippy::too_many_arguments)]
 pub fn gradients(
     gates: &mut dyn Gates<u64>,
@@ -800,7 +846,7 @@ pub fn train_plan(
         .checked_mul(crate::layers::checked_len(&model.input)?)
         .ok_or_else(|| NnError::Overflow(format!("batch {batch}")))?;
     let mut rec = Recorder::new();
-    let mut state = TrainState::new(Params::zeros(model)?);
+    let mut state = TrainState::new(Params::zeros_train(model)?);
     train_step(
         &mut rec,
         model,
@@ -815,12 +861,13 @@ pub fn train_plan(
     Ok(Plan::new(64, rec.into_gates()))
 }
 
-/// Decodes trained fixed-point parameters (reconstructed) into float
-/// [`Weights`] by PyTorch name: weights at `f` bits, biases at `2f`. For
-/// models whose stored tensors are their PyTorch tensors (linear,
-/// convolutional and pooling layers; not batch-norm, which training refuses).
+/// Decodes trained fixed-point parameters (reconstructed training store,
+/// [`Params::train_spec`]) into float [`Weights`] by PyTorch name: weights
+/// at `f` bits, biases at `2f`, a batch-norm's running statistics at `f`.
+/// The weights then run in inference as any others (a batch-norm folded
+/// into its convolution, [`Model::fold_batchnorm`], or as its affine map).
 pub fn decode_params(model: &Model, params: &Params, cfg: &Config) -> Result<Weights, NnError> {
-    params.check(model)?;
+    params.check_train(model)?;
     let mut w = Weights::new();
     for (name, shape) in model.parameters() {
         let t = params.get(&name)?;
@@ -888,7 +935,9 @@ impl FloatTrainer {
         }
     }
 
-    /// The parameters' gradients of the mean loss on a batch, and the loss.
+    /// The parameters' gradients of the mean loss on a batch (and a
+    /// batch-norm's updated running statistics under their names, as
+    /// [`gradients`] gives them), and the loss.
     pub fn gradients(
         &self,
         model: &Model,
@@ -936,6 +985,12 @@ impl FloatTrainer {
             let g = grads
                 .get(&name)
                 .ok_or_else(|| NnError::Training(format!("no gradient for `{name}`")))?;
+            if is_buffer(&name) {
+                // A running statistic: its new value.
+                let new = g.iter().map(|v| *v as f32).collect();
+                self.weights.insert(&name, shape, new)?;
+                continue;
+            }
             let (_, w) = crate::weights::param(&self.weights, &name)?;
             let v = self
                 .velocity

@@ -98,6 +98,37 @@ pub trait LayerOp {
         Ok(())
     }
 
+    /// Appends `(name, shape)` of the fixed-point tensors it keeps in a
+    /// training store ([`Params::train_spec`]): the same as
+    /// [`LayerOp::fixed_parameters`] except for a batch-norm, which trains
+    /// its PyTorch tensors instead of its folded affine map.
+    fn train_parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
+        self.fixed_parameters(out);
+    }
+
+    /// Encodes its float parameters into the tensors of
+    /// [`LayerOp::train_parameters`].
+    fn encode_train_parameters(
+        &self,
+        w: &Weights,
+        cfg: &Config,
+        out: &mut Params,
+    ) -> Result<(), NnError> {
+        self.encode_parameters(w, cfg, out)
+    }
+
+    /// Float forward pass of a batch in training mode (what
+    /// [`crate::FloatTrainer`] runs): the same as [`LayerOp::forward_float`]
+    /// except for a batch-norm, which normalises with the batch's statistics.
+    fn forward_float_train(
+        &self,
+        ctx: &FloatCtx<'_>,
+        x: Vec<f64>,
+        shape: &[usize],
+    ) -> Result<Vec<f64>, NnError> {
+        self.forward_float(ctx, x, shape)
+    }
+
     /// Float forward pass of a batch (`x` flat, row-major, `batch x input`).
     fn forward_float(
         &self,
@@ -209,6 +240,9 @@ pub enum Tape {
     Tree(Vec<Vec<Vec<u64>>>),
     /// A residual block's branches.
     Residual(Tapes, Tapes),
+    /// A training batch-norm's normalised input, scale and updated running
+    /// statistics.
+    BatchNorm(Box<batchnorm::BnTape>),
 }
 
 /// Each layer's tape with its input shape.
@@ -304,7 +338,7 @@ pub(crate) fn float_train_layers(
         };
         let y = l
             .op()
-            .forward_float(&inner, x.clone(), &shape)
+            .forward_float_train(&inner, x.clone(), &shape)
             .map_err(|e| e.at(&inner.path))?;
         inputs.push((x, shape));
         x = y;

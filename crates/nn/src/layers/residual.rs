@@ -49,6 +49,47 @@ impl LayerOp for Residual {
         }
     }
 
+    fn train_parameters(&self, out: &mut Vec<(String, Vec<usize>)>) {
+        for l in self.branches() {
+            l.op().train_parameters(out);
+        }
+    }
+
+    fn encode_train_parameters(
+        &self,
+        w: &Weights,
+        cfg: &Config,
+        out: &mut Params,
+    ) -> Result<(), NnError> {
+        for l in self.branches() {
+            l.op().encode_train_parameters(w, cfg, out)?;
+        }
+        Ok(())
+    }
+
+    fn forward_float_train(
+        &self,
+        ctx: &FloatCtx<'_>,
+        x: Vec<f64>,
+        shape: &[usize],
+    ) -> Result<Vec<f64>, NnError> {
+        let (a, _) = float_train_layers(
+            ctx,
+            &self.body,
+            &format!("{}.body", ctx.path),
+            x.clone(),
+            shape,
+        )?;
+        let (b, _) = float_train_layers(
+            ctx,
+            &self.shortcut,
+            &format!("{}.shortcut", ctx.path),
+            x,
+            shape,
+        )?;
+        Ok(a.iter().zip(&b).map(|(x, y)| x + y).collect())
+    }
+
     fn encode_parameters(
         &self,
         w: &Weights,
