@@ -8,7 +8,7 @@
 //! ```
 
 use ariann::mpc::plan_cost;
-use ariann::nn::{Config, Layer, Loss, Model, Rounding, TrainConfig, train_plan, zoo};
+use ariann::nn::{Config, Layer, Loss, Model, Optimizer, Rounding, TrainConfig, train_plan, zoo};
 
 /// The layers without their batch-norms.
 fn strip(layers: &[Layer]) -> Vec<Layer> {
@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         loss: Loss::CrossEntropy,
         momentum: 0.9,
         weight_decay: 5e-4,
+        optimizer: Optimizer::Sgd,
     };
     let with = zoo::resnet20();
     let without = Model {

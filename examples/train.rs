@@ -45,8 +45,8 @@ use ariann::mpc::{
 };
 use ariann::nn::{
     Config, FloatTrainer, Init, Loss, Model, Optimizer, Params, Rounding, TrainConfig, TrainState,
-    Variant,
-    Weights, encode_input, encode_targets, forward, forward_float, train_plan, train_step, zoo,
+    Variant, Weights, encode_input, encode_targets, forward, forward_float, train_plan, train_step,
+    zoo,
 };
 use ariann_fss::Party;
 use rand::seq::SliceRandom;

@@ -36,7 +36,7 @@
 
 use crate::error::NnError;
 use crate::layers::{
-    Ctx, FloatCtx, FloatGrads, backward_layers, float_backward_layers, float_train_layers,
+    Ctx, FloatCtx, FloatGrads, backward_layers, chunks, float_backward_layers, float_train_layers,
     forward_train_layers,
 };
 use crate::model::{Config, Model, Rounding};
