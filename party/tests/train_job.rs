@@ -8,7 +8,7 @@ mod common;
 use ariann_fss::Party;
 use ariann_mpc::{ChannelSource, CommStats, MemTransport, Transport, run_two_party};
 use ariann_nn::train::decode_params;
-use ariann_nn::{Config, Loss, Params, Rounding, TrainConfig, Weights};
+use ariann_nn::{Config, Loss, Optimizer, Params, Rounding, TrainConfig, Weights};
 use ariann_party::{
     LrSchedule, PartyError, Reveal, TrainAsset, TrainJob, TrainOutcome, run_training,
 };
@@ -214,6 +214,33 @@ fn any_other_hyper_parameter_is_refused_after_the_hello_alone() {
             assert_eq!((s.rounds, s.bytes_sent), (1, 33), "{s:?}");
         }
     }
+}
+
+#[test]
+fn adam_and_its_hyper_parameters_are_part_of_the_job() {
+    let base = job(Loss::Mse, Reveal::To(Party::P0));
+    let adam = |beta1: f64, eps: f64| TrainJob {
+        tcfg: TrainConfig {
+            optimizer: Optimizer::Adam {
+                beta1,
+                beta2: 0.999,
+                eps,
+            },
+            ..base.tcfg
+        },
+        ..base.clone()
+    };
+    let digest = |j: &TrainJob| j.digest().expect("digest");
+    let plan = |j: &TrainJob| j.plan_hash().expect("plan hash");
+    let a = adam(0.9, 1e-8);
+    assert_ne!(digest(&a), digest(&base));
+    assert_ne!(plan(&a), plan(&base), "Adam's gates");
+    // beta1 is public per step (no key): the same plan, another job.
+    assert_eq!(plan(&a), plan(&adam(0.8, 1e-8)));
+    assert_ne!(digest(&a), digest(&adam(0.8, 1e-8)));
+    // eps is in the recip_sqrt spline's key.
+    assert_ne!(plan(&a), plan(&adam(0.9, 1e-3)));
+    assert!(adam(1.0, 1e-8).check().is_err());
 }
 
 #[test]
