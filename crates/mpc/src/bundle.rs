@@ -733,7 +733,7 @@ pub(crate) mod tests {
         let mut buf = vec![GateKind::Triple.number(), 4];
         buf.extend_from_slice(&[0; 64]);
         assert!(GateDesc::decode(&buf).is_err());
-        for t in [0u8, 4, 255] {
+        for t in [0u8, 5, 255] {
             let mut buf = vec![GateKind::Spline.number(), t];
             buf.extend_from_slice(&[0; 64]);
             let e = GateDesc::decode(&buf).expect_err("unknown spline function");
