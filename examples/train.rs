@@ -406,7 +406,7 @@ fn main() -> Res<()> {
     let mut stats = vec![EpochStats::default(); epochs];
 
     // ---- private (or cleartext fixed-point) training
-    let params = Params::encode(&model, &w0, &cfg)?;
+    let params = Params::encode_train(&model, &w0, &cfg)?;
     let mut per_epoch_params: Vec<Params> = Vec::new();
     let mut step_logits: Vec<Vec<u64>> = Vec::new();
     let float_only = args.flag("--float-only");
@@ -680,7 +680,7 @@ fn profile(
     }
     let idx: Vec<usize> = (0..batch).collect();
     let (x, l) = gather(train, &idx);
-    let params = Params::encode(model, w0, cfg)?;
+    let params = Params::encode_train(model, w0, cfg)?;
     let (s0, s1) = params.share(&mut ChaCha12Rng::from_os_rng());
     let xe = encode_input(&x, cfg)?;
     let te = encode_targets(&l, 10, tcfg.loss, cfg)?;
