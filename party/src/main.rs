@@ -305,6 +305,19 @@ struct Opts {
     /// Weight decay (weights, not biases) [default: 0.0005].
     #[arg(long, help_heading = "Training")]
     weight_decay: Option<f64>,
+    /// The optimiser [default: sgd]; Adam changes the plan (the dealer
+    /// must have the same --optimizer and --eps).
+    #[arg(long, value_enum, help_heading = "Training")]
+    optimizer: Option<train_cmd::OptimizerArg>,
+    /// Adam: decay of the first moment [default: 0.9].
+    #[arg(long, help_heading = "Training")]
+    beta1: Option<f64>,
+    /// Adam: decay of the second moment [default: 0.999].
+    #[arg(long, help_heading = "Training")]
+    beta2: Option<f64>,
+    /// Adam: added to sqrt(v) [default: 1e-8]; part of the keys.
+    #[arg(long, help_heading = "Training")]
+    eps: Option<f64>,
     /// The loss (must match the dealer's) [default: ce].
     #[arg(long, value_enum, help_heading = "Training")]
     loss: Option<train_cmd::LossArg>,
@@ -419,6 +432,10 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         lr_gamma,
         momentum,
         weight_decay,
+        optimizer,
+        beta1,
+        beta2,
+        eps,
         loss,
         reveal_to,
         init,
@@ -628,6 +645,10 @@ fn opts_of_job(j: JobFile) -> Opts {
         lr_gamma: j.lr_gamma,
         momentum: j.momentum,
         weight_decay: j.weight_decay,
+        optimizer: j.optimizer.map(train_cmd::OptimizerArg::from),
+        beta1: j.beta1,
+        beta2: j.beta2,
+        eps: j.eps,
         reveal_to: j.reveal_to,
         ..Opts::default()
     }

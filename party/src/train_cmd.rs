@@ -38,6 +38,7 @@ FILE, a safetensors file with a tensor `images` (F32, shape [N, ...input shape] 
 [N, input length]) and a tensor `labels` (U8 or I64, shape [N], each below the number \
 of classes). Both give the same --model/--model-json, --batch (a power of two), \
 --epochs, --train-images N, --lr, --lr-step, --lr-gamma, --momentum, --weight-decay, \
+--optimizer, --beta1, --beta2, --eps, \
 --loss, --frac-bits, --k-cmp, --k-trunc, --max-gate-elems, --rounding, \
 --permute-relu-maxpool, --keep-final-relu and --reveal-to; the dealer \
 (`ariann-dealer serve --train ...`) the ones that fix the plan. A final ReLU on the \
@@ -90,6 +91,34 @@ pub(crate) enum LossArg {
     Mse,
 }
 
+/// `--optimizer`.
+#[derive(Clone, Copy, Debug, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OptimizerArg {
+    /// SGD with momentum and weight decay.
+    Sgd,
+    /// Adam (--beta1, --beta2, --eps; the dealer must have the same --eps).
+    Adam,
+}
+
+impl From<ariann_job::OptimizerName> for OptimizerArg {
+    fn from(o: ariann_job::OptimizerName) -> Self {
+        match o {
+            ariann_job::OptimizerName::Sgd => OptimizerArg::Sgd,
+            ariann_job::OptimizerName::Adam => OptimizerArg::Adam,
+        }
+    }
+}
+
+impl From<OptimizerArg> for ariann_job::OptimizerName {
+    fn from(o: OptimizerArg) -> Self {
+        match o {
+            OptimizerArg::Sgd => ariann_job::OptimizerName::Sgd,
+            OptimizerArg::Adam => ariann_job::OptimizerName::Adam,
+        }
+    }
+}
+
 /// `--init`.
 #[derive(Clone, Copy, Debug, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -117,6 +146,10 @@ fn training_options(o: &Opts) -> Vec<&'static str> {
     given(o.lr_gamma.is_some(), "--lr-gamma");
     given(o.momentum.is_some(), "--momentum");
     given(o.weight_decay.is_some(), "--weight-decay");
+    given(o.optimizer.is_some(), "--optimizer");
+    given(o.beta1.is_some(), "--beta1");
+    given(o.beta2.is_some(), "--beta2");
+    given(o.eps.is_some(), "--eps");
     given(o.loss.is_some(), "--loss");
     given(o.reveal_to.is_some(), "--reveal-to");
     given(o.init.is_some(), "--init");
@@ -324,7 +357,15 @@ fn setup(o: &Opts) -> Result<Setup> {
             },
             momentum: o.momentum.unwrap_or(d.momentum),
             weight_decay: o.weight_decay.unwrap_or(d.weight_decay),
-            optimizer: d.optimizer,
+            // The job file's rule (defaults, Adam's settings only with Adam).
+            optimizer: ariann_job::JobFile {
+                optimizer: o.optimizer.map(Into::into),
+                beta1: o.beta1,
+                beta2: o.beta2,
+                eps: o.eps,
+                ..ariann_job::JobFile::default()
+            }
+            .optimizer()?,
         },
         epochs: o.epochs.unwrap_or(1),
         images,

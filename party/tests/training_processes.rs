@@ -27,9 +27,12 @@ const BATCH: usize = 16;
 const EPOCHS: usize = 2;
 const SHUFFLE: u64 = 11;
 
-/// The job's options common to the dealer and both parties.
-fn plan_args(loss: &str) -> Vec<String> {
-    [
+/// The job's options common to the dealer and both parties: `spec` is the
+/// loss, then any further options (e.g. `"ce --optimizer adam"`).
+fn plan_args(spec: &str) -> Vec<String> {
+    let mut words = spec.split_whitespace();
+    let loss = words.next().unwrap_or("ce");
+    let mut v: Vec<String> = [
         "--train",
         "--batch",
         &BATCH.to_string(),
@@ -42,7 +45,9 @@ fn plan_args(loss: &str) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    v.extend(words.map(str::to_string));
+    v
 }
 
 /// The job the parties run with `plan_args(loss)` and the learning-rate
@@ -311,6 +316,52 @@ fn training_through_the_dealer_reveals_the_cleartext_fixed_point_weights() {
         got, want,
         "revealed weights != cleartext fixed-point training"
     );
+    assert_ne!(got, f.weights, "the weights moved");
+}
+
+/// Adam through the binaries: `--optimizer adam --eps ...` at the dealer
+/// (its keys) and both parties; the revealed weights equal the cleartext
+/// fixed-point Adam run.
+#[test]
+fn adam_through_the_dealer_equals_the_cleartext_fixed_point_run() {
+    let f = Fixture::new(Dtype::U8);
+    let spec = "ce --optimizer adam --eps 0.00001";
+    let (dealer, addr) = f.dealer(spec);
+    let keys = [0, 1].map(|_| vec!["--dealer".to_string(), addr.clone()]);
+    let init = f.path("init.safetensors").display().to_string();
+    let out = f.path("adam.safetensors").display().to_string();
+    let mut p1 = data_owner(&f);
+    p1.extend([
+        "--reveal-to".into(),
+        "1".into(),
+        "--out".into(),
+        out.clone(),
+    ]);
+    let [r0, r1] = f.run(
+        spec,
+        keys,
+        &["--weights", &init, "--reveal-to", "1"],
+        &s(&p1),
+    );
+    let d = wait(dealer, "the dealer");
+    ok(&r0, "party 0");
+    ok(&r1, "party 1");
+    ok(&d, "the dealer");
+    let mut j = job(Loss::CrossEntropy, Reveal::To(Party::P1));
+    j.tcfg.optimizer = ariann_nn::Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-5,
+    };
+    let want = decode_params(
+        &j.model,
+        &train_clear(&j, &f.weights, &f.images, &f.labels, SHUFFLE),
+        &j.cfg,
+    )
+    .expect("decode");
+    let got = Weights::from_safetensors(&std::fs::read(&out).expect("party 1 wrote the weights"))
+        .expect("weights");
+    assert_eq!(got, want, "revealed weights != cleartext fixed-point Adam");
     assert_ne!(got, f.weights, "the weights moved");
 }
 

@@ -42,7 +42,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used)]
 
-use ariann_nn::{Config, Loss, Model, Rounding, Variant, zoo};
+use ariann_nn::{Config, Loss, Model, Optimizer, Rounding, Variant, zoo};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -116,6 +116,16 @@ impl From<LossName> for Loss {
     }
 }
 
+/// The optimiser of a training job (`optimizer = "sgd"` or `"adam"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    /// SGD with momentum and weight decay.
+    Sgd,
+    /// Adam (`beta1`, `beta2`, `eps`).
+    Adam,
+}
+
 /// A job file: the public description of one job. Every field is
 /// optional; see the [crate docs](crate) and [`KEYS`].
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -165,6 +175,15 @@ pub struct JobFile {
     pub momentum: Option<f64>,
     /// Training: weight decay.
     pub weight_decay: Option<f64>,
+    /// Training: the optimiser [default: sgd].
+    pub optimizer: Option<OptimizerName>,
+    /// Training, Adam: decay of the first moment [default: 0.9].
+    pub beta1: Option<f64>,
+    /// Training, Adam: decay of the second moment [default: 0.999].
+    pub beta2: Option<f64>,
+    /// Training, Adam: added to `sqrt(v)` [default: 1e-8]; it is part of
+    /// the keys (the dealer must have the same).
+    pub eps: Option<f64>,
     /// Training: who gets the trained weights (`"0"`, `"1"` or `"shares"`).
     pub reveal_to: Option<String>,
 }
@@ -193,6 +212,10 @@ pub const KEYS: &[&str] = &[
     "lr-gamma",
     "momentum",
     "weight-decay",
+    "optimizer",
+    "beta1",
+    "beta2",
+    "eps",
     "reveal-to",
 ];
 
@@ -318,7 +341,46 @@ impl JobFile {
             lr_gamma: self.lr_gamma.or(lower.lr_gamma),
             momentum: self.momentum.or(lower.momentum),
             weight_decay: self.weight_decay.or(lower.weight_decay),
+            optimizer: self.optimizer.or(lower.optimizer),
+            beta1: self.beta1.or(lower.beta1),
+            beta2: self.beta2.or(lower.beta2),
+            eps: self.eps.or(lower.eps),
             reveal_to: self.reveal_to.or(lower.reveal_to),
+        }
+    }
+
+    /// The training optimiser: SGD unless `optimizer = "adam"` (then
+    /// `beta1`, `beta2`, `eps` or PyTorch's defaults 0.9, 0.999, 1e-8);
+    /// Adam's settings without Adam are refused (they would be ignored).
+    pub fn optimizer(&self) -> Result<Optimizer, JobError> {
+        match self.optimizer {
+            None | Some(OptimizerName::Sgd) => {
+                let given: Vec<&str> = [
+                    (self.beta1.is_some(), "beta1"),
+                    (self.beta2.is_some(), "beta2"),
+                    (self.eps.is_some(), "eps"),
+                ]
+                .into_iter()
+                .filter_map(|(set, name)| set.then_some(name))
+                .collect();
+                if given.is_empty() {
+                    Ok(Optimizer::Sgd)
+                } else {
+                    Err(JobError::Invalid(format!(
+                        "{} only apply with optimizer adam",
+                        given.join(", ")
+                    )))
+                }
+            }
+            Some(OptimizerName::Adam) => {
+                let o = Optimizer::Adam {
+                    beta1: self.beta1.unwrap_or(0.9),
+                    beta2: self.beta2.unwrap_or(0.999),
+                    eps: self.eps.unwrap_or(1e-8),
+                };
+                o.check().map_err(|e| JobError::Invalid(e.to_string()))?;
+                Ok(o)
+            }
         }
     }
 
@@ -486,7 +548,10 @@ mod tests {
                 "rounding" => "\"floor\"",
                 "loss" => "\"ce\"",
                 "permute-relu-maxpool" | "train" | "keep-final-relu" => "true",
-                "lr" | "lr-gamma" | "momentum" | "weight-decay" => "0.5",
+                "optimizer" => "\"adam\"",
+                "lr" | "lr-gamma" | "momentum" | "weight-decay" | "beta1" | "beta2" | "eps" => {
+                    "0.5"
+                }
                 _ => "1",
             };
             JobFile::parse(&format!("{key} = {value}\n"), Path::new("j.toml"))

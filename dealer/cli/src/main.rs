@@ -33,8 +33,9 @@
 //! `keys`, `plan` and `serve` takes the plan of a private training job
 //! instead (`ariann_nn::train::train_job_plan`: one step's plan repeated for
 //! the `epochs * (N / batch)` steps), the plan both `ariann-party --train`
-//! processes expect. The learning rate, momentum and weight decay do not
-//! change the plan (the parties check them between themselves). A training
+//! processes expect (`--optimizer adam` and its `--eps` change it too). The
+//! learning rate, momentum, weight decay and Adam's betas do not change the
+//! plan (the parties check them between themselves). A training
 //! job's keys are large: `serve` streams them one bundle at a time.
 //!
 //! Every job option can come from a job file (`--job job.toml`, see
@@ -58,7 +59,7 @@ use ariann_dealer::keyfile::{
 use ariann_dealer::ledger::Ledger;
 use ariann_dealer::plan_json;
 use ariann_fss::Party;
-use ariann_job::{JobFile, LossName};
+use ariann_job::{JobFile, LossName, OptimizerName};
 use ariann_net::keys::{DealerTls, KeyJob, KeyServer, KeyServerConfig};
 use ariann_nn::{Config, Layer, Model, Rounding, TrainConfig, Variant, zoo};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -206,6 +207,14 @@ struct Job {
     /// Training: the loss [default: ce].
     #[arg(long, value_enum)]
     loss: Option<LossArg>,
+    /// Training: the optimiser [default: sgd] (Adam's update has its own
+    /// gates; the parties must have the same).
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerArg>,
+    /// Training, Adam: eps, added to sqrt(v) [default: 1e-8] (it is in the
+    /// keys; Adam's betas are the parties' only).
+    #[arg(long)]
+    eps: Option<f64>,
     /// Training: keep a final ReLU on the logits (dropped by default: it
     /// stops the gradient of every negative logit).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -224,6 +233,15 @@ enum RoundingArg {
     Floor,
     /// Round to nearest.
     Nearest,
+}
+
+/// `--optimizer`.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum OptimizerArg {
+    /// SGD with momentum and weight decay.
+    Sgd,
+    /// Adam.
+    Adam,
 }
 
 /// `--loss`.
@@ -347,6 +365,11 @@ fn job_file_of(job: &Job) -> Result<JobFile> {
             LossArg::Mse => LossName::Mse,
         }),
         keep_final_relu: job.keep_final_relu,
+        optimizer: job.optimizer.map(|o| match o {
+            OptimizerArg::Sgd => OptimizerName::Sgd,
+            OptimizerArg::Adam => OptimizerName::Adam,
+        }),
+        eps: job.eps,
         ..JobFile::default()
     };
     Ok(match &job.job {
@@ -418,6 +441,8 @@ fn plan_of(job: &Job) -> Result<JobPlan> {
         (j.train_images.is_some(), "--train-images"),
         (j.loss.is_some(), "--loss"),
         (j.keep_final_relu.is_some(), "--keep-final-relu"),
+        (j.optimizer.is_some(), "--optimizer"),
+        (j.eps.is_some(), "--eps"),
     ]
     .into_iter()
     .filter_map(|(set, name)| set.then_some(name))
@@ -482,17 +507,23 @@ fn train_plan_of(j: &JobFile, cfg: &Config, mut model: Model) -> Result<(Plan, S
     } else {
         model
     };
-    // Only the loss shapes the plan (the optimiser's settings are local).
+    // The loss, the optimiser and Adam's eps shape the plan (the learning
+    // rate, momentum, weight decay and Adam's betas are the parties' only).
     let loss = j.loss.unwrap_or(LossName::Ce);
     let tcfg = TrainConfig {
         loss: loss.into(),
+        optimizer: j.optimizer()?,
         ..TrainConfig::default()
     };
     tracing::info!(model = %model.name, batch, images, epochs, steps, "deriving the training plan");
     let plan = ariann_nn::train::train_job_plan(&model, batch, cfg, &tcfg, steps)
         .context("cannot derive a training plan from the model")?;
+    let optimizer = match tcfg.optimizer {
+        ariann_nn::Optimizer::Sgd => "optimizer sgd".to_string(),
+        ariann_nn::Optimizer::Adam { eps, .. } => format!("optimizer adam (eps {eps:e})"),
+    };
     let what = format!(
-        "{}, training: batch {batch}, {epochs} epoch(s) of {per_epoch} steps on {images} images, loss {loss:?}",
+        "{}, training: batch {batch}, {epochs} epoch(s) of {per_epoch} steps on {images} images, loss {loss:?}, {optimizer}",
         model.name
     );
     Ok((plan, what))

@@ -423,6 +423,36 @@ fn train_plan_is_the_repeated_step_plan_the_parties_expect() {
         ariann_nn::train::train_job_plan(&zoo::network1(), 16, &cfg, &tcfg, 12).expect("plan");
     assert_eq!(text(&o.stdout).trim(), to_hex(&plan.hash()));
 
+    // Adam has its own gates, and its eps is in the keys: the plan of
+    // `--optimizer adam --eps 1e-5` is the parties' (their betas are not
+    // the dealer's business); Adam's settings without Adam are refused.
+    let mut adam_args = args.to_vec();
+    adam_args.extend(["--optimizer", "adam", "--eps", "1e-5"]);
+    let o = dealer(&adam_args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let adam = TrainConfig {
+        loss: Loss::Mse,
+        optimizer: ariann_nn::Optimizer::Adam {
+            beta1: 0.5,
+            beta2: 0.5,
+            eps: 1e-5,
+        },
+        ..TrainConfig::default()
+    };
+    let adam_plan =
+        ariann_nn::train::train_job_plan(&zoo::network1(), 16, &cfg, &adam, 12).expect("plan");
+    assert_eq!(text(&o.stdout).trim(), to_hex(&adam_plan.hash()));
+    assert_ne!(adam_plan.hash(), plan.hash());
+    let mut eps_only = args.to_vec();
+    eps_only.extend(["--eps", "1e-5"]);
+    let o = dealer(&eps_only);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("only apply with optimizer adam"),
+        "{}",
+        text(&o.stderr)
+    );
+
     // lenet ends with a ReLU on the logits: dropped unless kept.
     let lenet = |keep: bool| {
         let mut a = vec![
