@@ -1,8 +1,9 @@
 //! An ONNX model written by `torch.onnx.export` (the option-A ResNet of
-//! `crates/onnx/tests/data`) through the two binaries with no hand-made
-//! tensor: `ariann-dealer keys --model-onnx` (architecture only), party 0
-//! with `--model-onnx` alone (weights from the initializers), party 1 with
-//! `--model-onnx` and its input. The revealed output equals the fixed-point
+//! `crates/onnx/tests/data`) through the two binaries with one job file
+//! (`model-onnx`, `batch`, `output-to`) and no hand-made tensor:
+//! `ariann-dealer keys --job` (architecture only), party 0 with the job
+//! alone (weights from the initializers), party 1 with the job and its
+//! input. The revealed output equals the fixed-point
 //! cleartext run and is within the fixed-point error of onnxruntime's.
 
 mod common;
@@ -45,11 +46,20 @@ fn an_onnx_resnet_runs_through_the_binaries() {
     let input_path = dir.path().join("input.safetensors");
     std::fs::write(&input_path, input.to_safetensors().expect("encode")).expect("write");
 
+    // One job file for the dealer and both parties.
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "model-onnx = {:?}\nbatch = {batch}\noutput-to = 1\n",
+            onnx.display().to_string()
+        ),
+    )
+    .expect("job file");
     let st = Command::new(dealer_bin())
-        .args(["keys", "--no-progress", "--batch", &batch.to_string()])
+        .args(["keys", "--no-progress", "--job"])
+        .arg(&job)
         .args(signing_args(dir.path()))
-        .arg("--model-onnx")
-        .arg(&onnx)
         .arg("--out")
         .arg(dir.path().join("keys"))
         .stdout(Stdio::null())
@@ -59,12 +69,10 @@ fn an_onnx_resnet_runs_through_the_binaries() {
 
     let party = |id: u8| {
         let mut c = Command::new(party_bin());
-        c.args(["--id", &id.to_string(), "--batch", &batch.to_string()])
-            .args(["--output-to", "1", "--connect-timeout", "5"])
-            .args(["--exchange-timeout", "20"])
+        c.args(["--id", &id.to_string(), "--job"])
+            .arg(&job)
+            .args(["--connect-timeout", "5", "--exchange-timeout", "20"])
             .args(trust_args(dir.path(), id))
-            .arg("--model-onnx")
-            .arg(&onnx)
             .arg("--keys")
             .arg(dir.path().join(format!("keys/party{id}.keys")))
             .stdout(Stdio::piped())
