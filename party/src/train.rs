@@ -93,8 +93,9 @@ impl LrSchedule {
 /// [`Config`], the loss and the number of steps).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainJob {
-    /// The architecture as it trains (no final ReLU on the logits, no
-    /// batch-norm; permuted if both parties and the dealer permute).
+    /// The architecture as it trains (no final ReLU on the logits; its
+    /// batch-norms in training mode, not folded; permuted if both parties
+    /// and the dealer permute).
     pub model: Model,
     /// Examples per step, a power of two.
     pub batch: usize,
