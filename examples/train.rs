@@ -19,7 +19,7 @@
 //! `--optimizer sgd|adam` (Adam: `--beta1 X` (0.9), `--beta2 X` (0.999),
 //! `--eps X` (1e-8); `--momentum` is SGD's; `--weight-decay` is both
 //! optimisers' L2 term), `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
-//! nearest|floor`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
+//! nearest|floor|stochastic`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
 //! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
 //! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind),
 //! `--profile` (one step's phases apart: the dealer's key generation by
@@ -186,7 +186,7 @@ fn accuracy_fixed(model: &Model, p: &Params, test: &Mnist, cfg: &Config) -> Res<
     for start in (0..n).step_by(250) {
         let end = (start + 250).min(n);
         let x = encode_input(&test.x[start * 784..end * 784], cfg)?;
-        let y = forward(&mut Clear, model, p, &x, end - start, cfg)?;
+        let y = forward(&mut Clear::new(), model, p, &x, end - start, cfg)?;
         let c = y.len() / (end - start);
         for (r, row) in y.chunks(c).enumerate() {
             let best = (0..c).fold(0, |b, i| {
@@ -297,7 +297,10 @@ fn main() -> Res<()> {
         rounding: match args.value("--rounding").unwrap_or("nearest") {
             "nearest" => Rounding::Nearest,
             "floor" => Rounding::Floor,
-            other => return Err(format!("--rounding {other}: nearest or floor").into()),
+            "stochastic" => Rounding::Stochastic,
+            other => {
+                return Err(format!("--rounding {other}: nearest, floor or stochastic").into());
+            }
         },
         max_gate_elems: args.parse("--max-gate-elems", 1 << 16)?,
         variant: match args.value("--variant") {
@@ -414,6 +417,9 @@ fn main() -> Res<()> {
         // Only the float reference (e.g. in a second process beside a --fixed run).
     } else if fixed_only {
         let mut st = TrainState::new(params);
+        // Stochastic rounding's coins (the private run's come from the
+        // dealer's masks: the same distribution, not the same bits).
+        let mut clear = Clear::stochastic(seed ^ 0x5eed_c014);
         for (e, es) in stats.iter_mut().enumerate() {
             let t0 = Instant::now();
             for idx in epoch_order(train.y.len(), batch, seed, e) {
@@ -421,7 +427,7 @@ fn main() -> Res<()> {
                 let xe = encode_input(&x, &cfg)?;
                 let te = encode_targets(&l, 10, tcfg.loss, &cfg)?;
                 let out = train_step(
-                    &mut Clear,
+                    &mut clear,
                     &model,
                     &mut st,
                     &xe,

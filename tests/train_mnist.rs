@@ -78,7 +78,15 @@ fn train_both(model: &Model, x: &[f32], labels: &[usize], batch: usize, steps: u
     let mut clear = TrainState::new(params);
     for (xe, te, _) in &batches {
         train_step(
-            &mut Clear, model, &mut clear, xe, te, batch, &cfg, &tcfg, lr,
+            &mut Clear::new(),
+            model,
+            &mut clear,
+            xe,
+            te,
+            batch,
+            &cfg,
+            &tcfg,
+            lr,
         )
         .expect("clear");
     }

@@ -29,7 +29,7 @@
 //! | `gate` | fields |
 //! |---|---|
 //! | `drelu`, `relu`, `eq_zero`, `relu_small` | `m`, `k` |
-//! | `trunc`, `trunc_small`, `trunc_relu` | `m`, `f`, `k` (for `trunc_relu`, `k` is the window of the truncated value: `-2^(k-1) < x >> f < 2^(k-1)`) |
+//! | `trunc`, `trunc_small`, `trunc_stoch`, `trunc_relu` | `m`, `f`, `k` (for `trunc_relu`, `k` is the window of the truncated value: `-2^(k-1) < x >> f < 2^(k-1)`) |
 //! | `triple` | `map` (`mul`, `matmul` or `conv2d`) and that map's fields: |
 //! | &nbsp;&nbsp;`"map": "mul"` | `len` |
 //! | &nbsp;&nbsp;`"map": "matmul"` | `m`, `k`, `n` (matrix dimensions: `(m x k) . (k x n)`) |

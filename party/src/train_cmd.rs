@@ -52,6 +52,9 @@ pub(crate) enum RoundingArg {
     Floor,
     /// Round to nearest.
     Nearest,
+    /// Stochastic rounding (one-round `trunc_stoch` gates, no FSS keys:
+    /// far fewer key bytes; equal to the fixed point in distribution only).
+    Stochastic,
 }
 
 impl From<Rounding> for RoundingArg {
@@ -59,6 +62,7 @@ impl From<Rounding> for RoundingArg {
         match r {
             Rounding::Floor => RoundingArg::Floor,
             Rounding::Nearest => RoundingArg::Nearest,
+            Rounding::Stochastic => RoundingArg::Stochastic,
         }
     }
 }
@@ -77,6 +81,7 @@ impl From<RoundingArg> for Rounding {
         match r {
             RoundingArg::Floor => Rounding::Floor,
             RoundingArg::Nearest => Rounding::Nearest,
+            RoundingArg::Stochastic => Rounding::Stochastic,
         }
     }
 }

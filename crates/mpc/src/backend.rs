@@ -114,6 +114,13 @@ pub trait Gates<R: Ring> {
     /// [`GateDesc::TruncSmall`]. The same outputs as [`Gates::truncate`].
     fn truncate_small(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError>;
 
+    /// Stochastic `x >> f` for `x` in a `k`-bit window: `floor(x / 2^f)`
+    /// plus 1 with probability `(x mod 2^f) / 2^f` (unbiased), in one round
+    /// with no FSS key: one [`GateDesc::TruncStoch`]. Privately the coin is
+    /// the carry of the dealer's mask; [`Clear`] draws it from its seeded
+    /// generator ([`Clear::stochastic`]).
+    fn truncate_stochastic(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError>;
+
     /// ReLU and its DReLU bits on a `k`-bit window: one [`GateDesc::Relu`].
     fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError>;
 
@@ -360,6 +367,9 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
     fn truncate_small(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
         Session::truncate_small(self, x, f, k)
     }
+    fn truncate_stochastic(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        Session::truncate_stochastic(self, x, f, k)
+    }
     fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {
         Session::relu(self, x, k)
     }
@@ -428,8 +438,31 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
 /// run reconstructs to exactly this backend's output. Outside them the
 /// private gates see `x mod 2^k` while this backend sees the whole ring
 /// element (the documented value bounds exclude that case).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Clear;
+///
+/// The stochastic truncation ([`Gates::truncate_stochastic`]) needs coins:
+/// [`Clear::stochastic`] draws them from a seeded generator (the same
+/// distribution as the private gate's, not the same bits); [`Clear::new`]
+/// refuses that gate.
+#[derive(Debug, Default, Clone)]
+pub struct Clear {
+    coins: Option<rand_chacha::ChaCha12Rng>,
+}
+
+impl Clear {
+    /// The cleartext backend (every gate but the stochastic truncation).
+    pub fn new() -> Self {
+        Clear { coins: None }
+    }
+
+    /// The cleartext backend whose stochastic truncations round up with
+    /// coins from a generator seeded with `seed`.
+    pub fn stochastic(seed: u64) -> Self {
+        use rand::SeedableRng;
+        Clear {
+            coins: Some(rand_chacha::ChaCha12Rng::seed_from_u64(seed)),
+        }
+    }
+}
 
 fn ge0<R: Ring>(v: R) -> bool {
     v.to_i64() >= 0
@@ -493,6 +526,32 @@ impl<R: Ring> Gates<R> for Clear {
     }
     fn truncate_small(&mut self, x: &[R], f: u32, _k: u32) -> Result<Vec<R>, MpcError> {
         Ok(x.iter().map(|v| v.sar(f)).collect())
+    }
+    fn truncate_stochastic(&mut self, x: &[R], f: u32, _k: u32) -> Result<Vec<R>, MpcError> {
+        use rand::Rng;
+        let Some(coins) = self.coins.as_mut() else {
+            return Err(MpcError::InvalidParameter(
+                "the stochastic truncation needs a cleartext backend with coins \
+                 (Clear::stochastic(seed))"
+                    .into(),
+            ));
+        };
+        if !(1..R::BITS).contains(&f) {
+            return Err(MpcError::InvalidParameter(format!(
+                "truncation needs 1 <= f < {} (got f = {f})",
+                R::BITS
+            )));
+        }
+        let low = (1u64 << f) - 1;
+        Ok(x.iter()
+            .map(|v| {
+                // The private gate's coin: the carry of x's low bits and a
+                // uniform f-bit value.
+                let u = coins.random::<u64>() & low;
+                let carry = (v.to_u64() & low) + u > low;
+                v.sar(f).wadd(if carry { R::ONE } else { R::ZERO })
+            })
+            .collect())
     }
     fn relu(&mut self, x: &[R], _k: u32) -> Result<ReluOutput<R>, MpcError> {
         Ok(ReluOutput {
@@ -810,6 +869,10 @@ impl<R: Ring> Gates<R> for Recorder {
     }
     fn truncate_small(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
         self.gates.push(GateDesc::TruncSmall { m: x.len(), f, k });
+        Ok(vec![R::ZERO; x.len()])
+    }
+    fn truncate_stochastic(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        self.gates.push(GateDesc::TruncStoch { m: x.len(), f, k });
         Ok(vec![R::ZERO; x.len()])
     }
     fn relu(&mut self, x: &[R], k: u32) -> Result<ReluOutput<R>, MpcError> {

@@ -142,6 +142,17 @@ pub enum GateDesc {
         /// Window bits.
         k: u32,
     },
+    /// `m` stochastic truncations by `f` bits of values in a `k`-bit window
+    /// (`floor(x / 2^f)` plus 1 with probability `(x mod 2^f) / 2^f`), in one
+    /// round with no FSS key (see [`crate::gates::trunc`]).
+    TruncStoch {
+        /// Elements.
+        m: usize,
+        /// Fractional bits removed.
+        f: u32,
+        /// Window bits.
+        k: u32,
+    },
     /// A max-pool on a `k`-bit window whose tree levels are `relu_small`
     /// gates (2 rounds per level).
     MaxPoolSmall {
@@ -201,7 +212,8 @@ impl core::fmt::Display for GateDesc {
             }
             GateDesc::Trunc { m, f: bits, k }
             | GateDesc::TruncRelu { m, f: bits, k }
-            | GateDesc::TruncSmall { m, f: bits, k } => {
+            | GateDesc::TruncSmall { m, f: bits, k }
+            | GateDesc::TruncStoch { m, f: bits, k } => {
                 write!(f, "{name}(m={m}, f={bits}, k={k})")
             }
             GateDesc::Triple(map) => {
@@ -295,6 +307,7 @@ impl GateDesc {
             GateDesc::ReluSmall { .. } => GateKind::ReluSmall,
             GateDesc::TruncRelu { .. } => GateKind::TruncRelu,
             GateDesc::TruncSmall { .. } => GateKind::TruncSmall,
+            GateDesc::TruncStoch { .. } => GateKind::TruncStoch,
             GateDesc::MaxPoolSmall { .. } => GateKind::MaxPoolSmall,
             GateDesc::ArgmaxSmall { .. } => GateKind::ArgmaxSmall,
             GateDesc::TripleReuse { .. } => GateKind::TripleReuse,
@@ -325,7 +338,8 @@ impl GateDesc {
             }
             GateDesc::Trunc { m, f, k }
             | GateDesc::TruncRelu { m, f, k }
-            | GateDesc::TruncSmall { m, f, k } => {
+            | GateDesc::TruncSmall { m, f, k }
+            | GateDesc::TruncStoch { m, f, k } => {
                 put_usize(out, m);
                 put_u32(out, f);
                 put_u32(out, k);
@@ -429,6 +443,11 @@ impl GateDesc {
                 k: rd.u32(what)?,
             },
             GateKind::TruncSmall => GateDesc::TruncSmall {
+                m: rd.usize(what)?,
+                f: rd.u32(what)?,
+                k: rd.u32(what)?,
+            },
+            GateKind::TruncStoch => GateDesc::TruncStoch {
                 m: rd.usize(what)?,
                 f: rd.u32(what)?,
                 k: rd.u32(what)?,
@@ -684,6 +703,7 @@ pub(crate) mod tests {
             GateDesc::ReluSmall { m: 6, k: 32 },
             GateDesc::TruncRelu { m: 8, f: 16, k: 32 },
             GateDesc::TruncSmall { m: 7, f: 12, k: 40 },
+            GateDesc::TruncStoch { m: 9, f: 20, k: 60 },
             GateDesc::MaxPoolSmall { shape: pool, k: 24 },
             GateDesc::ArgmaxSmall {
                 rows: 2,
@@ -724,7 +744,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_are_refused() {
-        for t in [0u8, 18, 255] {
+        for t in [0u8, 19, 255] {
             let mut buf = vec![t];
             buf.extend_from_slice(&[0; 64]);
             let e = GateDesc::decode(&buf).expect_err("unknown kind");

@@ -23,6 +23,8 @@
 //! - ReLU: `k` (u32), `m`, `r[m]`, `msb[m]`, `r_msb[m]`, FSS (DCF, `(Z_2^64)^2`)
 //! - equality: `k` (u32), `m`, `r[m]`, FSS (DPF, `Z_2^64`)
 //! - truncation: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`, FSS (DCF, `Z_2^64`)
+//! - truncation (stochastic): `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`,
+//!   `r_msb[m]` (no FSS key)
 //! - triple: the map, then the tensors `a`, `b`, `c`, each as a rank byte,
 //!   the dimensions and the elements
 //! - spline (the `spline` gate, and inside batch-norm): `k` (u32), the

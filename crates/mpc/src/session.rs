@@ -152,6 +152,16 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         }
     }
 
+    /// Stochastic `x >> f` for `x` in a `k`-bit window: `floor(x / 2^f)`
+    /// plus 1 with probability `(x mod 2^f) / 2^f` (1 round, no FSS key).
+    pub fn truncate_stochastic(&mut self, x: &[R], f: u32, k: u32) -> Result<Vec<R>, MpcError> {
+        let gate = GateDesc::TruncStoch { m: x.len(), f, k };
+        match self.key(gate)? {
+            GateKey::TruncStoch(key) => key.eval(self.transport, x),
+            _ => Err(Self::wrong(gate)),
+        }
+    }
+
     /// `x * y` for a bilinear map (elementwise, matmul, conv2d).
     pub fn bilinear(
         &mut self,

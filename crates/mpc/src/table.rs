@@ -27,6 +27,7 @@
 //! | 15 | `argmax_small` | `ArgmaxSmall { rows, n, k }` |
 //! | 16 | `triple_reuse` | `TripleReuse { map: Bilinear, from: u64 }` (a product reusing the weight mask opened by the `triple` gate at plan index `from`) |
 //! | 17 | `trunc_small` | `TruncSmall { m, f, k }` |
+//! | 18 | `trunc_stoch` | `TruncStoch { m, f, k }` |
 //!
 //! The table (`gate_table!` below) also names each kind's key type: it
 //! generates [`GateKind`], [`GateKey`] (one variant per row) and the
@@ -99,7 +100,7 @@ use crate::gates::reuse::ReuseTripleKey;
 use crate::gates::small::{ReluSmallKey, TruncReluKey};
 use crate::gates::spline::SplineKey;
 use crate::gates::train::TrainTripleKey;
-use crate::gates::trunc::{TruncKey, TruncSmallKey};
+use crate::gates::trunc::{TruncKey, TruncSmallKey, TruncStochKey};
 use ariann_fss::Party;
 use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
@@ -275,6 +276,8 @@ gate_table! {
     TripleReuse = 16, "triple_reuse", Box<ReuseTripleKey<R>>;
     /// Exact truncation in 2 rounds from a 1-bit-payload DCF (smaller keys).
     TruncSmall = 17, "trunc_small", TruncSmallKey<R>;
+    /// Stochastic truncation in one round, no FSS key (training).
+    TruncStoch = 18, "trunc_stoch", TruncStochKey<R>;
 }
 
 /// One gate kind's keys, as the table dispatches to them. Each gate module
@@ -406,7 +409,7 @@ mod tests {
             assert_eq!(SplineKind::from_name(k.name()), Some(k));
         }
         assert_eq!(GateKind::from_number(0), None);
-        assert_eq!(GateKind::from_number(18), None);
+        assert_eq!(GateKind::from_number(19), None);
     }
 
     #[test]
@@ -430,6 +433,7 @@ mod tests {
             (GateKind::ArgmaxSmall, 15, "argmax_small"),
             (GateKind::TripleReuse, 16, "triple_reuse"),
             (GateKind::TruncSmall, 17, "trunc_small"),
+            (GateKind::TruncStoch, 18, "trunc_stoch"),
         ];
         assert_eq!(pinned.len(), GateKind::ALL.len());
         for (k, n, name) in pinned {

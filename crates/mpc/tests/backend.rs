@@ -141,7 +141,7 @@ fn split(x: &[u64], rng: &mut ChaCha8Rng) -> (Vec<u64>, Vec<u64>) {
 fn run_all(seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let clear_in = inputs(&mut rng);
-    let clear = program(&mut Clear, &clear_in).expect("clear");
+    let clear = program(&mut Clear::new(), &clear_in).expect("clear");
 
     let mut rec = Recorder::new();
     let placeholders = program(&mut rec, &clear_in).expect("recorder");

@@ -37,6 +37,7 @@ fn all_gates(bits: u32) -> Vec<GateDesc> {
         GateDesc::EqZero { m: 17, k: 12 },
         GateDesc::Trunc { m: 17, f: 8, k: 24 },
         GateDesc::TruncSmall { m: 17, f: 8, k: 24 },
+        GateDesc::TruncStoch { m: 17, f: 8, k: 24 },
         GateDesc::Triple(Bilinear::Mul { len: 9 }),
         GateDesc::Triple(Bilinear::MatMul { m: 3, k: 4, n: 5 }),
         GateDesc::Triple(Bilinear::Conv2d(Conv2dShape {
@@ -140,6 +141,7 @@ fn inputs(gate: &GateDesc, rng: &mut ChaCha8Rng) -> Inputs {
         | GateDesc::Relu { m, .. }
         | GateDesc::Trunc { m, .. }
         | GateDesc::TruncSmall { m, .. }
+        | GateDesc::TruncStoch { m, .. }
         | GateDesc::ReluSmall { m, .. }
         | GateDesc::TruncRelu { m, .. } => Inputs {
             x: small(m, rng),
@@ -280,6 +282,7 @@ fn run<R: Ring>(
         }
         GateDesc::TruncRelu { f, k, .. } => s.trunc_relu(x, f, k)?,
         GateDesc::TruncSmall { f, k, .. } => s.truncate_small(x, f, k)?,
+        GateDesc::TruncStoch { f, k, .. } => s.truncate_stochastic(x, f, k)?,
         GateDesc::MaxPoolSmall { shape, k } => {
             let o = s.max_pool_small(x, shape, k)?;
             [vec![o.max], o.selections].concat().concat()
@@ -498,6 +501,7 @@ fn small_encodings<R: Ring>() -> Vec<(GateDesc, Vec<u8>)> {
         GateDesc::ReluSmall { m: 3, k: 16 },
         GateDesc::TruncRelu { m: 3, f: 4, k: 16 },
         GateDesc::TruncSmall { m: 3, f: 4, k: 16 },
+        GateDesc::TruncStoch { m: 3, f: 4, k: 16 },
         GateDesc::MaxPoolSmall {
             shape: pool(1, 1, 2, 2, 2, 2),
             k: 16,

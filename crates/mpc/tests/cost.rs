@@ -41,6 +41,7 @@ fn run_in_session<R: Ring, S: ariann_mpc::PreprocessingSource<R>>(
         GateDesc::EqZero { m, k } => s.eq_zero(&z(m), k).map(drop),
         GateDesc::Trunc { m, f, k } => s.truncate(&z(m), f, k).map(drop),
         GateDesc::TruncSmall { m, f, k } => s.truncate_small(&z(m), f, k).map(drop),
+        GateDesc::TruncStoch { m, f, k } => s.truncate_stochastic(&z(m), f, k).map(drop),
         GateDesc::Triple(map) => {
             let (sa, sb, _) = map.shapes()?;
             s.bilinear(map, &RingTensor::zeros(&sa), &RingTensor::zeros(&sb))
@@ -154,6 +155,10 @@ fn truncations() {
             check_both(
                 GateDesc::TruncSmall { m, f, k },
                 700 + 10 * i as u64 + m as u64,
+            );
+            check_both(
+                GateDesc::TruncStoch { m, f, k },
+                900 + 10 * i as u64 + m as u64,
             );
         }
     }

@@ -346,7 +346,7 @@ fn check_pool_small<R: Ring>(s: PoolShape, k: u32, xs: &[i64], rng: &mut ChaCha8
     );
     let (o0, o1) = (o0.expect("p0"), o1.expect("p1"));
     let clear_in: Vec<R> = xs.iter().map(|v| R::from_i64(*v)).collect();
-    let want = Gates::<R>::max_pool_small(&mut Clear, &clear_in, s, k).expect("clear");
+    let want = Gates::<R>::max_pool_small(&mut Clear::new(), &clear_in, s, k).expect("clear");
     assert_eq!(add(&o0.max, &o1.max), want.max, "{s:?}: maxima");
     assert_eq!(o0.selections.len(), want.selections.len());
     for (l, w) in want.selections.iter().enumerate() {
@@ -412,7 +412,7 @@ fn check_argmax_small<R: Ring>(rows: usize, n: usize, k: u32, xs: &[i64], rng: &
     );
     let got = add(&o0.expect("p0"), &o1.expect("p1"));
     let clear_in: Vec<R> = xs.iter().map(|v| R::from_i64(*v)).collect();
-    let want = Gates::<R>::argmax_small(&mut Clear, &clear_in, rows, n, k).expect("clear");
+    let want = Gates::<R>::argmax_small(&mut Clear::new(), &clear_in, rows, n, k).expect("clear");
     assert_eq!(got, want, "rows={rows} n={n} k={k}");
     // One-hot on the first maximum of each row.
     for (r, row) in xs.chunks(n).enumerate() {

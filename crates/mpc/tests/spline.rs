@@ -185,7 +185,7 @@ fn private<R: Ring>(func: SplineFn, k: u32, xs: &[i64], seed: u64) -> Vec<R> {
 /// The cleartext backend's output.
 fn clear<R: Ring>(func: SplineFn, k: u32, xs: &[i64]) -> Vec<R> {
     let x: Vec<R> = xs.iter().map(|v| R::from_i64(*v)).collect();
-    Gates::<R>::spline(&mut Clear, func, &x, k).expect("valid")
+    Gates::<R>::spline(&mut Clear::new(), func, &x, k).expect("valid")
 }
 
 fn agree<R: Ring>(func: SplineFn, k: u32, xs: &[i64], seed: u64) {

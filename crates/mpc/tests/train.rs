@@ -338,7 +338,9 @@ fn wrong_backward_operands_are_refused() {
 fn tapes_of_other_backends_are_refused() {
     let map = Bilinear::Mul { len: 4 };
     let x = RingTensor::<u64>::zeros(&[4]);
-    let (_, clear_tape) = Clear.bilinear_train(map, &x, &x, true).expect("clear");
+    let (_, clear_tape) = Clear::new()
+        .bilinear_train(map, &x, &x, true)
+        .expect("clear");
     let (_, rec_tape) =
         Gates::<u64>::bilinear_train(&mut Recorder::new(), map, &x, &x, true).expect("recorder");
     // On a session: refused before anything is sent (no peer needed).
@@ -352,7 +354,7 @@ fn tapes_of_other_backends_are_refused() {
     // A private tape on the cleartext backend and on the recorder.
     let ((t0, y0, d0), (t1, y1, d1)) = forward_both(map, true, 5);
     assert!(matches!(
-        Clear.bilinear_backward(t0, &d0, &y0),
+        Clear::new().bilinear_backward(t0, &d0, &y0),
         Err(MpcError::InvalidParameter(_))
     ));
     assert!(matches!(
@@ -360,11 +362,13 @@ fn tapes_of_other_backends_are_refused() {
         Err(MpcError::InvalidParameter(_))
     ));
     // A cleartext tape on the recorder and a recorder tape on the cleartext backend.
-    let (_, clear_tape) = Clear.bilinear_train(map, &x, &x, false).expect("clear");
+    let (_, clear_tape) = Clear::new()
+        .bilinear_train(map, &x, &x, false)
+        .expect("clear");
     let (_, rec_tape) =
         Gates::<u64>::bilinear_train(&mut Recorder::new(), map, &x, &x, false).expect("recorder");
     assert!(Gates::<u64>::bilinear_backward(&mut Recorder::new(), clear_tape, &x, &x).is_err());
-    assert!(Clear.bilinear_backward(rec_tape, &x, &x).is_err());
+    assert!(Clear::new().bilinear_backward(rec_tape, &x, &x).is_err());
 }
 
 #[test]

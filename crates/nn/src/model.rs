@@ -192,7 +192,8 @@ pub struct Config {
     /// (about 0.75-1 KB per ReLU element).
     pub max_gate_elems: usize,
     /// Rounding of the training truncations (gradients and parameter
-    /// updates; the forward pass always floors, as in inference).
+    /// updates; the forward pass floors, as in inference, unless
+    /// [`Rounding::Stochastic`]).
     pub rounding: Rounding,
     /// Which comparison gates ReLU, max-pool and argmax use (and, in
     /// training, which truncation gate): fewer rounds or fewer key bytes
@@ -255,11 +256,17 @@ impl std::fmt::Display for Variant {
     }
 }
 
-/// How a truncation by `f` bits rounds. Both are exact (the truncation gate
-/// has no error); they differ by the bias: flooring every parameter update
-/// moves each weight up by half an ulp per step on average, which adds up
-/// over an epoch; rounding to nearest (`+ 2^(f-1)` before the floor, a local
-/// addition) has no bias.
+/// How a training truncation by `f` bits rounds. `Floor` and `Nearest` are
+/// exact (the truncation gate has no error: the private run equals the
+/// cleartext fixed point bit for bit); they differ by the bias: flooring
+/// every parameter update moves each weight up by half an ulp per step on
+/// average, which adds up over an epoch; rounding to nearest (`+ 2^(f-1)`
+/// before the floor, a local addition) has no bias. `Stochastic` rounds up
+/// with probability `(x mod 2^f) / 2^f` (unbiased) with the one-round
+/// `trunc_stoch` gate, which needs no FSS key (24 B per element against
+/// 274-515 B) and applies to every truncation of a training step, the
+/// forward pass's too; the private run then equals the cleartext fixed point
+/// in distribution only (the coins are the dealer's masks).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
@@ -270,6 +277,10 @@ pub enum Rounding {
     Floor,
     /// `floor(x / 2^f + 1/2)`.
     Nearest,
+    /// `floor(x / 2^f)`, plus 1 with probability `(x mod 2^f) / 2^f`, in
+    /// every truncation of a training step (forward, backward, loss,
+    /// optimiser); inference still floors exactly.
+    Stochastic,
 }
 
 impl Default for Config {
@@ -308,6 +319,7 @@ impl Config {
         out.push(match rounding {
             Rounding::Floor => 0,
             Rounding::Nearest => 1,
+            Rounding::Stochastic => 2,
         });
         out.push(match variant {
             Variant::OneRound => 0,

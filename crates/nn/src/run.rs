@@ -81,7 +81,7 @@ pub fn forward_fixed(
     cfg: &Config,
 ) -> Result<Vec<u64>, NnError> {
     let params = Params::encode(model, w, cfg)?;
-    forward(&mut Clear, model, &params, x, batch, cfg)
+    forward(&mut Clear::new(), model, &params, x, batch, cfg)
 }
 
 /// One party's private forward pass: `x` is its share of the encoded input

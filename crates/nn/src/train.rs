@@ -12,13 +12,16 @@
 //! bits ([`Config::frac_bits`]); biases `2f` (as in inference: they are added
 //! to a product before its truncation). A product's backward gives the
 //! weight's gradient at `2f` bits; it is not truncated on its own but inside
-//! the optimiser's first truncation. Every truncation is an exact gate (no
-//! error, no failure probability): the one-round `trunc`, or with the
-//! small-key variant ([`crate::Variant::SmallKey`]) the two-round
-//! `trunc_small`, about half the key bytes, the same bits; [`Config::rounding`] says whether
-//! it floors or rounds to nearest (the default for training should be
-//! [`Rounding::Nearest`]: flooring the updates biases every weight upwards
-//! by half an ulp per step).
+//! the optimiser's first truncation. With [`Rounding::Floor`] or
+//! [`Rounding::Nearest`] every truncation is an exact gate (no error, no
+//! failure probability): the one-round `trunc`, or with the small-key
+//! variant ([`crate::Variant::SmallKey`]) the two-round `trunc_small`, about
+//! half the key bytes, the same bits; [`Config::rounding`] says whether it
+//! floors or rounds to nearest (flooring the updates biases every weight
+//! upwards by half an ulp per step). [`Rounding::Stochastic`] uses the
+//! one-round `trunc_stoch` gate for every truncation of the step: unbiased
+//! stochastic rounding, no FSS key (24 B per element), equal to the
+//! cleartext fixed point in distribution only.
 //!
 //! # Batch
 //!

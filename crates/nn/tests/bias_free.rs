@@ -273,7 +273,7 @@ fn bias_free_layers_have_no_bias_gradient() {
     let t = encode_targets(&labels, 3, loss, &cfg).expect("t");
     let run = |m: &Model, w: &Weights| {
         let p = Params::encode(m, w, &cfg).expect("encode");
-        ariann_nn::train::gradients(&mut Clear, m, &p, &xe, &t, batch, &cfg, loss)
+        ariann_nn::train::gradients(&mut Clear::new(), m, &p, &xe, &t, batch, &cfg, loss)
             .expect("fixed")
             .1
     };

@@ -112,7 +112,7 @@ fn check_gradients(loss: Loss, abs: f64, rel: f64) {
     let xe = encode_input(&x, &cfg).expect("x");
     let t = encode_targets(&labels, 4, loss, &cfg).expect("t");
     let (_, grads) =
-        ariann_nn::train::gradients(&mut Clear, &model, &params, &xe, &t, 8, &cfg, loss)
+        ariann_nn::train::gradients(&mut Clear::new(), &model, &params, &xe, &t, 8, &cfg, loss)
             .expect("fixed");
     let f = cfg.frac_bits;
     let mut worst = 0f64;
@@ -138,7 +138,7 @@ fn check_gradients(loss: Loss, abs: f64, rel: f64) {
 fn pool_backward(pool: &MaxPool2d, x: &[i64], shape: &[usize], dy: &[i64]) -> Vec<i64> {
     let cfg = Config::default();
     let params = Params::new();
-    let mut clear = Clear;
+    let mut clear = Clear::new();
     let mut ctx = Ctx {
         gates: &mut clear,
         params: &params,
@@ -244,7 +244,18 @@ fn private_vs_clear(model: &Model, batch: usize, steps: usize, cfg: &Config, tcf
         .collect();
     let lr = 0.05;
     for (x, t) in &batches {
-        train_step(&mut Clear, model, &mut clear, x, t, batch, cfg, tcfg, lr).expect("clear step");
+        train_step(
+            &mut Clear::new(),
+            model,
+            &mut clear,
+            x,
+            t,
+            batch,
+            cfg,
+            tcfg,
+            lr,
+        )
+        .expect("clear step");
     }
     let plan = train_plan(model, batch, cfg, tcfg).expect("plan");
     let (tx0, rx0) = sync_channel(2);
@@ -350,7 +361,18 @@ fn private_training_with_small_key_gates_equals_fixed_point() {
             let t = encode_targets(&l, 4, tcfg.loss, c).expect("t");
             let mut st = TrainState::new(Params::encode(&model, &w, c).expect("encode"));
             for _ in 0..2 {
-                train_step(&mut Clear, &model, &mut st, &xe, &t, 4, c, &tcfg, 0.05).expect("step");
+                train_step(
+                    &mut Clear::new(),
+                    &model,
+                    &mut st,
+                    &xe,
+                    &t,
+                    4,
+                    c,
+                    &tcfg,
+                    0.05,
+                )
+                .expect("step");
             }
             st
         })
@@ -501,7 +523,7 @@ fn bn_gradients(f: u32) {
         let xe = encode_input(&x, &cfg).expect("x");
         let t = encode_targets(&labels, 4, loss, &cfg).expect("t");
         let (_, grads) =
-            ariann_nn::train::gradients(&mut Clear, &model, &params, &xe, &t, 8, &cfg, loss)
+            ariann_nn::train::gradients(&mut Clear::new(), &model, &params, &xe, &t, 8, &cfg, loss)
                 .expect("fixed");
         let (mut worst, mut worst_buf) = (0f64, 0f64);
         for (name, _) in model.parameters() {
@@ -604,7 +626,15 @@ fn bn_training_loss_falls_and_the_model_runs_in_inference() {
         let xe = encode_input(&x, &cfg).expect("x");
         let t = encode_targets(&l, 4, tcfg.loss, &cfg).expect("t");
         train_step(
-            &mut Clear, &model, &mut state, &xe, &t, batch, &cfg, &tcfg, 0.1,
+            &mut Clear::new(),
+            &model,
+            &mut state,
+            &xe,
+            &t,
+            batch,
+            &cfg,
+            &tcfg,
+            0.1,
         )
         .expect("step");
     }
@@ -725,8 +755,18 @@ fn adam_fixed_point_follows_float_adam() {
             float.step(&model, &x, &l, &tcfg, lr).expect("float step");
             let xe = encode_input(&x, &cfg).expect("x");
             let t = encode_targets(&l, 4, loss, &cfg).expect("t");
-            train_step(&mut Clear, &model, &mut fixed, &xe, &t, 8, &cfg, &tcfg, lr)
-                .expect("fixed step");
+            train_step(
+                &mut Clear::new(),
+                &model,
+                &mut fixed,
+                &xe,
+                &t,
+                8,
+                &cfg,
+                &tcfg,
+                lr,
+            )
+            .expect("fixed step");
         }
         let got = ariann_nn::train::decode_params(&model, &fixed.params, &cfg).expect("decode");
         let (mut diff, mut norm, mut worst) = (0f64, 0f64, 0f64);
@@ -792,7 +832,15 @@ fn adam_training_lowers_the_loss() {
         let xe = encode_input(&x, &cfg).expect("x");
         let t = encode_targets(&l, 4, tcfg.loss, &cfg).expect("t");
         let out = train_step(
-            &mut Clear, &model, &mut state, &xe, &t, 8, &cfg, &tcfg, 0.01,
+            &mut Clear::new(),
+            &model,
+            &mut state,
+            &xe,
+            &t,
+            8,
+            &cfg,
+            &tcfg,
+            0.01,
         )
         .expect("step");
         let z: Vec<f64> = out

@@ -233,6 +233,9 @@ enum RoundingArg {
     Floor,
     /// Round to nearest.
     Nearest,
+    /// Stochastic rounding (one-round `trunc_stoch` gates, no FSS keys:
+    /// far fewer key bytes; equal to the fixed point in distribution only).
+    Stochastic,
 }
 
 /// `--optimizer`.
@@ -355,6 +358,7 @@ fn job_file_of(job: &Job) -> Result<JobFile> {
         rounding: job.rounding.map(|r| match r {
             RoundingArg::Floor => Rounding::Floor,
             RoundingArg::Nearest => Rounding::Nearest,
+            RoundingArg::Stochastic => Rounding::Stochastic,
         }),
         permute_relu_maxpool: job.permute_relu_maxpool,
         train: job.train,

@@ -244,7 +244,7 @@ pub fn train_clear(
                 .collect();
             let l: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
             train_step(
-                &mut Clear,
+                &mut Clear::new(),
                 model,
                 &mut state,
                 &encode_input(&x, cfg).expect("x"),

@@ -25,6 +25,21 @@
 //! opening of `c XOR m_c` (one bit per element, `m_c` a dealer bit) turns
 //! them into arithmetic shares, `c = e + (1 - 2e) m_c`. Same window, same
 //! output bit for bit (exact floor), one round and one bit per element more.
+//!
+//! # The stochastic truncation ([`TruncStochKey`], `trunc_stoch`, 1 round)
+//!
+//! Leaving the borrow `c` out of the formula above gives
+//! `floor(x / 2^f) + b` with `b = [x mod 2^f + r mod 2^f >= 2^f]`, the carry
+//! of the low bits of the dealer's uniform mask: `b` is 1 with probability
+//! exactly `(x mod 2^f) / 2^f`, i.e. **stochastic rounding** (unbiased, the
+//! rounding of low-precision training). No FSS key at all: three ring
+//! shares per element (24 B on `Z_2^64`), one opening. Unlike the local
+//! truncation of SecureML there is no large error: the wrap of the mask is
+//! still removed exactly through `r_msb`, so inside the `k`-bit window the
+//! output is always `floor` or `floor + 1`. The outputs are random (they
+//! depend on the dealer's mask), so a private run equals a cleartext run in
+//! distribution, not bit for bit: [`crate::Clear`] draws `b` from its own
+//! seeded generator with the same probability.
 
 use crate::bundle::GateDesc;
 use crate::codec::put_bits;
@@ -569,5 +584,317 @@ impl<R: Ring> KindKeys<R> for TruncSmallKey<R> {
             return Err(body_mismatch(desc, "f, window or element count"));
         }
         Ok(key)
+    }
+}
+
+// ------------------------------------- trunc_stoch: stochastic, no DCF at all
+
+/// One party's key for `m` **stochastic** truncations (`trunc_stoch`; see
+/// the module docs): one opening, three ring shares per element and no FSS
+/// key. The output reconstructs to `floor(x / 2^f) + b` where `b` is 1 with
+/// probability exactly `(x mod 2^f) / 2^f` (stochastic rounding, unbiased:
+/// its mean is `x / 2^f`), for every `x` in the `k`-bit window; `b` is the
+/// low bits' carry `[x mod 2^f + r mod 2^f >= 2^f]` of the dealer's uniform
+/// mask, which neither party learns.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct TruncStochKey<R: Ring> {
+    #[zeroize(skip)]
+    pub(crate) party: Party,
+    #[zeroize(skip)]
+    pub(crate) f: u32,
+    #[zeroize(skip)]
+    pub(crate) k: u32,
+    /// Share of the mask `r`.
+    pub(crate) r: Vec<R>,
+    /// Share of `r >> f` (logical).
+    pub(crate) r_hi: Vec<R>,
+    /// Share of the top bit of `r`.
+    pub(crate) r_msb: Vec<R>,
+}
+
+impl<R: Ring> core::fmt::Debug for TruncStochKey<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TruncStochKey")
+            .field("party", &self.party)
+            .field("f", &self.f)
+            .field("k", &self.k)
+            .field("len", &self.r.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ring vectors per element in a [`TruncStochKey`].
+const TRUNC_STOCH_RING: usize = 3;
+
+impl<R: Ring> TruncStochKey<R> {
+    /// Dealer: keys for `m` stochastic truncations by `f` bits of values in
+    /// a `k`-bit signed window (`1 <= f < k <= BITS - 1`).
+    pub fn generate<G: Rng + CryptoRng + ?Sized>(
+        f: u32,
+        k: u32,
+        m: usize,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        check_params::<R>(f, k)?;
+        let r: Vec<R> = (0..m).map(|_| R::random(rng)).collect();
+        let r_hi: Vec<R> = r.iter().map(|v| v.shr(f)).collect();
+        let r_msb: Vec<R> = r.iter().map(|v| v.shr(R::BITS - 1)).collect();
+        let (r0, r1) = split(&r, rng);
+        let (h0, h1) = split(&r_hi, rng);
+        let (s0, s1) = split(&r_msb, rng);
+        let key = |party, r, r_hi, r_msb| Self {
+            party,
+            f,
+            k,
+            r,
+            r_hi,
+            r_msb,
+        };
+        Ok((key(Party::P0, r0, h0, s0), key(Party::P1, r1, h1, s1)))
+    }
+
+    /// Number of gates.
+    pub fn len(&self) -> usize {
+        self.r.len()
+    }
+    /// True if the key holds no gate.
+    pub fn is_empty(&self) -> bool {
+        self.r.is_empty()
+    }
+    /// Key bytes held by this party: three ring shares per element.
+    pub fn key_bytes(&self) -> usize {
+        self.len() * TRUNC_STOCH_RING * (R::BITS as usize / 8)
+    }
+
+    /// Cost of `m` stochastic truncations (see [`crate::cost`]): one round,
+    /// one ring element per element sent; the key body is `f`, `k`, `m`,
+    /// `r[m]`, `r_hi[m]`, `r_msb[m]`.
+    pub fn cost(f: u32, k: u32, m: usize) -> Result<GateCost, MpcError> {
+        check_params::<R>(f, k)?;
+        let (mm, w) = (cost::size(m)?, cost::ring_bytes::<R>());
+        let what = "truncation (stochastic) key";
+        let ring = cost::mul(TRUNC_STOCH_RING as u64, w, what)?;
+        let keys = cost::mul(mm, ring, what)?;
+        Ok(GateCost {
+            rounds: 1,
+            bytes_sent: cost::mul(mm, w, what)?,
+            key_bytes: keys,
+            encoded_bytes: cost::sum(&[U32 + U32 + U64, keys], what)?,
+        })
+    }
+
+    /// Local step 1: the share to open, `x_b + r_b (+ 2^(k-1) for party 0)`.
+    pub fn mask(&self, x_share: &[R]) -> Result<Vec<R>, MpcError> {
+        check_len("truncation input", self.len(), x_share.len())?;
+        let offset = if self.party == Party::P0 {
+            R::from_u64(1u64 << (self.k - 1))
+        } else {
+            R::ZERO
+        };
+        Ok(x_share
+            .iter()
+            .zip(&self.r)
+            .map(|(x, r)| x.wadd(*r).wadd(offset))
+            .collect())
+    }
+
+    /// Local step 2: from the opened `y^ = y + r`, this party's share of
+    /// `floor(x / 2^f) + b`: `(y^ >> f) - (r >> f) + 2^(B-f) w - 2^(k-1-f)`,
+    /// the exact gate's formula without its borrow `c`. That borrow
+    /// `[y^ mod 2^f < r mod 2^f]` is the carry of `x mod 2^f + r mod 2^f`,
+    /// so leaving it in gives `b`.
+    pub fn finish(&self, opened: &[R]) -> Result<Vec<R>, MpcError> {
+        let n = self.len();
+        check_len("truncation opened values", n, opened.len())?;
+        let p0 = self.party == Party::P0;
+        // 2^(B - f), with 1 <= f so the shift is at most 63.
+        let top = R::from_u64(1u64 << (R::BITS - self.f));
+        let half_shifted = R::from_u64(1u64 << (self.k - 1 - self.f));
+        Ok((0..n)
+            .map(|i| {
+                let y = opened[i];
+                let w = if y.shr(R::BITS - 1) == R::ZERO {
+                    self.r_msb[i]
+                } else {
+                    R::ZERO
+                };
+                let public = if p0 {
+                    y.shr(self.f).wsub(half_shifted)
+                } else {
+                    R::ZERO
+                };
+                public.wsub(self.r_hi[i]).wadd(top.wmul(w))
+            })
+            .collect())
+    }
+
+    /// The whole gate over a transport: one round, one ring element per
+    /// element.
+    pub fn eval<T: Transport + ?Sized>(
+        &self,
+        t: &mut T,
+        x_share: &[R],
+    ) -> Result<Vec<R>, MpcError> {
+        check_party(self.party, t.party())?;
+        let opened = open(t, &self.mask(x_share)?, R::BITS)?;
+        self.finish(&opened)
+    }
+
+    /// Key body: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.f);
+        put_u32(out, self.k);
+        put_usize(out, self.r.len());
+        put_ring(out, &self.r);
+        put_ring(out, &self.r_hi);
+        put_ring(out, &self.r_msb);
+    }
+
+    /// Reads a body written by [`TruncStochKey::write`].
+    pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
+        let f = rd.u32("truncation (stochastic) f")?;
+        let k = rd.u32("truncation (stochastic) k")?;
+        if !(f >= 1 && f < k && k < R::BITS) {
+            return Err(MpcError::Codec(format!(
+                "truncation (stochastic) f = {f}, k = {k} (need 1 <= f < k <= {})",
+                R::BITS - 1
+            )));
+        }
+        let m = rd.count(
+            TRUNC_STOCH_RING * (R::BITS as usize / 8),
+            "truncation (stochastic) elements",
+        )?;
+        Ok(TruncStochKey {
+            party,
+            f,
+            k,
+            r: rd.ring(m, "truncation (stochastic) r")?,
+            r_hi: rd.ring(m, "truncation (stochastic) r_hi")?,
+            r_msb: rd.ring(m, "truncation (stochastic) r_msb")?,
+        })
+    }
+}
+
+impl<R: Ring> KindKeys<R> for TruncStochKey<R> {
+    fn deal<G: Rng + CryptoRng + ?Sized>(
+        desc: &GateDesc,
+        rng: &mut G,
+    ) -> Result<(Self, Self), MpcError> {
+        let GateDesc::TruncStoch { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::TruncStoch));
+        };
+        Self::generate(f, k, m, rng)
+    }
+
+    fn cost(desc: &GateDesc) -> Result<GateCost, MpcError> {
+        let GateDesc::TruncStoch { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::TruncStoch));
+        };
+        Self::cost(f, k, m)
+    }
+
+    fn key_size(&self) -> usize {
+        self.key_bytes()
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
+        let GateDesc::TruncStoch { m, f, k } = *desc else {
+            return Err(other_kind(desc, GateKind::TruncStoch));
+        };
+        let key = Self::read(rd, party)?;
+        if key.f != f || key.k != k || key.r.len() != m {
+            return Err(body_mismatch(desc, "f, window or element count"));
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod stoch_tests {
+    use super::*;
+    use crate::open::low_mask;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    /// Reconstructs both parties' `finish` without a transport.
+    fn run(k0: &TruncStochKey<u64>, k1: &TruncStochKey<u64>, x: &[u64]) -> Vec<u64> {
+        let mut rng = ChaCha20Rng::seed_from_u64(99);
+        let (x0, x1) = split(x, &mut rng);
+        let (m0, m1) = (k0.mask(&x0).unwrap(), k1.mask(&x1).unwrap());
+        let opened: Vec<u64> = m0
+            .iter()
+            .zip(&m1)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect();
+        let (o0, o1) = (k0.finish(&opened).unwrap(), k1.finish(&opened).unwrap());
+        o0.iter()
+            .zip(&o1)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect()
+    }
+
+    /// Exhaustive on a small window, each output checked against the exact
+    /// formula with the dealer's mask: `floor(x / 2^f) + carry(x, r)`.
+    #[test]
+    fn exact_formula_on_every_input_of_a_small_window() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        for (f, k) in [(1u32, 4u32), (3, 8), (5, 12), (12, 40)] {
+            let xs: Vec<u64> = if k <= 12 {
+                (-(1i64 << (k - 1))..(1i64 << (k - 1)))
+                    .map(|v| v as u64)
+                    .collect()
+            } else {
+                (0..4096)
+                    .map(|_| (rng.random::<u64>() >> (65 - k)).wrapping_sub(1 << (k - 2)))
+                    .collect()
+            };
+            for _ in 0..8 {
+                let (k0, k1) = TruncStochKey::<u64>::generate(f, k, xs.len(), &mut rng).unwrap();
+                let out = run(&k0, &k1, &xs);
+                for (i, &x) in xs.iter().enumerate() {
+                    let r = k0.r[i].wrapping_add(k1.r[i]);
+                    let carry = u64::from((x & low_mask(f)) + (r & low_mask(f)) >= 1 << f);
+                    let want = ((x as i64) >> f) as u64 + carry;
+                    assert_eq!(out[i], want, "x = {} f = {f} k = {k}", x as i64);
+                }
+            }
+        }
+    }
+
+    /// Unbiased: over fresh masks the mean output is `x / 2^f`.
+    #[test]
+    fn rounds_up_with_the_probability_of_the_low_bits() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let f = 4;
+        let n = 20_000;
+        for x in [-17i64, -16, -1, 0, 1, 5, 8, 15, 300] {
+            let xs = vec![x as u64; n];
+            let (k0, k1) = TruncStochKey::<u64>::generate(f, 20, n, &mut rng).unwrap();
+            let out = run(&k0, &k1, &xs);
+            let floor = x >> f;
+            let ups = out
+                .iter()
+                .map(|&o| {
+                    let d = (o as i64) - floor;
+                    assert!(
+                        d == 0 || d == 1,
+                        "x = {x}: output {} not floor or floor + 1",
+                        o as i64
+                    );
+                    d as f64
+                })
+                .sum::<f64>();
+            let p = (x.rem_euclid(1 << f)) as f64 / f64::from(1u32 << f);
+            let sd = (p * (1.0 - p) / n as f64).sqrt().max(1e-9);
+            assert!(
+                ((ups / n as f64) - p).abs() <= 5.0 * sd + 1e-12,
+                "x = {x}: {} vs {p}",
+                ups / n as f64
+            );
+        }
     }
 }

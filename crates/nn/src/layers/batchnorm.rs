@@ -130,7 +130,11 @@ fn trunc(ctx: &mut Ctx<'_>, z: &[u64], bits: u32) -> Result<Vec<u64>, NnError> {
     };
     let mut out = Vec::with_capacity(z.len());
     for r in chunks(z.len(), ctx.cfg.max_gate_elems) {
-        out.extend(ctx.gates.truncate(&z[r], bits, KT)?);
+        out.extend(if ctx.cfg.rounding == Rounding::Stochastic {
+            ctx.gates.truncate_stochastic(&z[r], bits, KT)?
+        } else {
+            ctx.gates.truncate(&z[r], bits, KT)?
+        });
     }
     Ok(out)
 }

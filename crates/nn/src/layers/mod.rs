@@ -439,11 +439,13 @@ pub(crate) fn truncate_grad(ctx: &mut Ctx<'_>, z: &[u64]) -> Result<Vec<u64>, Nn
     }
 }
 
-/// Exact truncations by `bits` in training (forward products, backward
+/// Truncations by `bits` in training (forward products, backward
 /// products, loss and optimiser), in bundles of at most `max_gate_elems`
 /// elements on the `k_trunc`-bit window: the one-round `trunc` gate, or with
 /// the small-key variant the two-round `trunc_small` (a 1-bit borrow DCF,
-/// about half the key bytes). Both are the exact floor: the same bits.
+/// about half the key bytes); both are the exact floor, the same bits. With
+/// [`Rounding::Stochastic`](crate::Rounding::Stochastic), the one-round
+/// `trunc_stoch` (no FSS key) for either variant.
 pub(crate) fn truncate_train(ctx: &mut Ctx<'_>, z: &[u64], bits: u32) -> Result<Vec<u64>, NnError> {
     let k = ctx.cfg.k_trunc;
     truncate_train_k(ctx, z, bits, k)
@@ -458,9 +460,12 @@ pub(crate) fn truncate_train_k(
 ) -> Result<Vec<u64>, NnError> {
     let mut out = Vec::with_capacity(z.len());
     for r in chunks(z.len(), ctx.cfg.max_gate_elems) {
-        out.extend(match ctx.cfg.variant {
-            Variant::OneRound => ctx.gates.truncate(&z[r], bits, k)?,
-            Variant::SmallKey => ctx.gates.truncate_small(&z[r], bits, k)?,
+        out.extend(match (ctx.cfg.rounding, ctx.cfg.variant) {
+            (crate::model::Rounding::Stochastic, _) => {
+                ctx.gates.truncate_stochastic(&z[r], bits, k)?
+            }
+            (_, Variant::OneRound) => ctx.gates.truncate(&z[r], bits, k)?,
+            (_, Variant::SmallKey) => ctx.gates.truncate_small(&z[r], bits, k)?,
         });
     }
     Ok(out)
