@@ -216,9 +216,33 @@ fn share(v: &[u64], rng: &mut ChaCha8Rng) -> (Vec<u64>, Vec<u64>) {
 }
 
 /// `steps` private training steps with keys streamed per step from a
-/// dealer thread, against the same steps on the cleartext backend; returns
-/// the reconstructed parameters of both.
+/// dealer thread, against the same steps on the cleartext backend: bit for
+/// bit (parameters and optimiser state).
 fn private_vs_clear(model: &Model, batch: usize, steps: usize, cfg: &Config, tcfg: &TrainConfig) {
+    let (s0, s1, clear) = private_and_clear(model, batch, steps, cfg, tcfg, &mut Clear::new());
+    let got = Params::reconstruct(&s0.params, &s1.params).expect("reconstruct");
+    assert!(
+        got == clear.params,
+        "private training equals fixed point bit for bit"
+    );
+    let v = Params::reconstruct(&s0.velocity, &s1.velocity).expect("reconstruct");
+    assert!(v == clear.velocity, "the optimiser state too");
+    let v2 = Params::reconstruct(&s0.second_moment, &s1.second_moment).expect("reconstruct");
+    assert!(v2 == clear.second_moment, "and Adam's second moment");
+    assert_eq!((s0.steps, s1.steps), (clear.steps, clear.steps));
+}
+
+/// `steps` private training steps with keys streamed per step from a
+/// dealer thread, and the same steps on `clear_backend`: both parties'
+/// states and the cleartext state.
+fn private_and_clear(
+    model: &Model,
+    batch: usize,
+    steps: usize,
+    cfg: &Config,
+    tcfg: &TrainConfig,
+    clear_backend: &mut Clear,
+) -> (TrainState, TrainState, TrainState) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let w = Weights::random(model, &mut rng);
     let classes = 4;
@@ -244,18 +268,8 @@ fn private_vs_clear(model: &Model, batch: usize, steps: usize, cfg: &Config, tcf
         .collect();
     let lr = 0.05;
     for (x, t) in &batches {
-        train_step(
-            &mut Clear::new(),
-            model,
-            &mut clear,
-            x,
-            t,
-            batch,
-            cfg,
-            tcfg,
-            lr,
-        )
-        .expect("clear step");
+        train_step(clear_backend, model, &mut clear, x, t, batch, cfg, tcfg, lr)
+            .expect("clear step");
     }
     let plan = train_plan(model, batch, cfg, tcfg).expect("plan");
     let (tx0, rx0) = sync_channel(2);
@@ -301,16 +315,79 @@ fn private_vs_clear(model: &Model, batch: usize, steps: usize, cfg: &Config, tcf
         let m1: Vec<_> = shares.iter().map(|(_, b)| b.clone()).collect();
         run_two_party(|t| run(t, rx0, p0, m0), |t| run(t, rx1, p1, m1))
     });
-    let got = Params::reconstruct(&s0.params, &s1.params).expect("reconstruct");
-    assert!(
-        got == clear.params,
-        "private training equals fixed point bit for bit"
-    );
-    let v = Params::reconstruct(&s0.velocity, &s1.velocity).expect("reconstruct");
-    assert!(v == clear.velocity, "the optimiser state too");
-    let v2 = Params::reconstruct(&s0.second_moment, &s1.second_moment).expect("reconstruct");
-    assert!(v2 == clear.second_moment, "and Adam's second moment");
-    assert_eq!((s0.steps, s1.steps), (clear.steps, clear.steps));
+    (s0, s1, clear)
+}
+
+/// Largest difference as a real number between two stores of the same
+/// names (weights and velocities at `f` fractional bits, biases at `2f`).
+fn max_diff(a: &Params, b: &Params, f: u32) -> f64 {
+    let mut worst = 0f64;
+    for (name, t) in a.iter() {
+        let u = b.get(name).expect("same names");
+        let bits = if name.ends_with(".bias") { 2 * f } else { f };
+        for (x, y) in t.as_slice().iter().zip(u.as_slice()) {
+            let d = (x.wrapping_sub(*y) as i64).unsigned_abs() as f64;
+            worst = worst.max(d / 2f64.powi(bits as i32));
+        }
+    }
+    worst
+}
+
+/// Stochastic rounding (`trunc_stoch` for every truncation of a step): the
+/// private steps consume a plan whose only truncation gate is `trunc_stoch`;
+/// they are not the cleartext steps bit for bit (the coins are the
+/// dealer's masks) but stay within a few ulps of them and of the exact
+/// rounding-to-nearest steps, on both variants. A truncation that fails
+/// (a wrap: `2^(64-f)`) or that is biased would be far outside.
+#[test]
+fn private_training_with_stochastic_rounding_follows_fixed_point() {
+    let tcfg = TrainConfig {
+        loss: Loss::CrossEntropy,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        optimizer: Optimizer::Sgd,
+    };
+    for variant in [Variant::OneRound, Variant::SmallKey] {
+        let stoch = Config {
+            rounding: Rounding::Stochastic,
+            variant,
+            ..cfg()
+        };
+        let plan = train_plan(&small_model(), 4, &stoch, &tcfg).expect("plan");
+        let kinds: Vec<&str> = plan.gates.iter().map(|g| g.kind().name()).collect();
+        assert!(kinds.contains(&"trunc_stoch"), "{kinds:?}");
+        assert!(!kinds.contains(&"trunc") && !kinds.contains(&"trunc_small"));
+        let (s0, s1, clear) = private_and_clear(
+            &small_model(),
+            4,
+            3,
+            &stoch,
+            &tcfg,
+            &mut Clear::stochastic(9),
+        );
+        let private = Params::reconstruct(&s0.params, &s1.params).expect("reconstruct");
+        let v = Params::reconstruct(&s0.velocity, &s1.velocity).expect("reconstruct");
+        // The exact rounding to nearest on the same data.
+        let (_, _, nearest) =
+            private_and_clear(&small_model(), 4, 3, &cfg(), &tcfg, &mut Clear::new());
+        let f = stoch.frac_bits;
+        let (d_clear, d_near) = (
+            max_diff(&private, &clear.params, f),
+            max_diff(&private, &nearest.params, f),
+        );
+        let d_vel = max_diff(&v, &clear.velocity, f);
+        eprintln!(
+            "{variant}: stochastic private vs stochastic clear {d_clear:.2e} (velocity {d_vel:.2e}), \
+             vs nearest {d_near:.2e}, nearest vs stochastic clear {:.2e} (one ulp {:.2e})",
+            max_diff(&nearest.params, &clear.params, f),
+            2f64.powi(-(f as i32))
+        );
+        assert!(
+            private != clear.params,
+            "the coins are the dealer's, not Clear's"
+        );
+        assert!(d_clear <= 1e-3 && d_near <= 1e-3 && d_vel <= 1e-3);
+    }
 }
 
 #[test]
