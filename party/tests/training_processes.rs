@@ -365,6 +365,62 @@ fn adam_through_the_dealer_equals_the_cleartext_fixed_point_run() {
     assert_ne!(got, f.weights, "the weights moved");
 }
 
+/// Stochastic rounding through the binaries (`--rounding stochastic` at the
+/// dealer and both parties: `trunc_stoch` keys, no FSS key for any
+/// truncation): the revealed weights follow the cleartext fixed-point run
+/// with its own coins within a few ulps (not bit for bit: the private coins
+/// are the dealer's masks), and they moved.
+#[test]
+fn stochastic_rounding_through_the_dealer_follows_the_fixed_point_run() {
+    let f = Fixture::new(Dtype::U8);
+    let spec = "ce --rounding stochastic";
+    let (dealer, addr) = f.dealer(spec);
+    let keys = [0, 1].map(|_| vec!["--dealer".to_string(), addr.clone()]);
+    let init = f.path("init.safetensors").display().to_string();
+    let out = f.path("stoch.safetensors").display().to_string();
+    let mut p1 = data_owner(&f);
+    p1.extend([
+        "--reveal-to".into(),
+        "1".into(),
+        "--out".into(),
+        out.clone(),
+    ]);
+    let [r0, r1] = f.run(
+        spec,
+        keys,
+        &["--weights", &init, "--reveal-to", "1"],
+        &s(&p1),
+    );
+    let d = wait(dealer, "the dealer");
+    ok(&r0, "party 0");
+    ok(&r1, "party 1");
+    ok(&d, "the dealer");
+    let mut j = job(Loss::CrossEntropy, Reveal::To(Party::P1));
+    j.cfg.rounding = Rounding::Stochastic;
+    let want = decode_params(
+        &j.model,
+        &train_clear(&j, &f.weights, &f.images, &f.labels, SHUFFLE),
+        &j.cfg,
+    )
+    .expect("decode");
+    let got = Weights::from_safetensors(&std::fs::read(&out).expect("party 1 wrote the weights"))
+        .expect("weights");
+    let mut worst = 0f32;
+    for (name, _, t) in got.iter() {
+        let (_, w) = want.get(name).expect("same names");
+        for (a, b) in t.iter().zip(w) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!("stochastic rounding: revealed vs cleartext run, largest difference {worst:.2e}");
+    assert!(
+        worst <= 1e-3,
+        "revealed weights far from the fixed-point run: {worst}"
+    );
+    assert_ne!(got, want, "the private coins are the dealer's");
+    assert_ne!(got, f.weights, "the weights moved");
+}
+
 #[test]
 fn training_with_key_files_keeps_shares_that_add_up_to_the_cleartext_run() {
     let f = Fixture::new(Dtype::I64);

@@ -43,7 +43,14 @@ impl Weights {
         Ok(())
     }
 
-    /// A tensor by name.
+    /// Every tensor in name order: its name, shape and values.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[usize], &[f32])> {
+        self.tensors
+            .iter()
+            .map(|(n, (s, d))| (n.as_str(), s.as_slice(), d.as_slice()))
+    }
+
+    /// The tensor named `name`: its shape and values.
     pub fn get(&self, name: &str) -> Option<(&[usize], &[f32])> {
         self.tensors
             .get(name)

@@ -235,6 +235,9 @@ pub fn train_clear(
     let mut rng = ChaCha20Rng::seed_from_u64(shuffle_seed);
     let len = model.input_len();
     let classes = job.classes().expect("classes");
+    // Coins for stochastic rounding (the private run's are the dealer's:
+    // the same distribution, other bits); unused by exact rounding.
+    let mut clear = Clear::stochastic(shuffle_seed);
     for epoch in 0..job.epochs {
         let order = epoch_order(&mut rng, job.images);
         for idx in order.chunks_exact(batch) {
@@ -244,7 +247,7 @@ pub fn train_clear(
                 .collect();
             let l: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
             train_step(
-                &mut Clear::new(),
+                &mut clear,
                 model,
                 &mut state,
                 &encode_input(&x, cfg).expect("x"),
