@@ -21,6 +21,7 @@ use crate::gates::train;
 use crate::transport::Transport;
 use ariann_ring::{Ring, RingTensor};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 /// One party's side of a job in progress.
 #[derive(Debug)]
@@ -34,6 +35,9 @@ pub struct Session<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized
     weight_gates: BTreeMap<String, u64>,
     /// The weight openings kept for reuse, by plan index.
     weights: WeightMasks<R>,
+    /// Time spent waiting for bundles, if counted
+    /// ([`Session::with_key_timing`]).
+    key_wait: Option<Duration>,
 }
 
 impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Session<'a, T, S, R> {
@@ -46,7 +50,21 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             reuse: false,
             weight_gates: BTreeMap::new(),
             weights: WeightMasks::new(),
+            key_wait: None,
         }
+    }
+
+    /// This session, counting the time spent waiting for key bundles
+    /// ([`Session::key_wait`]; two clock reads per gate), for profiling.
+    pub fn with_key_timing(mut self) -> Self {
+        self.key_wait = Some(Duration::ZERO);
+        self
+    }
+
+    /// Time spent waiting for key bundles so far (zero unless
+    /// [`Session::with_key_timing`]).
+    pub fn key_wait(&self) -> Duration {
+        self.key_wait.unwrap_or_default()
     }
 
     /// This session with weight masks reused across products
@@ -95,7 +113,16 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             index: self.next,
             gate,
         };
-        let key = self.source.next_bundle(self.transport.party(), &tag)?;
+        let party = self.transport.party();
+        let key = match &mut self.key_wait {
+            None => self.source.next_bundle(party, &tag)?,
+            Some(waited) => {
+                let start = Instant::now();
+                let key = self.source.next_bundle(party, &tag);
+                *waited += start.elapsed();
+                key?
+            }
+        };
         self.next += 1;
         Ok(key)
     }
