@@ -780,6 +780,7 @@ pub fn train_step(
         batch,
         cfg,
         path: String::new(),
+        profile: None,
     };
     update_buffers(&mut state.params, &grads)?;
     match tcfg.optimizer {
@@ -822,6 +823,7 @@ pub fn gradients(
         batch,
         cfg,
         path: String::new(),
+        profile: None,
     };
     let (z, _, tapes) =
         forward_train_layers(&mut ctx, &model.layers, "", x.to_vec(), &model.input, false)?;
