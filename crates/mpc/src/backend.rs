@@ -52,6 +52,11 @@ pub struct Probe {
     /// Time spent waiting for key bundles, if the session counts it
     /// ([`Session::with_key_timing`]).
     pub key_wait: Duration,
+    /// Time spent in product gates (triples: masking, the opening and the
+    /// ring products), if the session counts it ([`Session::product_time`]).
+    pub product_time: Duration,
+    /// The part of [`Probe::product_time`] inside the transport's exchanges.
+    pub product_exchange_time: Duration,
 }
 
 /// The operations a layer calls, on shares (or on clear values, or on
@@ -346,6 +351,8 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
             comm: self.transport().stats(),
             exchange_time: self.transport().exchange_time(),
             key_wait: self.key_wait(),
+            product_time: self.product_time().0,
+            product_exchange_time: self.product_time().1,
         }
     }
     fn bilinear(

@@ -35,9 +35,19 @@ pub struct Session<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized
     weight_gates: BTreeMap<String, u64>,
     /// The weight openings kept for reuse, by plan index.
     weights: WeightMasks<R>,
-    /// Time spent waiting for bundles, if counted
-    /// ([`Session::with_key_timing`]).
-    key_wait: Option<Duration>,
+    /// Times for a profile, if counted ([`Session::with_key_timing`]).
+    timing: Option<Timing>,
+}
+
+/// What a timed session counts ([`Session::with_key_timing`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Timing {
+    /// Waiting for key bundles.
+    key_wait: Duration,
+    /// Evaluating product gates (after their key arrived).
+    products: Duration,
+    /// The transport's exchange time during product gates.
+    product_exchanges: Duration,
 }
 
 impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Session<'a, T, S, R> {
@@ -50,21 +60,45 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             reuse: false,
             weight_gates: BTreeMap::new(),
             weights: WeightMasks::new(),
-            key_wait: None,
+            timing: None,
         }
     }
 
-    /// This session, counting the time spent waiting for key bundles
-    /// ([`Session::key_wait`]; two clock reads per gate), for profiling.
+    /// This session, counting for a profile the time spent waiting for key
+    /// bundles ([`Session::key_wait`]) and in product gates
+    /// ([`Session::product_time`]): two clock reads per gate.
     pub fn with_key_timing(mut self) -> Self {
-        self.key_wait = Some(Duration::ZERO);
+        self.timing = Some(Timing::default());
         self
     }
 
     /// Time spent waiting for key bundles so far (zero unless
     /// [`Session::with_key_timing`]).
     pub fn key_wait(&self) -> Duration {
-        self.key_wait.unwrap_or_default()
+        self.timing.map(|t| t.key_wait).unwrap_or_default()
+    }
+
+    /// Time spent evaluating product gates (`triple`, `triple_reuse`; from
+    /// their key's arrival to their output) so far, and the transport's
+    /// exchange time within it (zero unless [`Session::with_key_timing`]).
+    pub fn product_time(&self) -> (Duration, Duration) {
+        self.timing
+            .map(|t| (t.products, t.product_exchanges))
+            .unwrap_or_default()
+    }
+
+    /// Starts timing a product gate, if timed.
+    fn product_start(&self) -> Option<(Instant, Duration)> {
+        self.timing
+            .map(|_| (Instant::now(), self.transport.exchange_time()))
+    }
+
+    /// Ends timing a product gate.
+    fn product_end(&mut self, start: Option<(Instant, Duration)>) {
+        if let (Some(t), Some((at, ex))) = (self.timing.as_mut(), start) {
+            t.products += at.elapsed();
+            t.product_exchanges += self.transport.exchange_time().saturating_sub(ex);
+        }
     }
 
     /// This session with weight masks reused across products
@@ -114,12 +148,12 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             gate,
         };
         let party = self.transport.party();
-        let key = match &mut self.key_wait {
+        let key = match &mut self.timing {
             None => self.source.next_bundle(party, &tag)?,
-            Some(waited) => {
+            Some(timing) => {
                 let start = Instant::now();
                 let key = self.source.next_bundle(party, &tag);
-                *waited += start.elapsed();
+                timing.key_wait += start.elapsed();
                 key?
             }
         };
@@ -188,7 +222,12 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
     ) -> Result<RingTensor<R>, MpcError> {
         let gate = GateDesc::Triple(map);
         match self.key(gate)? {
-            GateKey::Triple(key) => key.eval(self.transport, x, y),
+            GateKey::Triple(key) => {
+                let start = self.product_start();
+                let z = key.eval(self.transport, x, y);
+                self.product_end(start);
+                z
+            }
             _ => Err(Self::wrong(gate)),
         }
     }
@@ -208,7 +247,10 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         let index = self.next;
         match self.key(gate)? {
             GateKey::Triple(key) => {
-                let z = eval_keeping(&key, self.transport, x, y, index, &mut self.weights)?;
+                let start = self.product_start();
+                let z = eval_keeping(&key, self.transport, x, y, index, &mut self.weights);
+                self.product_end(start);
+                let z = z?;
                 Ok((z, index))
             }
             _ => Err(Self::wrong(gate)),
@@ -232,7 +274,12 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         check_bilinear(&map, x, y)?;
         let gate = GateDesc::TripleReuse { map, from };
         match self.key(gate)? {
-            GateKey::TripleReuse(key) => key.eval(self.transport, x, y, &self.weights),
+            GateKey::TripleReuse(key) => {
+                let start = self.product_start();
+                let z = key.eval(self.transport, x, y, &self.weights);
+                self.product_end(start);
+                z
+            }
             _ => Err(Self::wrong(gate)),
         }
     }

@@ -33,6 +33,11 @@ pub struct LayerProfile {
     /// Time waiting for key bundles, if the session counts it
     /// ([`ariann_mpc::Session::with_key_timing`]).
     pub key_wait_seconds: f64,
+    /// Time in the layer's product gates (triples) outside exchanges: this
+    /// party's masking and its two ring products per product (matrix
+    /// products, convolutions as im2col and a product), if the session
+    /// counts it ([`ariann_mpc::Session::with_key_timing`]).
+    pub product_seconds: f64,
     /// The plan indices of the layer's gates.
     pub gates: Range<u64>,
     /// The layer's rounds and bytes.
@@ -48,6 +53,14 @@ impl LayerProfile {
     /// local work (ring products, FSS evaluations, masking).
     pub fn compute_seconds(&self) -> f64 {
         (self.seconds - self.exchange_seconds - self.key_wait_seconds).max(0.0)
+    }
+
+    /// Local work outside product gates: FSS evaluations of the
+    /// comparison and truncation gates, their masking, and the layer's
+    /// local arithmetic ([`LayerProfile::compute_seconds`] less
+    /// [`LayerProfile::product_seconds`]).
+    pub fn other_compute_seconds(&self) -> f64 {
+        (self.compute_seconds() - self.product_seconds).max(0.0)
     }
 }
 
@@ -97,6 +110,7 @@ impl Profiler {
             seconds: 0.0,
             exchange_seconds: 0.0,
             key_wait_seconds: 0.0,
+            product_seconds: 0.0,
             gates: 0..0,
             comm: CommStats::default(),
             fused_truncation,
@@ -120,6 +134,9 @@ impl Profiler {
             row.seconds = seconds;
             row.exchange_seconds = secs(now.exchange_time, mark.probe.exchange_time);
             row.key_wait_seconds = secs(now.key_wait, mark.probe.key_wait);
+            row.product_seconds = (secs(now.product_time, mark.probe.product_time)
+                - secs(now.product_exchange_time, mark.probe.product_exchange_time))
+            .max(0.0);
             row.gates = mark.probe.gates..now.gates;
             row.comm = now.comm.since(&mark.probe.comm);
         }

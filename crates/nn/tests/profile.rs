@@ -176,7 +176,14 @@ fn per_layer_profile_adds_up_to_the_run() {
         // within the run's.
         for r in &rows {
             assert!(r.exchange_seconds + r.key_wait_seconds <= r.seconds + 1e-6);
-            assert!(r.compute_seconds() >= 0.0);
+            assert!(
+                r.product_seconds <= r.compute_seconds() + 1e-6,
+                "{}",
+                r.name
+            );
+            // Product time only where there are products.
+            let products = matches!(r.kind, "Conv2d" | "Linear" | "Residual");
+            assert_eq!(r.product_seconds > 0.0, products, "{variant}: {}", r.name);
         }
         let layers: f64 = top.iter().map(|r| r.seconds).sum();
         assert!(layers <= seconds + 1e-6, "{layers} > {seconds}");
@@ -232,8 +239,7 @@ fn untimed_profile_has_counters_and_no_waits() {
     let ((rows, total), _) = run_two_party(|t| run(t, &mut s0, &w0), |t| run(t, &mut s1, &w1));
     let top: Vec<&LayerProfile> = rows.iter().filter(|r| r.depth == 0).collect();
     assert_eq!(sum(&top), total);
-    assert!(
-        rows.iter()
-            .all(|r| r.exchange_seconds == 0.0 && r.key_wait_seconds == 0.0)
-    );
+    assert!(rows.iter().all(|r| r.exchange_seconds == 0.0
+        && r.key_wait_seconds == 0.0
+        && r.product_seconds == 0.0));
 }
