@@ -10,7 +10,22 @@
 //! cargo run --release --example zoo -- --models resnet18 --batch 4
 //! cargo run --release --example zoo -- --keys streamed     # or ahead, auto (default)
 //! cargo run --release --example zoo -- --variant small-key  # or one-round; default both
+//! cargo run --release --example zoo -- --models resnet20 --batch 8 --profile --no-wan
 //! ```
+//!
+//! `--profile` adds, after each row, where the LAN run's time went layer by
+//! layer (model order; a residual block's layers follow it, indented), for
+//! party 0: wall time of the online phase in the layer, split into local
+//! compute, time blocked in the transport's exchanges (waiting for party
+//! 1's message) and, with keys streamed, time waiting for the dealer; the
+//! compute split again into product gates ("products": masking and the two
+//! ring products per triple, i.e. matrix products and convolutions) and the
+//! rest ("other": FSS evaluations of comparisons and truncations, their
+//! masking, local arithmetic); the layer's online MB sent and
+//! rounds; the dealer's key-generation time and key MB per party for the
+//! layer's gates. With the small-key variant a ReLU after a product does the
+//! product's truncation (marked `+trunc`). With `--json` each row gets a
+//! `profile` array of these. The outputs are the same with or without it.
 //!
 //! `--variant` picks the comparison gates (`ariann::nn::Variant`):
 //! `one-round` (ReLU and max-pool levels in one round, ~1,050 B of key per
@@ -35,7 +50,7 @@
 //! where they are adjacent (exact; ARIANN and Falcon do the same).
 
 use ariann::local::{
-    Preprocess, RunOptions, Wan, private_inference_checked, private_inference_with,
+    LayerCost, Preprocess, RunOptions, Wan, private_inference_checked, private_inference_with,
 };
 use ariann::mpc::plan_cost;
 use ariann::nn::{Config, Variant, Weights, plan, zoo};
@@ -61,10 +76,93 @@ fn predicted_key_bytes(
     Ok(plan_cost(&p.gates, p.ring_bits)?.total.key_bytes)
 }
 
+/// The profile rows as JSON objects.
+fn profile_json(rows: &[LayerCost]) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            let l = &r.layer;
+            json!({
+                "layer": l.name, "path": l.path, "kind": l.kind, "depth": l.depth,
+                "out_shape": l.out_shape,
+                "online_s": l.seconds, "compute_s": l.compute_seconds(),
+                "product_s": l.product_seconds, "other_compute_s": l.other_compute_seconds(),
+                "wait_s": l.exchange_seconds, "key_wait_s": l.key_wait_seconds,
+                "sent_mb": l.comm.bytes_sent as f64 / 1e6, "rounds": l.comm.rounds,
+                "gates": l.gates.end - l.gates.start,
+                "keygen_s": r.keygen_seconds, "key_mb": r.key_bytes as f64 / 1e6,
+                "fused_truncation": l.fused_truncation,
+            })
+        })
+        .collect()
+}
+
+/// The profile rows as a table, and the top-level layers' totals.
+fn print_profile(rows: &[LayerCost]) {
+    let line = |name: &str, kind: &str, shape: &str, v: [f64; 9], rounds: u64| {
+        println!(
+            "  {name:<24} {kind:<18} {shape:<14} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.2} {rounds:>6} {:>8.3} {:>8.1}",
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
+        );
+    };
+    println!(
+        "  {:<24} {:<18} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}",
+        "layer",
+        "kind",
+        "out shape",
+        "online s",
+        "compute",
+        "products",
+        "other",
+        "wait s",
+        "key wait",
+        "sent MB",
+        "rounds",
+        "keygen s",
+        "key MB"
+    );
+    let mut total = [0.0; 9];
+    let mut rounds = 0;
+    for r in rows {
+        let l = &r.layer;
+        let kind = if l.fused_truncation {
+            format!("{}+trunc", l.kind)
+        } else {
+            l.kind.to_string()
+        };
+        let shape = l
+            .out_shape
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("x");
+        let v = [
+            l.seconds,
+            l.compute_seconds(),
+            l.product_seconds,
+            l.other_compute_seconds(),
+            l.exchange_seconds,
+            l.key_wait_seconds,
+            l.comm.bytes_sent as f64 / 1e6,
+            r.keygen_seconds,
+            r.key_bytes as f64 / 1e6,
+        ];
+        let name = format!("{}{}", "  ".repeat(l.depth), l.name);
+        line(&name, &kind, &shape, v, l.comm.rounds);
+        if l.depth == 0 {
+            for (t, x) in total.iter_mut().zip(v) {
+                *t += x;
+            }
+            rounds += l.comm.rounds;
+        }
+    }
+    line("total (layers)", "", "", total, rounds);
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let json_out = args.iter().any(|a| a == "--json");
     let no_wan = args.iter().any(|a| a == "--no-wan");
+    let profile = args.iter().any(|a| a == "--profile");
     let wanted: Vec<String> = arg(&args, "--models").map_or_else(
         || zoo::NAMES.iter().map(|s| s.to_string()).collect(),
         |v| v.split(',').map(str::to_string).collect(),
@@ -129,6 +227,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let opts = RunOptions {
                 wan: None,
                 preprocess,
+                profile,
             };
             let checked = private_inference_checked(&model, &w, &x, batch, &cfg, &opts)?;
             let (lan, agree) = (checked.report, checked.agree);
@@ -149,6 +248,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let opts = RunOptions {
                     wan: Some(wan),
                     preprocess,
+                    profile: false,
                 };
                 Some(private_inference_with(&model, &w, &x, batch, &cfg, &opts)?.seconds)
             };
@@ -158,7 +258,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Preprocess::Streamed => "streamed",
             };
             let b = batch as f64;
-            let row = json!({
+            let mut row = json!({
                 "model": model.name, "key": key, "variant": variant.name(), "dataset": dataset, "batch": batch,
                 "lan_s": lan.seconds, "wan_s": wan_s,
                 "online_mb": mb, "rounds": lan.stats.rounds,
@@ -170,6 +270,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "wan_s_per_image": wan_s.map(|s| s / b),
                 "online_mb_per_image": mb / b,
             });
+            if let Some(rows) = &lan.profile {
+                // The layers add up to the run (checked here too, not only
+                // in the tests, so a profile that drifts cannot be printed).
+                let top = rows.iter().filter(|r| r.layer.depth == 0);
+                let sent: u64 = top.clone().map(|r| r.layer.comm.bytes_sent).sum();
+                let rounds: u64 = top.clone().map(|r| r.layer.comm.rounds).sum();
+                let key_b: u64 = top.clone().map(|r| r.key_bytes).sum();
+                let layers = top.count();
+                if (sent, rounds, key_b, layers)
+                    != (
+                        lan.stats.bytes_sent,
+                        lan.stats.rounds,
+                        lan.key_bytes_per_party,
+                        model.layers.len(),
+                    )
+                {
+                    return Err(format!(
+                        "{key}: the profile ({layers} layers, {sent} B, {rounds} rounds, {key_b} key B) \
+                         does not add up to the run ({} layers, {} B, {} rounds, {} key B)",
+                        model.layers.len(),
+                        lan.stats.bytes_sent,
+                        lan.stats.rounds,
+                        lan.key_bytes_per_party
+                    )
+                    .into());
+                }
+                row["profile"] = profile_json(rows);
+            }
             if !json_out {
                 println!(
                     "{:<20} {:<9} {:<20} batch {:>4}  LAN {:>7.2} s ({:.4} s/img, keys {}, keygen {:.2} s)  WAN {:>9}  {:>8.2} MB ({:.3} MB/img)  {:>3} rounds  keys {:>8.1} MB/party  agreement {}/{}",
@@ -189,6 +317,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     agree,
                     batch
                 );
+                if let Some(rows) = &lan.profile {
+                    print_profile(rows);
+                }
             }
             rows.push(row);
         }

@@ -12,11 +12,11 @@ use crate::fss::Party;
 use crate::mpc::bundle::BundleTag;
 use crate::mpc::{
     ChannelSource, CommStats, GateKey, KeyBundle, MemTransport, MpcError, PreprocessingSource,
-    Session, ShapedTransport, Transport, VecSource, run_two_party,
+    Session, ShapedTransport, TimedTransport, Transport, VecSource, run_two_party,
 };
 use crate::nn::{
-    Config, Model, NnError, Weights, decode_output, encode_input, forward_private, plan,
-    share_weights,
+    Config, LayerProfile, Model, NnError, Params, Weights, decode_output, encode_input,
+    forward_private, forward_profiled, plan, share_weights,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -51,6 +51,24 @@ pub struct RunOptions {
     pub wan: Option<Wan>,
     /// When keys are made.
     pub preprocess: Preprocess,
+    /// Whether to profile the run layer by layer ([`Report::profile`]):
+    /// party 0's transport and key waits are timed, the dealer's key
+    /// generation is timed per gate. The outputs are the same.
+    pub profile: bool,
+}
+
+/// One layer of a profiled run ([`RunOptions::profile`]): party 0's
+/// profile of it, and the dealer's work on its gates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerCost {
+    /// Party 0's profile of the layer: wall time, time inside exchanges
+    /// (waiting for party 1 and, shaped, for the link), time waiting for
+    /// keys, gates, rounds, bytes.
+    pub layer: LayerProfile,
+    /// The dealer's time generating the layer's keys (both parties').
+    pub keygen_seconds: f64,
+    /// The layer's key bytes per party.
+    pub key_bytes: u64,
 }
 
 /// What a private inference cost and produced.
@@ -75,6 +93,9 @@ pub struct Report {
     pub stats: CommStats,
     /// Key bytes each party received.
     pub key_bytes_per_party: u64,
+    /// With [`RunOptions::profile`], one row per layer (model order; each
+    /// residual block followed by the layers of its branches, one deeper).
+    pub profile: Option<Vec<LayerCost>>,
 }
 
 /// Runs `model` with `weights` (model owner, party 0's side) on the input
@@ -91,6 +112,7 @@ pub fn private_inference(
     let opts = RunOptions {
         wan,
         preprocess: Preprocess::Streamed,
+        profile: false,
     };
     private_inference_with(model, weights, x, batch, cfg, &opts)
 }
@@ -134,42 +156,45 @@ pub fn private_inference_with(
         .collect();
     let p = plan(model, batch, cfg)?;
     let wan = opts.wan;
+    let profile = opts.profile;
     let timeout = Duration::from_secs(600);
     // One party's run over its end of the transport and its key source.
     let run = |t: &mut MemTransport,
                src: &mut dyn PreprocessingSource<u64>,
-               ws,
+               ws: &Params,
                xs: &[u64]|
-     -> Result<(Vec<u64>, CommStats, Duration), NnError> {
+     -> Result<PartyRun, NnError> {
         let mut src = Timed {
             inner: src,
             waited: Duration::ZERO,
         };
-        let out = match wan {
-            None => forward_private(&mut Session::new(t, &mut src), model, ws, xs, batch, cfg)?,
+        let (out, rows) = match wan {
+            None => party_forward(&mut *t, &mut src, profile, model, ws, xs, batch, cfg)?,
             Some(w) => {
                 // Shape a fresh view of this end: same channel, delays added.
-                let mut shaped = ShapedTransport::new(&mut *t, w.rtt, w.bytes_per_sec);
-                forward_private(
-                    &mut Session::new(&mut shaped, &mut src),
-                    model,
-                    ws,
-                    xs,
-                    batch,
-                    cfg,
-                )?
+                let shaped = ShapedTransport::new(&mut *t, w.rtt, w.bytes_per_sec);
+                party_forward(shaped, &mut src, profile, model, ws, xs, batch, cfg)?
             }
         };
-        Ok((out, t.stats(), src.waited))
+        Ok((out, t.stats(), src.waited, rows))
     };
+    // The dealer's time and key bytes per gate, when profiling.
+    let mut per_gate: Vec<(f64, u64)> = Vec::new();
     let (seconds, keygen_seconds, key_bytes_per_party, o0, o1) = match opts.preprocess {
         Preprocess::Ahead => {
             let t = Instant::now();
             let (mut b0, mut b1): (Vec<KeyBundle<u64>>, Vec<KeyBundle<u64>>) = (vec![], vec![]);
             let mut bytes = 0u64;
-            for pair in p.bundles_from_os::<u64>()? {
+            let mut stream = p.bundles_from_os::<u64>()?;
+            loop {
+                let g = Instant::now();
+                let Some(pair) = stream.next() else { break };
                 let (a, b) = pair?;
-                bytes += a.key.key_bytes() as u64;
+                let key_bytes = a.key.key_bytes() as u64;
+                bytes += key_bytes;
+                if profile {
+                    per_gate.push((g.elapsed().as_secs_f64(), key_bytes));
+                }
                 b0.push(a);
                 b1.push(b);
             }
@@ -185,6 +210,7 @@ pub fn private_inference_with(
             let (tx1, rx1) = sync_channel(2);
             let start = Instant::now();
             let (dealer, (o0, o1)) = std::thread::scope(|s| {
+                let per_gate = &mut per_gate;
                 let dealer = s.spawn(move || -> Result<(f64, u64), NnError> {
                     let mut busy = 0.0;
                     let mut bytes = 0u64;
@@ -193,8 +219,13 @@ pub fn private_inference_with(
                         let t = Instant::now();
                         let Some(pair) = stream.next() else { break };
                         let (a, b) = pair?;
-                        busy += t.elapsed().as_secs_f64();
-                        bytes += a.key.key_bytes() as u64;
+                        let secs = t.elapsed().as_secs_f64();
+                        busy += secs;
+                        let key_bytes = a.key.key_bytes() as u64;
+                        bytes += key_bytes;
+                        if profile {
+                            per_gate.push((secs, key_bytes));
+                        }
                         // A party that stopped early drops its receiver; stop then too.
                         if tx0.send(a).is_err() || tx1.send(b).is_err() {
                             break;
@@ -213,7 +244,20 @@ pub fn private_inference_with(
             (seconds, keygen, bytes, o0, o1)
         }
     };
-    let ((y0, stats, waited), (y1, _, _)) = (o0?, o1?);
+    let ((y0, stats, waited, rows), (y1, _, _, _)) = (o0?, o1?);
+    let profile = rows.map(|rows| {
+        rows.into_iter()
+            .map(|layer| {
+                let range = |g: u64| usize::try_from(g).unwrap_or(usize::MAX).min(per_gate.len());
+                let gates = &per_gate[range(layer.gates.start)..range(layer.gates.end)];
+                LayerCost {
+                    keygen_seconds: gates.iter().fold(0.0, |a, g| a + g.0),
+                    key_bytes: gates.iter().map(|g| g.1).sum(),
+                    layer,
+                }
+            })
+            .collect()
+    });
     let raw: Vec<u64> = y0
         .iter()
         .zip(&y1)
@@ -228,7 +272,38 @@ pub fn private_inference_with(
         keygen_seconds,
         stats,
         key_bytes_per_party,
+        profile,
     })
+}
+
+/// What one party's run gives: its output share, its counters, its time
+/// waiting for keys and, profiled, its rows.
+type PartyRun = (Vec<u64>, CommStats, Duration, Option<Vec<LayerProfile>>);
+
+/// One party's forward pass over `t`, profiled (transport and key waits
+/// timed) or not.
+#[allow(clippy::too_many_arguments)]
+fn party_forward<T: Transport, S: PreprocessingSource<u64> + ?Sized>(
+    mut t: T,
+    src: &mut S,
+    profile: bool,
+    model: &Model,
+    ws: &Params,
+    xs: &[u64],
+    batch: usize,
+    cfg: &Config,
+) -> Result<(Vec<u64>, Option<Vec<LayerProfile>>), NnError> {
+    if profile {
+        let mut t = TimedTransport::new(t);
+        let mut s = Session::new(&mut t, src).with_key_timing();
+        let (y, rows) = forward_profiled(&mut s, model, ws, xs, batch, cfg)?;
+        Ok((y, Some(rows)))
+    } else {
+        Ok((
+            forward_private(&mut Session::new(&mut t, src), model, ws, xs, batch, cfg)?,
+            None,
+        ))
+    }
 }
 
 /// A private run next to its cleartext float reference.

@@ -30,6 +30,7 @@ fn zoo_models_cost_what_they_run() {
         let opts = RunOptions {
             wan: None,
             preprocess: Preprocess::Ahead,
+            profile: false,
         };
         let r = private_inference_with(&model, &w, &x, batch, &cfg, &opts).expect("runs");
         assert_eq!(r.stats, predicted.comm_stats(), "{name}: online cost");

@@ -103,6 +103,7 @@ pub fn run_model(args: &Args, model: Model, zoo_name: Option<&str>, batch: usize
             bytes_per_sec: 40e6,
         }),
         preprocess: Preprocess::Streamed,
+        profile: false,
     };
     let cfg = Config {
         k_cmp: 24,

@@ -33,9 +33,31 @@ use crate::gates::spline::SplineFn;
 use crate::gates::train::Backward;
 use crate::gates::util::check_len;
 use crate::session::Session;
-use crate::transport::Transport;
+use crate::transport::{CommStats, Transport};
 use ariann_fss::Party;
 use ariann_ring::{Ring, RingTensor};
+use std::time::Duration;
+
+/// A snapshot of a backend's counters ([`Gates::probe`]), for profiling a
+/// run: the difference of two snapshots is what ran in between.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Gates of the plan run (or recorded) so far: the next gate's index.
+    pub gates: u64,
+    /// The transport's counters (zero off a session).
+    pub comm: CommStats,
+    /// Time spent inside the transport's exchanges, if it counts it
+    /// ([`crate::TimedTransport`]; [`crate::Transport::exchange_time`]).
+    pub exchange_time: Duration,
+    /// Time spent waiting for key bundles, if the session counts it
+    /// ([`Session::with_key_timing`]).
+    pub key_wait: Duration,
+    /// Time spent in product gates (triples: masking, the opening and the
+    /// ring products), if the session counts it ([`Session::product_time`]).
+    pub product_time: Duration,
+    /// The part of [`Probe::product_time`] inside the transport's exchanges.
+    pub product_exchange_time: Duration,
+}
 
 /// The operations a layer calls, on shares (or on clear values, or on
 /// placeholders). Every method with a key runs exactly one gate of the plan.
@@ -199,6 +221,12 @@ pub trait Gates<R: Ring> {
     fn window_sums(&self, x: &[R], shape: &PoolShape) -> Result<Vec<R>, MpcError> {
         linear::window_sums(x, shape)
     }
+
+    /// The counters so far (for profiling; reading them changes nothing).
+    /// All zero on [`Clear`]; the gate count on the [`Recorder`].
+    fn probe(&self) -> Probe {
+        Probe::default()
+    }
 }
 
 /// What a training product keeps for its backward pass
@@ -323,6 +351,16 @@ impl<T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Gates<R
 {
     fn party(&self) -> Party {
         self.transport().party()
+    }
+    fn probe(&self) -> Probe {
+        Probe {
+            gates: self.position(),
+            comm: self.transport().stats(),
+            exchange_time: self.transport().exchange_time(),
+            key_wait: self.key_wait(),
+            product_time: self.product_time().0,
+            product_exchange_time: self.product_time().1,
+        }
     }
     fn bilinear(
         &mut self,
@@ -794,6 +832,12 @@ impl Recorder {
 impl<R: Ring> Gates<R> for Recorder {
     fn party(&self) -> Party {
         Party::P0
+    }
+    fn probe(&self) -> Probe {
+        Probe {
+            gates: self.gates.len() as u64,
+            ..Probe::default()
+        }
     }
     fn bilinear(
         &mut self,

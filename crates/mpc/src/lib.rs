@@ -56,7 +56,7 @@ pub mod session;
 pub mod table;
 pub mod transport;
 
-pub use backend::{BilinearTape, Clear, Gates, Recorder, Tracing};
+pub use backend::{BilinearTape, Clear, Gates, Probe, Recorder, Tracing};
 pub use bundle::{
     BundleTag, ChannelSource, GateDesc, GateKey, KeyBundle, PreprocessingSource, VecSource,
 };
@@ -66,4 +66,6 @@ pub use open::{open, open_batch, open_bits};
 pub use plan::{BundleStream, Plan};
 pub use session::Session;
 pub use table::{GateKind, MapKind, SplineKind};
-pub use transport::{CommStats, MemTransport, ShapedTransport, Transport, run_two_party};
+pub use transport::{
+    CommStats, MemTransport, ShapedTransport, TimedTransport, Transport, run_two_party,
+};

@@ -21,6 +21,7 @@ use crate::gates::train;
 use crate::transport::Transport;
 use ariann_ring::{Ring, RingTensor};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 /// One party's side of a job in progress.
 #[derive(Debug)]
@@ -34,6 +35,19 @@ pub struct Session<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized
     weight_gates: BTreeMap<String, u64>,
     /// The weight openings kept for reuse, by plan index.
     weights: WeightMasks<R>,
+    /// Times for a profile, if counted ([`Session::with_key_timing`]).
+    timing: Option<Timing>,
+}
+
+/// What a timed session counts ([`Session::with_key_timing`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Timing {
+    /// Waiting for key bundles.
+    key_wait: Duration,
+    /// Evaluating product gates (after their key arrived).
+    products: Duration,
+    /// The transport's exchange time during product gates.
+    product_exchanges: Duration,
 }
 
 impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Session<'a, T, S, R> {
@@ -46,6 +60,44 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             reuse: false,
             weight_gates: BTreeMap::new(),
             weights: WeightMasks::new(),
+            timing: None,
+        }
+    }
+
+    /// This session, counting for a profile the time spent waiting for key
+    /// bundles ([`Session::key_wait`]) and in product gates
+    /// ([`Session::product_time`]): two clock reads per gate.
+    pub fn with_key_timing(mut self) -> Self {
+        self.timing = Some(Timing::default());
+        self
+    }
+
+    /// Time spent waiting for key bundles so far (zero unless
+    /// [`Session::with_key_timing`]).
+    pub fn key_wait(&self) -> Duration {
+        self.timing.map(|t| t.key_wait).unwrap_or_default()
+    }
+
+    /// Time spent evaluating product gates (`triple`, `triple_reuse`; from
+    /// their key's arrival to their output) so far, and the transport's
+    /// exchange time within it (zero unless [`Session::with_key_timing`]).
+    pub fn product_time(&self) -> (Duration, Duration) {
+        self.timing
+            .map(|t| (t.products, t.product_exchanges))
+            .unwrap_or_default()
+    }
+
+    /// Starts timing a product gate, if timed.
+    fn product_start(&self) -> Option<(Instant, Duration)> {
+        self.timing
+            .map(|_| (Instant::now(), self.transport.exchange_time()))
+    }
+
+    /// Ends timing a product gate.
+    fn product_end(&mut self, start: Option<(Instant, Duration)>) {
+        if let (Some(t), Some((at, ex))) = (self.timing.as_mut(), start) {
+            t.products += at.elapsed();
+            t.product_exchanges += self.transport.exchange_time().saturating_sub(ex);
         }
     }
 
@@ -95,7 +147,16 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
             index: self.next,
             gate,
         };
-        let key = self.source.next_bundle(self.transport.party(), &tag)?;
+        let party = self.transport.party();
+        let key = match &mut self.timing {
+            None => self.source.next_bundle(party, &tag)?,
+            Some(timing) => {
+                let start = Instant::now();
+                let key = self.source.next_bundle(party, &tag);
+                timing.key_wait += start.elapsed();
+                key?
+            }
+        };
         self.next += 1;
         Ok(key)
     }
@@ -171,7 +232,12 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
     ) -> Result<RingTensor<R>, MpcError> {
         let gate = GateDesc::Triple(map);
         match self.key(gate)? {
-            GateKey::Triple(key) => key.eval(self.transport, x, y),
+            GateKey::Triple(key) => {
+                let start = self.product_start();
+                let z = key.eval(self.transport, x, y);
+                self.product_end(start);
+                z
+            }
             _ => Err(Self::wrong(gate)),
         }
     }
@@ -191,7 +257,10 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         let index = self.next;
         match self.key(gate)? {
             GateKey::Triple(key) => {
-                let z = eval_keeping(&key, self.transport, x, y, index, &mut self.weights)?;
+                let start = self.product_start();
+                let z = eval_keeping(&key, self.transport, x, y, index, &mut self.weights);
+                self.product_end(start);
+                let z = z?;
                 Ok((z, index))
             }
             _ => Err(Self::wrong(gate)),
@@ -215,7 +284,12 @@ impl<'a, T: Transport + ?Sized, S: PreprocessingSource<R> + ?Sized, R: Ring> Ses
         check_bilinear(&map, x, y)?;
         let gate = GateDesc::TripleReuse { map, from };
         match self.key(gate)? {
-            GateKey::TripleReuse(key) => key.eval(self.transport, x, y, &self.weights),
+            GateKey::TripleReuse(key) => {
+                let start = self.product_start();
+                let z = key.eval(self.transport, x, y, &self.weights);
+                self.product_end(start);
+                z
+            }
             _ => Err(Self::wrong(gate)),
         }
     }

@@ -42,6 +42,7 @@ mod fold;
 pub mod layers;
 pub mod model;
 pub mod params;
+pub mod profile;
 pub mod run;
 pub mod train;
 pub mod weights;
@@ -51,9 +52,10 @@ pub use error::NnError;
 pub use layers::{Ctx, FloatCtx, FloatGrads, LayerOp, Tape};
 pub use model::{BN_EPS, Config, Layer, Model, Rounding, Variant};
 pub use params::Params;
+pub use profile::{LayerProfile, Profiler};
 pub use run::{
     decode_output, encode_input, forward, forward_batches, forward_fixed, forward_float,
-    forward_private, plan, plan_batches, share_weights,
+    forward_private, forward_profiled, plan, plan_batches, share_weights,
 };
 pub use train::{
     FloatTrainer, Loss, Optimizer, StepOutput, TrainConfig, TrainState, encode_targets, train_plan,

@@ -58,6 +58,22 @@ impl Layer {
         }
     }
 
+    /// The layer kind: its `"type"` in the JSON description.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Layer::Linear(_) => "Linear",
+            Layer::Conv2d(_) => "Conv2d",
+            Layer::Relu => "Relu",
+            Layer::MaxPool2d(_) => "MaxPool2d",
+            Layer::AvgPool2d(_) => "AvgPool2d",
+            Layer::AdaptiveAvgPool2d(_) => "AdaptiveAvgPool2d",
+            Layer::Flatten => "Flatten",
+            Layer::BatchNorm2d(_) => "BatchNorm2d",
+            Layer::Residual(_) => "Residual",
+            Layer::SubsamplePad(_) => "SubsamplePad",
+        }
+    }
+
     /// `Linear(inp, out)` with parameters `{name}.weight`, `{name}.bias`.
     pub fn linear(name: &str, inp: usize, out: usize) -> Layer {
         Layer::Linear(Linear {

@@ -6,6 +6,7 @@ use crate::error::NnError;
 use crate::layers::{Ctx, FloatCtx, checked_len, float_layers, forward_layers};
 use crate::model::{Config, Model};
 use crate::params::Params;
+use crate::profile::{LayerProfile, Profiler};
 use crate::weights::Weights;
 use ariann_mpc::Plan;
 use ariann_mpc::{Clear, Gates, PreprocessingSource, Recorder, Session, Transport};
@@ -58,6 +59,38 @@ pub fn forward(
     batch: usize,
     cfg: &Config,
 ) -> Result<Vec<u64>, NnError> {
+    forward_with(gates, model, params, x, batch, cfg, None).map(|(y, _)| y)
+}
+
+/// [`forward`], profiled: the output and one [`LayerProfile`] per layer
+/// (the model's layers in order, each residual block followed by the
+/// layers of its branches), from the backend's counters
+/// ([`Gates::probe`]) read before and after each layer. The output is
+/// [`forward`]'s, bit for bit. On a [`Session`] the rows have the layers'
+/// gates, rounds and bytes; their times are split into exchanges and key
+/// waits if the transport and the session count them
+/// ([`ariann_mpc::TimedTransport`], [`Session::with_key_timing`]).
+pub fn forward_profiled(
+    gates: &mut dyn Gates<u64>,
+    model: &Model,
+    params: &Params,
+    x: &[u64],
+    batch: usize,
+    cfg: &Config,
+) -> Result<(Vec<u64>, Vec<LayerProfile>), NnError> {
+    let (y, p) = forward_with(gates, model, params, x, batch, cfg, Some(Profiler::new()))?;
+    Ok((y, p.map(Profiler::into_layers).unwrap_or_default()))
+}
+
+fn forward_with(
+    gates: &mut dyn Gates<u64>,
+    model: &Model,
+    params: &Params,
+    x: &[u64],
+    batch: usize,
+    cfg: &Config,
+    profile: Option<Profiler>,
+) -> Result<(Vec<u64>, Option<Profiler>), NnError> {
     model.shapes()?;
     params.check(model)?;
     check_input(model, batch, x.len())?;
@@ -67,8 +100,10 @@ pub fn forward(
         batch,
         cfg,
         path: String::new(),
+        profile,
     };
-    forward_layers(&mut ctx, &model.layers, "", x.to_vec(), &model.input).map(|(v, _)| v)
+    let (y, _) = forward_layers(&mut ctx, &model.layers, "", x.to_vec(), &model.input)?;
+    Ok((y, ctx.profile))
 }
 
 /// The cleartext fixed-point forward pass: the private run's arithmetic

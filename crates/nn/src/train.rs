@@ -783,6 +783,7 @@ pub fn train_step(
         batch,
         cfg,
         path: String::new(),
+        profile: None,
     };
     update_buffers(&mut state.params, &grads)?;
     match tcfg.optimizer {
@@ -825,6 +826,7 @@ pub fn gradients(
         batch,
         cfg,
         path: String::new(),
+        profile: None,
     };
     let (z, _, tapes) =
         forward_train_layers(&mut ctx, &model.layers, "", x.to_vec(), &model.input, false)?;

@@ -145,6 +145,7 @@ fn pool_backward(pool: &MaxPool2d, x: &[i64], shape: &[usize], dy: &[i64]) -> Ve
         batch: 1,
         cfg: &cfg,
         path: String::new(),
+        profile: None,
     };
     let xv: Vec<u64> = x.iter().map(|v| *v as u64).collect();
     let (_, tape) = pool

@@ -27,6 +27,7 @@ pub use subsample::SubsamplePad;
 use crate::error::NnError;
 use crate::model::{Config, Layer, Variant};
 use crate::params::Params;
+use crate::profile::{Mark, Profiler};
 use crate::weights::Weights;
 use ariann_mpc::gates::cmp::ReluOutput;
 use ariann_mpc::gates::pool::{MaxPoolOutput, PoolShape};
@@ -46,6 +47,9 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     /// Path of the layer running (for nested layers' paths).
     pub path: String,
+    /// The per-layer profile being collected, if any
+    /// ([`crate::forward_profiled`]); `None` in every other run.
+    pub profile: Option<Profiler>,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -54,6 +58,7 @@ impl std::fmt::Debug for Ctx<'_> {
             .field("batch", &self.batch)
             .field("cfg", &self.cfg)
             .field("path", &self.path)
+            .field("profile", &self.profile.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -511,6 +516,7 @@ pub(crate) fn run_layers(
             && ctx.cfg.variant == Variant::SmallKey
             && matches!(layers[i + 1], Layer::Relu)
             && l.op().defers_truncation();
+        let mark = profile_enter(ctx, l, &path, &next, false);
         let outer = std::mem::replace(&mut ctx.path, path);
         x = if fuse || (last && untruncated_end) {
             l.op().forward_untruncated(ctx, x, &shape)
@@ -519,18 +525,42 @@ pub(crate) fn run_layers(
         }
         .map_err(|e| e.at(&ctx.path))?;
         ctx.path = outer;
+        profile_exit(ctx, mark);
         if fuse {
             // Layer i + 1, the ReLU, with layer i's truncation in its gate.
             let path = layers[i + 1].path(prefix, i + 1);
+            let mark = profile_enter(ctx, &layers[i + 1], &path, &next, true);
             let outer = std::mem::replace(&mut ctx.path, path);
             x = trunc_relu(ctx, &x).map_err(|e| e.at(&ctx.path))?;
             ctx.path = outer;
+            profile_exit(ctx, mark);
             i += 1;
         }
         shape = next;
         i += 1;
     }
     Ok((x, shape))
+}
+
+/// Starts `l`'s profile row if the run is profiled.
+fn profile_enter(
+    ctx: &mut Ctx<'_>,
+    l: &Layer,
+    path: &str,
+    out_shape: &[usize],
+    fused_truncation: bool,
+) -> Option<Mark> {
+    let gates = &*ctx.gates;
+    ctx.profile
+        .as_mut()
+        .map(|p| p.enter(gates, l, path, out_shape, fused_truncation))
+}
+
+/// Ends the profile row of `mark`, if any.
+fn profile_exit(ctx: &mut Ctx<'_>, mark: Option<Mark>) {
+    if let (Some(p), Some(mark)) = (ctx.profile.as_mut(), mark) {
+        p.exit(&*ctx.gates, mark);
+    }
 }
 
 /// Runs `layers` (at `prefix`) in float; returns the output and its shape.
