@@ -116,7 +116,8 @@ fn parameters_are_checked_and_clear_needs_coins() {
             Err(MpcError::InvalidParameter(_))
         ));
     }
-    let err = Gates::<u64>::truncate_stochastic(&mut Clear::new(), &[5], 2, 8).unwrap_err();
+    let err =
+        Gates::<u64>::truncate_stochastic(&mut Clear::new(), &[5], 2, 8).expect_err("refused");
     assert!(err.to_string().contains("Clear::stochastic"), "{err}");
     // A key of the other party, or of another length, is refused.
     let (k0, k1) = TruncStochKey::<u64>::generate(4, 16, 3, &mut rng).expect("valid");

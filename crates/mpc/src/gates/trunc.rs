@@ -824,13 +824,16 @@ mod stoch_tests {
     fn run(k0: &TruncStochKey<u64>, k1: &TruncStochKey<u64>, x: &[u64]) -> Vec<u64> {
         let mut rng = ChaCha20Rng::seed_from_u64(99);
         let (x0, x1) = split(x, &mut rng);
-        let (m0, m1) = (k0.mask(&x0).unwrap(), k1.mask(&x1).unwrap());
+        let (m0, m1) = (k0.mask(&x0).expect("valid"), k1.mask(&x1).expect("valid"));
         let opened: Vec<u64> = m0
             .iter()
             .zip(&m1)
             .map(|(a, b)| a.wrapping_add(*b))
             .collect();
-        let (o0, o1) = (k0.finish(&opened).unwrap(), k1.finish(&opened).unwrap());
+        let (o0, o1) = (
+            k0.finish(&opened).expect("valid"),
+            k1.finish(&opened).expect("valid"),
+        );
         o0.iter()
             .zip(&o1)
             .map(|(a, b)| a.wrapping_add(*b))
@@ -853,7 +856,8 @@ mod stoch_tests {
                     .collect()
             };
             for _ in 0..8 {
-                let (k0, k1) = TruncStochKey::<u64>::generate(f, k, xs.len(), &mut rng).unwrap();
+                let (k0, k1) =
+                    TruncStochKey::<u64>::generate(f, k, xs.len(), &mut rng).expect("valid");
                 let out = run(&k0, &k1, &xs);
                 for (i, &x) in xs.iter().enumerate() {
                     let r = k0.r[i].wrapping_add(k1.r[i]);
@@ -873,7 +877,7 @@ mod stoch_tests {
         let n = 20_000;
         for x in [-17i64, -16, -1, 0, 1, 5, 8, 15, 300] {
             let xs = vec![x as u64; n];
-            let (k0, k1) = TruncStochKey::<u64>::generate(f, 20, n, &mut rng).unwrap();
+            let (k0, k1) = TruncStochKey::<u64>::generate(f, 20, n, &mut rng).expect("valid");
             let out = run(&k0, &k1, &xs);
             let floor = x >> f;
             let ups = out
