@@ -183,6 +183,7 @@ impl Daemon {
         let job = Job {
             model,
             batch,
+            batches: 1,
             cfg: self.cfg.cfg,
             output_to,
         };
