@@ -189,6 +189,12 @@ fn s(a: &[String]) -> Vec<&str> {
     a.iter().map(String::as_str).collect()
 }
 
+/// Values on the fixed-point grid (f = 16), exactly: out.json's decimal
+/// numbers are parsed back to within one ulp, the grid values are exact.
+fn grid(v: &[f64]) -> Vec<i64> {
+    v.iter().map(|x| (x * 65536.0).round() as i64).collect()
+}
+
 /// The revealed rows and predictions of an out.json.
 fn outputs(json: &str) -> (Vec<f64>, usize, u64) {
     let v: serde_json::Value = serde_json::from_str(json).expect("output JSON");
@@ -247,7 +253,7 @@ fn three_batches_from_key_files_equal_fixed_point_and_reuse_the_weight_masks() {
     let r = run(&d, (BATCHES, BATCHES), &s(&k0), &s(&k1), &input);
     assert_masks_reused(&r);
     let (got, preds, batches) = outputs(r.output.as_deref().expect("party 1 wrote out.json"));
-    assert_eq!(got, d.expected(BATCH * BATCHES, BATCHES));
+    assert_eq!(grid(&got), grid(&d.expected(BATCH * BATCHES, BATCHES)));
     assert_eq!((preds, batches), (BATCH * BATCHES, BATCHES as u64));
 
     // The same job of one batch, for scale: its whole traffic is about
@@ -263,7 +269,7 @@ fn three_batches_from_key_files_equal_fixed_point_and_reuse_the_weight_masks() {
         r1.p1.1
     );
     let (got, _, _) = outputs(r1.output.as_deref().expect("out.json"));
-    assert_eq!(got, d.expected(BATCH, 1));
+    assert_eq!(grid(&got), grid(&d.expected(BATCH, 1)));
     assert!(
         !r1.p1.1.contains("bytes sent per batch"),
         "one batch: no per-batch line"
@@ -283,7 +289,7 @@ fn three_batches_streamed_by_the_dealer_with_a_short_last_batch() {
     assert!(dl.0.success(), "the dealer:\n{}", dl.1);
     assert_masks_reused(&r);
     let (got, preds, _) = outputs(r.output.as_deref().expect("party 1 wrote out.json"));
-    assert_eq!(got, d.expected(n, BATCHES));
+    assert_eq!(grid(&got), grid(&d.expected(n, BATCHES)));
     assert_eq!(preds, n);
 }
 
@@ -314,7 +320,7 @@ fn batches_other_than_the_dealers_are_refused_by_the_plan_hash() {
         r.p1.1
     );
     let (got, _, _) = outputs(r.output.as_deref().expect("out.json"));
-    assert_eq!(got, d.expected(BATCH * 2, 2));
+    assert_eq!(grid(&got), grid(&d.expected(BATCH * 2, 2)));
 
     // A dealer serving one batch, parties asking for three: refused by the
     // dealer, naming the plan.
