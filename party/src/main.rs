@@ -915,13 +915,17 @@ fn check_input_count(path: &Path, images: usize, batch: usize, batches: usize) -
     if (least..=total).contains(&images) {
         return Ok(());
     }
-    let takes = if batches == 1 {
+    let takes = if batches == 1 && batch == 1 {
+        "the job (--batch 1) takes one input".to_string()
+    } else if batches == 1 {
         format!("the job (--batch {batch}) takes 1 to {batch} inputs")
     } else {
-        format!(
-            "the job (--batches {batches} of --batch {batch}) takes {total} inputs \
-             ({least} to {total}: only the last batch may be padded with zeros)"
-        )
+        let padded = if least < total {
+            format!(" ({least} to {total}: only the last batch may be padded with zeros)")
+        } else {
+            String::new()
+        };
+        format!("the job (--batches {batches} of --batch {batch}) takes {total} inputs{padded}")
     };
     let hint = match images.div_ceil(batch) {
         0 => String::new(),
