@@ -95,6 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job = Job {
         model,
         batch,
+        batches: 1,
         cfg: Config {
             k_cmp: 24,
             ..Config::default()

@@ -183,14 +183,18 @@ impl RemoteParty {
         &mut self,
         job: &str,
         model: submit_job_request::Model,
-        batch: usize,
+        (batch, batches): (usize, usize),
         output_party: u32,
     ) -> Result<(), ClientError> {
+        let too_large = |what: &str, n: usize| {
+            ClientError::Refused(format!("{what} {n} does not fit the protocol's 32 bits"))
+        };
         let req = SubmitJobRequest {
             job_id: job.as_bytes().to_vec(),
             model: Some(model),
-            batch: batch as u32,
+            batch: u32::try_from(batch).map_err(|_| too_large("batch", batch))?,
             output_party,
+            batches: u32::try_from(batches).map_err(|_| too_large("batches", batches))?,
         };
         let r = self.rt.block_on(self.client.submit_job(req))?.into_inner();
         if r.accepted {
@@ -208,8 +212,24 @@ impl RemoteParty {
         batch: usize,
         output_party: u32,
     ) -> Result<(), ClientError> {
+        self.submit_batches(job, model, batch, 1, output_party)
+    }
+
+    /// Submits job `job` of `batches` batches of `batch` inputs for a zoo
+    /// model, run one after the other with the weights' masks opened in the
+    /// first batch and reused by the others (the data owner provides
+    /// `batch x batches` inputs; the output has that many rows). The keys
+    /// must be of the same plan (`ariann-dealer ... --batches`).
+    pub fn submit_batches(
+        &mut self,
+        job: &str,
+        model: &str,
+        batch: usize,
+        batches: usize,
+        output_party: u32,
+    ) -> Result<(), ClientError> {
         let m = submit_job_request::Model::ModelName(model.to_string());
-        self.submit_with(job, m, batch, output_party)
+        self.submit_with(job, m, (batch, batches), output_party)
     }
 
     /// Submits job `job` for a JSON model description.
@@ -220,8 +240,20 @@ impl RemoteParty {
         batch: usize,
         output_party: u32,
     ) -> Result<(), ClientError> {
+        self.submit_json_batches(job, model_json, batch, 1, output_party)
+    }
+
+    /// [`RemoteParty::submit_batches`] for a JSON model description.
+    pub fn submit_json_batches(
+        &mut self,
+        job: &str,
+        model_json: &str,
+        batch: usize,
+        batches: usize,
+        output_party: u32,
+    ) -> Result<(), ClientError> {
         let m = submit_job_request::Model::ModelJson(model_json.to_string());
-        self.submit_with(job, m, batch, output_party)
+        self.submit_with(job, m, (batch, batches), output_party)
     }
 
     /// Submits job `job` for an ONNX model (the bytes of an `.onnx` file,
@@ -284,7 +316,7 @@ impl RemoteParty {
         self.provide(job, AssetKind::WeightsSafetensors, safetensors, vec![])
     }
 
-    /// The data owner's inputs (`batch x input_len` floats) for `job`.
+    /// The data owner's inputs (`batch x batches x input_len` floats) for `job`.
     pub fn provide_input(&mut self, job: &str, x: &[f32]) -> Result<u64, ClientError> {
         let bytes = x.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.provide(job, AssetKind::InputF32le, bytes, vec![x.len() as u64])

@@ -98,6 +98,8 @@ struct Entry {
     fetched: bool,
     model: Model,
     batch: usize,
+    /// Batches of `batch` inputs (at least 1).
+    batches: usize,
     output_to: Party,
     state: JobState,
     detail: String,
@@ -145,7 +147,7 @@ impl Daemon {
 
     /// Starts the job on a worker thread once its asset has arrived.
     fn start(&self, id: String, asset: Asset) -> Result<(), Status> {
-        let (model, batch, output_to) = {
+        let (model, batch, batches, output_to) = {
             let jobs = self.lock();
             let e = jobs
                 .get(&id)
@@ -153,7 +155,7 @@ impl Daemon {
             if e.state != JobState::Pending {
                 return Err(Status::failed_precondition("the job already has its asset"));
             }
-            (e.model.clone(), e.batch, e.output_to)
+            (e.model.clone(), e.batch, e.batches, e.output_to)
         };
         let (model, asset) = match asset {
             Asset::Weights(w) => {
@@ -165,11 +167,13 @@ impl Daemon {
                 (m, Asset::Weights(w))
             }
             Asset::Input(x) => {
-                let want = batch * model.input_len();
+                let want = batch * batches * model.input_len();
                 if x.len() != want {
                     return Err(Status::invalid_argument(format!(
-                        "input has {} values, the job needs {want}",
-                        x.len()
+                        "input has {} values, the job needs {want} ({batches} batch(es) of {batch} \
+                         inputs of {} values)",
+                        x.len(),
+                        model.input_len()
                     )));
                 }
                 (model.fold_batchnorm_architecture(), Asset::Input(x))
@@ -183,6 +187,7 @@ impl Daemon {
         let job = Job {
             model,
             batch,
+            batches,
             cfg: self.cfg.cfg,
             output_to,
         };
@@ -233,13 +238,9 @@ impl Daemon {
                     e.state = JobState::Done;
                     e.detail = format!("done in {:.3} s", out.seconds);
                     e.stats = out.stats;
-                    let classes = out
-                        .output
-                        .as_ref()
-                        .map_or(0, |y| y.len() / job.batch.max(1));
-                    e.output = out
-                        .output
-                        .map(|y| (y, vec![job.batch as u64, classes as u64]));
+                    let rows = (job.batch * job.batches).max(1);
+                    let classes = out.output.as_ref().map_or(0, |y| y.len() / rows);
+                    e.output = out.output.map(|y| (y, vec![rows as u64, classes as u64]));
                 }
                 Ok(Err(err)) => {
                     tracing::warn!(job = %id, error = %err, "job failed");
@@ -350,6 +351,21 @@ impl PartyControl for Daemon {
         if r.batch == 0 {
             return refuse("batch must be at least 1".into());
         }
+        // 0: a client that does not know the field, one batch.
+        let batches = r.batches.max(1) as usize;
+        match (r.batch as usize)
+            .checked_mul(batches)
+            .and_then(|n| n.checked_mul(model.input_len()))
+            .and_then(|n| n.checked_mul(4))
+        {
+            Some(bytes) if bytes as u64 <= self.cfg.max_asset_bytes => {}
+            _ => {
+                return refuse(format!(
+                    "{batches} batch(es) of {} inputs exceed this daemon's largest asset of {} bytes",
+                    r.batch, self.cfg.max_asset_bytes
+                ));
+            }
+        }
         let mut jobs = self.lock();
         if jobs.contains_key(&id) {
             return refuse(format!("job {id} already exists"));
@@ -364,7 +380,7 @@ impl PartyControl for Daemon {
                 )));
             }
         }
-        tracing::info!(job = %id, model = %model.name, batch = r.batch, "job submitted");
+        tracing::info!(job = %id, model = %model.name, batch = r.batch, batches, "job submitted");
         jobs.insert(
             id,
             Entry {
@@ -372,6 +388,7 @@ impl PartyControl for Daemon {
                 fetched: false,
                 model,
                 batch: r.batch as usize,
+                batches,
                 output_to,
                 state: JobState::Pending,
                 detail: "waiting for the asset".into(),
@@ -406,7 +423,8 @@ impl PartyControl for Daemon {
                 .get(&id)
                 .filter(|e| e.owner == client)
                 .ok_or_else(|| unknown(&id))?;
-            asset_limit(&e.model, e.batch, h.kind)?
+            // Sizes were checked at submission: no overflow here.
+            asset_limit(&e.model, e.batch * e.batches, h.kind)?
         };
         // The size comes from the job's model, never from the header alone:
         // a header claiming more is refused before anything is reserved.

@@ -55,7 +55,7 @@ use ariann_fss::Party;
 use ariann_mpc::{CommStats, MpcError, PreprocessingSource, Session, Transport};
 pub use ariann_nn::Config;
 use ariann_nn::{
-    Model, NnError, Params, Weights, decode_output, encode_input, forward_batches, share_weights,
+    Model, NnError, Params, Weights, decode_output, encode_input, forward_private, share_weights,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -87,6 +87,16 @@ pub enum PartyError {
     /// A two-party protocol or transport failure.
     #[error(transparent)]
     Mpc(#[from] MpcError),
+    /// A job of zero batches (or zero inputs per batch).
+    #[error(
+        "a job needs at least one batch of at least one input (batch {batch}, batches {batches})"
+    )]
+    EmptyJob {
+        /// Inputs per batch.
+        batch: usize,
+        /// Batches.
+        batches: usize,
+    },
 }
 
 /// The public description of a job; both parties must hold the same.
@@ -96,6 +106,13 @@ pub struct Job {
     pub model: Model,
     /// Inputs in the batch.
     pub batch: usize,
+    /// Batches of `batch` inputs, run one after the other (at least 1):
+    /// the data owner brings `batch x batches` inputs, the output holds
+    /// every batch's rows in order. With more than one, the weights are
+    /// masked and opened in the first batch only and every later batch
+    /// reuses those masks ([`Job::plan`] is [`ariann_nn::plan_batches`]
+    /// with weight-mask reuse).
+    pub batches: usize,
     /// Fixed-point and window parameters.
     pub cfg: Config,
     /// The party that learns the output.
@@ -145,22 +162,43 @@ pub fn max_bundle_of(plan: &ariann_dealer::Plan) -> Result<u64, PartyError> {
 }
 
 impl Job {
-    /// The dealer's plan of this job.
+    /// The dealer's plan of this job: [`Job::plan_batches`] of its
+    /// `batches` (one batch: [`ariann_nn::plan`]).
     pub fn plan(&self) -> Result<ariann_dealer::Plan, PartyError> {
-        Ok(ariann_nn::plan(&self.model, self.batch, &self.cfg)?)
+        self.plan_batches(self.batches)
+    }
+
+    /// Refuses a job of no batch or of empty batches.
+    fn check_batches(&self, batches: usize) -> Result<(), PartyError> {
+        if batches == 0 || self.batch == 0 {
+            return Err(PartyError::EmptyJob {
+                batch: self.batch,
+                batches,
+            });
+        }
+        Ok(())
+    }
+
+    /// The inputs of the whole job: `batch x batches`.
+    pub fn inputs(&self) -> Result<usize, PartyError> {
+        self.batch.checked_mul(self.batches).ok_or_else(|| {
+            NnError::Overflow(format!("{} batches of {}", self.batches, self.batch)).into()
+        })
     }
 
     /// The largest message either party sends in this job, from its plan:
     /// the largest gate's online bytes (a bound on each of its rounds), the
     /// weight share (safetensors, with room for its header), the input and
-    /// the output shares. The link refuses longer messages from the peer
+    /// the output shares (each one message for all the job's batches:
+    /// `batch x batches` rows). The link refuses longer messages from the peer
     /// (`NetConfig::max_message_size`), so a peer cannot make this party
     /// buffer more than the job needs.
     pub fn max_message_of(&self, plan: &ariann_dealer::Plan) -> Result<usize, PartyError> {
         let overflow = || PartyError::Protocol("the job's message sizes overflow".to_string());
         let max = largest_gate_message(plan)?;
         let weights = params_message_bound(&self.model)?;
-        let per_row = |n: usize| (self.batch as u64).checked_mul(n as u64)?.checked_mul(8);
+        let rows = self.inputs()? as u64;
+        let per_row = |n: usize| rows.checked_mul(n as u64)?.checked_mul(8);
         let out_len = self
             .model
             .shapes()?
@@ -174,10 +212,11 @@ impl Job {
     }
 
     /// The dealer's plan of a job of `batches` batches of this job's batch
-    /// ([`run_job_batches`]): the first batch is [`Job::plan`], every later
-    /// batch reuses the first batch's weight masks
-    /// ([`ariann_nn::plan_batches`]). One batch is [`Job::plan`].
+    /// (whatever its own `batches`): the first batch is the one-batch plan,
+    /// every later batch reuses the first batch's weight masks
+    /// ([`ariann_nn::plan_batches`]). One batch is [`ariann_nn::plan`].
     pub fn plan_batches(&self, batches: usize) -> Result<ariann_dealer::Plan, PartyError> {
+        self.check_batches(batches)?;
         Ok(ariann_nn::plan_batches(
             &self.model,
             self.batch,
@@ -227,11 +266,15 @@ impl Asset {
 /// What a job produced at this party.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// The decoded output (`batch x classes`, for each batch of the job in
-    /// order), only at the party the job names.
+    /// The decoded output (`batch x classes` for each of the job's batches,
+    /// in order), only at the party the job names.
     pub output: Option<Vec<f64>>,
     /// This party's traffic for the whole job (sharing, inference, reveal).
     pub stats: CommStats,
+    /// This party's traffic of each batch's private forward pass, in order
+    /// (with weight masks reused, every batch after the first opens only
+    /// activations and sends far less).
+    pub batch_stats: Vec<CommStats>,
     /// Wall time of the job.
     pub seconds: f64,
 }
@@ -276,26 +319,35 @@ fn send_only<T: Transport + ?Sized>(t: &mut T, mine: &[u8], what: &str) -> Resul
     Ok(())
 }
 
-/// Runs `job` at this party (`transport.party()`) with `asset`, keys from
-/// `source` (consumed from plan index 0). See the crate docs for the steps.
-pub fn run_job<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
+/// [`run_job`] for `batches` batches of `job.batch` inputs each, whatever
+/// `job.batches` says: [`run_job`] of the same job with `batches` batches.
+pub fn run_job_batches<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
     job: &Job,
+    batches: usize,
     asset: &Asset,
     transport: &mut T,
     source: &mut S,
 ) -> Result<Outcome, PartyError> {
-    run_job_batches(job, 1, asset, transport, source)
+    if batches == job.batches {
+        return run_job(job, asset, transport, source);
+    }
+    let job = Job {
+        batches,
+        ..job.clone()
+    };
+    run_job(&job, asset, transport, source)
 }
 
-/// [`run_job`] for `batches` batches of `job.batch` inputs each (the data
-/// owner's asset holds `batches x batch` inputs), with keys of
-/// [`Job::plan_batches`]: the weights are masked and opened once, in the
-/// first batch, and every later batch opens only activations (weight masks
-/// reused, `ariann_mpc::gates::reuse`). The job digest covers the number
-/// of batches (through the plan hash); one batch is exactly [`run_job`].
-pub fn run_job_batches<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
+/// Runs `job` at this party (`transport.party()`) with `asset`, keys from
+/// `source` (consumed from plan index 0), generated from [`Job::plan`].
+/// See the crate docs for the steps. A job of several batches
+/// (`job.batches`; the data owner's asset holds `batches x batch` inputs)
+/// runs them one after the other: the weights are masked and opened once,
+/// in the first batch, and every later batch opens only activations
+/// (weight masks reused, `ariann_mpc::gates::reuse`). The job digest covers
+/// the number of batches (through the plan hash).
+pub fn run_job<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Sized>(
     job: &Job,
-    batches: usize,
     asset: &Asset,
     transport: &mut T,
     source: &mut S,
@@ -304,10 +356,11 @@ pub fn run_job_batches<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Siz
     let before = transport.stats();
     let me = transport.party();
     let model = &job.model;
+    let batches = job.batches;
+    job.check_batches(batches)?;
     let n_in = job
-        .batch
-        .checked_mul(batches)
-        .and_then(|v| v.checked_mul(model.input_len()))
+        .inputs()?
+        .checked_mul(model.input_len())
         .ok_or_else(|| NnError::Overflow(format!("{batches} batches of {}", job.batch)))?;
     // Local checks first: nothing is sent for a job this party cannot run.
     match asset {
@@ -321,7 +374,7 @@ pub fn run_job_batches<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Siz
         }
         Asset::Input(_) => {}
     }
-    let digest = job.digest_of(&job.plan_batches(batches)?);
+    let digest = job.digest_of(&job.plan()?);
 
     // 1. Same job, complementary assets.
     let mut hello = digest.to_vec();
@@ -381,21 +434,29 @@ pub fn run_job_batches<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Siz
         }
     };
 
-    // 3. The private forward pass.
+    // 3. The private forward pass, batch after batch (what
+    // `ariann_nn::forward_batches` runs, with each batch's traffic counted).
+    let one = n_in / batches;
+    let mut batch_stats = Vec::with_capacity(batches);
     let y = {
         let mut session = Session::new(&mut *transport, source);
         if batches > 1 {
             session = session.with_weight_reuse();
         }
-        forward_batches(
-            &mut session,
-            model,
-            &weights,
-            &input,
-            job.batch,
-            batches,
-            &job.cfg,
-        )?
+        let mut y = Vec::new();
+        for i in 0..batches {
+            let at = session.transport().stats();
+            y.extend(forward_private(
+                &mut session,
+                model,
+                &weights,
+                &input[i * one..(i + 1) * one],
+                job.batch,
+                &job.cfg,
+            )?);
+            batch_stats.push(session.transport().stats().since(&at));
+        }
+        y
     };
 
     // 4. Reveal to the named party only.
@@ -415,6 +476,7 @@ pub fn run_job_batches<T: Transport + ?Sized, S: PreprocessingSource<u64> + ?Siz
     Ok(Outcome {
         output,
         stats: transport.stats().since(&before),
+        batch_stats,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -80,6 +80,7 @@ impl From<PartyError> for LinkedError {
             },
             e @ (PartyError::JobMismatch { .. } | PartyError::SameAsset(_)) => LinkedError::Job(e),
             e @ PartyError::Protocol(_) => LinkedError::Link(MpcError::Protocol(e.to_string())),
+            e @ PartyError::EmptyJob { .. } => LinkedError::Local(e),
         }
     }
 }

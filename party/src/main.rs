@@ -66,6 +66,11 @@
 //! The data owner's `--input` is `.npy` or safetensors, NCHW
 //! (`ariann_party::inputs`); fewer inputs than the batch are padded with
 //! zeros and the padding's rows dropped from the output it writes.
+//! `--batches N` (with the dealer's `--batches N`) runs N batches of
+//! `--batch` inputs in one job, the weights' masks opened in the first
+//! batch and reused by the others; the input then holds `batch * N` inputs
+//! (only the last batch may be short), the output every batch's rows in
+//! order, and each party prints the bytes it sent in each batch.
 //! `ariann-party reference ...` runs a model locally in float and in fixed
 //! point (module `reference`); `ariann-party input --image a.png ...`
 //! turns PNG/JPEG images into an input file (module `input_cmd`).
@@ -87,7 +92,7 @@ mod train_cmd;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ariann_dealer::auth::{DealerPublicKey, KeyTrust, LinkSecret};
-use ariann_dealer::keyfile::to_hex;
+use ariann_dealer::keyfile::{KeyFileError, to_hex};
 use ariann_dealer::ledger::Ledger;
 use ariann_fss::Party;
 use ariann_job::JobFile;
@@ -211,6 +216,13 @@ struct Opts {
     /// Inputs per batch.
     #[arg(long)]
     batch: Option<usize>,
+    /// Batches of --batch inputs in this job, run one after the other
+    /// (must match the dealer's) [default: 1]. The data owner's --input
+    /// holds batch x batches inputs (the last batch may be short: it is
+    /// padded); the weights' masks are opened in the first batch and reused
+    /// by the others, so later batches cost far less.
+    #[arg(long)]
+    batches: Option<usize>,
     /// Swap ReLU and max-pool where adjacent (must match the dealer's flag;
     /// `=false` overrides a job file).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -405,6 +417,7 @@ fn merge(cli: Opts, file: Opts) -> Opts {
         model_json,
         model_onnx,
         batch,
+        batches,
         permute_relu_maxpool,
         train,
         keep_final_relu,
@@ -627,6 +640,7 @@ fn opts_of_job(j: JobFile) -> Opts {
         model_json: j.model_json,
         model_onnx: j.model_onnx,
         batch: j.batch,
+        batches: j.batches,
         frac_bits: j.frac_bits,
         k_cmp: j.k_cmp,
         k_trunc: j.k_trunc,
@@ -772,7 +786,18 @@ fn open_keys(
 ) -> Result<OpenKeys, Fail> {
     Ok(match keys {
         Keys::File(path) => {
-            let (session, source) = open_key_file(path, party, plan_hash, bundles, trust)?;
+            let (session, source) =
+                open_key_file(path, party, plan_hash, bundles, trust).map_err(|e| match e {
+                    LinkedError::KeyFile {
+                        cause: KeyFileError::PlanMismatch { .. },
+                        ..
+                    } => Fail::Keys(anyhow::Error::new(e).context(
+                        "the key file is for another job: the dealer and both parties must give \
+                         the same model, --batch, --batches and plan settings (compare \
+                         `ariann-dealer plan --hash` with the same options)",
+                    )),
+                    e => e.into(),
+                })?;
             (session, source.link_secret(), Box::new(source))
         }
         Keys::Dealer { addr, tls } => {
@@ -802,6 +827,13 @@ fn setup(o: &Opts) -> Result<Setup> {
     let Some(batch) = o.batch.filter(|b| *b > 0) else {
         bail!("--batch is required and must be at least 1");
     };
+    let batches = o.batches.unwrap_or(1);
+    if batches == 0 {
+        bail!("--batches must be at least 1");
+    }
+    let total = batch
+        .checked_mul(batches)
+        .ok_or_else(|| anyhow!("--batch {batch} times --batches {batches} overflows"))?;
     let model = model_of(o)?;
     // The data owner's count of real inputs (the rest of the batch is padding).
     let mut images = None;
@@ -816,19 +848,25 @@ fn setup(o: &Opts) -> Result<Setup> {
         }
         (None, Some(path)) => {
             let x = read_inputs(path, &model.input)?;
-            if x.images < batch {
+            check_input_count(path, x.images, batch, batches)?;
+            if x.images < total {
                 eprintln!(
-                    "{} holds {} input(s): padding the batch of {batch} with {} zero input(s) \
+                    "{} holds {} input(s): padding the {} of {total} with {} zero input(s) \
                      (their outputs are dropped)",
                     path.display(),
                     x.images,
-                    batch - x.images
+                    if batches == 1 {
+                        "batch"
+                    } else {
+                        "last batch of the job"
+                    },
+                    total - x.images
                 );
             }
             images = Some(x.images);
             (
                 model.fold_batchnorm_architecture(),
-                Asset::Input(x.padded(batch)?),
+                Asset::Input(x.padded(total)?),
             )
         }
         (None, None) => {
@@ -849,6 +887,7 @@ fn setup(o: &Opts) -> Result<Setup> {
     let job = Job {
         model,
         batch,
+        batches,
         cfg: config_of(o, false)?,
         output_to,
     };
@@ -864,6 +903,35 @@ fn setup(o: &Opts) -> Result<Setup> {
         output: o.output.clone(),
         images,
     })
+}
+
+/// Refuses an input file whose count of inputs does not fit a job of
+/// `batches` batches of `batch`: at most `batch * batches`, and more than
+/// `batch * (batches - 1)`, so that only the last batch is padded and no
+/// batch is padding alone. The message says what the job takes.
+fn check_input_count(path: &Path, images: usize, batch: usize, batches: usize) -> Result<()> {
+    let total = batch.saturating_mul(batches);
+    let least = batch.saturating_mul(batches - 1) + 1;
+    if (least..=total).contains(&images) {
+        return Ok(());
+    }
+    let takes = if batches == 1 && batch == 1 {
+        "the job (--batch 1) takes one input".to_string()
+    } else if batches == 1 {
+        format!("the job (--batch {batch}) takes 1 to {batch} inputs")
+    } else {
+        let padded = if least < total {
+            format!(" ({least} to {total}: only the last batch may be padded with zeros)")
+        } else {
+            String::new()
+        };
+        format!("the job (--batches {batches} of --batch {batch}) takes {total} inputs{padded}")
+    };
+    let hint = match images.div_ceil(batch) {
+        0 => String::new(),
+        n => format!("; for {images} inputs run --batches {n} of --batch {batch}"),
+    };
+    bail!("{} holds {images} input(s): {takes}{hint}", path.display())
 }
 
 impl From<LinkedError> for Fail {
@@ -943,12 +1011,33 @@ fn run(o: Opts) -> Result<(), Fail> {
         out.stats.bytes_sent as f64 / 1e6,
         out.stats.bytes_received as f64 / 1e6
     );
+    if out.batch_stats.len() > 1 {
+        // Each batch's online traffic: the first opens the weights' masks,
+        // the later ones reuse them.
+        let shown: Vec<String> = out
+            .batch_stats
+            .iter()
+            .take(16)
+            .map(|b| b.bytes_sent.to_string())
+            .collect();
+        eprintln!(
+            "bytes sent per batch: {}{} (weight masks opened in batch 1, reused by the {} later)",
+            shown.join(", "),
+            if out.batch_stats.len() > 16 {
+                ", ..."
+            } else {
+                ""
+            },
+            out.batch_stats.len() - 1
+        );
+    }
     if let Some(y) = out.output {
-        let classes = y.len() / s.job.batch;
+        let all = s.job.batch * s.job.batches;
+        let classes = y.len() / all;
         let mut rows: Vec<&[f64]> = y.chunks(classes.max(1)).collect();
         // The padding's outputs are dropped where the count is known (the
         // data owner); the model owner does not know it and gets every row.
-        rows.truncate(s.images.unwrap_or(s.job.batch));
+        rows.truncate(s.images.unwrap_or(all));
         let pred: Vec<usize> = rows
             .iter()
             .map(|r| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
@@ -957,6 +1046,7 @@ fn run(o: Opts) -> Result<(), Fail> {
             "job": to_hex(&digest),
             "model": s.job.model.name,
             "batch": s.job.batch,
+            "batches": s.job.batches,
             "inputs": rows.len(),
             "outputs": rows,
             "predictions": pred,
@@ -1059,6 +1149,7 @@ fn daemon(o: Opts) -> Result<(), Fail> {
         (o.model_json.is_some(), "model-json"),
         (o.model_onnx.is_some(), "model-onnx"),
         (o.batch.is_some(), "batch"),
+        (o.batches.is_some(), "batches"),
         (o.output_to.is_some(), "output-to"),
     ]
     .into_iter()

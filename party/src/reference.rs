@@ -55,6 +55,11 @@ pub(crate) struct RefOpts {
     /// dropped) [default: the number of inputs].
     #[arg(long)]
     batch: Option<usize>,
+    /// Batches of --batch inputs, as the private job runs them (each batch
+    /// its own fixed-point run; the inputs fill batch x batches)
+    /// [default: 1].
+    #[arg(long)]
+    batches: Option<usize>,
     /// Fractional bits [default: 16].
     #[arg(long)]
     frac_bits: Option<u32>,
@@ -90,6 +95,7 @@ pub(crate) fn run(o: RefOpts) -> Result<()> {
         model_json: o.model_json.clone(),
         model_onnx: o.model_onnx.clone(),
         batch: o.batch,
+        batches: o.batches,
         frac_bits: o.frac_bits,
         k_cmp: o.k_cmp,
         k_trunc: o.k_trunc,
@@ -115,12 +121,21 @@ pub(crate) fn run(o: RefOpts) -> Result<()> {
     w.check(&model)
         .with_context(|| format!("weights {} do not fit {}", o.weights.display(), model.name))?;
     let inputs = read_inputs(&o.input, &model.input)?;
-    let batch = j.batch.unwrap_or(inputs.images);
+    let batches = j.batches()?;
+    let (batch, total) = match j.batch {
+        Some(b) => (
+            b,
+            b.checked_mul(batches)
+                .context("--batch times --batches overflows")?,
+        ),
+        None if batches == 1 => (inputs.images, inputs.images),
+        None => bail!("--batches needs --batch"),
+    };
     if batch == 0 {
         bail!("{} holds no input", o.input.display());
     }
-    let x = inputs.padded(batch)?;
-    let float = forward_float(&model, &w, &x, batch).context("float run")?;
+    let x = inputs.padded(total)?;
+    let float = forward_float(&model, &w, &x, total).context("float run")?;
     let (fm, fw) = model.fold_batchnorm(&w)?;
     let fm = if j.permute_relu_maxpool.unwrap_or(false) {
         fm.permute_relu_maxpool()
@@ -128,11 +143,13 @@ pub(crate) fn run(o: RefOpts) -> Result<()> {
         fm
     };
     let xe = encode_input(&x, &cfg).context("inputs do not fit the fixed-point encoding")?;
-    let fixed = decode_output(
-        &forward_fixed(&fm, &fw, &xe, batch, &cfg).context("fixed-point run")?,
-        &cfg,
-    );
-    let classes = (float.len() / batch).max(1);
+    // Batch after batch, as the private job runs them.
+    let mut fixed_raw = Vec::new();
+    for xb in xe.chunks((xe.len() / batches).max(1)) {
+        fixed_raw.extend(forward_fixed(&fm, &fw, xb, batch, &cfg).context("fixed-point run")?);
+    }
+    let fixed = decode_output(&fixed_raw, &cfg);
+    let classes = (float.len() / total).max(1);
     let n = inputs.images;
     let float_rows: Vec<&[f64]> = float.chunks(classes).take(n).collect();
     let fixed_rows: Vec<&[f64]> = fixed.chunks(classes).take(n).collect();
@@ -154,6 +171,7 @@ pub(crate) fn run(o: RefOpts) -> Result<()> {
             "model": model.name,
             "inputs": n,
             "batch": batch,
+            "batches": batches,
             "frac_bits": cfg.frac_bits,
             "float": float_rows,
             "fixed": fixed_rows,
@@ -169,8 +187,10 @@ pub(crate) fn run(o: RefOpts) -> Result<()> {
     println!(
         "{}: {n} input(s){}, {} outputs each, fixed point with f = {}",
         model.name,
-        if batch > n {
+        if total > n && batches == 1 {
             format!(" padded to a batch of {batch}")
+        } else if total > n {
+            format!(" padded to {batches} batches of {batch}")
         } else {
             String::new()
         },

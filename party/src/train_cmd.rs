@@ -254,6 +254,11 @@ fn setup(o: &Opts) -> Result<Setup> {
         (o.input.is_some(), "--input", "--train-data"),
         (o.output.is_some(), "--output", "--out"),
         (o.output_to.is_some(), "--output-to", "--reveal-to"),
+        (
+            o.batches.is_some(),
+            "--batches",
+            "--epochs and --train-images",
+        ),
     ] {
         if set {
             bail!("{flag} is for inference; training takes {instead}");

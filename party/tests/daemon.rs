@@ -212,6 +212,51 @@ fn daemons_run_submitted_jobs_and_reveal_to_the_named_party_only() {
     terminate(d1, "party 1");
 }
 
+/// A job of two batches submitted to two daemons (`submit_json_batches`,
+/// keys of `ariann-dealer keys --batches 2`): the data owner provides both
+/// batches' inputs, the output holds both batches' rows and equals the
+/// fixed-point cleartext of each; one batch's inputs are refused, saying
+/// what the job takes.
+#[test]
+fn daemons_run_a_job_of_several_batches() {
+    let f = Fixture::new();
+    let link = format!("127.0.0.1:{}", free_port());
+    let (d0, a0) = daemon(&f, 0, &link);
+    let (d1, a1) = daemon(&f, 1, &link);
+    let json = std::fs::read_to_string(f.path("model.json")).expect("model");
+    let mut owner = RemoteParty::connect_with_token(&a0, OWNER).expect("party 0");
+    let mut hospital = RemoteParty::connect_with_token(&a1, HOSPITAL).expect("party 1");
+    f.keys_batches("jobs/two", BATCH, 2);
+    for p in [&mut owner, &mut hospital] {
+        p.submit_json_batches("two", &json, BATCH, 2, 1)
+            .expect("submit");
+    }
+    // One batch's inputs for a job of two: refused.
+    let short = hospital.provide_input("two", &f.x);
+    assert!(
+        matches!(&short, Err(ClientError::Status(s)) if s.message().contains("2 batch(es)")),
+        "{short:?}"
+    );
+    owner
+        .provide_weights("two", f.weights.to_safetensors().expect("weights"))
+        .expect("weights");
+    let x2: Vec<f32> = f.x.iter().chain(f.x.iter().rev()).copied().collect();
+    hospital.provide_input("two", &x2).expect("inputs");
+    let (y, shape) = hospital.fetch_output("two").expect("output at party 1");
+    let want: Vec<f64> = f
+        .expected()
+        .into_iter()
+        .chain(f.expected_of(&x2[f.x.len()..]))
+        .collect();
+    assert_eq!(
+        y, want,
+        "revealed output != fixed-point cleartext of each batch"
+    );
+    assert_eq!(shape, vec![2 * BATCH as u64, 4]);
+    terminate(d0, "party 0");
+    terminate(d1, "party 1");
+}
+
 fn onnx_job(f: &Fixture, owner: &mut RemoteParty, hospital: &mut RemoteParty) {
     use ariann_nn::{Config, decode_output, encode_input, forward_fixed};
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/onnx/tests/data");

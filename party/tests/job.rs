@@ -67,6 +67,7 @@ fn setup(batch: usize, output_to: Party) -> (Job, Weights, Vec<f32>) {
     let job = Job {
         model: m,
         batch,
+        batches: 1,
         cfg: Config::default(),
         output_to,
     };
@@ -181,8 +182,15 @@ impl ariann_mpc::Transport for Longest<'_> {
 
 #[test]
 fn the_message_limit_from_the_plan_covers_every_message() {
-    for batch in [1, 5] {
-        let (job, w, x) = setup(batch, Party::P1);
+    // Sixty batches of five: the input share (one message for all batches)
+    // outgrows the 64 KiB floor.
+    for (batch, batches) in [(1, 1), (5, 1), (5, 60)] {
+        let (mut job, w, _) = setup(batch, Party::P1);
+        job.batches = batches;
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let x: Vec<f32> = (0..batch * batches * job.model.input_len())
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect();
         let plan = job.plan().expect("plan");
         let limit = job.max_message_of(&plan).expect("limit");
         let (mut k0, mut k1) = keys(&job, 2);
@@ -249,6 +257,29 @@ fn a_job_of_several_batches_reuses_weight_masks() {
     assert_eq!(o1.output.as_deref(), Some(expect.as_slice()));
     assert_eq!(o0.output, None);
     assert_eq!((k0.remaining(), k1.remaining()), (0, 0), "every key used");
+    // Each batch's traffic: the later ones do not open the weights again.
+    for o in [&o0, &o1] {
+        let b = &o.batch_stats;
+        assert_eq!(b.len(), 3);
+        assert!(b[1].bytes_sent < b[0].bytes_sent, "{b:?}");
+        assert_eq!(b[1], b[2], "later batches cost the same");
+        assert!(b.iter().map(|s| s.bytes_sent).sum::<u64>() <= o.stats.bytes_sent);
+    }
+    // The same job as a `Job` of three batches: the same plan and outputs.
+    let job3 = Job {
+        batches: 3,
+        ..job.clone()
+    };
+    assert_eq!(job3.plan().expect("plan"), plan);
+    assert_ne!(job3.digest().expect("d"), job.digest().expect("d"));
+    let none = Job {
+        batches: 0,
+        ..job.clone()
+    };
+    assert!(
+        matches!(none.plan(), Err(PartyError::EmptyJob { batches: 0, .. })),
+        "a job of no batch"
+    );
     // A peer running the one-batch job is refused before any data moves.
     let Asset::Input(x) = xa else { unreachable!() };
     let x1 = Asset::Input(x[..one].to_vec());

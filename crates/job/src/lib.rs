@@ -139,6 +139,9 @@ pub struct JobFile {
     pub model_onnx: Option<PathBuf>,
     /// Inputs per batch (training: images per step, a power of two).
     pub batch: Option<usize>,
+    /// Inference: batches of `batch` inputs in the job (1); the weights'
+    /// masks are opened in the first and reused by the others.
+    pub batches: Option<usize>,
     /// Fractional bits of the fixed-point encoding (16; training 20).
     pub frac_bits: Option<u32>,
     /// Comparison window of ReLU and max-pool, in bits.
@@ -194,6 +197,7 @@ pub const KEYS: &[&str] = &[
     "model-json",
     "model-onnx",
     "batch",
+    "batches",
     "frac-bits",
     "k-cmp",
     "k-trunc",
@@ -323,6 +327,7 @@ impl JobFile {
             model_json,
             model_onnx,
             batch: self.batch.or(lower.batch),
+            batches: self.batches.or(lower.batches),
             frac_bits: self.frac_bits.or(lower.frac_bits),
             k_cmp: self.k_cmp.or(lower.k_cmp),
             k_trunc: self.k_trunc.or(lower.k_trunc),
@@ -401,6 +406,22 @@ impl JobFile {
     /// Whether this is a training job.
     pub fn is_train(&self) -> bool {
         self.train.unwrap_or(false)
+    }
+
+    /// The batches of an inference job: `batches`, 1 if not given; 0 is
+    /// refused, and so is `batches` in a training job (its steps come from
+    /// `epochs` and `train-images`).
+    pub fn batches(&self) -> Result<usize, JobError> {
+        match self.batches {
+            Some(_) if self.is_train() => Err(JobError::Invalid(
+                "batches is for inference jobs; a training job's steps come from epochs and \
+                 train-images"
+                    .into(),
+            )),
+            Some(0) => Err(JobError::Invalid("batches must be at least 1".into())),
+            Some(n) => Ok(n),
+            None => Ok(1),
+        }
     }
 
     /// The fixed-point configuration: the settings given, defaults for the
@@ -513,6 +534,32 @@ mod tests {
             ..JobFile::default()
         };
         assert!(zero.config().is_err());
+        // Batches: 1 by default, never 0, and not for training.
+        assert_eq!(JobFile::default().batches().expect("default"), 1);
+        let three = JobFile::parse("batches = 3\n", Path::new("j.toml")).expect("valid");
+        assert_eq!(three.batches().expect("three"), 3);
+        let none = JobFile {
+            batches: Some(0),
+            ..JobFile::default()
+        };
+        assert!(
+            none.batches()
+                .expect_err("zero")
+                .to_string()
+                .contains("at least 1")
+        );
+        let train = JobFile {
+            batches: Some(2),
+            train: Some(true),
+            ..JobFile::default()
+        };
+        assert!(
+            train
+                .batches()
+                .expect_err("train")
+                .to_string()
+                .contains("inference")
+        );
     }
 
     #[test]

@@ -896,7 +896,7 @@ pub enum KeyStreamError {
     /// The dealer serves another plan.
     #[error(
         "the dealer serves another plan than this party's job (plan hash {expected}{}): check the \
-         model, batch and settings on both sides (`ariann-dealer plan --hash`)",
+         model, batch, batches and settings on both sides (`ariann-dealer plan --hash`)",
         dealer.as_ref().map(|d| format!("; the dealer's: {d}")).unwrap_or_default()
     )]
     PlanMismatch {

@@ -229,7 +229,13 @@ pub fn plan_batches(
         .checked_mul(batches - 1)
         .and_then(|v| v.checked_add(first))
         .ok_or_else(|| NnError::Overflow(format!("{batches} batches")))?;
-    gates.reserve(total - gates.len());
+    // A plan too large for memory (an absurd number of batches) is an
+    // error, not an allocation failure.
+    gates.try_reserve(total - gates.len()).map_err(|_| {
+        NnError::Overflow(format!(
+            "{batches} batches: a plan of {total} gates does not fit in memory"
+        ))
+    })?;
     for _ in 2..batches {
         gates.extend_from_within(first..first + later);
     }

@@ -17,6 +17,11 @@
 //!   costs before any work, from the gate costs (`ariann_mpc::cost`): keys
 //!   per party, key file sizes, online bytes per party and rounds
 //!   (`--json` prints the plan itself, `--hash` only its hash).
+//!   `--batches N` (every subcommand that takes a model) makes an inference
+//!   job of N batches of `--batch` inputs whose later batches reuse the
+//!   first batch's weight masks (`ariann_nn::plan_batches`, the plan
+//!   `ariann-party --batches N` expects); `plan` then also prints the first
+//!   and the later batches' keys, online bytes and rounds.
 //! - `ariann-dealer verify --dealer-pubkey dealer.pub DIR/party0.keys ...`
 //!   checks key files end to end (the dealer's signatures on header, every
 //!   chunk and trailer) without using them, and says "already used" for a
@@ -165,6 +170,12 @@ struct Job {
     /// Inputs per batch (required with a model).
     #[arg(long)]
     batch: Option<usize>,
+    /// Inference: batches of --batch inputs in the job, run one after the
+    /// other; the weights' masks are opened in the first batch and reused
+    /// by the others (later batches need far fewer keys and far less
+    /// online traffic). The parties must give the same [default: 1].
+    #[arg(long)]
+    batches: Option<usize>,
     /// Fractional bits of the fixed-point encoding [default: 16, with
     /// --train 20].
     #[arg(long)]
@@ -350,6 +361,7 @@ fn job_file_of(job: &Job) -> Result<JobFile> {
         model_json: job.source.model_json.clone(),
         model_onnx: job.source.model_onnx.clone(),
         batch: job.batch,
+        batches: job.batches,
         frac_bits: job.frac_bits,
         k_cmp: job.k_cmp,
         k_trunc: job.k_trunc,
@@ -387,8 +399,9 @@ struct JobPlan {
     plan: Plan,
     /// One line: model, batch, mode and settings.
     what: String,
-    /// Inputs per batch (inference), for per-image figures.
-    batch: Option<usize>,
+    /// Inference: inputs per batch, batches and the first batch's gates,
+    /// for per-batch and per-input figures.
+    batches: Option<(usize, usize, usize)>,
 }
 
 /// The plan of the job described by the arguments (and the job file).
@@ -400,15 +413,15 @@ fn plan_of(job: &Job) -> Result<JobPlan> {
         if job.train.unwrap_or(false) {
             bail!("--train does not apply to --plan (the plan fixes the job)");
         }
-        if job.batch.is_some() {
-            bail!("--batch does not apply to --plan (the plan fixes the batch)");
+        if job.batch.is_some() || job.batches.is_some() {
+            bail!("--batch and --batches do not apply to --plan (the plan fixes them)");
         }
         let plan = plan_json::from_json(&read_text(path)?)
             .with_context(|| format!("invalid plan {}", path.display()))?;
         return Ok(JobPlan {
             plan,
             what: format!("the plan of {}", path.display()),
-            batch: None,
+            batches: None,
         });
     }
     let j = job_file_of(job)?;
@@ -432,12 +445,14 @@ fn plan_of(job: &Job) -> Result<JobPlan> {
             ""
         }
     );
+    // Refuses --batches 0, and --batches with --train.
+    let batches = j.batches()?;
     if j.is_train() {
         let (plan, what) = train_plan_of(&j, &cfg, model)?;
         return Ok(JobPlan {
             plan,
             what: format!("{what}; {settings}"),
-            batch: None,
+            batches: None,
         });
     }
     let given: Vec<&str> = [
@@ -468,13 +483,34 @@ fn plan_of(job: &Job) -> Result<JobPlan> {
     } else {
         model
     };
-    tracing::info!(model = %model.name, batch, "deriving the plan");
-    let plan =
-        ariann_nn::plan(&model, batch, &cfg).context("cannot derive a plan from the model")?;
+    tracing::info!(model = %model.name, batch, batches, "deriving the plan");
+    // The parties' plan (`ariann_party::Job::plan`): one batch is
+    // `ariann_nn::plan`; later batches reuse the first one's weight masks.
+    let plan = ariann_nn::plan_batches(&model, batch, batches, &cfg, true)
+        .context("cannot derive a plan from the model")?;
+    // The first batch's gates: the one-batch plan's (a second trace, for
+    // the per-batch figures only).
+    let first_gates = if batches == 1 {
+        plan.gates.len()
+    } else {
+        ariann_nn::plan(&model, batch, &cfg)
+            .context("cannot derive a plan from the model")?
+            .gates
+            .len()
+    };
+    let what = if batches == 1 {
+        format!("{}, batch {batch}, inference; {settings}", model.name)
+    } else {
+        format!(
+            "{}, {batches} batches of {batch} (weight masks reused after the first), \
+             inference; {settings}",
+            model.name
+        )
+    };
     Ok(JobPlan {
         plan,
-        what: format!("{}, batch {batch}, inference; {settings}", model.name),
-        batch: Some(batch),
+        what,
+        batches: Some((batch, batches, first_gates)),
     })
 }
 
@@ -725,16 +761,30 @@ fn serve(args: &ServeArgs) -> Result<()> {
 }
 
 fn plan_cmd(args: &PlanArgs) -> Result<()> {
-    let JobPlan { plan, what, batch } = plan_of(&args.job)?;
+    let JobPlan {
+        plan,
+        what,
+        batches,
+    } = plan_of(&args.job)?;
     if args.hash {
         println!("{}", to_hex(&plan.hash()));
     } else if args.json {
         println!("{}", plan_json::to_json(&plan));
     } else {
         let s = sizes::sizes(&plan)?;
+        let split = match batches {
+            Some((_, n, first)) if n > 1 => Some(sizes::per_batch(&plan, first, n)?),
+            _ => None,
+        };
         print!(
             "{}",
-            sizes::summary(&what, &to_hex(&plan.hash()), &s, batch)
+            sizes::summary(
+                &what,
+                &to_hex(&plan.hash()),
+                &s,
+                batches.map(|(b, n, _)| (b, n)),
+                split.as_ref()
+            )
         );
     }
     Ok(())

@@ -39,6 +39,60 @@ pub(crate) fn sizes(plan: &Plan) -> Result<Sizes> {
     })
 }
 
+/// One party's cost of a batch of a job of several batches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BatchCost {
+    /// Key material.
+    pub(crate) key_bytes: u64,
+    /// Bytes sent online.
+    pub(crate) online_bytes: u64,
+    /// Online rounds.
+    pub(crate) rounds: u64,
+}
+
+/// A job of several batches, split: the first batch (which opens the
+/// weights' masks) and the mean of the later ones (which reuse them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PerBatch {
+    /// Batches in the job (at least 2).
+    pub(crate) batches: usize,
+    /// The first batch.
+    pub(crate) first: BatchCost,
+    /// Each later batch, on average.
+    pub(crate) later: BatchCost,
+}
+
+/// The split of `plan`, a job of `batches` batches whose first batch is
+/// its first `first_gates` gates.
+pub(crate) fn per_batch(plan: &Plan, first_gates: usize, batches: usize) -> Result<PerBatch> {
+    if batches < 2 || first_gates > plan.gates.len() {
+        bail!(
+            "a plan of {} gates is not {batches} batches whose first has {first_gates} gates",
+            plan.gates.len()
+        );
+    }
+    let cost = |gates| -> Result<BatchCost> {
+        let c = plan_cost(gates, plan.ring_bits).context("cannot cost the plan")?;
+        Ok(BatchCost {
+            key_bytes: c.total.key_bytes,
+            online_bytes: c.total.bytes_sent,
+            rounds: c.total.rounds,
+        })
+    };
+    let first = cost(&plan.gates[..first_gates])?;
+    let rest = cost(&plan.gates[first_gates..])?;
+    let n = batches as u64 - 1;
+    Ok(PerBatch {
+        batches,
+        first,
+        later: BatchCost {
+            key_bytes: rest.key_bytes / n,
+            online_bytes: rest.online_bytes / n,
+            rounds: rest.rounds / n,
+        },
+    })
+}
+
 /// Bytes in decimal units (`512 B`, `51.0 MB`, `1.38 GB`).
 pub(crate) fn human(bytes: u64) -> String {
     let b = bytes as f64;
@@ -51,8 +105,15 @@ pub(crate) fn human(bytes: u64) -> String {
     }
 }
 
-/// The summary `ariann-dealer plan` prints.
-pub(crate) fn summary(what: &str, hash: &str, s: &Sizes, batch: Option<usize>) -> String {
+/// The summary `ariann-dealer plan` prints; `batches` is an inference
+/// job's `(batch, batches)`, `split` its cost per batch when it has several.
+pub(crate) fn summary(
+    what: &str,
+    hash: &str,
+    s: &Sizes,
+    batches: Option<(usize, usize)>,
+    split: Option<&PerBatch>,
+) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
     line("job:", what.to_string());
@@ -84,7 +145,32 @@ pub(crate) fn summary(what: &str, hash: &str, s: &Sizes, batch: Option<usize>) -
         "largest bundle:",
         format!("{} of keys per party", human(s.largest_bundle)),
     );
-    if let Some(b) = batch.filter(|b| *b > 0) {
+    if let Some(p) = split {
+        let batch = |what: &str, c: &BatchCost| {
+            format!(
+                "{} of keys, {:.3} MB online, {} rounds, per party{what}",
+                human(c.key_bytes),
+                c.online_bytes as f64 / 1e6,
+                c.rounds
+            )
+        };
+        line(
+            "first batch:",
+            batch(" (opens the weights' masks)", &p.first),
+        );
+        line(
+            "later batches:",
+            batch(
+                &format!(
+                    " and batch ({} batches; weight masks reused)",
+                    p.batches - 1
+                ),
+                &p.later,
+            ),
+        );
+    }
+    let inputs = batches.and_then(|(b, n)| b.checked_mul(n));
+    if let Some(b) = inputs.filter(|b| *b > 0) {
         line(
             "per input:",
             format!(

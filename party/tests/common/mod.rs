@@ -147,8 +147,14 @@ impl Fixture {
 
     /// `ariann-dealer keys` for the model at `batch` into `out`.
     pub fn keys(&self, out: &str, batch: usize) {
+        self.keys_batches(out, batch, 1);
+    }
+
+    /// `ariann-dealer keys` for a job of `batches` batches of `batch`.
+    pub fn keys_batches(&self, out: &str, batch: usize, batches: usize) {
         let st = Command::new(dealer_bin())
             .args(["keys", "--no-progress", "--batch", &batch.to_string()])
+            .args(["--batches", &batches.to_string()])
             .args(signing_args(self.dir.path()))
             .arg("--model-json")
             .arg(self.path("model.json"))
@@ -162,8 +168,13 @@ impl Fixture {
 
     /// The fixed-point cleartext output of the job.
     pub fn expected(&self) -> Vec<f64> {
+        self.expected_of(&self.x)
+    }
+
+    /// The fixed-point cleartext output of a batch of `BATCH` inputs `x`.
+    pub fn expected_of(&self, x: &[f32]) -> Vec<f64> {
         let cfg = Config::default();
-        let xe = encode_input(&self.x, &cfg).expect("encode");
+        let xe = encode_input(x, &cfg).expect("encode");
         decode_output(
             &forward_fixed(&model(), &self.weights, &xe, BATCH, &cfg).expect("fixed"),
             &cfg,
