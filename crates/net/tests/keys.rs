@@ -217,9 +217,17 @@ fn bundles_past_the_plans_largest_are_refused() {
             assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
             h.join().expect("server thread").expect("served");
         } else {
-            for o in &outcomes {
-                let e = o.as_ref().expect_err("the largest bundle is refused");
-                assert!(e.contains(&format!("limit of {limit} bytes")), "{e}");
+            // Both parties fail; at least one names the limit. The other may
+            // instead see its stream end, when the dealer aborts the session
+            // after the first refusal (a race under load).
+            let errs: Vec<&String> = outcomes
+                .iter()
+                .map(|o| o.as_ref().expect_err("the largest bundle is refused"))
+                .collect();
+            let named = format!("limit of {limit} bytes");
+            assert!(errs.iter().any(|e| e.contains(&named)), "{errs:?}");
+            for e in &errs {
+                assert!(e.contains(&named) || e.contains("stream broke"), "{errs:?}");
             }
             let _ = h.join().expect("server thread");
         }
