@@ -690,8 +690,12 @@ fn profile(
     let (s0, s1) = params.share(&mut ChaCha12Rng::from_os_rng());
     let xe = encode_input(&x, cfg)?;
     let te = encode_targets(&l, 10, tcfg.loss, cfg)?;
-    let run = |t: &mut MemTransport, keys: Vec<_>, p: Params, party: usize| -> Res<f64> {
-        let mut src = VecSource::new(keys);
+    let run = |t: &mut MemTransport, keys: Vec<_>, p: Params, party: usize| -> Res<(f64, Times)> {
+        let mut src = TimedSource {
+            inner: VecSource::new(keys),
+            last: None,
+            by: Default::default(),
+        };
         let mut st = TrainState::new(p);
         let xs = my_share(&xe, party, 7, 0);
         let ts = my_share(&te, party, 7, 1);
@@ -707,19 +711,61 @@ fn profile(
             tcfg,
             lr,
         )?;
-        Ok(t0.elapsed().as_secs_f64())
+        src.close();
+        Ok((t0.elapsed().as_secs_f64(), src.by))
     };
     let (a, b) = run_two_party(|t| run(t, b0, s0, 0), |t| run(t, b1, s1, 1));
     let (a, b) = (
         a.map_err(|e| format!("party 0: {e}"))?,
         b.map_err(|e| format!("party 1: {e}"))?,
     );
+    println!("| gate kind | party 0 s per step | party 1 s per step |");
+    println!("|---|---|---|");
+    for (k, v) in &a.1 {
+        println!(
+            "| {k} | {v:.2} | {:.2} |",
+            b.1.get(k).copied().unwrap_or(0.0)
+        );
+    }
     println!(
         "parties alone (keys in memory), one step: {:.2} s; dealer + parties one after the other: {:.2} s per step",
-        a.max(b),
-        keygen + a.max(b)
+        a.0.max(b.0),
+        keygen + a.0.max(b.0)
     );
     Ok(())
+}
+
+/// Seconds per gate kind.
+type Times = std::collections::BTreeMap<&'static str, f64>;
+
+/// A key source that charges the time between two key requests to the
+/// gate of the first: the gate's evaluation and the local work after it
+/// (layer arithmetic) until the next gate asks for its key.
+struct TimedSource {
+    inner: ariann::mpc::VecSource<u64>,
+    last: Option<(&'static str, Instant)>,
+    by: Times,
+}
+
+impl TimedSource {
+    fn close(&mut self) {
+        if let Some((k, t)) = self.last.take() {
+            *self.by.entry(k).or_default() += t.elapsed().as_secs_f64();
+        }
+    }
+}
+
+impl ariann::mpc::PreprocessingSource<u64> for TimedSource {
+    fn next_bundle(
+        &mut self,
+        party: ariann::fss::Party,
+        expected: &ariann::mpc::BundleTag,
+    ) -> Result<ariann::mpc::GateKey<u64>, ariann::mpc::MpcError> {
+        self.close();
+        let key = self.inner.next_bundle(party, expected);
+        self.last = Some((expected.gate.kind().name(), Instant::now()));
+        key
+    }
 }
 
 /// Private vs float loss and test accuracy per epoch, as SVG.

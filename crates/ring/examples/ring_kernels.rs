@@ -10,7 +10,7 @@
 //! cargo run --release -p ariann-ring --example ring_kernels -- --quick        # fewer repetitions
 //! ```
 
-use ariann_ring::{Conv2dShape, RingTensor, conv2d};
+use ariann_ring::{Conv2dShape, RingTensor, conv2d, conv2d_grad_input, conv2d_grad_weight};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
@@ -52,6 +52,9 @@ fn conv(
     }
 }
 
+/// A named timed closure.
+type Run<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (reps, budget) = if quick {
@@ -89,7 +92,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             med * 1e3
         );
     }
-    for (m, k, n) in [(128, 784, 128), (1, 2048, 512), (512, 512, 512)] {
+    // LeNet training at batch 64: each party computes every one of these
+    // twice per step (mask reuse: with its share and with the opened mask).
+    let lenet = [
+        ("lenet b64 conv1", conv(64, 1, 28, 20, 5, 1, 0)),
+        ("lenet b64 conv2", conv(64, 20, 12, 50, 5, 1, 0)),
+    ];
+    for (name, s) in lenet {
+        let x = RingTensor::<u64>::random(&s.input_shape(), &mut rng);
+        let w = RingTensor::<u64>::random(&s.weight_shape(), &mut rng);
+        let dz = RingTensor::<u64>::random(&s.output_shape()?, &mut rng);
+        let [rows, ckk] = s.cols_shape()?;
+        let shape = format!("{rows}x{ckk}x{}", s.oc);
+        let runs: [Run<'_>; 3] = [
+            (
+                "fwd",
+                Box::new(|| {
+                    black_box(conv2d(&x, &w, &s).expect("valid shapes"));
+                }),
+            ),
+            (
+                "grad input",
+                Box::new(|| {
+                    black_box(conv2d_grad_input(&dz, &w, &s).expect("valid shapes"));
+                }),
+            ),
+            (
+                "grad weight",
+                Box::new(|| {
+                    black_box(conv2d_grad_weight(&x, &dz, &s).expect("valid shapes"));
+                }),
+            ),
+        ];
+        for (what, f) in runs {
+            let (min, med) = time(reps, budget, &*f);
+            println!(
+                "{:<34} {shape:>22} {:>11.3} {:>11.3}",
+                format!("{name} {what}"),
+                min * 1e3,
+                med * 1e3
+            );
+        }
+    }
+    for (m, k, n) in [
+        (128, 784, 128),
+        (1, 2048, 512),
+        (512, 512, 512),
+        (64, 800, 500),
+        (64, 500, 800),
+        (800, 64, 500),
+    ] {
         let a = RingTensor::<u64>::random(&[m, k], &mut rng);
         let b = RingTensor::<u64>::random(&[k, n], &mut rng);
         let (min, med) = time(reps, budget, || {
