@@ -194,6 +194,82 @@ impl TrainState {
             steps: 0,
         }
     }
+
+    /// One party's checkpoint: its shares of the parameters (`params.NAME`),
+    /// of the optimiser's state (`velocity.NAME`, `second_moment.NAME`) and
+    /// the step count (`steps`, one `U64`), as safetensors. The file holds
+    /// shares only (uniform on their own); it is as secret as the shares
+    /// themselves, and the two parties' files together reveal the model.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, NnError> {
+        let mut all = Params::new();
+        for (prefix, store) in [
+            ("params", &self.params),
+            ("velocity", &self.velocity),
+            ("second_moment", &self.second_moment),
+        ] {
+            for (name, t) in store.iter() {
+                all.insert(&format!("{prefix}.{name}"), t.clone());
+            }
+        }
+        all.insert("steps", RingTensor::from_vec(&[1], vec![self.steps])?);
+        all.to_safetensors()
+    }
+
+    /// Reads a checkpoint written by [`TrainState::to_safetensors`]. Check
+    /// the parameters against the model ([`Params::check_train`]) before use.
+    pub fn from_safetensors(bytes: &[u8]) -> Result<TrainState, NnError> {
+        let all = Params::from_safetensors(bytes)?;
+        let (mut params, mut velocity, mut second_moment) =
+            (Params::new(), Params::new(), Params::new());
+        let mut steps = None;
+        for (name, t) in all.iter() {
+            if name == "steps" {
+                match t.as_slice() {
+                    [v] => steps = Some(*v),
+                    _ => {
+                        return Err(NnError::Safetensors(
+                            "checkpoint: `steps` must hold one value".into(),
+                        ));
+                    }
+                }
+                continue;
+            }
+            let (store, rest) = match name.split_once('.') {
+                Some(("params", rest)) => (&mut params, rest),
+                Some(("velocity", rest)) => (&mut velocity, rest),
+                Some(("second_moment", rest)) => (&mut second_moment, rest),
+                _ => {
+                    return Err(NnError::Safetensors(format!(
+                        "checkpoint: unexpected tensor `{name}` (names are params.*, velocity.*, second_moment.* and steps)"
+                    )));
+                }
+            };
+            store.insert(rest, t.clone());
+        }
+        let steps =
+            steps.ok_or_else(|| NnError::Safetensors("checkpoint: no `steps` tensor".into()))?;
+        for (name, t) in params.iter() {
+            match velocity.get(name) {
+                Ok(v) if v.shape() == t.shape() => {}
+                _ => {
+                    return Err(NnError::Safetensors(format!(
+                        "checkpoint: parameter `{name}` has no velocity of its shape"
+                    )));
+                }
+            }
+        }
+        if velocity.len() != params.len() {
+            return Err(NnError::Safetensors(
+                "checkpoint: a velocity without its parameter".into(),
+            ));
+        }
+        Ok(TrainState {
+            params,
+            velocity,
+            second_moment,
+            steps,
+        })
+    }
 }
 
 /// What a step returns: this party's shares of the model's output (logits)

@@ -967,3 +967,72 @@ fn adam_hyper_parameters_are_checked() {
         serde_json::from_str(&serde_json::to_string(&a).expect("json")).expect("parse");
     assert_eq!(back, a);
 }
+
+#[test]
+fn a_checkpoint_resumes_training_exactly() {
+    let model = small_model();
+    let cfg = cfg();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let w = Weights::random(&model, &mut rng);
+    let batches: Vec<(Vec<u64>, Vec<u64>)> = (0..4)
+        .map(|_| {
+            let (x, l) = data(&model, 4, &mut rng);
+            (
+                encode_input(&x, &cfg).expect("x"),
+                encode_targets(&l, 4, Loss::CrossEntropy, &cfg).expect("t"),
+            )
+        })
+        .collect();
+    for tcfg in [
+        adam_cfg(Loss::CrossEntropy),
+        TrainConfig {
+            loss: Loss::CrossEntropy,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            optimizer: Optimizer::Sgd,
+        },
+    ] {
+        let step = |state: &mut TrainState, (x, t): &(Vec<u64>, Vec<u64>)| {
+            train_step(&mut Clear::new(), &model, state, x, t, 4, &cfg, &tcfg, 0.01).expect("step");
+        };
+        let fresh = || TrainState::new(Params::encode(&model, &w, &cfg).expect("encode"));
+        let mut straight = fresh();
+        batches.iter().for_each(|b| step(&mut straight, b));
+        let mut first = fresh();
+        batches[..2].iter().for_each(|b| step(&mut first, b));
+        let bytes = first.to_safetensors().expect("save");
+        let mut resumed = TrainState::from_safetensors(&bytes).expect("load");
+        assert_eq!(resumed.steps, 2);
+        resumed
+            .params
+            .check_train(&model)
+            .expect("the model's parameters");
+        batches[2..].iter().for_each(|b| step(&mut resumed, b));
+        assert_eq!(resumed.steps, straight.steps);
+        for (store, a, b) in [
+            ("params", &resumed.params, &straight.params),
+            ("velocity", &resumed.velocity, &straight.velocity),
+            (
+                "second moment",
+                &resumed.second_moment,
+                &straight.second_moment,
+            ),
+        ] {
+            assert_eq!(a.len(), b.len(), "{store}");
+            for (name, t) in b.iter() {
+                assert_eq!(
+                    a.get(name).expect("same names").as_slice(),
+                    t.as_slice(),
+                    "{store} {name} after resuming ({:?})",
+                    tcfg.optimizer
+                );
+            }
+        }
+        // A damaged checkpoint is refused, not half read.
+        let mut broken = Params::from_safetensors(&bytes).expect("store");
+        broken.insert("momentum.fc1.weight", ariann_ring::RingTensor::zeros(&[1]));
+        let err = TrainState::from_safetensors(&broken.to_safetensors().expect("save"))
+            .expect_err("an unknown tensor");
+        assert!(err.to_string().contains("momentum.fc1.weight"), "{err}");
+    }
+}
