@@ -13,13 +13,20 @@
 //! Options: `--model NAME` (zoo: network1, network2, lenet, ...),
 //! `--epochs N`, `--batch B` (a power of two, default 64), `--lr X`
 //! (default 0.05), `--momentum X` (0.9), `--weight-decay X` (5e-4),
-//! `--lr-step N --lr-gamma X` (step schedule: times gamma every N epochs),
+//! `--lr-step N --lr-gamma X` (step schedule: times gamma every N epochs;
+//! default 3 and 0.1 for LeNet, no schedule for the others),
 //! `--variant one-round|small-key` (the comparison gates, `Config::variant`:
-//! fewer rounds or fewer key bytes; the same training bit for bit),
+//! fewer rounds or fewer key bytes, default small-key; the same training
+//! bit for bit),
+//! `--checkpoint DIR` (each party writes its own shares of the training
+//! state, `DIR/party{0,1}.epoch{N}.safetensors`, after every epoch, with
+//! each epoch's row in `DIR/epoch{N}.json` and the float run's rows),
+//! `--start-epoch N` (resume from the checkpoints of epoch N in `DIR`; the
+//! settings must be the first run's, `DIR/run.json`),
 //! `--optimizer sgd|adam` (Adam: `--beta1 X` (0.9), `--beta2 X` (0.999),
 //! `--eps X` (1e-8); `--momentum` is SGD's; `--weight-decay` is both
 //! optimisers' L2 term), `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
-//! nearest|floor|stochastic`, `--init he|glorot|pytorch`, `--seed S`, `--train-subset
+//! nearest|floor|stochastic` (default stochastic), `--init he|glorot|pytorch`, `--seed S`, `--train-subset
 //! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
 //! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind),
 //! `--profile` (one step's phases apart: the dealer's key generation by
@@ -252,24 +259,14 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// What a party thread returns: per epoch its parameter shares, wall and
-/// key-wait time, traffic; per step its logit shares.
-struct PartyRun {
-    params: Vec<Params>,
-    wall: Vec<Duration>,
-    wait: Vec<Duration>,
-    sent: Vec<u64>,
-    rounds: Vec<u64>,
-    logits: Vec<Vec<u64>>,
-}
-
 fn main() -> Res<()> {
     let args = Args(std::env::args().skip(1).collect());
     let name = args.value("--model").unwrap_or("lenet").to_string();
     let epochs: usize = args.parse("--epochs", 1)?;
     let batch: usize = args.parse("--batch", 64)?;
     let lr0: f64 = args.parse("--lr", 0.05)?;
-    let lr_step: usize = args.parse("--lr-step", 0)?;
+    // LeNet's recipe (99 % in 5 epochs in fixed point): lr x0.1 after epoch 3.
+    let lr_step: usize = args.parse("--lr-step", if name == "lenet" { 3 } else { 0 })?;
     let lr_gamma: f64 = args.parse("--lr-gamma", 0.1)?;
     let seed: u64 = args.parse("--seed", 1)?;
     let json = args.flag("--json");
@@ -294,7 +291,7 @@ fn main() -> Res<()> {
     };
     let cfg = Config {
         frac_bits: args.parse("--frac-bits", 20)?,
-        rounding: match args.value("--rounding").unwrap_or("nearest") {
+        rounding: match args.value("--rounding").unwrap_or("stochastic") {
             "nearest" => Rounding::Nearest,
             "floor" => Rounding::Floor,
             "stochastic" => Rounding::Stochastic,
@@ -304,7 +301,7 @@ fn main() -> Res<()> {
         },
         max_gate_elems: args.parse("--max-gate-elems", 1 << 16)?,
         variant: match args.value("--variant") {
-            None => Variant::OneRound,
+            None => Variant::SmallKey,
             Some(v) => Variant::from_name(v)
                 .ok_or_else(|| format!("--variant {v}: one-round or small-key"))?,
         },
@@ -406,13 +403,134 @@ fn main() -> Res<()> {
     if args.flag("--profile") {
         return profile(&model, &plan, &train, batch, &w0, &cfg, &tcfg, lr0);
     }
+    let ckpt: Option<PathBuf> = args.value("--checkpoint").map(PathBuf::from);
+    let start: usize = args.parse("--start-epoch", 0)?;
+    let float_only = args.flag("--float-only");
+    if start > 0 && ckpt.is_none() {
+        return Err(
+            "--start-epoch N reads the checkpoints of epoch N: give --checkpoint DIR".into(),
+        );
+    }
+    if start > 0 && (fixed_only || float_only) {
+        return Err("--start-epoch resumes a private run (not --fixed or --float-only)".into());
+    }
+    if start >= epochs {
+        return Err(format!("--start-epoch {start}: only {epochs} epoch(s) to run").into());
+    }
+    // What a checkpoint belongs to: a resumed run must have the same settings.
+    let run_id = serde_json::json!({
+        "model": name, "batch": batch, "train_images": steps * batch, "seed": seed,
+        "frac_bits": cfg.frac_bits, "rounding": format!("{:?}", cfg.rounding),
+        "variant": cfg.variant.name(), "optimizer": format!("{:?}", tcfg.optimizer),
+        "loss": format!("{:?}", tcfg.loss), "momentum": tcfg.momentum,
+        "weight_decay": tcfg.weight_decay, "lr": lr0, "lr_step": lr_step, "lr_gamma": lr_gamma,
+    });
     let mut stats = vec![EpochStats::default(); epochs];
+    if let Some(dir) = &ckpt {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let id_path = dir.join("run.json");
+        if start > 0 {
+            let text = std::fs::read_to_string(&id_path)
+                .map_err(|e| format!("{}: {e} (no run to resume here)", id_path.display()))?;
+            let saved: serde_json::Value = serde_json::from_str(&text)?;
+            if saved != run_id {
+                return Err(format!(
+                    "{}: the checkpoints belong to another run ({saved}); this run is {run_id}",
+                    id_path.display()
+                )
+                .into());
+            }
+            // The rows of the epochs already run, as that run measured them.
+            for (e, es) in stats.iter_mut().enumerate().take(start) {
+                let path = dir.join(format!("epoch{}.json", e + 1));
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    *es = EpochStats::from_json(&serde_json::from_str(&text)?);
+                }
+            }
+        } else {
+            std::fs::write(&id_path, run_id.to_string())?;
+        }
+    }
+
+    // ---- the float reference first (cheap), so each private epoch's row
+    // can print as soon as it ends
+    // A checkpoint folder keeps the float run's rows (the same settings give
+    // the same float run), so a resumed run does not train it again.
+    let float_cache = ckpt.as_ref().map(|d| d.join("float.json"));
+    let cached: Option<Vec<(f64, f64)>> = float_cache
+        .as_ref()
+        .filter(|_| start > 0)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|v: &Vec<(f64, f64)>| v.len() >= epochs);
+    if let (Some(rows), false) = (&cached, args.flag("--no-float")) {
+        for (es, (loss, acc)) in stats.iter_mut().zip(rows) {
+            (es.float_loss, es.float_test_acc) = (*loss, *acc);
+        }
+        if !json {
+            println!("float reference: the rows saved by the first run of this checkpoint folder");
+        }
+    } else if !args.flag("--no-float") {
+        let mut ft = FloatTrainer::new(w0.clone());
+        for (e, es) in stats.iter_mut().enumerate() {
+            let t0 = Instant::now();
+            let mut total = 0.0;
+            for idx in epoch_order(train.y.len(), batch, seed, e) {
+                let (x, l) = gather(&train, &idx);
+                total += ft.step(&model, &x, &l, &tcfg, lr_at(e))?;
+            }
+            es.float_loss = total / steps as f64;
+            es.float_test_acc = accuracy_float(&model, &ft.weights, &test)?;
+            if !json {
+                println!(
+                    "float reference, epoch {}: loss {:.4}, test accuracy {:.2} % ({:.1} s)",
+                    e + 1,
+                    es.float_loss,
+                    100.0 * es.float_test_acc,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+        }
+        if let Some(p) = &float_cache {
+            let rows: Vec<(f64, f64)> = stats
+                .iter()
+                .map(|s| (s.float_loss, s.float_test_acc))
+                .collect();
+            std::fs::write(p, serde_json::to_string(&rows)?)?;
+        }
+    }
+    let header = || {
+        println!(
+            "| epoch | wall s | keygen s | online s | keys GB/party | online MB/party | rounds | train loss | test acc | float loss | float test acc |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    };
+    // The report of one finished epoch: loss from the step logits, accuracy
+    // of the epoch's (reconstructed) model, the row printed and saved.
+    let finish = |e: usize, es: &mut EpochStats, params: &Params, logits: &[Vec<u64>]| -> Res<()> {
+        let order = epoch_order(train.y.len(), batch, seed, e);
+        let mut total = 0.0;
+        for (idx, z) in order.iter().zip(logits) {
+            let labels: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
+            total += loss_of(tcfg.loss, z, &labels, &cfg);
+        }
+        es.train_loss = total / steps as f64;
+        es.test_acc = accuracy_fixed(&model, params, &test, &cfg)?;
+        if !json {
+            eprint!("\r{:40}\r", "");
+            es.print_row(e);
+        }
+        if let Some(dir) = &ckpt {
+            std::fs::write(
+                dir.join(format!("epoch{}.json", e + 1)),
+                es.to_json(e).to_string(),
+            )?;
+        }
+        Ok(())
+    };
 
     // ---- private (or cleartext fixed-point) training
     let params = Params::encode_train(&model, &w0, &cfg)?;
-    let mut per_epoch_params: Vec<Params> = Vec::new();
-    let mut step_logits: Vec<Vec<u64>> = Vec::new();
-    let float_only = args.flag("--float-only");
     if float_only {
         // Only the float reference (e.g. in a second process beside a --fixed run).
     } else if fixed_only {
@@ -420,8 +538,12 @@ fn main() -> Res<()> {
         // Stochastic rounding's coins (the private run's come from the
         // dealer's masks: the same distribution, not the same bits).
         let mut clear = Clear::stochastic(seed ^ 0x5eed_c014);
+        if !json {
+            header();
+        }
         for (e, es) in stats.iter_mut().enumerate() {
             let t0 = Instant::now();
+            let mut logits = Vec::with_capacity(steps);
             for idx in epoch_order(train.y.len(), batch, seed, e) {
                 let (x, l) = gather(&train, &idx);
                 let xe = encode_input(&x, &cfg)?;
@@ -437,41 +559,57 @@ fn main() -> Res<()> {
                     &tcfg,
                     lr_at(e),
                 )?;
-                step_logits.push(out.logits);
+                logits.push(out.logits);
             }
             es.wall_s = t0.elapsed().as_secs_f64();
-            per_epoch_params.push(st.params.clone());
-            if !json {
-                println!("epoch {}: fixed-point training {:.1} s", e + 1, es.wall_s);
-            }
+            finish(e, es, &st.params, &logits)?;
         }
     } else {
         let mut rng = ChaCha12Rng::from_os_rng();
-        let (s0, s1) = params.share(&mut rng);
+        // Each party's state: a fresh sharing of the initial weights, or its
+        // own checkpoint of the epoch to resume from.
+        let (st0, st1) = match (&ckpt, start) {
+            (Some(dir), s) if s > 0 => {
+                let load = |b: usize| -> Res<TrainState> {
+                    let path = dir.join(format!("party{b}.epoch{s}.safetensors"));
+                    let bytes =
+                        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let st = TrainState::from_safetensors(&bytes)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    st.params
+                        .check_train(&model)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    Ok(st)
+                };
+                (load(0)?, load(1)?)
+            }
+            _ => {
+                let (s0, s1) = params.share(&mut rng);
+                (TrainState::new(s0), TrainState::new(s1))
+            }
+        };
         drop(params);
         let data_seed: u64 = rng.random();
         let (tx0, rx0) = sync_channel(2);
         let (tx1, rx1) = sync_channel(2);
         let (gen_tx, gen_rx) = channel::<Duration>();
-        let total_steps = steps * epochs;
+        let (report_tx, report_rx) = channel::<EpochOut>();
+        let total_steps = steps * (epochs - start);
         let progress = std::sync::atomic::AtomicUsize::new(0);
-        let run = |t: &mut MemTransport, rx, p: Params, party: usize| -> Res<PartyRun> {
+        let run = |t: &mut MemTransport,
+                   rx,
+                   mut st: TrainState,
+                   party: usize,
+                   report: &std::sync::mpsc::Sender<EpochOut>|
+         -> Res<()> {
             let mut src = Timed {
                 inner: ChannelSource::new(rx, Duration::from_secs(3600)),
                 wait: Duration::ZERO,
             };
-            let mut st = TrainState::new(p);
-            let mut out = PartyRun {
-                params: Vec::new(),
-                wall: Vec::new(),
-                wait: Vec::new(),
-                sent: Vec::new(),
-                rounds: Vec::new(),
-                logits: Vec::new(),
-            };
-            for e in 0..epochs {
+            for e in start..epochs {
                 let t0 = Instant::now();
                 let (w0, c0) = (src.wait, t.stats());
+                let mut logits = Vec::with_capacity(steps);
                 for (s, idx) in epoch_order(train.y.len(), batch, seed, e)
                     .iter()
                     .enumerate()
@@ -496,7 +634,7 @@ fn main() -> Res<()> {
                         &tcfg,
                         lr_at(e),
                     )?;
-                    out.logits.push(o.logits);
+                    logits.push(o.logits);
                     if party == 0 {
                         let done = progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         if !json && (done.is_multiple_of(10) || done == total_steps) {
@@ -505,15 +643,35 @@ fn main() -> Res<()> {
                     }
                 }
                 let c = t.stats().since(&c0);
-                out.wall.push(t0.elapsed());
-                out.wait.push(src.wait - w0);
-                out.sent.push(c.bytes_sent);
-                out.rounds.push(c.rounds);
-                out.params.push(st.params.clone());
+                if let Some(dir) = &ckpt {
+                    // This party's own shares only (in a deployment each
+                    // party writes to its own disk).
+                    let path = dir.join(format!("party{party}.epoch{}.safetensors", e + 1));
+                    let tmp = path.with_extension("tmp");
+                    std::fs::write(&tmp, st.to_safetensors()?)
+                        .and_then(|()| std::fs::rename(&tmp, &path))
+                        .map_err(|err| format!("{}: {err}", path.display()))?;
+                }
+                let out = EpochOut {
+                    party,
+                    epoch: e,
+                    params: st.params.clone(),
+                    wall: t0.elapsed(),
+                    wait: src.wait - w0,
+                    sent: c.bytes_sent,
+                    rounds: c.rounds,
+                    logits,
+                };
+                if report.send(out).is_err() {
+                    return Err("the report was closed".into());
+                }
             }
-            Ok(out)
+            Ok(())
         };
-        let (r0, r1) = std::thread::scope(|s| {
+        if !json {
+            header();
+        }
+        let report_result = std::thread::scope(|s| -> Res<()> {
             let plan = &plan;
             s.spawn(move || {
                 for _ in 0..total_steps {
@@ -535,72 +693,72 @@ fn main() -> Res<()> {
                     }
                 }
             });
-            run_two_party(|t| run(t, rx0, s0, 0), |t| run(t, rx1, s1, 1))
-        });
-        if !json {
-            eprintln!();
-        }
-        let (r0, r1) = (
-            r0.map_err(|e| format!("party 0: {e}"))?,
-            r1.map_err(|e| format!("party 1: {e}"))?,
-        );
-        let gen_times: Vec<Duration> = gen_rx.try_iter().collect();
-        for (e, es) in stats.iter_mut().enumerate() {
-            es.wall_s = r0.wall[e].max(r1.wall[e]).as_secs_f64();
-            es.keygen_s = gen_times
-                [(e * steps).min(gen_times.len())..((e + 1) * steps).min(gen_times.len())]
-                .iter()
-                .sum::<Duration>()
-                .as_secs_f64();
-            es.online_s = (r0.wall[e].saturating_sub(r0.wait[e])).as_secs_f64();
-            es.sent_bytes = r0.sent[e].max(r1.sent[e]);
-            es.rounds = r0.rounds[e];
-            es.key_bytes = keys_step * steps as u64;
-            per_epoch_params.push(Params::reconstruct(&r0.params[e], &r1.params[e])?);
-        }
-        for (a, b) in r0.logits.iter().zip(&r1.logits) {
-            step_logits.push(a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect());
-        }
-    }
-    // The report: losses from the logits, accuracy of each epoch's model.
-    for (e, es) in stats.iter_mut().enumerate().filter(|_| !float_only) {
-        let order = epoch_order(train.y.len(), batch, seed, e);
-        let mut total = 0.0;
-        for (s, idx) in order.iter().enumerate() {
-            let labels: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
-            total += loss_of(tcfg.loss, &step_logits[e * steps + s], &labels, &cfg);
-        }
-        es.train_loss = total / steps as f64;
-        es.test_acc = accuracy_fixed(&model, &per_epoch_params[e], &test, &cfg)?;
-    }
-
-    // ---- the float reference
-    if !args.flag("--no-float") {
-        let mut ft = FloatTrainer::new(w0.clone());
-        for (e, es) in stats.iter_mut().enumerate() {
-            let mut total = 0.0;
-            for idx in epoch_order(train.y.len(), batch, seed, e) {
-                let (x, l) = gather(&train, &idx);
-                total += ft.step(&model, &x, &l, &tcfg, lr_at(e))?;
+            let parties = s.spawn(move || {
+                let r = run_two_party(
+                    |t| run(t, rx0, st0, 0, &report_tx),
+                    |t| run(t, rx1, st1, 1, &report_tx),
+                );
+                drop(report_tx);
+                r
+            });
+            // Each epoch's row as soon as both parties have ended it.
+            let mut gen_times: Vec<Duration> = Vec::new();
+            let mut pending: std::collections::BTreeMap<usize, EpochOut> = Default::default();
+            let mut result = Ok(());
+            for out in report_rx.iter() {
+                let e = out.epoch;
+                let Some(other) = pending.remove(&e) else {
+                    pending.insert(e, out);
+                    continue;
+                };
+                let (r0, r1) = if out.party == 0 {
+                    (out, other)
+                } else {
+                    (other, out)
+                };
+                gen_times.extend(gen_rx.try_iter());
+                let es = &mut stats[e];
+                let k = e - start;
+                es.wall_s = r0.wall.max(r1.wall).as_secs_f64();
+                es.keygen_s = gen_times
+                    [(k * steps).min(gen_times.len())..((k + 1) * steps).min(gen_times.len())]
+                    .iter()
+                    .sum::<Duration>()
+                    .as_secs_f64();
+                es.online_s = r0.wall.saturating_sub(r0.wait).as_secs_f64();
+                es.sent_bytes = r0.sent.max(r1.sent);
+                es.rounds = r0.rounds;
+                es.key_bytes = keys_step * steps as u64;
+                let logits: Vec<Vec<u64>> = r0
+                    .logits
+                    .iter()
+                    .zip(&r1.logits)
+                    .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect())
+                    .collect();
+                // A failed report does not stop the training (its
+                // checkpoints are still written); the error comes at the end.
+                if result.is_ok() {
+                    result = Params::reconstruct(&r0.params, &r1.params)
+                        .map_err(Into::into)
+                        .and_then(|p| finish(e, es, &p, &logits));
+                }
             }
-            es.float_loss = total / steps as f64;
-            es.float_test_acc = accuracy_float(&model, &ft.weights, &test)?;
-        }
+            let (a, b) = parties.join().map_err(|_| "a party thread panicked")?;
+            if !json {
+                eprintln!();
+            }
+            a.map_err(|e| format!("party 0: {e}"))?;
+            b.map_err(|e| format!("party 1: {e}"))?;
+            result
+        });
+        report_result?;
     }
-
+    let shown = &stats[..];
     if json {
-        let ep: Vec<serde_json::Value> = stats
+        let ep: Vec<serde_json::Value> = shown
             .iter()
             .enumerate()
-            .map(|(e, s)| {
-                serde_json::json!({
-                    "epoch": e + 1, "wall_s": s.wall_s, "keygen_s": s.keygen_s, "online_s": s.online_s,
-                    "key_gb_per_party": s.key_bytes as f64 / 1e9,
-                    "online_mb_per_party": s.sent_bytes as f64 / 1e6,
-                    "train_loss": s.train_loss, "test_acc": s.test_acc,
-                    "float_train_loss": s.float_loss, "float_test_acc": s.float_test_acc,
-                })
-            })
+            .map(|(e, s)| s.to_json(e))
             .collect();
         println!(
             "{}",
@@ -610,34 +768,24 @@ fn main() -> Res<()> {
                 "rounding": format!("{:?}", cfg.rounding).to_lowercase(),
                 "variant": cfg.variant.name(),
                 "mode": if fixed_only { "fixed" } else { "private" },
+                "resumed_at_epoch": start,
                 "epochs": ep, "rounds_per_step": rounds_step,
                 "key_mb_per_step_per_party": keys_step as f64 / 1e6,
                 "peak_rss_mb": peak_rss_mb(),
             })
         );
     } else {
-        println!(
-            "| epoch | wall s | keygen s | online s | keys GB/party | online MB/party | rounds | train loss | test acc | float loss | float test acc |"
-        );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
-        for (e, s) in stats.iter().enumerate() {
-            println!(
-                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.4} | {:.2} % | {:.4} | {:.2} % |",
-                e + 1,
-                s.wall_s,
-                s.keygen_s,
-                s.online_s,
-                s.key_bytes as f64 / 1e9,
-                s.sent_bytes as f64 / 1e6,
-                s.rounds,
-                s.train_loss,
-                100.0 * s.test_acc,
-                s.float_loss,
-                100.0 * s.float_test_acc
-            );
+        if start > 0 || float_only {
+            // The whole run's table (earlier epochs from the checkpoint folder).
+            println!("all epochs:");
+            header();
+            for (e, s) in shown.iter().enumerate() {
+                s.print_row(e);
+            }
         }
         println!(
-            "peak RSS (dealer and both parties, one process): {:.0} MB",
+            "peak RSS (dealer and both parties, one process{}): {:.0} MB",
+            if start > 0 { ", this resumed run" } else { "" },
             peak_rss_mb()
         );
     }
@@ -648,6 +796,65 @@ fn main() -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// One party's end of an epoch: its parameter shares, wall and key-wait
+/// time, traffic, and the logit shares of each step (for the report).
+struct EpochOut {
+    party: usize,
+    epoch: usize,
+    params: Params,
+    wall: Duration,
+    wait: Duration,
+    sent: u64,
+    rounds: u64,
+    logits: Vec<Vec<u64>>,
+}
+
+impl EpochStats {
+    fn to_json(&self, e: usize) -> serde_json::Value {
+        serde_json::json!({
+            "epoch": e + 1, "wall_s": self.wall_s, "keygen_s": self.keygen_s, "online_s": self.online_s,
+            "key_gb_per_party": self.key_bytes as f64 / 1e9,
+            "online_mb_per_party": self.sent_bytes as f64 / 1e6,
+            "rounds": self.rounds,
+            "train_loss": self.train_loss, "test_acc": self.test_acc,
+            "float_train_loss": self.float_loss, "float_test_acc": self.float_test_acc,
+        })
+    }
+
+    fn from_json(v: &serde_json::Value) -> EpochStats {
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        EpochStats {
+            wall_s: f("wall_s"),
+            keygen_s: f("keygen_s"),
+            online_s: f("online_s"),
+            key_bytes: (f("key_gb_per_party") * 1e9).round() as u64,
+            sent_bytes: (f("online_mb_per_party") * 1e6).round() as u64,
+            rounds: v["rounds"].as_u64().unwrap_or(0),
+            train_loss: f("train_loss"),
+            test_acc: f("test_acc"),
+            float_test_acc: f("float_test_acc"),
+            float_loss: f("float_train_loss"),
+        }
+    }
+
+    fn print_row(&self, e: usize) {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.4} | {:.2} % | {:.4} | {:.2} % |",
+            e + 1,
+            self.wall_s,
+            self.keygen_s,
+            self.online_s,
+            self.key_bytes as f64 / 1e9,
+            self.sent_bytes as f64 / 1e6,
+            self.rounds,
+            self.train_loss,
+            100.0 * self.test_acc,
+            self.float_loss,
+            100.0 * self.float_test_acc
+        );
+    }
 }
 
 /// `--profile`: one step's phases apart. The dealer alone generates the
