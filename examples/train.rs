@@ -448,6 +448,14 @@ fn main() -> Res<()> {
                 }
             }
         } else {
+            // A new run here: the float rows of another run's settings go.
+            let same = std::fs::read_to_string(&id_path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|saved| saved == run_id);
+            if !same {
+                let _ = std::fs::remove_file(dir.join("float.json"));
+            }
             std::fs::write(&id_path, run_id.to_string())?;
         }
     }
@@ -455,11 +463,11 @@ fn main() -> Res<()> {
     // ---- the float reference first (cheap), so each private epoch's row
     // can print as soon as it ends
     // A checkpoint folder keeps the float run's rows (the same settings give
-    // the same float run), so a resumed run does not train it again.
+    // the same float run), so a resumed or restarted run does not train it
+    // again.
     let float_cache = ckpt.as_ref().map(|d| d.join("float.json"));
     let cached: Option<Vec<(f64, f64)>> = float_cache
         .as_ref()
-        .filter(|_| start > 0)
         .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|t| serde_json::from_str(&t).ok())
         .filter(|v: &Vec<(f64, f64)>| v.len() >= epochs);
@@ -468,7 +476,7 @@ fn main() -> Res<()> {
             (es.float_loss, es.float_test_acc) = (*loss, *acc);
         }
         if !json {
-            println!("float reference: the rows saved by the first run of this checkpoint folder");
+            println!("float reference: the rows saved by an earlier run of these settings in this folder");
         }
     } else if !args.flag("--no-float") {
         let mut ft = FloatTrainer::new(w0.clone());
