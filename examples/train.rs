@@ -476,7 +476,9 @@ fn main() -> Res<()> {
             (es.float_loss, es.float_test_acc) = (*loss, *acc);
         }
         if !json {
-            println!("float reference: the rows saved by an earlier run of these settings in this folder");
+            println!(
+                "float reference: the rows saved by an earlier run of these settings in this folder"
+            );
         }
     } else if !args.flag("--no-float") {
         let mut ft = FloatTrainer::new(w0.clone());
