@@ -27,7 +27,10 @@
 //! `--eps X` (1e-8); `--momentum` is SGD's; `--weight-decay` is both
 //! optimisers' L2 term), `--loss ce|mse` (softmax cross-entropy by default), `--frac-bits F` (20), `--rounding
 //! nearest|floor|stochastic` (default stochastic), `--init he|glorot|pytorch`, `--seed S`, `--train-subset
-//! N`, `--test-subset N`, `--max-gate-elems N`, `--plot FILE.svg`,
+//! N`, `--test-subset N`, `--max-gate-elems N`, `--k-cmp K` (the ReLU and
+//! max-pool comparison window, 32: activations must satisfy
+//! `|v| < 2^(K-1-f)`; a smaller window is a shallower DCF, and a value
+//! outside it compares wrong), `--plot FILE.svg`,
 //! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind),
 //! `--profile` (one step's phases apart: the dealer's key generation by
 //! gate kind, then the parties' step from keys in memory), `--float-only`, `--fixed` (train in cleartext fixed point instead: the exact
@@ -300,6 +303,7 @@ fn main() -> Res<()> {
             }
         },
         max_gate_elems: args.parse("--max-gate-elems", 1 << 16)?,
+        k_cmp: args.parse("--k-cmp", Config::default().k_cmp)?,
         variant: match args.value("--variant") {
             None => Variant::SmallKey,
             Some(v) => Variant::from_name(v)
@@ -418,13 +422,37 @@ fn main() -> Res<()> {
         return Err(format!("--start-epoch {start}: only {epochs} epoch(s) to run").into());
     }
     // What a checkpoint belongs to: a resumed run must have the same settings.
-    let run_id = serde_json::json!({
+    let mut run_id = serde_json::json!({
         "model": name, "batch": batch, "train_images": steps * batch, "seed": seed,
         "frac_bits": cfg.frac_bits, "rounding": format!("{:?}", cfg.rounding),
         "variant": cfg.variant.name(), "optimizer": format!("{:?}", tcfg.optimizer),
         "loss": format!("{:?}", tcfg.loss), "momentum": tcfg.momentum,
         "weight_decay": tcfg.weight_decay, "lr": lr0, "lr_step": lr_step, "lr_gamma": lr_gamma,
     });
+    // Settings away from their defaults (kept out otherwise, so that folders
+    // of earlier runs still resume).
+    for (key, value, default) in [
+        (
+            "k_cmp",
+            cfg.k_cmp.to_string(),
+            Config::default().k_cmp.to_string(),
+        ),
+        ("init", format!("{init:?}"), format!("{:?}", Init::He)),
+        (
+            "no_permute",
+            args.flag("--no-permute").to_string(),
+            "false".into(),
+        ),
+        (
+            "keep_final_relu",
+            args.flag("--keep-final-relu").to_string(),
+            "false".into(),
+        ),
+    ] {
+        if value != default {
+            run_id[key] = serde_json::Value::String(value);
+        }
+    }
     let mut stats = vec![EpochStats::default(); epochs];
     if let Some(dir) = &ckpt {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
