@@ -8,14 +8,14 @@
 //! has handed out. A key file whose journal says any bundle was consumed is
 //! refused: FSS keys and Beaver triples must never be used twice.
 //!
-//! # File format (version 3; integers little-endian)
+//! # File format (version 4; integers little-endian)
 //!
 //! Header, 192 bytes:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `ARKF` |
-//! | 2 | format version (3) |
+//! | 2 | format version (4) |
 //! | 1 | ring width in bits (32 or 64) |
 //! | 1 | party (0 or 1) |
 //! | 32 | plan hash ([`Plan::hash`]) |
@@ -39,7 +39,9 @@
 //! (32), and the Ed25519 signature (64) of `"ariann-rs key trailer v3" ‖`
 //! the 44 bytes before it.
 //!
-//! Version 2 (the same without link secret, public key and signatures, a
+//! Version 3 (the same with bundles of bundle format 1, whose FSS keys
+//! each carried a SHA-256 of their own, redundant with the chunk digest),
+//! version 2 (the same without link secret, public key and signatures, a
 //! SHA-256 of the header instead) and version 1 are refused with a request
 //! to regenerate the keys.
 //!
@@ -96,12 +98,14 @@ use thiserror::Error;
 pub const MAGIC: [u8; 4] = *b"ARKF";
 /// Current key file format version.
 ///
-/// 3: signed by the dealer (header, every chunk, trailer) and carrying the
+/// 4: the chunks hold bundles of bundle format 2 (`ariann_mpc::codec`:
+/// the FSS keys without their own SHA-256, which hashed the bytes the
+/// chunk digest hashes). 3: signed by the dealer (header, every chunk, trailer) and carrying the
 /// session's link secret. 2: the plan hash in the header is [`Plan::hash`]
 /// of plan-hash domain v2 (gates encoded with `GateDesc::encode`); version
 /// 1 files carry a v1 plan hash. Older files are refused with a request to
 /// regenerate them.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Version of the use-once journal record (unchanged since version 1 of the
 /// key file format).
 const JOURNAL_VERSION: u16 = 1;

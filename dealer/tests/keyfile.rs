@@ -785,39 +785,46 @@ fn json_plans_of_format_1_ask_to_regenerate() {
 
 #[test]
 fn key_files_of_format_1_ask_to_regenerate() {
-    assert_eq!(VERSION, 3);
+    assert_eq!(VERSION, 4);
     let p = plan(64);
     let k = write::<u64>(&p);
     // The version field (bytes 4..6) is checked before the header checksum.
-    let mut b = std::fs::read(&k.paths[0]).expect("read");
-    b[4..6].copy_from_slice(&1u16.to_le_bytes());
-    std::fs::write(&k.paths[0], &b).expect("write");
-    let e = open_file::<u64>(&k.paths[0], &expect(Party::P0, &p)).expect_err("v1");
-    assert!(
-        matches!(
-            e,
-            KeyFileError::UnsupportedVersion {
-                found: 1,
-                supported: 3
-            }
-        ),
-        "{e}"
-    );
-    let msg = e.to_string();
-    assert!(
-        msg.contains("key file format v1 was written by an older ariann-dealer"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("regenerate the keys with this version"),
-        "{msg}"
-    );
-    let e = KeyFileHeader::read(&k.paths[0], &pinned()).expect_err("v1");
-    assert!(e.to_string().contains("regenerate"), "{e}");
+    // Version 3 (bundles whose FSS keys carried their own SHA-256) as well.
+    for old in [1u16, 3] {
+        let mut b = std::fs::read(&k.paths[0]).expect("read");
+        b[4..6].copy_from_slice(&old.to_le_bytes());
+        let path = k.paths[0].with_extension(format!("v{old}"));
+        std::fs::write(&path, &b).expect("write");
+        let e = open_file::<u64>(&path, &expect(Party::P0, &p)).expect_err("old version");
+        assert!(
+            matches!(
+                e,
+                KeyFileError::UnsupportedVersion {
+                    found,
+                    supported: 4
+                } if found == old
+            ),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!(
+                "key file format v{old} was written by an older ariann-dealer"
+            )),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("regenerate the keys with this version"),
+            "{msg}"
+        );
+        let e = KeyFileHeader::read(&path, &pinned()).expect_err("old version");
+        assert!(e.to_string().contains("regenerate"), "{e}");
+    }
     // A newer version is refused too, with another message.
-    b[4..6].copy_from_slice(&4u16.to_le_bytes());
+    let mut b = std::fs::read(&k.paths[0]).expect("read");
+    b[4..6].copy_from_slice(&5u16.to_le_bytes());
     std::fs::write(&k.paths[0], &b).expect("write");
-    let e = KeyFileHeader::read(&k.paths[0], &pinned()).expect_err("v4");
+    let e = KeyFileHeader::read(&k.paths[0], &pinned()).expect_err("v5");
     assert!(e.to_string().contains("newer ariann-dealer"), "{e}");
 }
 

@@ -22,9 +22,11 @@ pub const LINK_PROTOCOL_VERSION: u32 = 2;
 /// Version of the KeyStream protocol spoken by this build
 /// (`KeyRequest.format_version`, `KeyStreamHeader.format_version`).
 ///
-/// Version 3: the header carries the session's link secret, the dealer's
+/// Version 4: the bundles are of bundle format 2 (`ariann_mpc::codec`:
+/// FSS keys without their own SHA-256; the stream's TLS, or in loopback
+/// plaintext mode TCP, carries them intact). Version 3: the header carries the session's link secret, the dealer's
 /// public key and its Ed25519 signature over the header's fields. Version
 /// 2: the plan hash is v2 (one binary encoding of a gate descriptor, shared
 /// with the key bundle header). A dealer or party of another version is
 /// refused with a message naming both versions.
-pub const KEY_STREAM_VERSION: u32 = 3;
+pub const KEY_STREAM_VERSION: u32 = 4;

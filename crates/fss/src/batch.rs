@@ -2,7 +2,7 @@
 //! functions of the same shape, evaluated at one point each (the MPC case:
 //! one key per compared element).
 
-use crate::codec;
+use crate::codec::{self, Trailer};
 use crate::error::{DecodeError, FssError};
 use crate::keys::{Key, Kind, Party, TreeKeys, TreeParams};
 use crate::payload::Payload;
@@ -150,7 +150,13 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
     /// shape `params`, without generating it (what [`FssKeys::encoded_len`]
     /// reports); `None` if the length overflows `usize`.
     pub fn encoded_len_for(params: TreeParams, count: usize) -> Option<usize> {
-        codec::checked_encoded_len::<P>(S::KIND, params, count)
+        codec::checked_encoded_len::<P>(S::KIND, params, count, Trailer::Sha256)
+    }
+
+    /// [`FssKeys::encoded_len_for`] without the checksum: the length of
+    /// [`FssKeys::encode_into_unchecked`]'s output.
+    pub fn encoded_len_unchecked_for(params: TreeParams, count: usize) -> Option<usize> {
+        codec::checked_encoded_len::<P>(S::KIND, params, count, Trailer::None)
     }
 
     /// Key `i` as a standalone [`Key`] (for the reference implementation).
@@ -171,17 +177,39 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
     /// Appends [`FssKeys::encode`]'s output to `out`, without a temporary
     /// buffer (the checksum covers the appended bytes only).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        codec::encode_into(&self.inner, out)
+        codec::encode_into(&self.inner, out, Trailer::Sha256)
+    }
+
+    /// Appends the encoding without its SHA-256 trailer (format version 2),
+    /// for a container that checks the integrity of its bytes itself (a key
+    /// file's signed chunk digests, a TLS stream): the checksum was about
+    /// half the time of encoding and decoding. Read it back with
+    /// [`FssKeys::decode_unchecked`].
+    pub fn encode_into_unchecked(&self, out: &mut Vec<u8>) {
+        codec::encode_into(&self.inner, out, Trailer::None)
     }
 
     /// Length of [`FssKeys::encode`]'s output, without encoding.
     pub fn encoded_len(&self) -> usize {
-        codec::encoded_len::<P>(S::KIND, self.inner.params, self.len())
+        codec::encoded_len::<P>(S::KIND, self.inner.params, self.len(), Trailer::Sha256)
+    }
+
+    /// Length of [`FssKeys::encode_into_unchecked`]'s output.
+    pub fn encoded_len_unchecked(&self) -> usize {
+        codec::encoded_len::<P>(S::KIND, self.inner.params, self.len(), Trailer::None)
     }
 
     /// Parses an encoding produced by [`FssKeys::encode`]. Refuses (never
     /// panics on) truncated, padded, corrupted or mismatched input.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode(bytes, S::KIND).map(Self::wrap)
+        codec::decode(bytes, S::KIND, Trailer::Sha256).map(Self::wrap)
+    }
+
+    /// Parses an encoding produced by [`FssKeys::encode_into_unchecked`]
+    /// (and only that version). Refuses (never panics on) truncated, padded
+    /// or mismatched input, as [`FssKeys::decode`]; corrupted key material
+    /// is not detected here: that is the container's checksum's job.
+    pub fn decode_unchecked(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode(bytes, S::KIND, Trailer::None).map(Self::wrap)
     }
 }

@@ -5,7 +5,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `ARFS` |
-//! | 2 | format version (currently 1) |
+//! | 2 | format version: 1 = with the SHA-256 trailer, 2 = without (see below) |
 //! | 1 | scheme: 1 = DPF, 2 = DCF |
 //! | 1 | payload group tag: 1 = `Z_2`, 32 = `Z_2^32`, 64 = `Z_2^64`, 128 = `(Z_2^64)^2` |
 //! | 1 | `n`, input width in bits (1..=64) |
@@ -14,7 +14,14 @@
 //! | 1 | reserved, must be 0 |
 //! | 8 | key count |
 //! | count x [`TreeParams::key_bytes`] | the keys, one after the other |
-//! | 32 | SHA-256 of everything above |
+//! | 32 | SHA-256 of everything above (version 1 only) |
+//!
+//! Version 2 is the same layout without the trailer, for containers that
+//! check the integrity of the bytes themselves ([`crate::FssKeys::encode_into_unchecked`]):
+//! a key bundle travels inside a key file whose chunks carry a signed SHA-256,
+//! or a TLS stream (or a loopback one), so a second SHA-256 of the same bytes
+//! only cost time (about half of encoding and decoding). A decoder is told
+//! which version it expects and refuses the other.
 //!
 //! One key, with `L = n - nu` levels:
 //!
@@ -38,40 +45,72 @@ use std::sync::Arc;
 
 /// Magic bytes of a key encoding.
 pub const MAGIC: [u8; 4] = *b"ARFS";
-/// Current format version.
+/// Format version with the SHA-256 trailer ([`crate::FssKeys::encode`]).
 pub const VERSION: u16 = 1;
+/// Format version without the trailer ([`crate::FssKeys::encode_into_unchecked`]).
+pub const VERSION_UNCHECKED: u16 = 2;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 20;
 /// Bytes of the trailing checksum.
 pub const CHECKSUM_LEN: usize = 32;
 
+/// Whether an encoding ends with the SHA-256 trailer (version 1) or not
+/// (version 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trailer {
+    Sha256,
+    None,
+}
+
+impl Trailer {
+    fn version(self) -> u16 {
+        match self {
+            Trailer::Sha256 => VERSION,
+            Trailer::None => VERSION_UNCHECKED,
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Trailer::Sha256 => CHECKSUM_LEN,
+            Trailer::None => 0,
+        }
+    }
+}
+
 /// Length of the encoding of `count` keys of `kind`, payload `P` and shape
-/// `params`: header, keys, checksum; `None` if it overflows `usize`.
+/// `params`: header, keys, checksum if any; `None` if it overflows `usize`.
 pub(crate) fn checked_encoded_len<P: Payload>(
     kind: Kind,
     params: TreeParams,
     count: usize,
+    trailer: Trailer,
 ) -> Option<usize> {
     count
         .checked_mul(params.key_bytes::<P>(kind))?
-        .checked_add(HEADER_LEN + CHECKSUM_LEN)
+        .checked_add(HEADER_LEN + trailer.len())
 }
 
 /// [`checked_encoded_len`] of a batch held in memory (so it cannot overflow).
-pub(crate) fn encoded_len<P: Payload>(kind: Kind, params: TreeParams, count: usize) -> usize {
-    checked_encoded_len::<P>(kind, params, count).unwrap_or(usize::MAX)
+pub(crate) fn encoded_len<P: Payload>(
+    kind: Kind,
+    params: TreeParams,
+    count: usize,
+    trailer: Trailer,
+) -> usize {
+    checked_encoded_len::<P>(kind, params, count, trailer).unwrap_or(usize::MAX)
 }
 
 pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_into(keys, &mut out);
+    encode_into(keys, &mut out, Trailer::Sha256);
     out
 }
 
 /// Appends the encoding of `keys` to `out` (reserving exactly its length
-/// first), with the checksum over the appended bytes only: no temporary
-/// buffer, no copy.
-pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>) {
+/// first), with the checksum (if any) over the appended bytes only: no
+/// temporary buffer, no copy.
+pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>, trailer: Trailer) {
     let kind = keys.kind;
     let params = keys.params;
     let len = keys.len();
@@ -82,9 +121,9 @@ pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>) {
     let elem_bytes = P::BITS as usize / 8;
 
     let start = out.len();
-    out.reserve(encoded_len::<P>(kind, params, len));
+    out.reserve(encoded_len::<P>(kind, params, len, trailer));
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&trailer.version().to_le_bytes());
     out.push(kind.tag());
     out.push(P::TAG);
     out.push(params.n() as u8);
@@ -125,8 +164,10 @@ pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&leaf_tmp[..leaf_bytes]);
     }
-    let digest = Sha256::digest(&out[start..]);
-    out.extend_from_slice(digest.as_slice());
+    if trailer == Trailer::Sha256 {
+        let digest = Sha256::digest(&out[start..]);
+        out.extend_from_slice(digest.as_slice());
+    }
 }
 
 fn u128_at(bytes: &[u8], at: usize) -> u128 {
@@ -135,10 +176,15 @@ fn u128_at(bytes: &[u8], at: usize) -> u128 {
     u128::from_le_bytes(b)
 }
 
-pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>, DecodeError> {
-    if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
+pub(crate) fn decode<P: Payload>(
+    bytes: &[u8],
+    kind: Kind,
+    trailer: Trailer,
+) -> Result<TreeKeys<P>, DecodeError> {
+    let tl = trailer.len();
+    if bytes.len() < HEADER_LEN + tl {
         return Err(DecodeError::TooShort {
-            need: HEADER_LEN + CHECKSUM_LEN,
+            need: HEADER_LEN + tl,
             got: bytes.len(),
         });
     }
@@ -146,10 +192,10 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
         return Err(DecodeError::BadMagic);
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != VERSION {
+    if version != trailer.version() {
         return Err(DecodeError::UnsupportedVersion {
             found: version,
-            supported: VERSION,
+            supported: trailer.version(),
         });
     }
     if bytes[6] != kind.tag() {
@@ -183,7 +229,7 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
     cnt.copy_from_slice(&bytes[12..20]);
     let count = u64::from_le_bytes(cnt);
     let kb = params.key_bytes::<P>(kind);
-    let expected = HEADER_LEN as u128 + u128::from(count) * kb as u128 + CHECKSUM_LEN as u128;
+    let expected = HEADER_LEN as u128 + u128::from(count) * kb as u128 + tl as u128;
     if expected != bytes.len() as u128 {
         return Err(DecodeError::LengthMismatch {
             expected,
@@ -192,8 +238,8 @@ pub(crate) fn decode<P: Payload>(bytes: &[u8], kind: Kind) -> Result<TreeKeys<P>
     }
     // From here on, count * kb < bytes.len(), so allocations are bounded by the input.
     let count = count as usize;
-    let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-    if Sha256::digest(body).as_slice() != sum {
+    let (body, sum) = bytes.split_at(bytes.len() - tl);
+    if trailer == Trailer::Sha256 && Sha256::digest(body).as_slice() != sum {
         return Err(DecodeError::ChecksumMismatch);
     }
 

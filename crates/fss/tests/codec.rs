@@ -131,6 +131,83 @@ fn roundtrip_one<S: Scheme, P: Payload>(keys: &FssKeys<S, P>, xs: &[u64], ctx: &
         keys.eval_to_vec(xs).unwrap(),
         "{ctx}: outputs differ after decoding"
     );
+    unchecked_roundtrip(keys, &enc, xs, ctx);
+}
+
+/// Format version 2 (no trailer, for containers that check integrity
+/// themselves): the version-1 bytes with the version field set to 2 and
+/// the trailer cut off, decoded only as version 2, to the same keys.
+fn unchecked_roundtrip<S: Scheme, P: Payload>(
+    keys: &FssKeys<S, P>,
+    checked: &[u8],
+    xs: &[u64],
+    ctx: &str,
+) {
+    let mut enc = vec![0xAAu8; 3];
+    keys.encode_into_unchecked(&mut enc);
+    assert_eq!(
+        &enc[..3],
+        &[0xAA; 3],
+        "{ctx}: appends, keeps what was there"
+    );
+    let enc = enc.split_off(3);
+    let mut expected = checked[..checked.len() - TRAILER].to_vec();
+    expected[4..6].copy_from_slice(&2u16.to_le_bytes());
+    assert!(
+        enc == expected,
+        "{ctx}: version 2 is version 1 without the trailer"
+    );
+    assert_eq!(enc.len(), keys.encoded_len_unchecked(), "{ctx}");
+    assert_eq!(
+        Some(enc.len()),
+        FssKeys::<S, P>::encoded_len_unchecked_for(keys.params(), keys.len()),
+        "{ctx}"
+    );
+    let dec = FssKeys::<S, P>::decode_unchecked(&enc).unwrap();
+    for i in 0..keys.len() {
+        assert!(dec.key(i) == keys.key(i), "{ctx}: key {i} differs (v2)");
+    }
+    assert_eq!(
+        dec.eval_to_vec(xs).unwrap(),
+        keys.eval_to_vec(xs).unwrap(),
+        "{ctx}: outputs differ after decoding (v2)"
+    );
+    // Each decoder refuses the other version.
+    assert!(
+        matches!(
+            FssKeys::<S, P>::decode(&enc),
+            Err(DecodeError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }) | Err(DecodeError::TooShort { .. })
+        ),
+        "{ctx}: v2 bytes through the checked decoder"
+    );
+    assert!(
+        matches!(
+            FssKeys::<S, P>::decode_unchecked(checked),
+            Err(DecodeError::UnsupportedVersion {
+                found: 1,
+                supported: 2
+            })
+        ),
+        "{ctx}: v1 bytes through the unchecked decoder"
+    );
+    // Truncated or padded v2 input is refused, never a panic.
+    for cut in [0, 1, HEADER - 1, HEADER, enc.len().saturating_sub(1)] {
+        if cut < enc.len() {
+            assert!(
+                FssKeys::<S, P>::decode_unchecked(&enc[..cut]).is_err(),
+                "{ctx}: v2 cut at {cut}"
+            );
+        }
+    }
+    let mut padded = enc.clone();
+    padded.push(0);
+    assert!(
+        FssKeys::<S, P>::decode_unchecked(&padded).is_err(),
+        "{ctx}: v2 padded"
+    );
 }
 
 fn roundtrips<S: Scheme, P: Payload>(seed: u64) {

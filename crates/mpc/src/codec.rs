@@ -6,7 +6,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `ARKB` |
-//! | 2 | format version (currently 1) |
+//! | 2 | format version (currently 2: the FSS keys without their own checksum) |
 //! | 1 | ring width in bits (32 or 64) |
 //! | 1 | party (0 or 1) |
 //! | 8 | plan index |
@@ -16,8 +16,8 @@
 //! Key bodies are written and read by each kind's gate module (dispatched by
 //! the [gate table](crate::table)); their layouts (ring elements take
 //! `BITS / 8` bytes each; "FSS" is a `u64`
-//! byte length followed by an `ariann_fss` key encoding, see
-//! `ariann_fss::codec`, which carries its own header and SHA-256):
+//! byte length followed by an `ariann_fss` key encoding without its SHA-256
+//! trailer, format version 2, see `ariann_fss::codec`):
 //!
 //! - DReLU: `k` (u32), `m`, `r[m]`, `msb[m]`, FSS (DCF, `Z_2^64`)
 //! - ReLU: `k` (u32), `m`, `r[m]`, `msb[m]`, `r_msb[m]`, FSS (DCF, `(Z_2^64)^2`)
@@ -55,9 +55,12 @@
 //!   (right operand's shape), each as a rank byte, the dimensions and the
 //!   elements
 //!
-//! The encoding has no checksum of its own beyond the FSS keys' (raw
-//! shares carry no redundancy to check): integrity of whole files is the key
-//! file's job. Decoding never panics; every count is checked against the
+//! The encoding has no checksum of its own (raw shares carry no redundancy
+//! to check): integrity is the container's job, a key file's signed
+//! SHA-256 of every chunk, or the stream's TLS (in loopback plaintext mode,
+//! TCP's own checksums only). Bundle format 1 also put a SHA-256 after
+//! every FSS key batch; it checked the same bytes a second time and cost
+//! about half of encoding and decoding, so format 2 leaves it out. Decoding never panics; every count is checked against the
 //! bytes left before anything is allocated, so allocations are bounded by
 //! the input length; the result is checked for internal consistency (party,
 //! lengths, windows) and against its tag.
@@ -69,8 +72,8 @@ use ariann_ring::{Ring, RingTensor};
 
 /// Magic bytes of a bundle encoding.
 pub const BUNDLE_MAGIC: [u8; 4] = *b"ARKB";
-/// Current bundle format version.
-pub const BUNDLE_VERSION: u16 = 1;
+/// Current bundle format version (2: FSS keys without their own SHA-256).
+pub const BUNDLE_VERSION: u16 = 2;
 
 pub(crate) fn err(msg: impl Into<String>) -> MpcError {
     MpcError::Codec(msg.into())
@@ -100,8 +103,8 @@ pub(crate) fn put_ring<R: Ring>(out: &mut Vec<u8>, vals: &[R]) {
 
 pub(crate) fn put_fss<S: Scheme, P: Payload>(out: &mut Vec<u8>, k: &FssKeys<S, P>) {
     // Straight into `out`: no temporary encoding to copy and wipe.
-    put_usize(out, k.encoded_len());
-    k.encode_into(out);
+    put_usize(out, k.encoded_len_unchecked());
+    k.encode_into_unchecked(out);
 }
 
 /// Bits (`0` or `1` each) packed eight to a byte, lowest bit first, the
@@ -222,7 +225,7 @@ impl<'a> Reader<'a> {
         what: &str,
     ) -> Result<FssKeys<S, P>, MpcError> {
         let n = self.count(1, what)?;
-        let k = FssKeys::<S, P>::decode(self.bytes(n, what)?)
+        let k = FssKeys::<S, P>::decode_unchecked(self.bytes(n, what)?)
             .map_err(|e| err(format!("{what}: {e}")))?;
         if k.party() != party {
             return Err(err(format!("{what}: FSS keys of the other party")));

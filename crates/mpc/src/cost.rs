@@ -217,12 +217,12 @@ pub(crate) fn fss_key_bytes<S: Scheme, P: Payload>(params: TreeParams) -> Result
 }
 
 /// Bytes of an FSS batch of `count` keys in a bundle: a `u64` length, then
-/// the `ariann_fss` encoding.
+/// the `ariann_fss` encoding without its checksum (bundle format 2).
 pub(crate) fn fss_field<S: Scheme, P: Payload>(
     params: TreeParams,
     count: u64,
 ) -> Result<u64, MpcError> {
-    let enc = FssKeys::<S, P>::encoded_len_for(params, self::count(count)?)
+    let enc = FssKeys::<S, P>::encoded_len_unchecked_for(params, self::count(count)?)
         .ok_or_else(|| overflow("FSS key encoding"))?;
     add(U64, size(enc)?, "FSS key encoding")
 }
