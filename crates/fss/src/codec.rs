@@ -16,12 +16,25 @@
 //! | count x [`TreeParams::key_bytes`] | the keys, one after the other |
 //! | 32 | SHA-256 of everything above (version 1 only) |
 //!
-//! Version 2 is the same layout without the trailer, for containers that
-//! check the integrity of the bytes themselves ([`crate::FssKeys::encode_into_unchecked`]):
-//! a key bundle travels inside a key file whose chunks carry a signed SHA-256,
-//! or a TLS stream (or a loopback one), so a second SHA-256 of the same bytes
-//! only cost time (about half of encoding and decoding). A decoder is told
-//! which version it expects and refuses the other.
+//! Version 2 ([`crate::FssKeys::encode_into_unchecked`]) is for containers
+//! that check the integrity of the bytes themselves: a key bundle travels
+//! inside a key file whose chunks carry a signed SHA-256, or a TLS stream
+//! (or a loopback one), so a second SHA-256 of the same bytes only cost
+//! time (about half of encoding and decoding). It has the same header, no
+//! trailer, and the same key material in the order it has in memory, which
+//! both sides stream through instead of gathering each key's words across
+//! the level-interleaved arrays:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 20 | the header, version 2 |
+//! | 16 count | the root seeds |
+//! | 16 count L | the seed correction words, bit 0 `t_CW^L` (and bit 1 `V_CW` for a one-bit DCF), in the batch's layout order (groups of 64 keys, level-major inside a group) |
+//! | ceil(count L / 8) | `t_CW^R`, one bit per word in the same order, LSB first; padding bits zero |
+//! | count L x BITS/8 | `V_CW` in the same order (DCF with payload wider than one bit only) |
+//! | count x ceil(2^nu x BITS / 8) | each key's leaf correction vector, as in version 1 |
+//!
+//! A decoder is told which version it expects and refuses the other.
 //!
 //! One key, with `L = n - nu` levels:
 //!
@@ -86,9 +99,25 @@ pub(crate) fn checked_encoded_len<P: Payload>(
     count: usize,
     trailer: Trailer,
 ) -> Option<usize> {
-    count
-        .checked_mul(params.key_bytes::<P>(kind))?
-        .checked_add(HEADER_LEN + trailer.len())
+    usize::try_from(encoded_len_u128::<P>(kind, params, count as u128, trailer)).ok()
+}
+
+/// The exact encoded length in `u128` (no overflow for any `u64` count):
+/// version 1 packs each key's `t_CW^R` bits in `ceil(L / 8)` bytes, version
+/// 2 all keys' bits together in `ceil(count L / 8)`.
+fn encoded_len_u128<P: Payload>(
+    kind: Kind,
+    params: TreeParams,
+    count: u128,
+    trailer: Trailer,
+) -> u128 {
+    let kb = params.key_bytes::<P>(kind) as u128;
+    let l = params.levels() as u128;
+    let body = match trailer {
+        Trailer::Sha256 => count * kb,
+        Trailer::None => count * (kb - l.div_ceil(8)) + (count * l).div_ceil(8),
+    };
+    HEADER_LEN as u128 + body + trailer.len() as u128
 }
 
 /// [`checked_encoded_len`] of a batch held in memory (so it cannot overflow).
@@ -131,6 +160,10 @@ pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>, tra
     out.push(keys.party.index());
     out.push(0);
     out.extend_from_slice(&(len as u64).to_le_bytes());
+    if trailer == Trailer::None {
+        encode_body_in_layout_order(keys, out);
+        return;
+    }
     let mut leaf_tmp = Vec::with_capacity(16 * lb);
     for i in 0..len {
         out.extend_from_slice(&keys.seeds[i].to_le_bytes());
@@ -228,8 +261,7 @@ pub(crate) fn decode<P: Payload>(
     let mut cnt = [0u8; 8];
     cnt.copy_from_slice(&bytes[12..20]);
     let count = u64::from_le_bytes(cnt);
-    let kb = params.key_bytes::<P>(kind);
-    let expected = HEADER_LEN as u128 + u128::from(count) * kb as u128 + tl as u128;
+    let expected = encoded_len_u128::<P>(kind, params, u128::from(count), trailer);
     if expected != bytes.len() as u128 {
         return Err(DecodeError::LengthMismatch {
             expected,
@@ -243,6 +275,17 @@ pub(crate) fn decode<P: Payload>(
         return Err(DecodeError::ChecksumMismatch);
     }
 
+    if trailer == Trailer::None {
+        let (seeds, cw) =
+            decode_body_in_layout_order::<P>(&body[HEADER_LEN..], kind, params, count)?;
+        return Ok(TreeKeys {
+            kind,
+            party,
+            params,
+            seeds,
+            cw: Arc::new(cw),
+        });
+    }
     let l = params.levels();
     let lb = params.leaf_blocks::<P>();
     let one_bit_dcf = kind == Kind::Dcf && P::BITS == 1;
@@ -305,4 +348,132 @@ pub(crate) fn decode<P: Payload>(
         seeds,
         cw: Arc::new(cw),
     })
+}
+
+/// Version 2's body: the arrays of [`TreeKeys`] one after the other, each in
+/// its memory order (the correction words in the level-interleaved layout of
+/// [`cw_index`]), so that both sides stream through memory instead of
+/// gathering every word of a key across the arrays (in version 1's
+/// key-major order, `perf` showed encoding and decoding bound by those
+/// loads). Layout: the root seeds (16 bytes each); the `count L` words
+/// (`cw_seed | t_CW^L`, and for a one-bit DCF `V_CW << 1`, 16 bytes each);
+/// the `count L` bits `t_CW^R` packed LSB first (`ceil(count L / 8)` bytes,
+/// padding bits zero); for a DCF with a wider payload the `count L` values
+/// `V_CW` (`BITS / 8` bytes each); then each key's leaf as in version 1.
+fn encode_body_in_layout_order<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>) {
+    let params = keys.params;
+    let kind = keys.kind;
+    let one_bit_dcf = kind == Kind::Dcf && P::BITS == 1;
+    let elem_bytes = P::BITS as usize / 8;
+    let leaf_bytes = (params.leaf_len() * P::BITS as usize).div_ceil(8);
+    let cw = &keys.cw;
+    for s in &keys.seeds {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    if one_bit_dcf {
+        for ((s, t), v) in cw.cw_seed.iter().zip(&cw.cw_t).zip(&cw.cw_v) {
+            let mut vb = 0u128;
+            v.put_in_block(&mut vb, 0);
+            let w = s | u128::from(t & 1) | ((vb & 1) << 1);
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    } else {
+        for (s, t) in cw.cw_seed.iter().zip(&cw.cw_t) {
+            out.extend_from_slice(&(s | u128::from(t & 1)).to_le_bytes());
+        }
+    }
+    for ts in cw.cw_t.chunks(8) {
+        let mut b = 0u8;
+        for (j, t) in ts.iter().enumerate() {
+            b |= ((t >> 1) & 1) << j;
+        }
+        out.push(b);
+    }
+    if kind == Kind::Dcf && P::BITS > 1 {
+        for v in &cw.cw_v {
+            let mut blk = 0u128;
+            v.put_in_block(&mut blk, 0);
+            out.extend_from_slice(&blk.to_le_bytes()[..elem_bytes]);
+        }
+    }
+    let lb = params.leaf_blocks::<P>();
+    if lb > 0 {
+        for blocks in cw.leaf.chunks(lb) {
+            let mut left = leaf_bytes;
+            for blk in blocks {
+                let take = left.min(16);
+                out.extend_from_slice(&blk.to_le_bytes()[..take]);
+                left -= take;
+            }
+        }
+    }
+}
+
+/// Parses [`encode_body_in_layout_order`]'s output; `body` has exactly the
+/// announced length (checked by the caller).
+fn decode_body_in_layout_order<P: Payload>(
+    body: &[u8],
+    kind: Kind,
+    params: TreeParams,
+    count: usize,
+) -> Result<(Vec<u128>, Corrections<P>), DecodeError> {
+    let l = params.levels();
+    let n = count * l;
+    let one_bit_dcf = kind == Kind::Dcf && P::BITS == 1;
+    let mask = TreeParams::seed_mask::<P>(kind);
+    let elem_bytes = P::BITS as usize / 8;
+    let leaf_bits = params.leaf_len() * P::BITS as usize;
+    let leaf_bytes = leaf_bits.div_ceil(8);
+    let lb = params.leaf_blocks::<P>();
+    let (seed_bytes, rest) = body.split_at(16 * count);
+    let (word_bytes, rest) = rest.split_at(16 * n);
+    let (tr_bytes, rest) = rest.split_at(n.div_ceil(8));
+    let v_len = if kind == Kind::Dcf && P::BITS > 1 {
+        n * elem_bytes
+    } else {
+        0
+    };
+    let (v_bytes, leaf_all) = rest.split_at(v_len);
+    debug_assert_eq!(leaf_all.len(), count * leaf_bytes);
+
+    let u128_of = |c: &[u8]| {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(c);
+        u128::from_le_bytes(b)
+    };
+    let seeds: Vec<u128> = seed_bytes.chunks_exact(16).map(u128_of).collect();
+    let mut cw = Corrections::<P>::empty(kind, params, count);
+    for (j, c) in word_bytes.chunks_exact(16).enumerate() {
+        let w = u128_of(c);
+        cw.cw_seed[j] = w & mask;
+        cw.cw_t[j] = ((w & 1) as u8) | (((tr_bytes[j / 8] >> (j % 8)) & 1) << 1);
+        if one_bit_dcf {
+            cw.cw_v[j] = P::from_block(w >> 1, 0);
+        }
+    }
+    if !n.is_multiple_of(8) && tr_bytes[n / 8] >> (n % 8) != 0 {
+        return Err(DecodeError::NonCanonical(
+            "padding bits of t_CW^R are not zero",
+        ));
+    }
+    for (j, c) in v_bytes.chunks_exact(elem_bytes.max(1)).enumerate() {
+        let mut b = [0u8; 16];
+        b[..elem_bytes].copy_from_slice(c);
+        cw.cw_v[j] = P::from_block(u128::from_le_bytes(b), 0);
+    }
+    if leaf_bytes > 0 {
+        for (i, lf) in leaf_all.chunks_exact(leaf_bytes).enumerate() {
+            if !leaf_bits.is_multiple_of(8) && lf[leaf_bytes - 1] >> (leaf_bits % 8) != 0 {
+                return Err(DecodeError::NonCanonical(
+                    "padding bits of the leaf are not zero",
+                ));
+            }
+            for (j, chunk) in lf.chunks(16).enumerate() {
+                let mut b = [0u8; 16];
+                b[..chunk.len()].copy_from_slice(chunk);
+                cw.leaf[i * lb + j] = u128::from_le_bytes(b);
+            }
+        }
+    }
+    Ok((seeds, cw))
 }

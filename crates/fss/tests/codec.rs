@@ -135,8 +135,9 @@ fn roundtrip_one<S: Scheme, P: Payload>(keys: &FssKeys<S, P>, xs: &[u64], ctx: &
 }
 
 /// Format version 2 (no trailer, for containers that check integrity
-/// themselves): the version-1 bytes with the version field set to 2 and
-/// the trailer cut off, decoded only as version 2, to the same keys.
+/// themselves; the key material in memory order): the version-1 header with
+/// the version field set to 2, the documented length, decoded only as
+/// version 2, to the same keys, re-encoded to the same bytes.
 fn unchecked_roundtrip<S: Scheme, P: Payload>(
     keys: &FssKeys<S, P>,
     checked: &[u8],
@@ -151,11 +152,18 @@ fn unchecked_roundtrip<S: Scheme, P: Payload>(
         "{ctx}: appends, keeps what was there"
     );
     let enc = enc.split_off(3);
-    let mut expected = checked[..checked.len() - TRAILER].to_vec();
-    expected[4..6].copy_from_slice(&2u16.to_le_bytes());
-    assert!(
-        enc == expected,
-        "{ctx}: version 2 is version 1 without the trailer"
+    let mut header = checked[..HEADER].to_vec();
+    header[4..6].copy_from_slice(&2u16.to_le_bytes());
+    assert_eq!(enc[..HEADER], header[..], "{ctx}: version 2's header");
+    // The documented length: per key the version-1 key bytes without their
+    // own t_CW^R bytes, and all keys' t_CW^R bits packed together.
+    let params = keys.params();
+    let l = (params.n() - params.nu()) as usize;
+    let kb = formula_key_bytes(S::KIND, P::BITS, params.n(), params.nu());
+    assert_eq!(
+        enc.len(),
+        HEADER + keys.len() * (kb - l.div_ceil(8)) + (keys.len() * l).div_ceil(8),
+        "{ctx}: version 2 length"
     );
     assert_eq!(enc.len(), keys.encoded_len_unchecked(), "{ctx}");
     assert_eq!(
@@ -167,6 +175,9 @@ fn unchecked_roundtrip<S: Scheme, P: Payload>(
     for i in 0..keys.len() {
         assert!(dec.key(i) == keys.key(i), "{ctx}: key {i} differs (v2)");
     }
+    let mut again = Vec::new();
+    dec.encode_into_unchecked(&mut again);
+    assert!(again == enc, "{ctx}: v2 re-encoding differs");
     assert_eq!(
         dec.eval_to_vec(xs).unwrap(),
         keys.eval_to_vec(xs).unwrap(),
@@ -780,4 +791,45 @@ fn sizes_from_the_shape_refuse_overflow() {
         FssKeys::<Dpf, u64>::encoded_len_for(params, 0),
         Some(HEADER + TRAILER)
     );
+}
+
+/// Version 2 has no checksum: every single bit flip is either refused
+/// (header, counts, padding bits) or decodes to keys that re-encode to
+/// exactly the flipped bytes (no two encodings of the same keys).
+fn v2_flips<S: Scheme, P: Payload>(params: TreeParams) -> (usize, usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (k0, _, _) = batch::<S, P>(params, 3, &mut rng);
+    let mut enc = Vec::new();
+    k0.encode_into_unchecked(&mut enc);
+    let (mut refused, mut accepted) = (0, 0);
+    for byte in 0..enc.len() {
+        for bit in 0..8 {
+            let mut bad = enc.clone();
+            bad[byte] ^= 1 << bit;
+            match FssKeys::<S, P>::decode_unchecked(&bad) {
+                Err(_) => refused += 1,
+                Ok(d) => {
+                    let mut again = Vec::new();
+                    d.encode_into_unchecked(&mut again);
+                    assert!(again == bad, "flip at {byte}.{bit} decoded non-canonically");
+                    accepted += 1;
+                }
+            }
+        }
+    }
+    (refused, accepted)
+}
+
+#[test]
+fn version_2_flips_are_refused_or_canonical() {
+    for (r, a) in [
+        v2_flips::<Dcf, Z2>(TreeParams::new::<Z2>(13).expect("params")),
+        v2_flips::<Dcf, u64>(TreeParams::new::<u64>(9).expect("params")),
+        v2_flips::<Dcf, [u64; 2]>(TreeParams::new::<[u64; 2]>(5).expect("params")),
+        v2_flips::<Dpf, u32>(TreeParams::with_early_termination::<u32>(7, 3).expect("params")),
+    ] {
+        // The header's fields and the padding bits are refused, the key
+        // material is accepted (it carries no redundancy).
+        assert!(r >= 8 * HEADER - 16 && a > 0, "refused {r}, accepted {a}");
+    }
 }

@@ -707,10 +707,10 @@ fn known_answer() {
         outputs, "196a364bdb5f347d15a4caff382aa3296b1b5fae09abe0604cca29a7b59f437a",
         "reconstructed outputs changed"
     );
-    // Bundle format 2 (2026-12-03: no SHA-256 per FSS key batch) changed
+    // Bundle format 2 (2026-12-03: FSS keys in memory order, no SHA-256) changed
     // the bytes, not the keys: the outputs' digest above is unchanged.
     assert_eq!(
-        keys, "ab8f62c235f684e946c935a7c7f8c1969a71cfb4d7a10d2b87f25d78c5f4cca8",
+        keys, "54bdc927b9fb9003fb5938fd6ab497c0136abfcae44f51119541864ba7720df1",
         "dealer keys changed"
     );
 }
