@@ -180,11 +180,12 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
         codec::encode_into(&self.inner, out, Trailer::Sha256)
     }
 
-    /// Appends the encoding without its SHA-256 trailer (format version 2),
-    /// for a container that checks the integrity of its bytes itself (a key
-    /// file's signed chunk digests, a TLS stream): the checksum was about
-    /// half the time of encoding and decoding. Read it back with
-    /// [`FssKeys::decode_unchecked`].
+    /// Appends format version 2 (see [`crate::codec`]): no SHA-256 trailer,
+    /// and the key material in its memory order, for a container that checks
+    /// the integrity of its bytes itself (a key file's signed chunk digests,
+    /// a TLS stream). The checksum was about half the time of encoding and
+    /// decoding, version 1's key-major gather much of the rest. Read it back
+    /// with [`FssKeys::decode_unchecked`].
     pub fn encode_into_unchecked(&self, out: &mut Vec<u8>) {
         codec::encode_into(&self.inner, out, Trailer::None)
     }

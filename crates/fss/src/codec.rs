@@ -164,7 +164,6 @@ pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>, tra
         encode_body_in_layout_order(keys, out);
         return;
     }
-    let mut leaf_tmp = Vec::with_capacity(16 * lb);
     for i in 0..len {
         out.extend_from_slice(&keys.seeds[i].to_le_bytes());
         let at = |lvl: usize| cw_index(i, lvl, len, l);
@@ -191,11 +190,7 @@ pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>, tra
                 out.extend_from_slice(&blk.to_le_bytes()[..elem_bytes]);
             }
         }
-        leaf_tmp.clear();
-        for blk in &keys.cw.leaf[i * lb..(i + 1) * lb] {
-            leaf_tmp.extend_from_slice(&blk.to_le_bytes());
-        }
-        out.extend_from_slice(&leaf_tmp[..leaf_bytes]);
+        put_leaf(out, &keys.cw.leaf[i * lb..(i + 1) * lb], leaf_bytes);
     }
     if trailer == Trailer::Sha256 {
         let digest = Sha256::digest(&out[start..]);
@@ -204,9 +199,38 @@ pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>, tra
 }
 
 fn u128_at(bytes: &[u8], at: usize) -> u128 {
+    u128_le(&bytes[at..at + 16])
+}
+
+/// The little-endian `u128` of up to 16 bytes (missing high bytes zero).
+fn u128_le(bytes: &[u8]) -> u128 {
     let mut b = [0u8; 16];
-    b.copy_from_slice(&bytes[at..at + 16]);
+    b[..bytes.len()].copy_from_slice(bytes);
     u128::from_le_bytes(b)
+}
+
+/// Appends one key's leaf: its blocks' bytes, cut to `leaf_bytes`.
+fn put_leaf(out: &mut Vec<u8>, blocks: &[u128], leaf_bytes: usize) {
+    let mut left = leaf_bytes;
+    for blk in blocks {
+        let take = left.min(16);
+        out.extend_from_slice(&blk.to_le_bytes()[..take]);
+        left -= take;
+    }
+}
+
+/// Reads one key's leaf written by [`put_leaf`] into its blocks, refusing
+/// non-zero padding bits.
+fn read_leaf(lf: &[u8], leaf_bits: usize, blocks: &mut [u128]) -> Result<(), DecodeError> {
+    if !leaf_bits.is_multiple_of(8) && lf[lf.len() - 1] >> (leaf_bits % 8) != 0 {
+        return Err(DecodeError::NonCanonical(
+            "padding bits of the leaf are not zero",
+        ));
+    }
+    for (blk, chunk) in blocks.iter_mut().zip(lf.chunks(16)) {
+        *blk = u128_le(chunk);
+    }
+    Ok(())
 }
 
 pub(crate) fn decode<P: Payload>(
@@ -321,24 +345,17 @@ pub(crate) fn decode<P: Payload>(
         }
         if kind == Kind::Dcf && P::BITS > 1 {
             for lvl in 0..l {
-                let mut b = [0u8; 16];
-                b[..elem_bytes].copy_from_slice(&body[at..at + elem_bytes]);
+                cw.cw_v[cw_index(i, lvl, count, l)] =
+                    P::from_block(u128_le(&body[at..at + elem_bytes]), 0);
                 at += elem_bytes;
-                cw.cw_v[cw_index(i, lvl, count, l)] = P::from_block(u128::from_le_bytes(b), 0);
             }
         }
-        let lf = &body[at..at + leaf_bytes];
+        read_leaf(
+            &body[at..at + leaf_bytes],
+            leaf_bits,
+            &mut cw.leaf[i * lb..(i + 1) * lb],
+        )?;
         at += leaf_bytes;
-        if !leaf_bits.is_multiple_of(8) && lf[leaf_bytes - 1] >> (leaf_bits % 8) != 0 {
-            return Err(DecodeError::NonCanonical(
-                "padding bits of the leaf are not zero",
-            ));
-        }
-        for (j, chunk) in lf.chunks(16).enumerate() {
-            let mut b = [0u8; 16];
-            b[..chunk.len()].copy_from_slice(chunk);
-            cw.leaf[i * lb + j] = u128::from_le_bytes(b);
-        }
     }
     debug_assert_eq!(at, body.len());
     Ok(TreeKeys {
@@ -399,12 +416,7 @@ fn encode_body_in_layout_order<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>
     let lb = params.leaf_blocks::<P>();
     if lb > 0 {
         for blocks in cw.leaf.chunks(lb) {
-            let mut left = leaf_bytes;
-            for blk in blocks {
-                let take = left.min(16);
-                out.extend_from_slice(&blk.to_le_bytes()[..take]);
-                left -= take;
-            }
+            put_leaf(out, blocks, leaf_bytes);
         }
     }
 }
@@ -436,15 +448,10 @@ fn decode_body_in_layout_order<P: Payload>(
     let (v_bytes, leaf_all) = rest.split_at(v_len);
     debug_assert_eq!(leaf_all.len(), count * leaf_bytes);
 
-    let u128_of = |c: &[u8]| {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(c);
-        u128::from_le_bytes(b)
-    };
-    let seeds: Vec<u128> = seed_bytes.chunks_exact(16).map(u128_of).collect();
+    let seeds: Vec<u128> = seed_bytes.chunks_exact(16).map(u128_le).collect();
     let mut cw = Corrections::<P>::empty(kind, params, count);
     for (j, c) in word_bytes.chunks_exact(16).enumerate() {
-        let w = u128_of(c);
+        let w = u128_le(c);
         cw.cw_seed[j] = w & mask;
         cw.cw_t[j] = ((w & 1) as u8) | (((tr_bytes[j / 8] >> (j % 8)) & 1) << 1);
         if one_bit_dcf {
@@ -456,23 +463,19 @@ fn decode_body_in_layout_order<P: Payload>(
             "padding bits of t_CW^R are not zero",
         ));
     }
-    for (j, c) in v_bytes.chunks_exact(elem_bytes.max(1)).enumerate() {
-        let mut b = [0u8; 16];
-        b[..elem_bytes].copy_from_slice(c);
-        cw.cw_v[j] = P::from_block(u128::from_le_bytes(b), 0);
+    for (v, c) in cw
+        .cw_v
+        .iter_mut()
+        .zip(v_bytes.chunks_exact(elem_bytes.max(1)))
+    {
+        *v = P::from_block(u128_le(c), 0);
     }
     if leaf_bytes > 0 {
-        for (i, lf) in leaf_all.chunks_exact(leaf_bytes).enumerate() {
-            if !leaf_bits.is_multiple_of(8) && lf[leaf_bytes - 1] >> (leaf_bits % 8) != 0 {
-                return Err(DecodeError::NonCanonical(
-                    "padding bits of the leaf are not zero",
-                ));
-            }
-            for (j, chunk) in lf.chunks(16).enumerate() {
-                let mut b = [0u8; 16];
-                b[..chunk.len()].copy_from_slice(chunk);
-                cw.leaf[i * lb + j] = u128::from_le_bytes(b);
-            }
+        for (lf, blocks) in leaf_all
+            .chunks_exact(leaf_bytes)
+            .zip(cw.leaf.chunks_mut(lb))
+        {
+            read_leaf(lf, leaf_bits, blocks)?;
         }
     }
     Ok((seeds, cw))
