@@ -40,6 +40,9 @@ fn line(stage: &str, secs: f64, bytes: u64, what: &str) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the binaries do: big key buffers reuse freed heap memory
+    // (ariann_net::memory; ARIANN_MALLOC=system for glibc's defaults).
+    ariann_net::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let pos: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let name = pos.first().map_or("network1", |s| s.as_str());

@@ -39,6 +39,9 @@ use ariann::nn::zoo;
 use common::{Args, Res, run_model};
 
 fn main() -> Res<()> {
+    // As the binaries do: big key buffers reuse freed heap memory
+    // (ariann_net::memory; ARIANN_MALLOC=system for glibc's defaults).
+    ariann_net::memory::keep_freed_memory();
     let args = Args::parse();
     let batch = args.num("--batch", 4)?;
     let (hw, classes) = (args.num("--hw", 224)?, args.num("--classes", 1000)?);

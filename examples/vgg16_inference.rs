@@ -40,6 +40,9 @@ use ariann::nn::zoo;
 use common::{Args, Res, run_model};
 
 fn main() -> Res<()> {
+    // As the binaries do: big key buffers reuse freed heap memory
+    // (ariann_net::memory; ARIANN_MALLOC=system for glibc's defaults).
+    ariann_net::memory::keep_freed_memory();
     let args = Args::parse();
     let tiny = args.flag("--tiny");
     let batch = args.num("--batch", if tiny { 16 } else { 32 })?;

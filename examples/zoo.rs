@@ -159,6 +159,9 @@ fn print_profile(rows: &[LayerCost]) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the binaries do: big key buffers reuse freed heap memory
+    // (ariann_net::memory; ARIANN_MALLOC=system for glibc's defaults).
+    ariann_net::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let json_out = args.iter().any(|a| a == "--json");
     let no_wan = args.iter().any(|a| a == "--no-wan");

@@ -1212,6 +1212,9 @@ fn daemon(o: Opts) -> Result<(), Fail> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: key bundles reuse freed heap memory instead of
+    // fresh mmaps (ariann_net::memory).
+    let alloc = ariann_net::memory::keep_freed_memory();
     if std::env::args_os().nth(1).is_some_and(|a| a == "reference") {
         // `ariann-party reference ...`: a local run, no keys, no peer.
         let o = reference::RefOpts::parse_from(std::env::args_os().skip(1));
@@ -1246,6 +1249,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    tracing::debug!(?alloc, "allocator settings");
     let opts = options(cli);
     let res = match opts {
         Ok(o) if o.train == Some(true) && o.control.is_some() => Err(Fail::Usage(anyhow!(

@@ -89,6 +89,7 @@
 mod config;
 pub mod keys;
 mod link;
+pub mod memory;
 
 pub use config::{ConfigError, LinkSecret, NetConfig, TlsConfig, WanShape};
 pub use link::{GrpcTransport, Listener};

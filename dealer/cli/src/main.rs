@@ -886,6 +886,9 @@ fn model_cmd(name: &str, folded: bool) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: key bundles reuse freed heap memory instead of
+    // fresh mmaps (ariann_net::memory).
+    let alloc = ariann_net::memory::keep_freed_memory();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -898,6 +901,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    tracing::debug!(?alloc, "allocator settings");
     let res = match &cli.cmd {
         Cmd::Keys(a) => keys(a),
         Cmd::Plan(a) => plan_cmd(a),
