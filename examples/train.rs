@@ -265,9 +265,6 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() -> Res<()> {
-    // As the binaries do: big key buffers reuse freed heap memory
-    // (ariann_net::memory; ARIANN_MALLOC=system for glibc's defaults).
-    ariann_net::memory::keep_freed_memory();
     let args = Args(std::env::args().skip(1).collect());
     let name = args.value("--model").unwrap_or("lenet").to_string();
     let epochs: usize = args.parse("--epochs", 1)?;
