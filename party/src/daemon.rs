@@ -230,6 +230,9 @@ impl Daemon {
                     ),
                 }));
             drop(asset);
+            // The job's key buffers are freed: return their pages (the
+            // binary keeps freed memory for reuse within a job).
+            ariann_net::memory::release_free_memory();
             let mut jobs = me.lock();
             let Some(e) = jobs.get_mut(&id) else { return };
             match res {
