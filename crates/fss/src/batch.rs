@@ -2,7 +2,7 @@
 //! functions of the same shape, evaluated at one point each (the MPC case:
 //! one key per compared element).
 
-use crate::codec::{self, Trailer};
+use crate::codec::{self, Format, Trailer};
 use crate::error::{DecodeError, FssError};
 use crate::keys::{Key, Kind, Party, TreeKeys, TreeParams};
 use crate::payload::Payload;
@@ -74,9 +74,13 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
     }
 
     /// Generates both parties' keys for `f_i(x) = betas[i]` if `x == alphas[i]`
-    /// (DPF) or `x < alphas[i]` (DCF), else 0. Root seeds come from `rng`
-    /// (use an OS-seeded CSPRNG such as `rand::rngs::StdRng::from_os_rng()`
-    /// outside tests); the rest is deterministic and runs on the rayon pool.
+    /// (DPF) or `x < alphas[i]` (DCF), else 0. Each party's root seeds are
+    /// expanded from a 16-byte root key drawn from `rng` (AES-128 in counter
+    /// mode; use an OS-seeded CSPRNG such as
+    /// `rand::rngs::StdRng::from_os_rng()` outside tests), so that
+    /// [`FssKeys::encode_into_unchecked`] carries the root key instead of
+    /// 16 bytes per key (format 3); the rest is deterministic and runs on
+    /// the rayon pool.
     pub fn generate<R: Rng + CryptoRng + ?Sized>(
         params: TreeParams,
         alphas: &[u64],
@@ -84,8 +88,15 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
         rng: &mut R,
     ) -> Result<(Self, Self), FssError> {
         tree::check_gen_inputs(params, alphas, betas)?;
-        let roots = zeroize::Zeroizing::new(tree::draw_roots(alphas.len(), rng));
-        Self::gen_from_roots(params, alphas, betas, &roots)
+        let (root_keys, roots) = tree::draw_roots(alphas.len(), rng);
+        let (root_keys, roots) = (
+            zeroize::Zeroizing::new(root_keys),
+            zeroize::Zeroizing::new(roots),
+        );
+        let (mut k0, mut k1) = tree::gen_from_roots(S::KIND, params, alphas, betas, &roots)?;
+        k0.root_key = Some(root_keys[0]);
+        k1.root_key = Some(root_keys[1]);
+        Ok((Self::wrap(k0), Self::wrap(k1)))
     }
 
     /// Like [`FssKeys::generate`] with explicit root seeds `[party 0, party 1]` per
@@ -134,14 +145,30 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
     pub fn params(&self) -> TreeParams {
         self.inner.params
     }
-    /// Serialized bytes of one key (see [`TreeParams::key_bytes`]).
+    /// Bytes of one key as this batch is bundled
+    /// ([`FssKeys::encode_into_unchecked`]): [`TreeParams::key_bytes`], less
+    /// the 16-byte root seed when the seeds are expanded from the batch's
+    /// root key (keys from [`FssKeys::generate`]; the 16-byte root key itself
+    /// is one per batch and not counted here).
     pub fn key_bytes(&self) -> usize {
-        self.inner.params.key_bytes::<P>(S::KIND)
+        if self.inner.root_key.is_some() {
+            Self::key_bytes_seeded_for(self.inner.params)
+        } else {
+            Self::key_bytes_for(self.inner.params)
+        }
     }
 
-    /// Serialized bytes of one key of this scheme and payload with tree
-    /// shape `params`, without generating it: what [`FssKeys::key_bytes`]
-    /// reports for a batch of that shape (see [`TreeParams::key_bytes`]).
+    /// [`TreeParams::key_bytes`] less the root seed: what
+    /// [`FssKeys::key_bytes`] reports for a batch of shape `params` from
+    /// [`FssKeys::generate`].
+    pub fn key_bytes_seeded_for(params: TreeParams) -> usize {
+        params.key_bytes::<P>(S::KIND) - 16
+    }
+
+    /// Serialized bytes of one standalone key of this scheme and payload
+    /// with tree shape `params` (root seed included, as in version 1 of the
+    /// encoding; see [`TreeParams::key_bytes`]): what [`FssKeys::key_bytes`]
+    /// reports for a batch of that shape made from explicit root seeds.
     pub fn key_bytes_for(params: TreeParams) -> usize {
         params.key_bytes::<P>(S::KIND)
     }
@@ -150,13 +177,14 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
     /// shape `params`, without generating it (what [`FssKeys::encoded_len`]
     /// reports); `None` if the length overflows `usize`.
     pub fn encoded_len_for(params: TreeParams, count: usize) -> Option<usize> {
-        codec::checked_encoded_len::<P>(S::KIND, params, count, Trailer::Sha256)
+        codec::checked_encoded_len::<P>(S::KIND, params, count, Format::Checked)
     }
 
-    /// [`FssKeys::encoded_len_for`] without the checksum: the length of
-    /// [`FssKeys::encode_into_unchecked`]'s output.
+    /// The length of [`FssKeys::encode_into_unchecked`]'s output for a
+    /// batch of `count` keys of shape `params` from [`FssKeys::generate`]
+    /// (format 3: no checksum, one root key instead of the root seeds).
     pub fn encoded_len_unchecked_for(params: TreeParams, count: usize) -> Option<usize> {
-        codec::checked_encoded_len::<P>(S::KIND, params, count, Trailer::None)
+        codec::checked_encoded_len::<P>(S::KIND, params, count, Format::Seeded)
     }
 
     /// Key `i` as a standalone [`Key`] (for the reference implementation).
@@ -180,24 +208,31 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
         codec::encode_into(&self.inner, out, Trailer::Sha256)
     }
 
-    /// Appends format version 2 (see [`crate::codec`]): no SHA-256 trailer,
-    /// and the key material in its memory order, for a container that checks
-    /// the integrity of its bytes itself (a key file's signed chunk digests,
-    /// a TLS stream). The checksum was about half the time of encoding and
-    /// decoding, version 1's key-major gather much of the rest. Read it back
-    /// with [`FssKeys::decode_unchecked`].
+    /// Appends format version 3, or 2 for a batch without a root key (see
+    /// [`crate::codec`]): no SHA-256 trailer, and the key material in its
+    /// memory order, for a container that checks the integrity of its bytes
+    /// itself (a key file's signed chunk digests, a TLS stream). The
+    /// checksum was about half the time of encoding and decoding, version
+    /// 1's key-major gather much of the rest; version 3 carries the root key
+    /// instead of 16 bytes per key. Read it back with
+    /// [`FssKeys::decode_unchecked`].
     pub fn encode_into_unchecked(&self, out: &mut Vec<u8>) {
         codec::encode_into(&self.inner, out, Trailer::None)
     }
 
     /// Length of [`FssKeys::encode`]'s output, without encoding.
     pub fn encoded_len(&self) -> usize {
-        codec::encoded_len::<P>(S::KIND, self.inner.params, self.len(), Trailer::Sha256)
+        codec::encoded_len::<P>(S::KIND, self.inner.params, self.len(), Format::Checked)
     }
 
     /// Length of [`FssKeys::encode_into_unchecked`]'s output.
     pub fn encoded_len_unchecked(&self) -> usize {
-        codec::encoded_len::<P>(S::KIND, self.inner.params, self.len(), Trailer::None)
+        codec::encoded_len::<P>(
+            S::KIND,
+            self.inner.params,
+            self.len(),
+            Format::of(&self.inner, Trailer::None),
+        )
     }
 
     /// Parses an encoding produced by [`FssKeys::encode`]. Refuses (never
@@ -207,7 +242,7 @@ impl<S: Scheme, P: Payload> FssKeys<S, P> {
     }
 
     /// Parses an encoding produced by [`FssKeys::encode_into_unchecked`]
-    /// (and only that version). Refuses (never panics on) truncated, padded
+    /// (versions 2 and 3, not 1). Refuses (never panics on) truncated, padded
     /// or mismatched input, as [`FssKeys::decode`]; corrupted key material
     /// is not detected here: that is the container's checksum's job.
     pub fn decode_unchecked(bytes: &[u8]) -> Result<Self, DecodeError> {

@@ -5,7 +5,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `ARFS` |
-//! | 2 | format version: 1 = with the SHA-256 trailer, 2 = without (see below) |
+//! | 2 | format version: 1 = with the SHA-256 trailer, 2 and 3 = without (see below) |
 //! | 1 | scheme: 1 = DPF, 2 = DCF |
 //! | 1 | payload group tag: 1 = `Z_2`, 32 = `Z_2^32`, 64 = `Z_2^64`, 128 = `(Z_2^64)^2` |
 //! | 1 | `n`, input width in bits (1..=64) |
@@ -34,7 +34,23 @@
 //! | count L x BITS/8 | `V_CW` in the same order (DCF with payload wider than one bit only) |
 //! | count x ceil(2^nu x BITS / 8) | each key's leaf correction vector, as in version 1 |
 //!
-//! A decoder is told which version it expects and refuses the other.
+//! Version 3 is version 2 for a batch made by [`crate::FssKeys::generate`],
+//! whose root seeds are expanded from one 16-byte root key per party
+//! (AES-128 in counter mode, [`crate::prg`]): the 16 count bytes of root
+//! seeds are replaced by that key, and the decoder expands it again. For a
+//! one-bit DCF on 23 bits this is 16 of 306 bytes per key.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 20 | the header, version 3 |
+//! | 16 | the root key |
+//! | ... | the rest of version 2's body, from the seed correction words on |
+//!
+//! [`crate::FssKeys::encode_into_unchecked`] writes version 3 when the batch
+//! has a root key and version 2 otherwise (keys from explicit root seeds or
+//! from standalone keys); [`crate::FssKeys::decode_unchecked`] reads both;
+//! [`crate::FssKeys::decode`] reads version 1 only, and version 1 always
+//! carries each key's root seed.
 //!
 //! One key, with `L = n - nu` levels:
 //!
@@ -53,6 +69,7 @@
 use crate::error::DecodeError;
 use crate::keys::{Corrections, Kind, Party, TreeKeys, TreeParams, cw_index};
 use crate::payload::Payload;
+use crate::prg::expand_roots;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -60,15 +77,22 @@ use std::sync::Arc;
 pub const MAGIC: [u8; 4] = *b"ARFS";
 /// Format version with the SHA-256 trailer ([`crate::FssKeys::encode`]).
 pub const VERSION: u16 = 1;
-/// Format version without the trailer ([`crate::FssKeys::encode_into_unchecked`]).
+/// Format version without the trailer, root seeds written out
+/// ([`crate::FssKeys::encode_into_unchecked`] of a batch without a root key).
 pub const VERSION_UNCHECKED: u16 = 2;
+/// Format version without the trailer, root seeds expanded from a root key
+/// ([`crate::FssKeys::encode_into_unchecked`] of a batch from
+/// [`crate::FssKeys::generate`]).
+pub const VERSION_SEEDED: u16 = 3;
+/// Bytes of a root key.
+pub const ROOT_KEY_LEN: usize = 16;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 20;
 /// Bytes of the trailing checksum.
 pub const CHECKSUM_LEN: usize = 32;
 
 /// Whether an encoding ends with the SHA-256 trailer (version 1) or not
-/// (version 2).
+/// (versions 2 and 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Trailer {
     Sha256,
@@ -76,17 +100,47 @@ pub(crate) enum Trailer {
 }
 
 impl Trailer {
-    fn version(self) -> u16 {
-        match self {
-            Trailer::Sha256 => VERSION,
-            Trailer::None => VERSION_UNCHECKED,
-        }
-    }
-
     fn len(self) -> usize {
         match self {
             Trailer::Sha256 => CHECKSUM_LEN,
             Trailer::None => 0,
+        }
+    }
+}
+
+/// The three layouts (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Version 1: key-major, SHA-256 trailer.
+    Checked,
+    /// Version 2: memory order, root seeds written out.
+    Unchecked,
+    /// Version 3: version 2 with a root key instead of the root seeds.
+    Seeded,
+}
+
+impl Format {
+    fn version(self) -> u16 {
+        match self {
+            Format::Checked => VERSION,
+            Format::Unchecked => VERSION_UNCHECKED,
+            Format::Seeded => VERSION_SEEDED,
+        }
+    }
+
+    fn trailer(self) -> Trailer {
+        match self {
+            Format::Checked => Trailer::Sha256,
+            Format::Unchecked | Format::Seeded => Trailer::None,
+        }
+    }
+
+    /// The format `keys` are written in with `trailer`.
+    pub(crate) fn of<P: Payload>(keys: &TreeKeys<P>, trailer: Trailer) -> Self {
+        match (trailer, keys.root_key.is_some()) {
+            (Trailer::Sha256, _) => Format::Checked,
+            (Trailer::None, false) => Format::Unchecked,
+            (Trailer::None, true) => Format::Seeded,
         }
     }
 }
@@ -97,27 +151,31 @@ pub(crate) fn checked_encoded_len<P: Payload>(
     kind: Kind,
     params: TreeParams,
     count: usize,
-    trailer: Trailer,
+    format: Format,
 ) -> Option<usize> {
-    usize::try_from(encoded_len_u128::<P>(kind, params, count as u128, trailer)).ok()
+    usize::try_from(encoded_len_u128::<P>(kind, params, count as u128, format)).ok()
 }
 
 /// The exact encoded length in `u128` (no overflow for any `u64` count):
-/// version 1 packs each key's `t_CW^R` bits in `ceil(L / 8)` bytes, version
-/// 2 all keys' bits together in `ceil(count L / 8)`.
+/// version 1 packs each key's `t_CW^R` bits in `ceil(L / 8)` bytes, versions
+/// 2 and 3 all keys' bits together in `ceil(count L / 8)`; version 3 has one
+/// root key instead of a root seed per key.
 fn encoded_len_u128<P: Payload>(
     kind: Kind,
     params: TreeParams,
     count: u128,
-    trailer: Trailer,
+    format: Format,
 ) -> u128 {
     let kb = params.key_bytes::<P>(kind) as u128;
     let l = params.levels() as u128;
-    let body = match trailer {
-        Trailer::Sha256 => count * kb,
-        Trailer::None => count * (kb - l.div_ceil(8)) + (count * l).div_ceil(8),
+    let body = match format {
+        Format::Checked => count * kb,
+        Format::Unchecked => count * (kb - l.div_ceil(8)) + (count * l).div_ceil(8),
+        Format::Seeded => {
+            ROOT_KEY_LEN as u128 + count * (kb - 16 - l.div_ceil(8)) + (count * l).div_ceil(8)
+        }
     };
-    HEADER_LEN as u128 + body + trailer.len() as u128
+    HEADER_LEN as u128 + body + format.trailer().len() as u128
 }
 
 /// [`checked_encoded_len`] of a batch held in memory (so it cannot overflow).
@@ -125,9 +183,9 @@ pub(crate) fn encoded_len<P: Payload>(
     kind: Kind,
     params: TreeParams,
     count: usize,
-    trailer: Trailer,
+    format: Format,
 ) -> usize {
-    checked_encoded_len::<P>(kind, params, count, trailer).unwrap_or(usize::MAX)
+    checked_encoded_len::<P>(kind, params, count, format).unwrap_or(usize::MAX)
 }
 
 pub(crate) fn encode<P: Payload>(keys: &TreeKeys<P>) -> Vec<u8> {
@@ -150,9 +208,10 @@ pub(crate) fn encode_into<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>, tra
     let elem_bytes = P::BITS as usize / 8;
 
     let start = out.len();
-    out.reserve(encoded_len::<P>(kind, params, len, trailer));
+    let format = Format::of(keys, trailer);
+    out.reserve(encoded_len::<P>(kind, params, len, format));
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&trailer.version().to_le_bytes());
+    out.extend_from_slice(&format.version().to_le_bytes());
     out.push(kind.tag());
     out.push(P::TAG);
     out.push(params.n() as u8);
@@ -283,12 +342,23 @@ pub(crate) fn decode<P: Payload>(
         return Err(DecodeError::BadMagic);
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != trailer.version() {
-        return Err(DecodeError::UnsupportedVersion {
-            found: version,
-            supported: trailer.version(),
-        });
-    }
+    let format = match (trailer, version) {
+        (Trailer::Sha256, VERSION) => Format::Checked,
+        (Trailer::None, VERSION_UNCHECKED) => Format::Unchecked,
+        (Trailer::None, VERSION_SEEDED) => Format::Seeded,
+        (Trailer::Sha256, _) => {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: VERSION,
+            });
+        }
+        (Trailer::None, _) => {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: VERSION_SEEDED,
+            });
+        }
+    };
     if bytes[6] != kind.tag() {
         return Err(DecodeError::WrongKind {
             expected: kind.name(),
@@ -319,7 +389,7 @@ pub(crate) fn decode<P: Payload>(
     let mut cnt = [0u8; 8];
     cnt.copy_from_slice(&bytes[12..20]);
     let count = u64::from_le_bytes(cnt);
-    let expected = encoded_len_u128::<P>(kind, params, u128::from(count), trailer);
+    let expected = encoded_len_u128::<P>(kind, params, u128::from(count), format);
     if expected != bytes.len() as u128 {
         return Err(DecodeError::LengthMismatch {
             expected,
@@ -334,13 +404,20 @@ pub(crate) fn decode<P: Payload>(
     }
 
     if trailer == Trailer::None {
-        let (seeds, cw) =
-            decode_body_in_layout_order::<P>(&body[HEADER_LEN..], kind, params, count)?;
+        let body = &body[HEADER_LEN..];
+        let (root_key, body) = if format == Format::Seeded {
+            let (key, rest) = body.split_at(ROOT_KEY_LEN);
+            (Some(u128_16(key)), rest)
+        } else {
+            (None, body)
+        };
+        let (seeds, cw) = decode_body_in_layout_order::<P>(body, kind, params, count, root_key)?;
         return Ok(TreeKeys {
             kind,
             party,
             params,
             seeds,
+            root_key,
             cw: Arc::new(cw),
         });
     }
@@ -397,6 +474,7 @@ pub(crate) fn decode<P: Payload>(
         party,
         params,
         seeds,
+        root_key: None,
         cw: Arc::new(cw),
     })
 }
@@ -418,8 +496,13 @@ fn encode_body_in_layout_order<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>
     let elem_bytes = P::BITS as usize / 8;
     let leaf_bytes = (params.leaf_len() * P::BITS as usize).div_ceil(8);
     let cw = &keys.cw;
-    for s in &keys.seeds {
-        out.extend_from_slice(&s.to_le_bytes());
+    match keys.root_key {
+        Some(key) => out.extend_from_slice(&key.to_le_bytes()),
+        None => {
+            for s in &keys.seeds {
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+        }
     }
     if one_bit_dcf {
         for ((s, t), v) in cw.cw_seed.iter().zip(&cw.cw_t).zip(&cw.cw_v) {
@@ -456,13 +539,16 @@ fn encode_body_in_layout_order<P: Payload>(keys: &TreeKeys<P>, out: &mut Vec<u8>
 }
 
 /// Parses [`encode_body_in_layout_order`]'s output; `body` has exactly the
-/// announced length (checked by the caller). Each array is built by one
-/// pass over its bytes (no zero-filled arrays overwritten afterwards).
+/// announced length (checked by the caller) and, in version 3, starts after
+/// the root key (`root_key`), whose expansion gives the seeds. Each array is
+/// built by one pass over its bytes (no zero-filled arrays overwritten
+/// afterwards).
 fn decode_body_in_layout_order<P: Payload>(
     body: &[u8],
     kind: Kind,
     params: TreeParams,
     count: usize,
+    root_key: Option<u128>,
 ) -> Result<(Vec<u128>, Corrections<P>), DecodeError> {
     let l = params.levels();
     let n = count * l;
@@ -472,7 +558,8 @@ fn decode_body_in_layout_order<P: Payload>(
     let leaf_bits = params.leaf_len() * P::BITS as usize;
     let leaf_bytes = leaf_bits.div_ceil(8);
     let lb = params.leaf_blocks::<P>();
-    let (seed_bytes, rest) = body.split_at(16 * count);
+    let seed_len = if root_key.is_some() { 0 } else { 16 * count };
+    let (seed_bytes, rest) = body.split_at(seed_len);
     let (word_bytes, rest) = rest.split_at(16 * n);
     let (tr_bytes, rest) = rest.split_at(n.div_ceil(8));
     let v_len = if kind == Kind::Dcf && P::BITS > 1 {
@@ -488,7 +575,10 @@ fn decode_body_in_layout_order<P: Payload>(
         ));
     }
 
-    let seeds: Vec<u128> = seed_bytes.chunks_exact(16).map(u128_16).collect();
+    let seeds: Vec<u128> = match root_key {
+        Some(key) => expand_roots(key, count),
+        None => seed_bytes.chunks_exact(16).map(u128_16).collect(),
+    };
     let mut cw_seed = Vec::with_capacity(n);
     let mut cw_t = Vec::with_capacity(n);
     let mut cw_v: Vec<P> = Vec::with_capacity(if kind == Kind::Dcf { n } else { 0 });

@@ -265,6 +265,10 @@ pub(crate) struct TreeKeys<P: Payload> {
     pub(crate) params: TreeParams,
     /// Root seed of each key.
     pub(crate) seeds: Vec<u128>,
+    /// The root key the seeds were expanded from
+    /// ([`crate::prg::expand_roots`]), if they were: an encoding then
+    /// carries it instead of the seeds (format 3).
+    pub(crate) root_key: Option<u128>,
     /// Correction words (zeroized when the last batch sharing them drops).
     #[zeroize(skip)]
     pub(crate) cw: Arc<Corrections<P>>,
@@ -351,6 +355,7 @@ impl<P: Payload> TreeKeys<P> {
             party,
             params,
             seeds,
+            root_key: None,
             cw: Arc::new(cw),
         })
     }

@@ -151,6 +151,34 @@ impl<J: HashJob> BlockCipherEncClosure for JobClosure<'_, J> {
     }
 }
 
+/// The root seeds of a batch of `len` keys of one party from its 16-byte
+/// root key: seed `i` is `AES-128_{root_key}(i)` (the index as a
+/// little-endian block), AES in counter mode. The dealer draws one root key
+/// per party and batch from its CSPRNG ([`crate::FssKeys::generate`]); a
+/// bundle then carries the 16-byte key instead of 16 bytes per key
+/// (format 3 in [`crate::codec`]). The other party never sees it, so to it
+/// the seeds are pseudorandom, which is all the schemes' security uses.
+pub(crate) fn expand_roots(root_key: u128, len: usize) -> Vec<u128> {
+    const PIECE: usize = 256;
+    let cipher = Aes128::new(&Array::from(root_key.to_le_bytes()));
+    let mut out = Vec::with_capacity(len);
+    let mut buf: Vec<Block<Aes128>> = vec![Array::default(); PIECE.min(len)];
+    let mut i = 0u128;
+    while out.len() < len {
+        let n = PIECE.min(len - out.len());
+        for b in buf[..n].iter_mut() {
+            *b = Array::from(i.to_le_bytes());
+            i += 1;
+        }
+        cipher.encrypt_blocks(&mut buf[..n]);
+        out.extend(buf[..n].iter().map(|b| u128::from_le_bytes(b.0)));
+    }
+    for b in buf.iter_mut() {
+        zeroize::Zeroize::zeroize(&mut b.0);
+    }
+    out
+}
+
 /// The process-wide PRG instance (the key is public and fixed).
 pub fn prg() -> &'static Prg {
     static PRG: OnceLock<Prg> = OnceLock::new();

@@ -12,7 +12,7 @@
 use crate::error::FssError;
 use crate::keys::{Corrections, GROUP, Kind, Party, TreeKeys, TreeParams, cw_index};
 use crate::payload::{Payload, per_block};
-use crate::prg::{HashJob, Hasher, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, prg, sigma};
+use crate::prg::{HashJob, Hasher, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, expand_roots, prg, sigma};
 use rand::{CryptoRng, Rng};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -42,9 +42,19 @@ fn chunks_of<T>(v: &mut [T], per: usize, nchunks: usize) -> Vec<&mut [T]> {
     out
 }
 
-/// Draws two root seeds per key from `rng`.
-pub(crate) fn draw_roots<R: Rng + CryptoRng + ?Sized>(len: usize, rng: &mut R) -> Vec<[u128; 2]> {
-    (0..len).map(|_| [rng.random(), rng.random()]).collect()
+/// Draws a root key per party from `rng` and expands each into one root
+/// seed per key ([`expand_roots`]): `([key 0, key 1], [seed 0, seed 1] per key)`.
+pub(crate) fn draw_roots<R: Rng + CryptoRng + ?Sized>(
+    len: usize,
+    rng: &mut R,
+) -> ([u128; 2], Vec<[u128; 2]>) {
+    let root_keys: [u128; 2] = [rng.random(), rng.random()];
+    let mut s0 = expand_roots(root_keys[0], len);
+    let mut s1 = expand_roots(root_keys[1], len);
+    let roots = s0.iter().zip(&s1).map(|(a, b)| [*a, *b]).collect();
+    zeroize::Zeroize::zeroize(&mut s0);
+    zeroize::Zeroize::zeroize(&mut s1);
+    (root_keys, roots)
 }
 
 /// Checks a batch of special points and payloads.
@@ -126,6 +136,7 @@ pub(crate) fn gen_from_roots<P: Payload>(
             .iter()
             .map(|r| r[usize::from(party.index())])
             .collect(),
+        root_key: None,
         cw: Arc::clone(&cw),
     };
     Ok((keys(Party::P0), keys(Party::P1)))

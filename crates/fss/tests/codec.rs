@@ -53,6 +53,30 @@ fn batch<S: Scheme, P: Payload>(
     (k0, k1, xs)
 }
 
+/// [`batch`] from `generate` (root seeds expanded from root keys).
+fn seeded_batch<S: Scheme, P: Payload>(
+    params: TreeParams,
+    len: usize,
+    rng: &mut ChaCha8Rng,
+) -> (FssKeys<S, P>, FssKeys<S, P>, Vec<u64>) {
+    let mask = params.domain_mask();
+    let alphas: Vec<u64> = (0..len).map(|_| rng.random::<u64>() & mask).collect();
+    let betas: Vec<P> = (0..len).map(|_| rand_nonzero(rng)).collect();
+    let (k0, k1) = FssKeys::<S, P>::generate(params, &alphas, &betas, rng).unwrap();
+    let xs = alphas
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            if i % 2 == 0 {
+                a
+            } else {
+                rng.random::<u64>() & mask
+            }
+        })
+        .collect();
+    (k0, k1, xs)
+}
+
 /// Replaces the SHA-256 trailer by the checksum of the (edited) body.
 fn reseal(bytes: &mut [u8]) {
     let body = bytes.len() - TRAILER;
@@ -166,9 +190,11 @@ fn unchecked_roundtrip<S: Scheme, P: Payload>(
         "{ctx}: version 2 length"
     );
     assert_eq!(enc.len(), keys.encoded_len_unchecked(), "{ctx}");
+    // The same shape from `generate` (version 3): one root key instead of
+    // the root seeds.
     assert_eq!(
-        Some(enc.len()),
         FssKeys::<S, P>::encoded_len_unchecked_for(keys.params(), keys.len()),
+        Some(enc.len() - 16 * keys.len() + 16),
         "{ctx}"
     );
     let dec = FssKeys::<S, P>::decode_unchecked(&enc).unwrap();
@@ -199,7 +225,7 @@ fn unchecked_roundtrip<S: Scheme, P: Payload>(
             FssKeys::<S, P>::decode_unchecked(checked),
             Err(DecodeError::UnsupportedVersion {
                 found: 1,
-                supported: 2
+                supported: 3
             })
         ),
         "{ctx}: v1 bytes through the unchecked decoder"
@@ -219,6 +245,113 @@ fn unchecked_roundtrip<S: Scheme, P: Payload>(
         FssKeys::<S, P>::decode_unchecked(&padded).is_err(),
         "{ctx}: v2 padded"
     );
+}
+
+/// Root seed `i` of a batch with root key `key`, computed here with the
+/// `aes` crate: AES-128 of the index as a little-endian block.
+fn aes_ctr_seed(key: &[u8], i: u64) -> u128 {
+    use aes::Aes128;
+    use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+    let key: [u8; 16] = key.try_into().unwrap();
+    let cipher = Aes128::new(&Array::from(key));
+    let mut block = Array::from(u128::from(i).to_le_bytes());
+    cipher.encrypt_block(&mut block);
+    u128::from_le_bytes(block.0)
+}
+
+/// Format version 3 (a batch from `generate`, whose root seeds are the
+/// AES-CTR expansion of one root key per party): the version-2 layout with
+/// the root key in place of the seeds; the documented length; the seeds
+/// are the expansion of the key written; decoded to the same keys,
+/// re-encoded to the same bytes; refused by the checked decoder; the
+/// checked encoding still carries every seed.
+fn seeded_roundtrip<S: Scheme, P: Payload>(keys: &FssKeys<S, P>, xs: &[u64], ctx: &str) {
+    let params = keys.params();
+    let l = (params.n() - params.nu()) as usize;
+    let kb = formula_key_bytes(S::KIND, P::BITS, params.n(), params.nu());
+    let n = keys.len();
+    assert_eq!(keys.key_bytes(), kb - 16, "{ctx}: key_bytes (seeded)");
+    assert_eq!(
+        FssKeys::<S, P>::key_bytes_seeded_for(params),
+        kb - 16,
+        "{ctx}"
+    );
+    let mut enc = Vec::new();
+    keys.encode_into_unchecked(&mut enc);
+    assert_eq!(&enc[0..4], b"ARFS", "{ctx}");
+    assert_eq!(&enc[4..6], &[3, 0], "{ctx}: version 3, little-endian");
+    assert_eq!(enc[12..20], (n as u64).to_le_bytes(), "{ctx}: count");
+    assert_eq!(
+        enc.len(),
+        HEADER + 16 + n * (kb - 16 - l.div_ceil(8)) + (n * l).div_ceil(8),
+        "{ctx}: version 3 length"
+    );
+    assert_eq!(enc.len(), keys.encoded_len_unchecked(), "{ctx}");
+    assert_eq!(
+        Some(enc.len()),
+        FssKeys::<S, P>::encoded_len_unchecked_for(params, n),
+        "{ctx}"
+    );
+    for i in 0..n {
+        let key = keys.key(i).unwrap();
+        assert_eq!(
+            key.seed,
+            aes_ctr_seed(&enc[HEADER..HEADER + 16], i as u64),
+            "{ctx}: seed {i} is not AES(root key, {i})"
+        );
+    }
+    let dec = FssKeys::<S, P>::decode_unchecked(&enc).unwrap();
+    assert_eq!(
+        (dec.len(), dec.party(), dec.params()),
+        (n, keys.party(), params)
+    );
+    for i in 0..n {
+        assert!(dec.key(i) == keys.key(i), "{ctx}: key {i} differs (v3)");
+    }
+    let mut again = Vec::new();
+    dec.encode_into_unchecked(&mut again);
+    assert!(again == enc, "{ctx}: v3 re-encoding differs");
+    assert_eq!(
+        dec.eval_to_vec(xs).unwrap(),
+        keys.eval_to_vec(xs).unwrap(),
+        "{ctx}: outputs differ after decoding (v3)"
+    );
+    assert!(
+        matches!(
+            FssKeys::<S, P>::decode(&enc),
+            Err(DecodeError::UnsupportedVersion {
+                found: 3,
+                supported: 1
+            }) | Err(DecodeError::TooShort { .. })
+        ),
+        "{ctx}: v3 bytes through the checked decoder"
+    );
+    for cut in [0, HEADER, HEADER + 15, enc.len().saturating_sub(1)] {
+        if cut < enc.len() {
+            assert!(
+                FssKeys::<S, P>::decode_unchecked(&enc[..cut]).is_err(),
+                "{ctx}: v3 cut at {cut}"
+            );
+        }
+    }
+    let mut padded = enc.clone();
+    padded.push(0);
+    assert!(
+        FssKeys::<S, P>::decode_unchecked(&padded).is_err(),
+        "{ctx}: v3 padded"
+    );
+    // Version 1 writes every seed; decoded, the batch has no root key and
+    // its unchecked encoding is version 2, of the same keys.
+    let checked = keys.encode();
+    assert_eq!(checked.len(), HEADER + n * kb + TRAILER, "{ctx}: v1 length");
+    let dec1 = FssKeys::<S, P>::decode(&checked).unwrap();
+    for i in 0..n {
+        assert!(dec1.key(i) == keys.key(i), "{ctx}: key {i} differs (v1)");
+    }
+    let mut v2 = Vec::new();
+    dec1.encode_into_unchecked(&mut v2);
+    assert_eq!(&v2[4..6], &[2, 0], "{ctx}: no root key, version 2");
+    assert_eq!(v2.len(), enc.len() + 16 * n - 16, "{ctx}");
 }
 
 fn roundtrips<S: Scheme, P: Payload>(seed: u64) {
@@ -255,6 +388,17 @@ fn roundtrips<S: Scheme, P: Payload>(seed: u64) {
             if len > 0 {
                 assert_ne!(k0.encode(), k1.encode(), "{ctx}");
             }
+            let (s0, s1, xs) = seeded_batch::<S, P>(params, len, &mut rng);
+            seeded_roundtrip(&s0, &xs, &ctx);
+            seeded_roundtrip(&s1, &xs, &ctx);
+            let (mut e0, mut e1) = (Vec::new(), Vec::new());
+            s0.encode_into_unchecked(&mut e0);
+            s1.encode_into_unchecked(&mut e1);
+            assert_ne!(
+                e0[HEADER..HEADER + 16],
+                e1[HEADER..HEADER + 16],
+                "{ctx}: root keys"
+            );
         }
     }
 }
@@ -793,12 +937,17 @@ fn sizes_from_the_shape_refuse_overflow() {
     );
 }
 
-/// Version 2 has no checksum: every single bit flip is either refused
-/// (header, counts, padding bits) or decodes to keys that re-encode to
-/// exactly the flipped bytes (no two encodings of the same keys).
-fn v2_flips<S: Scheme, P: Payload>(params: TreeParams) -> (usize, usize) {
+/// Versions 2 and 3 have no checksum: every single bit flip is either
+/// refused (header, counts, padding bits) or decodes to keys that re-encode
+/// to exactly the flipped bytes (no two encodings of the same keys; in
+/// version 3 a flipped root key is another root key).
+fn v2_flips<S: Scheme, P: Payload>(params: TreeParams, seeded: bool) -> (usize, usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let (k0, _, _) = batch::<S, P>(params, 3, &mut rng);
+    let (k0, _, _) = if seeded {
+        seeded_batch::<S, P>(params, 3, &mut rng)
+    } else {
+        batch::<S, P>(params, 3, &mut rng)
+    };
     let mut enc = Vec::new();
     k0.encode_into_unchecked(&mut enc);
     let (mut refused, mut accepted) = (0, 0);
@@ -822,12 +971,17 @@ fn v2_flips<S: Scheme, P: Payload>(params: TreeParams) -> (usize, usize) {
 
 #[test]
 fn version_2_flips_are_refused_or_canonical() {
-    for (r, a) in [
-        v2_flips::<Dcf, Z2>(TreeParams::new::<Z2>(13).expect("params")),
-        v2_flips::<Dcf, u64>(TreeParams::new::<u64>(9).expect("params")),
-        v2_flips::<Dcf, [u64; 2]>(TreeParams::new::<[u64; 2]>(5).expect("params")),
-        v2_flips::<Dpf, u32>(TreeParams::with_early_termination::<u32>(7, 3).expect("params")),
-    ] {
+    for (r, a) in [false, true].into_iter().flat_map(|seeded| {
+        [
+            v2_flips::<Dcf, Z2>(TreeParams::new::<Z2>(13).expect("params"), seeded),
+            v2_flips::<Dcf, u64>(TreeParams::new::<u64>(9).expect("params"), seeded),
+            v2_flips::<Dcf, [u64; 2]>(TreeParams::new::<[u64; 2]>(5).expect("params"), seeded),
+            v2_flips::<Dpf, u32>(
+                TreeParams::with_early_termination::<u32>(7, 3).expect("params"),
+                seeded,
+            ),
+        ]
+    }) {
         // The header's fields and the padding bits are refused, the key
         // material is accepted (it carries no redundancy).
         assert!(r >= 8 * HEADER - 16 && a > 0, "refused {r}, accepted {a}");

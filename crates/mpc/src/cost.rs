@@ -13,7 +13,7 @@
 //!   truncation, splines and triples open full ring elements;
 //! - `key_bytes`: the key material this party holds for the gate, exactly
 //!   what [`GateKey::key_bytes`] of the generated key reports (serialized FSS
-//!   keys, [`ariann_fss::FssKeys::key_bytes_for`], plus ring shares);
+//!   keys, [`ariann_fss::FssKeys::key_bytes_seeded_for`], plus ring shares);
 //! - `encoded_bytes`: the length of this party's [`KeyBundle::encode`]
 //!   output for the gate (header, descriptor, key body; see
 //!   [`crate::codec`]), so the bundles of a key file can be sized in advance.
@@ -211,13 +211,14 @@ pub(crate) fn ring_bytes<R: Ring>() -> u64 {
     u64::from(R::BITS / 8)
 }
 
-/// Bytes of one serialized FSS key of shape `params`.
+/// Bytes of one FSS key of shape `params` in a bundle (root seed expanded
+/// from the batch's root key, see [`FssKeys::key_bytes_seeded_for`]).
 pub(crate) fn fss_key_bytes<S: Scheme, P: Payload>(params: TreeParams) -> Result<u64, MpcError> {
-    size(FssKeys::<S, P>::key_bytes_for(params))
+    size(FssKeys::<S, P>::key_bytes_seeded_for(params))
 }
 
 /// Bytes of an FSS batch of `count` keys in a bundle: a `u64` length, then
-/// the `ariann_fss` encoding without its checksum (bundle format 2).
+/// the `ariann_fss` encoding without its checksum, version 3 (bundle format 2).
 pub(crate) fn fss_field<S: Scheme, P: Payload>(
     params: TreeParams,
     count: u64,
