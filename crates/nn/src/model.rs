@@ -224,11 +224,11 @@ pub struct Config {
 ///
 /// | | one-round (default) | small-key |
 /// |---|---|---|
-/// | ReLU | 1 round, ~1,050 B | 2 rounds, ~450 B |
-/// | product, truncation, ReLU | 3 rounds, ~1,470 B | 3 rounds (truncation fused into the ReLU), ~660 B |
+/// | ReLU | 1 round, ~1,040 B | 2 rounds, ~430 B |
+/// | product, truncation, ReLU | 3 rounds, ~1,440 B | 3 rounds (truncation fused into the ReLU), ~630 B |
 /// | max-pool level | 1 round | 2 rounds |
 /// | argmax | 2 rounds | 3 rounds |
-/// | truncation in training (`f = 20`) | 1 round, 515 B | 2 rounds, 274 B |
+/// | truncation in training (`f = 20`) | 1 round, 499 B | 2 rounds, 258 B |
 ///
 /// Choose one-round on a WAN (rounds cost latency), small-key when keys
 /// are the bottleneck (large models, a LAN, keys streamed from the dealer).
@@ -280,7 +280,7 @@ impl std::fmt::Display for Variant {
 /// before the floor, a local addition) has no bias. `Stochastic` rounds up
 /// with probability `(x mod 2^f) / 2^f` (unbiased) with the one-round
 /// `trunc_stoch` gate, which needs no FSS key (24 B per element against
-/// 274-515 B) and applies to every truncation of a training step, the
+/// 258-499 B) and applies to every truncation of a training step, the
 /// forward pass's too; the private run then equals the cleartext fixed point
 /// in distribution only (the coins are the dealer's masks).
 #[derive(

@@ -6,7 +6,7 @@
 //! `(1 - 2 r_msb, r (1 - 2 r_msb))` in `(Z_2^64)^2`), so the key of each
 //! element holds correction words of 128 bits per tree level. Here the DCF
 //! has a 1-bit payload ([`Z2`], XOR shares): its key holds one bit per level
-//! beyond the seeds (419 B on 31 bits instead of 1,028 B). The price is one
+//! beyond the seeds (403 B on 31 bits instead of 1,012 B). The price is one
 //! round: the parties hold XOR shares of the comparison bit and must turn
 //! them into arithmetic shares, which they do by opening the bit masked by a
 //! dealer bit (one bit per element, packed eight to a byte, [`open_bits`]).
@@ -37,8 +37,8 @@
 //! `d = e + (1 - 2e) m`. Outputs are those of the one-round ReLU
 //! ([`ReluOutput`]: shares of `ReLU(x)` and of `DReLU(x)`), exact on the
 //! same window. Key per element: the DCF on `k - 1` bits, three ring
-//! elements and one bit (443 B and a bit at `k = 32` on `Z_2^64`, against
-//! 1,052 B for the one-round ReLU).
+//! elements and one bit (427 B and a bit at `k = 32` on `Z_2^64`, against
+//! 1,036 B for the one-round ReLU).
 //!
 //! # `trunc_relu` (2 rounds): exact `max(x >> f, 0)`
 //!
@@ -80,9 +80,9 @@
 //! it is `c`, a random bit), so this gate is for inference; training needs
 //! the truncation and [`ReluSmallKey`] (or [`crate::gates::cmp::ReluKey`]).
 //! Key per element at `f = 16`, `k = 32` on `Z_2^64`: DCFs on 31 and 16
-//! bits (419 + 178 B), eight ring elements and two bits: 661 B, against
-//! 1,470 B for a truncation and a one-round ReLU (also 2 rounds) and
-//! 861 B for a truncation and `relu_small` (3 rounds).
+//! bits (403 + 162 B), eight ring elements and two bits: 629 B, against
+//! 1,438 B for a truncation and a one-round ReLU (also 2 rounds) and
+//! 829 B for a truncation and `relu_small` (3 rounds).
 //!
 //! # The XOR DReLU alone ([`DreluSmallKey`], inside `argmax_small`)
 //!
