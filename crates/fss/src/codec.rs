@@ -38,7 +38,7 @@
 //! whose root seeds are expanded from one 16-byte root key per party
 //! (AES-128 in counter mode, [`crate::prg`]): the 16 count bytes of root
 //! seeds are replaced by that key, and the decoder expands it again. For a
-//! one-bit DCF on 23 bits this is 16 of 306 bytes per key.
+//! one-bit DCF on 23 bits this is 16 of 290 bytes per key.
 //!
 //! | bytes | field |
 //! |---|---|
@@ -396,7 +396,9 @@ pub(crate) fn decode<P: Payload>(
             got: bytes.len(),
         });
     }
-    // From here on, count * kb < bytes.len(), so allocations are bounded by the input.
+    // From here on, count * kb < bytes.len() (version 3: count * (kb - 16)), so
+    // allocations are bounded by the input (version 3's seeds: 16 bytes per key,
+    // which takes at least one byte).
     let count = count as usize;
     let (body, sum) = bytes.split_at(bytes.len() - tl);
     if trailer == Trailer::Sha256 && Sha256::digest(body).as_slice() != sum {
