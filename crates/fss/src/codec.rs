@@ -69,7 +69,7 @@
 use crate::error::DecodeError;
 use crate::keys::{Corrections, Kind, Party, TreeKeys, TreeParams, cw_index};
 use crate::payload::Payload;
-use crate::prg::expand_roots;
+use crate::prg::ctr_blocks;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -578,7 +578,7 @@ fn decode_body_in_layout_order<P: Payload>(
     }
 
     let seeds: Vec<u128> = match root_key {
-        Some(key) => expand_roots(key, count),
+        Some(key) => ctr_blocks(key, count),
         None => seed_bytes.chunks_exact(16).map(u128_16).collect(),
     };
     let mut cw_seed = Vec::with_capacity(n);

@@ -266,7 +266,7 @@ pub(crate) struct TreeKeys<P: Payload> {
     /// Root seed of each key.
     pub(crate) seeds: Vec<u128>,
     /// The root key the seeds were expanded from
-    /// ([`crate::prg::expand_roots`]), if they were: an encoding then
+    /// ([`crate::prg::ctr_blocks`]), if they were: an encoding then
     /// carries it instead of the seeds (format 3).
     pub(crate) root_key: Option<u128>,
     /// Correction words (zeroized when the last batch sharing them drops).

@@ -151,16 +151,19 @@ impl<J: HashJob> BlockCipherEncClosure for JobClosure<'_, J> {
     }
 }
 
-/// The root seeds of a batch of `len` keys of one party from its 16-byte
-/// root key: seed `i` is `AES-128_{root_key}(i)` (the index as a
-/// little-endian block), AES in counter mode. The dealer draws one root key
-/// per party and batch from its CSPRNG ([`crate::FssKeys::generate`]); a
-/// bundle then carries the 16-byte key instead of 16 bytes per key
-/// (format 3 in [`crate::codec`]). The other party never sees it, so to it
-/// the seeds are pseudorandom, which is all the schemes' security uses.
-pub(crate) fn expand_roots(root_key: u128, len: usize) -> Vec<u128> {
+/// `len` blocks of AES-128 in counter mode under `key`: block `i` is
+/// `AES-128_key(i)` (the index as a little-endian block).
+///
+/// The root seeds of a batch of keys of one party come from its 16-byte
+/// root key this way: the dealer draws one root key per party and batch
+/// from its CSPRNG ([`crate::FssKeys::generate`]), and a bundle carries
+/// the 16-byte key instead of 16 bytes per key (format 3 in
+/// [`crate::codec`]). The other party never sees it, so to it the seeds are
+/// pseudorandom, which is all the schemes' security uses. The MPC gates
+/// expand one party's shares of dealer values from a seed the same way.
+pub fn ctr_blocks(key: u128, len: usize) -> Vec<u128> {
     const PIECE: usize = 256;
-    let cipher = Aes128::new(&Array::from(root_key.to_le_bytes()));
+    let cipher = Aes128::new(&Array::from(key.to_le_bytes()));
     let mut out = Vec::with_capacity(len);
     let mut buf: Vec<Block<Aes128>> = vec![Array::default(); PIECE.min(len)];
     let mut i = 0u128;

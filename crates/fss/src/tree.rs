@@ -12,7 +12,7 @@
 use crate::error::FssError;
 use crate::keys::{Corrections, GROUP, Kind, Party, TreeKeys, TreeParams, cw_index};
 use crate::payload::{Payload, per_block};
-use crate::prg::{HashJob, Hasher, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, expand_roots, prg, sigma};
+use crate::prg::{HashJob, Hasher, TWEAK_LEAF, TWEAK_SEED, TWEAK_V, ctr_blocks, prg, sigma};
 use rand::{CryptoRng, Rng};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -43,14 +43,14 @@ fn chunks_of<T>(v: &mut [T], per: usize, nchunks: usize) -> Vec<&mut [T]> {
 }
 
 /// Draws a root key per party from `rng` and expands each into one root
-/// seed per key ([`expand_roots`]): `([key 0, key 1], [seed 0, seed 1] per key)`.
+/// seed per key ([`ctr_blocks`]): `([key 0, key 1], [seed 0, seed 1] per key)`.
 pub(crate) fn draw_roots<R: Rng + CryptoRng + ?Sized>(
     len: usize,
     rng: &mut R,
 ) -> ([u128; 2], Vec<[u128; 2]>) {
     let root_keys: [u128; 2] = [rng.random(), rng.random()];
-    let mut s0 = expand_roots(root_keys[0], len);
-    let mut s1 = expand_roots(root_keys[1], len);
+    let mut s0 = ctr_blocks(root_keys[0], len);
+    let mut s1 = ctr_blocks(root_keys[1], len);
     let roots = s0.iter().zip(&s1).map(|(a, b)| [*a, *b]).collect();
     zeroize::Zeroize::zeroize(&mut s0);
     zeroize::Zeroize::zeroize(&mut s1);

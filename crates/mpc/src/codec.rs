@@ -169,6 +169,12 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(b))
     }
 
+    pub(crate) fn u128(&mut self, what: &str) -> Result<u128, MpcError> {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(self.bytes(16, what)?);
+        Ok(u128::from_le_bytes(b))
+    }
+
     pub(crate) fn usize(&mut self, what: &str) -> Result<usize, MpcError> {
         let v = self.u64(what)?;
         usize::try_from(v).map_err(|_| err(format!("{what} = {v} does not fit in usize")))

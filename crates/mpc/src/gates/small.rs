@@ -95,7 +95,7 @@ use crate::codec::{Reader, put_bits, put_fss, put_ring, put_u32, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::cmp::{ReluOutput, check_window};
-use crate::gates::util::{check_len, check_party, public_share, split};
+use crate::gates::util::{check_len, check_party, expand_ring, public_share, split, split_seeded};
 use crate::open::{bit_bytes, bytes_per_element, low_mask, open, open_bits};
 use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
@@ -661,6 +661,11 @@ pub struct TruncReluKey<R: Ring> {
     pub(crate) md_rhi: Vec<R>,
     /// Share of `m_d r_msb`.
     pub(crate) md_rmsb: Vec<R>,
+    /// This party's share seed: party 0's shares of `r`, `r_hi`, `r_msb`,
+    /// `md` and party 1's of `mc`, `mdmc`, `md_rhi`, `md_rmsb` are expanded
+    /// from its seed ([`split_seeded`]), so each key carries four ring
+    /// vectors and the seed instead of eight vectors.
+    pub(crate) seed: u128,
     /// XOR share of `q_msb XOR m_d` (`q = R_hi + 1 + 2^(k-1) mod 2^k`).
     pub(crate) s: Vec<u8>,
     /// XOR share of `m_c`.
@@ -686,6 +691,21 @@ impl<R: Ring> core::fmt::Debug for TruncReluKey<R> {
 
 /// Ring vectors per element in a [`TruncReluKey`].
 const TRUNC_RELU_RING: usize = 8;
+/// Ring vectors per element in an encoded [`TruncReluKey`]: the other four
+/// are expanded from the key's seed (the first four for party 0, the last
+/// four for party 1).
+const TRUNC_RELU_WRITTEN: usize = 4;
+/// Bytes of a share seed.
+const SEED_BYTES: usize = 16;
+
+/// The vectors of a [`TruncReluKey`] (body order) that party `p` expands
+/// from its seed.
+fn seeded_half(p: Party) -> core::ops::Range<usize> {
+    match p {
+        Party::P0 => 0..TRUNC_RELU_WRITTEN,
+        Party::P1 => TRUNC_RELU_WRITTEN..TRUNC_RELU_RING,
+    }
+}
 
 impl<R: Ring> TruncReluKey<R> {
     /// Dealer: keys for `m` gates `max(x >> f, 0)` for `|x >> f| < 2^(k-1)`
@@ -719,17 +739,20 @@ impl<R: Ring> TruncReluKey<R> {
         let mdmc = prod(&md, &mc);
         let md_rhi = prod(&md, &r_hi);
         let md_rmsb = prod(&md, &r_msb);
+        let vals: [&[R]; TRUNC_RELU_RING] = [&r, &r_hi, &r_msb, &md, &mc, &mdmc, &md_rhi, &md_rmsb];
+        let seeds: [u128; 2] = [rng.random(), rng.random()];
         let mut p0: [Vec<R>; TRUNC_RELU_RING] = Default::default();
         let mut p1: [Vec<R>; TRUNC_RELU_RING] = Default::default();
-        for (i, v) in [&r, &r_hi, &r_msb, &md, &mc, &mdmc, &md_rhi, &md_rmsb]
-            .into_iter()
-            .enumerate()
-        {
-            (p0[i], p1[i]) = split(v, rng);
+        for p in [Party::P0, Party::P1] {
+            let half = seeded_half(p);
+            let (a, b) = split_seeded(&vals[half.clone()], p, seeds[usize::from(p.index())]);
+            for ((i, a), b) in half.zip(a).zip(b) {
+                (p0[i], p1[i]) = (a, b);
+            }
         }
         Ok((
-            Self::from_parts(Party::P0, f, k, p0, s0, u0, dd0, dc0),
-            Self::from_parts(Party::P1, f, k, p1, s1, u1, dd1, dc1),
+            Self::from_parts(Party::P0, f, k, p0, seeds[0], s0, u0, dd0, dc0),
+            Self::from_parts(Party::P1, f, k, p1, seeds[1], s1, u1, dd1, dc1),
         ))
     }
 
@@ -741,6 +764,7 @@ impl<R: Ring> TruncReluKey<R> {
         f: u32,
         k: u32,
         ring: [Vec<R>; TRUNC_RELU_RING],
+        seed: u128,
         s: Vec<u8>,
         u: Vec<u8>,
         dcf_d: DcfKeys<Z2>,
@@ -759,6 +783,7 @@ impl<R: Ring> TruncReluKey<R> {
             mdmc,
             md_rhi,
             md_rmsb,
+            seed,
             s,
             u,
             dcf_d,
@@ -774,20 +799,22 @@ impl<R: Ring> TruncReluKey<R> {
     pub fn is_empty(&self) -> bool {
         self.r.is_empty()
     }
-    /// Key bytes held by this party: per element two DCF keys and eight ring
-    /// shares, and two bits per element packed.
+    /// Key bytes held by this party: per element two DCF keys and four ring
+    /// shares (the other four come from the 16-byte seed), and two bits per
+    /// element packed.
     pub fn key_bytes(&self) -> usize {
         self.len()
             * (self.dcf_d.key_bytes()
                 + self.dcf_c.key_bytes()
-                + TRUNC_RELU_RING * (R::BITS as usize / 8))
+                + TRUNC_RELU_WRITTEN * (R::BITS as usize / 8))
             + 2 * bit_bytes(self.len())
+            + SEED_BYTES
     }
 
     /// Cost of `m` fused truncation + ReLU gates, without generating keys
     /// (see [`crate::cost`]): one ring element then two bits per element;
-    /// the key body is `f`, `k`, `m`, eight ring vectors of `m`, the bits
-    /// `s[m]` and `u[m]`, and the two DCF batches.
+    /// the key body is `f`, `k`, `m`, the seed, four ring vectors of `m`,
+    /// the bits `s[m]` and `u[m]`, and the two DCF batches.
     pub fn cost(f: u32, k: u32, m: usize) -> Result<GateCost, MpcError> {
         check_trunc_relu::<R>(f, k)?;
         let pd = TreeParams::new::<Z2>(k - 1)?;
@@ -798,7 +825,7 @@ impl<R: Ring> TruncReluKey<R> {
         let opened_bits = cost::size(bit_bytes(m.checked_mul(2).ok_or_else(|| {
             MpcError::InvalidParameter(format!("{what}: {m} elements overflow"))
         })?))?;
-        let ring = cost::mul(TRUNC_RELU_RING as u64, w, what)?;
+        let ring = cost::mul(TRUNC_RELU_WRITTEN as u64, w, what)?;
         let per = cost::sum(
             &[
                 cost::fss_key_bytes::<Dcf, Z2>(pd)?,
@@ -810,10 +837,13 @@ impl<R: Ring> TruncReluKey<R> {
         Ok(GateCost {
             rounds: 2,
             bytes_sent: cost::add(cost::mul(mm, w, what)?, opened_bits, what)?,
-            key_bytes: cost::add(cost::mul(mm, per, what)?, 2 * bits, what)?,
+            key_bytes: cost::sum(
+                &[cost::mul(mm, per, what)?, 2 * bits, SEED_BYTES as u64],
+                what,
+            )?,
             encoded_bytes: cost::sum(
                 &[
-                    U32 + U32 + U64,
+                    U32 + U32 + U64 + SEED_BYTES as u64,
                     cost::mul(mm, ring, what)?,
                     2 * bits,
                     cost::fss_field::<Dcf, Z2>(pd, mm)?,
@@ -903,15 +933,9 @@ impl<R: Ring> TruncReluKey<R> {
         self.finish(&opened, &e)
     }
 
-    /// Key body: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`,
-    /// `md[m]`, `mc[m]`, `mdmc[m]`, `md_rhi[m]`, `md_rmsb[m]`, the bits `s`
-    /// and `u` (packed, each), the DCF keys on `k - 1` bits, the DCF keys on
-    /// `f` bits.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        put_u32(out, self.f);
-        put_u32(out, self.k);
-        put_usize(out, self.r.len());
-        for v in [
+    /// The eight ring vectors in body order.
+    fn ring_vectors(&self) -> [&Vec<R>; TRUNC_RELU_RING] {
+        [
             &self.r,
             &self.r_hi,
             &self.r_msb,
@@ -920,8 +944,24 @@ impl<R: Ring> TruncReluKey<R> {
             &self.mdmc,
             &self.md_rhi,
             &self.md_rmsb,
-        ] {
-            put_ring(out, v);
+        ]
+    }
+
+    /// Key body: `f` (u32), `k` (u32), `m`, the 16-byte seed, the four ring
+    /// vectors this party does not expand from it (party 0: `mc[m]`,
+    /// `mdmc[m]`, `md_rhi[m]`, `md_rmsb[m]`; party 1: `r[m]`, `r_hi[m]`,
+    /// `r_msb[m]`, `md[m]`), the bits `s` and `u` (packed, each), the DCF
+    /// keys on `k - 1` bits, the DCF keys on `f` bits.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.f);
+        put_u32(out, self.k);
+        put_usize(out, self.r.len());
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        let seeded = seeded_half(self.party);
+        for (i, v) in self.ring_vectors().into_iter().enumerate() {
+            if !seeded.contains(&i) {
+                put_ring(out, v);
+            }
         }
         put_bits(out, &self.s);
         put_bits(out, &self.u);
@@ -940,18 +980,27 @@ impl<R: Ring> TruncReluKey<R> {
             )));
         }
         let m = rd.count(
-            TRUNC_RELU_RING * (R::BITS as usize / 8),
+            TRUNC_RELU_WRITTEN * (R::BITS as usize / 8),
             "truncation + ReLU elements",
         )?;
+        let seed = rd.u128("truncation + ReLU seed")?;
+        let seeded = seeded_half(party);
+        let mut from_seed = expand_ring::<R>(seed, TRUNC_RELU_WRITTEN * m).into_iter();
         let mut ring: [Vec<R>; TRUNC_RELU_RING] = Default::default();
-        for v in ring.iter_mut() {
-            *v = rd.ring(m, "truncation + ReLU shares")?;
+        for (i, v) in ring.iter_mut().enumerate() {
+            *v = if seeded.contains(&i) {
+                from_seed.by_ref().take(m).collect()
+            } else {
+                rd.ring(m, "truncation + ReLU shares")?
+            };
         }
         let s = rd.bits(m, "truncation + ReLU s")?;
         let u = rd.bits(m, "truncation + ReLU u")?;
         let dcf_d = rd.fss::<_, Z2>(party, k - 1, m, "truncation + ReLU comparison DCF keys")?;
         let dcf_c = rd.fss::<_, Z2>(party, f, m, "truncation + ReLU borrow DCF keys")?;
-        Ok(Self::from_parts(party, f, k, ring, s, u, dcf_d, dcf_c))
+        Ok(Self::from_parts(
+            party, f, k, ring, seed, s, u, dcf_d, dcf_c,
+        ))
     }
 }
 

@@ -30,6 +30,46 @@ pub(crate) fn check_party(key: Party, me: Party) -> Result<(), MpcError> {
     }
 }
 
+/// `n` ring elements expanded from `seed` (AES-128 in counter mode,
+/// [`ariann_fss::prg::ctr_blocks`]; two 64-bit words per block, lowest
+/// first, each reduced to the ring).
+pub(crate) fn expand_ring<R: Ring>(seed: u128, n: usize) -> Vec<R> {
+    let mut blocks = ariann_fss::prg::ctr_blocks(seed, n.div_ceil(2));
+    let out = blocks
+        .iter()
+        .flat_map(|b| [*b as u64, (*b >> 64) as u64])
+        .take(n)
+        .map(R::from_u64)
+        .collect();
+    zeroize::Zeroize::zeroize(&mut blocks);
+    out
+}
+
+/// Additive sharing of the dealer vectors `vals`, where party `seeded`'s
+/// shares are expanded from `seed` ([`expand_ring`], the vectors one after
+/// the other) and the other party's are `v - share`: that party's key can
+/// carry the 16-byte seed instead of its shares. Returns party 0's and
+/// party 1's shares of each vector.
+pub(crate) fn split_seeded<R: Ring>(
+    vals: &[&[R]],
+    seeded: Party,
+    seed: u128,
+) -> (Vec<Vec<R>>, Vec<Vec<R>>) {
+    let total = vals.iter().map(|v| v.len()).sum();
+    let mut from_seed = expand_ring::<R>(seed, total).into_iter();
+    let (mut derived, mut rest) = (Vec::new(), Vec::new());
+    for v in vals {
+        let a: Vec<R> = from_seed.by_ref().take(v.len()).collect();
+        let b: Vec<R> = v.iter().zip(&a).map(|(v, a)| v.wsub(*a)).collect();
+        derived.push(a);
+        rest.push(b);
+    }
+    match seeded {
+        Party::P0 => (derived, rest),
+        Party::P1 => (rest, derived),
+    }
+}
+
 /// Additive sharing of dealer values: `(random, v - random)`.
 pub(crate) fn split<R: Ring, G: Rng + CryptoRng + ?Sized>(
     vals: &[R],
