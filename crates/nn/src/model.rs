@@ -225,7 +225,7 @@ pub struct Config {
 /// | | one-round (default) | small-key |
 /// |---|---|---|
 /// | ReLU | 1 round, ~1,040 B | 2 rounds, ~430 B |
-/// | product, truncation, ReLU | 3 rounds, ~1,440 B | 3 rounds (truncation fused into the ReLU), ~630 B |
+/// | product, truncation, ReLU | 3 rounds, ~1,440 B | 3 rounds (truncation fused into the ReLU), ~600 B |
 /// | max-pool level | 1 round | 2 rounds |
 /// | argmax | 2 rounds | 3 rounds |
 /// | truncation in training (`f = 20`) | 1 round, 499 B | 2 rounds, 258 B |

@@ -80,9 +80,20 @@
 //! it is `c`, a random bit), so this gate is for inference; training needs
 //! the truncation and [`ReluSmallKey`] (or [`crate::gates::cmp::ReluKey`]).
 //! Key per element at `f = 16`, `k = 32` on `Z_2^64`: DCFs on 31 and 16
-//! bits (403 + 162 B), eight ring elements and two bits: 629 B, against
+//! bits (403 + 162 B), four ring elements (the other four come from a
+//! 16-byte seed per key batch) and two bits: 597 B, against
 //! 1,438 B for a truncation and a one-round ReLU (also 2 rounds) and
 //! 829 B for a truncation and `relu_small` (3 rounds).
+//!
+//! *Seeded shares.* Of the eight dealer values, party 0's shares of `r`,
+//! `R_hi`, `r_msb`, `m_d` are AES-128 in counter mode under a 16-byte seed
+//! the dealer draws for party 0 (`split_seeded`), and party 1's shares of
+//! `m_c`, `m_d m_c`, `m_d R_hi`, `m_d r_msb` under a seed for party 1; each
+//! party's share of the other four is the value minus the other party's
+//! share. A key carries its seed and four vectors, and the party expands
+//! the other four while decoding. A party never sees the other's seed, so
+//! the shares it holds are masked by pseudorandom values, as the additive
+//! sharing with fresh randomness masked them.
 //!
 //! # The XOR DReLU alone ([`DreluSmallKey`], inside `argmax_small`)
 //!
