@@ -226,6 +226,7 @@ pub struct Config {
 /// |---|---|---|
 /// | ReLU | 1 round, ~1,040 B | 2 rounds, ~430 B |
 /// | product, truncation, ReLU | 3 rounds, ~1,440 B | 3 rounds (truncation fused into the ReLU), ~600 B |
+/// | product, truncation (not before a ReLU; `f = 16`) | 2 rounds, 402 B | 3 rounds, 194 B |
 /// | max-pool level | 1 round | 2 rounds |
 /// | argmax | 2 rounds | 3 rounds |
 /// | truncation in training (`f = 20`) | 1 round, 499 B | 2 rounds, 258 B |
@@ -243,9 +244,10 @@ pub enum Variant {
     OneRound,
     /// A DCF with a one-bit payload gives `[x >= 0]`, a select gate (one
     /// more opening of one bit) multiplies; a product followed by ReLU has
-    /// its truncation fused into the ReLU gate (inference). Training's
-    /// truncations use `trunc_small` (the borrow from a one-bit DCF, one
-    /// more round, about half the key bytes of `trunc`).
+    /// its truncation fused into the ReLU gate (inference). The other
+    /// truncations, in inference and training, use `trunc_small` (the
+    /// borrow from a one-bit DCF, one more round, about half the key bytes
+    /// of `trunc`).
     SmallKey,
 }
 

@@ -609,12 +609,20 @@ pub(crate) fn chunks(len: usize, max: usize) -> impl Iterator<Item = std::ops::R
 }
 
 /// Exact truncations by `f` of a product, in bundles of at most
-/// `max_gate_elems` elements (one gate each).
+/// `max_gate_elems` elements (one gate each): the one-round `trunc` gate,
+/// or with the small-key variant the two-round `trunc_small` (the borrow
+/// from a one-bit DCF: at `f = 16` 194 B of key per element against 402 B,
+/// one more round). Both are the exact floor, so the outputs are the same
+/// bit for bit. (A truncation followed by a ReLU is fused into the ReLU's
+/// gate instead, [`trunc_relu`].)
 pub(crate) fn truncate(ctx: &mut Ctx<'_>, z: &[u64]) -> Result<Vec<u64>, NnError> {
     let (f, k) = (ctx.cfg.frac_bits, ctx.cfg.k_trunc);
     let mut out = Vec::with_capacity(z.len());
     for r in chunks(z.len(), ctx.cfg.max_gate_elems) {
-        out.extend(ctx.gates.truncate(&z[r], f, k)?);
+        out.extend(match ctx.cfg.variant {
+            Variant::OneRound => ctx.gates.truncate(&z[r], f, k)?,
+            Variant::SmallKey => ctx.gates.truncate_small(&z[r], f, k)?,
+        });
     }
     Ok(out)
 }
