@@ -1,7 +1,7 @@
 //! One model, three ways: the private run equals the fixed-point cleartext
 //! run bit for bit, and the fixed-point run is close to float.
 
-use ariann_mpc::{MemTransport, Session, VecSource, run_two_party};
+use ariann_mpc::{GateDesc, MemTransport, Session, VecSource, run_two_party};
 use ariann_nn::layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Residual,
 };
@@ -61,10 +61,23 @@ fn run_cfg(
     let x: Vec<f32> = (0..batch * model.input_len())
         .map(|_| rng.random_range(0.0..1.0))
         .collect();
-    let float = forward_float(model, w, &x, batch).expect("float");
-    let xe = encode_input(&x, &cfg).expect("encode");
+    run_input(model, w, batch, &mut rng, cfg, &x)
+}
+
+/// [`run_cfg`] on the input `x`, with `rng` for the shares and keys' seed.
+fn run_input(
+    model: &Model,
+    w: &Weights,
+    batch: usize,
+    rng: &mut ChaCha8Rng,
+    cfg: Config,
+    x: &[f32],
+) -> (Vec<f64>, Vec<u64>, Vec<u64>) {
+    let seed: u64 = rng.random();
+    let float = forward_float(model, w, x, batch).expect("float");
+    let xe = encode_input(x, &cfg).expect("encode");
     let fixed = forward_fixed(model, w, &xe, batch, &cfg).expect("fixed");
-    let (w0, w1) = share_weights(model, w, &cfg, &mut rng).expect("share");
+    let (w0, w1) = share_weights(model, w, &cfg, rng).expect("share");
     let x0: Vec<u64> = xe.iter().map(|_| rng.random()).collect();
     let x1: Vec<u64> = xe
         .iter()
@@ -494,6 +507,97 @@ fn small_key_variant_gives_the_same_results_with_fused_truncations() {
         cs.key_bytes,
         c1.key_bytes
     );
+}
+
+/// Max-pools whose windows overlap run in inference as two passes (each
+/// row's windows, then each column of the row maxima): the outputs are each
+/// window's maximum, computed here from the input (with ties and negative
+/// values), private equals fixed point for both variants and small bundles,
+/// the plan holds ReLU gates with exactly the predicted comparisons instead
+/// of a max-pool gate, and the other geometries keep the 2-D tree.
+#[test]
+fn separable_max_pool_gives_each_window_maximum() {
+    let mut rng = ChaCha8Rng::seed_from_u64(43);
+    // (k, stride, pad, c, h, w, separable)
+    for (k, stride, pad, c, h, wd, sep) in [
+        (3, 2, 1, 2, 8, 8, true),
+        (3, 2, 1, 1, 7, 9, true),
+        (3, 2, 0, 2, 9, 7, true),
+        (3, 1, 1, 1, 5, 6, true),
+        (4, 3, 1, 1, 10, 11, true),
+        (2, 2, 0, 2, 6, 6, false),
+        (3, 3, 0, 1, 9, 9, false),
+        (5, 2, 2, 1, 9, 7, false),
+    ] {
+        let pool = MaxPool2d { k, stride, pad };
+        let counts = pool.separable(&[c, h, wd]).expect("fits");
+        assert_eq!(counts.is_some(), sep, "{pool:?} on {c}x{h}x{wd}");
+        let model = Model {
+            name: format!("pool {k}/{stride}/{pad}"),
+            input: vec![c, h, wd],
+            layers: vec![Layer::MaxPool2d(pool.clone())],
+        };
+        let w = Weights::new();
+        let batch = 2;
+        let x: Vec<f32> = (0..batch * model.input_len())
+            .map(|_| rng.random_range(-8i32..8) as f32 / 8.0)
+            .collect();
+        let shape = ariann_mpc::gates::pool::PoolShape {
+            n: batch,
+            c,
+            h,
+            w: wd,
+            k,
+            stride,
+            pad,
+        };
+        let xe = encode_input(&x, &Config::default()).expect("encode");
+        let expected: Vec<u64> = shape
+            .windows()
+            .expect("windows")
+            .iter()
+            .map(|win| win.iter().map(|i| xe[*i] as i64).max().expect("non-empty") as u64)
+            .collect();
+        for variant in [Variant::OneRound, Variant::SmallKey] {
+            for max_gate_elems in [Config::default().max_gate_elems, 7] {
+                let cfg = Config {
+                    variant,
+                    max_gate_elems,
+                    ..Config::default()
+                };
+                let (_, fixed, private) = run_input(&model, &w, batch, &mut rng, cfg, &x);
+                let name = format!("{pool:?} {variant} {max_gate_elems}");
+                assert_eq!(fixed, expected, "{name}: fixed point");
+                assert_eq!(private, expected, "{name}: private");
+                let gates = plan(&model, batch, &cfg).expect("plan").gates;
+                let relus: usize = gates
+                    .iter()
+                    .map(|g| match g {
+                        GateDesc::Relu { m, .. } | GateDesc::ReluSmall { m, .. } => *m,
+                        _ => 0,
+                    })
+                    .sum();
+                match counts {
+                    Some((sep, tree)) => {
+                        assert!(sep < tree);
+                        assert_eq!(relus as u64, sep * batch as u64, "{name}");
+                        assert!(
+                            gates.iter().all(|g| matches!(
+                                (g, variant),
+                                (GateDesc::Relu { .. }, Variant::OneRound)
+                                    | (GateDesc::ReluSmall { .. }, Variant::SmallKey)
+                            )),
+                            "{name}: {gates:?}"
+                        );
+                    }
+                    None => {
+                        assert_eq!(relus, 0, "{name}");
+                        assert!(!gates.is_empty());
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
