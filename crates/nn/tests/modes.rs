@@ -472,11 +472,19 @@ fn small_key_variant_gives_the_same_results_with_fused_truncations() {
             let count = |k: &[&str], n: &str| k.iter().filter(|x| **x == n).count();
             assert_eq!(count(&ks, "relu"), 0, "{name}: one-round ReLU in small-key");
             assert_eq!(count(&k1, "relu_small") + count(&k1, "trunc_relu"), 0);
-            assert_eq!(count(&k1, "trunc_small"), 0, "{name}: trunc_small in one-round");
+            assert_eq!(
+                count(&k1, "trunc_small"),
+                0,
+                "{name}: trunc_small in one-round"
+            );
             assert!(count(&ks, "trunc_relu") > 0, "{name}: nothing fused");
             // Each fused bundle replaces a truncation; the other truncations
             // are small-key ones.
-            assert_eq!(count(&ks, "trunc"), 0, "{name}: one-round trunc in small-key");
+            assert_eq!(
+                count(&ks, "trunc"),
+                0,
+                "{name}: one-round trunc in small-key"
+            );
             assert_eq!(
                 count(&k1, "trunc"),
                 count(&ks, "trunc_relu") + count(&ks, "trunc_small"),

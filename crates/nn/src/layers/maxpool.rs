@@ -77,7 +77,8 @@ impl MaxPool2d {
         p.out_hw()?;
         let rows = axis_windows(p.w, &p)?;
         let cols = axis_windows(p.h, &p)?;
-        let comps = |w: &[(usize, usize)]| -> u64 { w.iter().map(|(a, b)| (b - a - 1) as u64).sum() };
+        let comps =
+            |w: &[(usize, usize)]| -> u64 { w.iter().map(|(a, b)| (b - a - 1) as u64).sum() };
         let planes = p.c as u64;
         let sep = planes * (p.h as u64 * comps(&rows) + rows.len() as u64 * comps(&cols));
         let mut tree = 0u64;
