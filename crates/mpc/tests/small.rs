@@ -712,9 +712,11 @@ fn known_answer() {
     // format 3 (2026-12-03: each party's root seeds expanded from a 16-byte
     // root key drawn by the dealer) changed the keys and their bytes, and
     // again not the outputs. So did the seeded shares of `trunc_relu`
-    // (each party expands four of its eight ring vectors from a seed).
+    // (each party expands four of its eight ring vectors from a seed), and
+    // those of `relu_small` (2026-12-04: seeded halves, one and a half of
+    // its three vectors; `trunc_relu`'s bytes unchanged by the same code).
     assert_eq!(
-        keys, "2b494bee4cde849f9c1b0910d72f25e88e08f7de391f3d0818db1f6ea565fcc2",
+        keys, "819d755150ae9ad7ccc6b40d2821018b77e6fe362fda2eb87468be5fc62cfb01",
         "dealer keys changed"
     );
 }

@@ -36,9 +36,10 @@
 //! `ReLU(x) = d x = d (x^ - r) = x^ d - (e r + (1 - 2e) m r)`, with
 //! `d = e + (1 - 2e) m`. Outputs are those of the one-round ReLU
 //! ([`ReluOutput`]: shares of `ReLU(x)` and of `DReLU(x)`), exact on the
-//! same window. Key per element: the DCF on `k - 1` bits, three ring
-//! elements and one bit (427 B and a bit at `k = 32` on `Z_2^64`, against
-//! 1,036 B for the one-round ReLU).
+//! same window. Key per element: the DCF on `k - 1` bits, one and a half
+//! ring elements (the other one and a half come from a 16-byte seed per key
+//! batch, see *Seeded shares*) and one bit (415 B and a bit at `k = 32` on
+//! `Z_2^64`, against 1,036 B for the one-round ReLU).
 //!
 //! # `trunc_relu` (2 rounds): exact `max(x >> f, 0)`
 //!
@@ -85,15 +86,25 @@
 //! 1,438 B for a truncation and a one-round ReLU (also 2 rounds) and
 //! 829 B for a truncation and `relu_small` (3 rounds).
 //!
-//! *Seeded shares.* Of the eight dealer values, party 0's shares of `r`,
-//! `R_hi`, `r_msb`, `m_d` are AES-128 in counter mode under a 16-byte seed
-//! the dealer draws for party 0 (`split_seeded`), and party 1's shares of
-//! `m_c`, `m_d m_c`, `m_d R_hi`, `m_d r_msb` under a seed for party 1; each
-//! party's share of the other four is the value minus the other party's
-//! share. A key carries its seed and four vectors, and the party expands
-//! the other four while decoding. A party never sees the other's seed, so
-//! the shares it holds are masked by pseudorandom values, as the additive
-//! sharing with fresh randomness masked them.
+//! *Seeded shares*: party 0 expands its shares of `r`, `R_hi`, `r_msb`,
+//! `m_d` from its seed, party 1 its shares of `m_c`, `m_d m_c`,
+//! `m_d R_hi`, `m_d r_msb` (below).
+//!
+//! # Seeded shares (`relu_small`, `trunc_relu`, `trunc_small`)
+//!
+//! A key's dealer values (`n` ring elements in all, its vectors one after
+//! the other in body order) are shared in *seeded halves*
+//! (`util::split_halves`): party 0's shares of the first `floor(n / 2)`
+//! are AES-128 in counter mode under a 16-byte seed the dealer draws for
+//! party 0, party 1's shares of the last `floor(n / 2)` under a seed for
+//! party 1; each party's share of the other elements is the value minus
+//! the other party's share, and the middle element of an odd `n` is split
+//! at random. A key carries its seed and `ceil(n / 2)` shares, and the
+//! party expands the rest while decoding: `trunc_relu` four of its eight
+//! vectors, `relu_small` one and a half of `r`, `m`, `m r`, `trunc_small`
+//! ([`crate::gates::trunc`]) two of four. A party never sees the other's
+//! seed, so the shares it holds are masked by pseudorandom values, as the
+//! additive sharing with fresh randomness masked them.
 //!
 //! # The XOR DReLU alone ([`DreluSmallKey`], inside `argmax_small`)
 //!
@@ -106,7 +117,10 @@ use crate::codec::{Reader, put_bits, put_fss, put_ring, put_u32, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::cmp::{ReluOutput, check_window};
-use crate::gates::util::{check_len, check_party, expand_ring, public_share, split, split_seeded};
+use crate::gates::util::{
+    SEED_BYTES, check_len, check_party, public_share, put_written, read_halves, split,
+    split_halves, written_cost, written_range,
+};
 use crate::open::{bit_bytes, bytes_per_element, low_mask, open, open_bits};
 use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
@@ -410,12 +424,19 @@ pub struct ReluSmallKey<R: Ring> {
     pub(crate) m: Vec<R>,
     /// Share of `m r`.
     pub(crate) mr: Vec<R>,
+    /// This party's share seed: of the `3 m` shares (`r`, `m`, `mr` one
+    /// after the other) party 0 expands the first `floor(3m / 2)` from its
+    /// seed and party 1 the last `floor(3m / 2)` ([`split_halves`]).
+    pub(crate) seed: u128,
     /// XOR share of `r_msb XOR m` (`r_msb`: bit `k - 1` of `r`).
     pub(crate) s: Vec<u8>,
     /// DCF keys (`Z_2` payload) for `[y_low < r_low]`.
     #[zeroize(skip)]
     pub(crate) dcf: DcfKeys<Z2>,
 }
+
+/// Ring vectors per element in a [`ReluSmallKey`].
+const RELU_SMALL_RING: usize = 3;
 
 impl<R: Ring> core::fmt::Debug for ReluSmallKey<R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -444,29 +465,39 @@ impl<R: Ring> ReluSmallKey<R> {
             .zip(&r)
             .map(|(m, r)| m.wmul(*r))
             .collect();
-        let (r0, r1) = split(&r, rng);
-        let (m0, m1) = split(&bits_to_ring::<R>(&mbits), rng);
-        let (q0, q1) = split(&mr, rng);
+        let mring = bits_to_ring::<R>(&mbits);
+        let seeds: [u128; 2] = [rng.random(), rng.random()];
+        let [p0, p1] = split_halves(&[&r, &mring, &mr], seeds, rng);
         Ok((
-            Self {
-                party: Party::P0,
-                k,
-                r: r0,
-                m: m0,
-                mr: q0,
-                s: s0,
-                dcf: d0,
-            },
-            Self {
-                party: Party::P1,
-                k,
-                r: r1,
-                m: m1,
-                mr: q1,
-                s: s1,
-                dcf: d1,
-            },
+            Self::from_parts(Party::P0, k, p0, seeds[0], s0, d0)?,
+            Self::from_parts(Party::P1, k, p1, seeds[1], s1, d1)?,
         ))
+    }
+
+    /// A key from its ring vectors in body order (`r`, `m`, `mr`).
+    fn from_parts(
+        party: Party,
+        k: u32,
+        ring: Vec<Vec<R>>,
+        seed: u128,
+        s: Vec<u8>,
+        dcf: DcfKeys<Z2>,
+    ) -> Result<Self, MpcError> {
+        let Ok([r, m, mr]) = <[Vec<R>; RELU_SMALL_RING]>::try_from(ring) else {
+            return Err(MpcError::Codec(
+                "ReLU (small): not three ring vectors".into(),
+            ));
+        };
+        Ok(Self {
+            party,
+            k,
+            r,
+            m,
+            mr,
+            seed,
+            s,
+            dcf,
+        })
     }
 
     /// Number of gates.
@@ -481,31 +512,37 @@ impl<R: Ring> ReluSmallKey<R> {
     pub fn window(&self) -> u32 {
         self.k
     }
-    /// Key bytes held by this party: per element the DCF key and three ring
-    /// shares, and one bit per element packed.
+    /// Key bytes held by this party: per element the DCF key, the
+    /// `ceil(3m / 2)` ring shares it does not expand from its 16-byte seed,
+    /// and one bit per element packed.
     pub fn key_bytes(&self) -> usize {
-        self.len() * (self.dcf.key_bytes() + 3 * (R::BITS as usize / 8)) + bit_bytes(self.len())
+        self.len() * self.dcf.key_bytes()
+            + written_range(self.party, RELU_SMALL_RING * self.len()).len() * (R::BITS as usize / 8)
+            + bit_bytes(self.len())
+            + SEED_BYTES
     }
 
     /// Cost of `m` two-round ReLU gates on a `k`-bit window, without
     /// generating keys (see [`crate::cost`]): one ring element then one bit
-    /// per element; the key body is `k`, `m`, `r[m]`, `m[m]`, `mr[m]`, the
-    /// bits `s[m]` and the DCF batch.
+    /// per element; the key body is `k`, `m`, the seed, `ceil(3m / 2)`
+    /// shares of `r`, `m`, `mr` (party 0 the last ones, party 1 the first
+    /// ones), the bits `s[m]` and the DCF batch.
     pub fn cost(k: u32, m: usize) -> Result<GateCost, MpcError> {
         check_window::<R>(k)?;
         let params = TreeParams::new::<Z2>(k - 1)?;
         let (mm, w) = (cost::size(m)?, cost::ring_bytes::<R>());
         let bits = cost::size(bit_bytes(m))?;
         let what = "ReLU (small) key";
-        let per = cost::add(cost::fss_key_bytes::<Dcf, Z2>(params)?, 3 * w, what)?;
+        let ring = cost::mul(written_cost(RELU_SMALL_RING, m)?, w, what)?;
+        let dcfs = cost::mul(mm, cost::fss_key_bytes::<Dcf, Z2>(params)?, what)?;
         Ok(GateCost {
             rounds: 2,
             bytes_sent: cost::add(cost::mul(mm, w, what)?, bits, what)?,
-            key_bytes: cost::add(cost::mul(mm, per, what)?, bits, what)?,
+            key_bytes: cost::sum(&[dcfs, ring, bits, SEED_BYTES as u64], what)?,
             encoded_bytes: cost::sum(
                 &[
-                    U32 + U64,
-                    cost::mul(mm, 3 * w, what)?,
+                    U32 + U64 + SEED_BYTES as u64,
+                    ring,
                     bits,
                     cost::fss_field::<Dcf, Z2>(params, mm)?,
                 ],
@@ -565,14 +602,15 @@ impl<R: Ring> ReluSmallKey<R> {
         self.finish(&opened, &e)
     }
 
-    /// Key body: `k` (u32), `m`, `r[m]`, `m[m]`, `mr[m]`, the bits `s`
+    /// Key body: `k` (u32), `m`, the 16-byte seed, this party's
+    /// [`written_range`] of the `3m` shares of `r[m]`, `m[m]`, `mr[m]`
+    /// (party 0: the last `ceil(3m / 2)`, party 1: the first), the bits `s`
     /// (packed), the DCF keys.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         put_u32(out, self.k);
         put_usize(out, self.r.len());
-        put_ring(out, &self.r);
-        put_ring(out, &self.m);
-        put_ring(out, &self.mr);
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        put_written(out, self.party, &[&self.r, &self.m, &self.mr]);
         put_bits(out, &self.s);
         put_fss(out, &self.dcf);
     }
@@ -580,16 +618,15 @@ impl<R: Ring> ReluSmallKey<R> {
     /// Reads a body written by [`ReluSmallKey::write`] (internally consistent).
     pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
         let k = rd.window::<R>(2, "ReLU (small) window")?;
-        let m = rd.count(3 * (R::BITS as usize / 8), "ReLU (small) elements")?;
-        Ok(ReluSmallKey {
-            party,
-            k,
-            r: rd.ring(m, "ReLU (small) r")?,
-            m: rd.ring(m, "ReLU (small) m")?,
-            mr: rd.ring(m, "ReLU (small) mr")?,
-            s: rd.bits(m, "ReLU (small) s")?,
-            dcf: rd.fss::<_, Z2>(party, k - 1, m, "ReLU (small) DCF keys")?,
-        })
+        let m = rd.count(
+            RELU_SMALL_RING * (R::BITS as usize / 8) / 2,
+            "ReLU (small) elements",
+        )?;
+        let seed = rd.u128("ReLU (small) seed")?;
+        let ring = read_halves(rd, party, seed, RELU_SMALL_RING, m, "ReLU (small) shares")?;
+        let s = rd.bits(m, "ReLU (small) s")?;
+        let dcf = rd.fss::<_, Z2>(party, k - 1, m, "ReLU (small) DCF keys")?;
+        Self::from_parts(party, k, ring, seed, s, dcf)
     }
 }
 
@@ -674,7 +711,7 @@ pub struct TruncReluKey<R: Ring> {
     pub(crate) md_rmsb: Vec<R>,
     /// This party's share seed: party 0's shares of `r`, `r_hi`, `r_msb`,
     /// `md` and party 1's of `mc`, `mdmc`, `md_rhi`, `md_rmsb` are expanded
-    /// from its seed ([`split_seeded`]), so each key carries four ring
+    /// from its seed ([`split_halves`]), so each key carries four ring
     /// vectors and the seed instead of eight vectors.
     pub(crate) seed: u128,
     /// XOR share of `q_msb XOR m_d` (`q = R_hi + 1 + 2^(k-1) mod 2^k`).
@@ -706,17 +743,6 @@ const TRUNC_RELU_RING: usize = 8;
 /// are expanded from the key's seed (the first four for party 0, the last
 /// four for party 1).
 const TRUNC_RELU_WRITTEN: usize = 4;
-/// Bytes of a share seed.
-const SEED_BYTES: usize = 16;
-
-/// The vectors of a [`TruncReluKey`] (body order) that party `p` expands
-/// from its seed.
-fn seeded_half(p: Party) -> core::ops::Range<usize> {
-    match p {
-        Party::P0 => 0..TRUNC_RELU_WRITTEN,
-        Party::P1 => TRUNC_RELU_WRITTEN..TRUNC_RELU_RING,
-    }
-}
 
 impl<R: Ring> TruncReluKey<R> {
     /// Dealer: keys for `m` gates `max(x >> f, 0)` for `|x >> f| < 2^(k-1)`
@@ -752,18 +778,10 @@ impl<R: Ring> TruncReluKey<R> {
         let md_rmsb = prod(&md, &r_msb);
         let vals: [&[R]; TRUNC_RELU_RING] = [&r, &r_hi, &r_msb, &md, &mc, &mdmc, &md_rhi, &md_rmsb];
         let seeds: [u128; 2] = [rng.random(), rng.random()];
-        let mut p0: [Vec<R>; TRUNC_RELU_RING] = Default::default();
-        let mut p1: [Vec<R>; TRUNC_RELU_RING] = Default::default();
-        for p in [Party::P0, Party::P1] {
-            let half = seeded_half(p);
-            let (a, b) = split_seeded(&vals[half.clone()], p, seeds[usize::from(p.index())]);
-            for ((i, a), b) in half.zip(a).zip(b) {
-                (p0[i], p1[i]) = (a, b);
-            }
-        }
+        let [p0, p1] = split_halves(&vals, seeds, rng);
         Ok((
-            Self::from_parts(Party::P0, f, k, p0, seeds[0], s0, u0, dd0, dc0),
-            Self::from_parts(Party::P1, f, k, p1, seeds[1], s1, u1, dd1, dc1),
+            Self::from_parts(Party::P0, f, k, p0, seeds[0], s0, u0, dd0, dc0)?,
+            Self::from_parts(Party::P1, f, k, p1, seeds[1], s1, u1, dd1, dc1)?,
         ))
     }
 
@@ -774,15 +792,21 @@ impl<R: Ring> TruncReluKey<R> {
         party: Party,
         f: u32,
         k: u32,
-        ring: [Vec<R>; TRUNC_RELU_RING],
+        ring: Vec<Vec<R>>,
         seed: u128,
         s: Vec<u8>,
         u: Vec<u8>,
         dcf_d: DcfKeys<Z2>,
         dcf_c: DcfKeys<Z2>,
-    ) -> Self {
-        let [r, r_hi, r_msb, md, mc, mdmc, md_rhi, md_rmsb] = ring;
-        Self {
+    ) -> Result<Self, MpcError> {
+        let Ok([r, r_hi, r_msb, md, mc, mdmc, md_rhi, md_rmsb]) =
+            <[Vec<R>; TRUNC_RELU_RING]>::try_from(ring)
+        else {
+            return Err(MpcError::Codec(
+                "truncation + ReLU: not eight ring vectors".into(),
+            ));
+        };
+        Ok(Self {
             party,
             f,
             k,
@@ -799,7 +823,7 @@ impl<R: Ring> TruncReluKey<R> {
             u,
             dcf_d,
             dcf_c,
-        }
+        })
     }
 
     /// Number of gates.
@@ -945,16 +969,16 @@ impl<R: Ring> TruncReluKey<R> {
     }
 
     /// The eight ring vectors in body order.
-    fn ring_vectors(&self) -> [&Vec<R>; TRUNC_RELU_RING] {
+    fn ring_vectors(&self) -> [&[R]; TRUNC_RELU_RING] {
         [
-            &self.r,
-            &self.r_hi,
-            &self.r_msb,
-            &self.md,
-            &self.mc,
-            &self.mdmc,
-            &self.md_rhi,
-            &self.md_rmsb,
+            &self.r[..],
+            &self.r_hi[..],
+            &self.r_msb[..],
+            &self.md[..],
+            &self.mc[..],
+            &self.mdmc[..],
+            &self.md_rhi[..],
+            &self.md_rmsb[..],
         ]
     }
 
@@ -968,12 +992,7 @@ impl<R: Ring> TruncReluKey<R> {
         put_u32(out, self.k);
         put_usize(out, self.r.len());
         out.extend_from_slice(&self.seed.to_le_bytes());
-        let seeded = seeded_half(self.party);
-        for (i, v) in self.ring_vectors().into_iter().enumerate() {
-            if !seeded.contains(&i) {
-                put_ring(out, v);
-            }
-        }
+        put_written(out, self.party, &self.ring_vectors());
         put_bits(out, &self.s);
         put_bits(out, &self.u);
         put_fss(out, &self.dcf_d);
@@ -995,23 +1014,19 @@ impl<R: Ring> TruncReluKey<R> {
             "truncation + ReLU elements",
         )?;
         let seed = rd.u128("truncation + ReLU seed")?;
-        let seeded = seeded_half(party);
-        let mut from_seed = expand_ring::<R>(seed, TRUNC_RELU_WRITTEN * m).into_iter();
-        let mut ring: [Vec<R>; TRUNC_RELU_RING] = Default::default();
-        for (i, v) in ring.iter_mut().enumerate() {
-            *v = if seeded.contains(&i) {
-                from_seed.by_ref().take(m).collect()
-            } else {
-                rd.ring(m, "truncation + ReLU shares")?
-            };
-        }
+        let ring = read_halves(
+            rd,
+            party,
+            seed,
+            TRUNC_RELU_RING,
+            m,
+            "truncation + ReLU shares",
+        )?;
         let s = rd.bits(m, "truncation + ReLU s")?;
         let u = rd.bits(m, "truncation + ReLU u")?;
         let dcf_d = rd.fss::<_, Z2>(party, k - 1, m, "truncation + ReLU comparison DCF keys")?;
         let dcf_c = rd.fss::<_, Z2>(party, f, m, "truncation + ReLU borrow DCF keys")?;
-        Ok(Self::from_parts(
-            party, f, k, ring, seed, s, u, dcf_d, dcf_c,
-        ))
+        Self::from_parts(party, f, k, ring, seed, s, u, dcf_d, dcf_c)
     }
 }
 

@@ -20,8 +20,9 @@
 //! The same truncation with the borrow `c` from a DCF with a **one-bit**
 //! payload ([`Z2`], XOR shares; see [`crate::gates::small`]): its key holds
 //! one seed correction word per level and no 64-bit payload correction, so
-//! about half the bytes (at `f = 20` on `Z_2^64`: 275 B per element
-//! against 507 B). The parties then hold XOR shares of `c`; a second
+//! about half the bytes (at `f = 20` on `Z_2^64`: 242 B per element
+//! against 499 B; two of its four ring vectors per party come from a
+//! 16-byte seed, the seeded halves of [`crate::gates::small`]). The parties then hold XOR shares of `c`; a second
 //! opening of `c XOR m_c` (one bit per element, `m_c` a dealer bit) turns
 //! them into arithmetic shares, `c = e + (1 - 2e) m_c`. Same window, same
 //! output bit for bit (exact floor), one round and one bit per element more.
@@ -47,7 +48,10 @@ use crate::codec::{Reader, put_fss, put_ring, put_u32, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::small::{bit_to_arith, bits_to_ring, check_bits, random_bits, split_bits};
-use crate::gates::util::{check_len, check_party, split};
+use crate::gates::util::{
+    SEED_BYTES, check_len, check_party, put_written, read_halves, split, split_halves,
+    written_cost, written_range,
+};
 use crate::open::{bit_bytes, open_bits};
 use crate::open::{low_mask, open};
 use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
@@ -330,6 +334,10 @@ pub struct TruncSmallKey<R: Ring> {
     pub(crate) r_msb: Vec<R>,
     /// Share of the mask bit `m_c` of the borrow.
     pub(crate) mc: Vec<R>,
+    /// This party's share seed: party 0's shares of `r` and `r_hi` and
+    /// party 1's of `r_msb` and `mc` are expanded from its seed
+    /// ([`split_halves`]), so each key carries two ring vectors and the seed.
+    pub(crate) seed: u128,
     /// XOR share of `m_c`.
     pub(crate) u: Vec<u8>,
     /// DCF keys (`Z_2` payload, `f` bits) for `[y^ mod 2^f < r mod 2^f]`.
@@ -369,11 +377,32 @@ impl<R: Ring> TruncSmallKey<R> {
         let params = TreeParams::new::<Z2>(f)?;
         let (d0, d1) = DcfKeys::<Z2>::generate(params, &alphas, &vec![Z2(true); m], rng)?;
         let (u0, u1) = split_bits(&mc_bits, rng);
-        let (r0, r1) = split(&r, rng);
-        let (h0, h1) = split(&r_hi, rng);
-        let (s0, s1) = split(&r_msb, rng);
-        let (c0, c1) = split(&bits_to_ring::<R>(&mc_bits), rng);
-        let key = |party, r, r_hi, r_msb, mc, u, dcf| Self {
+        let mc = bits_to_ring::<R>(&mc_bits);
+        let seeds: [u128; 2] = [rng.random(), rng.random()];
+        let [p0, p1] = split_halves(&[&r, &r_hi, &r_msb, &mc], seeds, rng);
+        Ok((
+            Self::from_parts(Party::P0, f, k, p0, seeds[0], u0, d0)?,
+            Self::from_parts(Party::P1, f, k, p1, seeds[1], u1, d1)?,
+        ))
+    }
+
+    /// A key from its ring vectors in body order (`r`, `r_hi`, `r_msb`,
+    /// `mc`).
+    fn from_parts(
+        party: Party,
+        f: u32,
+        k: u32,
+        ring: Vec<Vec<R>>,
+        seed: u128,
+        u: Vec<u8>,
+        dcf: DcfKeys<Z2>,
+    ) -> Result<Self, MpcError> {
+        let Ok([r, r_hi, r_msb, mc]) = <[Vec<R>; TRUNC_SMALL_RING]>::try_from(ring) else {
+            return Err(MpcError::Codec(
+                "truncation (small): not four ring vectors".into(),
+            ));
+        };
+        Ok(Self {
             party,
             f,
             k,
@@ -381,13 +410,10 @@ impl<R: Ring> TruncSmallKey<R> {
             r_hi,
             r_msb,
             mc,
+            seed,
             u,
             dcf,
-        };
-        Ok((
-            key(Party::P0, r0, h0, s0, c0, u0, d0),
-            key(Party::P1, r1, h1, s1, c1, u1, d1),
-        ))
+        })
     }
 
     /// Number of gates.
@@ -398,34 +424,38 @@ impl<R: Ring> TruncSmallKey<R> {
     pub fn is_empty(&self) -> bool {
         self.r.is_empty()
     }
-    /// Key bytes held by this party: per element the DCF key and four ring
-    /// shares, and one bit per element packed.
+    /// Key bytes held by this party: per element the DCF key and two ring
+    /// shares (the other two come from the 16-byte seed), and one bit per
+    /// element packed.
     pub fn key_bytes(&self) -> usize {
-        self.len() * (self.dcf.key_bytes() + TRUNC_SMALL_RING * (R::BITS as usize / 8))
+        self.len() * self.dcf.key_bytes()
+            + written_range(self.party, TRUNC_SMALL_RING * self.len()).len()
+                * (R::BITS as usize / 8)
             + bit_bytes(self.len())
+            + SEED_BYTES
     }
 
     /// Cost of `m` small-key truncations by `f` bits in a `k`-bit window,
     /// without generating keys (see [`crate::cost`]): one ring element then
-    /// one bit per element; the key body is `f`, `k`, `m`, `r[m]`,
-    /// `r_hi[m]`, `r_msb[m]`, `mc[m]`, the bits `u[m]` and the DCF batch (on
-    /// `f` bits, `Z_2` payload).
+    /// one bit per element; the key body is `f`, `k`, `m`, the seed, two
+    /// ring vectors of `m` (party 0: `r_msb`, `mc`; party 1: `r`, `r_hi`),
+    /// the bits `u[m]` and the DCF batch (on `f` bits, `Z_2` payload).
     pub fn cost(f: u32, k: u32, m: usize) -> Result<GateCost, MpcError> {
         check_params::<R>(f, k)?;
         let params = TreeParams::new::<Z2>(f)?;
         let (mm, w) = (cost::size(m)?, cost::ring_bytes::<R>());
         let bits = cost::size(bit_bytes(m))?;
         let what = "truncation (small) key";
-        let ring = cost::mul(TRUNC_SMALL_RING as u64, w, what)?;
-        let per = cost::add(cost::fss_key_bytes::<Dcf, Z2>(params)?, ring, what)?;
+        let ring = cost::mul(written_cost(TRUNC_SMALL_RING, m)?, w, what)?;
+        let dcfs = cost::mul(mm, cost::fss_key_bytes::<Dcf, Z2>(params)?, what)?;
         Ok(GateCost {
             rounds: 2,
             bytes_sent: cost::add(cost::mul(mm, w, what)?, bits, what)?,
-            key_bytes: cost::add(cost::mul(mm, per, what)?, bits, what)?,
+            key_bytes: cost::sum(&[dcfs, ring, bits, SEED_BYTES as u64], what)?,
             encoded_bytes: cost::sum(
                 &[
-                    U32 + U32 + U64,
-                    cost::mul(mm, ring, what)?,
+                    U32 + U32 + U64 + SEED_BYTES as u64,
+                    ring,
                     bits,
                     cost::fss_field::<Dcf, Z2>(params, mm)?,
                 ],
@@ -507,16 +537,20 @@ impl<R: Ring> TruncSmallKey<R> {
         self.finish(&opened, &e)
     }
 
-    /// Key body: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`,
-    /// `mc[m]`, the bits `u` (packed), the DCF keys.
+    /// Key body: `f` (u32), `k` (u32), `m`, the 16-byte seed, the two ring
+    /// vectors this party does not expand from it (party 0: `r_msb[m]`,
+    /// `mc[m]`; party 1: `r[m]`, `r_hi[m]`), the bits `u` (packed), the DCF
+    /// keys.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         put_u32(out, self.f);
         put_u32(out, self.k);
         put_usize(out, self.r.len());
-        put_ring(out, &self.r);
-        put_ring(out, &self.r_hi);
-        put_ring(out, &self.r_msb);
-        put_ring(out, &self.mc);
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        put_written(
+            out,
+            self.party,
+            &[&self.r, &self.r_hi, &self.r_msb, &self.mc],
+        );
         put_bits(out, &self.u);
         put_fss(out, &self.dcf);
     }
@@ -532,20 +566,21 @@ impl<R: Ring> TruncSmallKey<R> {
             )));
         }
         let m = rd.count(
-            TRUNC_SMALL_RING * (R::BITS as usize / 8),
+            TRUNC_SMALL_RING * (R::BITS as usize / 8) / 2,
             "truncation (small) elements",
         )?;
-        Ok(TruncSmallKey {
+        let seed = rd.u128("truncation (small) seed")?;
+        let ring = read_halves(
+            rd,
             party,
-            f,
-            k,
-            r: rd.ring(m, "truncation (small) r")?,
-            r_hi: rd.ring(m, "truncation (small) r_hi")?,
-            r_msb: rd.ring(m, "truncation (small) r_msb")?,
-            mc: rd.ring(m, "truncation (small) mc")?,
-            u: rd.bits(m, "truncation (small) u")?,
-            dcf: rd.fss::<_, Z2>(party, f, m, "truncation (small) DCF keys")?,
-        })
+            seed,
+            TRUNC_SMALL_RING,
+            m,
+            "truncation (small) shares",
+        )?;
+        let u = rd.bits(m, "truncation (small) u")?;
+        let dcf = rd.fss::<_, Z2>(party, f, m, "truncation (small) DCF keys")?;
+        Self::from_parts(party, f, k, ring, seed, u, dcf)
     }
 }
 

@@ -1,9 +1,11 @@
 //! Small helpers shared by the gates.
 
+use crate::codec::{Reader, put_ring};
 use crate::error::MpcError;
 use ariann_fss::Party;
 use ariann_ring::Ring;
 use rand::{CryptoRng, Rng};
+use zeroize::Zeroize;
 
 /// `Ok` if `got == expected`, else a [`MpcError::SizeMismatch`] about `what`.
 pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MpcError> {
@@ -45,29 +47,122 @@ pub(crate) fn expand_ring<R: Ring>(seed: u128, n: usize) -> Vec<R> {
     out
 }
 
-/// Additive sharing of the dealer vectors `vals`, where party `seeded`'s
-/// shares are expanded from `seed` ([`expand_ring`], the vectors one after
-/// the other) and the other party's are `v - share`: that party's key can
-/// carry the 16-byte seed instead of its shares. Returns party 0's and
-/// party 1's shares of each vector.
-pub(crate) fn split_seeded<R: Ring>(
+/// Bytes of a share seed ([`split_halves`]).
+pub(crate) const SEED_BYTES: usize = 16;
+
+/// Elements of a key's ring vectors (`n` in all, the vectors one after the
+/// other in body order) that party `p` expands from its seed: party 0 the
+/// first `floor(n / 2)`, party 1 the last `floor(n / 2)` (see
+/// [`split_halves`]).
+pub(crate) fn seeded_range(p: Party, n: usize) -> core::ops::Range<usize> {
+    match p {
+        Party::P0 => 0..n / 2,
+        Party::P1 => n - n / 2..n,
+    }
+}
+
+/// Elements of the `n` that party `p`'s key writes: the rest, `ceil(n / 2)`
+/// for either party (the middle element of an odd `n` in both keys).
+pub(crate) fn written_range(p: Party, n: usize) -> core::ops::Range<usize> {
+    match p {
+        Party::P0 => n / 2..n,
+        Party::P1 => 0..n - n / 2,
+    }
+}
+
+/// Ring elements a key with `count` vectors of `m` elements in seeded
+/// halves writes ([`written_range`]): `ceil(count m / 2)`, in the cost
+/// model's arithmetic (errors on overflow).
+pub(crate) fn written_cost(count: usize, m: usize) -> Result<u64, MpcError> {
+    let n = crate::cost::mul(
+        crate::cost::size(count)?,
+        crate::cost::size(m)?,
+        "seeded shares",
+    )?;
+    Ok(n.div_ceil(2))
+}
+
+/// Dealer: additive shares of a key's ring vectors `vals` (all of the same
+/// length, `n` elements in all) in *seeded halves*: each party's shares of
+/// its [`seeded_range`] are [`expand_ring`] of its seed (`seeds[0]` for
+/// party 0), the other party's shares of those elements are the value minus
+/// them, and the middle element of an odd `n` is split with `rng`. So each
+/// key carries its seed and the `ceil(n / 2)` shares of its
+/// [`written_range`], about half of them. Returns each party's shares,
+/// vector by vector.
+pub(crate) fn split_halves<R: Ring, G: Rng + CryptoRng + ?Sized>(
     vals: &[&[R]],
-    seeded: Party,
-    seed: u128,
-) -> (Vec<Vec<R>>, Vec<Vec<R>>) {
-    let total = vals.iter().map(|v| v.len()).sum();
-    let mut from_seed = expand_ring::<R>(seed, total).into_iter();
-    let (mut derived, mut rest) = (Vec::new(), Vec::new());
+    seeds: [u128; 2],
+    rng: &mut G,
+) -> [Vec<Vec<R>>; 2] {
+    let n: usize = vals.iter().map(|v| v.len()).sum();
+    let (h, tail) = (n / 2, n - n / 2);
+    let mut e0 = expand_ring::<R>(seeds[0], h);
+    let mut e1 = expand_ring::<R>(seeds[1], h);
+    let (mut p0, mut p1) = (
+        Vec::with_capacity(vals.len()),
+        Vec::with_capacity(vals.len()),
+    );
+    let mut i = 0;
     for v in vals {
-        let a: Vec<R> = from_seed.by_ref().take(v.len()).collect();
-        let b: Vec<R> = v.iter().zip(&a).map(|(v, a)| v.wsub(*a)).collect();
-        derived.push(a);
-        rest.push(b);
+        let (mut a, mut b) = (Vec::with_capacity(v.len()), Vec::with_capacity(v.len()));
+        for x in v.iter() {
+            let (s0, s1) = if i < h {
+                (e0[i], x.wsub(e0[i]))
+            } else if i >= tail {
+                let s1 = e1[i - tail];
+                (x.wsub(s1), s1)
+            } else {
+                let s0 = R::random(rng);
+                (s0, x.wsub(s0))
+            };
+            a.push(s0);
+            b.push(s1);
+            i += 1;
+        }
+        p0.push(a);
+        p1.push(b);
     }
-    match seeded {
-        Party::P0 => (derived, rest),
-        Party::P1 => (rest, derived),
+    e0.zeroize();
+    e1.zeroize();
+    [p0, p1]
+}
+
+/// Appends party `p`'s [`written_range`] of its ring vectors `vecs` (body
+/// order), as [`put_ring`] would write the concatenation's range.
+pub(crate) fn put_written<R: Ring>(out: &mut Vec<u8>, p: Party, vecs: &[&[R]]) {
+    let n: usize = vecs.iter().map(|v| v.len()).sum();
+    let range = written_range(p, n);
+    let mut at = 0;
+    for v in vecs {
+        let (lo, hi) = (range.start.max(at), range.end.min(at + v.len()));
+        if lo < hi {
+            put_ring(out, &v[lo - at..hi - at]);
+        }
+        at += v.len();
     }
+}
+
+/// Party `p`'s `count` ring vectors of `m` elements from its `seed` and the
+/// [`written_range`] read from `rd` (the inverse of [`put_written`]).
+pub(crate) fn read_halves<R: Ring>(
+    rd: &mut Reader<'_>,
+    p: Party,
+    seed: u128,
+    count: usize,
+    m: usize,
+    what: &str,
+) -> Result<Vec<Vec<R>>, MpcError> {
+    let n = count
+        .checked_mul(m)
+        .ok_or_else(|| MpcError::Codec(format!("{what}: {count} x {m} elements overflow")))?;
+    let written = rd.ring::<R>(written_range(p, n).len(), what)?;
+    let seeded = expand_ring::<R>(seed, seeded_range(p, n).len());
+    let mut all = match p {
+        Party::P0 => seeded.into_iter().chain(written),
+        Party::P1 => written.into_iter().chain(seeded),
+    };
+    Ok((0..count).map(|_| all.by_ref().take(m).collect()).collect())
 }
 
 /// Additive sharing of dealer values: `(random, v - random)`.
@@ -84,4 +179,82 @@ pub(crate) fn split<R: Ring, G: Rng + CryptoRng + ?Sized>(
 #[inline]
 pub(crate) fn public_share<R: Ring>(p: Party, v: R) -> R {
     if p == Party::P0 { v } else { R::ZERO }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Seeded halves, for even and odd totals and both rings: the shares
+    /// add up to the values, each party's seeded range is the expansion of
+    /// its seed, both keys write `ceil(n / 2)` elements, and a party's
+    /// written range read back with its seed gives its shares again.
+    fn check<R: Ring>(lens: &[usize], rng: &mut ChaCha8Rng) {
+        let vals: Vec<Vec<R>> = lens
+            .iter()
+            .map(|n| (0..*n).map(|_| R::random(rng)).collect())
+            .collect();
+        let refs: Vec<&[R]> = vals.iter().map(|v| &v[..]).collect();
+        let seeds: [u128; 2] = [rng.random(), rng.random()];
+        let shares = split_halves(&refs, seeds, rng);
+        let n: usize = lens.iter().sum();
+        let flat = |v: &[Vec<R>]| v.concat();
+        let (s0, s1) = (flat(&shares[0]), flat(&shares[1]));
+        let all = vals.concat();
+        for i in 0..n {
+            assert_eq!(s0[i].wadd(s1[i]), all[i], "element {i} of {lens:?}");
+        }
+        for (p, s) in [(Party::P0, &s0), (Party::P1, &s1)] {
+            let range = seeded_range(p, n);
+            let e = expand_ring::<R>(seeds[p.index() as usize], range.len());
+            assert_eq!(&s[range.clone()], &e[..], "{p:?} seeded range of {lens:?}");
+            let w = written_range(p, n);
+            assert_eq!(w.len(), n.div_ceil(2));
+            assert_eq!(w.len() + range.len(), n);
+            let mut out = Vec::new();
+            let vecs: Vec<&[R]> = shares[p.index() as usize].iter().map(|v| &v[..]).collect();
+            put_written(&mut out, p, &vecs);
+            assert_eq!(out.len(), w.len() * (R::BITS as usize / 8));
+            if lens.iter().all(|l| *l == lens[0]) && !lens.is_empty() {
+                let mut rd = Reader::new(&out);
+                let back = read_halves::<R>(
+                    &mut rd,
+                    p,
+                    seeds[p.index() as usize],
+                    lens.len(),
+                    lens[0],
+                    "test",
+                )
+                .expect("reads");
+                assert_eq!(back, shares[p.index() as usize], "{p:?} read back {lens:?}");
+                assert_eq!(rd.left(), 0);
+            }
+        }
+        if let Some(m) = lens.first().filter(|m| lens.iter().all(|l| l == *m)) {
+            assert_eq!(
+                written_cost(lens.len(), *m).ok(),
+                Some(n.div_ceil(2) as u64)
+            );
+        }
+    }
+
+    #[test]
+    fn seeded_halves_share_and_round_trip() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for lens in [
+            vec![],
+            vec![0, 0, 0],
+            vec![1],
+            vec![1, 1, 1],
+            vec![5, 5, 5],
+            vec![4, 4, 4, 4],
+            vec![7; 8],
+            vec![3, 1, 2],
+        ] {
+            check::<u64>(&lens, &mut rng);
+            check::<u32>(&lens, &mut rng);
+        }
+    }
 }
