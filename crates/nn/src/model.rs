@@ -225,11 +225,11 @@ pub struct Config {
 /// | | one-round (default) | small-key |
 /// |---|---|---|
 /// | ReLU | 1 round, ~1,040 B | 2 rounds, ~415 B |
-/// | product, truncation, ReLU | 3 rounds, ~1,440 B | 3 rounds (truncation fused into the ReLU), ~600 B |
-/// | product, truncation (not before a ReLU; `f = 16`) | 2 rounds, 402 B | 3 rounds, 178 B |
+/// | product, truncation, ReLU | 3 rounds, ~1,430 B | 3 rounds (truncation fused into the ReLU), ~600 B |
+/// | product, truncation (not before a ReLU; `f = 16`) | 2 rounds, 390 B | 3 rounds, 178 B |
 /// | max-pool level | 1 round | 2 rounds |
 /// | argmax | 2 rounds | 3 rounds |
-/// | truncation in training (`f = 20`) | 1 round, 499 B | 2 rounds, 242 B |
+/// | truncation in training (`f = 20`) | 1 round, 487 B | 2 rounds, 242 B |
 ///
 /// Choose one-round on a WAN (rounds cost latency), small-key when keys
 /// are the bottleneck (large models, a LAN, keys streamed from the dealer).
@@ -281,8 +281,8 @@ impl std::fmt::Display for Variant {
 /// average, which adds up over an epoch; rounding to nearest (`+ 2^(f-1)`
 /// before the floor, a local addition) has no bias. `Stochastic` rounds up
 /// with probability `(x mod 2^f) / 2^f` (unbiased) with the one-round
-/// `trunc_stoch` gate, which needs no FSS key (24 B per element against
-/// 242-499 B) and applies to every truncation of a training step, the
+/// `trunc_stoch` gate, which needs no FSS key (12 B per element against
+/// 242-487 B) and applies to every truncation of a training step, the
 /// forward pass's too; the private run then equals the cleartext fixed point
 /// in distribution only (the coins are the dealer's masks).
 #[derive(

@@ -20,7 +20,7 @@
 //! floors or rounds to nearest (flooring the updates biases every weight
 //! upwards by half an ulp per step). [`Rounding::Stochastic`] uses the
 //! one-round `trunc_stoch` gate for every truncation of the step: unbiased
-//! stochastic rounding, no FSS key (24 B per element), equal to the
+//! stochastic rounding, no FSS key (12 B per element), equal to the
 //! cleartext fixed point in distribution only.
 //!
 //! # Batch

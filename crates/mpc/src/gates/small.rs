@@ -83,14 +83,14 @@
 //! Key per element at `f = 16`, `k = 32` on `Z_2^64`: DCFs on 31 and 16
 //! bits (403 + 162 B), four ring elements (the other four come from a
 //! 16-byte seed per key batch) and two bits: 597 B, against
-//! 1,438 B for a truncation and a one-round ReLU (also 2 rounds) and
-//! 829 B for a truncation and `relu_small` (3 rounds).
+//! 1,426 B for a truncation and a one-round ReLU (also 2 rounds) and
+//! 805 B for a truncation and `relu_small` (3 rounds).
 //!
 //! *Seeded shares*: party 0 expands its shares of `r`, `R_hi`, `r_msb`,
 //! `m_d` from its seed, party 1 its shares of `m_c`, `m_d m_c`,
 //! `m_d R_hi`, `m_d r_msb` (below).
 //!
-//! # Seeded shares (`relu_small`, `trunc_relu`, `trunc_small`)
+//! # Seeded shares (`relu_small`, `trunc_relu`, the truncations)
 //!
 //! A key's dealer values (`n` ring elements in all, its vectors one after
 //! the other in body order) are shared in *seeded halves*
@@ -101,8 +101,9 @@
 //! the other party's share, and the middle element of an odd `n` is split
 //! at random. A key carries its seed and `ceil(n / 2)` shares, and the
 //! party expands the rest while decoding: `trunc_relu` four of its eight
-//! vectors, `relu_small` one and a half of `r`, `m`, `m r`, `trunc_small`
-//! ([`crate::gates::trunc`]) two of four. A party never sees the other's
+//! vectors, `relu_small` one and a half of `r`, `m`, `m r`, and in
+//! [`crate::gates::trunc`] `trunc_small` two of four, the one-round `trunc`
+//! and `trunc_stoch` one and a half of three. A party never sees the other's
 //! seed, so the shares it holds are masked by pseudorandom values, as the
 //! additive sharing with fresh randomness masked them.
 //!

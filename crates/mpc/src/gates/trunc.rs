@@ -21,7 +21,7 @@
 //! payload ([`Z2`], XOR shares; see [`crate::gates::small`]): its key holds
 //! one seed correction word per level and no 64-bit payload correction, so
 //! about half the bytes (at `f = 20` on `Z_2^64`: 242 B per element
-//! against 499 B; two of its four ring vectors per party come from a
+//! against 487 B; two of its four ring vectors per party come from a
 //! 16-byte seed, the seeded halves of [`crate::gates::small`]). The parties then hold XOR shares of `c`; a second
 //! opening of `c XOR m_c` (one bit per element, `m_c` a dealer bit) turns
 //! them into arithmetic shares, `c = e + (1 - 2e) m_c`. Same window, same
@@ -34,7 +34,8 @@
 //! of the low bits of the dealer's uniform mask: `b` is 1 with probability
 //! exactly `(x mod 2^f) / 2^f`, i.e. **stochastic rounding** (unbiased, the
 //! rounding of low-precision training). No FSS key at all: three ring
-//! shares per element (24 B on `Z_2^64`), one opening. Unlike the local
+//! shares per element, half of them expanded from a 16-byte seed (12 B
+//! per element on `Z_2^64`), one opening. Unlike the local
 //! truncation of SecureML there is no large error: the wrap of the mask is
 //! still removed exactly through `r_msb`, so inside the `k`-bit window the
 //! output is always `floor` or `floor + 1`. The outputs are random (they
@@ -44,13 +45,13 @@
 
 use crate::bundle::GateDesc;
 use crate::codec::put_bits;
-use crate::codec::{Reader, put_fss, put_ring, put_u32, put_usize};
+use crate::codec::{Reader, put_fss, put_u32, put_usize};
 use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::small::{bit_to_arith, bits_to_ring, check_bits, random_bits, split_bits};
 use crate::gates::util::{
-    SEED_BYTES, check_len, check_party, put_written, read_halves, split, split_halves,
-    written_cost, written_range,
+    SEED_BYTES, check_len, check_party, put_written, read_halves, split_halves, written_cost,
+    written_range,
 };
 use crate::open::{bit_bytes, open_bits};
 use crate::open::{low_mask, open};
@@ -87,9 +88,23 @@ pub struct TruncKey<R: Ring> {
     pub(crate) r_hi: Vec<R>,
     /// Share of the top bit of `r`.
     pub(crate) r_msb: Vec<R>,
+    /// This party's share seed: of the `3m` shares (`r`, `r_hi`, `r_msb`
+    /// one after the other) party 0 expands the first `floor(3m / 2)` from
+    /// its seed and party 1 the last ([`split_halves`]).
+    pub(crate) seed: u128,
     /// DCF keys for `[y^ mod 2^f < r mod 2^f]`.
     #[zeroize(skip)]
     pub(crate) dcf: DcfKeys<u64>,
+}
+
+/// Ring vectors per element in a [`TruncKey`] and a [`TruncStochKey`].
+const TRUNC_RING: usize = 3;
+
+/// The three vectors `r`, `r_hi`, `r_msb` of a key from `split_halves` or
+/// `read_halves`.
+fn three<R>(ring: Vec<Vec<R>>, what: &str) -> Result<[Vec<R>; TRUNC_RING], MpcError> {
+    <[Vec<R>; TRUNC_RING]>::try_from(ring)
+        .map_err(|_| MpcError::Codec(format!("{what}: not three ring vectors")))
 }
 
 impl<R: Ring> core::fmt::Debug for TruncKey<R> {
@@ -119,21 +134,24 @@ impl<R: Ring> TruncKey<R> {
         let r_msb: Vec<R> = r.iter().map(|v| v.shr(R::BITS - 1)).collect();
         let params = TreeParams::new::<u64>(f)?;
         let (d0, d1) = DcfKeys::<u64>::generate(params, &alphas, &vec![1u64; m], rng)?;
-        let (r0, r1) = split(&r, rng);
-        let (h0, h1) = split(&r_hi, rng);
-        let (s0, s1) = split(&r_msb, rng);
-        let key = |party, r, r_hi, r_msb, dcf| Self {
-            party,
-            f,
-            k,
-            r,
-            r_hi,
-            r_msb,
-            dcf,
+        let seeds: [u128; 2] = [rng.random(), rng.random()];
+        let [p0, p1] = split_halves(&[&r, &r_hi, &r_msb], seeds, rng);
+        let key = |party, ring, seed, dcf| -> Result<Self, MpcError> {
+            let [r, r_hi, r_msb] = three(ring, "truncation")?;
+            Ok(Self {
+                party,
+                f,
+                k,
+                r,
+                r_hi,
+                r_msb,
+                seed,
+                dcf,
+            })
         };
         Ok((
-            key(Party::P0, r0, h0, s0, d0),
-            key(Party::P1, r1, h1, s1, d1),
+            key(Party::P0, p0, seeds[0], d0)?,
+            key(Party::P1, p1, seeds[1], d1)?,
         ))
     }
 
@@ -145,30 +163,35 @@ impl<R: Ring> TruncKey<R> {
     pub fn is_empty(&self) -> bool {
         self.r.is_empty()
     }
-    /// Key bytes held by this party.
+    /// Key bytes held by this party: per element the DCF key, the
+    /// `ceil(3m / 2)` ring shares it does not expand from its 16-byte seed.
     pub fn key_bytes(&self) -> usize {
-        self.len() * (self.dcf.key_bytes() + 3 * (R::BITS as usize / 8))
+        self.len() * self.dcf.key_bytes()
+            + written_range(self.party, TRUNC_RING * self.len()).len() * (R::BITS as usize / 8)
+            + SEED_BYTES
     }
 
     /// Cost of `m` truncations by `f` bits in a `k`-bit window, without
     /// generating keys (see [`crate::cost`]): one round of one ring element
-    /// per element; the key body is `f`, `k`, `m`, `r[m]`, `r_hi[m]`,
-    /// `r_msb[m]` and the DCF batch (on `f` bits).
+    /// per element; the key body is `f`, `k`, `m`, the seed, `ceil(3m / 2)`
+    /// shares of `r[m]`, `r_hi[m]`, `r_msb[m]` (party 0 the last ones,
+    /// party 1 the first) and the DCF batch (on `f` bits).
     pub fn cost(f: u32, k: u32, m: usize) -> Result<GateCost, MpcError> {
         check_params::<R>(f, k)?;
         let params = TreeParams::new::<u64>(f)?;
-        let (m, w) = (cost::size(m)?, cost::ring_bytes::<R>());
+        let (mm, w) = (cost::size(m)?, cost::ring_bytes::<R>());
         let what = "truncation key";
-        let per = cost::add(cost::fss_key_bytes::<Dcf, u64>(params)?, 3 * w, what)?;
+        let ring = cost::mul(written_cost(TRUNC_RING, m)?, w, what)?;
+        let dcfs = cost::mul(mm, cost::fss_key_bytes::<Dcf, u64>(params)?, what)?;
         Ok(GateCost {
             rounds: 1,
-            bytes_sent: cost::mul(m, w, what)?,
-            key_bytes: cost::mul(m, per, what)?,
+            bytes_sent: cost::mul(mm, w, what)?,
+            key_bytes: cost::sum(&[dcfs, ring, SEED_BYTES as u64], what)?,
             encoded_bytes: cost::sum(
                 &[
-                    U32 + U32 + U64,
-                    cost::mul(m, 3 * w, what)?,
-                    cost::fss_field::<Dcf, u64>(params, m)?,
+                    U32 + U32 + U64 + SEED_BYTES as u64,
+                    ring,
+                    cost::fss_field::<Dcf, u64>(params, mm)?,
                 ],
                 what,
             )?,
@@ -240,15 +263,15 @@ impl<R: Ring> TruncKey<R> {
 // ------------------------------------------------ gate table: dispatch and codec
 
 impl<R: Ring> TruncKey<R> {
-    /// Key body: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`,
+    /// Key body: `f` (u32), `k` (u32), `m`, the 16-byte seed, this party's
+    /// written range of the `3m` shares of `r[m]`, `r_hi[m]`, `r_msb[m]`,
     /// the DCF keys.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         put_u32(out, self.f);
         put_u32(out, self.k);
         put_usize(out, self.r.len());
-        put_ring(out, &self.r);
-        put_ring(out, &self.r_hi);
-        put_ring(out, &self.r_msb);
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        put_written(out, self.party, &[&self.r, &self.r_hi, &self.r_msb]);
         put_fss(out, &self.dcf);
     }
 
@@ -262,14 +285,21 @@ impl<R: Ring> TruncKey<R> {
                 R::BITS - 1
             )));
         }
-        let m = rd.count(3 * (R::BITS as usize / 8), "truncation elements")?;
+        let m = rd.count(
+            TRUNC_RING * (R::BITS as usize / 8) / 2,
+            "truncation elements",
+        )?;
+        let seed = rd.u128("truncation seed")?;
+        let ring = read_halves(rd, party, seed, TRUNC_RING, m, "truncation shares")?;
+        let [r, r_hi, r_msb] = three(ring, "truncation")?;
         Ok(TruncKey {
             party,
             f,
             k,
-            r: rd.ring(m, "truncation r")?,
-            r_hi: rd.ring(m, "truncation r_hi")?,
-            r_msb: rd.ring(m, "truncation r_msb")?,
+            r,
+            r_hi,
+            r_msb,
+            seed,
             dcf: rd.fss::<_, u64>(party, f, m, "truncation DCF keys")?,
         })
     }
@@ -645,6 +675,8 @@ pub struct TruncStochKey<R: Ring> {
     pub(crate) r_hi: Vec<R>,
     /// Share of the top bit of `r`.
     pub(crate) r_msb: Vec<R>,
+    /// This party's share seed (as [`TruncKey::seed`]).
+    pub(crate) seed: u128,
 }
 
 impl<R: Ring> core::fmt::Debug for TruncStochKey<R> {
@@ -657,9 +689,6 @@ impl<R: Ring> core::fmt::Debug for TruncStochKey<R> {
             .finish_non_exhaustive()
     }
 }
-
-/// Ring vectors per element in a [`TruncStochKey`].
-const TRUNC_STOCH_RING: usize = 3;
 
 impl<R: Ring> TruncStochKey<R> {
     /// Dealer: keys for `m` stochastic truncations by `f` bits of values in
@@ -674,18 +703,21 @@ impl<R: Ring> TruncStochKey<R> {
         let r: Vec<R> = (0..m).map(|_| R::random(rng)).collect();
         let r_hi: Vec<R> = r.iter().map(|v| v.shr(f)).collect();
         let r_msb: Vec<R> = r.iter().map(|v| v.shr(R::BITS - 1)).collect();
-        let (r0, r1) = split(&r, rng);
-        let (h0, h1) = split(&r_hi, rng);
-        let (s0, s1) = split(&r_msb, rng);
-        let key = |party, r, r_hi, r_msb| Self {
-            party,
-            f,
-            k,
-            r,
-            r_hi,
-            r_msb,
+        let seeds: [u128; 2] = [rng.random(), rng.random()];
+        let [p0, p1] = split_halves(&[&r, &r_hi, &r_msb], seeds, rng);
+        let key = |party, ring, seed| -> Result<Self, MpcError> {
+            let [r, r_hi, r_msb] = three(ring, "truncation (stochastic)")?;
+            Ok(Self {
+                party,
+                f,
+                k,
+                r,
+                r_hi,
+                r_msb,
+                seed,
+            })
         };
-        Ok((key(Party::P0, r0, h0, s0), key(Party::P1, r1, h1, s1)))
+        Ok((key(Party::P0, p0, seeds[0])?, key(Party::P1, p1, seeds[1])?))
     }
 
     /// Number of gates.
@@ -696,25 +728,27 @@ impl<R: Ring> TruncStochKey<R> {
     pub fn is_empty(&self) -> bool {
         self.r.is_empty()
     }
-    /// Key bytes held by this party: three ring shares per element.
+    /// Key bytes held by this party: the `ceil(3m / 2)` ring shares it
+    /// does not expand from its 16-byte seed (one and a half per element).
     pub fn key_bytes(&self) -> usize {
-        self.len() * TRUNC_STOCH_RING * (R::BITS as usize / 8)
+        written_range(self.party, TRUNC_RING * self.len()).len() * (R::BITS as usize / 8)
+            + SEED_BYTES
     }
 
     /// Cost of `m` stochastic truncations (see [`crate::cost`]): one round,
     /// one ring element per element sent; the key body is `f`, `k`, `m`,
-    /// `r[m]`, `r_hi[m]`, `r_msb[m]`.
+    /// the seed and this party's `ceil(3m / 2)` shares of `r[m]`,
+    /// `r_hi[m]`, `r_msb[m]`.
     pub fn cost(f: u32, k: u32, m: usize) -> Result<GateCost, MpcError> {
         check_params::<R>(f, k)?;
         let (mm, w) = (cost::size(m)?, cost::ring_bytes::<R>());
         let what = "truncation (stochastic) key";
-        let ring = cost::mul(TRUNC_STOCH_RING as u64, w, what)?;
-        let keys = cost::mul(mm, ring, what)?;
+        let ring = cost::mul(written_cost(TRUNC_RING, m)?, w, what)?;
         Ok(GateCost {
             rounds: 1,
             bytes_sent: cost::mul(mm, w, what)?,
-            key_bytes: keys,
-            encoded_bytes: cost::sum(&[U32 + U32 + U64, keys], what)?,
+            key_bytes: cost::add(ring, SEED_BYTES as u64, what)?,
+            encoded_bytes: cost::sum(&[U32 + U32 + U64 + SEED_BYTES as u64, ring], what)?,
         })
     }
 
@@ -775,14 +809,14 @@ impl<R: Ring> TruncStochKey<R> {
         self.finish(&opened)
     }
 
-    /// Key body: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`.
+    /// Key body: `f` (u32), `k` (u32), `m`, the 16-byte seed, this party's
+    /// written range of the `3m` shares of `r[m]`, `r_hi[m]`, `r_msb[m]`.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         put_u32(out, self.f);
         put_u32(out, self.k);
         put_usize(out, self.r.len());
-        put_ring(out, &self.r);
-        put_ring(out, &self.r_hi);
-        put_ring(out, &self.r_msb);
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        put_written(out, self.party, &[&self.r, &self.r_hi, &self.r_msb]);
     }
 
     /// Reads a body written by [`TruncStochKey::write`].
@@ -796,16 +830,27 @@ impl<R: Ring> TruncStochKey<R> {
             )));
         }
         let m = rd.count(
-            TRUNC_STOCH_RING * (R::BITS as usize / 8),
+            TRUNC_RING * (R::BITS as usize / 8) / 2,
             "truncation (stochastic) elements",
         )?;
+        let seed = rd.u128("truncation (stochastic) seed")?;
+        let ring = read_halves(
+            rd,
+            party,
+            seed,
+            TRUNC_RING,
+            m,
+            "truncation (stochastic) shares",
+        )?;
+        let [r, r_hi, r_msb] = three(ring, "truncation (stochastic)")?;
         Ok(TruncStochKey {
             party,
             f,
             k,
-            r: rd.ring(m, "truncation (stochastic) r")?,
-            r_hi: rd.ring(m, "truncation (stochastic) r_hi")?,
-            r_msb: rd.ring(m, "truncation (stochastic) r_msb")?,
+            r,
+            r_hi,
+            r_msb,
+            seed,
         })
     }
 }
@@ -851,6 +896,7 @@ impl<R: Ring> KindKeys<R> for TruncStochKey<R> {
 #[cfg(test)]
 mod stoch_tests {
     use super::*;
+    use crate::gates::util::split;
     use crate::open::low_mask;
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;

@@ -611,7 +611,7 @@ pub(crate) fn chunks(len: usize, max: usize) -> impl Iterator<Item = std::ops::R
 /// Exact truncations by `f` of a product, in bundles of at most
 /// `max_gate_elems` elements (one gate each): the one-round `trunc` gate,
 /// or with the small-key variant the two-round `trunc_small` (the borrow
-/// from a one-bit DCF: at `f = 16` 178 B of key per element against 402 B,
+/// from a one-bit DCF: at `f = 16` 178 B of key per element against 390 B,
 /// one more round). Both are the exact floor, so the outputs are the same
 /// bit for bit. (A truncation followed by a ReLU is fused into the ReLU's
 /// gate instead, [`trunc_relu`].)
