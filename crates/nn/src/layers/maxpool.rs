@@ -79,18 +79,23 @@ impl MaxPool2d {
         let cols = axis_windows(p.h, &p)?;
         let comps =
             |w: &[(usize, usize)]| -> u64 { w.iter().map(|(a, b)| (b - a - 1) as u64).sum() };
+        // Saturating: a count past u64 only has to compare sensibly.
         let planes = p.c as u64;
-        let sep = planes * (p.h as u64 * comps(&rows) + rows.len() as u64 * comps(&cols));
+        let sep = planes.saturating_mul(
+            (p.h as u64)
+                .saturating_mul(comps(&rows))
+                .saturating_add((rows.len() as u64).saturating_mul(comps(&cols))),
+        );
         let mut tree = 0u64;
         let mut widest = 0usize;
         for (ca, cb) in &cols {
             for (ra, rb) in &rows {
-                let n = (cb - ca) * (rb - ra);
-                tree += (n - 1) as u64;
+                let n = (cb - ca).saturating_mul(rb - ra);
+                tree = tree.saturating_add(n.saturating_sub(1) as u64);
                 widest = widest.max(n);
             }
         }
-        let tree = planes * tree;
+        let tree = planes.saturating_mul(tree);
         let widest_of = |w: &[(usize, usize)]| w.iter().map(|(a, b)| b - a).max().unwrap_or(1);
         let sep_levels = levels(widest_of(&rows)) + levels(widest_of(&cols));
         Ok((sep < tree && sep_levels <= levels(widest)).then_some((sep, tree)))
