@@ -33,7 +33,7 @@
 //! max-pool comparison window, 32: activations must satisfy
 //! `|v| < 2^(K-1-f)`; a smaller window is a shallower DCF, and a value
 //! outside it compares wrong), `--plot FILE.svg`,
-//! `--no-permute` (keep ReLU before max-pool), `--json`, `--breakdown` (key bytes by gate kind),
+//! `--no-permute` (keep ReLU before max-pool), `--help` (this text), `--json`, `--breakdown` (key bytes by gate kind),
 //! `--profile` (one step's phases apart: the dealer's key generation by
 //! gate kind, then the parties' step from keys in memory), `--float-only`, `--fixed` (train in cleartext fixed point instead: the exact
 //! arithmetic of the private run without keys or parties, for quick
@@ -266,6 +266,17 @@ fn peak_rss_mb() -> f64 {
 
 fn main() -> Res<()> {
     let args = Args(std::env::args().skip(1).collect());
+    if args.flag("--help") || args.flag("-h") {
+        // The options are this file's module docs.
+        for line in include_str!("train.rs")
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+        {
+            let text = line.trim_start_matches("//!");
+            println!("{}", text.strip_prefix(' ').unwrap_or(text));
+        }
+        return Ok(());
+    }
     let name = args.value("--model").unwrap_or("lenet").to_string();
     let epochs: usize = args.parse("--epochs", 1)?;
     let batch: usize = args.parse("--batch", 64)?;
