@@ -119,8 +119,8 @@ use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::cmp::{ReluOutput, check_window};
 use crate::gates::util::{
-    SEED_BYTES, check_len, check_party, public_share, put_written, read_halves, split,
-    split_halves, written_cost, written_range,
+    SEED_BYTES, check_len, check_party, into_array, public_share, put_written, read_seeded,
+    seeded_key_bytes, split, split_halves, written_cost,
 };
 use crate::open::{bit_bytes, bytes_per_element, low_mask, open, open_bits};
 use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
@@ -484,11 +484,7 @@ impl<R: Ring> ReluSmallKey<R> {
         s: Vec<u8>,
         dcf: DcfKeys<Z2>,
     ) -> Result<Self, MpcError> {
-        let Ok([r, m, mr]) = <[Vec<R>; RELU_SMALL_RING]>::try_from(ring) else {
-            return Err(MpcError::Codec(
-                "ReLU (small): not three ring vectors".into(),
-            ));
-        };
+        let [r, m, mr] = into_array(ring, "ReLU (small)")?;
         Ok(Self {
             party,
             k,
@@ -518,9 +514,8 @@ impl<R: Ring> ReluSmallKey<R> {
     /// and one bit per element packed.
     pub fn key_bytes(&self) -> usize {
         self.len() * self.dcf.key_bytes()
-            + written_range(self.party, RELU_SMALL_RING * self.len()).len() * (R::BITS as usize / 8)
+            + seeded_key_bytes::<R>(self.party, RELU_SMALL_RING, self.len())
             + bit_bytes(self.len())
-            + SEED_BYTES
     }
 
     /// Cost of `m` two-round ReLU gates on a `k`-bit window, without
@@ -604,7 +599,7 @@ impl<R: Ring> ReluSmallKey<R> {
     }
 
     /// Key body: `k` (u32), `m`, the 16-byte seed, this party's
-    /// [`written_range`] of the `3m` shares of `r[m]`, `m[m]`, `mr[m]`
+    /// written range (`util::written_range`) of the `3m` shares of `r[m]`, `m[m]`, `mr[m]`
     /// (party 0: the last `ceil(3m / 2)`, party 1: the first), the bits `s`
     /// (packed), the DCF keys.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
@@ -619,12 +614,7 @@ impl<R: Ring> ReluSmallKey<R> {
     /// Reads a body written by [`ReluSmallKey::write`] (internally consistent).
     pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
         let k = rd.window::<R>(2, "ReLU (small) window")?;
-        let m = rd.count(
-            RELU_SMALL_RING * (R::BITS as usize / 8) / 2,
-            "ReLU (small) elements",
-        )?;
-        let seed = rd.u128("ReLU (small) seed")?;
-        let ring = read_halves(rd, party, seed, RELU_SMALL_RING, m, "ReLU (small) shares")?;
+        let (m, seed, ring) = read_seeded(rd, party, RELU_SMALL_RING, "ReLU (small) shares")?;
         let s = rd.bits(m, "ReLU (small) s")?;
         let dcf = rd.fss::<_, Z2>(party, k - 1, m, "ReLU (small) DCF keys")?;
         Self::from_parts(party, k, ring, seed, s, dcf)
@@ -800,13 +790,8 @@ impl<R: Ring> TruncReluKey<R> {
         dcf_d: DcfKeys<Z2>,
         dcf_c: DcfKeys<Z2>,
     ) -> Result<Self, MpcError> {
-        let Ok([r, r_hi, r_msb, md, mc, mdmc, md_rhi, md_rmsb]) =
-            <[Vec<R>; TRUNC_RELU_RING]>::try_from(ring)
-        else {
-            return Err(MpcError::Codec(
-                "truncation + ReLU: not eight ring vectors".into(),
-            ));
-        };
+        let [r, r_hi, r_msb, md, mc, mdmc, md_rhi, md_rmsb] =
+            into_array(ring, "truncation + ReLU")?;
         Ok(Self {
             party,
             f,
@@ -1010,19 +995,7 @@ impl<R: Ring> TruncReluKey<R> {
                 R::BITS - 1
             )));
         }
-        let m = rd.count(
-            TRUNC_RELU_WRITTEN * (R::BITS as usize / 8),
-            "truncation + ReLU elements",
-        )?;
-        let seed = rd.u128("truncation + ReLU seed")?;
-        let ring = read_halves(
-            rd,
-            party,
-            seed,
-            TRUNC_RELU_RING,
-            m,
-            "truncation + ReLU shares",
-        )?;
+        let (m, seed, ring) = read_seeded(rd, party, TRUNC_RELU_RING, "truncation + ReLU shares")?;
         let s = rd.bits(m, "truncation + ReLU s")?;
         let u = rd.bits(m, "truncation + ReLU u")?;
         let dcf_d = rd.fss::<_, Z2>(party, k - 1, m, "truncation + ReLU comparison DCF keys")?;

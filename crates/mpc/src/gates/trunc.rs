@@ -50,8 +50,8 @@ use crate::cost::{self, GateCost, U32, U64};
 use crate::error::MpcError;
 use crate::gates::small::{bit_to_arith, bits_to_ring, check_bits, random_bits, split_bits};
 use crate::gates::util::{
-    SEED_BYTES, check_len, check_party, put_written, read_halves, split_halves, written_cost,
-    written_range,
+    SEED_BYTES, check_len, check_party, into_array, put_written, read_seeded, seeded_key_bytes,
+    split_halves, written_cost,
 };
 use crate::open::{bit_bytes, open_bits};
 use crate::open::{low_mask, open};
@@ -100,13 +100,6 @@ pub struct TruncKey<R: Ring> {
 /// Ring vectors per element in a [`TruncKey`] and a [`TruncStochKey`].
 const TRUNC_RING: usize = 3;
 
-/// The three vectors `r`, `r_hi`, `r_msb` of a key from `split_halves` or
-/// `read_halves`.
-fn three<R>(ring: Vec<Vec<R>>, what: &str) -> Result<[Vec<R>; TRUNC_RING], MpcError> {
-    <[Vec<R>; TRUNC_RING]>::try_from(ring)
-        .map_err(|_| MpcError::Codec(format!("{what}: not three ring vectors")))
-}
-
 impl<R: Ring> core::fmt::Debug for TruncKey<R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("TruncKey")
@@ -137,7 +130,7 @@ impl<R: Ring> TruncKey<R> {
         let seeds: [u128; 2] = [rng.random(), rng.random()];
         let [p0, p1] = split_halves(&[&r, &r_hi, &r_msb], seeds, rng);
         let key = |party, ring, seed, dcf| -> Result<Self, MpcError> {
-            let [r, r_hi, r_msb] = three(ring, "truncation")?;
+            let [r, r_hi, r_msb] = into_array(ring, "truncation")?;
             Ok(Self {
                 party,
                 f,
@@ -167,8 +160,7 @@ impl<R: Ring> TruncKey<R> {
     /// `ceil(3m / 2)` ring shares it does not expand from its 16-byte seed.
     pub fn key_bytes(&self) -> usize {
         self.len() * self.dcf.key_bytes()
-            + written_range(self.party, TRUNC_RING * self.len()).len() * (R::BITS as usize / 8)
-            + SEED_BYTES
+            + seeded_key_bytes::<R>(self.party, TRUNC_RING, self.len())
     }
 
     /// Cost of `m` truncations by `f` bits in a `k`-bit window, without
@@ -285,13 +277,8 @@ impl<R: Ring> TruncKey<R> {
                 R::BITS - 1
             )));
         }
-        let m = rd.count(
-            TRUNC_RING * (R::BITS as usize / 8) / 2,
-            "truncation elements",
-        )?;
-        let seed = rd.u128("truncation seed")?;
-        let ring = read_halves(rd, party, seed, TRUNC_RING, m, "truncation shares")?;
-        let [r, r_hi, r_msb] = three(ring, "truncation")?;
+        let (m, seed, ring) = read_seeded(rd, party, TRUNC_RING, "truncation shares")?;
+        let [r, r_hi, r_msb] = into_array(ring, "truncation")?;
         Ok(TruncKey {
             party,
             f,
@@ -427,11 +414,7 @@ impl<R: Ring> TruncSmallKey<R> {
         u: Vec<u8>,
         dcf: DcfKeys<Z2>,
     ) -> Result<Self, MpcError> {
-        let Ok([r, r_hi, r_msb, mc]) = <[Vec<R>; TRUNC_SMALL_RING]>::try_from(ring) else {
-            return Err(MpcError::Codec(
-                "truncation (small): not four ring vectors".into(),
-            ));
-        };
+        let [r, r_hi, r_msb, mc] = into_array(ring, "truncation (small)")?;
         Ok(Self {
             party,
             f,
@@ -459,10 +442,8 @@ impl<R: Ring> TruncSmallKey<R> {
     /// element packed.
     pub fn key_bytes(&self) -> usize {
         self.len() * self.dcf.key_bytes()
-            + written_range(self.party, TRUNC_SMALL_RING * self.len()).len()
-                * (R::BITS as usize / 8)
+            + seeded_key_bytes::<R>(self.party, TRUNC_SMALL_RING, self.len())
             + bit_bytes(self.len())
-            + SEED_BYTES
     }
 
     /// Cost of `m` small-key truncations by `f` bits in a `k`-bit window,
@@ -595,19 +576,8 @@ impl<R: Ring> TruncSmallKey<R> {
                 R::BITS - 1
             )));
         }
-        let m = rd.count(
-            TRUNC_SMALL_RING * (R::BITS as usize / 8) / 2,
-            "truncation (small) elements",
-        )?;
-        let seed = rd.u128("truncation (small) seed")?;
-        let ring = read_halves(
-            rd,
-            party,
-            seed,
-            TRUNC_SMALL_RING,
-            m,
-            "truncation (small) shares",
-        )?;
+        let (m, seed, ring) =
+            read_seeded(rd, party, TRUNC_SMALL_RING, "truncation (small) shares")?;
         let u = rd.bits(m, "truncation (small) u")?;
         let dcf = rd.fss::<_, Z2>(party, f, m, "truncation (small) DCF keys")?;
         Self::from_parts(party, f, k, ring, seed, u, dcf)
@@ -706,7 +676,7 @@ impl<R: Ring> TruncStochKey<R> {
         let seeds: [u128; 2] = [rng.random(), rng.random()];
         let [p0, p1] = split_halves(&[&r, &r_hi, &r_msb], seeds, rng);
         let key = |party, ring, seed| -> Result<Self, MpcError> {
-            let [r, r_hi, r_msb] = three(ring, "truncation (stochastic)")?;
+            let [r, r_hi, r_msb] = into_array(ring, "truncation (stochastic)")?;
             Ok(Self {
                 party,
                 f,
@@ -731,8 +701,7 @@ impl<R: Ring> TruncStochKey<R> {
     /// Key bytes held by this party: the `ceil(3m / 2)` ring shares it
     /// does not expand from its 16-byte seed (one and a half per element).
     pub fn key_bytes(&self) -> usize {
-        written_range(self.party, TRUNC_RING * self.len()).len() * (R::BITS as usize / 8)
-            + SEED_BYTES
+        seeded_key_bytes::<R>(self.party, TRUNC_RING, self.len())
     }
 
     /// Cost of `m` stochastic truncations (see [`crate::cost`]): one round,
@@ -829,20 +798,8 @@ impl<R: Ring> TruncStochKey<R> {
                 R::BITS - 1
             )));
         }
-        let m = rd.count(
-            TRUNC_RING * (R::BITS as usize / 8) / 2,
-            "truncation (stochastic) elements",
-        )?;
-        let seed = rd.u128("truncation (stochastic) seed")?;
-        let ring = read_halves(
-            rd,
-            party,
-            seed,
-            TRUNC_RING,
-            m,
-            "truncation (stochastic) shares",
-        )?;
-        let [r, r_hi, r_msb] = three(ring, "truncation (stochastic)")?;
+        let (_, seed, ring) = read_seeded(rd, party, TRUNC_RING, "truncation (stochastic) shares")?;
+        let [r, r_hi, r_msb] = into_array(ring, "truncation (stochastic)")?;
         Ok(TruncStochKey {
             party,
             f,

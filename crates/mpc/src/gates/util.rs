@@ -165,6 +165,37 @@ pub(crate) fn read_halves<R: Ring>(
     Ok((0..count).map(|_| all.by_ref().take(m).collect()).collect())
 }
 
+/// Reads the seeded part of a key body with `count` ring vectors: the
+/// element count `m`, the 16-byte seed and party `p`'s [`written_range`]
+/// (the layout [`put_written`] writes after `m` and the seed). Returns `m`,
+/// the seed and the vectors.
+pub(crate) fn read_seeded<R: Ring>(
+    rd: &mut Reader<'_>,
+    p: Party,
+    count: usize,
+    what: &str,
+) -> Result<(usize, u128, Vec<Vec<R>>), MpcError> {
+    let m = rd.count(count * (R::BITS as usize / 8) / 2, what)?;
+    let seed = rd.u128(what)?;
+    let ring = read_halves(rd, p, seed, count, m, what)?;
+    Ok((m, seed, ring))
+}
+
+/// The `N` vectors of `v` as an array (an error names `what` otherwise).
+pub(crate) fn into_array<R, const N: usize>(
+    v: Vec<Vec<R>>,
+    what: &str,
+) -> Result<[Vec<R>; N], MpcError> {
+    <[Vec<R>; N]>::try_from(v)
+        .map_err(|v| MpcError::Codec(format!("{what}: {} ring vectors, not {N}", v.len())))
+}
+
+/// Key bytes of party `p`'s seeded shares of `count` vectors of `m`
+/// elements: its [`written_range`] and the seed.
+pub(crate) fn seeded_key_bytes<R: Ring>(p: Party, count: usize, m: usize) -> usize {
+    written_range(p, count * m).len() * (R::BITS as usize / 8) + SEED_BYTES
+}
+
 /// Additive sharing of dealer values: `(random, v - random)`.
 pub(crate) fn split<R: Ring, G: Rng + CryptoRng + ?Sized>(
     vals: &[R],
