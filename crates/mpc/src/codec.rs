@@ -17,16 +17,23 @@
 //! the [gate table](crate::table)); their layouts (ring elements take
 //! `BITS / 8` bytes each; "FSS" is a `u64`
 //! byte length followed by an `ariann_fss` key encoding without its SHA-256
-//! trailer, format version 2, see `ariann_fss::codec`):
+//! trailer, format version 2, see `ariann_fss::codec`; "seeded `v1 || v2
+//! || ...`" is a 16-byte seed, then this party's *written half* of the
+//! vectors' `n` elements in all, in order: party 0's last `ceil(n / 2)`,
+//! party 1's first `ceil(n / 2)`; the other `floor(n / 2)` are expanded
+//! from the seed, `crate::gates::util::split_halves`):
 //!
 //! - DReLU: `k` (u32), `m`, `r[m]`, `msb[m]`, FSS (DCF, `Z_2^64`)
 //! - ReLU: `k` (u32), `m`, `r[m]`, `msb[m]`, `r_msb[m]`, FSS (DCF, `(Z_2^64)^2`)
 //! - equality: `k` (u32), `m`, `r[m]`, FSS (DPF, `Z_2^64`)
-//! - truncation: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`, `r_msb[m]`, FSS (DCF, `Z_2^64`)
-//! - truncation (stochastic): `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`,
-//!   `r_msb[m]` (no FSS key)
-//! - triple: the map, then the tensors `a`, `b`, `c`, each as a rank byte,
-//!   the dimensions and the elements
+//! - truncation: `f` (u32), `k` (u32), `m`, seeded `r || r_hi || r_msb`,
+//!   FSS (DCF, `Z_2^64`)
+//! - truncation (stochastic): `f` (u32), `k` (u32), `m`, seeded
+//!   `r || r_hi || r_msb` (no FSS key)
+//! - truncation (small): `f` (u32), `k` (u32), `m`, seeded
+//!   `r || r_hi || r_msb || mc`, the bits `u[m]` (packed), FSS (DCF, `Z_2`)
+//! - triple: the map, then seeded `a || b || c` (shapes from the map)
+//! - triple reuse: the map, then seeded `a' || c'`
 //! - spline (the `spline` gate, and inside batch-norm): `k` (u32), the
 //!   spline (`J` then `J` knots, `J + 1` slopes, `J + 1` intercepts as i64),
 //!   `m`, `r[m]`, `c[m J][2]`, FSS (DCF, `(Z_2^64)^2`); a `spline` gate's
@@ -37,23 +44,22 @@
 //! - batch-norm: the shape, then truncation, triple, truncation, truncation,
 //!   spline, triple, truncation, triple, truncation bodies
 //! - argmax: `rows`, `n`, a DReLU body, an equality body
-//! - ReLU (small): `k` (u32), `m`, `r[m]`, `m[m]`, `mr[m]`, the bits `s[m]`
+//! - ReLU (small): `k` (u32), `m`, seeded `r || m || mr`, the bits `s[m]`
 //!   (packed: eight to a byte, lowest bit first, `ceil(m / 8)` bytes, the
 //!   padding bits zero), FSS (DCF, `Z_2`)
-//! - truncation + ReLU: `f` (u32), `k` (u32), `m`, `r[m]`, `r_hi[m]`,
-//!   `r_msb[m]`, `md[m]`, `mc[m]`, `mdmc[m]`, `md_rhi[m]`, `md_rmsb[m]`, the
-//!   bits `s[m]` and `u[m]` (packed, each), FSS (DCF on `k - 1` bits, `Z_2`),
-//!   FSS (DCF on `f` bits, `Z_2`)
+//! - truncation + ReLU: `f` (u32), `k` (u32), `m`, seeded `r || r_hi ||
+//!   r_msb || md || mc || mdmc || md_rhi || md_rmsb`, the bits `s[m]` and
+//!   `u[m]` (packed, each), FSS (DCF on `k - 1` bits, `Z_2`), FSS (DCF on
+//!   `f` bits, `Z_2`)
 //! - max-pool (small): the shape, the number of levels, one ReLU (small)
 //!   body per level (the levels' number and sizes must be the tree's)
 //! - argmax (small): `rows`, `n`, a DReLU (small) body (`k` (u32), `m`,
 //!   `r[m]`, `m[m]`, the bits `s[m]` (packed), FSS (DCF, `Z_2`)), an
 //!   equality body (counts and windows checked against `rows` and `n`)
-//! - training product: a triple body (the map, `a`, `b`, `c`), a flag byte
-//!   (1 iff `cx` follows, as the descriptor's `dx`), then the tensors `d`
-//!   (output shape), `cx` (left operand's shape; if the flag is 1) and `cw`
-//!   (right operand's shape), each as a rank byte, the dimensions and the
-//!   elements
+//! - training product: a triple body, a flag byte (1 iff `cx` is there,
+//!   as the descriptor's `dx`), then seeded `d || cx || cw` (`d` of the
+//!   output's shape, `cx` of the left operand's, only if the flag is 1,
+//!   `cw` of the right operand's)
 //!
 //! The encoding has no checksum of its own (raw shares carry no redundancy
 //! to check): integrity is the container's job, a key file's signed
@@ -68,7 +74,7 @@
 use crate::bundle::{BundleTag, GateDesc, GateKey, KeyBundle};
 use crate::error::MpcError;
 use ariann_fss::{FssKeys, Party, Payload, Scheme};
-use ariann_ring::{Ring, RingTensor};
+use ariann_ring::Ring;
 
 /// Magic bytes of a bundle encoding.
 pub const BUNDLE_MAGIC: [u8; 4] = *b"ARKB";
@@ -112,15 +118,6 @@ pub(crate) fn put_fss<S: Scheme, P: Payload>(out: &mut Vec<u8>, k: &FssKeys<S, P
 /// caller's, from the body).
 pub(crate) fn put_bits(out: &mut Vec<u8>, bits: &[u8]) {
     out.extend_from_slice(&crate::open::pack_bits(bits));
-}
-
-pub(crate) fn put_tensor<R: Ring>(out: &mut Vec<u8>, t: &RingTensor<R>) {
-    // Ranks are at most 4 for every map; `as u8` cannot truncate.
-    out.push(t.shape().len() as u8);
-    for d in t.shape() {
-        put_usize(out, *d);
-    }
-    put_ring(out, t.as_slice());
 }
 
 // ---------------------------------------------------------------- reading
@@ -253,30 +250,6 @@ impl<'a> Reader<'a> {
         } else {
             Err(err(format!("{what} = {k} outside {min}..={}", R::BITS)))
         }
-    }
-
-    pub(crate) fn tensor<R: Ring>(
-        &mut self,
-        expected: &[usize],
-        what: &str,
-    ) -> Result<RingTensor<R>, MpcError> {
-        let rank = self.u8(what)? as usize;
-        self.check_fits(rank, 8, what)?;
-        let mut shape = Vec::with_capacity(rank);
-        for _ in 0..rank {
-            shape.push(self.usize(what)?);
-        }
-        if shape != expected {
-            return Err(err(format!(
-                "{what} has shape {shape:?}, the map needs {expected:?}"
-            )));
-        }
-        let n = shape
-            .iter()
-            .try_fold(1usize, |a, d| a.checked_mul(*d))
-            .ok_or_else(|| err(format!("{what}: element count overflows")))?;
-        let data = self.ring::<R>(n, what)?;
-        RingTensor::from_vec(&shape, data).map_err(|e| err(format!("{what}: {e}")))
     }
 }
 

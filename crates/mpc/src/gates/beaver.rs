@@ -14,17 +14,26 @@
 //!
 //! Outputs carry the sum of the inputs' fractional bits; fixed-point
 //! truncation is a separate step.
+//!
+//! A key's shares of `a`, `b` and `c` are in *seeded halves*
+//! ([`crate::gates::util::split_halves`]): of their `n` elements in all,
+//! party 0 expands the first `floor(n / 2)` from a 16-byte seed in its key
+//! and party 1 the last `floor(n / 2)`, so each key carries its seed and
+//! about half of the elements.
 
 use crate::bundle::GateDesc;
-use crate::codec::{Reader, put_tensor, put_usize};
+use crate::codec::{Reader, put_usize};
 use crate::cost::{self, GateCost, U64};
 use crate::error::MpcError;
-use crate::gates::util::check_party;
+use crate::gates::util::{
+    check_party, put_seeded_tensors, read_seeded_tensors, seeded_tensor_bytes, seeded_tensor_cost,
+    split_tensors,
+};
 use crate::open::open;
 use crate::table::{GateKind, KindKeys, MapKind, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::Party;
-use ariann_ring::{Conv2dShape, Ring, RingTensor, conv2d, reconstruct, share};
+use ariann_ring::{Conv2dShape, Ring, RingTensor, conv2d, reconstruct};
 use rand::{CryptoRng, Rng};
 
 /// The bilinear map a triple is for.
@@ -197,6 +206,8 @@ pub(crate) fn map_encoded_len(map: &Bilinear) -> u64 {
 pub struct TripleKey<R: Ring> {
     pub(crate) party: Party,
     pub(crate) map: Bilinear,
+    /// The seed of this party's seeded half of `a || b || c`.
+    pub(crate) seed: u128,
     pub(crate) a: RingTensor<R>,
     pub(crate) b: RingTensor<R>,
     pub(crate) c: RingTensor<R>,
@@ -247,25 +258,30 @@ impl<R: Ring> TripleKey<R> {
         rng: &mut G,
     ) -> Result<(Self, Self), MpcError> {
         let c = map.apply(a, b)?;
-        let (a0, a1) = share(a, rng);
-        let (b0, b1) = share(b, rng);
-        let (c0, c1) = share(&c, rng);
+        let ([s0, s1], [v0, v1]) = split_tensors(&[a, b, &c], rng)?;
         Ok((
-            Self {
-                party: Party::P0,
-                map,
-                a: a0,
-                b: b0,
-                c: c0,
-            },
-            Self {
-                party: Party::P1,
-                map,
-                a: a1,
-                b: b1,
-                c: c1,
-            },
+            Self::from_shares(Party::P0, map, s0, v0)?,
+            Self::from_shares(Party::P1, map, s1, v1)?,
         ))
+    }
+
+    /// A key from its seed and its shares of `a`, `b`, `c` (in this order).
+    fn from_shares(
+        party: Party,
+        map: Bilinear,
+        seed: u128,
+        shares: Vec<RingTensor<R>>,
+    ) -> Result<Self, MpcError> {
+        let [a, b, c] = <[RingTensor<R>; 3]>::try_from(shares)
+            .map_err(|v| MpcError::Codec(format!("triple: {} tensors, not 3", v.len())))?;
+        Ok(Self {
+            party,
+            map,
+            seed,
+            a,
+            b,
+            c,
+        })
     }
 
     /// The map this triple serves.
@@ -273,15 +289,17 @@ impl<R: Ring> TripleKey<R> {
         self.map
     }
 
-    /// Key bytes held by this party.
+    /// Key bytes held by this party: its seed and its written half of
+    /// `a || b || c`.
     pub fn key_bytes(&self) -> usize {
-        (self.a.len() + self.b.len() + self.c.len()) * (R::BITS as usize / 8)
+        seeded_tensor_bytes::<R>(self.party, self.a.len() + self.b.len() + self.c.len())
     }
 
     /// Cost of a triple for `map`, without generating it (see
     /// [`crate::cost`]): one round opening `|a| + |b|` ring elements; the
-    /// key holds `a`, `b` and `c`; the key body is the map, then each tensor
-    /// as a rank byte, its dimensions and its elements.
+    /// key holds a 16-byte seed and `ceil(n / 2)` of the `n = |a| + |b| +
+    /// |c|` elements (seeded halves); the key body is the map, the seed and
+    /// those elements (the shapes follow from the map).
     pub fn cost(map: Bilinear) -> Result<GateCost, MpcError> {
         let what = "triple";
         let w = cost::ring_bytes::<R>();
@@ -291,23 +309,21 @@ impl<R: Ring> TripleKey<R> {
             .shapes()
             .map_err(|e| MpcError::InvalidParameter(format!("{map:?}: {e}")))?;
         let mut lens = [0u64; 3];
-        let mut headers = 0u64;
         for (len, shape) in lens.iter_mut().zip([&sa, &sb, &sc]) {
             let dims = shape
                 .iter()
                 .map(|d| cost::size(*d))
                 .collect::<Result<Vec<_>, _>>()?;
             *len = cost::product(&dims, what)?;
-            headers = cost::sum(&[headers, 1, U64 * dims.len() as u64], what)?;
         }
         let opened = cost::add(lens[0], lens[1], what)?;
         let held = cost::add(opened, lens[2], what)?;
-        let key_bytes = cost::mul(held, w, what)?;
+        let key_bytes = seeded_tensor_cost(held, w, what)?;
         Ok(GateCost {
             rounds: 1,
             bytes_sent: cost::mul(opened, w, what)?,
             key_bytes,
-            encoded_bytes: cost::sum(&[map_encoded_len(&map), headers, key_bytes], what)?,
+            encoded_bytes: cost::add(map_encoded_len(&map), key_bytes, what)?,
         })
     }
 
@@ -395,29 +411,23 @@ pub fn check_triple<R: Ring>(k0: &TripleKey<R>, k1: &TripleKey<R>) -> Result<boo
 // ------------------------------------------------ gate table: dispatch and codec
 
 impl<R: Ring> TripleKey<R> {
-    /// Key body: the map ([`Bilinear::encode`]), then the tensors `a`, `b`,
-    /// `c`, each as a rank byte, the dimensions and the elements.
+    /// Key body: the map ([`Bilinear::encode`]), then the seed and this
+    /// party's written half of `a || b || c`
+    /// ([`crate::gates::util::put_seeded_tensors`]).
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         self.map.encode(out);
-        put_tensor(out, &self.a);
-        put_tensor(out, &self.b);
-        put_tensor(out, &self.c);
+        put_seeded_tensors(out, self.party, self.seed, &[&self.a, &self.b, &self.c]);
     }
 
-    /// Reads a body written by [`TripleKey::write`] (shapes checked
-    /// against the map).
+    /// Reads a body written by [`TripleKey::write`] (the tensors' shapes
+    /// are the map's).
     pub(crate) fn read(rd: &mut Reader<'_>, party: Party) -> Result<Self, MpcError> {
         let map = Bilinear::read(rd)?;
         let (sa, sb, sc) = map
             .shapes()
             .map_err(|e| MpcError::Codec(format!("triple map {map:?}: {e}")))?;
-        Ok(TripleKey {
-            party,
-            map,
-            a: rd.tensor(&sa, "triple a")?,
-            b: rd.tensor(&sb, "triple b")?,
-            c: rd.tensor(&sc, "triple c")?,
-        })
+        let (seed, ts) = read_seeded_tensors::<R>(rd, party, &[&sa, &sb, &sc], "triple")?;
+        Self::from_shares(party, map, seed, ts)
     }
 }
 

@@ -41,16 +41,19 @@
 //! kept opening's shape ([`MpcError::WeightOpeningShape`] otherwise).
 
 use crate::bundle::GateDesc;
-use crate::codec::{Reader, put_tensor};
-use crate::cost::{self, GateCost, U64};
+use crate::codec::Reader;
+use crate::cost::{self, GateCost};
 use crate::error::MpcError;
 use crate::gates::beaver::{Bilinear, TripleKey, map_encoded_len};
-use crate::gates::util::check_party;
+use crate::gates::util::{
+    check_party, put_seeded_tensors, read_seeded_tensors, seeded_tensor_bytes, seeded_tensor_cost,
+    split_tensors,
+};
 use crate::open::open;
 use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::Party;
-use ariann_ring::{Ring, RingTensor, reconstruct, share};
+use ariann_ring::{Ring, RingTensor, reconstruct};
 use rand::{CryptoRng, Rng};
 use std::collections::BTreeMap;
 
@@ -184,6 +187,8 @@ pub struct ReuseTripleKey<R: Ring> {
     pub(crate) party: Party,
     pub(crate) map: Bilinear,
     pub(crate) from: u64,
+    /// The seed of this party's seeded half of `a' || c'`.
+    pub(crate) seed: u128,
     pub(crate) a: RingTensor<R>,
     pub(crate) c: RingTensor<R>,
 }
@@ -219,24 +224,31 @@ impl<R: Ring> ReuseTripleKey<R> {
         }
         let a = RingTensor::<R>::random(&sa, rng);
         let c = map.apply(&a, b)?;
-        let (a0, a1) = share(&a, rng);
-        let (c0, c1) = share(&c, rng);
+        let ([s0, s1], [v0, v1]) = split_tensors(&[&a, &c], rng)?;
         Ok((
-            Self {
-                party: Party::P0,
-                map,
-                from,
-                a: a0,
-                c: c0,
-            },
-            Self {
-                party: Party::P1,
-                map,
-                from,
-                a: a1,
-                c: c1,
-            },
+            Self::from_shares(Party::P0, map, from, s0, v0)?,
+            Self::from_shares(Party::P1, map, from, s1, v1)?,
         ))
+    }
+
+    /// A key from its seed and its shares of `a'` and `c'` (in this order).
+    fn from_shares(
+        party: Party,
+        map: Bilinear,
+        from: u64,
+        seed: u128,
+        shares: Vec<RingTensor<R>>,
+    ) -> Result<Self, MpcError> {
+        let [a, c] = <[RingTensor<R>; 2]>::try_from(shares)
+            .map_err(|v| MpcError::Codec(format!("triple_reuse: {} tensors, not 2", v.len())))?;
+        Ok(Self {
+            party,
+            map,
+            from,
+            seed,
+            a,
+            c,
+        })
     }
 
     /// The map this key serves.
@@ -249,15 +261,16 @@ impl<R: Ring> ReuseTripleKey<R> {
         self.from
     }
 
-    /// Key bytes held by this party (`a'` and `c'`).
+    /// Key bytes held by this party: its seed and its written half of
+    /// `a' || c'` (seeded halves, as [`TripleKey`]'s).
     pub fn key_bytes(&self) -> usize {
-        (self.a.len() + self.c.len()) * (R::BITS as usize / 8)
+        seeded_tensor_bytes::<R>(self.party, self.a.len() + self.c.len())
     }
 
     /// Cost of a reuse gate for `map`, without generating it: one round
-    /// opening `|a|` ring elements; the key holds `a` and `c`; the key body
-    /// is the map, then each tensor as a rank byte, its dimensions and its
-    /// elements.
+    /// opening `|a|` ring elements; the key holds a seed and `ceil(n / 2)`
+    /// of the `n = |a| + |c|` elements; the key body is the map, the seed
+    /// and those elements.
     pub fn cost(map: Bilinear) -> Result<GateCost, MpcError> {
         let what = "triple_reuse";
         let w = cost::ring_bytes::<R>();
@@ -265,22 +278,20 @@ impl<R: Ring> ReuseTripleKey<R> {
             .shapes()
             .map_err(|e| MpcError::InvalidParameter(format!("{map:?}: {e}")))?;
         let mut lens = [0u64; 2];
-        let mut headers = 0u64;
         for (len, shape) in lens.iter_mut().zip([&sa, &sc]) {
             let dims = shape
                 .iter()
                 .map(|d| cost::size(*d))
                 .collect::<Result<Vec<_>, _>>()?;
             *len = cost::product(&dims, what)?;
-            headers = cost::sum(&[headers, 1, U64 * dims.len() as u64], what)?;
         }
         let held = cost::add(lens[0], lens[1], what)?;
-        let key_bytes = cost::mul(held, w, what)?;
+        let key_bytes = seeded_tensor_cost(held, w, what)?;
         Ok(GateCost {
             rounds: 1,
             bytes_sent: cost::mul(lens[0], w, what)?,
             key_bytes,
-            encoded_bytes: cost::sum(&[map_encoded_len(&map), headers, key_bytes], what)?,
+            encoded_bytes: cost::add(map_encoded_len(&map), key_bytes, what)?,
         })
     }
 
@@ -379,12 +390,11 @@ impl<R: Ring> KindKeys<R> for ReuseTripleKey<R> {
         self.key_bytes()
     }
 
-    /// Key body: the map ([`Bilinear::encode`]), then the tensors `a` and
-    /// `c`, each as a rank byte, the dimensions and the elements.
+    /// Key body: the map ([`Bilinear::encode`]), then the seed and this
+    /// party's written half of `a' || c'`.
     fn write_body(&self, out: &mut Vec<u8>) {
         self.map.encode(out);
-        put_tensor(out, &self.a);
-        put_tensor(out, &self.c);
+        put_seeded_tensors(out, self.party, self.seed, &[&self.a, &self.c]);
     }
 
     fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
@@ -398,13 +408,8 @@ impl<R: Ring> KindKeys<R> for ReuseTripleKey<R> {
         let (sa, _, sc) = map
             .shapes()
             .map_err(|e| MpcError::Codec(format!("triple_reuse map {map:?}: {e}")))?;
-        Ok(Self {
-            party,
-            map,
-            from,
-            a: rd.tensor(&sa, "triple_reuse a")?,
-            c: rd.tensor(&sc, "triple_reuse c")?,
-        })
+        let (seed, ts) = read_seeded_tensors::<R>(rd, party, &[&sa, &sc], "triple_reuse")?;
+        Self::from_shares(party, map, from, seed, ts)
     }
 }
 
@@ -412,6 +417,7 @@ impl<R: Ring> KindKeys<R> for ReuseTripleKey<R> {
 mod tests {
     use super::*;
     use crate::transport::run_two_party;
+    use ariann_ring::share;
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 

@@ -25,21 +25,27 @@
 //! `y` again.
 //!
 //! Outputs carry the sum of the inputs' fractional bits; truncate afterwards.
+//! The triple's shares and those of `d`, `cx`, `cw` are each in seeded
+//! halves (a seed and about half of the elements per key, see
+//! [`crate::gates::beaver`]).
 //! Key material and tapes live in [`RingTensor`]s, which are zeroized on
 //! drop; `Debug` prints shapes and flags, never values.
 
 use crate::backend::{BilinearTape, TapeOrigin, foreign_tape};
 use crate::bundle::GateDesc;
-use crate::codec::{Reader, err, put_tensor};
-use crate::cost::{self, GateCost, U64};
+use crate::codec::{Reader, err};
+use crate::cost::{self, GateCost};
 use crate::error::MpcError;
 use crate::gates::beaver::{Bilinear, TripleKey};
-use crate::gates::util::check_party;
+use crate::gates::util::{
+    check_party, put_seeded_tensors, read_seeded_tensors, seeded_tensor_bytes, seeded_tensor_cost,
+    split_tensors,
+};
 use crate::open::open;
 use crate::table::{GateKind, KindKeys, body_mismatch, other_kind};
 use crate::transport::Transport;
 use ariann_fss::Party;
-use ariann_ring::{Ring, RingTensor, share};
+use ariann_ring::{Ring, RingTensor};
 use rand::{CryptoRng, Rng};
 
 /// One party's key of a training product: the forward triple and the
@@ -55,6 +61,8 @@ pub struct TrainTripleKey<R: Ring> {
     pub(crate) cx: Option<RingTensor<R>>,
     /// Share of `back_y(a, d)` (right operand's shape).
     pub(crate) cw: RingTensor<R>,
+    /// The seed of this party's seeded half of `d || cx || cw`.
+    pub(crate) seed: u128,
 }
 
 impl<R: Ring> core::fmt::Debug for TrainTripleKey<R> {
@@ -95,28 +103,38 @@ impl<R: Ring> TrainTripleKey<R> {
         let (t0, t1) = TripleKey::deal_from(map, &a, &b, rng)?;
         let d = RingTensor::<R>::random(&sz, rng);
         let cw = map.back_y(&a, &d)?;
-        let (d0, d1) = share(&d, rng);
-        let (cw0, cw1) = share(&cw, rng);
-        let (cx0, cx1) = if dx {
-            let (p, q) = share(&map.back_x(&d, &b)?, rng);
-            (Some(p), Some(q))
-        } else {
-            (None, None)
-        };
+        let cx = if dx { Some(map.back_x(&d, &b)?) } else { None };
+        let vals: Vec<&RingTensor<R>> = [Some(&d), cx.as_ref(), Some(&cw)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let ([s0, s1], [v0, v1]) = split_tensors(&vals, rng)?;
         Ok((
-            Self {
-                triple: t0,
-                d: d0,
-                cx: cx0,
-                cw: cw0,
-            },
-            Self {
-                triple: t1,
-                d: d1,
-                cx: cx1,
-                cw: cw1,
-            },
+            Self::from_shares(t0, dx, s0, v0)?,
+            Self::from_shares(t1, dx, s1, v1)?,
         ))
+    }
+
+    /// A key from its triple, its seed and its shares of `d`, `cx` (iff
+    /// `dx`) and `cw`, in this order.
+    fn from_shares(
+        triple: TripleKey<R>,
+        dx: bool,
+        seed: u128,
+        shares: Vec<RingTensor<R>>,
+    ) -> Result<Self, MpcError> {
+        let mut it = shares.into_iter();
+        let (d, cx, cw) = match (it.next(), dx.then(|| it.next()).flatten(), it.next()) {
+            (Some(d), cx, Some(cw)) if cx.is_some() == dx && it.next().is_none() => (d, cx, cw),
+            _ => return Err(err("training product: not its backward tensors")),
+        };
+        Ok(Self {
+            triple,
+            d,
+            cx,
+            cw,
+            seed,
+        })
     }
 
     /// The map this key serves.
@@ -129,19 +147,19 @@ impl<R: Ring> TrainTripleKey<R> {
         self.cx.is_some()
     }
 
-    /// Key bytes held by this party.
+    /// Key bytes held by this party: the triple's and the seed and written
+    /// half of `d || cx || cw`.
     pub fn key_bytes(&self) -> usize {
         let extra = self.d.len() + self.cx.as_ref().map_or(0, RingTensor::len) + self.cw.len();
-        self.triple.key_bytes() + extra * (R::BITS as usize / 8)
+        self.triple.key_bytes() + seeded_tensor_bytes::<R>(self.triple.party, extra)
     }
 
     /// Cost of a training product for `map`, without generating it (see
     /// [`crate::cost`]): 2 rounds (forward and backward) opening
-    /// `|x| + |y| + |z|` ring elements in all; the key holds the triple
-    /// (`|x| + |y| + |z|` elements), `d` (`|z|`), `cw` (`|y|`) and, if
-    /// `dx`, `cx` (`|x|`); the key body is the triple's, a flag byte, then
-    /// `d`, `cx` and `cw` each as a rank byte, its dimensions and its
-    /// elements.
+    /// `|x| + |y| + |z|` ring elements in all; the key holds the triple's
+    /// (seeded halves of `|x| + |y| + |z|` elements), then a seed and half
+    /// of `d` (`|z|`), `cw` (`|y|`) and, if `dx`, `cx` (`|x|`); the key
+    /// body is the triple's, a flag byte, the seed and those elements.
     pub fn cost(map: Bilinear, dx: bool) -> Result<GateCost, MpcError> {
         let what = "training product";
         // Refuses what the triple refuses (invalid or overflowing geometry).
@@ -150,27 +168,24 @@ impl<R: Ring> TrainTripleKey<R> {
         let (sx, sy, sz) = map
             .shapes()
             .map_err(|e| MpcError::InvalidParameter(format!("{map:?}: {e}")))?;
-        // Element count and tensor header (rank byte, dimensions) of a shape.
-        let field = |shape: &[usize]| -> Result<(u64, u64), MpcError> {
+        // Element count of a shape.
+        let field = |shape: &[usize]| -> Result<u64, MpcError> {
             let dims = shape
                 .iter()
                 .map(|d| cost::size(*d))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((cost::product(&dims, what)?, 1 + U64 * dims.len() as u64))
+            cost::product(&dims, what)
         };
-        let (lx, hx) = field(&sx)?;
-        let (ly, hy) = field(&sy)?;
-        let (lz, hz) = field(&sz)?;
-        let (lx, hx) = if dx { (lx, hx) } else { (0, 0) };
+        let (lx, ly, lz) = (field(&sx)?, field(&sy)?, field(&sz)?);
+        let lx = if dx { lx } else { 0 };
         let elems = cost::sum(&[lz, lx, ly], what)?;
-        let headers = cost::sum(&[hz, hx, hy], what)?;
-        let extra_key = cost::mul(elems, w, what)?;
+        let extra_key = seeded_tensor_cost(elems, w, what)?;
         let key_bytes = cost::add(fwd.key_bytes, extra_key, what)?;
         Ok(GateCost {
             rounds: 2,
             bytes_sent: cost::add(fwd.bytes_sent, cost::mul(lz, w, what)?, what)?,
             key_bytes,
-            encoded_bytes: cost::sum(&[fwd.encoded_bytes, 1, headers, extra_key], what)?,
+            encoded_bytes: cost::sum(&[fwd.encoded_bytes, 1, extra_key], what)?,
         })
     }
 
@@ -319,16 +334,17 @@ impl<R: Ring> KindKeys<R> for TrainTripleKey<R> {
         Self::cost(map, dx)
     }
 
-    /// The triple's body (map, `a`, `b`, `c`), a flag byte (1 iff `cx`
-    /// follows), then `d`, `cx` (if the flag is 1), `cw`.
+    /// The triple's body (map, seed, half of `a`, `b`, `c`), a flag byte
+    /// (1 iff `cx` is there), then the seed and written half of `d`, `cx`
+    /// (if the flag is 1), `cw`.
     fn write_body(&self, out: &mut Vec<u8>) {
         self.triple.write(out);
         out.push(u8::from(self.cx.is_some()));
-        put_tensor(out, &self.d);
-        if let Some(cx) = &self.cx {
-            put_tensor(out, cx);
-        }
-        put_tensor(out, &self.cw);
+        let ts: Vec<&RingTensor<R>> = [Some(&self.d), self.cx.as_ref(), Some(&self.cw)]
+            .into_iter()
+            .flatten()
+            .collect();
+        put_seeded_tensors(out, self.triple.party, self.seed, &ts);
     }
 
     fn read_body(rd: &mut Reader<'_>, party: Party, desc: &GateDesc) -> Result<Self, MpcError> {
@@ -351,13 +367,11 @@ impl<R: Ring> KindKeys<R> for TrainTripleKey<R> {
         let (sx, sy, sz) = map
             .shapes()
             .map_err(|e| err(format!("training product map {map:?}: {e}")))?;
-        let d = rd.tensor(&sz, "training product d")?;
-        let cx = if dx {
-            Some(rd.tensor(&sx, "training product cx")?)
-        } else {
-            None
-        };
-        let cw = rd.tensor(&sy, "training product cw")?;
-        Ok(TrainTripleKey { triple, d, cx, cw })
+        let shapes: Vec<&[usize]> = [Some(&sz[..]), dx.then_some(&sx[..]), Some(&sy[..])]
+            .into_iter()
+            .flatten()
+            .collect();
+        let (seed, ts) = read_seeded_tensors::<R>(rd, party, &shapes, "training product")?;
+        Self::from_shares(triple, dx, seed, ts)
     }
 }

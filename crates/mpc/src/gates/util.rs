@@ -3,7 +3,7 @@
 use crate::codec::{Reader, put_ring};
 use crate::error::MpcError;
 use ariann_fss::Party;
-use ariann_ring::Ring;
+use ariann_ring::{Ring, RingTensor};
 use rand::{CryptoRng, Rng};
 use zeroize::Zeroize;
 
@@ -153,16 +153,115 @@ pub(crate) fn read_halves<R: Ring>(
     m: usize,
     what: &str,
 ) -> Result<Vec<Vec<R>>, MpcError> {
-    let n = count
+    count
         .checked_mul(m)
         .ok_or_else(|| MpcError::Codec(format!("{what}: {count} x {m} elements overflow")))?;
+    read_halves_of(rd, p, seed, &vec![m; count], what)
+}
+
+/// [`read_halves`] for vectors of the lengths `lens` (in body order). The
+/// written elements are read (bounds-checked against the body) before the
+/// seed is expanded, so a body cannot make the reader expand more than
+/// about what it holds.
+pub(crate) fn read_halves_of<R: Ring>(
+    rd: &mut Reader<'_>,
+    p: Party,
+    seed: u128,
+    lens: &[usize],
+    what: &str,
+) -> Result<Vec<Vec<R>>, MpcError> {
+    let n = lens
+        .iter()
+        .try_fold(0usize, |a, l| a.checked_add(*l))
+        .ok_or_else(|| MpcError::Codec(format!("{what}: {lens:?} elements overflow")))?;
     let written = rd.ring::<R>(written_range(p, n).len(), what)?;
     let seeded = expand_ring::<R>(seed, seeded_range(p, n).len());
     let mut all = match p {
         Party::P0 => seeded.into_iter().chain(written),
         Party::P1 => written.into_iter().chain(seeded),
     };
-    Ok((0..count).map(|_| all.by_ref().take(m).collect()).collect())
+    Ok(lens
+        .iter()
+        .map(|m| all.by_ref().take(*m).collect())
+        .collect())
+}
+
+/// Both parties' seeds and their shares of some tensors ([`split_tensors`]).
+pub(crate) type SeededShares<R> = ([u128; 2], [Vec<RingTensor<R>>; 2]);
+
+/// Dealer: both parties' shares of the tensors `vals` in seeded halves
+/// ([`split_halves`] over their elements, in order, with fresh seeds from
+/// `rng`), as tensors of the same shapes, and the two seeds.
+pub(crate) fn split_tensors<R: Ring, G: Rng + CryptoRng + ?Sized>(
+    vals: &[&RingTensor<R>],
+    rng: &mut G,
+) -> Result<SeededShares<R>, MpcError> {
+    let seeds: [u128; 2] = [rng.random(), rng.random()];
+    let slices: Vec<&[R]> = vals.iter().map(|t| t.as_slice()).collect();
+    let [v0, v1] = split_halves(&slices, seeds, rng);
+    let shaped = |vs: Vec<Vec<R>>| -> Result<Vec<RingTensor<R>>, MpcError> {
+        vs.into_iter()
+            .zip(vals)
+            .map(|(v, t)| Ok(RingTensor::from_vec(t.shape(), v)?))
+            .collect()
+    };
+    Ok((seeds, [shaped(v0)?, shaped(v1)?]))
+}
+
+/// Appends party `p`'s seeded tensors: its 16-byte `seed`, then its
+/// [`written_range`] of the tensors' elements (in order). The shapes are
+/// not written: the reader knows them ([`read_seeded_tensors`]).
+pub(crate) fn put_seeded_tensors<R: Ring>(
+    out: &mut Vec<u8>,
+    p: Party,
+    seed: u128,
+    ts: &[&RingTensor<R>],
+) {
+    out.extend_from_slice(&seed.to_le_bytes());
+    let slices: Vec<&[R]> = ts.iter().map(|t| t.as_slice()).collect();
+    put_written(out, p, &slices);
+}
+
+/// Reads what [`put_seeded_tensors`] wrote for tensors of `shapes`: the
+/// seed and the tensors.
+pub(crate) fn read_seeded_tensors<R: Ring>(
+    rd: &mut Reader<'_>,
+    p: Party,
+    shapes: &[&[usize]],
+    what: &str,
+) -> Result<(u128, Vec<RingTensor<R>>), MpcError> {
+    let seed = rd.u128(what)?;
+    let lens = shapes
+        .iter()
+        .map(|s| {
+            s.iter()
+                .try_fold(1usize, |a, d| a.checked_mul(*d))
+                .ok_or_else(|| MpcError::Codec(format!("{what}: shape {s:?} overflows")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let vs = read_halves_of::<R>(rd, p, seed, &lens, what)?;
+    let ts = vs
+        .into_iter()
+        .zip(shapes)
+        .map(|(v, s)| Ok(RingTensor::from_vec(s, v)?))
+        .collect::<Result<Vec<_>, MpcError>>()?;
+    Ok((seed, ts))
+}
+
+/// Key bytes of party `p`'s seeded tensors of `n` elements in all: its
+/// [`written_range`] and the seed (what [`put_seeded_tensors`] writes).
+pub(crate) fn seeded_tensor_bytes<R: Ring>(p: Party, n: usize) -> usize {
+    written_range(p, n).len() * (R::BITS as usize / 8) + SEED_BYTES
+}
+
+/// [`seeded_tensor_bytes`] in the cost model's arithmetic, for `n` elements
+/// of `w` bytes: `ceil(n / 2) w + 16` (errors on overflow).
+pub(crate) fn seeded_tensor_cost(n: u64, w: u64, what: &'static str) -> Result<u64, MpcError> {
+    crate::cost::add(
+        crate::cost::mul(n.div_ceil(2), w, what)?,
+        SEED_BYTES as u64,
+        what,
+    )
 }
 
 /// Reads the seeded part of a key body with `count` ring vectors: the
@@ -248,6 +347,11 @@ mod tests {
             let vecs: Vec<&[R]> = shares[p.index() as usize].iter().map(|v| &v[..]).collect();
             put_written(&mut out, p, &vecs);
             assert_eq!(out.len(), w.len() * (R::BITS as usize / 8));
+            let mut rd = Reader::new(&out);
+            let back = read_halves_of::<R>(&mut rd, p, seeds[p.index() as usize], lens, "test")
+                .expect("reads");
+            assert_eq!(back, shares[p.index() as usize], "{p:?} read back {lens:?}");
+            assert_eq!(rd.left(), 0);
             if lens.iter().all(|l| *l == lens[0]) && !lens.is_empty() {
                 let mut rd = Reader::new(&out);
                 let back = read_halves::<R>(
@@ -268,6 +372,43 @@ mod tests {
                 written_cost(lens.len(), *m).ok(),
                 Some(n.div_ceil(2) as u64)
             );
+        }
+    }
+
+    /// Seeded tensors (triples' bodies): shares of the right shapes that
+    /// add up to the tensors, a body of a seed and half of the elements,
+    /// read back to the same shares; a cut body is refused.
+    #[test]
+    fn seeded_tensors_round_trip() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let shapes: [&[usize]; 3] = [&[2, 3], &[3, 1], &[5]];
+        let ts: Vec<RingTensor<u64>> = shapes
+            .iter()
+            .map(|s| RingTensor::random(s, &mut rng))
+            .collect();
+        let refs: Vec<&RingTensor<u64>> = ts.iter().collect();
+        let (seeds, shares) = split_tensors(&refs, &mut rng).expect("shapes");
+        for (i, t) in ts.iter().enumerate() {
+            assert_eq!(shares[0][i].shape(), t.shape());
+            assert_eq!(&shares[0][i].add(&shares[1][i]).expect("shape"), t);
+        }
+        for p in [Party::P0, Party::P1] {
+            let i = p.index() as usize;
+            let mine: Vec<&RingTensor<u64>> = shares[i].iter().collect();
+            let mut out = Vec::new();
+            put_seeded_tensors(&mut out, p, seeds[i], &mine);
+            // 14 elements: the seed and 7 of them.
+            assert_eq!(out.len(), seeded_tensor_bytes::<u64>(p, 14));
+            assert_eq!(out.len(), 16 + 7 * 8);
+            let mut rd = Reader::new(&out);
+            let (seed, back) =
+                read_seeded_tensors::<u64>(&mut rd, p, &shapes, "test").expect("reads");
+            assert_eq!((seed, &back), (seeds[i], &shares[i]));
+            assert_eq!(rd.left(), 0);
+            for cut in 0..out.len() {
+                let mut rd = Reader::new(&out[..cut]);
+                assert!(read_seeded_tensors::<u64>(&mut rd, p, &shapes, "test").is_err());
+            }
         }
     }
 
