@@ -81,6 +81,40 @@ impl Args {
     fn flag(&self, name: &str) -> bool {
         self.0.iter().any(|a| a == name)
     }
+    /// Refuses an option this example does not read (a typo such as
+    /// `--epoch 5` would otherwise train with the defaults) and a valued
+    /// option without its value. The known options are the names this
+    /// file passes to `flag`, `value` and `parse`, read from its own
+    /// source, so the list cannot drift from the code.
+    fn check_known(&self) -> Res<()> {
+        let src = include_str!("train.rs");
+        let names = |call: &str| -> std::collections::HashSet<&str> {
+            src.split(call)
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next())
+                .collect()
+        };
+        let flags = names("args.flag(\"");
+        let mut valued = names("args.value(\"");
+        valued.extend(names("args.parse(\""));
+        let mut i = 0;
+        while i < self.0.len() {
+            let a = self.0[i].as_str();
+            if valued.contains(a) {
+                if i + 1 == self.0.len() {
+                    return Err(format!("{a} needs a value").into());
+                }
+                i += 2;
+            } else if flags.contains(a) {
+                i += 1;
+            } else {
+                return Err(
+                    format!("unknown option {a:?} (`train --help` lists the options)").into(),
+                );
+            }
+        }
+        Ok(())
+    }
     fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Res<T> {
         match self.value(name) {
             None => Ok(default),
@@ -277,6 +311,7 @@ fn main() -> Res<()> {
         }
         return Ok(());
     }
+    args.check_known()?;
     let name = args.value("--model").unwrap_or("lenet").to_string();
     let epochs: usize = args.parse("--epochs", 1)?;
     let batch: usize = args.parse("--batch", 64)?;

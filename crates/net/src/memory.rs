@@ -2,7 +2,7 @@
 //!
 //! A job moves its keys through buffers of tens to hundreds of megabytes
 //! (a ResNet-20 bundle of 2^18 comparisons is 140 MB per party): the dealer
-//! generates and encodes one, the party reassembles and decodes one, and
+//! generates and encodes one, the party receives and decodes one, and
 //! each is freed a moment later. glibc's `malloc` serves every block above
 //! 32 MiB with a fresh `mmap` and returns it with `munmap` on free, so each
 //! bundle's pages are faulted in and zeroed by the kernel again: in
