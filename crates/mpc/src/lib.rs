@@ -7,7 +7,7 @@
 //! Every gate follows the online/offline contract of the design: the dealer
 //! runs `generate` and hands each party its key; online, each party adds its
 //! share of the dealer's mask to its input share, both open the masked value
-//! in ONE exchange ([`open`]), and each finishes locally.
+//! in ONE exchange ([`open()`]), and each finishes locally.
 //!
 //! Gates ([`gates`]): equality with zero, DReLU and ReLU in one round (one
 //! DPF/DCF key per element on a declared `k`-bit window, exact inside it),

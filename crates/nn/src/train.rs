@@ -1,7 +1,7 @@
 //! Training: one step is the layers' training forward pass, the loss's
 //! gradient, the layers' backward passes and the optimiser's update, all on
 //! a gate backend ([`Gates`]): privately on shares, in cleartext fixed
-//! point ([`Clear`]) or on a [`Recorder`] (whose trace is the dealer's plan
+//! point ([`Clear`](ariann_mpc::Clear)) or on a [`Recorder`] (whose trace is the dealer's plan
 //! for one step; a training job repeats it step after step). A float
 //! reference ([`FloatTrainer`]) runs the same step in `f64` for the
 //! comparisons.

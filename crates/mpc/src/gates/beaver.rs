@@ -16,7 +16,7 @@
 //! truncation is a separate step.
 //!
 //! A key's shares of `a`, `b` and `c` are in *seeded halves*
-//! ([`crate::gates::util::split_halves`]): of their `n` elements in all,
+//! (`gates::util::split_halves`, crate-private): of their `n` elements in all,
 //! party 0 expands the first `floor(n / 2)` from a 16-byte seed in its key
 //! and party 1 the last `floor(n / 2)`, so each key carries its seed and
 //! about half of the elements.
