@@ -3,7 +3,8 @@
 //!
 //! - ReLU on 10^6 elements (k = 32 window): dealer keygen, then online time
 //!   per party (mask, open, finish);
-//! - matrix product 128x784 by 784x128 (matrix triple);
+//! - matrix products 128x784 by 784x128 and 32x4096 by 4096x4096 (matrix
+//!   triples; the latter is VGG16's `classifier.3` at batch 32);
 //! - 3x3 convolution 64 -> 64 channels on 32x32, batch 32 (convolution triple).
 //!
 //! ```text
@@ -76,6 +77,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     m: 128,
                     k: 784,
                     n: 128,
+                },
+            ),
+            (
+                // VGG16 (CIFAR-10)'s classifier.3 at batch 32: few rows, a
+                // large weight (16.8 M elements).
+                "matmul_32x4096x4096",
+                Bilinear::MatMul {
+                    m: 32,
+                    k: 4096,
+                    n: 4096,
                 },
             ),
             (

@@ -30,8 +30,15 @@ pub(crate) fn pack<R: Ring>(vals: &[R], bits: u32) -> Vec<u8> {
     let w = bytes_per_element(bits);
     let m = low_mask(bits);
     let mut out = Vec::with_capacity(vals.len() * w);
-    for v in vals {
-        out.extend_from_slice(&(v.to_u64() & m).to_le_bytes()[..w]);
+    if w == 8 {
+        // Whole words: a fixed-size copy per element (vectorized).
+        for v in vals {
+            out.extend_from_slice(&v.to_u64().to_le_bytes());
+        }
+    } else {
+        for v in vals {
+            out.extend_from_slice(&(v.to_u64() & m).to_le_bytes()[..w]);
+        }
     }
     out
 }
@@ -70,12 +77,23 @@ pub fn open<R: Ring, T: Transport + ?Sized>(
         )));
     }
     let theirs = t.exchange(&pack(masked_share, bits))?;
-    let theirs: Vec<R> = unpack(&theirs, masked_share.len(), bits)?;
-    let m = R::from_u64(low_mask(bits));
+    let w = bytes_per_element(bits);
+    if theirs.len() != masked_share.len() * w {
+        return Err(MpcError::WrongLength {
+            expected: masked_share.len() * w,
+            got: theirs.len(),
+        });
+    }
+    // The peer's values are read and added in one pass (no unpacked copy).
+    let m = low_mask(bits);
     Ok(masked_share
         .iter()
-        .zip(&theirs)
-        .map(|(a, b)| R::from_u64(a.wadd(*b).to_u64() & m.to_u64()))
+        .zip(theirs.chunks_exact(w))
+        .map(|(a, c)| {
+            let mut b = [0u8; 8];
+            b[..w].copy_from_slice(c);
+            R::from_u64(a.wadd(R::from_u64(u64::from_le_bytes(b))).to_u64() & m)
+        })
         .collect())
 }
 

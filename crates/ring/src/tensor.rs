@@ -324,6 +324,30 @@ impl<R: Ring> RingTensor<R> {
         self.matmul_with(simd::kernel(), o)
     }
 
+    /// The matrix product of `a` (`m x k`) and `b` (`k x n`), both given as
+    /// row-major slices (no tensor to build first, e.g. for parts of an
+    /// opened message); [`RingError::InvalidShape`] if a length does not
+    /// match its dimensions.
+    pub fn matmul_slices(
+        a: &[R],
+        b: &[R],
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Self, RingError> {
+        for (what, got, dims) in [("left", a.len(), [m, k]), ("right", b.len(), [k, n])] {
+            if checked_len(&dims)? != got {
+                return Err(RingError::InvalidShape(format!(
+                    "{what} operand of {got} elements for a {dims:?} matrix"
+                )));
+            }
+        }
+        let len = checked_len(&[m, n])?;
+        let mut out = vec![R::ZERO; len];
+        matmul_into(simd::kernel(), a, b, &mut out, m, k, n);
+        Ok(Self::from_checked_vec(&[m, n], out))
+    }
+
     /// [`matmul`](Self::matmul) with the kernel `kern` (tests of each path).
     pub(crate) fn matmul_with(&self, kern: Kernel, o: &Self) -> Result<Self, RingError> {
         let (m, k) = self.dims2()?;

@@ -330,25 +330,79 @@ impl<R: Ring> TripleKey<R> {
     /// Local step 1: this party's shares of `e = x - a` and `f = y - b`,
     /// concatenated (the message to open).
     /// For [`Bilinear::Mul`] the inputs may have any shape with `len` elements.
+    /// Written straight into the message (no intermediate tensors: for a
+    /// large weight the message is the only buffer of its size).
     pub fn mask(&self, x: &RingTensor<R>, y: &RingTensor<R>) -> Result<Vec<R>, MpcError> {
-        let (e, f) = if let Bilinear::Mul { len } = self.map {
-            (
-                x.reshape(&[len])?.sub(&self.a)?,
-                y.reshape(&[len])?.sub(&self.b)?,
-            )
-        } else {
-            (x.sub(&self.a)?, y.sub(&self.b)?)
-        };
-        let mut msg = e.to_vec();
-        msg.extend_from_slice(f.as_slice());
+        let flat = matches!(self.map, Bilinear::Mul { .. });
+        conforms(x, &self.a, flat)?;
+        conforms(y, &self.b, flat)?;
+        let mut msg = Vec::with_capacity(self.a.len() + self.b.len());
+        for (v, m) in [(x, &self.a), (y, &self.b)] {
+            msg.extend(
+                v.as_slice()
+                    .iter()
+                    .zip(m.as_slice())
+                    .map(|(v, m)| v.wsub(*m)),
+            );
+        }
         Ok(msg)
     }
 
     /// Local step 2: from the opened `e || f` and this party's share of `y`,
     /// this party's share of `x * y`.
     pub fn finish(&self, opened: &[R], y: &RingTensor<R>) -> Result<RingTensor<R>, MpcError> {
-        let (e, f) = self.split_opened(opened)?;
-        self.combine(&e, &f, y)
+        let na = self.a.len();
+        if opened.len() != na + self.b.len() {
+            return Err(MpcError::SizeMismatch {
+                what: "opened e || f",
+                expected: na + self.b.len(),
+                got: opened.len(),
+            });
+        }
+        let (e, f) = opened.split_at(na);
+        self.combine_slices(e, f, y)
+    }
+
+    /// [`TripleKey::combine`] from the opened `e` and `f` as slices: the
+    /// elementwise and matrix products read them in place (a matrix
+    /// product's `f` is a whole weight); a convolution copies them into
+    /// tensors first.
+    pub(crate) fn combine_slices(
+        &self,
+        e: &[R],
+        f: &[R],
+        y: &RingTensor<R>,
+    ) -> Result<RingTensor<R>, MpcError> {
+        match self.map {
+            Bilinear::Mul { len } => {
+                conforms(y, &self.b, true)?;
+                let (c, a, y) = (self.c.as_slice(), self.a.as_slice(), y.as_slice());
+                if e.len() != len || f.len() != len {
+                    return Err(MpcError::SizeMismatch {
+                        what: "opened e || f",
+                        expected: 2 * len,
+                        got: e.len() + f.len(),
+                    });
+                }
+                let z = (0..len)
+                    .map(|i| c[i].wadd(e[i].wmul(y[i])).wadd(a[i].wmul(f[i])))
+                    .collect();
+                Ok(RingTensor::from_vec(&[len], z)?)
+            }
+            Bilinear::MatMul { m, k, n } => {
+                conforms(y, &self.b, false)?;
+                let mut z = self
+                    .c
+                    .add(&RingTensor::matmul_slices(e, y.as_slice(), m, k, n)?)?;
+                z.add_assign(&RingTensor::matmul_slices(self.a.as_slice(), f, m, k, n)?)?;
+                Ok(z)
+            }
+            Bilinear::Conv2d(_) => {
+                let e = RingTensor::from_vec(self.a.shape(), e.to_vec())?;
+                let f = RingTensor::from_vec(self.b.shape(), f.to_vec())?;
+                self.combine(&e, &f, y)
+            }
+        }
     }
 
     /// The opened `e || f` as the tensors `e` (shape of `a`) and `f` (shape
@@ -377,12 +431,14 @@ impl<R: Ring> TripleKey<R> {
         f: &RingTensor<R>,
         y: &RingTensor<R>,
     ) -> Result<RingTensor<R>, MpcError> {
+        let flat;
         let y = if let Bilinear::Mul { len } = self.map {
-            y.reshape(&[len])?
+            flat = y.reshape(&[len])?;
+            &flat
         } else {
-            y.clone()
+            y
         };
-        let mut z = self.c.add(&self.map.apply(e, &y)?)?;
+        let mut z = self.c.add(&self.map.apply(e, y)?)?;
         z.add_assign(&self.map.apply(&self.a, f)?)?;
         Ok(z)
     }
@@ -397,6 +453,20 @@ impl<R: Ring> TripleKey<R> {
         check_party(self.party, t.party())?;
         let opened = open(t, &self.mask(x, y)?, R::BITS)?;
         self.finish(&opened, y)
+    }
+}
+
+/// `Ok` if operand `v` fits its mask `m`: the same shape, or for an
+/// elementwise product (`flat`) the same number of elements.
+fn conforms<R: Ring>(v: &RingTensor<R>, m: &RingTensor<R>, flat: bool) -> Result<(), MpcError> {
+    if v.shape() == m.shape() || (flat && v.len() == m.len()) {
+        Ok(())
+    } else {
+        Err(ariann_ring::RingError::ShapeMismatch {
+            expected: m.shape().to_vec(),
+            got: v.shape().to_vec(),
+        }
+        .into())
     }
 }
 

@@ -172,8 +172,8 @@ pub fn eval_keeping<R: Ring, T: Transport + ?Sized>(
 ) -> Result<RingTensor<R>, MpcError> {
     check_party(key.party, t.party())?;
     let opened = open(t, &key.mask(x, y)?, R::BITS)?;
-    let (e, f) = key.split_opened(&opened)?;
-    let z = key.combine(&e, &f, y)?;
+    let z = key.finish(&opened, y)?;
+    let f = RingTensor::from_vec(key.b.shape(), opened[key.a.len()..].to_vec())?;
     store.keep(index, f, y);
     Ok(z)
 }
@@ -322,12 +322,14 @@ impl<R: Ring> ReuseTripleKey<R> {
             });
         }
         let e = RingTensor::from_vec(self.a.shape(), opened.to_vec())?;
+        let flat;
         let y = if let Bilinear::Mul { len } = self.map {
-            y.reshape(&[len])?
+            flat = y.reshape(&[len])?;
+            &flat
         } else {
-            y.clone()
+            y
         };
-        let mut z = self.c.add(&self.map.apply(&e, &y)?)?;
+        let mut z = self.c.add(&self.map.apply(&e, y)?)?;
         z.add_assign(&self.map.apply(&self.a, &kept.f)?)?;
         Ok(z)
     }
