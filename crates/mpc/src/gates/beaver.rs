@@ -351,15 +351,7 @@ impl<R: Ring> TripleKey<R> {
     /// Local step 2: from the opened `e || f` and this party's share of `y`,
     /// this party's share of `x * y`.
     pub fn finish(&self, opened: &[R], y: &RingTensor<R>) -> Result<RingTensor<R>, MpcError> {
-        let na = self.a.len();
-        if opened.len() != na + self.b.len() {
-            return Err(MpcError::SizeMismatch {
-                what: "opened e || f",
-                expected: na + self.b.len(),
-                got: opened.len(),
-            });
-        }
-        let (e, f) = opened.split_at(na);
+        let (e, f) = self.split_slices(opened)?;
         self.combine_slices(e, f, y)
     }
 
@@ -411,6 +403,15 @@ impl<R: Ring> TripleKey<R> {
         &self,
         opened: &[R],
     ) -> Result<(RingTensor<R>, RingTensor<R>), MpcError> {
+        let (e, f) = self.split_slices(opened)?;
+        let e = RingTensor::from_vec(self.a.shape(), e.to_vec())?;
+        let f = RingTensor::from_vec(self.b.shape(), f.to_vec())?;
+        Ok((e, f))
+    }
+
+    /// The opened `e || f` as the slices `e` (`|a|` elements) and `f`
+    /// (`|b|`); a message of another length is refused.
+    pub(crate) fn split_slices<'o>(&self, opened: &'o [R]) -> Result<(&'o [R], &'o [R]), MpcError> {
         let na = self.a.len();
         if opened.len() != na + self.b.len() {
             return Err(MpcError::SizeMismatch {
@@ -419,9 +420,7 @@ impl<R: Ring> TripleKey<R> {
                 got: opened.len(),
             });
         }
-        let e = RingTensor::from_vec(self.a.shape(), opened[..na].to_vec())?;
-        let f = RingTensor::from_vec(self.b.shape(), opened[na..].to_vec())?;
-        Ok((e, f))
+        Ok(opened.split_at(na))
     }
 
     /// This party's share of `x * y`: `c + e * y + a * f`.

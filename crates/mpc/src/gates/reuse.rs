@@ -173,7 +173,8 @@ pub fn eval_keeping<R: Ring, T: Transport + ?Sized>(
     check_party(key.party, t.party())?;
     let opened = open(t, &key.mask(x, y)?, R::BITS)?;
     let z = key.finish(&opened, y)?;
-    let f = RingTensor::from_vec(key.b.shape(), opened[key.a.len()..].to_vec())?;
+    let (_, f) = key.split_slices(&opened)?;
+    let f = RingTensor::from_vec(key.b.shape(), f.to_vec())?;
     store.keep(index, f, y);
     Ok(z)
 }
