@@ -13,6 +13,8 @@
 //! ```
 //!
 //! `--dir DIR` puts the key files there (default: a temporary directory);
+//! `--variant one-round|small-key` and `--k-cmp K` choose the plan as the
+//! binaries' options of the same names do (default: `Config::default()`);
 //! `--skip-files`, `--skip-stream` leave those stages out. Keys are random
 //! (OS randomness); nothing secret is printed.
 
@@ -22,7 +24,7 @@ use ariann::dealer::ledger::Ledger;
 use ariann::fss::Party;
 use ariann::mpc::secret::SecretBuf;
 use ariann::mpc::{BundleTag, KeyBundle, Plan, PreprocessingSource};
-use ariann::nn::{Config, plan, zoo};
+use ariann::nn::{Config, Variant, plan, zoo};
 use ariann_net::keys::{DealerConfig, DealerStreamSource, KeyJob, KeyServer, KeyServerConfig};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -44,23 +46,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (ariann_net::memory; ARIANN_MALLOC=system for glibc's defaults).
     ariann_net::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let pos: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let valued = ["--dir", "--variant", "--k-cmp"];
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    // Positional arguments: neither an option nor an option's value.
+    let pos: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.starts_with("--") && (*i == 0 || !valued.contains(&args[i - 1].as_str()))
+        })
+        .map(|(_, a)| a)
+        .collect();
     let name = pos.first().map_or("network1", |s| s.as_str());
     let batch: usize = pos.get(1).map_or(Ok(128), |b| b.parse())?;
-    let dir_arg = args
-        .iter()
-        .position(|a| a == "--dir")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from);
+    let dir_arg = value("--dir").map(PathBuf::from);
+    let mut cfg = Config::default();
+    if let Some(v) = value("--variant") {
+        cfg.variant = Variant::from_name(v).ok_or("--variant: one-round or small-key")?;
+    }
+    if let Some(k) = value("--k-cmp") {
+        cfg.k_cmp = k.parse()?;
+    }
     let skip_files = args.iter().any(|a| a == "--skip-files");
     let skip_stream = args.iter().any(|a| a == "--skip-stream");
 
     let (model, _, _) = zoo::by_name(name).ok_or("unknown model")?;
     // The plan `ariann-dealer keys/serve --model NAME --batch B` derives.
     let model = model.fold_batchnorm_architecture();
-    let p: Plan = plan(&model, batch, &Config::default())?;
+    let p: Plan = plan(&model, batch, &cfg)?;
     println!(
-        "{name}, batch {batch}: {} bundles per party; machine: {} threads",
+        "{name}, batch {batch}, {}, k_cmp {}: {} bundles per party; machine: {} threads",
+        cfg.variant.name(),
+        cfg.k_cmp,
         p.gates.len(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );

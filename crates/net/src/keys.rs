@@ -49,16 +49,12 @@ use ariann_mpc::{BundleTag, GateKey, KeyBundle, MpcError, PreprocessingSource, S
 use ariann_proto::KEY_STREAM_VERSION;
 use ariann_proto::v1::key_chunk::Body;
 use ariann_proto::v1::key_stream_client::KeyStreamClient;
-use ariann_proto::v1::key_stream_server::{KeyStream, KeyStreamServer};
 use ariann_proto::v1::pull_message::Body as PullBody;
-use ariann_proto::v1::{
-    KeyAck, KeyBundleChunk, KeyChunk, KeyRequest, KeyStreamHeader, PullMessage,
-};
+use ariann_proto::v1::{KeyAck, KeyChunk, KeyRequest, KeyStreamHeader, PullMessage};
 use ariann_ring::Ring;
 use bytes::Bytes;
 use std::fmt::Display;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,14 +62,15 @@ use thiserror::Error;
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::codec::Streaming;
+use tonic::codegen::BoxFuture;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Endpoint, Identity, Server};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 
 use crate::config::TlsConfig;
+use crate::keywire::{self, Out, Puller, RawKeyStream};
 use crate::link::{chain, refused, tls_cause};
 
 /// Metadata entry marking a plan refusal (value `1`). The dealer's own plan
@@ -270,7 +267,6 @@ enum Event {
 /// One encoded bundle: a [`SecretBuf`] behind `Bytes`, so the chunks are
 /// slices of it (no copy) and it is wiped when the last chunk is dropped.
 type Encoded = Bytes;
-type ChunkStream = Pin<Box<dyn Stream<Item = Result<KeyChunk, Status>> + Send + 'static>>;
 
 struct KeyService {
     job: KeyJob,
@@ -361,18 +357,24 @@ impl KeyService {
     }
 }
 
-#[tonic::async_trait]
-impl KeyStream for KeyService {
-    type PullStream = ChunkStream;
+impl Puller for KeyService {
+    fn start(
+        self: Arc<Self>,
+        leaf: Option<Vec<u8>>,
+        inbound: Streaming<PullMessage>,
+    ) -> BoxFuture<mpsc::Receiver<Out>, Status> {
+        Box::pin(async move { self.pull(leaf, inbound).await })
+    }
+}
 
+impl KeyService {
+    /// A party's call ([`keywire`] writes the messages to the wire): reads
+    /// and checks its request, queues its header and starts its pump.
     async fn pull(
         &self,
-        request: Request<Streaming<PullMessage>>,
-    ) -> Result<Response<Self::PullStream>, Status> {
-        let leaf = request
-            .peer_certs()
-            .and_then(|c| c.first().map(|c| c.as_ref().to_vec()));
-        let mut inbound = request.into_inner();
+        leaf: Option<Vec<u8>>,
+        mut inbound: Streaming<PullMessage>,
+    ) -> Result<mpsc::Receiver<Out>, Status> {
         let first = tokio::time::timeout(Duration::from_secs(30), inbound.message()).await;
         let req = match first {
             Ok(Ok(Some(PullMessage {
@@ -422,7 +424,7 @@ impl KeyStream for KeyService {
             })),
         };
         // Cannot fail: fresh channel with room.
-        let _ = out.try_send(Ok(header));
+        let _ = out.try_send(Ok(keywire::message(&header)));
         tokio::spawn(pump(
             party,
             self.job.bundles,
@@ -432,7 +434,7 @@ impl KeyStream for KeyService {
             out,
             self.events.clone(),
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(rx)
     }
 }
 
@@ -444,7 +446,7 @@ async fn pump(
     chunk: usize,
     mut bundles: mpsc::Receiver<Encoded>,
     mut inbound: Streaming<PullMessage>,
-    out: mpsc::Sender<Result<KeyChunk, Status>>,
+    out: mpsc::Sender<Out>,
     events: std::sync::mpsc::Sender<Event>,
 ) {
     let mut sent = 0u64;
@@ -486,14 +488,7 @@ async fn pump(
                 loop {
                     let end = total.min(at.saturating_add(chunk));
                     let last = end == total;
-                    let msg = KeyChunk {
-                        body: Some(Body::Chunk(KeyBundleChunk {
-                            bundle: sent,
-                            chunk: index,
-                            last,
-                            payload: bytes.slice(at..end),
-                        })),
-                    };
+                    let msg = keywire::chunk_head(sent, index, last, bytes.slice(at..end));
                     if out.send(Ok(msg)).await.is_err() {
                         broken = true;
                         break;
@@ -602,9 +597,7 @@ impl KeyServer {
             events: ev_tx,
             pinned,
         };
-        let svc = KeyStreamServer::new(service)
-            .max_decoding_message_size(64 << 10)
-            .max_encoding_message_size(cfg.chunk_size + CHUNK_OVERHEAD);
+        let svc = RawKeyStream::new(service, 64 << 10);
         let mut builder = Server::builder()
             .tcp_nodelay(true)
             .initial_stream_window_size(KEY_STREAM_WINDOW)

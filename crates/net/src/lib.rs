@@ -88,6 +88,7 @@
 
 mod config;
 pub mod keys;
+mod keywire;
 mod link;
 pub mod memory;
 
