@@ -139,14 +139,9 @@ pub fn plan(model: &Model, batch: usize, cfg: &Config) -> Result<Plan, NnError> 
     model.shapes()?;
     let n = input_len(model, batch)?;
     let mut rec = Recorder::new();
-    forward(
-        &mut rec,
-        model,
-        &Params::zeros(model)?,
-        &vec![0; n],
-        batch,
-        cfg,
-    )?;
+    let params = Params::zeros(model)?;
+    forward(&mut rec, model, &params, &vec![0; n], batch, cfg)?;
+    params.discard_public();
     Ok(Plan::new(64, rec.into_gates()))
 }
 
@@ -223,6 +218,7 @@ pub fn plan_batches(
     if batches > 1 {
         forward(&mut rec, model, &params, &vec![0; n], batch, cfg)?;
     }
+    params.discard_public();
     let mut gates = rec.into_gates();
     let later = gates.len() - first;
     let total = later
