@@ -8,7 +8,10 @@
 //! id, bundle count, ring bits, plan hash, chunk size) and then each bundle
 //! encoded with [`KeyBundle::encode`] and cut into chunks; the party
 //! acknowledges once it has used the last bundle, and only then does the
-//! dealer count that party's stream as finished.
+//! dealer count that party's stream as finished. The dealer's side of the
+//! `Pull` method is written by hand (the private `keywire` module) so that
+//! each bundle goes to HTTP/2 without a copy into gRPC's buffer; the bytes
+//! on the wire are those of the generated code.
 //!
 //! Memory is bounded on both ends: the dealer generates one gate at a time
 //! and keeps at most [`KeyServerConfig::buffer`] encoded bundles per party
