@@ -11,6 +11,7 @@
 //! cargo run --release --example zoo -- --keys streamed     # or ahead, auto (default)
 //! cargo run --release --example zoo -- --variant small-key  # or one-round; default both
 //! cargo run --release --example zoo -- --models resnet20 --batch 8 --profile --no-wan
+//! cargo run --release --example zoo -- --models resnet18 --batch 4 --max-gate-elems 4194304
 //! ```
 //!
 //! `--profile` adds, after each row, where the LAN run's time went layer by
@@ -45,6 +46,11 @@
 //! not fit comfortably in RAM (more than 3 GB per party, predicted from the
 //! job's plan by `ariann::mpc::plan_cost`, without generating any key). MB
 //! are per party; `*_per_image` divide by the batch.
+//! `--max-gate-elems N` sets `Config::max_gate_elems` (default 2^18): a
+//! comparison or truncation layer of more elements is split into bundles of
+//! at most N, one round each, so a larger N means fewer rounds (what a WAN
+//! pays for) and more key memory per bundle (about 0.3-1 KB per element per
+//! party, for the dealer's queue and each party).
 //! `argmax_agreement` compares the private predictions with the cleartext
 //! float predictions of the same weights. ReLU and max-pool are permuted
 //! where they are adjacent (exact; ARIANN and Falcon do the same).
@@ -192,6 +198,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .ok_or_else(|| format!("--variant {v}: expected one-round, small-key or both"))?,
         ],
     };
+    let max_gate_elems = match arg(&args, "--max-gate-elems") {
+        None => Config::default().max_gate_elems,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("--max-gate-elems {v}: expected a positive number").into()),
+        },
+    };
     let mut rng = ChaCha12Rng::seed_from_u64(2026);
     let mut rows = Vec::new();
     for key in &wanted {
@@ -213,6 +226,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let cfg = Config {
                 k_cmp: 24,
                 variant,
+                max_gate_elems,
                 ..Config::default()
             };
             let preprocess = match keys {
@@ -262,7 +276,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let b = batch as f64;
             let mut row = json!({
-                "model": model.name, "key": key, "variant": variant.name(), "dataset": dataset, "batch": batch,
+                "model": model.name, "key": key, "variant": variant.name(), "dataset": dataset, "batch": batch, "max_gate_elems": max_gate_elems,
                 "lan_s": lan.seconds, "wan_s": wan_s,
                 "online_mb": mb, "rounds": lan.stats.rounds,
                 "key_mb_per_party": lan.key_bytes_per_party as f64 / 1e6,
